@@ -1,0 +1,1 @@
+//! `agent-glue`: placeholder, filled by its issue.

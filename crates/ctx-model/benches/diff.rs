@@ -1,0 +1,2 @@
+//! Diff benchmarks.
+fn main() {}

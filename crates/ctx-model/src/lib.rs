@@ -1,0 +1,1 @@
+//! `ctx-model`: placeholder, filled by its issue.

@@ -1,0 +1,1 @@
+//! `gemini-fake`: placeholder, filled by its issue.

@@ -1,0 +1,1 @@
+//! `resume-policy`: placeholder, filled by its issue.
