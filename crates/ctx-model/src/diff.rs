@@ -1,0 +1,321 @@
+//! `diff` and `apply`: the operations that turn one context into another.
+
+use std::collections::HashMap;
+
+use crate::{ChatContext, Error, Item, ItemId};
+
+/// One operation of a [`ContextDiff`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiffOp {
+    /// Removes the item `id` of the old context.
+    Remove {
+        /// Id of the removed item.
+        id: ItemId,
+    },
+    /// Replaces the content of the old item `id`, in place; `item.id() == id`.
+    Replace {
+        /// Id of the edited item.
+        id: ItemId,
+        /// Its new version.
+        item: Item,
+    },
+    /// Inserts `item` right after the item `after` of the resulting context (a surviving old
+    /// item or an item inserted by an earlier `InsertAfter`), or at the front when `None`.
+    /// Used for new items placed before the last surviving old item and for moved items.
+    InsertAfter {
+        /// The anchor, or `None` for the front.
+        after: Option<ItemId>,
+        /// The inserted item.
+        item: Item,
+    },
+    /// Appends `items`, in order, after everything else.
+    Append {
+        /// The appended items.
+        items: Vec<Item>,
+    },
+}
+
+impl DiffOp {
+    /// Whether the op only appends at the end.
+    pub fn is_append(&self) -> bool {
+        matches!(self, Self::Append { .. })
+    }
+}
+
+/// The operations that turn an old [`ChatContext`] into a new one, computed by [`diff`] and
+/// replayed by [`apply`].
+///
+/// The ops come in a fixed order: removals (in old order), replacements (in old order),
+/// insertions (in new order, each anchored on its predecessor in the new context), then at most
+/// one append. [`apply`] reads them as one batch against the old context, so their order only
+/// matters among insertions that share an anchor (they follow it in op order).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContextDiff {
+    ops: Vec<DiffOp>,
+}
+
+impl ContextDiff {
+    /// The operations, in the order described on the type.
+    pub fn ops(&self) -> &[DiffOp] {
+        &self.ops
+    }
+
+    /// Gives the operations back.
+    pub fn into_ops(self) -> Vec<DiffOp> {
+        self.ops
+    }
+
+    /// Whether old and new were equal.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The items appended at the end (empty if none).
+    pub fn appended(&self) -> &[Item] {
+        match self.ops.last() {
+            Some(DiffOp::Append { items }) => items,
+            _ => &[],
+        }
+    }
+
+    /// The ops that touch the old context (everything but the final append).
+    pub fn edits(&self) -> impl Iterator<Item = &DiffOp> + '_ {
+        self.ops.iter().filter(|op| !op.is_append())
+    }
+}
+
+/// Computes the operations that turn `old` into `new`.
+///
+/// # Algorithm
+///
+/// Ids identify items across the two contexts. An item whose id is in both is *common*; the diff
+/// keeps the largest set of common items that appear in the same relative order in both contexts
+/// (a longest increasing subsequence of their old positions, taken in new order), and treats every
+/// other common item as *moved*: a [`DiffOp::Remove`] plus a [`DiffOp::InsertAfter`] of the same
+/// id. Kept items whose content changed become [`DiffOp::Replace`]; new ids become insertions, or
+/// one [`DiffOp::Append`] for those after the last kept item.
+///
+/// Cost: one hash lookup per item of `new` (skipped for the leading run where both contexts have
+/// the same ids at the same positions), one pass over each context, and the patience-sorting LIS,
+/// O(m log m) in the worst case for m common items but O(m) whenever they are already in order
+/// (each step first compares with the current longest run's tail). Appends, edits and removals
+/// therefore diff in linear time; only genuinely shuffled contexts pay the `log m` factor, which
+/// buys the smallest set of moves (a greedy pass would, for instance, move every item when only
+/// the last one was moved to the front).
+///
+/// ```
+/// use ctx_model::{apply, diff, ChatContext, DiffKind};
+///
+/// let old = ChatContext::builder().user("u1", "Hi").model("m1", "Hello").build()?;
+/// let new = ChatContext::builder()
+///     .user("u1", "Hi")
+///     .model("m1", "Hello")
+///     .user("u2", "How are you?")
+///     .build()?;
+/// let d = diff(&old, &new);
+/// assert_eq!(d.classify(), DiffKind::AppendOnly);
+/// assert_eq!(d.appended().len(), 1);
+/// assert_eq!(apply(&old, &d)?, new);
+/// # Ok::<(), ctx_model::Error>(())
+/// ```
+pub fn diff(old: &ChatContext, new: &ChatContext) -> ContextDiff {
+    let old_items = old.items();
+    let new_items = new.items();
+
+    // Old position of every new item whose id the old context holds. The leading run of equal
+    // ids at equal positions needs no hashing.
+    let same_prefix = old_items
+        .iter()
+        .zip(new_items)
+        .take_while(|(a, b)| a.id() == b.id())
+        .count();
+    let old_pos: Vec<Option<usize>> = (0..same_prefix)
+        .map(Some)
+        .chain(
+            new_items[same_prefix..]
+                .iter()
+                .map(|item| old.index_of(item.id())),
+        )
+        .collect();
+
+    let kept_new = longest_ordered_run(&old_pos);
+    let mut kept_old = vec![false; old_items.len()];
+    for (pos, kept) in old_pos.iter().zip(&kept_new) {
+        if let (Some(i), true) = (pos, kept) {
+            kept_old[*i] = true;
+        }
+    }
+
+    let mut ops = Vec::new();
+    for (item, kept) in old_items.iter().zip(&kept_old) {
+        if !kept {
+            ops.push(DiffOp::Remove {
+                id: item.id().clone(),
+            });
+        }
+    }
+    for ((item, pos), kept) in new_items.iter().zip(&old_pos).zip(&kept_new) {
+        if let (Some(i), true) = (pos, kept) {
+            if old_items[*i] != *item {
+                ops.push(DiffOp::Replace {
+                    id: item.id().clone(),
+                    item: item.clone(),
+                });
+            }
+        }
+    }
+    let tail = kept_new.iter().rposition(|k| *k).map_or(0, |last| last + 1);
+    for (j, item) in new_items[..tail].iter().enumerate() {
+        if !kept_new[j] {
+            let after = j.checked_sub(1).map(|p| new_items[p].id().clone());
+            ops.push(DiffOp::InsertAfter {
+                after,
+                item: item.clone(),
+            });
+        }
+    }
+    if tail < new_items.len() {
+        ops.push(DiffOp::Append {
+            items: new_items[tail..].to_vec(),
+        });
+    }
+    ContextDiff { ops }
+}
+
+/// Marks the entries of a longest strictly increasing subsequence of the `Some` positions
+/// (patience sorting; O(m) when the positions are already increasing).
+fn longest_ordered_run(old_pos: &[Option<usize>]) -> Vec<bool> {
+    const NONE: usize = usize::MAX;
+    // (index into old_pos, old position) of the common items, in new order.
+    let common: Vec<(usize, usize)> = old_pos
+        .iter()
+        .enumerate()
+        .filter_map(|(j, pos)| pos.map(|p| (j, p)))
+        .collect();
+    // tails[k]: index into `common` of the smallest tail of an increasing run of length k + 1.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut prev = vec![NONE; common.len()];
+    for (k, &(_, p)) in common.iter().enumerate() {
+        let len = if tails.last().is_none_or(|&t| common[t].1 < p) {
+            tails.len()
+        } else {
+            tails.partition_point(|&t| common[t].1 < p)
+        };
+        if len > 0 {
+            prev[k] = tails[len - 1];
+        }
+        if len == tails.len() {
+            tails.push(k);
+        } else {
+            tails[len] = k;
+        }
+    }
+    let mut kept = vec![false; old_pos.len()];
+    let mut k = tails.last().copied().unwrap_or(NONE);
+    while k != NONE {
+        kept[common[k].0] = true;
+        k = prev[k];
+    }
+    kept
+}
+
+/// Replays `diff` on `old`. For a diff computed by [`diff`]`(old, new)`, the result equals `new`.
+/// Linear in the sizes of `old` and `diff`.
+///
+/// # Errors
+/// When the diff was computed from another context: [`Error::UnknownId`] (removal or replacement
+/// of an id `old` lacks), [`Error::ConflictingOps`], [`Error::IdMismatch`],
+/// [`Error::UnknownAnchor`], or [`Error::DuplicateId`] / [`Error::EmptyId`] for an inserted item.
+pub fn apply(old: &ChatContext, diff: &ContextDiff) -> Result<ChatContext, Error> {
+    // `None`: removed; `Some(item)`: the old item or its replacement.
+    let mut slots: Vec<Option<&Item>> = old.iter().map(Some).collect();
+    let mut touched = vec![false; slots.len()];
+    let mut front: Vec<&Item> = Vec::new();
+    let mut children: HashMap<&ItemId, Vec<&Item>> = HashMap::new();
+    let mut appended: Vec<&Item> = Vec::new();
+    let mut inserted = 0usize;
+
+    for op in diff.ops() {
+        match op {
+            DiffOp::Remove { id } => {
+                let i = touch(old, &mut touched, id)?;
+                slots[i] = None;
+            }
+            DiffOp::Replace { id, item } => {
+                if item.id() != id {
+                    return Err(Error::IdMismatch {
+                        expected: id.clone(),
+                        found: item.id().clone(),
+                    });
+                }
+                let i = touch(old, &mut touched, id)?;
+                slots[i] = Some(item);
+            }
+            DiffOp::InsertAfter { after, item } => {
+                inserted += 1;
+                match after {
+                    None => front.push(item),
+                    Some(anchor) => children.entry(anchor).or_default().push(item),
+                }
+            }
+            DiffOp::Append { items } => appended.extend(items),
+        }
+    }
+
+    let mut out = ChatContext::with_capacity(slots.len() + inserted + appended.len());
+    let mut pending: Vec<&Item> = front.into_iter().rev().collect();
+    let mut emitted = 0usize;
+    emit_inserted(&mut pending, &children, &mut out, &mut emitted)?;
+    for item in slots.into_iter().flatten() {
+        out.push(item.clone())?;
+        if let Some(next) = children.get(item.id()) {
+            pending.extend(next.iter().rev());
+            emit_inserted(&mut pending, &children, &mut out, &mut emitted)?;
+        }
+    }
+    if emitted != inserted {
+        let unreached = diff.ops().iter().find_map(|op| match op {
+            DiffOp::InsertAfter {
+                after: Some(anchor),
+                ..
+            } if !out.contains(anchor) => Some(anchor.clone()),
+            _ => None,
+        });
+        return Err(Error::UnknownAnchor {
+            after: unreached.unwrap_or_else(|| ItemId::new("")),
+        });
+    }
+    for item in appended {
+        out.push(item.clone())?;
+    }
+    Ok(out)
+}
+
+/// Marks the old item `id` as touched by an op, once.
+fn touch(old: &ChatContext, touched: &mut [bool], id: &ItemId) -> Result<usize, Error> {
+    let i = old
+        .index_of(id)
+        .ok_or_else(|| Error::UnknownId { id: id.clone() })?;
+    if std::mem::replace(&mut touched[i], true) {
+        return Err(Error::ConflictingOps { id: id.clone() });
+    }
+    Ok(i)
+}
+
+/// Emits the pending inserted items depth first: each item is followed by the items anchored on
+/// it, in op order. Every anchor's list is expanded at most once (ids in `out` are unique).
+fn emit_inserted<'a>(
+    pending: &mut Vec<&'a Item>,
+    children: &HashMap<&ItemId, Vec<&'a Item>>,
+    out: &mut ChatContext,
+    emitted: &mut usize,
+) -> Result<(), Error> {
+    while let Some(item) = pending.pop() {
+        out.push(item.clone())?;
+        *emitted += 1;
+        if let Some(next) = children.get(item.id()) {
+            pending.extend(next.iter().rev());
+        }
+    }
+    Ok(())
+}
