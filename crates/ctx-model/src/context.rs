@@ -141,6 +141,7 @@ impl ChatContext {
             },
         };
         self.check_new_id(item.id())?;
+        self.index.insert(item.id().clone(), at);
         self.items.insert(at, item);
         self.reindex_from(at);
         Ok(self)
