@@ -1,4 +1,5 @@
 //! `ChatContext`: construction, lookups and edits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ctx_model::{
     ChatContext, ContentPart, Error, FunctionCall, FunctionOutput, Item, ItemId, Message,

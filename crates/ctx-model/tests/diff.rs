@@ -1,4 +1,5 @@
 //! `diff`, `apply` and classification on hand-picked cases, with the exact ops expected.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ctx_model::{ChatContext, DiffKind, DiffOp, Error, Item, Message, apply, diff};
 
