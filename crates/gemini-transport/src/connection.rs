@@ -1,0 +1,498 @@
+//! One WebSocket connection to a Gemini Live endpoint.
+//!
+//! [`Connection`] sends [`ClientMessage`]s as text frames and yields [`ServerMessage`]s decoded
+//! from text or binary frames. Pings are answered while reading (keep a receiver reading). A close
+//! from either side, or a transport that ends without a close frame (1006), surfaces once as
+//! [`Error::Closed`] carrying a classified [`CloseInfo`]; every later call returns the same value.
+//!
+//! The session layer runs a reader and a writer separately: [`Connection::split`] gives a
+//! [`ConnectionSender`] and a [`ConnectionReceiver`] that share the socket and the close state.
+
+use std::{
+    fmt,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::{
+    FutureExt, SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use tokio_tungstenite::tungstenite::{
+    self, Message, Utf8Bytes,
+    error::{CapacityError, ProtocolError},
+    protocol::{CloseFrame, frame::coding::CloseCode},
+};
+
+use crate::{
+    close::{self, CloseClass, CloseInfo, CloseInitiator},
+    config::ConnectConfig,
+    dial::{self, WsStream},
+    endpoint::Endpoint,
+    error::Error,
+    wire::{ClientMessage, ServerMessage, ServerPayload},
+};
+
+/// State both halves see: how the connection ended, and the facts that classify the end.
+#[derive(Debug)]
+struct Shared {
+    authority: String,
+    closed: OnceLock<CloseInfo>,
+    go_away_seen: AtomicBool,
+    client_closing: AtomicBool,
+}
+
+impl Shared {
+    fn after_go_away(&self) -> bool {
+        self.go_away_seen.load(Ordering::Acquire)
+    }
+
+    /// Records the end of the connection (the first record wins) and returns the recorded value.
+    fn record(&self, info: CloseInfo) -> CloseInfo {
+        let recorded = self.closed.get_or_init(|| info).clone();
+        tracing::debug!(
+            authority = %self.authority,
+            code = recorded.code,
+            reason = %recorded.reason,
+            class = %recorded.class,
+            "connection closed"
+        );
+        recorded
+    }
+
+    fn closed_error(&self) -> Option<Error> {
+        self.closed.get().cloned().map(Error::Closed)
+    }
+
+    /// The close of a socket found gone: the recorded close, else 1006 (or a normal close when
+    /// this side was closing).
+    fn gone_info(&self, description: &str) -> CloseInfo {
+        if let Some(info) = self.closed.get() {
+            return info.clone();
+        }
+        let info = if self.client_closing.load(Ordering::Acquire) {
+            CloseInfo::from_client(close::NORMAL, "", self.after_go_away())
+        } else {
+            CloseInfo::abnormal(description, self.after_go_away())
+        };
+        self.record(info)
+    }
+
+    fn gone(&self, description: &str) -> Error {
+        Error::Closed(self.gone_info(description))
+    }
+}
+
+/// An open WebSocket connection to a Gemini Live endpoint.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), gemini_transport::Error> {
+/// use gemini_transport::{ConnectConfig, Connection, Endpoint, wire::{ClientMessage, Setup}};
+/// use secrecy::SecretString;
+///
+/// let endpoint = Endpoint::api_key(SecretString::from(std::env::var("GEMINI_API_KEY").unwrap_or_default()));
+/// let mut connection = Connection::connect(&endpoint, &ConnectConfig::default()).await?;
+/// connection.setup(&ClientMessage::Setup(Box::new(Setup::new("models/gemini-3.8-live")))).await?;
+/// let next = connection.recv().await?;
+/// # let _ = next; Ok(()) }
+/// ```
+pub struct Connection {
+    sender: ConnectionSender,
+    receiver: ConnectionReceiver,
+    setup_timeout: Duration,
+    close_timeout: Duration,
+}
+
+impl Connection {
+    /// Dials `endpoint` (TCP with `TCP_NODELAY`, TLS for `wss://`, WebSocket upgrade carrying the
+    /// credential headers) within `config.connect_timeout`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`], [`Error::Connect`], [`Error::Tls`], [`Error::Handshake`] or
+    /// [`Error::ConnectTimeout`]; none of them holds the credential.
+    pub async fn connect(endpoint: &Endpoint, config: &ConnectConfig) -> Result<Self, Error> {
+        let stream = dial::dial(endpoint, config).await?;
+        Ok(Self::from_stream(stream, endpoint.authority(), config))
+    }
+
+    fn from_stream(stream: WsStream, authority: String, config: &ConnectConfig) -> Self {
+        let shared = Arc::new(Shared {
+            authority,
+            closed: OnceLock::new(),
+            go_away_seen: AtomicBool::new(false),
+            client_closing: AtomicBool::new(false),
+        });
+        let (sink, stream) = stream.split();
+        Self {
+            sender: ConnectionSender {
+                sink,
+                buf: Vec::with_capacity(1024),
+                shared: Arc::clone(&shared),
+            },
+            receiver: ConnectionReceiver { stream, shared },
+            setup_timeout: config.setup_timeout,
+            close_timeout: config.close_timeout,
+        }
+    }
+
+    /// Sends `setup` (normally [`ClientMessage::Setup`]) and waits up to the configured setup
+    /// timeout for `setupComplete`, which it returns (Vertex may put a session id in it).
+    ///
+    /// # Errors
+    /// [`Error::SetupTimeout`]; [`Error::Closed`] when the server closed instead (a refused
+    /// model or resume handle arrives this way); [`Error::UnexpectedSetupReply`] holding the
+    /// message that came first; a decode error for a frame that did not parse.
+    pub async fn setup(&mut self, setup: &ClientMessage) -> Result<ServerMessage, Error> {
+        self.sender.send(setup).await?;
+        let reply = tokio::time::timeout(self.setup_timeout, self.receiver.recv())
+            .await
+            .map_err(|_| Error::SetupTimeout {
+                after: self.setup_timeout,
+            })??;
+        if matches!(reply.payload, Some(ServerPayload::SetupComplete(_))) {
+            Ok(reply)
+        } else {
+            Err(Error::UnexpectedSetupReply(Box::new(reply)))
+        }
+    }
+
+    /// Encodes `message` and sends it as one text frame, flushed.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the connection is closed, [`Error::WebSocket`] when writing fails
+    /// otherwise.
+    pub async fn send(&mut self, message: &ClientMessage) -> Result<(), Error> {
+        self.sender.send(message).await
+    }
+
+    /// Queues `message` without flushing; see [`ConnectionSender::feed`].
+    ///
+    /// # Errors
+    /// As [`Connection::send`].
+    pub async fn feed(&mut self, message: &ClientMessage) -> Result<(), Error> {
+        self.sender.feed(message).await
+    }
+
+    /// Writes everything queued by [`Connection::feed`] to the socket.
+    ///
+    /// # Errors
+    /// As [`Connection::send`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.sender.flush().await
+    }
+
+    /// Sends every message of `messages` in order and flushes once at the end.
+    ///
+    /// # Errors
+    /// As [`Connection::send`]; messages before the failing one were queued.
+    pub async fn send_batch<'a, I>(&mut self, messages: I) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = &'a ClientMessage>,
+    {
+        self.sender.send_batch(messages).await
+    }
+
+    /// The next server message; see [`ConnectionReceiver::recv`].
+    ///
+    /// # Errors
+    /// As [`ConnectionReceiver::recv`]. After [`Error::MessageTooLarge`] this also sends a close
+    /// frame with 1009.
+    pub async fn recv(&mut self) -> Result<ServerMessage, Error> {
+        let result = self.receiver.recv().await;
+        if let Err(Error::MessageTooLarge { .. }) = &result {
+            // Best effort: the socket may already be gone.
+            let _ = self
+                .sender
+                .close(close::MESSAGE_TOO_BIG, "message too big")
+                .await;
+        }
+        result
+    }
+
+    /// Closes the connection with `code` and `reason` and waits (up to the configured close
+    /// timeout) for the server's answer. Server messages that arrive meanwhile are dropped.
+    /// Returns the close as recorded: [`CloseClass::Normal`] when this call started it, or the
+    /// server's close if that came first.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the close frame cannot be written for a reason other than the
+    /// connection being gone already.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<CloseInfo, Error> {
+        self.sender.close(code, reason).await?;
+        let wait = async {
+            loop {
+                match self.receiver.recv().await {
+                    Err(Error::Closed(info)) => return info,
+                    Err(e) if e.ends_connection() => {
+                        return self.receiver.shared.gone_info("closed after a failure");
+                    }
+                    _ => {}
+                }
+            }
+        };
+        match tokio::time::timeout(self.close_timeout, wait).await {
+            Ok(info) => Ok(info),
+            Err(_) => {
+                let after = self.receiver.shared.after_go_away();
+                Ok(self
+                    .receiver
+                    .shared
+                    .record(CloseInfo::from_client(code, reason, after)))
+            }
+        }
+    }
+
+    /// The close, once the connection has ended.
+    #[must_use]
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.receiver.shared.closed.get().cloned()
+    }
+
+    /// Splits into a sender and a receiver that can be used from different tasks.
+    #[must_use]
+    pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("authority", &self.receiver.shared.authority)
+            .field("closed", &self.receiver.shared.closed.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writing half of a [`Connection`].
+pub struct ConnectionSender {
+    sink: SplitSink<WsStream, Message>,
+    buf: Vec<u8>,
+    shared: Arc<Shared>,
+}
+
+impl ConnectionSender {
+    /// Encodes `message` (into a buffer reused across calls) and sends it as one text frame,
+    /// flushed to the socket.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the connection is closed (the recorded close, or 1006 when the
+    /// socket failed); [`Error::WebSocket`] for other write failures.
+    pub async fn send(&mut self, message: &ClientMessage) -> Result<(), Error> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues `message` as a text frame without flushing. Frames reach the socket when the queue
+    /// passes [`ConnectConfig::write_buffer_size`] or at the next flush: feed everything that is
+    /// ready, then [`flush`](Self::flush) once, so a burst costs few write calls.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub async fn feed(&mut self, message: &ClientMessage) -> Result<(), Error> {
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
+        }
+        message.write_json(&mut self.buf);
+        let text = std::str::from_utf8(&self.buf).map_err(|_| Error::WebSocket {
+            detail: "encoded client message is not UTF-8".to_owned(),
+        })?;
+        let frame = Message::Text(Utf8Bytes::from(text));
+        let result = self.sink.feed(frame).await;
+        result.map_err(|e| self.write_failure(e))
+    }
+
+    /// Writes everything queued to the socket and flushes it.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        let result = self.sink.flush().await;
+        result.map_err(|e| self.write_failure(e))
+    }
+
+    /// Queues every message of `messages` in order, then flushes once. Returns how many were sent.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`]; messages before the failing one were queued.
+    pub async fn send_batch<'a, I>(&mut self, messages: I) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = &'a ClientMessage>,
+    {
+        let mut count = 0;
+        for message in messages {
+            self.feed(message).await?;
+            count += 1;
+        }
+        self.flush().await?;
+        Ok(count)
+    }
+
+    /// Sends a close frame with `code` and `reason` and flushes it. The receiver half then yields
+    /// [`Error::Closed`] with [`CloseClass::Normal`] once the server answers. Does nothing when the
+    /// socket is already gone.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when writing the close frame fails for another reason.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
+        self.shared.client_closing.store(true, Ordering::Release);
+        tracing::debug!(authority = %self.shared.authority, code, "closing");
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from(reason),
+        };
+        match self.sink.send(Message::Close(Some(frame))).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.write_failure(e) {
+                Error::Closed(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The close, once the connection has ended.
+    #[must_use]
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.shared.closed.get().cloned()
+    }
+
+    fn write_failure(&self, error: tungstenite::Error) -> Error {
+        match error {
+            tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed
+            | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => {
+                self.shared.gone("connection already closed")
+            }
+            tungstenite::Error::Io(e) => self.shared.gone(&io_description(&e)),
+            other => Error::WebSocket {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionSender")
+            .field("authority", &self.shared.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reading half of a [`Connection`].
+pub struct ConnectionReceiver {
+    stream: SplitStream<WsStream>,
+    shared: Arc<Shared>,
+}
+
+impl ConnectionReceiver {
+    /// The next server message, decoded from a text or a binary frame. Pings are answered
+    /// (the pong is written by the next read, which this call performs itself).
+    ///
+    /// # Errors
+    /// - [`Error::Closed`]: the server closed (its code and reason, classified with whether a
+    ///   `goAway` came first), this side closed ([`CloseClass::Normal`]), or the stream ended
+    ///   without a close frame (1006). Returned again by every later call.
+    /// - a decode error ([`Error::ends_connection`] is `false`): one frame did not parse; the
+    ///   connection goes on.
+    /// - [`Error::MessageTooLarge`]: a frame or message exceeded the configured limit; the
+    ///   connection is unusable.
+    /// - [`Error::WebSocket`]: a protocol violation (e.g. invalid UTF-8 in a text frame).
+    pub async fn recv(&mut self) -> Result<ServerMessage, Error> {
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
+        }
+        loop {
+            let Some(item) = self.stream.next().await else {
+                return Err(self.shared.gone("connection ended without a close frame"));
+            };
+            match item {
+                Ok(Message::Text(text)) => return self.decode(text.as_bytes()),
+                Ok(Message::Binary(bytes)) => return self.decode(&bytes),
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Close(frame)) => return Err(self.closed_by_frame(frame)),
+                Err(error) => return Err(self.read_failure(error)),
+            }
+        }
+    }
+
+    /// The close, once the connection has ended.
+    #[must_use]
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.shared.closed.get().cloned()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<ServerMessage, Error> {
+        let message = ServerMessage::from_json(bytes)?;
+        if matches!(message.payload, Some(ServerPayload::GoAway(_))) {
+            self.shared.go_away_seen.store(true, Ordering::Release);
+        }
+        Ok(message)
+    }
+
+    fn closed_by_frame(&mut self, frame: Option<CloseFrame>) -> Error {
+        let (code, reason) = match frame {
+            Some(frame) => (u16::from(frame.code), frame.reason.as_str().to_owned()),
+            None => (close::NO_STATUS, String::new()),
+        };
+        let after = self.shared.after_go_away();
+        let info = if self.shared.client_closing.load(Ordering::Acquire) {
+            CloseInfo::from_client(code, reason, after)
+        } else {
+            CloseInfo::from_server(code, reason, after)
+        };
+        let recorded = self.shared.record(info);
+        // tungstenite queued the close reply; the next read writes it. Poll once, without
+        // waiting, so the reply leaves now.
+        let _ = self.stream.next().now_or_never();
+        Error::Closed(recorded)
+    }
+
+    fn read_failure(&self, error: tungstenite::Error) -> Error {
+        match error {
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                self.shared.record(CloseInfo {
+                    code: close::MESSAGE_TOO_BIG,
+                    reason: "message too big".to_owned(),
+                    class: CloseClass::NeedsDifferentRequest,
+                    initiator: CloseInitiator::Client,
+                    after_go_away: self.shared.after_go_away(),
+                });
+                Error::MessageTooLarge {
+                    size,
+                    max: max_size,
+                }
+            }
+            tungstenite::Error::Io(e) => self.shared.gone(&io_description(&e)),
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            | tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed => {
+                self.shared.gone("connection reset without a close frame")
+            }
+            other => {
+                let detail = other.to_string();
+                self.shared.record(CloseInfo::abnormal(
+                    detail.clone(),
+                    self.shared.after_go_away(),
+                ));
+                Error::WebSocket { detail }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionReceiver")
+            .field("authority", &self.shared.authority)
+            .field("closed", &self.shared.closed.get())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_description(error: &std::io::Error) -> String {
+    format!("transport failed: {}", error.kind())
+}
