@@ -3,5 +3,6 @@
 //! (Crate docs are completed by issue 2.)
 
 pub mod error;
+pub mod wire;
 
 pub use error::Error;

@@ -1,0 +1,183 @@
+//! Canonical encoding helpers: standard base64, protobuf Durations, int64 as strings, and the
+//! hand-written fast path for realtime audio frames.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serializer;
+use serde::ser::SerializeMap;
+
+use super::tools::Tool;
+
+/// Bytes that serialize as a standard-alphabet, padded base64 string without an intermediate
+/// `String`.
+pub(crate) struct Base64<'a>(pub(crate) &'a [u8]);
+
+impl serde::Serialize for Base64<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&Base64Display::new(self.0, &STANDARD))
+    }
+}
+
+/// `serialize_with` for `Vec<u8>` fields.
+pub(crate) fn bytes<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Base64Display::new(data, &STANDARD))
+}
+
+/// A `google.protobuf.Duration` in its JSON form: seconds with an `s` suffix and 0, 3, 6 or 9
+/// fractional digits (`"50s"`, `"9.500s"`, `"0.000340s"`).
+pub(crate) struct ProtoDuration(pub(crate) Duration);
+
+impl fmt::Display for ProtoDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let nanos = self.0.subsec_nanos();
+        if nanos == 0 {
+            write!(f, "{secs}s")
+        } else if nanos % 1_000_000 == 0 {
+            write!(f, "{secs}.{:03}s", nanos / 1_000_000)
+        } else if nanos % 1_000 == 0 {
+            write!(f, "{secs}.{:06}s", nanos / 1_000)
+        } else {
+            write!(f, "{secs}.{nanos:09}s")
+        }
+    }
+}
+
+/// `serialize_with` for a `Duration` field.
+pub(crate) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&ProtoDuration(*d))
+}
+
+/// `serialize_with` for an `Option<Duration>` field (used with `skip_serializing_if`).
+pub(crate) fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// `serialize_with` for an int64 field: protobuf-JSON writes int64 as a string.
+pub(crate) fn opt_u64_string<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// `serialize_with` for `contextUpdate.tools`: the list travels wrapped as `{"tools": [...]}`.
+pub(crate) fn tools_wrapper<S: Serializer>(
+    tools: &Option<Vec<Tool>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match tools {
+        Some(tools) => {
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry("tools", tools)?;
+            map.end()
+        }
+        None => s.serialize_none(),
+    }
+}
+
+/// `skip_serializing_if` for booleans whose default (`false`) is omitted.
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Writes `{"realtimeInput":{"audio":{"data":"<base64>","mimeType":"<mime>"}}}` into `buf`
+/// directly: no intermediate strings, at most one growth of `buf`. Empty members are omitted,
+/// exactly as the serde path does.
+pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) {
+    const HEAD: &[u8] = br#"{"realtimeInput":{"audio":{"#;
+    const DATA: &[u8] = br#""data":""#;
+    const MIME: &[u8] = br#""mimeType":"#;
+    const TAIL: &[u8] = b"}}}";
+    let b64_len = pcm.len().div_ceil(3) * 4;
+    buf.reserve(HEAD.len() + DATA.len() + b64_len + MIME.len() + mime_type.len() + 4 + TAIL.len());
+    buf.extend_from_slice(HEAD);
+    if !pcm.is_empty() {
+        buf.extend_from_slice(DATA);
+        let start = buf.len();
+        buf.resize(start + b64_len, 0);
+        // The slice has exactly the padded length, so `encode_slice` cannot fail; the fallback
+        // keeps the frame correct regardless.
+        match STANDARD.encode_slice(pcm, &mut buf[start..]) {
+            Ok(written) => buf.truncate(start + written),
+            Err(_) => {
+                buf.truncate(start);
+                buf.extend_from_slice(STANDARD.encode(pcm).as_bytes());
+            }
+        }
+        buf.push(b'"');
+        if !mime_type.is_empty() {
+            buf.push(b',');
+        }
+    }
+    if !mime_type.is_empty() {
+        buf.extend_from_slice(MIME);
+        write_json_string(buf, mime_type);
+    }
+    buf.extend_from_slice(TAIL);
+}
+
+/// Appends `s` as a JSON string literal (quoted, escaped).
+fn write_json_string(buf: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        let mut ser = serde_json::Serializer::new(&mut *buf);
+        // Writing a `str` into a `Vec` cannot fail.
+        let _ = ser.serialize_str(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_use_protobuf_precision() {
+        assert_eq!(ProtoDuration(Duration::from_secs(50)).to_string(), "50s");
+        assert_eq!(
+            ProtoDuration(Duration::from_millis(9_500)).to_string(),
+            "9.500s"
+        );
+        assert_eq!(
+            ProtoDuration(Duration::from_micros(340)).to_string(),
+            "0.000340s"
+        );
+        assert_eq!(
+            ProtoDuration(Duration::from_nanos(1)).to_string(),
+            "0.000000001s"
+        );
+    }
+
+    #[test]
+    fn audio_frame_is_canonical_json() {
+        let mut buf = b"stale".to_vec();
+        buf.clear();
+        write_audio_frame(&mut buf, &[0, 0, 0, 16], "audio/pcm;rate=16000");
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            r#"{"realtimeInput":{"audio":{"data":"AAAAEA==","mimeType":"audio/pcm;rate=16000"}}}"#
+        );
+        buf.clear();
+        write_audio_frame(&mut buf, &[], "a\"b");
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            r#"{"realtimeInput":{"audio":{"mimeType":"a\"b"}}}"#
+        );
+        buf.clear();
+        write_audio_frame(&mut buf, &[1], "");
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            r#"{"realtimeInput":{"audio":{"data":"AQ=="}}}"#
+        );
+    }
+}
