@@ -7,6 +7,7 @@ use std::hash::Hash;
 
 use serde_json::Value;
 
+use crate::id_hash::IdHashState;
 use crate::{ChatContextBuilder, Error, FunctionCall, FunctionOutput, Item, ItemId, Message};
 
 /// An ordered list of [`Item`]s whose ids are unique.
@@ -20,7 +21,7 @@ use crate::{ChatContextBuilder, Error, FunctionCall, FunctionOutput, Item, ItemI
 #[derive(Clone, Default)]
 pub struct ChatContext {
     items: Vec<Item>,
-    index: HashMap<ItemId, usize>,
+    index: HashMap<ItemId, usize, IdHashState>,
 }
 
 impl ChatContext {
@@ -49,7 +50,7 @@ impl ChatContext {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             items: Vec::with_capacity(capacity),
-            index: HashMap::with_capacity(capacity),
+            index: HashMap::with_capacity_and_hasher(capacity, IdHashState::default()),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::id_hash::IdHashState;
 use crate::{ChatContext, Error, Item, ItemId};
 
 /// One operation of a [`ContextDiff`].
@@ -146,7 +147,19 @@ pub fn diff(old: &ChatContext, new: &ChatContext) -> ContextDiff {
         }
     }
 
-    let mut ops = Vec::new();
+    // Kept items whose content changed, found first so that `ops` is allocated once.
+    let replaced: Vec<usize> = (0..new_items.len())
+        .filter(|&j| match old_pos[j] {
+            Some(i) if kept_new[j] => old_items[i] != new_items[j],
+            _ => false,
+        })
+        .collect();
+    let kept_count = kept_new.iter().filter(|k| **k).count();
+    let tail = kept_new.iter().rposition(|k| *k).map_or(0, |last| last + 1);
+    let removed_count = old_items.len() - kept_count;
+    let inserted_count = tail - kept_count;
+    let mut ops = Vec::with_capacity(removed_count + replaced.len() + inserted_count + 1);
+
     for (item, kept) in old_items.iter().zip(&kept_old) {
         if !kept {
             ops.push(DiffOp::Remove {
@@ -154,17 +167,12 @@ pub fn diff(old: &ChatContext, new: &ChatContext) -> ContextDiff {
             });
         }
     }
-    for ((item, pos), kept) in new_items.iter().zip(&old_pos).zip(&kept_new) {
-        if let (Some(i), true) = (pos, kept) {
-            if old_items[*i] != *item {
-                ops.push(DiffOp::Replace {
-                    id: item.id().clone(),
-                    item: item.clone(),
-                });
-            }
-        }
+    for j in replaced {
+        ops.push(DiffOp::Replace {
+            id: new_items[j].id().clone(),
+            item: new_items[j].clone(),
+        });
     }
-    let tail = kept_new.iter().rposition(|k| *k).map_or(0, |last| last + 1);
     for (j, item) in new_items[..tail].iter().enumerate() {
         if !kept_new[j] {
             let after = j.checked_sub(1).map(|p| new_items[p].id().clone());
@@ -230,10 +238,8 @@ pub fn apply(old: &ChatContext, diff: &ContextDiff) -> Result<ChatContext, Error
     // `None`: removed; `Some(item)`: the old item or its replacement.
     let mut slots: Vec<Option<&Item>> = old.iter().map(Some).collect();
     let mut touched = vec![false; slots.len()];
-    let mut front: Vec<&Item> = Vec::new();
-    let mut children: HashMap<&ItemId, Vec<&Item>> = HashMap::new();
+    let mut inserted = Insertions::default();
     let mut appended: Vec<&Item> = Vec::new();
-    let mut inserted = 0usize;
 
     for op in diff.ops() {
         match op {
@@ -251,29 +257,18 @@ pub fn apply(old: &ChatContext, diff: &ContextDiff) -> Result<ChatContext, Error
                 let i = touch(old, &mut touched, id)?;
                 slots[i] = Some(item);
             }
-            DiffOp::InsertAfter { after, item } => {
-                inserted += 1;
-                match after {
-                    None => front.push(item),
-                    Some(anchor) => children.entry(anchor).or_default().push(item),
-                }
-            }
+            DiffOp::InsertAfter { after, item } => inserted.add(after.as_ref(), item),
             DiffOp::Append { items } => appended.extend(items),
         }
     }
 
-    let mut out = ChatContext::with_capacity(slots.len() + inserted + appended.len());
-    let mut pending: Vec<&Item> = front.into_iter().rev().collect();
-    let mut emitted = 0usize;
-    emit_inserted(&mut pending, &children, &mut out, &mut emitted)?;
+    let mut out = ChatContext::with_capacity(slots.len() + inserted.len() + appended.len());
+    inserted.emit_after(None, &mut out)?;
     for item in slots.into_iter().flatten() {
         out.push(item.clone())?;
-        if let Some(next) = children.get(item.id()) {
-            pending.extend(next.iter().rev());
-            emit_inserted(&mut pending, &children, &mut out, &mut emitted)?;
-        }
+        inserted.emit_after(Some(item.id()), &mut out)?;
     }
-    if emitted != inserted {
+    if inserted.emitted != inserted.len() {
         let unreached = diff.ops().iter().find_map(|op| match op {
             DiffOp::InsertAfter {
                 after: Some(anchor),
@@ -302,20 +297,62 @@ fn touch(old: &ChatContext, touched: &mut [bool], id: &ItemId) -> Result<usize, 
     Ok(i)
 }
 
-/// Emits the pending inserted items depth first: each item is followed by the items anchored on
-/// it, in op order. Every anchor's list is expanded at most once (ids in `out` are unique).
-fn emit_inserted<'a>(
-    pending: &mut Vec<&'a Item>,
-    children: &HashMap<&ItemId, Vec<&'a Item>>,
-    out: &mut ChatContext,
-    emitted: &mut usize,
-) -> Result<(), Error> {
-    while let Some(item) = pending.pop() {
-        out.push(item.clone())?;
-        *emitted += 1;
-        if let Some(next) = children.get(item.id()) {
-            pending.extend(next.iter().rev());
+const NO_ITEM: usize = usize::MAX;
+
+/// The `InsertAfter` ops of a diff as a forest: for each anchor (`None` for the front), the
+/// items inserted after it, in op order, as a linked list (no allocation per anchor).
+#[derive(Default)]
+struct Insertions<'a> {
+    items: Vec<&'a Item>,
+    next_sibling: Vec<usize>,
+    /// First and last inserted item of each anchor's list.
+    lists: HashMap<Option<&'a ItemId>, (usize, usize), IdHashState>,
+    /// Depth-first work list, kept between calls.
+    pending: Vec<usize>,
+    emitted: usize,
+}
+
+impl<'a> Insertions<'a> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn add(&mut self, after: Option<&'a ItemId>, item: &'a Item) {
+        let k = self.items.len();
+        self.items.push(item);
+        self.next_sibling.push(NO_ITEM);
+        match self.lists.get_mut(&after) {
+            Some((_, last)) => {
+                self.next_sibling[*last] = k;
+                *last = k;
+            }
+            None => {
+                self.lists.insert(after, (k, k));
+            }
         }
     }
-    Ok(())
+
+    /// Pushes the items inserted after `anchor`, depth first: each item is followed by the
+    /// items anchored on it, then by its next sibling. Each list is walked at most once, since
+    /// an id is emitted at most once (`out` refuses duplicates).
+    fn emit_after(&mut self, anchor: Option<&ItemId>, out: &mut ChatContext) -> Result<(), Error> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        if let Some(&(first, _)) = self.lists.get(&anchor) {
+            self.pending.push(first);
+        }
+        while let Some(k) = self.pending.pop() {
+            let item = self.items[k];
+            out.push(item.clone())?;
+            self.emitted += 1;
+            if self.next_sibling[k] != NO_ITEM {
+                self.pending.push(self.next_sibling[k]);
+            }
+            if let Some(&(child, _)) = self.lists.get(&Some(item.id())) {
+                self.pending.push(child);
+            }
+        }
+        Ok(())
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 /// The stable identifier of one item in a [`ChatContext`](crate::ChatContext).
 ///
@@ -11,14 +12,15 @@ use std::fmt;
 /// plus an insertion. This crate never generates ids itself.
 ///
 /// Any string is a valid `ItemId` value; a [`ChatContext`](crate::ChatContext) refuses the empty
-/// one with [`Error::EmptyId`](crate::Error::EmptyId).
+/// one with [`Error::EmptyId`](crate::Error::EmptyId). Cloning is cheap (a shared, immutable
+/// string), so diffs and indexes can copy ids freely.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ItemId(String);
+pub struct ItemId(Arc<str>);
 
 impl ItemId {
     /// Wraps a caller-chosen id.
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self(Arc::from(id.into()))
     }
 
     /// The id as a string slice.
@@ -31,9 +33,9 @@ impl ItemId {
         self.0.is_empty()
     }
 
-    /// Unwraps the id into its string.
+    /// The id as an owned string.
     pub fn into_string(self) -> String {
-        self.0
+        String::from(&*self.0)
     }
 }
 
@@ -51,19 +53,19 @@ impl fmt::Display for ItemId {
 
 impl From<&str> for ItemId {
     fn from(id: &str) -> Self {
-        Self::new(id)
+        Self(Arc::from(id))
     }
 }
 
 impl From<String> for ItemId {
     fn from(id: String) -> Self {
-        Self(id)
+        Self::new(id)
     }
 }
 
 impl From<&String> for ItemId {
     fn from(id: &String) -> Self {
-        Self(id.clone())
+        Self(Arc::from(id.as_str()))
     }
 }
 
@@ -81,12 +83,12 @@ impl AsRef<str> for ItemId {
 
 impl PartialEq<str> for ItemId {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl PartialEq<&str> for ItemId {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }

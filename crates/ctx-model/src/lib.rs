@@ -63,6 +63,7 @@ mod context;
 mod diff;
 mod error;
 mod id;
+mod id_hash;
 mod item;
 
 pub use builder::ChatContextBuilder;
