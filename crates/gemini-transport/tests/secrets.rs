@@ -158,7 +158,13 @@ fn connects_errors_and_tracing_output_never_hold_a_secret() {
             .await
             .unwrap_err();
         assert!(
-            matches!(error, Error::InvalidEndpoint { field: "api_key", .. }),
+            matches!(
+                error,
+                Error::InvalidEndpoint {
+                    field: "api_key",
+                    ..
+                }
+            ),
             "{error:?}"
         );
         let _ = writeln!(formatted, "{}", format_all(&error));
