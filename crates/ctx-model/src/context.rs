@@ -66,6 +66,30 @@ impl ChatContext {
         Ok(self)
     }
 
+    /// Appends `items` in order, all or nothing.
+    ///
+    /// # Errors
+    /// [`Error::EmptyId`] or [`Error::DuplicateId`] (against the context or among `items`) for
+    /// the first offending item; the context is then unchanged.
+    pub fn extend(&mut self, items: impl IntoIterator<Item = Item>) -> Result<&mut Self, Error> {
+        let items: Vec<Item> = items.into_iter().collect();
+        let mut fresh: HashSet<&ItemId, IdHashState> = HashSet::default();
+        for item in &items {
+            self.check_new_id(item.id())?;
+            if !fresh.insert(item.id()) {
+                return Err(Error::DuplicateId {
+                    id: item.id().clone(),
+                });
+            }
+        }
+        self.items.reserve(items.len());
+        for item in items {
+            self.index.insert(item.id().clone(), self.items.len());
+            self.items.push(item);
+        }
+        Ok(self)
+    }
+
     /// Appends a typed user message with one text part.
     ///
     /// # Errors
@@ -269,8 +293,17 @@ impl ChatContext {
         self.items.starts_with(&prefix.items)
     }
 
-    /// Function calls that no later-or-earlier [`FunctionOutput`] answers (matched by
-    /// `call_id`), in order. O(n).
+    /// The number of leading items `self` and `other` share (same ids, same content).
+    pub fn common_prefix_len(&self, other: &ChatContext) -> usize {
+        self.items
+            .iter()
+            .zip(&other.items)
+            .take_while(|(a, b)| a == b)
+            .count()
+    }
+
+    /// Function calls that no [`FunctionOutput`] of the context answers (matched by `call_id`),
+    /// in order. O(n).
     pub fn pending_calls(&self) -> Vec<&FunctionCall> {
         let answered: HashSet<&str> = self
             .items

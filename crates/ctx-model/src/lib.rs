@@ -15,6 +15,11 @@
 //! items (not deliverable on that session: it is reported as a divergence, or the session is
 //! started afresh and seeded with the whole desired context).
 //!
+//! "What the server holds" is whatever context the caller passes as the held side: the mirror
+//! while a connection is up, or `mirror.prefix(n)` when only the first `n` items are known to be
+//! covered by a resumption handle (items after that point must be sent again anyway, so edits of
+//! them are not divergences).
+//!
 //! This crate answers that question and nothing more. It is pure: no IO, no clock, no wire
 //! names, no async.
 //!

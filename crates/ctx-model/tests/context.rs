@@ -236,3 +236,43 @@ fn equality_ignores_how_a_context_was_built() {
         built
     );
 }
+
+#[test]
+fn extend_is_all_or_nothing() {
+    let mut context = ChatContext::builder().user("a", "1").build().unwrap();
+    let clash_inside = vec![item_b(), Message::user("c", "3").into(), item_b()];
+    assert_eq!(
+        context.extend(clash_inside).unwrap_err(),
+        Error::DuplicateId { id: "b".into() }
+    );
+    let clash_with_context = vec![item_b(), Message::user("a", "again").into()];
+    assert_eq!(
+        context.extend(clash_with_context).unwrap_err(),
+        Error::DuplicateId { id: "a".into() }
+    );
+    assert_eq!(ids(&context), ["a"]);
+    context
+        .extend([item_b(), Message::user("c", "3").into()])
+        .unwrap();
+    assert_eq!(ids(&context), ["a", "b", "c"]);
+    assert_eq!(context.index_of("c"), Some(2));
+}
+
+fn item_b() -> Item {
+    Message::model("b", "2").into()
+}
+
+#[test]
+fn common_prefix_len_stops_at_the_first_difference() {
+    let a = ChatContext::builder()
+        .user("a", "1")
+        .model("b", "2")
+        .user("c", "3")
+        .build()
+        .unwrap();
+    let mut b = a.clone();
+    b.replace(Message::model("b", "edited")).unwrap();
+    assert_eq!(a.common_prefix_len(&b), 1);
+    assert_eq!(a.common_prefix_len(&a.prefix(2)), 2);
+    assert_eq!(a.common_prefix_len(&ChatContext::new()), 0);
+}
