@@ -69,4 +69,6 @@ pub use endpoint::{
     vertex_model_name,
 };
 pub use error::Error;
+/// Credentials are kept in this type (re-exported from `secrecy`), which never prints its value.
+pub use secrecy::SecretString;
 pub use tls::default_client_config;
