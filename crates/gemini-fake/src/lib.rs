@@ -1,1 +1,147 @@
-//! `gemini-fake`: placeholder, filled by its issue.
+//! `gemini-fake`: a faithful local Gemini Live server with fault injection and inspection.
+//!
+//! # The domain
+//!
+//! Google's Gemini Live API (`BidiGenerateContent`) is a WebSocket protocol. A *connection*
+//! starts with a `setup` frame and lasts about ten minutes; a *session* (the model's
+//! conversation state) outlives it through *resumption handles* that the server hands out in
+//! `sessionResumptionUpdate` messages. Libraries that promise "exactly-once context across
+//! reconnects" must be tested against drops, `goAway`s, refused and stale handles, and the model
+//! families' different rules for `clientContent`. No test machine reaches Google and nobody wants
+//! to spend quota on reconnect tests, so this crate is the server the tests, the examples and
+//! users run against: in-process ([`FakeServer::start`]) or as the `gemini-fake` binary.
+//!
+//! It keeps its own model of server state on top of the transport's wire types (never the
+//! client's `ctx-model`), so that one misunderstanding cannot hide itself on both sides.
+//!
+//! # Serving
+//!
+//! - Paths `/ws/google.ai.generativelanguage.{v1,v1beta,v1alpha}.GenerativeService.{BidiGenerateContent,BidiGenerateContentConstrained}`
+//!   (a doubled slash is tolerated) or, with [`FakeConfig::with_vertex`], the Vertex path
+//!   `/ws/google.cloud.aiplatform.{v1,v1beta1}.LlmBidiService/BidiGenerateContent`. Other paths
+//!   get HTTP 404.
+//! - Credentials: `x-goog-api-key`, `Authorization: Token …` / `Bearer …`, `?key=`,
+//!   `?access_token=`. When a key is configured and none matches, the upgrade succeeds and the
+//!   server closes at once with 1007 `API key not valid. Please pass a valid API key.` (one of the
+//!   two behaviours seen from the real service).
+//! - Server JSON in binary frames by default ([`FrameKind`]); client frames of either kind;
+//!   pings answered. Client frames are decoded strictly by
+//!   [`gemini_transport::wire::ClientMessage::from_json`]: both key spellings and both base64
+//!   alphabets, unknown fields rejected with 1007.
+//!
+//! # Rules enforced (close codes as the service uses them)
+//!
+//! - The first frame must be `setup` and there must be only one: otherwise 1007
+//!   `Request contains an invalid argument.`; an undecodable frame also gets 1007.
+//! - Unknown model (not one of [`Family::model_ids`] for the configured family and surface): 1008
+//!   `models/X is not found for API version V, …`.
+//! - [`Family`] capabilities: on 3.1, `clientContent` outside the initial-history phase → 1007;
+//!   `contextUpdate` outside 3.8 → 1007; `sessionResumption.transparent` outside Vertex → 1007.
+//! - `activityStart`/`activityEnd` while automatic activity detection is on → 1007.
+//!
+//! # The scripted model
+//!
+//! Deterministic, so a test can predict every frame:
+//!
+//! - **Input.** A user turn is: `clientContent` with `turnComplete: true` (its turns are appended
+//!   to the context first; with `turnComplete: false` they are only appended), a
+//!   `realtimeInput.text` (appended as a user text turn), or speech. The model answers the text
+//!   `T` of the *last user turn added since its previous answer started* (`""` if none).
+//! - **Answer.** `echo: T`, cut into chunks of one word each (trailing space included, so the
+//!   chunks concatenate to the answer), one chunk per `chunk_interval` (5 ms by default), the first
+//!   one interval after the input. TEXT modality: each chunk is a `modelTurn` text part. AUDIO
+//!   modality (the default when `responseModalities` is absent): each chunk is 40 ms of a 440 Hz
+//!   sine as 24 kHz 16-bit PCM in `modelTurn.inlineData`, plus the chunk's text as
+//!   `outputTranscription` when the setup enabled it (in the same frame on 3.x, in the next frame
+//!   on 2.5). Then `{"serverContent":{"generationComplete":true}}`, then
+//!   `{"serverContent":{"turnComplete":true},"usageMetadata":{…}}` where token counts are word
+//!   counts (prompt: the whole context; response: the answer). The answer is appended to the
+//!   context as a model turn ([`Part::Text`], or [`Part::AudioTranscript`] for audio).
+//! - **Tools.** If a function declared in the setup (or by `contextUpdate`) has its name in `T`
+//!   (the first declared one that occurs), the model instead sends
+//!   `{"toolCall":{"functionCalls":[{"id":"call-<session>-<n>","name":NAME}]}}` (n counts calls
+//!   per session from 1, args empty), appends a model turn with the call, and waits. A
+//!   `toolResponse` answering every pending call appends a user turn with the responses and
+//!   starts a new generation answering `NAME returned <response as compact JSON>` (several
+//!   responses joined by a space), unless every response has `scheduling: SILENT`. Responses for
+//!   cancelled, answered or unknown ids are recorded ([`ResponseFate`]) and ignored.
+//! - **Interruption.** `clientContent`, realtime text, `activityStart`, or the start of speech
+//!   (unless `NO_INTERRUPTION`) while the model generates or waits for a tool response cuts it
+//!   off: `toolCallCancellation` with the pending ids (if any), `{"interrupted":true}`, then
+//!   `turnComplete` with usage (no `generationComplete`). The part already produced is appended to
+//!   the context as the model turn. Then the new input is processed.
+//! - **Speech.** With automatic activity detection, an audio chunk whose RMS exceeds the threshold
+//!   (500) is speech; after `silenceDurationMs` (setup) or 500 ms of silence, or on
+//!   `audioStreamEnd`, the speech becomes a user turn `[audio 1.20s]` (seconds from the first to
+//!   the last voiced chunk), sent as a finished `inputTranscription` when enabled. With
+//!   `automaticActivityDetection.disabled`, the audio between `activityStart` and `activityEnd`
+//!   makes the turn.
+//! - **History.** With `historyConfig.initialHistoryInClientContent`, every connection (resumed
+//!   or not) first takes `clientContent` as history, appended without any answer, until one has
+//!   `turnComplete: true` (strict behaviour, protocol notes 7.8).
+//!
+//! # Resumption
+//!
+//! Only when the setup carries `sessionResumption`. A resumable update with a new handle
+//! (`fake-handle-<session>-<n>`) is sent after `setupComplete`, after every message that changed
+//! the session while the model is idle (in transparent mode after every message while idle), and
+//! at every `turnComplete`. When a generation starts (also the continuation after a tool
+//! response) a `{}` update (not resumable) is sent, and none with a handle until the model is idle
+//! again. **A handle is a snapshot** of the model state (context and pending calls) at issuance;
+//! resuming from it makes the session's context exactly that snapshot, so resuming from an older
+//! handle loses what came after it. The session's journal (generations, calls, responses,
+//! answers, connections) is never rolled back. Handles stay valid while their session has an open
+//! connection, and for the expiry (2 h) after the later of their issuance and the session's last
+//! disconnect; unknown or expired handles close the resumed setup with 1007. In transparent mode
+//! every update carries `lastConsumedClientMessageIndex` ([`IndexConvention`]). With a handle lag
+//! of N, a handle's snapshot is the state N client messages back (never before the last message
+//! the model visibly answered), and the index says so.
+//!
+//! With a connection lifetime, `goAway{timeLeft}` is sent `go_away_lead` before the end, and the
+//! connection is closed at the end with the configured [`LifetimeEnd`].
+//!
+//! # Example
+//!
+//! ```
+//! use gemini_fake::{FakeConfig, FakeServer, Family};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), gemini_fake::Error> {
+//! let server = FakeServer::start(FakeConfig::new().with_family(Family::Gemini38)).await?;
+//! assert!(server.url().starts_with("ws://127.0.0.1:"));
+//! assert!(server.sessions().is_empty());
+//! server.faults().stall();
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod connection;
+mod context;
+mod conversation;
+mod endpoint;
+mod error;
+mod family;
+mod faults;
+mod handles;
+mod inspect;
+mod outbound;
+mod script;
+mod server;
+mod session;
+mod setup;
+mod shared;
+mod vad;
+
+pub use config::{FakeConfig, FrameKind, IndexConvention, LifetimeEnd};
+pub use context::{Part, PendingCall, Role, Turn};
+pub use error::Error;
+pub use family::{Capabilities, Family};
+pub use faults::{FaultAction, Faults, Trigger};
+pub use inspect::ServerView;
+pub use server::FakeServer;
+pub use session::{
+    AnswerRecord, ConnectionEnd, ConnectionId, ConnectionRecord, IssuedHandle, ReceivedFrame,
+    ResponseFate, SessionId, SessionSnapshot, ToolCallRecord, ToolResponseRecord,
+};

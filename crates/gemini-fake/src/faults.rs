@@ -1,0 +1,129 @@
+//! Fault injection from the test's side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::shared::{Control, Shared};
+
+/// When a scheduled fault fires. Scheduled faults form a queue: only the head is armed, and
+/// each fires once, in the order scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trigger {
+    /// When the next `setup` frame arrives, before it is answered.
+    SetupReceived,
+    /// Right after the next `setupComplete` is sent.
+    SetupCompleteSent,
+    /// After the N-th client message (not counting `setup`) received from the moment this fault
+    /// becomes the head of the queue, once that message has been processed.
+    ClientMessages(u32),
+}
+
+/// What a scheduled fault does to the connection that fired it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultAction {
+    /// Drop the TCP connection without a close frame.
+    Drop,
+    /// Close with this code and reason.
+    Close(u16, String),
+    /// Send `goAway` with this `timeLeft` (the connection then ends at the deadline with the
+    /// configured lifetime close).
+    GoAway(Duration),
+}
+
+/// Fault injection handle (cheap to clone). Every method acts at once; methods addressed to
+/// connections act on every open connection.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Faults {
+    /// Drops every open connection without a close frame (TCP reset); clients see 1006.
+    pub fn drop_connections(&self) {
+        self.shared.read(|state| state.broadcast(&Control::Drop));
+    }
+
+    /// Closes every open connection with this code and reason.
+    pub fn close_connections(&self, code: u16, reason: &str) {
+        self.shared
+            .read(|state| state.broadcast(&Control::Close(code, reason.to_owned())));
+    }
+
+    /// The next setup that carries a handle is closed with this code and reason (typically 1007
+    /// `Request contains an invalid argument.` or 1011), whatever the handle.
+    pub fn refuse_next_resume(&self, code: u16, reason: &str) {
+        self.shared.update(|state| {
+            state.faults.refuse_next_resume = Some((code, reason.to_owned()));
+        });
+    }
+
+    /// Forgets every handle issued so far: resuming from any of them closes with 1007.
+    pub fn expire_all_handles(&self) {
+        self.shared.update(|state| state.handles.expire_all());
+    }
+
+    /// Refuses the next `count` WebSocket upgrades with this HTTP status (dial failures).
+    pub fn refuse_upgrades(&self, count: u32, status: u16) {
+        self.shared.update(|state| {
+            state.faults.refuse_upgrades = (count > 0).then_some((count, status));
+        });
+    }
+
+    /// Stops sending data frames, on open and future connections, until [`Faults::unstall`].
+    /// Frames produced meanwhile are held and sent in order afterwards; closes still happen.
+    pub fn stall(&self) {
+        self.set_sending(|faults| faults.stalled = true);
+    }
+
+    /// Ends a [`Faults::stall`].
+    pub fn unstall(&self) {
+        self.set_sending(|faults| faults.stalled = false);
+    }
+
+    /// Sends every data frame this long after it was produced (order kept); `Duration::ZERO`
+    /// ends the delay.
+    pub fn delay_frames(&self, delay: Duration) {
+        self.set_sending(|faults| faults.delay = delay);
+    }
+
+    /// Sends a frame that is not valid JSON (`{"serverContent": `) on every open connection.
+    pub fn send_malformed(&self) {
+        self.send_raw(b"{\"serverContent\": ".to_vec(), true);
+    }
+
+    /// Sends this payload as one frame (binary or text), unchecked, on every open connection.
+    pub fn send_raw(&self, payload: Vec<u8>, binary: bool) {
+        self.shared
+            .read(|state| state.broadcast(&Control::SendRaw(payload, binary)));
+    }
+
+    /// Sends `goAway` with this `timeLeft` now; each connection then ends at that deadline with
+    /// the configured lifetime close.
+    pub fn go_away(&self, time_left: Duration) {
+        self.shared
+            .read(|state| state.broadcast(&Control::GoAway(time_left)));
+    }
+
+    /// Queues a fault that fires on a later event (see [`Trigger`]).
+    pub fn schedule(&self, trigger: Trigger, action: FaultAction) {
+        self.shared
+            .update(|state| state.faults.scheduled.push_back((trigger, action)));
+    }
+
+    /// Removes every scheduled fault that has not fired.
+    pub fn clear_scheduled(&self) {
+        self.shared.update(|state| {
+            state.faults.scheduled.clear();
+            state.faults.counted = 0;
+        });
+    }
+
+    fn set_sending(&self, change: impl FnOnce(&mut crate::shared::FaultState)) {
+        self.shared.update(|state| {
+            change(&mut state.faults);
+            state.broadcast(&Control::Wake);
+        });
+    }
+}
