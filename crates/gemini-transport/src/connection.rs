@@ -290,6 +290,8 @@ impl ConnectionSender {
     /// passes [`ConnectConfig::write_buffer_size`] or at the next flush: feed everything that is
     /// ready, then [`flush`](Self::flush) once, so a burst costs few write calls.
     ///
+    /// Not cancel safe: a future dropped before it completes may have dropped the message.
+    ///
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub async fn feed(&mut self, message: &ClientMessage) -> Result<(), Error> {
@@ -401,6 +403,10 @@ impl ConnectionReceiver {
     /// - [`Error::MessageTooLarge`]: a frame or message exceeded the configured limit; the
     ///   connection is unusable.
     /// - [`Error::WebSocket`]: a protocol violation (e.g. invalid UTF-8 in a text frame).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future before it completes (e.g. in `tokio::select!`) loses no
+    /// message.
     pub async fn recv(&mut self) -> Result<ServerMessage, Error> {
         if let Some(error) = self.shared.closed_error() {
             return Err(error);

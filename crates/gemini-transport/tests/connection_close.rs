@@ -300,3 +300,82 @@ async fn other_message_before_setup_complete_is_kept_in_the_error() {
     drop(connection);
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn wss_to_a_plain_server_is_a_tls_error_not_a_panic() {
+    // Exercises the rustls path with the explicitly chosen provider: the handshake fails
+    // because the server does not speak TLS, and the failure is typed.
+    let (listener, base) = bind().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = tokio_tungstenite::accept_async(tcp).await;
+    });
+    let wss = base.replacen("ws://", "wss://", 1);
+    let error = Connection::connect(&endpoint(&wss), &ConnectConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Tls { .. } | Error::Handshake { status: None, .. }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), CloseClass::Transient);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn close_gives_up_waiting_after_the_close_timeout() {
+    let (listener, base) = bind().await;
+    // Accepts the upgrade, then neither reads nor answers.
+    let server = tokio::spawn(async move {
+        let (ws, _) = accept(&listener).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(ws);
+    });
+    let config = ConnectConfig::default().with_close_timeout(Duration::from_millis(200));
+    let mut connection = Connection::connect(&endpoint(&base), &config)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let info = connection.close(4000, "going").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!((info.code, info.class), (4000, CloseClass::Normal));
+    assert_eq!(info.initiator, CloseInitiator::Client);
+    server.abort();
+}
+
+#[tokio::test]
+async fn receiver_task_sees_the_close_that_the_sender_started() {
+    let (listener, base) = bind().await;
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = accept(&listener).await;
+        send_binary(&mut ws, r#"{"setupComplete":{}}"#).await;
+        await_client_close(&mut ws).await
+    });
+    let connection = Connection::connect(&endpoint(&base), &ConnectConfig::default())
+        .await
+        .unwrap();
+    let (mut sender, mut receiver) = connection.split();
+    let reader = tokio::spawn(async move {
+        let mut payloads = Vec::new();
+        loop {
+            match receiver.recv().await {
+                Ok(message) => payloads.extend(message.payload),
+                Err(Error::Closed(info)) => return (payloads, info),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    sender.close(1000, "bye").await.unwrap();
+    let (payloads, info) = reader.await.unwrap();
+    assert!(matches!(
+        payloads.as_slice(),
+        [ServerPayload::SetupComplete(_)]
+    ));
+    assert_eq!((info.code, info.class), (1000, CloseClass::Normal));
+    assert_eq!(sender.close_info(), Some(info));
+    assert_eq!(server.await.unwrap(), Some(1000));
+}
