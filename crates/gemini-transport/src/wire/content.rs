@@ -82,7 +82,8 @@ pub enum PartData {
     CodeExecutionResult(CodeExecutionResult),
     /// `fileData`: a reference to an uploaded file.
     FileData(FileData),
-    /// A server part whose member this crate does not know (its wire name). Never sent.
+    /// A server part whose member this crate does not know (its wire name, empty for a part
+    /// with no member). Encodes as `{name: {}}`; the real server would reject it.
     Unknown(String),
 }
 
@@ -144,6 +145,10 @@ impl Serialize for Part {
             PartData::ExecutableCode(c) => map.serialize_entry("executableCode", c)?,
             PartData::CodeExecutionResult(r) => map.serialize_entry("codeExecutionResult", r)?,
             PartData::FileData(f) => map.serialize_entry("fileData", f)?,
+            // Kept by name so that a decoded part re-encodes to something that decodes the same.
+            PartData::Unknown(member) if !member.is_empty() => {
+                map.serialize_entry(member, &super::tools::EmptyConfig {})?;
+            }
             PartData::Unknown(_) => {}
         }
         if self.thought {
