@@ -133,19 +133,39 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     } else {
         link.close(1007, BAD_KEY).await
     };
+    record_end(&shared, id, end);
     drop(link);
+    shared.update(|state| state.live.remove(&id));
+}
+
+/// Records how a connection ended (the first record wins) and when its session was last left.
+fn record_end(shared: &Shared, id: ConnectionId, end: ConnectionEnd) {
     shared.update(|state| {
-        state.live.remove(&id);
         let now = Instant::now();
         let mut session = None;
         if let Some(record) = state.connection_mut(id) {
-            record.end = Some((end, now));
+            if record.end.is_none() {
+                record.end = Some((end, now));
+            }
             session = record.session;
         }
         if let Some(s) = session.and_then(|sid| state.sessions.get_mut(&sid)) {
             s.last_ended = Some(now);
         }
     });
+}
+
+/// A close reason cut to the 123 bytes a close frame can carry (at a character boundary).
+fn truncate_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// One live WebSocket and its conversation.
@@ -294,20 +314,23 @@ impl Link {
     }
 
     async fn close(&mut self, code: u16, reason: &str) -> ConnectionEnd {
+        let reason = truncate_reason(reason);
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         };
         let _ = self.ws.close(Some(frame)).await;
+        let end = ConnectionEnd::ServerClose {
+            code,
+            reason: reason.to_owned(),
+        };
+        record_end(&self.shared, self.id, end.clone());
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             while let Some(Ok(_)) = self.ws.next().await {}
         })
         .await;
         tracing::debug!(connection = %self.id, code, reason, "closed");
-        ConnectionEnd::ServerClose {
-            code,
-            reason: reason.to_owned(),
-        }
+        end
     }
 
     fn drop_now(&mut self) -> ConnectionEnd {
