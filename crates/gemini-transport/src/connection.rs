@@ -401,7 +401,9 @@ impl ConnectionReceiver {
     /// - a decode error ([`Error::ends_connection`] is `false`): one frame did not parse; the
     ///   connection goes on.
     /// - [`Error::MessageTooLarge`]: a frame or message exceeded the configured limit; the
-    ///   connection is unusable.
+    ///   connection is unusable (recorded as a 1009 close by this side). [`Connection::recv`]
+    ///   sends the 1009 close frame itself; with split halves, call
+    ///   [`ConnectionSender::close`] with 1009.
     /// - [`Error::WebSocket`]: a protocol violation (e.g. invalid UTF-8 in a text frame).
     ///
     /// # Cancel safety
