@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gemini_transport::wire::{
-    ActivityHandling, Behavior, ClientMessage, Content, EndSensitivity, Modality, PartData,
+    ActivityHandling, Behavior, Blob, ClientMessage, Content, EndSensitivity, Modality, PartData,
     RealtimeInput, Role, Scheduling, ServerContent, ServerMessage, ServerPayload, Setup,
     StartSensitivity, TurnCompleteReason, TurnCoverage, UsageMetadata, VoiceActivityType,
 };
@@ -96,6 +96,35 @@ fn every_canonical_vector_reencodes_to_itself() {
         let actual: Value = serde_json::from_str(&encoded)
             .unwrap_or_else(|e| panic!("{name}: encoder produced invalid JSON {encoded}: {e}"));
         assert_eq!(actual, expected, "{name}");
+    }
+}
+
+#[test]
+fn the_audio_fast_path_writes_exactly_what_serde_writes() {
+    for name in all_vector_names()
+        .iter()
+        .filter(|n| n.starts_with("client_"))
+    {
+        let msg = client(name);
+        assert_eq!(
+            msg.to_json(),
+            serde_json::to_string(&msg).unwrap(),
+            "{name}"
+        );
+    }
+    let odd = [
+        ClientMessage::audio(&[], 16_000),
+        ClientMessage::audio(&[1, 2, 3, 4, 5], 48_000),
+        ClientMessage::RealtimeInput(RealtimeInput::Audio(Blob::new("a\"b\\c\n", vec![9]))),
+        ClientMessage::RealtimeInput(RealtimeInput::Audio(Blob::new("", vec![9]))),
+        ClientMessage::RealtimeInput(RealtimeInput::Audio(Blob::default())),
+    ];
+    for msg in odd {
+        assert_eq!(
+            msg.to_json(),
+            serde_json::to_string(&msg).unwrap(),
+            "{msg:?}"
+        );
     }
 }
 

@@ -218,7 +218,8 @@ impl ClientMessage {
 /// map keys only), so an error here is a bug: the buffer is left holding `{}` rather than a
 /// partial frame.
 pub(crate) fn write_serde<T: Serialize>(buf: &mut Vec<u8>, value: &T) {
-    if serde_json::to_writer(&mut *buf, value).is_err() {
+    if let Err(error) = serde_json::to_writer(&mut *buf, value) {
+        tracing::error!(%error, "wire encoder failed; sending an empty object instead");
         buf.clear();
         buf.extend_from_slice(b"{}");
     }

@@ -360,7 +360,7 @@ pub(crate) fn float(v: &Value, path: &Path<'_>) -> Result<f32, Error> {
         Value::String(s) => s
             .trim()
             .parse::<f32>()
-            .map_err(|_| path.err(DecodeErrorKind::BadInteger(v.to_string()))),
+            .map_err(|_| wrong(path, "number", v)),
         other => Err(wrong(path, "number", other)),
     }
 }

@@ -88,17 +88,24 @@ pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Writes `{"realtimeInput":{"audio":{"data":"<base64>","mimeType":"<mime>"}}}` into `buf`
-/// directly: no intermediate strings, at most one growth of `buf`. Empty members are omitted,
-/// exactly as the serde path does.
+/// Writes `{"realtimeInput":{"audio":{"mimeType":"<mime>","data":"<base64>"}}}` into `buf`
+/// directly: no intermediate strings, at most one growth of `buf`. Byte-for-byte what the serde
+/// path writes for the same `Blob` (same key order, empty members omitted).
 pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) {
     const HEAD: &[u8] = br#"{"realtimeInput":{"audio":{"#;
-    const DATA: &[u8] = br#""data":""#;
     const MIME: &[u8] = br#""mimeType":"#;
+    const DATA: &[u8] = br#""data":""#;
     const TAIL: &[u8] = b"}}}";
     let b64_len = pcm.len().div_ceil(3) * 4;
-    buf.reserve(HEAD.len() + DATA.len() + b64_len + MIME.len() + mime_type.len() + 4 + TAIL.len());
+    buf.reserve(HEAD.len() + MIME.len() + mime_type.len() + 4 + DATA.len() + b64_len + TAIL.len());
     buf.extend_from_slice(HEAD);
+    if !mime_type.is_empty() {
+        buf.extend_from_slice(MIME);
+        write_json_string(buf, mime_type);
+        if !pcm.is_empty() {
+            buf.push(b',');
+        }
+    }
     if !pcm.is_empty() {
         buf.extend_from_slice(DATA);
         let start = buf.len();
@@ -113,13 +120,6 @@ pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) 
             }
         }
         buf.push(b'"');
-        if !mime_type.is_empty() {
-            buf.push(b',');
-        }
-    }
-    if !mime_type.is_empty() {
-        buf.extend_from_slice(MIME);
-        write_json_string(buf, mime_type);
     }
     buf.extend_from_slice(TAIL);
 }
@@ -165,7 +165,7 @@ mod tests {
         write_audio_frame(&mut buf, &[0, 0, 0, 16], "audio/pcm;rate=16000");
         assert_eq!(
             std::str::from_utf8(&buf).unwrap(),
-            r#"{"realtimeInput":{"audio":{"data":"AAAAEA==","mimeType":"audio/pcm;rate=16000"}}}"#
+            r#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"AAAAEA=="}}}"#
         );
         buf.clear();
         write_audio_frame(&mut buf, &[], "a\"b");

@@ -61,7 +61,7 @@
 //! // Re-encoded canonically.
 //! assert_eq!(
 //!     msg.to_json(),
-//!     r#"{"realtimeInput":{"audio":{"data":"AAD/","mimeType":"audio/pcm;rate=16000"}}}"#
+//!     r#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"AAD/"}}}"#
 //! );
 //!
 //! // A server member this crate does not know does not fail the connection.
