@@ -1,1 +1,125 @@
-//! `resume-policy`: placeholder, filled by its issue.
+//! # `resume-policy`: what to send when a Gemini Live connection is replaced
+//!
+//! ## The domain
+//!
+//! A Gemini Live *connection* lasts minutes; the *session* (the model's conversation state)
+//! outlives it through **resumption handles**. A handle is a **snapshot**: the server state at
+//! the moment it issued the handle, nothing later. Resuming from it restores exactly that
+//! state, so three questions decide whether a reconnect keeps the chat context exactly once:
+//!
+//! 1. **What does the handle contain?** Its *coverage*: the last client message it provably
+//!    includes. In transparent mode (Vertex) `lastConsumedClientMessageIndex` says so exactly.
+//!    Otherwise only a sound lower bound is known: the server processes a connection's messages
+//!    in order, so a handle received after the server visibly *reacted* to message *m* (the
+//!    `turnComplete` of the turn *m* started, a `toolCall` answering it) covers *m* and all
+//!    before it. Arrival time proves nothing: a server may issue a handle before it processed
+//!    a message the client already sent (handle lag). Messages after the last reaction are
+//!    *uncertain*. A `resumable: false` update makes the held handle *stale*: the server moved
+//!    on (a model turn, a pending tool call) and resuming loses what came after.
+//!    [`CoverageTracker`] computes this and yields [`HandleRecord`]s.
+//! 2. **What has not provably reached the session?** Every context-affecting operation
+//!    (appends, tool responses, instruction and tool-set changes, reply requests) lives in the
+//!    [`Outbox`] with a delivery state `Queued → Sent(connection, index) → Covered(handle)`.
+//!    Nothing leaves it except by being covered, superseded or reported.
+//! 3. **What may be sent, and how?** The model family decides ([`ModelCapabilities`]): 3.1
+//!    accepts `clientContent` only as initial history (1007 otherwise), 3.8 needs tool calls
+//!    answered, a resumed session rejects a result for a call it never issued.
+//!
+//! **Why replaying is dangerous.** Re-sending history on a resumed connection duplicates it,
+//! or gets the socket closed (1007) on models that accept `clientContent` only as initial
+//! history; `historyConfig` on a resumed connection makes the server swallow the next turn as
+//! history; a tool response replayed to a session that never saw the call is an orphan. Not
+//! replaying is just as wrong: a change made while disconnected, or a message the stale
+//! handle does not cover, is silently lost. The planner steers between the two with the
+//! ledger above.
+//!
+//! ## The API
+//!
+//! On every (re)connect the session layer builds a [`ResumeContext`] (handle record, outbox,
+//! desired context `L` and mirror `S`, capabilities, [`Trigger`], attempt, time, jitter) and
+//! asks a [`ResumePolicy`] for a [`ResumePlan`]: resume or fresh (or give up), whether `setup`
+//! carries `historyConfig`, the seed of a fresh session, the ordered [`PlannedSend`]s with
+//! their [`Channel`], the uncertain operations replayed, the superseded ones, the
+//! [`Divergence`]s to report, and the backoff. While connected, [`ResumePolicy::route`] says
+//! how to deliver a new operation. Three policies ship: [`DefaultPolicy`] (correct),
+//! [`ReplayAlways`] and [`SkipReplay`] (the two classic mistakes, for comparison).
+//!
+//! Everything is pure and deterministic: no IO, no clock, no randomness, no wire names.
+//!
+//! ```
+//! use ctx_model::ChatContext;
+//! use resume_policy::{
+//!     ClientMessageIndex, ConnectMode, ConnectionId, CoverageTracker, DefaultPolicy,
+//!     HandleUpdate, MessageKind, Millis, ModelCapabilities, OpKind, Outbox, ResumeContext,
+//!     ResumePolicy, ServerReaction, Strategy, Trigger,
+//! };
+//!
+//! let caps = ModelCapabilities::for_model("gemini-2.5-flash-native-audio-preview-12-2025")?;
+//! let mut tracker = CoverageTracker::new(false);
+//! let mut outbox = Outbox::new();
+//! let mut desired = ChatContext::new();
+//!
+//! // Connection 1: the user asks something; the model answers; a handle arrives.
+//! tracker.on_connected(ConnectionId(1), ConnectMode::Fresh)?;
+//! desired.push_user("u1", "What is the weather?")?;
+//! let ask = outbox.push(OpKind::Append {
+//!     items: vec![desired.items()[0].clone()],
+//!     turn_complete: true,
+//! });
+//! let at = tracker.on_sent(MessageKind::TurnStart)?;
+//! outbox.mark_sent(&[ask], at)?;
+//! desired.push_model("m1", "Sunny.")?;
+//! tracker.on_reaction(ServerReaction::TurnComplete);
+//! let update = HandleUpdate { new_handle: Some("h-1".into()), resumable: true, last_consumed: None };
+//! let handle = tracker.on_handle_update(&update, Millis(5_000))?.expect("resumable");
+//! assert_eq!(outbox.cover(&handle), vec![ask]);
+//! let mirror = desired.clone(); // the handle covers everything
+//!
+//! // goAway: the plan resumes with the handle and sends nothing again.
+//! let ctx = ResumeContext::new(
+//!     Trigger::GoAway { time_left: std::time::Duration::from_secs(50) },
+//!     &outbox, &desired, &mirror, &caps, tracker.tool_calls(),
+//! )
+//! .with_handle(tracker.handle())
+//! .with_now(Millis(6_000));
+//! let plan = DefaultPolicy::default().plan(&ctx);
+//! assert!(matches!(plan.strategy, Strategy::Resume { .. }));
+//! assert!(plan.steps.is_empty() && plan.seed.is_none() && !plan.history_config);
+//! # let _ = ClientMessageIndex::SETUP;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod backoff;
+mod capabilities;
+mod coverage;
+mod default_policy;
+mod error;
+mod handle;
+mod ids;
+mod legacy;
+mod outbox;
+mod plan;
+mod policy;
+mod tools;
+mod trigger;
+
+pub use backoff::{Attempts, Backoff};
+pub use capabilities::{ModelCapabilities, ModelFamily, SeedLimit};
+pub use coverage::{ConnectMode, CoverageTracker, HandleUpdate, MessageKind, ServerReaction};
+pub use default_policy::{DefaultPolicy, EditHandling};
+pub use error::Error;
+pub use handle::{Coverage, Freshness, HandleRecord, HandleSerial, HandleToken, SessionEpoch};
+pub use ids::{
+    ClientMessageIndex, ConfigVersion, ConnectionId, MessagePosition, Millis, MirrorVersion, OpId,
+};
+pub use legacy::{ReplayAlways, SkipReplay};
+pub use outbox::{DeliveryState, OpKind, Operation, Outbox};
+pub use plan::{
+    Channel, Divergence, DivergenceReason, GiveUpReason, Payload, PlanNote, PlannedSend,
+    ResumeContext, ResumePlan, Seed, Strategy,
+};
+#[cfg(feature = "mock")]
+pub use policy::MockResumePolicy;
+pub use policy::{ResumePolicy, Route, RouteContext};
+pub use tools::{ToolCallRecord, ToolCallStatus, ToolCalls};
+pub use trigger::{CloseClass, Trigger};

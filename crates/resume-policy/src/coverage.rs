@@ -1,0 +1,303 @@
+//! `CoverageTracker`: turns what happened on a connection into handle records with sound
+//! coverage.
+
+use std::collections::VecDeque;
+
+use crate::{
+    ClientMessageIndex, ConnectionId, Coverage, Error, Freshness, HandleRecord, HandleSerial,
+    HandleToken, MessagePosition, Millis, SessionEpoch, ToolCallStatus, ToolCalls,
+};
+
+/// What kind of reaction a client message can provoke, as the session layer knows when it
+/// sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// Starts a model turn: `clientContent` with `turnComplete: true`, `realtimeInput.text`,
+    /// a `generate_reply` request, `activityEnd`. The server answers with a `toolCall` or a
+    /// `turnComplete`.
+    TurnStart,
+    /// A `toolResponse` the model continues from (blocking calls): answered by the
+    /// `turnComplete` (or next `toolCall`) of the turn it resumes.
+    ToolResponse,
+    /// Provokes no visible reaction: `clientContent` with `turnComplete: false`, a
+    /// `contextUpdate`, a silent tool response, audio chunks. Only covered through a later
+    /// message's reaction (or exactly, in transparent mode).
+    Silent,
+}
+
+/// A server message that proves the server processed a client message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerReaction {
+    /// `serverContent.turnComplete`.
+    TurnComplete,
+    /// `toolCall` (record the calls themselves with [`CoverageTracker::on_tool_call`]).
+    ToolCall,
+}
+
+/// The content of a `sessionResumptionUpdate`, decoded by the transport.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HandleUpdate {
+    /// `newHandle`, absent or empty when not resumable.
+    pub new_handle: Option<String>,
+    /// `resumable`.
+    pub resumable: bool,
+    /// `lastConsumedClientMessageIndex` (transparent mode only).
+    pub last_consumed: Option<ClientMessageIndex>,
+}
+
+/// How a connection was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectMode {
+    /// No handle in `setup`: a new server session.
+    Fresh,
+    /// `setup` carried the tracker's current handle.
+    Resumed,
+}
+
+/// A pending message that expects a reaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Awaiting {
+    index: ClientMessageIndex,
+    kind: MessageKind,
+}
+
+/// The pure state machine that assigns client message indices, watches server reactions and
+/// handle updates, and yields [`HandleRecord`]s whose coverage is sound.
+///
+/// Coverage rules (DESIGN.md section 4):
+/// - transparent mode: `lastConsumedClientMessageIndex` gives it exactly;
+/// - otherwise the server processes a connection's messages in order, so a handle that arrives
+///   after the server visibly reacted to message *m* covers *m* and everything before it.
+///   Reactions are matched to messages in order: a `toolCall` or `turnComplete` answers the
+///   oldest message still awaiting one; after a `toolCall` the same model turn is still open,
+///   so its `turnComplete` answers only the tool responses sent since (scenario S12: a handle
+///   that merely arrives after a message was sent does not cover it);
+/// - `resumable: false` marks the current handle stale from that moment and keeps it.
+///
+/// ```
+/// use resume_policy::{
+///     ConnectMode, ConnectionId, CoverageTracker, HandleUpdate, MessageKind, Millis,
+///     ServerReaction,
+/// };
+///
+/// let mut tracker = CoverageTracker::new(false);
+/// tracker.on_connected(ConnectionId(1), ConnectMode::Fresh)?;
+/// let turn = tracker.on_sent(MessageKind::TurnStart)?; // index 1
+/// let update = HandleUpdate { new_handle: Some("h1".into()), resumable: true, last_consumed: None };
+/// // The handle arrived before any reaction: it does not cover the turn.
+/// let h1 = tracker.on_handle_update(&update, Millis(10))?.expect("resumable");
+/// assert!(!h1.covers(turn));
+/// tracker.on_reaction(ServerReaction::TurnComplete);
+/// let update = HandleUpdate { new_handle: Some("h2".into()), ..update };
+/// let h2 = tracker.on_handle_update(&update, Millis(20))?.expect("resumable");
+/// assert!(h2.covers(turn));
+/// # Ok::<(), resume_policy::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CoverageTracker {
+    transparent: bool,
+    connection: Option<ConnectionId>,
+    epoch: SessionEpoch,
+    last_sent: ClientMessageIndex,
+    awaiting: VecDeque<Awaiting>,
+    tool_turn_open: bool,
+    reacted_through: Option<ClientMessageIndex>,
+    handle: Option<HandleRecord>,
+    next_serial: u64,
+    tool_calls: ToolCalls,
+}
+
+impl CoverageTracker {
+    /// A tracker with no connection and no handle. `transparent`: whether connections request
+    /// transparent resumption (then `lastConsumedClientMessageIndex` is used when present).
+    pub fn new(transparent: bool) -> Self {
+        Self {
+            transparent,
+            connection: None,
+            epoch: SessionEpoch(0),
+            last_sent: ClientMessageIndex::SETUP,
+            awaiting: VecDeque::new(),
+            tool_turn_open: false,
+            reacted_through: None,
+            handle: None,
+            next_serial: 1,
+            tool_calls: ToolCalls::new(),
+        }
+    }
+
+    /// A tracker holding a handle restored from a store (another process, scenario S31).
+    pub fn restore(record: HandleRecord, transparent: bool) -> Self {
+        let mut tracker = Self::new(transparent);
+        tracker.epoch = record.epoch;
+        tracker.next_serial = record.serial.0.saturating_add(1);
+        tracker.handle = Some(record);
+        tracker
+    }
+
+    /// The newest resumable handle, fresh or stale.
+    pub fn handle(&self) -> Option<&HandleRecord> {
+        self.handle.as_ref()
+    }
+
+    /// The tool calls seen so far.
+    pub fn tool_calls(&self) -> &ToolCalls {
+        &self.tool_calls
+    }
+
+    /// The open connection, if any.
+    pub fn connection(&self) -> Option<ConnectionId> {
+        self.connection
+    }
+
+    /// The current server session.
+    pub fn epoch(&self) -> SessionEpoch {
+        self.epoch
+    }
+
+    /// Forgets the handle (the server refused it, or it expired).
+    pub fn discard_handle(&mut self) {
+        self.handle = None;
+    }
+
+    /// A `setup` was sent on `connection` (index [`ClientMessageIndex::SETUP`]). `Fresh` starts
+    /// a new server session and drops the old handle; `Resumed` continues the session of the
+    /// held handle.
+    pub fn on_connected(
+        &mut self,
+        connection: ConnectionId,
+        mode: ConnectMode,
+    ) -> Result<(), Error> {
+        match mode {
+            ConnectMode::Fresh => {
+                self.epoch = SessionEpoch(self.epoch.0.saturating_add(1));
+                self.handle = None;
+                self.tool_calls.on_connect(None);
+            }
+            ConnectMode::Resumed => {
+                let Some(handle) = self.handle.as_ref() else {
+                    return Err(Error::NoHandleToResume { connection });
+                };
+                self.tool_calls.on_connect(Some(handle));
+            }
+        }
+        self.connection = Some(connection);
+        self.last_sent = ClientMessageIndex::SETUP;
+        self.awaiting.clear();
+        self.tool_turn_open = false;
+        self.reacted_through = None;
+        Ok(())
+    }
+
+    /// The connection closed; nothing more is sent or observed on it.
+    pub fn on_disconnected(&mut self) {
+        self.connection = None;
+        self.awaiting.clear();
+        self.tool_turn_open = false;
+    }
+
+    /// A client message of `kind` was written to the open connection; returns its position
+    /// (mark the operations it carried sent at that position in the outbox).
+    pub fn on_sent(&mut self, kind: MessageKind) -> Result<MessagePosition, Error> {
+        let connection = self.connection.ok_or(Error::NotConnected)?;
+        self.last_sent = self.last_sent.next();
+        if kind != MessageKind::Silent {
+            self.awaiting.push_back(Awaiting {
+                index: self.last_sent,
+                kind,
+            });
+        }
+        Ok(MessagePosition::new(connection, self.last_sent))
+    }
+
+    /// The server reacted visibly (see [`ServerReaction`]).
+    pub fn on_reaction(&mut self, reaction: ServerReaction) {
+        if self.connection.is_none() {
+            return;
+        }
+        let answered = match (reaction, self.tool_turn_open) {
+            // The model turn continued from the tool responses sent since the call.
+            (_, true) => self.pop_tool_responses(),
+            (_, false) => self.awaiting.pop_front().map(|a| a.index),
+        };
+        self.tool_turn_open = reaction == ServerReaction::ToolCall;
+        if let Some(index) = answered {
+            self.reacted_through = Some(self.reacted_through.map_or(index, |r| r.max(index)));
+        }
+    }
+
+    fn pop_tool_responses(&mut self) -> Option<ClientMessageIndex> {
+        let mut last = None;
+        while let Some(front) = self.awaiting.front() {
+            if front.kind != MessageKind::ToolResponse {
+                break;
+            }
+            last = Some(front.index);
+            self.awaiting.pop_front();
+        }
+        last
+    }
+
+    /// A `sessionResumptionUpdate` arrived at `now`. Returns the new record when it was
+    /// resumable; a non-resumable update marks the held handle stale and returns `None`.
+    pub fn on_handle_update(
+        &mut self,
+        update: &HandleUpdate,
+        now: Millis,
+    ) -> Result<Option<HandleRecord>, Error> {
+        let connection = self.connection.ok_or(Error::NotConnected)?;
+        if !update.resumable {
+            if let Some(handle) = self.handle.as_mut() {
+                if handle.freshness == Freshness::Fresh {
+                    handle.freshness = Freshness::StaleSince(now);
+                }
+            }
+            return Ok(None);
+        }
+        let token = match update.new_handle.as_deref() {
+            Some(token) if !token.is_empty() => HandleToken::new(token),
+            _ => return Err(Error::MissingHandleToken),
+        };
+        let coverage = match (self.transparent, update.last_consumed) {
+            (true, Some(index)) => {
+                if index > self.last_sent {
+                    return Err(Error::IndexBeyondSent {
+                        connection,
+                        index,
+                        last_sent: self.last_sent,
+                    });
+                }
+                Coverage {
+                    connection,
+                    through: (index > ClientMessageIndex::SETUP).then_some(index),
+                    exact: true,
+                }
+            }
+            _ => Coverage {
+                connection,
+                through: self.reacted_through,
+                exact: false,
+            },
+        };
+        let serial = HandleSerial(self.next_serial);
+        self.next_serial = self.next_serial.saturating_add(1);
+        self.tool_calls.on_handle(connection, serial);
+        let record = HandleRecord::new(token, coverage, Freshness::Fresh, now, serial, self.epoch);
+        self.handle = Some(record.clone());
+        Ok(Some(record))
+    }
+
+    /// A `toolCall` carried the call `call_id` (also call [`on_reaction`](Self::on_reaction)
+    /// once per `toolCall` message).
+    pub fn on_tool_call(&mut self, call_id: &str, name: &str) -> Result<(), Error> {
+        let connection = self.connection.ok_or(Error::NotConnected)?;
+        self.tool_calls
+            .observe(call_id, name, connection, self.epoch);
+        Ok(())
+    }
+
+    /// Sets a call's client-side status (answered, cancelled by `toolCallCancellation`, lost);
+    /// returns `false` for an unknown call id.
+    pub fn set_tool_status(&mut self, call_id: &str, status: ToolCallStatus) -> bool {
+        self.tool_calls.set_status(call_id, status)
+    }
+}

@@ -1,0 +1,314 @@
+//! The default policy's resume plan: replay exactly what the handle does not cover.
+
+use std::collections::{HashMap, HashSet};
+
+use ctx_model::{DiffKind, DiffOp, Item, ItemId, Role};
+
+use super::EditHandling;
+use super::shared::{
+    client_content, excluded_items, generate_reply, lost_call_answers, merge_client_content,
+    output_item, rejected_suspect, single_user_text, text_item,
+};
+use crate::{
+    Channel, DeliveryState, Divergence, DivergenceReason, HandleRecord, OpKind, Operation, Payload,
+    PlanNote, PlannedSend, ResumeContext, ResumePlan, Strategy, ToolCallStatus,
+};
+
+/// A piece of the suffix to deliver, in order.
+enum Unit<'a> {
+    /// A live operation.
+    Op(&'a Operation),
+    /// An item of `L` the server lost (a model turn, a call) with no operation behind it.
+    Lost(&'a Item),
+}
+
+/// Completes `plan` as a resume from `handle`, or says why resuming cannot deliver
+/// everything under the model's rules (the caller then starts fresh).
+pub(super) fn plan(
+    ctx: &ResumeContext<'_>,
+    handle: &HandleRecord,
+    edits: EditHandling,
+    mut plan: ResumePlan,
+) -> Result<ResumePlan, DivergenceReason> {
+    let caps = ctx.capabilities;
+    let calls = ctx.tool_calls;
+    let mut excluded = excluded_items(ctx);
+    let suspect = rejected_suspect(ctx, Some(handle));
+    if let Some((op, code)) = suspect {
+        excluded.extend(op.kind.item_ids());
+        plan.undeliverable.push(Divergence {
+            ops: vec![op.id],
+            items: op.kind.item_ids().into_iter().cloned().collect(),
+            calls: Vec::new(),
+            why: DivergenceReason::RejectedByServer { code },
+        });
+    }
+    let suspect_id = suspect.map(|(op, _)| op.id);
+
+    // What the handle holds according to the ledger.
+    let held: HashSet<&ItemId> = ctx
+        .outbox
+        .iter()
+        .filter(|op| op.is_covered_by(handle))
+        .flat_map(|op| op.kind.item_ids())
+        .collect();
+
+    // Live operations not covered, minus those that became moot.
+    let mut deliver: Vec<&Operation> = Vec::new();
+    for op in ctx.outbox.live() {
+        if op.is_covered_by(handle) || Some(op.id) == suspect_id {
+            continue;
+        }
+        if is_moot(ctx, op) {
+            plan.superseded.push(op.id);
+        } else {
+            deliver.push(op);
+        }
+    }
+
+    // The desired suffix beyond what the server holds.
+    let diff = ctx_model::diff(ctx.mirror, ctx.desired);
+    if diff.classify() == DiffKind::Rewrite {
+        match edits {
+            EditHandling::Reseed => return Err(DivergenceReason::EditOfDeliveredItem),
+            EditHandling::Report => plan.undeliverable.push(Divergence {
+                ops: Vec::new(),
+                items: diff.edits().map(edited_id).collect(),
+                calls: Vec::new(),
+                why: DivergenceReason::EditOfDeliveredItem,
+            }),
+        }
+    }
+    let owner: HashMap<&ItemId, usize> = deliver
+        .iter()
+        .enumerate()
+        .flat_map(|(k, op)| op.kind.item_ids().into_iter().map(move |id| (id, k)))
+        .collect();
+    let mut placed = vec![false; deliver.len()];
+    let mut from_suffix: Vec<Unit<'_>> = Vec::new();
+    for item in diff.appended() {
+        let id = item.id();
+        if held.contains(id) || excluded.contains(id) {
+            continue;
+        }
+        if let Some(&k) = owner.get(id) {
+            if !placed[k] {
+                placed[k] = true;
+                from_suffix.push(Unit::Op(deliver[k]));
+            }
+            continue;
+        }
+        if let Item::FunctionCall(call) = item {
+            if calls.known_to(&call.call_id, handle) {
+                continue;
+            }
+        }
+        // The suffix borrows from `diff`; find the same item in `L` for a longer borrow.
+        if let Some(item) = ctx.desired.get(id) {
+            from_suffix.push(Unit::Lost(item));
+        }
+    }
+
+    // Operations without items in the suffix go in queue order among the others; changes of
+    // instructions and tools ride in `setup`.
+    let mut config: Vec<&Operation> = Vec::new();
+    let mut extras: Vec<&Operation> = Vec::new();
+    for (k, op) in deliver.iter().enumerate() {
+        if placed[k] {
+            continue;
+        }
+        match op.kind {
+            OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => config.push(op),
+            _ => extras.push(op),
+        }
+    }
+    let mut units: Vec<Unit<'_>> = Vec::with_capacity(from_suffix.len() + extras.len());
+    let mut extras = extras.into_iter().peekable();
+    for unit in from_suffix {
+        if let Unit::Op(op) = unit {
+            while let Some(extra) = extras.next_if(|extra| extra.id < op.id) {
+                units.push(Unit::Op(extra));
+            }
+        }
+        units.push(unit);
+    }
+    units.extend(extras.map(Unit::Op));
+
+    let mut steps: Vec<PlannedSend> = Vec::new();
+    if let Some(step) = super::setup_step(&config) {
+        steps.push(step);
+    }
+
+    // Scenario S16: calls the session knows whose execution was lost.
+    let answered: HashSet<&str> = deliver.iter().filter_map(|op| op.kind.call_id()).collect();
+    let lost: Vec<(&str, &str)> = calls
+        .iter()
+        .filter(|call| call.status == ToolCallStatus::Lost)
+        .filter(|call| calls.known_to(&call.call_id, handle))
+        .filter(|call| !answered.contains(call.call_id.as_str()))
+        .map(|call| (call.call_id.as_str(), call.name.as_str()))
+        .collect();
+    if !lost.is_empty() {
+        if caps.tool_call_needs_answer {
+            steps.push(lost_call_answers(&lost));
+        }
+        plan.undeliverable.push(Divergence {
+            ops: Vec::new(),
+            items: Vec::new(),
+            calls: lost.iter().map(|(call, _)| (*call).to_owned()).collect(),
+            why: DivergenceReason::ToolCallLost,
+        });
+    }
+
+    // Calls whose `FunctionCall` the resumed server holds as history.
+    let mut history_calls: HashSet<&str> = ctx
+        .mirror
+        .iter()
+        .filter_map(Item::as_function_call)
+        .map(|call| call.call_id.as_str())
+        .collect();
+
+    for (i, unit) in units.iter().enumerate() {
+        let answered_later = units[i + 1..]
+            .iter()
+            .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model));
+        match unit {
+            Unit::Lost(item) => {
+                if !caps.client_content_mid_session {
+                    return Err(DivergenceReason::ClientContentForbidden);
+                }
+                if let Item::FunctionCall(call) = item {
+                    history_calls.insert(call.call_id.as_str());
+                }
+                steps.push(client_content(Vec::new(), vec![(*item).clone()], false));
+            }
+            Unit::Op(op) => match &op.kind {
+                OpKind::Append {
+                    items,
+                    turn_complete,
+                } => {
+                    let items: Vec<Item> = items
+                        .iter()
+                        .filter(|item| !excluded.contains(item.id()))
+                        .filter_map(|item| ctx.desired.get(item.id()).cloned())
+                        .collect();
+                    let turn_complete = *turn_complete && !answered_later;
+                    if caps.client_content_mid_session {
+                        steps.push(client_content(vec![op.id], items, turn_complete));
+                    } else {
+                        match single_user_text(&items) {
+                            Some(text) if turn_complete => steps.push(PlannedSend {
+                                ops: vec![op.id],
+                                channel: Channel::RealtimeText,
+                                payload: Payload::Text(text),
+                            }),
+                            _ => return Err(DivergenceReason::ClientContentForbidden),
+                        }
+                    }
+                }
+                OpKind::RealtimeText { text, item } => {
+                    if answered_later {
+                        // The answer is restored as history: restore the question the same way.
+                        let item = item
+                            .as_ref()
+                            .and_then(|id| ctx.desired.get(id).cloned())
+                            .unwrap_or_else(|| text_item(op, text));
+                        steps.push(client_content(vec![op.id], vec![item], false));
+                    } else {
+                        steps.push(PlannedSend {
+                            ops: vec![op.id],
+                            channel: Channel::RealtimeText,
+                            payload: Payload::Text(text.clone()),
+                        });
+                    }
+                }
+                OpKind::ToolResponse { output } => {
+                    let call = output.call_id.as_str();
+                    if calls.known_to(call, handle)
+                        || caps.resumed_session_accepts_unknown_call_result
+                    {
+                        steps.push(PlannedSend {
+                            ops: vec![op.id],
+                            channel: Channel::ToolResponse,
+                            payload: Payload::ToolResponses(vec![output.clone()]),
+                        });
+                    } else if caps.client_content_mid_session && history_calls.contains(call) {
+                        // Scenario S13: the session lost the call; it now holds it as history,
+                        // so the result goes as history too, and the model continues.
+                        steps.push(client_content(
+                            vec![op.id],
+                            vec![output_item(ctx, output)],
+                            !answered_later,
+                        ));
+                    } else if !desired_has_call(ctx, call) {
+                        plan.undeliverable.push(Divergence {
+                            ops: vec![op.id],
+                            items: vec![output.id.clone()],
+                            calls: vec![call.to_owned()],
+                            why: DivergenceReason::UnknownToolCall,
+                        });
+                    } else {
+                        return Err(DivergenceReason::UnknownToolCall);
+                    }
+                }
+                OpKind::GenerateReply { instructions } => {
+                    if answered_later {
+                        plan.superseded.push(op.id);
+                    } else {
+                        steps.push(generate_reply(caps, op, instructions));
+                    }
+                }
+                OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => {}
+            },
+        }
+    }
+
+    plan.steps = merge_client_content(steps);
+    if !handle.coverage.exact {
+        plan.uncertain = plan
+            .delivered_ops()
+            .filter(|id| {
+                ctx.outbox
+                    .get(*id)
+                    .is_some_and(|op| matches!(op.state, DeliveryState::Sent { .. }))
+            })
+            .collect();
+    }
+    if let crate::Freshness::StaleSince(since) = handle.freshness {
+        plan.notes.push(PlanNote::ResumedFromStale { since });
+    }
+    plan.strategy = Strategy::Resume {
+        handle: handle.token.clone(),
+    };
+    Ok(plan)
+}
+
+/// Whether an operation can no longer matter: a response to a cancelled call, or an append
+/// whose items the application removed from `L` before they were delivered.
+pub(super) fn is_moot(ctx: &ResumeContext<'_>, op: &Operation) -> bool {
+    match &op.kind {
+        OpKind::ToolResponse { output } => ctx.tool_calls.is_cancelled(&output.call_id),
+        OpKind::Append { items, .. } => {
+            !items.is_empty() && items.iter().all(|item| !ctx.desired.contains(item.id()))
+        }
+        _ => false,
+    }
+}
+
+fn desired_has_call(ctx: &ResumeContext<'_>, call_id: &str) -> bool {
+    ctx.desired
+        .iter()
+        .filter_map(Item::as_function_call)
+        .any(|call| call.call_id == call_id)
+}
+
+fn edited_id(op: &DiffOp) -> ItemId {
+    match op {
+        DiffOp::Remove { id } | DiffOp::Replace { id, .. } => id.clone(),
+        DiffOp::InsertAfter { item, .. } => item.id().clone(),
+        DiffOp::Append { items } => items
+            .first()
+            .map(|item| item.id().clone())
+            .unwrap_or_else(|| ItemId::new("")),
+    }
+}

@@ -1,0 +1,212 @@
+//! Pieces every policy uses: the prologue (backoff, give up), exclusions, message shaping.
+
+use std::collections::HashSet;
+
+use ctx_model::{FunctionOutput, Item, ItemId, Message, Role};
+
+use crate::{
+    Backoff, Channel, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason,
+    HandleRecord, ModelCapabilities, Operation, Payload, PlannedSend, ResumeContext, ResumePlan,
+    Strategy, Trigger,
+};
+
+/// The plan skeleton (backoff, attempt, transparent flag), or a complete give-up plan
+/// (check [`ResumePlan::is_give_up`]).
+pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan {
+    let give_up = match ctx.trigger {
+        Trigger::AbnormalClose {
+            code,
+            class: CloseClass::Fatal,
+        } => Some(GiveUpReason::Fatal { code }),
+        _ if backoff.exhausted(ctx.attempt) => Some(GiveUpReason::AttemptsExhausted {
+            attempts: ctx.attempt,
+        }),
+        _ => None,
+    };
+    if let Some(reason) = give_up {
+        let mut plan = ResumePlan::new(Strategy::GiveUp { reason });
+        plan.attempt = ctx.attempt;
+        let ops: Vec<_> = ctx.outbox.live().map(|op| op.id).collect();
+        if !ops.is_empty() {
+            plan.undeliverable.push(Divergence {
+                ops,
+                items: Vec::new(),
+                calls: Vec::new(),
+                why: DivergenceReason::GaveUp,
+            });
+        }
+        return plan;
+    }
+    let mut plan = ResumePlan::new(Strategy::Fresh);
+    plan.attempt = ctx.attempt;
+    // A failure behind the trigger: never retry at once, even on the first attempt.
+    let attempt =
+        if ctx.trigger.is_planned() || matches!(ctx.trigger, Trigger::RefusedResume { .. }) {
+            ctx.attempt
+        } else {
+            ctx.attempt.max(1)
+        };
+    plan.backoff = backoff.delay(attempt, ctx.jitter);
+    plan.transparent = ctx.transparent_requested && ctx.capabilities.transparent_resumption;
+    plan
+}
+
+/// After a 1007/1008 on a payload: the live operation sent last (on the connection that
+/// closed), which the server refused. `handle`: operations it covers are not suspects.
+pub(crate) fn rejected_suspect<'a>(
+    ctx: &ResumeContext<'a>,
+    handle: Option<&HandleRecord>,
+) -> Option<(&'a Operation, u16)> {
+    let Trigger::AbnormalClose { code, class } = ctx.trigger else {
+        return None;
+    };
+    if !matches!(class, CloseClass::InvalidPayload | CloseClass::Unsupported) {
+        return None;
+    }
+    ctx.outbox
+        .live()
+        .filter(|op| !handle.is_some_and(|h| op.is_covered_by(h)))
+        .filter_map(|op| op.state.sent_at().map(|at| (at, op)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, op)| (op, code))
+}
+
+/// Items never to send: those of superseded operations and of operations the server
+/// rejected, and the calls and outputs of cancelled tool calls.
+pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId> {
+    let mut excluded = HashSet::new();
+    for op in ctx.outbox.iter() {
+        if matches!(
+            op.state,
+            DeliveryState::Superseded
+                | DeliveryState::Reported(DivergenceReason::RejectedByServer { .. })
+        ) {
+            excluded.extend(op.kind.item_ids());
+        }
+    }
+    for item in ctx.desired.iter() {
+        if item
+            .call_id()
+            .is_some_and(|call| ctx.tool_calls.is_cancelled(call))
+        {
+            excluded.insert(item.id());
+        }
+    }
+    excluded
+}
+
+/// The text of `items` when they are exactly one typed user text message (sendable as
+/// `realtimeInput.text`).
+pub(crate) fn single_user_text(items: &[Item]) -> Option<String> {
+    match items {
+        [Item::Message(message)] if message.role == Role::User => Some(message.text()),
+        _ => None,
+    }
+}
+
+/// A user message standing for realtime text that has no item in `L`.
+pub(crate) fn text_item(op: &Operation, text: &str) -> Item {
+    Item::Message(Message::user(format!("realtime-text-{}", op.id.0), text))
+}
+
+/// The output item of a tool response, as `L` holds it (or the operation's copy).
+pub(crate) fn output_item(ctx: &ResumeContext<'_>, output: &FunctionOutput) -> Item {
+    ctx.desired
+        .get(&output.id)
+        .cloned()
+        .unwrap_or_else(|| Item::FunctionOutput(output.clone()))
+}
+
+/// A `generate_reply` on the channel the model allows.
+pub(crate) fn generate_reply(
+    caps: &ModelCapabilities,
+    op: &Operation,
+    instructions: &Option<String>,
+) -> PlannedSend {
+    let channel = if caps.client_content_mid_session {
+        Channel::ClientContent {
+            turn_complete: true,
+        }
+    } else {
+        Channel::RealtimeText
+    };
+    PlannedSend {
+        ops: vec![op.id],
+        channel,
+        payload: Payload::GenerateReply {
+            instructions: instructions.clone(),
+        },
+    }
+}
+
+/// `clientContent` carrying `items`.
+pub(crate) fn client_content(
+    ops: Vec<crate::OpId>,
+    items: Vec<Item>,
+    turn_complete: bool,
+) -> PlannedSend {
+    PlannedSend {
+        ops,
+        channel: Channel::ClientContent { turn_complete },
+        payload: Payload::Items(items),
+    }
+}
+
+/// Joins consecutive `clientContent` item messages when the earlier one does not complete the
+/// turn: fewer messages, same order, same final `turnComplete`.
+pub(crate) fn merge_client_content(steps: Vec<PlannedSend>) -> Vec<PlannedSend> {
+    let mut merged: Vec<PlannedSend> = Vec::with_capacity(steps.len());
+    for step in steps {
+        if let Some(last) = merged.last_mut() {
+            if let (
+                Channel::ClientContent {
+                    turn_complete: false,
+                },
+                Payload::Items(items),
+                Channel::ClientContent { turn_complete },
+                Payload::Items(more),
+            ) = (
+                &last.channel,
+                &mut last.payload,
+                step.channel,
+                &step.payload,
+            ) {
+                items.extend(more.iter().cloned());
+                last.ops.extend(step.ops.iter().copied());
+                last.channel = Channel::ClientContent { turn_complete };
+                continue;
+            }
+        }
+        merged.push(step);
+    }
+    merged
+}
+
+/// A rough size of an item for the seed limit: its text and JSON characters.
+pub(crate) fn item_chars(item: &Item) -> usize {
+    match item {
+        Item::Message(message) => message.text().chars().count(),
+        Item::FunctionCall(call) => call.name.len() + call.arguments.to_string().len(),
+        Item::FunctionOutput(output) => output.name.len() + output.output.to_string().len(),
+    }
+}
+
+/// Synthetic error answers for tool calls whose execution was lost (models that need one).
+pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
+    let responses = calls
+        .iter()
+        .map(|(call_id, name)| {
+            FunctionOutput::error(
+                format!("lost-call-{call_id}"),
+                *call_id,
+                *name,
+                "the tool call was lost when the connection was replaced".into(),
+            )
+        })
+        .collect();
+    PlannedSend {
+        ops: Vec::new(),
+        channel: Channel::ToolResponse,
+        payload: Payload::ToolResponses(responses),
+    }
+}
