@@ -179,7 +179,10 @@ async fn api_key_in_query_header_or_refused() {
         .headers_mut()
         .insert("x-goog-api-key", "sekret".parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut client = Client { ws };
+    let mut client = Client {
+        ws,
+        step: Some(common::STEP),
+    };
     client
         .send(&ClientMessage::setup(text_setup(&server)))
         .await;

@@ -31,6 +31,8 @@ pub enum Event {
 
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Limit per expected frame; `None` under paused time (a tokio timeout would fire first).
+    pub step: Option<Duration>,
 }
 
 impl Client {
@@ -40,7 +42,10 @@ impl Client {
 
     pub async fn connect_url(url: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(Client { ws })
+        Ok(Client {
+            ws,
+            step: Some(STEP),
+        })
     }
 
     /// Connects and completes a setup; returns the frames up to and including `setupComplete`.
@@ -67,9 +72,12 @@ impl Client {
 
     pub async fn next(&mut self) -> Event {
         loop {
-            let frame = tokio::time::timeout(STEP, self.ws.next())
-                .await
-                .expect("no server frame in time");
+            let frame = match self.step {
+                Some(step) => tokio::time::timeout(step, self.ws.next())
+                    .await
+                    .expect("no server frame in time"),
+                None => self.ws.next().await,
+            };
             return match frame {
                 Some(Ok(Message::Binary(bytes))) => match ServerMessage::from_json(&bytes) {
                     Ok(message) => Event::Message(message, true),
