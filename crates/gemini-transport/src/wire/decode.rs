@@ -375,15 +375,17 @@ const URL_SAFE_ANY_PAD: GeneralPurpose =
 /// Base64 in the standard or URL-safe alphabet, padded or not.
 pub(crate) fn bytes(v: &Value, path: &Path<'_>) -> Result<Vec<u8>, Error> {
     let s = str_ref(v, path)?;
-    let url_safe = s.bytes().any(|b| b == b'-' || b == b'_');
-    let engine = if url_safe {
-        &URL_SAFE_ANY_PAD
-    } else {
-        &STANDARD_ANY_PAD
-    };
-    engine
-        .decode(s)
-        .map_err(|e| path.err(DecodeErrorKind::BadBase64(e.to_string())))
+    // Standard first (what Google sends); the URL-safe alphabet only when that fails, so the
+    // common case is one pass over the text.
+    STANDARD_ANY_PAD.decode(s).or_else(|standard_error| {
+        if s.bytes().any(|b| b == b'-' || b == b'_') {
+            URL_SAFE_ANY_PAD
+                .decode(s)
+                .map_err(|e| path.err(DecodeErrorKind::BadBase64(e.to_string())))
+        } else {
+            Err(path.err(DecodeErrorKind::BadBase64(standard_error.to_string())))
+        }
+    })
 }
 
 /// A protobuf Duration: `"50s"`, `"9.5s"`, `"0.000340s"`.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod client;
+mod roundtrip;
 mod server;
 
 use std::path::PathBuf;
