@@ -83,6 +83,15 @@ impl Setup {
         self
     }
 
+    /// Sets `generationConfig.speechConfig` (voice and language).
+    #[must_use]
+    pub fn with_speech_config(mut self, speech: SpeechConfig) -> Self {
+        self.generation_config
+            .get_or_insert_with(GenerationConfig::default)
+            .speech_config = Some(speech);
+        self
+    }
+
     /// Sets the system instruction from text (role `user`, as the SDKs send it).
     #[must_use]
     pub fn with_system_instruction(mut self, text: impl Into<String>) -> Self {

@@ -375,3 +375,53 @@ fn tool_responses() {
         json!({"output": {"temp_c": 18}})
     );
 }
+
+/// The builders reach every field of the fullest vector: building it by hand gives the same
+/// message, and therefore the same frame.
+#[test]
+fn builders_rebuild_the_full_native_audio_setup() {
+    use gemini_transport::wire::{
+        AutomaticActivityDetection, ContextWindowCompression, FunctionDeclaration,
+        GenerationConfig, ProactivityConfig, RealtimeInputConfig, SessionResumptionConfig,
+        SpeechConfig, ThinkingConfig, Tool,
+    };
+    let mut generation = GenerationConfig::default();
+    generation.thinking_config = Some(ThinkingConfig::budget(0));
+    generation.enable_affective_dialog = Some(true);
+    let mut vad = AutomaticActivityDetection::default();
+    vad.disabled = Some(false);
+    vad.start_of_speech_sensitivity = Some(StartSensitivity::Low);
+    vad.end_of_speech_sensitivity = Some(EndSensitivity::Low);
+    vad.prefix_padding_ms = Some(20);
+    vad.silence_duration_ms = Some(500);
+    let mut realtime = RealtimeInputConfig::default();
+    realtime.automatic_activity_detection = Some(vad);
+    realtime.activity_handling = Some(ActivityHandling::StartOfActivityInterrupts);
+    realtime.turn_coverage = Some(TurnCoverage::TurnIncludesOnlyActivity);
+    let weather =
+        FunctionDeclaration::new("get_weather", "Returns the current weather for a city.")
+            .with_parameters(json!({
+                "properties": {"city": {"description": "City name", "type": "STRING"}},
+                "required": ["city"],
+                "type": "OBJECT"
+            }));
+    let built = Setup::new("models/gemini-2.5-flash-native-audio-preview-12-2025")
+        .with_generation_config(generation)
+        .with_response_modality(Modality::Audio)
+        .with_speech_config(SpeechConfig::voice("Puck").with_language_code("en-US"))
+        .with_system_instruction(SYSTEM)
+        .with_tools(vec![Tool::functions(vec![weather])])
+        .with_session_resumption(SessionResumptionConfig::default())
+        .with_transcriptions()
+        .with_realtime_input_config(realtime)
+        .with_context_window_compression(ContextWindowCompression::sliding_window_with(
+            25_600, 12_800,
+        ))
+        .with_proactivity(ProactivityConfig::audio(true));
+    let built = ClientMessage::setup(built);
+    assert_eq!(built, client("client_setup_full_native_audio.json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&built.to_json()).unwrap(),
+        serde_json::from_slice::<Value>(&read("client_setup_full_native_audio.json")).unwrap()
+    );
+}
