@@ -176,6 +176,15 @@ impl Connection {
         self.sender.feed(message).await
     }
 
+    /// Sends one `realtimeInput.audio` frame for borrowed PCM, flushed; see
+    /// [`ConnectionSender::feed_audio`].
+    ///
+    /// # Errors
+    /// As [`Connection::send`].
+    pub async fn send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
+        self.sender.send_audio(pcm, sample_rate).await
+    }
+
     /// Writes everything queued by [`Connection::feed`] to the socket.
     ///
     /// # Errors
@@ -299,6 +308,35 @@ impl ConnectionSender {
             return Err(error);
         }
         message.write_json(&mut self.buf);
+        self.feed_buffer().await
+    }
+
+    /// Queues one `realtimeInput.audio` frame for borrowed 16-bit PCM at `sample_rate` Hz without
+    /// flushing, without building a [`ClientMessage`] (the microphone hot path: the chunk is
+    /// base64-encoded straight into the reused buffer). Same bytes as feeding
+    /// `ClientMessage::RealtimeInput(RealtimeInput::Audio(Blob::pcm(pcm, sample_rate)))`.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub async fn feed_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
+        }
+        ClientMessage::write_audio_json(&mut self.buf, pcm, sample_rate);
+        self.feed_buffer().await
+    }
+
+    /// [`feed_audio`](Self::feed_audio), then flush.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub async fn send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
+        self.feed_audio(pcm, sample_rate).await?;
+        self.flush().await
+    }
+
+    /// Queues the encoded frame in `buf` as one text frame (one allocation: the frame payload).
+    async fn feed_buffer(&mut self) -> Result<(), Error> {
         let text = std::str::from_utf8(&self.buf).map_err(|_| Error::WebSocket {
             detail: "encoded client message is not UTF-8".to_owned(),
         })?;

@@ -175,7 +175,7 @@ async fn batch_is_received_in_order_and_frames_are_text() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (connection, server) = connect_to(ConnectConfig::default(), |mut ws| async move {
         let mut frames = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             match ws.next().await.unwrap().unwrap() {
                 Message::Text(t) => {
                     frames.push(serde_json::from_str::<serde_json::Value>(&t).unwrap())
@@ -198,6 +198,7 @@ async fn batch_is_received_in_order_and_frames_are_text() {
         })
         .collect();
     assert_eq!(sender.send_batch(&chunks).await.unwrap(), 3);
+    sender.send_audio(&[3u8; 4], 16_000).await.unwrap();
     sender
         .send(&ClientMessage::RealtimeInput(RealtimeInput::AudioStreamEnd))
         .await
@@ -209,6 +210,7 @@ async fn batch_is_received_in_order_and_frames_are_text() {
             json!({"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AAAAAA=="}}}),
             json!({"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AQEBAQ=="}}}),
             json!({"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AgICAg=="}}}),
+            json!({"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AwMDAw=="}}}),
             json!({"realtimeInput": {"audioStreamEnd": true}}),
         ]
     );
