@@ -63,12 +63,15 @@ pub struct Coverage {
 }
 
 impl Coverage {
-    /// Whether the handle includes the message at `position`.
+    /// Whether the handle includes the message at `position`. The `setup` of its own
+    /// connection is always included (what `setup` carries, instructions and tools, is part
+    /// of the session the handle snapshots).
     pub fn covers(&self, position: MessagePosition) -> bool {
         position.connection == self.connection
-            && self
-                .through
-                .is_some_and(|through| position.index <= through)
+            && (position.index == ClientMessageIndex::SETUP
+                || self
+                    .through
+                    .is_some_and(|through| position.index <= through))
     }
 }
 

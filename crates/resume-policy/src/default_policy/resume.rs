@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ctx_model::{DiffKind, DiffOp, Item, ItemId, Role};
+use ctx_model::{ChatContext, DiffKind, DiffOp, Item, ItemId, Role};
 
 use super::EditHandling;
 use super::shared::{
@@ -66,8 +66,29 @@ pub(super) fn plan(
         }
     }
 
-    // The desired suffix beyond what the server holds.
-    let diff = ctx_model::diff(ctx.mirror, ctx.desired);
+    // What the server lost beyond the handle: compare `S` and `L` without the items of live
+    // operations (the outbox delivers those, in queue order, wherever the application put
+    // them in `L`).
+    let owner: HashMap<&ItemId, usize> = deliver
+        .iter()
+        .enumerate()
+        .flat_map(|(k, op)| op.kind.item_ids().into_iter().map(move |id| (id, k)))
+        .collect();
+    let in_flight: HashSet<&ItemId> = ctx
+        .outbox
+        .live()
+        .filter(|op| !op.is_covered_by(handle))
+        .flat_map(|op| op.kind.item_ids())
+        .collect();
+    let view = |context: &ChatContext| -> ChatContext {
+        let items = context
+            .iter()
+            .filter(|item| !in_flight.contains(item.id()) && !excluded.contains(item.id()))
+            .cloned();
+        // Ids are unique in the source, so they are unique in the view.
+        ChatContext::from_items(items).unwrap_or_default()
+    };
+    let diff = ctx_model::diff(&view(ctx.mirror), &view(ctx.desired));
     if diff.classify() == DiffKind::Rewrite {
         match edits {
             EditHandling::Reseed => return Err(DivergenceReason::EditOfDeliveredItem),
@@ -79,32 +100,29 @@ pub(super) fn plan(
             }),
         }
     }
-    let owner: HashMap<&ItemId, usize> = deliver
+    let lost: HashSet<&ItemId> = diff
+        .appended()
         .iter()
-        .enumerate()
-        .flat_map(|(k, op)| op.kind.item_ids().into_iter().map(move |id| (id, k)))
+        .map(Item::id)
+        .filter(|id| !held.contains(id))
+        .filter_map(|id| ctx.desired.get(id))
+        .filter(|item| {
+            !matches!(item, Item::FunctionCall(call) if calls.known_to(&call.call_id, handle))
+        })
+        .map(Item::id)
         .collect();
+
+    // Walk `L` in order: lost items and live operations, each once.
     let mut placed = vec![false; deliver.len()];
     let mut from_suffix: Vec<Unit<'_>> = Vec::new();
-    for item in diff.appended() {
+    for item in ctx.desired.iter() {
         let id = item.id();
-        if held.contains(id) || excluded.contains(id) {
-            continue;
-        }
         if let Some(&k) = owner.get(id) {
             if !placed[k] {
                 placed[k] = true;
                 from_suffix.push(Unit::Op(deliver[k]));
             }
-            continue;
-        }
-        if let Item::FunctionCall(call) = item {
-            if calls.known_to(&call.call_id, handle) {
-                continue;
-            }
-        }
-        // The suffix borrows from `diff`; find the same item in `L` for a longer borrow.
-        if let Some(item) = ctx.desired.get(id) {
+        } else if lost.contains(id) {
             from_suffix.push(Unit::Lost(item));
         }
     }

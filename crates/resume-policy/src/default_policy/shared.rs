@@ -44,7 +44,7 @@ pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan
         if ctx.trigger.is_planned() || matches!(ctx.trigger, Trigger::RefusedResume { .. }) {
             ctx.attempt
         } else {
-            ctx.attempt.max(1)
+            ctx.attempt.saturating_add(1)
         };
     plan.backoff = backoff.delay(attempt, ctx.jitter);
     plan.transparent = ctx.transparent_requested && ctx.capabilities.transparent_resumption;

@@ -1,0 +1,351 @@
+//! A miniature session layer for the tests: it feeds the tracker and the outbox the way
+//! `agent-glue` is meant to, keeps `L` and the mirror, and executes plans.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use ctx_model::{ChatContext, FunctionOutput, Item, Message};
+use resume_policy::{
+    Channel, ClientMessageIndex, ConnectMode, ConnectionId, CoverageTracker, DefaultPolicy,
+    HandleUpdate, MessageKind, MessagePosition, Millis, ModelCapabilities, OpId, OpKind, Outbox,
+    Payload, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, ServerReaction,
+    Strategy, ToolCallStatus, Trigger,
+};
+
+pub const M25: &str = "models/gemini-2.5-flash-native-audio-preview-12-2025";
+pub const M31: &str = "models/gemini-3.1-flash-live-preview";
+pub const M38: &str = "models/gemini-3.8-live";
+pub const V25: &str =
+    "projects/p/locations/us-central1/publishers/google/models/gemini-live-2.5-flash-native-audio";
+
+pub struct Sim {
+    pub caps: ModelCapabilities,
+    pub tracker: CoverageTracker,
+    pub outbox: Outbox,
+    /// `L`.
+    pub desired: ChatContext,
+    /// What the current connection's server holds, as far as the client knows.
+    pub live_mirror: ChatContext,
+    /// What the held handle provably holds (the mirror rolled back to it).
+    pub mirror: ChatContext,
+    pub connection: u64,
+    pub now: u64,
+    pub transparent: bool,
+}
+
+impl Sim {
+    pub fn new(model: &str) -> Self {
+        Self::with_caps(ModelCapabilities::for_model(model).unwrap(), false)
+    }
+
+    pub fn with_caps(caps: ModelCapabilities, transparent: bool) -> Self {
+        Self {
+            caps,
+            tracker: CoverageTracker::new(transparent),
+            outbox: Outbox::new(),
+            desired: ChatContext::new(),
+            live_mirror: ChatContext::new(),
+            mirror: ChatContext::new(),
+            connection: 0,
+            now: 0,
+            transparent,
+        }
+    }
+
+    pub fn tick(&mut self, ms: u64) {
+        self.now += ms;
+    }
+
+    /// Opens connection n+1 fresh (no plan), as a first connect with an empty context.
+    pub fn connect_fresh(&mut self) {
+        self.connection += 1;
+        self.tracker
+            .on_connected(ConnectionId(self.connection), ConnectMode::Fresh)
+            .unwrap();
+        self.live_mirror = ChatContext::new();
+        self.mirror = ChatContext::new();
+    }
+
+    /// History the application had before connecting: in `L` only.
+    pub fn history(&mut self, items: Vec<Item>) {
+        for item in items {
+            self.desired.push(item).unwrap();
+        }
+    }
+
+    fn send(&mut self, kind: MessageKind, ops: &[OpId], items: Vec<Item>) -> MessagePosition {
+        let at = self.tracker.on_sent(kind).unwrap();
+        self.outbox.mark_sent(ops, at).unwrap();
+        for item in items {
+            if !self.live_mirror.contains(item.id()) {
+                self.live_mirror.push(item).unwrap();
+            }
+        }
+        at
+    }
+
+    fn route(&self, op: OpId) -> Route {
+        let ctx = RouteContext {
+            connection: ConnectionId(self.connection),
+            capabilities: &self.caps,
+            tool_calls: self.tracker.tool_calls(),
+        };
+        DefaultPolicy::default().route(&ctx, self.outbox.get(op).unwrap())
+    }
+
+    /// Queues an operation and, when connected, delivers it the way the default policy routes
+    /// it. Returns the op and its route (`None` offline).
+    pub fn op(&mut self, kind: OpKind) -> (OpId, Option<Route>) {
+        let id = self.outbox.push(kind);
+        if self.tracker.connection().is_none() {
+            return (id, None);
+        }
+        let route = self.route(id);
+        if let Route::Send(step) = &route {
+            self.send_step(step);
+        }
+        (id, Some(route))
+    }
+
+    /// A user turn typed by the application (in `L` first, then queued and sent).
+    pub fn user_turn(&mut self, id: &str, text: &str) -> OpId {
+        let item: Item = Message::user(id, text).into();
+        self.desired.push(item.clone()).unwrap();
+        self.op(OpKind::Append {
+            items: vec![item],
+            turn_complete: true,
+        })
+        .0
+    }
+
+    /// History appended without asking for an answer.
+    pub fn silent_append(&mut self, id: &str, text: &str) -> OpId {
+        let item: Item = Message::user(id, text).into();
+        self.desired.push(item.clone()).unwrap();
+        self.op(OpKind::Append {
+            items: vec![item],
+            turn_complete: false,
+        })
+        .0
+    }
+
+    /// The model answered (part of) a turn: in `L` and the live mirror.
+    pub fn model_says(&mut self, id: &str, text: &str) {
+        let item: Item = Message::model(id, text).into();
+        self.desired.push(item.clone()).unwrap();
+        self.live_mirror.push(item).unwrap();
+    }
+
+    pub fn turn_complete(&mut self) {
+        self.tracker.on_reaction(ServerReaction::TurnComplete);
+    }
+
+    pub fn model_turn(&mut self, id: &str, text: &str) {
+        self.model_says(id, text);
+        self.turn_complete();
+    }
+
+    /// The server issued a tool call.
+    pub fn tool_call(&mut self, item_id: &str, call_id: &str, name: &str) {
+        let item: Item = ctx_model::FunctionCall::new(item_id, call_id, name, "{}".into()).into();
+        self.desired.push(item.clone()).unwrap();
+        self.live_mirror.push(item).unwrap();
+        self.tracker.on_tool_call(call_id, name).unwrap();
+        self.tracker.on_reaction(ServerReaction::ToolCall);
+    }
+
+    /// The tool finished: the output goes to `L` and the outbox (sent if connected).
+    pub fn tool_result(&mut self, item_id: &str, call_id: &str, name: &str) -> OpId {
+        let output = FunctionOutput::new(item_id, call_id, name, "done".into());
+        self.desired.push(output.clone()).unwrap();
+        self.tracker
+            .set_tool_status(call_id, ToolCallStatus::Answered);
+        self.op(OpKind::ToolResponse { output }).0
+    }
+
+    pub fn cancel_call(&mut self, call_id: &str) {
+        self.tracker
+            .set_tool_status(call_id, ToolCallStatus::Cancelled);
+    }
+
+    /// A resumable update: the handle covers what the tracker proves.
+    pub fn handle(&mut self, token: &str) {
+        self.handle_with_index(token, None);
+    }
+
+    pub fn handle_with_index(&mut self, token: &str, last_consumed: Option<u64>) {
+        let update = HandleUpdate {
+            new_handle: Some(token.to_owned()),
+            resumable: true,
+            last_consumed: last_consumed.map(ClientMessageIndex),
+        };
+        let record = self
+            .tracker
+            .on_handle_update(&update, Millis(self.now))
+            .unwrap()
+            .unwrap();
+        self.outbox.cover(&record);
+        // The handle's snapshot: the live mirror without items of operations it does not cover.
+        let uncovered: Vec<_> = self
+            .outbox
+            .live()
+            .flat_map(|op| op.kind.item_ids().into_iter().cloned())
+            .collect();
+        self.mirror = ChatContext::from_items(
+            self.live_mirror
+                .iter()
+                .filter(|item| !uncovered.contains(item.id()))
+                .cloned(),
+        )
+        .unwrap();
+    }
+
+    pub fn not_resumable(&mut self) {
+        self.tracker
+            .on_handle_update(&HandleUpdate::default(), Millis(self.now))
+            .unwrap();
+    }
+
+    /// The connection is lost: the mirror rolls back to what the handle holds.
+    pub fn drop_connection(&mut self) {
+        self.tracker.on_disconnected();
+        self.live_mirror = self.mirror.clone();
+    }
+
+    pub fn ctx(&self, trigger: Trigger) -> ResumeContext<'_> {
+        ResumeContext::new(
+            trigger,
+            &self.outbox,
+            &self.desired,
+            &self.mirror,
+            &self.caps,
+            self.tracker.tool_calls(),
+        )
+        .with_handle(self.tracker.handle())
+        .with_now(Millis(self.now))
+        .with_transparent(self.transparent, self.transparent)
+    }
+
+    pub fn plan(&self, trigger: Trigger) -> ResumePlan {
+        self.plan_with(&DefaultPolicy::default(), trigger)
+    }
+
+    pub fn plan_with(&self, policy: &dyn ResumePolicy, trigger: Trigger) -> ResumePlan {
+        policy.plan(&self.ctx(trigger))
+    }
+
+    /// Executes a plan the way the session layer does: connect, seed, steps, ledger updates.
+    pub fn execute(&mut self, plan: &ResumePlan) {
+        self.connection += 1;
+        let conn = ConnectionId(self.connection);
+        match plan.strategy {
+            Strategy::Resume { .. } => {
+                self.tracker
+                    .on_connected(conn, ConnectMode::Resumed)
+                    .unwrap();
+                self.live_mirror = self.mirror.clone();
+            }
+            Strategy::Fresh => {
+                self.tracker.on_connected(conn, ConnectMode::Fresh).unwrap();
+                self.live_mirror = ChatContext::new();
+                self.mirror = ChatContext::new();
+            }
+            Strategy::GiveUp { .. } => panic!("cannot execute a give-up plan"),
+        }
+        self.outbox.supersede(&plan.superseded).unwrap();
+        for divergence in &plan.undeliverable {
+            self.outbox.report(&divergence.ops, divergence.why).unwrap();
+        }
+        if let Some(seed) = &plan.seed {
+            let kind = if seed.turn_complete && !plan.history_config {
+                MessageKind::TurnStart
+            } else {
+                MessageKind::Silent
+            };
+            self.send(kind, &seed.ops, seed.items.clone());
+        }
+        for step in &plan.steps {
+            self.send_step(step);
+        }
+    }
+
+    pub fn send_step(&mut self, step: &resume_policy::PlannedSend) {
+        let (kind, items) = match (&step.channel, &step.payload) {
+            (Channel::SetupField, _) => {
+                let at =
+                    MessagePosition::new(ConnectionId(self.connection), ClientMessageIndex::SETUP);
+                self.outbox.mark_sent(&step.ops, at).unwrap();
+                return;
+            }
+            (Channel::ClientContent { turn_complete }, Payload::Items(items)) => (
+                if *turn_complete {
+                    MessageKind::TurnStart
+                } else {
+                    MessageKind::Silent
+                },
+                items.clone(),
+            ),
+            (Channel::ToolResponse, Payload::ToolResponses(outputs)) => (
+                MessageKind::ToolResponse,
+                outputs.iter().cloned().map(Item::from).collect(),
+            ),
+            (Channel::RealtimeText, _) => {
+                let items = step
+                    .ops
+                    .iter()
+                    .filter_map(|id| self.outbox.get(*id))
+                    .flat_map(|op| op.kind.item_ids())
+                    .filter_map(|id| self.desired.get(id).cloned())
+                    .collect();
+                (MessageKind::TurnStart, items)
+            }
+            (Channel::ClientContent { .. }, _) => (MessageKind::TurnStart, Vec::new()),
+            _ => (MessageKind::Silent, Vec::new()),
+        };
+        self.send(kind, &step.ops.clone(), items);
+    }
+}
+
+/// The operations a plan sends on each channel, flattened in order.
+pub fn step_ops(plan: &ResumePlan) -> Vec<OpId> {
+    plan.steps
+        .iter()
+        .flat_map(|s| s.ops.iter().copied())
+        .collect()
+}
+
+/// The ids of the items a plan's steps carry as `clientContent`, in order.
+pub fn client_content_ids(plan: &ResumePlan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match (&s.channel, &s.payload) {
+            (Channel::ClientContent { .. }, Payload::Items(items)) => Some(items),
+            _ => None,
+        })
+        .flatten()
+        .map(|item| item.id().to_string())
+        .collect()
+}
+
+pub fn seed_ids(plan: &ResumePlan) -> Vec<String> {
+    plan.seed
+        .iter()
+        .flat_map(|seed| seed.items.iter())
+        .map(|item| item.id().to_string())
+        .collect()
+}
+
+pub fn channels(plan: &ResumePlan) -> Vec<Channel> {
+    plan.steps.iter().map(|s| s.channel).collect()
+}
+
+pub fn go_away() -> Trigger {
+    Trigger::GoAway {
+        time_left: std::time::Duration::from_secs(50),
+    }
+}
+
+pub fn dropped() -> Trigger {
+    Trigger::AbnormalClose {
+        code: 1006,
+        class: resume_policy::CloseClass::Transient,
+    }
+}

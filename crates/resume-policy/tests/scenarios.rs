@@ -1,0 +1,719 @@
+//! One pure test of `DefaultPolicy`'s plan per scenario of SCENARIOS.md whose decision is the
+//! planner's. Each builds the ledger the way the session layer would (tests/common).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ctx_model::{Item, Message};
+use resume_policy::{
+    Channel, CloseClass, ConfigVersion, DefaultPolicy, DeliveryState, DivergenceReason,
+    EditHandling, HandleRecord, HandleToken, Millis, MirrorVersion, OpKind, Payload, PlanNote,
+    ResumePolicy, Route, Strategy, ToolCallStatus, Trigger,
+};
+
+fn resumed_with(plan: &resume_policy::ResumePlan, token: &str) -> bool {
+    plan.strategy
+        == Strategy::Resume {
+            handle: HandleToken::new(token),
+        }
+}
+
+/// Connected on 2.5/3.1/3.8 with one finished exchange covered by handle `h1`.
+fn settled(model: &str) -> Sim {
+    let mut sim = Sim::new(model);
+    sim.connect_fresh();
+    sim.user_turn("u1", "Hello");
+    sim.model_turn("m1", "Hi there");
+    sim.handle("h1");
+    sim
+}
+
+#[test]
+fn s01_go_away_while_idle_resumes_without_sending_anything() {
+    let sim = settled(M25);
+    let plan = sim.plan(go_away());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(plan.steps.is_empty());
+    assert_eq!(plan.seed, None);
+    assert!(!plan.history_config);
+    assert_eq!(plan.backoff, Duration::ZERO);
+    assert!(plan.uncertain.is_empty() && plan.undeliverable.is_empty());
+}
+
+#[test]
+fn s02_forced_rotation_during_a_model_turn_keeps_the_user_turn_once() {
+    let mut sim = settled(M25);
+    let u2 = sim.user_turn("u2", "Tell me a story");
+    sim.not_resumable();
+    sim.model_says("m2", "Once upon a"); // cut off by the forced rotation
+    let plan = sim.plan(go_away());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(matches!(
+        plan.notes[..],
+        [PlanNote::ResumedFromStale { .. }]
+    ));
+    // The turn and its (interrupted) answer come back as history, in one message, without
+    // asking the model to answer again.
+    assert_eq!(client_content_ids(&plan), ["u2", "m2"]);
+    assert_eq!(
+        channels(&plan),
+        [Channel::ClientContent {
+            turn_complete: false
+        }]
+    );
+    assert_eq!(step_ops(&plan), [u2]);
+    assert_eq!(plan.uncertain, [u2]);
+
+    // On 3.1 the same cannot be restored mid-session: fresh session, one seed.
+    let mut sim = settled(M31);
+    sim.user_turn("u2", "Tell me a story");
+    sim.not_resumable();
+    sim.model_says("m2", "Once upon a");
+    let plan = sim.plan(go_away());
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert_eq!(seed_ids(&plan), ["u1", "m1", "u2", "m2"]);
+    assert!(plan.history_config && plan.seed.as_ref().unwrap().turn_complete);
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn s04_abnormal_close_while_idle_resumes_with_backoff() {
+    let sim = settled(M25);
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(plan.steps.is_empty() && plan.seed.is_none());
+    assert!(plan.backoff >= Duration::from_millis(125));
+    assert!(plan.backoff <= Duration::from_millis(250));
+}
+
+#[test]
+fn s05_drop_before_any_handle_seeds_everything_once_without_a_reply() {
+    for (model, flag) in [(M25, false), (M31, true), (M38, false)] {
+        let mut sim = Sim::new(model);
+        sim.history(vec![
+            Message::user("h1", "My name is Ada").into(),
+            Message::model("h2", "Nice to meet you, Ada").into(),
+        ]);
+        let first = sim.plan(Trigger::FirstConnect);
+        assert_eq!(first.strategy, Strategy::Fresh);
+        assert_eq!(seed_ids(&first), ["h1", "h2"]);
+        assert_eq!(first.history_config, flag, "{model}");
+        sim.execute(&first);
+        let u = sim.user_turn("u1", "What is my name?");
+        sim.model_turn("m1", "Ada");
+        sim.drop_connection();
+
+        let plan = sim.plan(dropped());
+        assert_eq!(plan.strategy, Strategy::Fresh, "{model}");
+        let seed = plan.seed.as_ref().unwrap();
+        assert_eq!(seed_ids(&plan), ["h1", "h2", "u1", "m1"], "{model}");
+        assert_eq!(seed.ops, [u], "{model}");
+        assert_eq!(plan.history_config, flag, "{model}");
+        // Ends the history phase where the flag is used; asks for nothing otherwise.
+        assert_eq!(seed.turn_complete, flag, "{model}");
+        assert!(plan.steps.is_empty(), "{model}");
+    }
+}
+
+#[test]
+fn s06_failed_redials_back_off_and_keep_the_plan() {
+    let mut sim = settled(M25);
+    sim.drop_connection();
+    sim.user_turn("u2", "Still there?");
+    let policy = DefaultPolicy::default();
+    let plans: Vec<_> = (0..3)
+        .map(|attempt| policy.plan(&sim.ctx(dropped()).with_attempt(attempt)))
+        .collect();
+    assert!(plans[0].backoff < plans[1].backoff && plans[1].backoff < plans[2].backoff);
+    for plan in &plans {
+        assert!(resumed_with(plan, "h1"));
+        assert_eq!(plan.steps, plans[0].steps);
+        assert_eq!(client_content_ids(plan), ["u2"]);
+    }
+    // Bounded: the last attempt gives up, reporting what is still owed.
+    let last = policy.plan(&sim.ctx(dropped()).with_attempt(policy.backoff.max_attempts));
+    assert!(last.is_give_up());
+    assert_eq!(last.undeliverable[0].why, DivergenceReason::GaveUp);
+    assert_eq!(last.undeliverable[0].ops.len(), 1);
+}
+
+#[test]
+fn s07_flapping_delivers_every_operation_once_in_total() {
+    let mut sim = settled(M25);
+    sim.drop_connection();
+    let a2 = sim.silent_append("a2", "(the user opened the map)");
+    let u3 = sim.user_turn("u3", "Where am I?");
+    // Drop during the handshake: nothing sent; the next attempt plans the same.
+    let plan = sim.plan(dropped());
+    assert_eq!(step_ops(&plan), [a2, u3]);
+    let again = DefaultPolicy::default().plan(&sim.ctx(dropped()).with_attempt(1));
+    assert_eq!(again.steps, plan.steps);
+    // Drop during the replay: sent on connection 2, never covered: replayed, as uncertain.
+    sim.execute(&again);
+    sim.drop_connection();
+    let third = sim.plan(dropped());
+    assert!(resumed_with(&third, "h1"));
+    assert_eq!(step_ops(&third), [a2, u3]);
+    assert_eq!(third.uncertain, [a2, u3]);
+    // This time it works: the answer and a handle cover both, nothing is owed any more.
+    sim.execute(&third);
+    sim.model_turn("m3", "In Paris");
+    sim.handle("h3");
+    assert!(sim.outbox.live().next().is_none());
+    let after = sim.plan(go_away());
+    assert!(resumed_with(&after, "h3") && after.steps.is_empty());
+    assert_eq!(sim.mirror, sim.desired);
+}
+
+#[test]
+fn s08_handle_mid_replay_then_drop_replays_only_the_uncovered_part() {
+    let mut sim = settled(M25);
+    sim.drop_connection();
+    let u2 = sim.user_turn("u2", "First question");
+    let u3 = sim.user_turn("u3", "Second question");
+    let plan = sim.plan(dropped());
+    assert_eq!(step_ops(&plan), [u2, u3]);
+    sim.execute(&plan);
+    sim.model_turn("m2", "First answer");
+    sim.handle("h2"); // covers u2 (answered), not u3
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h2"));
+    assert_eq!(step_ops(&plan), [u3]);
+    assert_eq!(client_content_ids(&plan), ["u3"]);
+    assert_eq!(
+        channels(&plan),
+        [Channel::ClientContent {
+            turn_complete: true
+        }]
+    );
+}
+
+#[test]
+fn s10_stale_handle_then_drop_replays_the_uncovered_suffix_or_starts_fresh() {
+    let mut sim = settled(M25);
+    let u2 = sim.user_turn("u2", "Weather in Rome?");
+    sim.not_resumable();
+    sim.model_says("m2", "Let me check");
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(matches!(
+        plan.notes[..],
+        [PlanNote::ResumedFromStale { .. }]
+    ));
+    assert_eq!(client_content_ids(&plan), ["u2", "m2"]);
+    assert_eq!(plan.uncertain, [u2]);
+    assert!(plan.state_restored());
+
+    let mut sim = settled(M31);
+    sim.user_turn("u2", "Weather in Rome?");
+    sim.not_resumable();
+    sim.model_says("m2", "Let me check");
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert!(plan.notes.contains(&PlanNote::ResumeInfeasible {
+        why: DivergenceReason::ClientContentForbidden
+    }));
+    assert_eq!(seed_ids(&plan), ["u1", "m1", "u2", "m2"]);
+}
+
+#[test]
+fn s11_refused_resume_starts_fresh_with_one_full_seed() {
+    let mut sim = settled(M31);
+    sim.drop_connection();
+    let plan = sim.plan(Trigger::RefusedResume { code: 1007 });
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert_eq!(plan.notes, [PlanNote::HandleRefused]);
+    assert_eq!(seed_ids(&plan), ["u1", "m1"]);
+    assert!(plan.history_config && plan.seed.as_ref().unwrap().turn_complete);
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn s12_handle_lag_does_not_count_the_sent_message_as_covered() {
+    let mut sim = settled(M25);
+    let u2 = sim.user_turn("u2", "Are you there?");
+    sim.handle("h2"); // issued before the server processed u2
+    assert!(sim.outbox.get(u2).unwrap().state.is_live());
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h2"));
+    assert_eq!(client_content_ids(&plan), ["u2"]);
+    assert_eq!(plan.uncertain, [u2]);
+}
+
+#[test]
+fn s13_tool_result_while_disconnected_plans_single_response() {
+    // The handle knows the call (3.8, non-blocking: handles keep coming): one toolResponse.
+    let mut sim = settled(M38);
+    sim.user_turn("u2", "Book a table");
+    sim.tool_call("c2", "call-2", "book");
+    sim.handle("h2");
+    sim.drop_connection();
+    let o2 = sim.tool_result("o2", "call-2", "book");
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h2"));
+    assert_eq!(channels(&plan), [Channel::ToolResponse]);
+    assert_eq!(step_ops(&plan), [o2]);
+}
+
+#[test]
+fn s13_tool_result_for_a_call_after_the_handle_is_never_an_orphan() {
+    // 2.5, blocking call: the handle predates the call. The call and its result come back as
+    // history and the model continues; no toolResponse, the tool is not run again.
+    let mut sim = settled(M25);
+    let u2 = sim.user_turn("u2", "Book a table");
+    sim.tool_call("c2", "call-2", "book");
+    sim.not_resumable();
+    sim.drop_connection();
+    let o2 = sim.tool_result("o2", "call-2", "book");
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(!channels(&plan).contains(&Channel::ToolResponse));
+    assert_eq!(client_content_ids(&plan), ["u2", "c2", "o2"]);
+    assert_eq!(
+        channels(&plan),
+        [Channel::ClientContent {
+            turn_complete: true
+        }]
+    );
+    assert_eq!(step_ops(&plan), [u2, o2]);
+
+    // 3.1: fresh + seed with call and result, then a nudge so the model does not hang.
+    let mut sim = settled(M31);
+    sim.user_turn("u2", "Book a table");
+    sim.tool_call("c2", "call-2", "book");
+    sim.not_resumable();
+    sim.drop_connection();
+    let o2 = sim.tool_result("o2", "call-2", "book");
+    let plan = sim.plan(dropped());
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert_eq!(seed_ids(&plan), ["u1", "m1", "u2", "c2", "o2"]);
+    assert!(plan.seed.as_ref().unwrap().ops.contains(&o2));
+    assert_eq!(channels(&plan), [Channel::RealtimeText]);
+    assert!(matches!(
+        plan.steps[0].payload,
+        Payload::GenerateReply { .. }
+    ));
+}
+
+#[test]
+fn s15_cancelled_tool_call_result_is_never_sent() {
+    for model in [M25, M31] {
+        let mut sim = settled(model);
+        sim.user_turn("u2", "Order pizza");
+        sim.tool_call("c2", "call-2", "order");
+        sim.cancel_call("call-2");
+        sim.not_resumable();
+        sim.drop_connection();
+        let o2 = sim.tool_result("o2", "call-2", "order");
+        for trigger in [dropped(), Trigger::RefusedResume { code: 1011 }] {
+            let plan = sim.plan(trigger);
+            assert_eq!(plan.superseded, [o2], "{model}");
+            assert!(!plan.delivered_ops().any(|op| op == o2), "{model}");
+            let mentions_call = plan
+                .seed
+                .iter()
+                .flat_map(|seed| seed.items.iter())
+                .chain(plan.steps.iter().flat_map(|s| match &s.payload {
+                    Payload::Items(items) => items.iter().collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                }))
+                .any(|item: &Item| item.call_id() == Some("call-2"));
+            assert!(!mentions_call, "{model}");
+            assert!(!channels(&plan).contains(&Channel::ToolResponse), "{model}");
+        }
+    }
+}
+
+#[test]
+fn s16_lost_tool_call_on_a_model_that_needs_an_answer_is_answered_first() {
+    let mut sim = settled(M38);
+    sim.user_turn("u2", "Check the stock");
+    sim.tool_call("c2", "call-2", "stock");
+    sim.handle("h2");
+    sim.tracker.set_tool_status("call-2", ToolCallStatus::Lost);
+    sim.drop_connection();
+    let u3 = sim.user_turn("u3", "Hello?");
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h2"));
+    assert_eq!(
+        channels(&plan),
+        [
+            Channel::ToolResponse,
+            Channel::ClientContent {
+                turn_complete: true
+            }
+        ]
+    );
+    match &plan.steps[0].payload {
+        Payload::ToolResponses(outputs) => {
+            assert_eq!(outputs.len(), 1);
+            assert_eq!(outputs[0].call_id, "call-2");
+            assert!(outputs[0].is_error);
+        }
+        other => panic!("unexpected payload {other:?}"),
+    }
+    assert_eq!(step_ops(&plan), [u3]);
+    let lost = &plan.undeliverable[0];
+    assert_eq!(lost.why, DivergenceReason::ToolCallLost);
+    assert_eq!(lost.calls, ["call-2"]);
+}
+
+#[test]
+fn s17_online_append_on_2_5_is_sent_once_and_never_again() {
+    let mut sim = settled(M25);
+    let (a2, route) = sim.op(OpKind::Append {
+        items: vec![Message::user("a2", "(context)").into()],
+        turn_complete: false,
+    });
+    sim.desired.push(Message::user("a2", "(context)")).unwrap();
+    match route {
+        Some(Route::Send(step)) => {
+            assert_eq!(
+                step.channel,
+                Channel::ClientContent {
+                    turn_complete: false
+                }
+            );
+            assert_eq!(step.ops, [a2]);
+        }
+        other => panic!("unexpected route {other:?}"),
+    }
+    assert!(matches!(
+        sim.outbox.get(a2).unwrap().state,
+        DeliveryState::Sent { .. }
+    ));
+    sim.user_turn("u3", "Thanks");
+    sim.model_turn("m3", "You're welcome");
+    sim.handle("h3");
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h3"));
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn s18_online_append_on_3_1_is_never_client_content() {
+    let mut sim = settled(M31);
+    let item: Item = Message::user("a2", "(context)").into();
+    sim.desired.push(item.clone()).unwrap();
+    let (a2, route) = sim.op(OpKind::Append {
+        items: vec![item],
+        turn_complete: false,
+    });
+    assert_eq!(
+        route,
+        Some(Route::Defer {
+            why: DivergenceReason::ClientContentForbidden
+        })
+    );
+    // A typed user turn goes as realtime text.
+    let (_, route) = sim.op(OpKind::Append {
+        items: vec![Message::user("u3", "Hi").into()],
+        turn_complete: true,
+    });
+    match route {
+        Some(Route::Send(step)) => {
+            assert_eq!(step.channel, Channel::RealtimeText);
+            assert_eq!(step.payload, Payload::Text("Hi".into()));
+        }
+        other => panic!("unexpected route {other:?}"),
+    }
+    // The deferred append reaches the model through the next seed.
+    let plan = sim.plan(go_away());
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert!(plan.seed.as_ref().unwrap().ops.contains(&a2));
+    assert!(seed_ids(&plan).contains(&"a2".to_owned()));
+}
+
+#[test]
+fn s19_offline_append_is_delivered_once_after_resume() {
+    let mut sim = settled(M25);
+    sim.drop_connection();
+    let a2 = sim.silent_append("a2", "(offline note)");
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert_eq!(client_content_ids(&plan), ["a2"]);
+    assert_eq!(step_ops(&plan), [a2]);
+    assert!(plan.uncertain.is_empty());
+
+    let mut sim = settled(M31);
+    sim.drop_connection();
+    let a2 = sim.silent_append("a2", "(offline note)");
+    let plan = sim.plan(dropped());
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert_eq!(seed_ids(&plan), ["u1", "m1", "a2"]);
+    assert_eq!(plan.seed.as_ref().unwrap().ops, [a2]);
+}
+
+#[test]
+fn s20_edit_of_a_delivered_item_reseeds_or_is_reported() {
+    let mut sim = settled(M25);
+    sim.drop_connection();
+    sim.desired
+        .replace(Message::user("u1", "Hello (edited)"))
+        .unwrap();
+    let plan = sim.plan(dropped());
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert!(plan.notes.contains(&PlanNote::EditsReseeded));
+    let seed = plan.seed.as_ref().unwrap();
+    assert_eq!(
+        seed.items[0],
+        Item::from(Message::user("u1", "Hello (edited)"))
+    );
+
+    let policy = DefaultPolicy::new(Default::default(), EditHandling::Report);
+    let plan = sim.plan_with(&policy, dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert_eq!(plan.undeliverable.len(), 1);
+    assert_eq!(
+        plan.undeliverable[0].why,
+        DivergenceReason::EditOfDeliveredItem
+    );
+    assert_eq!(plan.undeliverable[0].items, [ctx_model::ItemId::new("u1")]);
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn s21_instruction_change_rides_in_setup_without_history_replay() {
+    let mut sim = settled(M25);
+    let (v2, route) = sim.op(OpKind::InstructionChange {
+        version: ConfigVersion(2),
+    });
+    assert_eq!(
+        route,
+        Some(Route::Reconnect(Trigger::ConfigChange {
+            instructions: true,
+            tools: false
+        }))
+    );
+    let (v3, _) = sim.op(OpKind::InstructionChange {
+        version: ConfigVersion(3),
+    });
+    let plan = sim.plan(Trigger::ConfigChange {
+        instructions: true,
+        tools: false,
+    });
+    assert!(resumed_with(&plan, "h1"));
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(plan.steps[0].channel, Channel::SetupField);
+    assert_eq!(plan.steps[0].ops, [v2, v3]);
+    assert_eq!(
+        plan.steps[0].payload,
+        Payload::Config {
+            instructions: Some(ConfigVersion(3)),
+            tools: None
+        }
+    );
+    assert!(plan.seed.is_none());
+
+    // 3.8 applies it in place.
+    let mut sim = settled(M38);
+    let (_, route) = sim.op(OpKind::InstructionChange {
+        version: ConfigVersion(2),
+    });
+    assert!(matches!(route, Some(Route::Send(step)) if step.channel == Channel::ContextUpdate));
+}
+
+#[test]
+fn s22_tool_set_change_mid_call_keeps_the_handle_and_the_pending_response() {
+    let mut sim = settled(M25);
+    sim.user_turn("u2", "Find flights");
+    sim.tool_call("c2", "call-2", "flights");
+    sim.handle("h2");
+    sim.op(OpKind::ToolSetChange {
+        version: ConfigVersion(2),
+    });
+    sim.drop_connection();
+    let o2 = sim.tool_result("o2", "call-2", "flights");
+    let plan = sim.plan(Trigger::ConfigChange {
+        instructions: false,
+        tools: true,
+    });
+    assert!(resumed_with(&plan, "h2"));
+    assert_eq!(
+        channels(&plan),
+        [Channel::SetupField, Channel::ToolResponse]
+    );
+    assert_eq!(plan.steps[1].ops, [o2]);
+}
+
+#[test]
+fn s23_transparent_mode_replays_after_the_exact_index() {
+    let caps = resume_policy::ModelCapabilities::for_model(V25).unwrap();
+    assert!(caps.transparent_resumption);
+    let mut sim = Sim::with_caps(caps, true);
+    sim.connect_fresh();
+    sim.user_turn("u1", "Hello"); // #1
+    let a2 = sim.silent_append("a2", "(note)"); // #2
+    sim.handle_with_index("h1", Some(1));
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(plan.transparent && plan.replay_transparent_buffer);
+    assert_eq!(step_ops(&plan), [a2]);
+    assert!(
+        plan.uncertain.is_empty(),
+        "exact coverage: nothing is uncertain"
+    );
+}
+
+#[test]
+fn s24_transparent_requested_on_the_developer_api_warns_once() {
+    let caps = resume_policy::ModelCapabilities::for_model(M25).unwrap();
+    let mut sim = Sim::with_caps(caps, true);
+    let first = sim.plan(Trigger::FirstConnect);
+    assert!(!first.transparent);
+    assert_eq!(first.notes, [PlanNote::TransparentUnavailable]);
+    sim.execute(&first);
+    sim.user_turn("u1", "Hi");
+    sim.model_turn("m1", "Hello");
+    sim.handle("h1");
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert!(!plan.transparent && !plan.replay_transparent_buffer);
+    assert!(plan.notes.is_empty());
+}
+
+#[test]
+fn s26_generate_reply_pending_across_a_restart_is_issued_once() {
+    for (model, channel) in [
+        (
+            M25,
+            Channel::ClientContent {
+                turn_complete: true,
+            },
+        ),
+        (M31, Channel::RealtimeText),
+    ] {
+        let mut sim = settled(model);
+        sim.drop_connection();
+        let tools = sim
+            .op(OpKind::ToolSetChange {
+                version: ConfigVersion(2),
+            })
+            .0;
+        let reply = sim.op(OpKind::GenerateReply { instructions: None }).0;
+        let plan = sim.plan(Trigger::ConfigChange {
+            instructions: false,
+            tools: true,
+        });
+        assert!(resumed_with(&plan, "h1"), "{model}");
+        assert_eq!(channels(&plan), [Channel::SetupField, channel], "{model}");
+        assert_eq!(step_ops(&plan), [tools, reply], "{model}");
+    }
+}
+
+#[test]
+fn s27_fresh_seed_triggers_no_reply_unless_asked() {
+    let mut sim = settled(M25);
+    sim.drop_connection();
+    let plan = sim.plan(Trigger::RefusedResume { code: 1011 });
+    assert_eq!(plan.strategy, Strategy::Fresh);
+    assert!(!plan.seed.as_ref().unwrap().turn_complete);
+    assert!(plan.steps.is_empty());
+
+    // A question asked while disconnected is asked live after the seed: one answer.
+    let u2 = sim.user_turn("u2", "Are you back?");
+    let plan = sim.plan(Trigger::RefusedResume { code: 1011 });
+    assert_eq!(seed_ids(&plan), ["u1", "m1"]);
+    assert!(!plan.seed.as_ref().unwrap().turn_complete);
+    assert_eq!(
+        channels(&plan),
+        [Channel::ClientContent {
+            turn_complete: true
+        }]
+    );
+    assert_eq!(step_ops(&plan), [u2]);
+}
+
+#[test]
+fn s28_seed_respects_the_model_size_limit() {
+    let mut caps = resume_policy::ModelCapabilities::for_model(M25).unwrap();
+    caps.seed_limit.max_items = 4;
+    let mut sim = Sim::with_caps(caps, false);
+    sim.connect_fresh();
+    for i in 0..5 {
+        sim.user_turn(&format!("u{i}"), "question");
+        sim.model_turn(&format!("m{i}"), "answer");
+    }
+    sim.handle("h1");
+    sim.drop_connection();
+    let plan = sim.plan(Trigger::RefusedResume { code: 1007 });
+    assert_eq!(seed_ids(&plan), ["u3", "m3", "u4", "m4"]);
+    let trimmed = &plan.undeliverable[0];
+    assert_eq!(trimmed.why, DivergenceReason::SeedTrimmed);
+    assert_eq!(trimmed.items.len(), 6);
+}
+
+#[test]
+fn s29_rejected_payload_is_reported_and_never_replayed() {
+    let mut sim = settled(M25);
+    let a2 = sim.silent_append("a2", "fine");
+    let bad = sim.user_turn("u3", "a payload the server rejects");
+    sim.drop_connection();
+    let close = Trigger::AbnormalClose {
+        code: 1007,
+        class: CloseClass::InvalidPayload,
+    };
+    let plan = sim.plan(close);
+    assert!(resumed_with(&plan, "h1"));
+    assert_eq!(step_ops(&plan), [a2]);
+    assert_eq!(plan.undeliverable[0].ops, [bad]);
+    assert_eq!(
+        plan.undeliverable[0].why,
+        DivergenceReason::RejectedByServer { code: 1007 }
+    );
+    assert!(!client_content_ids(&plan).contains(&"u3".to_owned()));
+    // The next plans never carry it again, fresh or not.
+    sim.execute(&plan);
+    sim.drop_connection();
+    for trigger in [dropped(), Trigger::RefusedResume { code: 1007 }] {
+        let next = sim.plan(trigger);
+        assert!(!next.delivered_ops().any(|op| op == bad));
+        assert!(!seed_ids(&next).contains(&"u3".to_owned()));
+        assert!(!client_content_ids(&next).contains(&"u3".to_owned()));
+    }
+}
+
+#[test]
+fn s31_restart_with_a_persisted_handle_resumes_or_reseeds_by_version() {
+    let sim = settled(M25);
+    let stored: HandleRecord = sim.tracker.handle().unwrap().clone();
+    // A new process: the same context, an empty outbox, the stored handle.
+    let mut next = Sim::new(M25);
+    next.desired = sim.desired.clone();
+    next.mirror = sim.desired.clone();
+    next.tracker = resume_policy::CoverageTracker::restore(stored, false);
+    next.now = 60_000;
+    let same = next.plan(Trigger::ProcessRestart {
+        stored: MirrorVersion(7),
+        current: MirrorVersion(7),
+    });
+    assert!(resumed_with(&same, "h1"));
+    assert!(same.seed.is_none() && same.steps.is_empty());
+
+    let stale = next.plan(Trigger::ProcessRestart {
+        stored: MirrorVersion(6),
+        current: MirrorVersion(7),
+    });
+    assert_eq!(stale.strategy, Strategy::Fresh);
+    assert_eq!(stale.notes, [PlanNote::MirrorVersionMismatch]);
+    assert_eq!(seed_ids(&stale), ["u1", "m1"]);
+
+    // Past the documented validity the handle is not tried.
+    next.now = Millis(3 * 60 * 60 * 1000).0;
+    let expired = next.plan(Trigger::ProcessRestart {
+        stored: MirrorVersion(7),
+        current: MirrorVersion(7),
+    });
+    assert_eq!(expired.strategy, Strategy::Fresh);
+    assert_eq!(expired.notes, [PlanNote::HandleExpired]);
+}
