@@ -180,10 +180,19 @@ impl Drop for FakeServer {
 
 /// A receiver that completes after `timeout` of wall-clock time.
 fn wall_clock_timer(timeout: Duration) -> oneshot::Receiver<()> {
+    const POLL: Duration = Duration::from_millis(20);
     let (tx, rx) = oneshot::channel();
     std::thread::spawn(move || {
-        std::thread::sleep(timeout);
-        let _ = tx.send(());
+        let deadline = std::time::Instant::now() + timeout;
+        // Ends early once the waiter has gone.
+        while !tx.is_closed() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                let _ = tx.send(());
+                return;
+            }
+            std::thread::sleep(left.min(POLL));
+        }
     });
     rx
 }

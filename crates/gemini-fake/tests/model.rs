@@ -310,3 +310,30 @@ async fn history_phase_swallows_turns_until_turn_complete() {
     );
     assert_eq!(session.generations(), 1);
 }
+
+#[tokio::test]
+async fn speech_barges_in_unless_no_interruption() {
+    use gemini_transport::wire::ActivityHandling;
+    let server = serve(FakeConfig::new().with_chunk_interval(Duration::from_millis(300))).await;
+    let mut client = Client::start(&server, text_setup(&server)).await;
+    client.send(&ClientMessage::text("a long answer")).await;
+    client.message().await;
+    client
+        .send(&ClientMessage::audio(&tone(100, 3000), 16_000))
+        .await;
+    assert_eq!(shape(&client.turn().await), ["interrupted", "turnComplete"]);
+
+    let mut config = RealtimeInputConfig::default();
+    config.activity_handling = Some(ActivityHandling::NoInterruption);
+    let setup = text_setup(&server).with_realtime_input_config(config);
+    let mut client = Client::start(&server, setup).await;
+    client.send(&ClientMessage::text("keep talking")).await;
+    client.message().await;
+    client
+        .send(&ClientMessage::audio(&tone(100, 3000), 16_000))
+        .await;
+    client.send(&ClientMessage::audio_stream_end()).await;
+    // The answer runs to its end, then the spoken turn is answered.
+    assert_eq!(model_text(&client.turn().await), "keep talking");
+    assert_eq!(model_text(&client.turn().await), "echo: [audio 0.10s]");
+}

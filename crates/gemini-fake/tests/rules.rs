@@ -294,3 +294,20 @@ async fn shutdown_closes_with_1001() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn pings_are_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = serve(FakeConfig::new()).await;
+    let mut client = Client::start(&server, text_setup(&server)).await;
+    client
+        .ws
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(common::STEP, client.ws.next())
+        .await
+        .unwrap();
+    assert!(matches!(pong, Some(Ok(Message::Pong(p))) if &p[..] == b"are you there"));
+}
