@@ -64,6 +64,19 @@ impl Faults {
         self.shared.update(|state| state.handles.expire_all());
     }
 
+    /// Stops issuing handles (no resumable update is sent; `{}` updates still are) until
+    /// [`Faults::release_handles`]. Lets a test drop a connection "before any handle".
+    pub fn withhold_handles(&self) {
+        self.shared
+            .update(|state| state.faults.withhold_handles = true);
+    }
+
+    /// Ends [`Faults::withhold_handles`]; the next idle point issues a handle again.
+    pub fn release_handles(&self) {
+        self.shared
+            .update(|state| state.faults.withhold_handles = false);
+    }
+
     /// Refuses the next `count` WebSocket upgrades with this HTTP status (dial failures).
     pub fn refuse_upgrades(&self, count: u32, status: u16) {
         self.shared.update(|state| {

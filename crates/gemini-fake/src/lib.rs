@@ -100,6 +100,27 @@
 //! With a connection lifetime, `goAway{timeLeft}` is sent `go_away_lead` before the end, and the
 //! connection is closed at the end with the configured [`LifetimeEnd`].
 //!
+//! A resumed setup whose session still has an open connection is accepted and the older
+//! connection stays open; [`SessionSnapshot::overlaps`] counts such events so a test can assert
+//! "never two sockets".
+//!
+//! # For tests
+//!
+//! - **Inspection** ([`FakeServer::session`], [`FakeServer::latest_session`],
+//!   [`FakeServer::connections`], [`FakeServer::inspect`]): per session the context ([`Turn`]s
+//!   of [`Part`]s, in order), generations, tool calls and responses with ids, cancelled ids,
+//!   answers, handles issued and restored, and per connection every frame received
+//!   ([`ReceivedFrame`], with its per-connection index) and how it ended ([`ConnectionEnd`]).
+//!   [`FakeServer::wait_for`] re-checks a condition on every state change, so tests need no
+//!   sleeps; its timeout is wall-clock time, safe under paused tokio time.
+//! - **Faults** ([`FakeServer::faults`]): drop (TCP reset, no close frame), close with a code,
+//!   refuse the next resume, expire all handles, withhold handles, refuse upgrades (dial
+//!   failures), stall, delay frames, send a malformed or raw frame, `goAway` now, and faults
+//!   scheduled on later events ([`Trigger`]: the next setup, the next `setupComplete`, the N-th
+//!   client message).
+//!
+//! All timers (chunks, lifetime, `goAway`, handle expiry) use tokio time, so tests can pause it.
+//!
 //! # Example
 //!
 //! ```

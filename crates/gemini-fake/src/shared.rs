@@ -33,6 +33,8 @@ pub(crate) struct FaultState {
     pub(crate) refuse_next_resume: Option<(u16, String)>,
     /// Remaining upgrades to refuse, and the HTTP status to refuse them with.
     pub(crate) refuse_upgrades: Option<(u32, u16)>,
+    /// No resumable update (no new handle) is issued while set.
+    pub(crate) withhold_handles: bool,
     /// No data frame leaves the server while set.
     pub(crate) stalled: bool,
     /// Every data frame leaves this long after it was produced.

@@ -189,3 +189,24 @@ async fn scheduled_faults_fire_in_order() {
     // Queue empty: a normal connection.
     let _client = Client::start(&server, text_setup(&server)).await;
 }
+
+#[tokio::test]
+async fn withheld_handles() {
+    let server = serve().await;
+    server.faults().withhold_handles();
+    let mut client = Client::start(&server, resumable_setup(&server)).await;
+    client.send(&ClientMessage::text("a")).await;
+    let turn = client.turn().await;
+    assert!(
+        turn.iter()
+            .all(|m| common::resumption(m).is_none_or(|(h, _)| h.is_none()))
+    );
+    assert!(server.latest_session().unwrap().handles_issued().is_empty());
+    server.faults().release_handles();
+    client.send(&ClientMessage::text("b")).await;
+    client.next_handle().await;
+    assert_eq!(
+        server.latest_session().unwrap().handles_issued()[0].context_len,
+        4
+    );
+}

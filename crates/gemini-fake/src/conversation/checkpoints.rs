@@ -61,6 +61,9 @@ impl Conversation {
         let Some(session) = self.session else {
             return;
         };
+        if self.shared.read(|state| state.faults.withhold_handles) {
+            return;
+        }
         let covered = self.covered_index();
         let snapshot = self
             .ring
