@@ -88,22 +88,22 @@ pub(super) fn plan(
         // Ids are unique in the source, so they are unique in the view.
         ChatContext::from_items(items).unwrap_or_default()
     };
-    let diff = ctx_model::diff(&view(ctx.mirror), &view(ctx.desired));
-    if diff.classify() == DiffKind::Rewrite {
+    let held_view = view(ctx.mirror);
+    let desired_view = view(ctx.desired);
+    let (edited, missing) = compare(&held_view, &desired_view);
+    if !edited.is_empty() {
         match edits {
             EditHandling::Reseed => return Err(DivergenceReason::EditOfDeliveredItem),
             EditHandling::Report => plan.undeliverable.push(Divergence {
                 ops: Vec::new(),
-                items: diff.edits().map(edited_id).collect(),
+                items: edited,
                 calls: Vec::new(),
                 why: DivergenceReason::EditOfDeliveredItem,
             }),
         }
     }
-    let lost: HashSet<&ItemId> = diff
-        .appended()
+    let lost: HashSet<&ItemId> = missing
         .iter()
-        .map(Item::id)
         .filter(|id| !held.contains(id))
         .filter_map(|id| ctx.desired.get(id))
         .filter(|item| {
@@ -320,13 +320,42 @@ fn desired_has_call(ctx: &ResumeContext<'_>, call_id: &str) -> bool {
         .any(|call| call.call_id == call_id)
 }
 
-fn edited_id(op: &DiffOp) -> ItemId {
-    match op {
-        DiffOp::Remove { id } | DiffOp::Replace { id, .. } => id.clone(),
-        DiffOp::InsertAfter { item, .. } => item.id().clone(),
-        DiffOp::Append { items } => items
-            .first()
-            .map(|item| item.id().clone())
-            .unwrap_or_else(|| ItemId::new("")),
+/// Compares what the server holds with `L` (both without in-flight items): the ids of
+/// delivered items `L` edits, removes or inserts new user items before (what Gemini cannot
+/// apply), and the ids of items `L` has that the server lost (to restore, in `L` order).
+///
+/// Order differences among items both sides hold are not edits: a replay after a drop puts
+/// an uncertain message after items that `L` lists after it, and no message can reorder a
+/// session.
+fn compare(held: &ChatContext, desired: &ChatContext) -> (Vec<ItemId>, Vec<ItemId>) {
+    let diff = ctx_model::diff(held, desired);
+    if diff.classify() == DiffKind::AppendOnly {
+        return (
+            Vec::new(),
+            diff.appended()
+                .iter()
+                .map(|item| item.id().clone())
+                .collect(),
+        );
     }
+    let mut edited = Vec::new();
+    let mut missing = Vec::new();
+    for op in diff.ops() {
+        match op {
+            DiffOp::Replace { id, .. } => edited.push(id.clone()),
+            DiffOp::Remove { id } if !desired.contains(id) => edited.push(id.clone()),
+            DiffOp::Remove { .. } => {}
+            DiffOp::InsertAfter { item, .. } => match held.get(item.id()) {
+                // Moved: an edit only if its content changed too.
+                Some(before) if before == item => {}
+                Some(_) => edited.push(item.id().clone()),
+                // New, before delivered items: server output the handle lost is restored at
+                // the end; a user item the application inserted there is an edit.
+                None if item.role() == Role::Model => missing.push(item.id().clone()),
+                None => edited.push(item.id().clone()),
+            },
+            DiffOp::Append { items } => missing.extend(items.iter().map(|item| item.id().clone())),
+        }
+    }
+    (edited, missing)
 }

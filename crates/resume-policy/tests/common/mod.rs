@@ -29,6 +29,10 @@ pub struct Sim {
     pub connection: u64,
     pub now: u64,
     pub transparent: bool,
+    /// The independent server model.
+    pub server: FakeServer,
+    /// The last client message index on the current connection.
+    pub last_index: u64,
 }
 
 impl Sim {
@@ -47,6 +51,8 @@ impl Sim {
             connection: 0,
             now: 0,
             transparent,
+            server: FakeServer::default(),
+            last_index: 0,
         }
     }
 
@@ -62,6 +68,8 @@ impl Sim {
             .unwrap();
         self.live_mirror = ChatContext::new();
         self.mirror = ChatContext::new();
+        self.server.fresh();
+        self.last_index = 0;
     }
 
     /// History the application had before connecting: in `L` only.
@@ -73,6 +81,8 @@ impl Sim {
 
     fn send(&mut self, kind: MessageKind, ops: &[OpId], items: Vec<Item>) -> MessagePosition {
         let at = self.tracker.on_sent(kind).unwrap();
+        self.last_index = at.index.0;
+        self.server.receive(&items);
         self.outbox.mark_sent(ops, at).unwrap();
         for item in items {
             if !self.live_mirror.contains(item.id()) {
@@ -131,6 +141,7 @@ impl Sim {
     pub fn model_says(&mut self, id: &str, text: &str) {
         let item: Item = Message::model(id, text).into();
         self.desired.push(item.clone()).unwrap();
+        self.server.receive(std::slice::from_ref(&item));
         self.live_mirror.push(item).unwrap();
     }
 
@@ -147,6 +158,7 @@ impl Sim {
     pub fn tool_call(&mut self, item_id: &str, call_id: &str, name: &str) {
         let item: Item = ctx_model::FunctionCall::new(item_id, call_id, name, "{}".into()).into();
         self.desired.push(item.clone()).unwrap();
+        self.server.receive(std::slice::from_ref(&item));
         self.live_mirror.push(item).unwrap();
         self.tracker.on_tool_call(call_id, name).unwrap();
         self.tracker.on_reaction(ServerReaction::ToolCall);
@@ -166,9 +178,11 @@ impl Sim {
             .set_tool_status(call_id, ToolCallStatus::Cancelled);
     }
 
-    /// A resumable update: the handle covers what the tracker proves.
+    /// A resumable update: the handle covers what the tracker proves (in transparent mode the
+    /// server reports the last message it received, exactly).
     pub fn handle(&mut self, token: &str) {
-        self.handle_with_index(token, None);
+        let index = self.transparent.then_some(self.last_index);
+        self.handle_with_index(token, index);
     }
 
     pub fn handle_with_index(&mut self, token: &str, last_consumed: Option<u64>) {
@@ -182,6 +196,7 @@ impl Sim {
             .on_handle_update(&update, Millis(self.now))
             .unwrap()
             .unwrap();
+        self.server.snapshot(token);
         self.outbox.cover(&record);
         // The handle's snapshot: the live mirror without items of operations it does not cover.
         let uncovered: Vec<_> = self
@@ -236,17 +251,20 @@ impl Sim {
     pub fn execute(&mut self, plan: &ResumePlan) {
         self.connection += 1;
         let conn = ConnectionId(self.connection);
+        self.last_index = 0;
         match plan.strategy {
-            Strategy::Resume { .. } => {
+            Strategy::Resume { ref handle } => {
                 self.tracker
                     .on_connected(conn, ConnectMode::Resumed)
                     .unwrap();
                 self.live_mirror = self.mirror.clone();
+                self.server.resume(handle.expose());
             }
             Strategy::Fresh => {
                 self.tracker.on_connected(conn, ConnectMode::Fresh).unwrap();
                 self.live_mirror = ChatContext::new();
                 self.mirror = ChatContext::new();
+                self.server.fresh();
             }
             Strategy::GiveUp { .. } => panic!("cannot execute a give-up plan"),
         }
@@ -283,10 +301,18 @@ impl Sim {
                 },
                 items.clone(),
             ),
-            (Channel::ToolResponse, Payload::ToolResponses(outputs)) => (
-                MessageKind::ToolResponse,
-                outputs.iter().cloned().map(Item::from).collect(),
-            ),
+            (Channel::ToolResponse, Payload::ToolResponses(outputs)) => {
+                self.server.tool_responses(outputs);
+                let at = self.tracker.on_sent(MessageKind::ToolResponse).unwrap();
+                self.last_index = at.index.0;
+                self.outbox.mark_sent(&step.ops, at).unwrap();
+                for output in outputs {
+                    if !self.live_mirror.contains(&output.id) {
+                        self.live_mirror.push(output.clone()).unwrap();
+                    }
+                }
+                return;
+            }
             (Channel::RealtimeText, _) => {
                 let items = step
                     .ops
@@ -347,5 +373,66 @@ pub fn dropped() -> Trigger {
     Trigger::AbnormalClose {
         code: 1006,
         class: resume_policy::CloseClass::Transient,
+    }
+}
+
+/// An independent model of the server session, fed with what actually went over the wire
+/// (never with the client's ledger): it processes every message at once, and a handle is a
+/// full snapshot of the processed state.
+#[derive(Debug, Default, Clone)]
+pub struct FakeServer {
+    /// The current session's conversation, as item ids in processing order (duplicates kept).
+    pub session: Vec<String>,
+    /// Calls issued in the current session.
+    pub calls: std::collections::HashSet<String>,
+    snapshots: std::collections::HashMap<String, (Vec<String>, std::collections::HashSet<String>)>,
+    /// Protocol violations seen (orphan tool responses).
+    pub violations: Vec<String>,
+}
+
+impl FakeServer {
+    fn fresh(&mut self) {
+        self.session.clear();
+        self.calls.clear();
+    }
+
+    fn resume(&mut self, token: &str) {
+        let (session, calls) = self.snapshots.get(token).cloned().expect("unknown handle");
+        self.session = session;
+        self.calls = calls;
+    }
+
+    fn snapshot(&mut self, token: &str) {
+        self.snapshots
+            .insert(token.to_owned(), (self.session.clone(), self.calls.clone()));
+    }
+
+    fn receive(&mut self, items: &[Item]) {
+        for item in items {
+            if let Item::FunctionCall(call) = item {
+                self.calls.insert(call.call_id.clone());
+            }
+            self.session.push(item.id().to_string());
+        }
+    }
+
+    fn tool_responses(&mut self, outputs: &[FunctionOutput]) {
+        for output in outputs {
+            if !self.calls.contains(&output.call_id) {
+                self.violations
+                    .push(format!("orphan toolResponse for {}", output.call_id));
+            }
+            self.session.push(output.id.to_string());
+        }
+    }
+
+    /// Ids present more than once.
+    pub fn duplicates(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.session
+            .iter()
+            .filter(|id| !seen.insert(id.as_str()))
+            .cloned()
+            .collect()
     }
 }
