@@ -1,1 +1,71 @@
-//! `agent-glue`: placeholder, filled by its issue.
+//! `agent-glue`: a Gemini Live session whose chat context reaches the model exactly once,
+//! across any number of reconnects.
+//!
+//! # The domain
+//!
+//! A Gemini Live connection lasts about ten minutes; the server session lives on through
+//! resumption handles. Integrations that replay history on a resumed session duplicate it;
+//! those that skip it lose whatever the handle does not hold (a tool result that completed
+//! while the socket was down, a turn sent just before a drop). A [`LiveSession`] keeps three
+//! things apart (DESIGN.md section 4):
+//!
+//! - the **desired** context `L`: what the application wants the model to have
+//!   ([`LiveSession::chat_ctx`]);
+//! - the **mirror** `S`: what the server session is known to hold, rolled back to the newest
+//!   handle's coverage when a connection is lost;
+//! - the **outbox**: every context-changing operation (appends, tool results, instruction and
+//!   tool changes, reply requests) with its delivery state.
+//!
+//! On every (re)connect the session asks a [`ResumePolicy`](resume_policy::ResumePolicy) for
+//! a plan and executes it; it never decides on its own. What the plan cannot deliver is
+//! reported as [`SessionEvent::Divergence`]. Every reconnect emits one
+//! [`SessionEvent::Reconnecting`] and one [`SessionEvent::Reconnected`] (or a terminal
+//! [`SessionEvent::Closed`]).
+//!
+//! # The API
+//!
+//! [`LiveSession::builder`] takes an [`Endpoint`](gemini_transport::Endpoint) and a model;
+//! [`LiveSessionBuilder::connect`] returns the session and its [`SessionEvents`] once the
+//! first setup is complete. Inputs: [`LiveSession::send_text`], [`LiveSession::push_audio`],
+//! [`LiveSession::update_chat_ctx`], [`LiveSession::update_instructions`],
+//! [`LiveSession::update_tools`], [`LiveSession::send_tool_result`],
+//! [`LiveSession::generate_reply`], [`LiveSession::interrupt`], [`LiveSession::close`].
+//!
+//! ```no_run
+//! use agent_glue::{LiveSession, SessionEvent};
+//! use gemini_transport::{Endpoint, SecretString};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint = Endpoint::api_key(SecretString::from(std::env::var("GEMINI_API_KEY")?));
+//! let (session, mut events) =
+//!     LiveSession::builder(endpoint, "models/gemini-2.5-flash-native-audio-preview-12-2025")
+//!         .instructions("You are a helpful voice assistant.")
+//!         .connect()
+//!         .await?;
+//! session.send_text("Hello!")?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         SessionEvent::OutputTranscript { text, .. } => print!("{text}"),
+//!         SessionEvent::TurnComplete => break,
+//!         _ => {}
+//!     }
+//! }
+//! session.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod actor;
+mod config;
+mod convert;
+mod error;
+mod events;
+mod gap;
+mod ledger;
+mod session;
+mod wire_plan;
+
+pub use config::{AudioGapPolicy, LiveSessionBuilder};
+pub use error::Error;
+pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
+pub use session::{LiveSession, SessionEvents};

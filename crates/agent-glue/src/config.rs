@@ -1,0 +1,240 @@
+//! Session configuration and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gemini_transport::wire::{
+    AudioTranscriptionConfig, ContextWindowCompression, FunctionDeclaration, Modality,
+    SessionResumptionConfig, Setup, SpeechConfig, Tool,
+};
+use gemini_transport::{ConnectConfig, Endpoint};
+use resume_policy::{DefaultPolicy, ModelCapabilities, ResumePolicy};
+
+use crate::Error;
+
+/// What to do with microphone audio pushed while no connection is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AudioGapPolicy {
+    /// Keep up to this much audio and send it right after the new connection's plan.
+    /// Audio beyond the bound is dropped (oldest first) and reported.
+    Buffer {
+        /// The bound.
+        max: Duration,
+    },
+    /// Drop it and report [`SessionEvent::AudioDropped`](crate::SessionEvent::AudioDropped).
+    Drop,
+}
+
+impl Default for AudioGapPolicy {
+    /// Buffer up to two seconds.
+    fn default() -> Self {
+        Self::Buffer {
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a session needs to open connections. Built by [`LiveSessionBuilder`].
+pub(crate) struct SessionConfig {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) model: String,
+    pub(crate) instructions: Option<String>,
+    pub(crate) tools: Vec<FunctionDeclaration>,
+    pub(crate) modality: Modality,
+    pub(crate) voice: Option<String>,
+    pub(crate) transcription: bool,
+    pub(crate) compression: Option<ContextWindowCompression>,
+    pub(crate) transparent: bool,
+    pub(crate) connect: ConnectConfig,
+    pub(crate) audio_gap: AudioGapPolicy,
+    pub(crate) go_away_margin: Duration,
+    pub(crate) input_sample_rate: u32,
+}
+
+impl SessionConfig {
+    /// The `setup` for a connection: the current instructions and tools, resumption always on
+    /// (so that handles keep coming), `handle` when resuming, `historyConfig` only when asked.
+    pub(crate) fn setup(
+        &self,
+        instructions: Option<&str>,
+        tools: &[FunctionDeclaration],
+        handle: Option<&str>,
+        transparent: bool,
+        history_config: bool,
+    ) -> Setup {
+        let mut setup =
+            Setup::new(self.model.clone()).with_response_modality(self.modality.clone());
+        if let Some(voice) = &self.voice {
+            if let Some(generation) = setup.generation_config.as_mut() {
+                generation.speech_config = Some(SpeechConfig::voice(voice.clone()));
+            }
+        }
+        if let Some(text) = instructions {
+            setup = setup.with_system_instruction(text);
+        }
+        if !tools.is_empty() {
+            setup = setup.with_tools(vec![Tool::functions(tools.to_vec())]);
+        }
+        let mut resumption = match handle {
+            Some(token) => SessionResumptionConfig::resume(token),
+            None => SessionResumptionConfig::default(),
+        };
+        if transparent {
+            resumption = resumption.with_transparent(true);
+        }
+        setup = setup.with_session_resumption(resumption);
+        if let Some(compression) = &self.compression {
+            setup = setup.with_context_window_compression(compression.clone());
+        }
+        if self.transcription {
+            setup.input_audio_transcription = Some(AudioTranscriptionConfig::default());
+            setup.output_audio_transcription = Some(AudioTranscriptionConfig::default());
+        }
+        if history_config {
+            setup = setup.with_initial_history_in_client_content(true);
+        }
+        setup
+    }
+}
+
+/// Builds a [`LiveSession`](crate::LiveSession). Every setting has a documented default;
+/// [`connect`](Self::connect) returns once the first setup is complete.
+#[must_use]
+pub struct LiveSessionBuilder {
+    pub(crate) config: SessionConfig,
+    pub(crate) policy: Option<Arc<dyn ResumePolicy>>,
+    pub(crate) capabilities: Option<ModelCapabilities>,
+    pub(crate) initial_context: ctx_model::ChatContext,
+}
+
+impl std::fmt::Debug for LiveSessionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessionBuilder")
+            .field("endpoint", &self.config.endpoint)
+            .field("model", &self.config.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveSessionBuilder {
+    /// A builder for `model` (as `setup.model` wants it, e.g.
+    /// `models/gemini-2.5-flash-native-audio-preview-12-2025`) at `endpoint`.
+    pub fn new(endpoint: Endpoint, model: impl Into<String>) -> Self {
+        Self {
+            config: SessionConfig {
+                endpoint,
+                model: model.into(),
+                instructions: None,
+                tools: Vec::new(),
+                modality: Modality::Audio,
+                voice: None,
+                transcription: true,
+                compression: None,
+                transparent: false,
+                connect: ConnectConfig::default(),
+                audio_gap: AudioGapPolicy::default(),
+                go_away_margin: Duration::from_secs(2),
+                input_sample_rate: 16_000,
+            },
+            policy: None,
+            capabilities: None,
+            initial_context: ctx_model::ChatContext::new(),
+        }
+    }
+
+    /// The system instruction (default: none).
+    pub fn instructions(mut self, text: impl Into<String>) -> Self {
+        self.config.instructions = Some(text.into());
+        self
+    }
+
+    /// The functions the model may call (default: none).
+    pub fn tools(mut self, tools: Vec<FunctionDeclaration>) -> Self {
+        self.config.tools = tools;
+        self
+    }
+
+    /// The response modality (default: audio).
+    pub fn modality(mut self, modality: Modality) -> Self {
+        self.config.modality = modality;
+        self
+    }
+
+    /// A prebuilt voice (default: the model's).
+    pub fn voice(mut self, name: impl Into<String>) -> Self {
+        self.config.voice = Some(name.into());
+        self
+    }
+
+    /// Input and output audio transcription (default: on; the session needs transcripts to
+    /// keep spoken turns in the chat context).
+    pub fn transcription(mut self, on: bool) -> Self {
+        self.config.transcription = on;
+        self
+    }
+
+    /// Server-side context window compression (default: off).
+    pub fn compression(mut self, compression: ContextWindowCompression) -> Self {
+        self.config.compression = Some(compression);
+        self
+    }
+
+    /// Ask for transparent resumption (Vertex AI only; ignored with a warning elsewhere).
+    /// Default: off.
+    pub fn transparent_resumption(mut self, on: bool) -> Self {
+        self.config.transparent = on;
+        self
+    }
+
+    /// The resume policy (default: [`DefaultPolicy`]).
+    pub fn policy(mut self, policy: Box<dyn ResumePolicy>) -> Self {
+        self.policy = Some(Arc::from(policy));
+        self
+    }
+
+    /// The model's capability row (default: derived from the model name).
+    pub fn capabilities(mut self, capabilities: ModelCapabilities) -> Self {
+        self.capabilities = Some(capabilities);
+        self
+    }
+
+    /// Transport settings (timeouts, sizes).
+    pub fn connect_config(mut self, config: ConnectConfig) -> Self {
+        self.config.connect = config;
+        self
+    }
+
+    /// What to do with audio pushed while disconnected (default: buffer up to 2 s).
+    pub fn audio_gap(mut self, policy: AudioGapPolicy) -> Self {
+        self.config.audio_gap = policy;
+        self
+    }
+
+    /// How long before a `goAway` deadline the session rotates at the latest, even in the
+    /// middle of a model turn (default: 2 s).
+    pub fn go_away_margin(mut self, margin: Duration) -> Self {
+        self.config.go_away_margin = margin;
+        self
+    }
+
+    /// Earlier conversation to seed the first session with (default: empty).
+    pub fn initial_context(mut self, context: ctx_model::ChatContext) -> Self {
+        self.initial_context = context;
+        self
+    }
+
+    /// The policy and capabilities to use, resolving defaults.
+    pub(crate) fn resolve(&mut self) -> Result<(Arc<dyn ResumePolicy>, ModelCapabilities), Error> {
+        let policy = self
+            .policy
+            .take()
+            .unwrap_or_else(|| Arc::new(DefaultPolicy::default()));
+        let capabilities = match self.capabilities.take() {
+            Some(caps) => caps,
+            None => ModelCapabilities::for_model(&self.config.model)
+                .map_err(|e| Error::Config(e.to_string()))?,
+        };
+        Ok((policy, capabilities))
+    }
+}

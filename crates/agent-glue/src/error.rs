@@ -1,0 +1,25 @@
+//! The crate's one error type.
+
+/// Errors from [`LiveSession`](crate::LiveSession).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable (for example an unknown model family).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The first connection could not be established.
+    #[error("could not connect: {0}")]
+    Connect(#[source] gemini_transport::Error),
+    /// The resume policy gave up.
+    #[error("the resume policy gave up: {0}")]
+    GaveUp(String),
+    /// The session has ended (closed by the application or by a terminal error).
+    #[error("the session is closed")]
+    Closed,
+    /// The chat context given is invalid (for example a duplicate item id).
+    #[error("invalid chat context: {0}")]
+    Context(#[from] ctx_model::Error),
+    /// An argument is wrong (for example a tool result for an unknown call id).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}

@@ -1,0 +1,159 @@
+//! What the application sees: the session's event stream.
+
+use std::time::Duration;
+
+use resume_policy::{DivergenceReason, OpId};
+use serde_json::Value;
+
+/// One event of a [`LiveSession`](crate::LiveSession), in the order the session observed it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A chunk of model audio (PCM16 little-endian mono at `sample_rate`, 24 kHz from Gemini).
+    Audio {
+        /// The samples.
+        pcm: Vec<u8>,
+        /// Samples per second.
+        sample_rate: u32,
+    },
+    /// A piece of model text (TEXT modality).
+    Text(String),
+    /// A fragment of the transcript of the user's audio.
+    InputTranscript {
+        /// The text.
+        text: String,
+        /// The server marked the transcript finished.
+        finished: bool,
+    },
+    /// A fragment of the transcript of the model's audio.
+    OutputTranscript {
+        /// The text.
+        text: String,
+        /// The server marked the transcript finished.
+        finished: bool,
+    },
+    /// The model asks the application to run a function. Answer with
+    /// [`LiveSession::send_tool_result`](crate::LiveSession::send_tool_result); the session
+    /// delivers the answer exactly once, across reconnects.
+    ToolCall {
+        /// The call id to echo in the result.
+        call_id: String,
+        /// The function's name.
+        name: String,
+        /// The arguments, as the model produced them.
+        arguments: Value,
+    },
+    /// The model withdrew calls (the user interrupted): do not answer them; results sent for
+    /// them are dropped by the session.
+    ToolCallCancelled {
+        /// The withdrawn call ids.
+        call_ids: Vec<String>,
+    },
+    /// The model has produced everything for its turn (playback may still be running).
+    GenerationComplete,
+    /// The model's turn is over; it waits for input.
+    TurnComplete,
+    /// The user (or new input) cut the model off: discard unplayed audio.
+    Interrupted,
+    /// Token usage reported by the server.
+    Usage(Usage),
+    /// The connection is being replaced. Exactly one per reconnect, followed by one
+    /// [`SessionEvent::Reconnected`] or a terminal [`SessionEvent::Closed`].
+    Reconnecting {
+        /// Why.
+        reason: ReconnectReason,
+    },
+    /// A new connection is up and the policy's plan has been sent on it.
+    Reconnected(Reconnected),
+    /// Context operations that cannot reach the model as the application asked; nothing is
+    /// dropped silently.
+    Divergence {
+        /// The operations concerned.
+        operations: Vec<OpId>,
+        /// Why.
+        why: DivergenceReason,
+    },
+    /// Audio captured while disconnected that was dropped (by configuration or because the
+    /// gap buffer was full).
+    AudioDropped {
+        /// How much audio was dropped.
+        duration: Duration,
+    },
+    /// A recoverable problem worth knowing about (the session goes on).
+    Warning(String),
+    /// The session ended; no more events follow.
+    Closed {
+        /// Why it ended; `None` when the application closed it.
+        error: Option<String>,
+    },
+}
+
+/// Token counts from a `usageMetadata` frame (Developer API and Vertex names merged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u32>,
+    /// Response tokens.
+    pub response_tokens: Option<u32>,
+    /// Total tokens.
+    pub total_tokens: Option<u32>,
+}
+
+/// Why a session reconnects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReconnectReason {
+    /// The server announced the end of the connection.
+    GoAway {
+        /// The time the server said was left.
+        time_left: Duration,
+    },
+    /// The connection ended without notice (`code` 1006 when there was no close frame).
+    ConnectionLost {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// The server refused to resume the session from its handle.
+    ResumeRefused {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// The configuration changed (instructions, tools) and the model only accepts it in
+    /// `setup`.
+    ConfigChange,
+}
+
+/// How a reconnect went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnected {
+    /// Resumed from a handle, or started a fresh server session.
+    pub strategy: ReconnectStrategy,
+    /// Whether the server's context is exactly what the application's context says it should
+    /// be (nothing lost, nothing still owed).
+    pub state_restored: bool,
+    /// Operations (re)sent by the plan on the new connection.
+    pub replayed: Vec<OpId>,
+    /// Of those, the ones whose earlier delivery was uncertain (sent, never provably
+    /// covered by a handle).
+    pub uncertain: Vec<OpId>,
+    /// Operations that could not be delivered (also reported as [`SessionEvent::Divergence`]).
+    pub lost: Vec<OpId>,
+    /// Time from the end of the old connection (or the decision to rotate) until the plan
+    /// was sent on the new one.
+    pub gap: Duration,
+    /// Connection attempts this reconnect took.
+    pub attempts: u32,
+}
+
+/// How a connection was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReconnectStrategy {
+    /// `setup` carried a resumption handle.
+    Resumed,
+    /// A fresh server session, seeded from the application's context.
+    Fresh,
+}

@@ -1,0 +1,129 @@
+//! Turning the policy's planned sends into wire messages.
+
+use ctx_model::Item;
+use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, Tool};
+use resume_policy::{Channel, MessageKind, Payload, PlannedSend};
+
+use crate::convert::{function_response, items_to_contents};
+use crate::ledger::Ledger;
+
+/// The wire message for a planned send, the kind of reaction it provokes, and the items of
+/// `L` it puts into the server session.
+pub(crate) struct WireSend {
+    pub(crate) message: Option<ClientMessage>,
+    pub(crate) kind: MessageKind,
+    pub(crate) items: Vec<Item>,
+}
+
+/// Builds the message for `step` with the ledger's current configuration.
+pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
+    match (&step.channel, &step.payload) {
+        (Channel::SetupField, _) => WireSend {
+            message: None,
+            kind: MessageKind::Silent,
+            items: Vec::new(),
+        },
+        (Channel::ClientContent { turn_complete }, Payload::Items(items)) => WireSend {
+            message: Some(ClientMessage::client_content(
+                items_to_contents(items),
+                *turn_complete,
+            )),
+            kind: kind_for(*turn_complete),
+            items: items.clone(),
+        },
+        (Channel::ClientContent { .. }, Payload::GenerateReply { instructions }) => {
+            let turns = instructions
+                .iter()
+                .map(|text| Content::user_text(text.clone()))
+                .collect();
+            WireSend {
+                message: Some(ClientMessage::client_content(turns, true)),
+                kind: MessageKind::TurnStart,
+                items: Vec::new(),
+            }
+        }
+        (Channel::RealtimeText, Payload::Text(text)) => WireSend {
+            message: Some(ClientMessage::realtime_text(text.clone())),
+            kind: MessageKind::TurnStart,
+            items: step
+                .ops
+                .iter()
+                .filter_map(|id| ledger.outbox.get(*id))
+                .filter_map(|op| match &op.kind {
+                    resume_policy::OpKind::RealtimeText { item: Some(id), .. } => {
+                        ledger.desired.get(id).cloned()
+                    }
+                    resume_policy::OpKind::Append { items, .. } => items.first().cloned(),
+                    _ => None,
+                })
+                .collect(),
+        },
+        (Channel::RealtimeText, Payload::GenerateReply { instructions }) => WireSend {
+            message: Some(ClientMessage::realtime_text(
+                instructions
+                    .clone()
+                    .unwrap_or_else(|| "Please continue.".to_owned()),
+            )),
+            kind: MessageKind::TurnStart,
+            items: Vec::new(),
+        },
+        (Channel::ToolResponse, Payload::ToolResponses(outputs)) => WireSend {
+            message: Some(ClientMessage::tool_response(
+                outputs.iter().map(function_response).collect(),
+            )),
+            kind: MessageKind::ToolResponse,
+            items: outputs.iter().cloned().map(Item::FunctionOutput).collect(),
+        },
+        (
+            Channel::ContextUpdate,
+            Payload::Config {
+                instructions,
+                tools,
+            },
+        ) => {
+            let update = ContextUpdate {
+                system_instruction: instructions.and(
+                    ledger
+                        .instructions
+                        .1
+                        .as_ref()
+                        .map(|text| Content::system_instruction(text.clone())),
+                ),
+                tools: tools.map(|_| {
+                    if ledger.tools.1.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![Tool::functions(ledger.tools.1.clone())]
+                    }
+                }),
+            };
+            WireSend {
+                message: Some(ClientMessage::context_update(update)),
+                kind: MessageKind::Silent,
+                items: Vec::new(),
+            }
+        }
+        // A channel and payload the policy should not pair: send the items as history.
+        (_, Payload::Items(items)) => WireSend {
+            message: Some(ClientMessage::client_content(
+                items_to_contents(items),
+                false,
+            )),
+            kind: MessageKind::Silent,
+            items: items.clone(),
+        },
+        _ => WireSend {
+            message: None,
+            kind: MessageKind::Silent,
+            items: Vec::new(),
+        },
+    }
+}
+
+fn kind_for(turn_complete: bool) -> MessageKind {
+    if turn_complete {
+        MessageKind::TurnStart
+    } else {
+        MessageKind::Silent
+    }
+}

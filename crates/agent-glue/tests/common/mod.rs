@@ -1,0 +1,137 @@
+//! Shared scenario machinery: a fake server, a session against it, and the comparison of the
+//! application's context `L` with the server's context `S` (read through the fake's
+//! inspection API, never from the session's own bookkeeping).
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use agent_glue::{LiveSession, SessionEvent, SessionEvents};
+use ctx_model::{ChatContext, Item, Role as LRole};
+use gemini_fake::{FakeConfig, FakeServer, Family, Part, Role as SRole, Turn};
+use gemini_transport::wire::{FunctionDeclaration, Modality};
+use gemini_transport::{Endpoint, SecretString};
+use resume_policy::ResumePolicy;
+use serde_json::{Value, json};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A fake server for `family` with `tweak` applied.
+pub async fn server(family: Family, tweak: impl FnOnce(FakeConfig) -> FakeConfig) -> FakeServer {
+    let config = tweak(FakeConfig::new().with_family(family));
+    FakeServer::start(config).await.expect("fake server starts")
+}
+
+/// The endpoint of `server` with a made-up key.
+pub fn endpoint(server: &FakeServer) -> Endpoint {
+    Endpoint::api_key(SecretString::from("test-key"))
+        .with_base_url(&server.url())
+        .expect("loopback URL")
+}
+
+/// The declaration of a `get_weather` tool.
+pub fn weather_tool() -> FunctionDeclaration {
+    FunctionDeclaration::new("get_weather", "Current weather for a city")
+}
+
+/// Connects a TEXT-modality session with `policy` and `tools`.
+pub async fn session(
+    server: &FakeServer,
+    policy: Box<dyn ResumePolicy>,
+    tools: Vec<FunctionDeclaration>,
+) -> (LiveSession, SessionEvents) {
+    LiveSession::builder(endpoint(server), server.config().setup_model())
+        .modality(Modality::Text)
+        .transcription(false)
+        .tools(tools)
+        .policy(policy)
+        .connect()
+        .await
+        .expect("session connects")
+}
+
+/// Reads events until one satisfies `pred`; returns every event read (the match last).
+pub async fn until(
+    events: &mut SessionEvents,
+    what: &str,
+    mut pred: impl FnMut(&SessionEvent) -> bool,
+) -> Vec<SessionEvent> {
+    let mut seen = Vec::new();
+    let result = tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.recv().await {
+            let done = pred(&event);
+            seen.push(event);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(result, Ok(true)),
+        "waiting for {what}; saw {seen:#?}"
+    );
+    seen
+}
+
+/// One context entry, in a form both sides can be compared in.
+pub fn from_l(item: &Item) -> String {
+    match item {
+        Item::Message(m) => {
+            let role = match m.role {
+                LRole::User => "user",
+                LRole::Model => "model",
+            };
+            format!("{role}: {}", m.text())
+        }
+        Item::FunctionCall(c) => format!("call {} {}", c.call_id, c.name),
+        Item::FunctionOutput(o) => {
+            let response = match (&o.output, o.is_error) {
+                (Value::Object(_), false) => o.output.clone(),
+                (v, false) => json!({ "output": v }),
+                (v, true) => json!({ "error": v }),
+            };
+            format!("response {} {} {}", o.call_id, o.name, response)
+        }
+    }
+}
+
+/// The server's turns as entries (one per part).
+pub fn from_s(turns: &[Turn]) -> Vec<String> {
+    let mut out = Vec::new();
+    for turn in turns {
+        let role = match turn.role {
+            SRole::User => "user",
+            SRole::Model => "model",
+            _ => "other",
+        };
+        let mut text = String::new();
+        for part in &turn.parts {
+            match part {
+                Part::Text(t) | Part::AudioTranscript(t) => text.push_str(t),
+                Part::FunctionCall { id, name, .. } => out.push(format!("call {id} {name}")),
+                Part::FunctionResponse { id, name, response } => {
+                    out.push(format!("response {id} {name} {response}"));
+                }
+                _ => {}
+            }
+        }
+        if !text.is_empty() {
+            out.push(format!("{role}: {text}"));
+        }
+    }
+    out
+}
+
+/// `L` as entries.
+pub fn l_entries(ctx: &ChatContext) -> Vec<String> {
+    ctx.iter().map(from_l).collect()
+}
+
+/// `S` of the latest server session as entries.
+pub fn s_entries(server: &FakeServer) -> Vec<String> {
+    server
+        .latest_session()
+        .map(|s| from_s(s.context()))
+        .unwrap_or_default()
+}
