@@ -56,6 +56,23 @@ impl Sim {
         }
     }
 
+    /// A copy to play an alternative future on.
+    pub fn clone_for_test(&self) -> Sim {
+        Sim {
+            caps: self.caps,
+            tracker: self.tracker.clone(),
+            outbox: self.outbox.clone(),
+            desired: self.desired.clone(),
+            live_mirror: self.live_mirror.clone(),
+            mirror: self.mirror.clone(),
+            connection: self.connection,
+            now: self.now,
+            transparent: self.transparent,
+            server: self.server.clone(),
+            last_index: self.last_index,
+        }
+    }
+
     pub fn tick(&mut self, ms: u64) {
         self.now += ms;
     }
@@ -405,6 +422,15 @@ impl FakeServer {
     fn snapshot(&mut self, token: &str) {
         self.snapshots
             .insert(token.to_owned(), (self.session.clone(), self.calls.clone()));
+    }
+
+    /// A lagging snapshot: the last `unprocessed` received items are not in it yet.
+    pub fn snapshot_lagging(&mut self, token: &str, unprocessed: usize) {
+        let keep = self.session.len().saturating_sub(unprocessed);
+        self.snapshots.insert(
+            token.to_owned(),
+            (self.session[..keep].to_vec(), self.calls.clone()),
+        );
     }
 
     fn receive(&mut self, items: &[Item]) {

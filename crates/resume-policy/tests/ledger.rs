@@ -1,0 +1,372 @@
+//! The ledger types on their own: coverage tracker, outbox, tool calls, capabilities, backoff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use ctx_model::Message;
+use resume_policy::{
+    Attempts, Backoff, ClientMessageIndex, ConnectMode, ConnectionId, CoverageTracker,
+    DeliveryState, DivergenceReason, Error, Freshness, HandleToken, HandleUpdate, MessageKind,
+    MessagePosition, Millis, ModelCapabilities, ModelFamily, OpKind, Outbox, ServerReaction,
+    ToolCallStatus,
+};
+
+fn resumable(token: &str) -> HandleUpdate {
+    HandleUpdate {
+        new_handle: Some(token.into()),
+        resumable: true,
+        last_consumed: None,
+    }
+}
+
+fn at(connection: u64, index: u64) -> MessagePosition {
+    MessagePosition::new(ConnectionId(connection), ClientMessageIndex(index))
+}
+
+#[test]
+fn numbering_starts_after_setup_and_restarts_per_connection() {
+    let mut tracker = CoverageTracker::new(false);
+    assert_eq!(
+        tracker.on_sent(MessageKind::Silent),
+        Err(Error::NotConnected)
+    );
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    assert_eq!(
+        tracker.on_sent(MessageKind::Silent).unwrap(),
+        MessagePosition::new(ConnectionId(1), ClientMessageIndex::SETUP.next())
+    );
+    assert_eq!(tracker.on_sent(MessageKind::Silent).unwrap(), at(1, 2));
+    tracker
+        .on_handle_update(&resumable("h"), Millis(1))
+        .unwrap();
+    tracker
+        .on_connected(ConnectionId(2), ConnectMode::Resumed)
+        .unwrap();
+    assert_eq!(tracker.on_sent(MessageKind::Silent).unwrap(), at(2, 1));
+}
+
+#[test]
+fn coverage_is_the_last_reacted_message_never_arrival_time() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let silent = tracker.on_sent(MessageKind::Silent).unwrap();
+    let turn = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    let later = tracker.on_sent(MessageKind::Silent).unwrap();
+    let lagging = tracker
+        .on_handle_update(&resumable("h1"), Millis(10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(lagging.coverage.through, None);
+    assert!(!lagging.covers(silent) && !lagging.covers(turn));
+    assert!(lagging.covers(at(1, 0)), "setup is always in the session");
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let h2 = tracker
+        .on_handle_update(&resumable("h2"), Millis(20))
+        .unwrap()
+        .unwrap();
+    assert!(h2.covers(silent) && h2.covers(turn));
+    assert!(
+        !h2.covers(later),
+        "sent before the reaction, not provably processed"
+    );
+    assert!(!h2.coverage.exact);
+    assert!(!h2.covers(at(2, 1)), "other connections are never covered");
+}
+
+#[test]
+fn a_tool_call_keeps_the_turn_open_until_its_responses_are_answered() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let ask = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_tool_call("call-1", "lookup").unwrap();
+    tracker.on_reaction(ServerReaction::ToolCall);
+    let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    // Non-blocking call: the model ends its turn; that says nothing about `typed`.
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let h = tracker
+        .on_handle_update(&resumable("h1"), Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(h.covers(ask));
+    assert!(!h.covers(typed));
+
+    // Blocking call: the turn continues from the response; its turnComplete covers it.
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_reaction(ServerReaction::ToolCall);
+    let response = tracker.on_sent(MessageKind::ToolResponse).unwrap();
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let h = tracker
+        .on_handle_update(&resumable("h1"), Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(h.covers(response));
+}
+
+#[test]
+fn not_resumable_marks_the_handle_stale_and_keeps_it() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker
+        .on_handle_update(&resumable("h1"), Millis(5))
+        .unwrap();
+    let none = tracker
+        .on_handle_update(&HandleUpdate::default(), Millis(7))
+        .unwrap();
+    assert_eq!(none, None);
+    let held = tracker.handle().unwrap();
+    assert_eq!(held.token, HandleToken::new("h1"));
+    assert_eq!(held.freshness, Freshness::StaleSince(Millis(7)));
+    // A later non-resumable update keeps the first stale point.
+    tracker
+        .on_handle_update(&HandleUpdate::default(), Millis(9))
+        .unwrap();
+    assert_eq!(
+        tracker.handle().unwrap().freshness,
+        Freshness::StaleSince(Millis(7))
+    );
+}
+
+#[test]
+fn transparent_coverage_is_exact_and_checked() {
+    let mut tracker = CoverageTracker::new(true);
+    tracker
+        .on_connected(ConnectionId(3), ConnectMode::Fresh)
+        .unwrap();
+    for _ in 0..3 {
+        tracker.on_sent(MessageKind::Silent).unwrap();
+    }
+    let update = HandleUpdate {
+        last_consumed: Some(ClientMessageIndex(2)),
+        ..resumable("h1")
+    };
+    let h = tracker
+        .on_handle_update(&update, Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(h.coverage.exact);
+    assert!(h.covers(at(3, 2)) && !h.covers(at(3, 3)));
+    let beyond = HandleUpdate {
+        last_consumed: Some(ClientMessageIndex(9)),
+        ..resumable("h2")
+    };
+    assert_eq!(
+        tracker.on_handle_update(&beyond, Millis(2)),
+        Err(Error::IndexBeyondSent {
+            connection: ConnectionId(3),
+            index: ClientMessageIndex(9),
+            last_sent: ClientMessageIndex(3),
+        })
+    );
+    let empty = HandleUpdate {
+        new_handle: Some(String::new()),
+        resumable: true,
+        last_consumed: None,
+    };
+    assert_eq!(
+        tracker.on_handle_update(&empty, Millis(3)),
+        Err(Error::MissingHandleToken)
+    );
+}
+
+#[test]
+fn tool_calls_are_known_to_handles_issued_after_them_in_their_session() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker
+        .on_handle_update(&resumable("before"), Millis(1))
+        .unwrap();
+    let before = tracker.handle().unwrap().clone();
+    tracker.on_tool_call("call-1", "f").unwrap();
+    assert!(tracker.tool_calls().in_session("call-1"));
+    assert!(!tracker.tool_calls().known_to("call-1", &before));
+    // Resuming from the older handle: the new session does not know the call.
+    tracker
+        .on_connected(ConnectionId(2), ConnectMode::Resumed)
+        .unwrap();
+    assert!(!tracker.tool_calls().in_session("call-1"));
+    // A handle on connection 2 does not learn a call of connection 1.
+    tracker
+        .on_handle_update(&resumable("c2"), Millis(2))
+        .unwrap();
+    assert!(
+        !tracker
+            .tool_calls()
+            .known_to("call-1", tracker.handle().unwrap())
+    );
+
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker.on_tool_call("call-1", "f").unwrap();
+    tracker
+        .on_handle_update(&resumable("after"), Millis(1))
+        .unwrap();
+    assert!(
+        tracker
+            .tool_calls()
+            .known_to("call-1", tracker.handle().unwrap())
+    );
+    tracker
+        .on_connected(ConnectionId(2), ConnectMode::Resumed)
+        .unwrap();
+    assert!(tracker.tool_calls().in_session("call-1"));
+    // Cancelled stays cancelled; fresh sessions know no earlier call.
+    assert!(tracker.set_tool_status("call-1", ToolCallStatus::Cancelled));
+    assert!(tracker.set_tool_status("call-1", ToolCallStatus::Answered));
+    assert!(tracker.tool_calls().is_cancelled("call-1"));
+    assert!(!tracker.set_tool_status("nope", ToolCallStatus::Answered));
+    tracker
+        .on_connected(ConnectionId(3), ConnectMode::Fresh)
+        .unwrap();
+    assert!(!tracker.tool_calls().in_session("call-1"));
+    assert!(tracker.handle().is_none());
+    assert_eq!(
+        tracker.on_connected(ConnectionId(4), ConnectMode::Resumed),
+        Err(Error::NoHandleToResume {
+            connection: ConnectionId(4)
+        })
+    );
+}
+
+#[test]
+fn handle_tokens_never_print_in_full() {
+    let token = HandleToken::new("secret-resumption-token-0123456789");
+    let shown = format!("{token:?} {token}");
+    assert!(!shown.contains("resumption-token"));
+    assert!(shown.contains("34 chars"));
+    assert_eq!(token.expose(), "secret-resumption-token-0123456789");
+}
+
+#[test]
+fn outbox_moves_through_its_states_and_refuses_the_rest() {
+    let mut outbox = Outbox::new();
+    let a = outbox.push(OpKind::Append {
+        items: vec![Message::user("u1", "hi").into()],
+        turn_complete: true,
+    });
+    let b = outbox.push(OpKind::GenerateReply { instructions: None });
+    assert!(a < b);
+    outbox.mark_sent(&[a], at(1, 1)).unwrap();
+    outbox.supersede(&[b]).unwrap();
+    assert_eq!(
+        outbox.mark_sent(&[b], at(1, 2)),
+        Err(Error::InvalidTransition {
+            op: b,
+            from: "superseded",
+            to: "sent"
+        })
+    );
+    let missing = resume_policy::OpId(99);
+    assert_eq!(
+        outbox.report(&[missing], DivergenceReason::GaveUp),
+        Err(Error::UnknownOperation { op: missing })
+    );
+    let mut tracker = CoverageTracker::new(true);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker.on_sent(MessageKind::TurnStart).unwrap();
+    let update = HandleUpdate {
+        last_consumed: Some(ClientMessageIndex(1)),
+        ..resumable("h")
+    };
+    let h = tracker
+        .on_handle_update(&update, Millis(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(outbox.cover(&h), vec![a]);
+    assert_eq!(
+        outbox.get(a).unwrap().state,
+        DeliveryState::Covered { handle: h.serial }
+    );
+    assert_eq!(outbox.live().count(), 0);
+    outbox.prune();
+    assert!(outbox.is_empty());
+    // Ids keep growing after a prune.
+    assert!(outbox.push(OpKind::GenerateReply { instructions: None }) > b);
+}
+
+#[test]
+fn capabilities_follow_the_model_name() {
+    let cases = [
+        (
+            "models/gemini-2.5-flash-native-audio-preview-12-2025",
+            ModelFamily::Gemini25,
+        ),
+        (
+            "gemini-2.5-flash-native-audio-latest",
+            ModelFamily::Gemini25,
+        ),
+        (
+            "models/gemini-3.1-flash-live-preview",
+            ModelFamily::Gemini31,
+        ),
+        ("gemini-3.8-live", ModelFamily::Gemini38),
+        (
+            "projects/p/locations/global/publishers/google/models/gemini-live-2.5-flash-native-audio",
+            ModelFamily::VertexGemini25,
+        ),
+        ("gemini-live-3.8", ModelFamily::VertexGemini38),
+    ];
+    for (name, family) in cases {
+        assert_eq!(ModelFamily::from_model(name).unwrap(), family, "{name}");
+    }
+    assert_eq!(
+        ModelCapabilities::for_model("gpt-4o"),
+        Err(Error::UnknownModel {
+            model: "gpt-4o".into()
+        })
+    );
+    let c25 = ModelCapabilities::for_family(ModelFamily::Gemini25);
+    let c31 = ModelCapabilities::for_family(ModelFamily::Gemini31);
+    let c38 = ModelCapabilities::for_family(ModelFamily::Gemini38);
+    let v25 = ModelCapabilities::for_family(ModelFamily::VertexGemini25);
+    assert!(c25.client_content_mid_session && !c31.client_content_mid_session);
+    assert!(c31.initial_history_flag_required && !c25.initial_history_flag_required);
+    assert!(c38.context_update && !c25.context_update);
+    assert!(c38.tool_call_needs_answer && !c25.tool_call_needs_answer);
+    assert!(v25.transparent_resumption && !c25.transparent_resumption);
+    // Overridable (3.1's later documentation allows clientContent throughout).
+    let mut lenient = c31;
+    lenient.client_content_mid_session = true;
+    assert!(lenient.client_content_mid_session);
+}
+
+#[test]
+fn backoff_grows_jitters_and_is_bounded() {
+    let backoff = Backoff::default();
+    assert_eq!(backoff.delay(0, 12345), Duration::ZERO);
+    let mut previous_max = Duration::ZERO;
+    for attempt in 1..8 {
+        let low = backoff.delay(attempt, 0);
+        let high = backoff.delay(attempt, u64::MAX - 1);
+        assert!(low <= high && high <= backoff.max);
+        assert!(low * 2 >= high.saturating_sub(Duration::from_millis(1)));
+        assert!(high >= previous_max || high == backoff.max);
+        previous_max = high;
+    }
+    assert_eq!(backoff.delay(40, 7).max(backoff.max), backoff.max);
+    assert!(!backoff.exhausted(7) && backoff.exhausted(8));
+
+    let mut attempts = Attempts::default();
+    attempts.on_failed();
+    attempts.on_failed();
+    assert_eq!(attempts.attempt(), 2);
+    attempts.on_rotated();
+    assert_eq!(attempts.attempt(), 0);
+}
