@@ -400,12 +400,13 @@ impl Actor {
     /// Forgets the open connection (closing it if it is still up) and rolls the mirror back.
     async fn drop_connection(&mut self) {
         if let Some(mut live) = self.live.take() {
-            let _ = tokio::time::timeout(
-                Duration::from_millis(200),
-                live.sender.close(1000, "rotating"),
-            )
-            .await;
-            live.reader.abort();
+            // Never two sockets: the old one is closed (the server's close answered, or the
+            // close timeout passed) before a new one is dialed.
+            let wait = self.config.connect.close_timeout;
+            let _ = tokio::time::timeout(wait, live.sender.close(1000, "rotating")).await;
+            if tokio::time::timeout(wait, &mut live.reader).await.is_err() {
+                live.reader.abort();
+            }
         }
         // Frames of the old connection still queued are stale now.
         while self.incoming_rx.try_recv().is_ok() {}
@@ -798,6 +799,7 @@ impl Actor {
             ServerPayload::ServerContent(content) => self.on_content(*content).await,
             ServerPayload::ToolCall(gemini_transport::wire::ToolCall { function_calls }) => {
                 self.close_model_turn();
+                let mut calls = Vec::with_capacity(function_calls.len());
                 for call in function_calls {
                     let _ = self.ledger.tracker.on_tool_call(&call.id, &call.name);
                     let id = self.ledger.new_item_id("call");
@@ -807,15 +809,18 @@ impl Actor {
                     if let Err(e) = self.ledger.server_item(Item::FunctionCall(item)) {
                         warn!(error = %e, "tool call not recorded");
                     }
-                    self.emit(SessionEvent::ToolCall {
-                        call_id: call.id,
-                        name: call.name,
-                        arguments,
-                    });
+                    calls.push((call.id, call.name, arguments));
                 }
                 self.ledger.tracker.on_reaction(ServerReaction::ToolCall);
                 self.pending_tools_owed = true;
                 self.publish_context();
+                for (call_id, name, arguments) in calls {
+                    self.emit(SessionEvent::ToolCall {
+                        call_id,
+                        name,
+                        arguments,
+                    });
+                }
             }
             ServerPayload::ToolCallCancellation(gemini_transport::wire::ToolCallCancellation {
                 ids,
@@ -925,8 +930,9 @@ impl Actor {
                 .tracker
                 .on_reaction(ServerReaction::TurnComplete);
             self.pending_tools_owed = false;
-            self.emit(SessionEvent::TurnComplete);
+            // The context first, so that an application reacting to the event sees the turn.
             self.publish_context();
+            self.emit(SessionEvent::TurnComplete);
             self.maybe_rotate().await;
         }
     }

@@ -135,3 +135,14 @@ pub fn s_entries(server: &FakeServer) -> Vec<String> {
         .map(|s| from_s(s.context()))
         .unwrap_or_default()
 }
+
+/// A barrier: a typed turn and its answer. The fake processes a connection's frames in order,
+/// so once the answer is back every frame sent before it has been processed. Adds
+/// `user: {text}` and `model: echo: {text}` to both contexts.
+pub async fn barrier(session: &LiveSession, events: &mut SessionEvents, text: &str) {
+    session.send_text(text).expect("session open");
+    until(events, "barrier answer", |e| {
+        matches!(e, SessionEvent::TurnComplete)
+    })
+    .await;
+}

@@ -1,0 +1,157 @@
+//! Runs a scenario under each policy and checks the row of the table.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use resume_policy::{DefaultPolicy, ReplayAlways, ResumePolicy, SkipReplay};
+
+/// The outcome of one scenario run: `Err` says which part of the invariant broke.
+pub type Outcome = Result<(), String>;
+
+/// A scenario body, run once per policy.
+pub type Body = fn(PolicyKind) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The shipped policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Default,
+    ReplayAlways,
+    SkipReplay,
+}
+
+impl PolicyKind {
+    pub const ALL: [PolicyKind; 3] = [Self::Default, Self::ReplayAlways, Self::SkipReplay];
+
+    pub fn boxed(self) -> Box<dyn ResumePolicy> {
+        match self {
+            Self::Default => Box::new(DefaultPolicy::default()),
+            Self::ReplayAlways => Box::new(ReplayAlways::default()),
+            Self::SkipReplay => Box::new(SkipReplay::default()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "DefaultPolicy",
+            Self::ReplayAlways => "ReplayAlways",
+            Self::SkipReplay => "SkipReplay",
+        }
+    }
+}
+
+/// One scenario of SCENARIOS.md.
+pub struct Scenario {
+    /// `"S01"`.
+    pub id: &'static str,
+    /// A short title.
+    pub title: &'static str,
+    /// The body.
+    pub body: Body,
+    /// Legacy policies this scenario exists to expose: they must fail it.
+    pub exposes: &'static [PolicyKind],
+}
+
+/// A scenario's results under each policy.
+pub struct Row {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub results: Vec<(PolicyKind, Outcome)>,
+    pub exposes: &'static [PolicyKind],
+}
+
+impl Row {
+    /// `Ok` when the default passed and every exposed legacy policy failed.
+    pub fn verdict(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for (policy, outcome) in &self.results {
+            match (policy, outcome) {
+                (PolicyKind::Default, Err(why)) => {
+                    problems.push(format!("{} under DefaultPolicy: {why}", self.id));
+                }
+                (legacy, Ok(())) if self.exposes.contains(legacy) => problems.push(format!(
+                    "{} under {} passed, but the scenario exists to show its flaw",
+                    self.id,
+                    legacy.name()
+                )),
+                _ => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+}
+
+/// Runs `scenario` under every policy.
+pub async fn run_row(scenario: &Scenario) -> Row {
+    let mut results = Vec::new();
+    for policy in PolicyKind::ALL {
+        let outcome = (scenario.body)(policy).await;
+        results.push((policy, outcome));
+    }
+    Row {
+        id: scenario.id,
+        title: scenario.title,
+        results,
+        exposes: scenario.exposes,
+    }
+}
+
+/// Runs one scenario's row and fails the test on a bad verdict (used by the per-scenario
+/// tests, e.g. `s13_tool_result_while_disconnected`).
+pub async fn check(scenario: Scenario) {
+    let row = run_row(&scenario).await;
+    println!("{}", table(std::slice::from_ref(&row)));
+    if let Err(problems) = row.verdict() {
+        panic!("{problems}");
+    }
+}
+
+/// The pass/fail table.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from("scenario | DefaultPolicy | ReplayAlways | SkipReplay | title\n");
+    out.push_str("---|---|---|---|---\n");
+    for row in rows {
+        let cell = |policy: PolicyKind| {
+            row.results
+                .iter()
+                .find(|(p, _)| *p == policy)
+                .map_or(
+                    "-",
+                    |(_, outcome)| if outcome.is_ok() { "pass" } else { "FAIL" },
+                )
+        };
+        out.push_str(&format!(
+            "{} | {} | {} | {} | {}\n",
+            row.id,
+            cell(PolicyKind::Default),
+            cell(PolicyKind::ReplayAlways),
+            cell(PolicyKind::SkipReplay),
+            row.title
+        ));
+    }
+    for row in rows {
+        for (policy, outcome) in &row.results {
+            if let Err(why) = outcome {
+                out.push_str(&format!("  {} {}: {why}\n", row.id, policy.name()));
+            }
+        }
+    }
+    out
+}
+
+/// `Err(msg)` unless `cond`.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Outcome {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+/// `Err` unless `left == right`, showing both.
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(what: &str, left: T, right: T) -> Outcome {
+    if left == right {
+        Ok(())
+    } else {
+        Err(format!("{what}: {left:?} != {right:?}"))
+    }
+}
