@@ -10,7 +10,7 @@
 //! the table cannot quietly become meaningless). Run one scenario by name, e.g.
 //! `cargo test -p agent-glue --test scenarios s13`; print the whole table with
 //! `cargo test -p agent-glue --test scenarios scenario_table -- --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 #[path = "../common/mod.rs"]
 mod common;
