@@ -97,6 +97,7 @@ mod error;
 mod handle;
 mod ids;
 mod legacy;
+mod mirror;
 mod outbox;
 mod plan;
 mod policy;
@@ -113,6 +114,7 @@ pub use ids::{
     ClientMessageIndex, ConfigVersion, ConnectionId, MessagePosition, Millis, MirrorVersion, OpId,
 };
 pub use legacy::{ReplayAlways, SkipReplay};
+pub use mirror::Mirror;
 pub use outbox::{DeliveryState, OpKind, Operation, Outbox};
 pub use plan::{
     Channel, Divergence, DivergenceReason, GiveUpReason, Payload, PlanNote, PlannedSend,

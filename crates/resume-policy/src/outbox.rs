@@ -4,7 +4,7 @@ use ctx_model::{FunctionOutput, Item, ItemId};
 
 use crate::{
     ClientMessageIndex, ConfigVersion, ConnectionId, DivergenceReason, Error, HandleRecord,
-    HandleSerial, MessagePosition, OpId,
+    HandleSerial, MessagePosition, OpId, SessionEpoch,
 };
 
 /// What an operation does to the model's context.
@@ -110,6 +110,8 @@ pub enum DeliveryState {
     Covered {
         /// The first handle that covered it.
         handle: HandleSerial,
+        /// The server session of that handle (a fresh session does not hold it).
+        epoch: SessionEpoch,
     },
     /// Made moot by a later operation or by the server (a cancelled tool call): never sent.
     Superseded,
@@ -164,7 +166,10 @@ impl Operation {
     /// covers.
     pub fn is_covered_by(&self, handle: &HandleRecord) -> bool {
         match self.state {
-            DeliveryState::Covered { handle: serial } => serial <= handle.serial,
+            DeliveryState::Covered {
+                handle: serial,
+                epoch,
+            } => epoch == handle.epoch && serial <= handle.serial,
             DeliveryState::Sent { connection, index } => {
                 handle.covers(MessagePosition::new(connection, index))
             }
@@ -282,6 +287,7 @@ impl Outbox {
                 if handle.covers(at) {
                     op.state = DeliveryState::Covered {
                         handle: handle.serial,
+                        epoch: handle.epoch,
                     };
                     covered.push(op.id);
                 }

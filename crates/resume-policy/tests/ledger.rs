@@ -292,7 +292,10 @@ fn outbox_moves_through_its_states_and_refuses_the_rest() {
     assert_eq!(outbox.cover(&h), vec![a]);
     assert_eq!(
         outbox.get(a).unwrap().state,
-        DeliveryState::Covered { handle: h.serial }
+        DeliveryState::Covered {
+            handle: h.serial,
+            epoch: h.epoch
+        }
     );
     assert_eq!(outbox.live().count(), 0);
     outbox.prune();

@@ -31,6 +31,7 @@ enum Event {
     Cancel(usize),
     LoseCall(usize),
     Handle,
+    LaggingHandle(usize),
     NotResumable,
     Drop,
     Reconnect(u8),
@@ -50,7 +51,8 @@ fn event() -> impl proptest::strategy::Strategy<Value = Event> {
         2 => any::<usize>().prop_map(Event::ToolResult),
         1 => any::<usize>().prop_map(Event::Cancel),
         1 => any::<usize>().prop_map(Event::LoseCall),
-        3 => Just(Event::Handle),
+        2 => Just(Event::Handle),
+        2 => any::<usize>().prop_map(Event::LaggingHandle),
         1 => Just(Event::NotResumable),
         2 => Just(Event::Drop),
         2 => any::<u8>().prop_map(Event::Reconnect),
@@ -140,6 +142,9 @@ fn replay_on(mut sim: Sim, events: &[Event]) -> Sim {
                 }
             }
             Event::Handle if online => sim.handle(&next("h")),
+            Event::LaggingHandle(lag) if online && !sim.transparent => {
+                sim.lagging_handle(&next("h"), *lag)
+            }
             Event::NotResumable if online => sim.not_resumable(),
             Event::Drop if online => sim.drop_connection(),
             Event::Reconnect(pick) if !online => {
@@ -362,7 +367,7 @@ fn owed_ids(sim: &Sim) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 800, ..ProptestConfig::default() })]
 
     /// Against an independent server model: nothing the application put in `L` is lost, and
     /// no tool response is ever an orphan.

@@ -165,7 +165,7 @@ fn s07_flapping_delivers_every_operation_once_in_total() {
     assert!(sim.outbox.live().next().is_none());
     let after = sim.plan(go_away());
     assert!(resumed_with(&after, "h3") && after.steps.is_empty());
-    assert_eq!(sim.mirror, sim.desired);
+    assert_eq!(sim.mirror.held(), &sim.desired);
 }
 
 #[test]
@@ -690,7 +690,7 @@ fn s31_restart_with_a_persisted_handle_resumes_or_reseeds_by_version() {
     // A new process: the same context, an empty outbox, the stored handle.
     let mut next = Sim::new(M25);
     next.desired = sim.desired.clone();
-    next.mirror = sim.desired.clone();
+    next.mirror = resume_policy::Mirror::restore(sim.desired.clone());
     next.tracker = resume_policy::CoverageTracker::restore(stored, false);
     next.now = 60_000;
     let same = next.plan(Trigger::ProcessRestart {

@@ -5,8 +5,8 @@
 use ctx_model::{ChatContext, FunctionOutput, Item, Message};
 use resume_policy::{
     Channel, ClientMessageIndex, ConnectMode, ConnectionId, CoverageTracker, DefaultPolicy,
-    HandleUpdate, MessageKind, MessagePosition, Millis, ModelCapabilities, OpId, OpKind, Outbox,
-    Payload, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, ServerReaction,
+    HandleUpdate, MessageKind, MessagePosition, Millis, Mirror, ModelCapabilities, OpId, OpKind,
+    Outbox, Payload, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, ServerReaction,
     Strategy, ToolCallStatus, Trigger,
 };
 
@@ -22,10 +22,8 @@ pub struct Sim {
     pub outbox: Outbox,
     /// `L`.
     pub desired: ChatContext,
-    /// What the current connection's server holds, as far as the client knows.
-    pub live_mirror: ChatContext,
-    /// What the held handle provably holds (the mirror rolled back to it).
-    pub mirror: ChatContext,
+    /// `S`, and what the held handle provably holds.
+    pub mirror: Mirror,
     pub connection: u64,
     pub now: u64,
     pub transparent: bool,
@@ -46,8 +44,7 @@ impl Sim {
             tracker: CoverageTracker::new(transparent),
             outbox: Outbox::new(),
             desired: ChatContext::new(),
-            live_mirror: ChatContext::new(),
-            mirror: ChatContext::new(),
+            mirror: Mirror::new(),
             connection: 0,
             now: 0,
             transparent,
@@ -63,7 +60,6 @@ impl Sim {
             tracker: self.tracker.clone(),
             outbox: self.outbox.clone(),
             desired: self.desired.clone(),
-            live_mirror: self.live_mirror.clone(),
             mirror: self.mirror.clone(),
             connection: self.connection,
             now: self.now,
@@ -83,8 +79,8 @@ impl Sim {
         self.tracker
             .on_connected(ConnectionId(self.connection), ConnectMode::Fresh)
             .unwrap();
-        self.live_mirror = ChatContext::new();
-        self.mirror = ChatContext::new();
+        self.mirror
+            .on_connected(ConnectionId(self.connection), ConnectMode::Fresh);
         self.server.fresh();
         self.last_index = 0;
     }
@@ -101,11 +97,7 @@ impl Sim {
         self.last_index = at.index.0;
         self.server.receive(&items);
         self.outbox.mark_sent(ops, at).unwrap();
-        for item in items {
-            if !self.live_mirror.contains(item.id()) {
-                self.live_mirror.push(item).unwrap();
-            }
-        }
+        self.mirror.on_sent(&items, at);
         at
     }
 
@@ -158,12 +150,13 @@ impl Sim {
     pub fn model_says(&mut self, id: &str, text: &str) {
         let item: Item = Message::model(id, text).into();
         self.desired.push(item.clone()).unwrap();
-        self.server.receive(std::slice::from_ref(&item));
-        self.live_mirror.push(item).unwrap();
+        self.server.produce(std::slice::from_ref(&item));
+        self.mirror.on_server_items(std::slice::from_ref(&item));
     }
 
     pub fn turn_complete(&mut self) {
         self.tracker.on_reaction(ServerReaction::TurnComplete);
+        self.server.reacted();
     }
 
     pub fn model_turn(&mut self, id: &str, text: &str) {
@@ -175,10 +168,11 @@ impl Sim {
     pub fn tool_call(&mut self, item_id: &str, call_id: &str, name: &str) {
         let item: Item = ctx_model::FunctionCall::new(item_id, call_id, name, "{}".into()).into();
         self.desired.push(item.clone()).unwrap();
-        self.server.receive(std::slice::from_ref(&item));
-        self.live_mirror.push(item).unwrap();
+        self.server.produce(std::slice::from_ref(&item));
+        self.mirror.on_server_items(std::slice::from_ref(&item));
         self.tracker.on_tool_call(call_id, name).unwrap();
         self.tracker.on_reaction(ServerReaction::ToolCall);
+        self.server.reacted();
     }
 
     /// The tool finished: the output goes to `L` and the outbox (sent if connected).
@@ -202,6 +196,14 @@ impl Sim {
         self.handle_with_index(token, index);
     }
 
+    /// A resumable update from a server that had not yet processed up to `lag` of the latest
+    /// client items (never more than it received since its last visible reaction).
+    pub fn lagging_handle(&mut self, token: &str, lag: usize) {
+        self.handle(token);
+        let lag = lag % (self.server.unreacted + 1);
+        self.server.snapshot_lagging(token, lag);
+    }
+
     pub fn handle_with_index(&mut self, token: &str, last_consumed: Option<u64>) {
         let update = HandleUpdate {
             new_handle: Some(token.to_owned()),
@@ -215,19 +217,7 @@ impl Sim {
             .unwrap();
         self.server.snapshot(token);
         self.outbox.cover(&record);
-        // The handle's snapshot: the live mirror without items of operations it does not cover.
-        let uncovered: Vec<_> = self
-            .outbox
-            .live()
-            .flat_map(|op| op.kind.item_ids().into_iter().cloned())
-            .collect();
-        self.mirror = ChatContext::from_items(
-            self.live_mirror
-                .iter()
-                .filter(|item| !uncovered.contains(item.id()))
-                .cloned(),
-        )
-        .unwrap();
+        self.mirror.on_handle(&record);
     }
 
     pub fn not_resumable(&mut self) {
@@ -239,7 +229,6 @@ impl Sim {
     /// The connection is lost: the mirror rolls back to what the handle holds.
     pub fn drop_connection(&mut self) {
         self.tracker.on_disconnected();
-        self.live_mirror = self.mirror.clone();
     }
 
     pub fn ctx(&self, trigger: Trigger) -> ResumeContext<'_> {
@@ -247,7 +236,7 @@ impl Sim {
             trigger,
             &self.outbox,
             &self.desired,
-            &self.mirror,
+            self.mirror.held(),
             &self.caps,
             self.tracker.tool_calls(),
         )
@@ -274,13 +263,12 @@ impl Sim {
                 self.tracker
                     .on_connected(conn, ConnectMode::Resumed)
                     .unwrap();
-                self.live_mirror = self.mirror.clone();
+                self.mirror.on_connected(conn, ConnectMode::Resumed);
                 self.server.resume(handle.expose());
             }
             Strategy::Fresh => {
                 self.tracker.on_connected(conn, ConnectMode::Fresh).unwrap();
-                self.live_mirror = ChatContext::new();
-                self.mirror = ChatContext::new();
+                self.mirror.on_connected(conn, ConnectMode::Fresh);
                 self.server.fresh();
             }
             Strategy::GiveUp { .. } => panic!("cannot execute a give-up plan"),
@@ -323,11 +311,8 @@ impl Sim {
                 let at = self.tracker.on_sent(MessageKind::ToolResponse).unwrap();
                 self.last_index = at.index.0;
                 self.outbox.mark_sent(&step.ops, at).unwrap();
-                for output in outputs {
-                    if !self.live_mirror.contains(&output.id) {
-                        self.live_mirror.push(output.clone()).unwrap();
-                    }
-                }
+                let items: Vec<Item> = outputs.iter().cloned().map(Item::from).collect();
+                self.mirror.on_sent(&items, at);
                 return;
             }
             (Channel::RealtimeText, _) => {
@@ -405,18 +390,27 @@ pub struct FakeServer {
     snapshots: std::collections::HashMap<String, (Vec<String>, std::collections::HashSet<String>)>,
     /// Protocol violations seen (orphan tool responses).
     pub violations: Vec<String>,
+    /// Client items received since the server last visibly reacted.
+    pub unreacted: usize,
 }
 
 impl FakeServer {
     fn fresh(&mut self) {
         self.session.clear();
         self.calls.clear();
+        self.unreacted = 0;
+    }
+
+    /// The server visibly reacted (turnComplete, toolCall): it processed all it received.
+    fn reacted(&mut self) {
+        self.unreacted = 0;
     }
 
     fn resume(&mut self, token: &str) {
         let (session, calls) = self.snapshots.get(token).cloned().expect("unknown handle");
         self.session = session;
         self.calls = calls;
+        self.unreacted = 0;
     }
 
     fn snapshot(&mut self, token: &str) {
@@ -433,7 +427,14 @@ impl FakeServer {
         );
     }
 
+    /// Output the model produced: the server processed everything before it.
+    fn produce(&mut self, items: &[Item]) {
+        self.receive(items);
+        self.unreacted = 0;
+    }
+
     fn receive(&mut self, items: &[Item]) {
+        self.unreacted += items.len();
         for item in items {
             if let Item::FunctionCall(call) = item {
                 self.calls.insert(call.call_id.clone());
@@ -449,6 +450,7 @@ impl FakeServer {
                     .push(format!("orphan toolResponse for {}", output.call_id));
             }
             self.session.push(output.id.to_string());
+            self.unreacted += 1;
         }
     }
 

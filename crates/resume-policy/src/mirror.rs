@@ -1,0 +1,142 @@
+//! `Mirror`: what the server session holds, and what a handle provably holds.
+
+use ctx_model::{ChatContext, Item};
+
+use crate::{ConnectionId, HandleRecord, MessagePosition};
+
+/// How an item reached the server on the current connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// In a client message at this position.
+    Client(MessagePosition),
+    /// Produced by the server (model output, a function call): the server holds it before it
+    /// sends it, so every later handle includes it.
+    Server,
+}
+
+/// The mirror `S` of DESIGN.md section 4: what the server session holds as far as the client
+/// can tell, and the part of it the latest handle provably holds.
+///
+/// The rollback has to go message by message, not operation by operation: a fresh session's
+/// seed and restored model turns carry items that belong to no outbox operation. Feed it
+/// alongside the [`CoverageTracker`](crate::CoverageTracker) and pass [`held`](Self::held) as
+/// [`ResumeContext::mirror`](crate::ResumeContext::mirror).
+///
+/// ```
+/// use ctx_model::{Item, Message};
+/// use resume_policy::{
+///     ConnectMode, ConnectionId, CoverageTracker, HandleUpdate, MessageKind, Millis, Mirror,
+/// };
+///
+/// let mut tracker = CoverageTracker::new(false);
+/// let mut mirror = Mirror::new();
+/// tracker.on_connected(ConnectionId(1), ConnectMode::Fresh)?;
+/// mirror.on_connected(ConnectionId(1), ConnectMode::Fresh);
+/// let seed: Vec<Item> = vec![Message::user("u1", "hi").into(), Message::model("m1", "hello").into()];
+/// let at = tracker.on_sent(MessageKind::Silent)?;
+/// mirror.on_sent(&seed, at);
+/// let update = HandleUpdate { new_handle: Some("h1".into()), resumable: true, last_consumed: None };
+/// let handle = tracker.on_handle_update(&update, Millis(1))?.expect("resumable");
+/// mirror.on_handle(&handle);
+/// assert_eq!(mirror.live().len(), 2);
+/// assert!(mirror.held().is_empty(), "nothing proves the seed was processed yet");
+/// # Ok::<(), resume_policy::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Mirror {
+    /// What the session held when the current connection opened.
+    base: ChatContext,
+    /// Items added on the current connection, in order.
+    added: Vec<(Item, Origin)>,
+    connection: Option<ConnectionId>,
+    /// What the latest handle holds.
+    held: ChatContext,
+}
+
+impl Mirror {
+    /// An empty mirror (no session yet).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A mirror whose latest handle holds `held` (a process restarting from a persisted
+    /// handle whose mirror version matches its context).
+    pub fn restore(held: ChatContext) -> Self {
+        Self {
+            held,
+            ..Self::default()
+        }
+    }
+
+    /// A connection opened: resumed sessions start from what the handle held, fresh ones from
+    /// nothing.
+    pub fn on_connected(&mut self, connection: ConnectionId, mode: crate::ConnectMode) {
+        self.base = match mode {
+            crate::ConnectMode::Resumed => self.held.clone(),
+            crate::ConnectMode::Fresh => {
+                self.held = ChatContext::new();
+                ChatContext::new()
+            }
+        };
+        self.added.clear();
+        self.connection = Some(connection);
+    }
+
+    /// `items` went out in the client message at `at` (`clientContent` turns, a tool response's
+    /// output item, the user message behind realtime text). Items the mirror already holds are
+    /// not added twice.
+    pub fn on_sent(&mut self, items: &[Item], at: MessagePosition) {
+        self.add(items, Origin::Client(at));
+    }
+
+    /// The server produced `items` (model turns, function calls).
+    pub fn on_server_items(&mut self, items: &[Item]) {
+        self.add(items, Origin::Server);
+    }
+
+    fn add(&mut self, items: &[Item], origin: Origin) {
+        for item in items {
+            if !self.contains(item) {
+                self.added.push((item.clone(), origin));
+            }
+        }
+    }
+
+    fn contains(&self, item: &Item) -> bool {
+        self.base.contains(item.id()) || self.added.iter().any(|(held, _)| held.id() == item.id())
+    }
+
+    /// A resumable handle arrived: it holds the connection's starting state, every server item
+    /// so far, and the client items of the messages it covers.
+    pub fn on_handle(&mut self, handle: &HandleRecord) {
+        if self.connection != Some(handle.connection) {
+            return;
+        }
+        let covered = self.added.iter().filter(|(_, origin)| match origin {
+            Origin::Server => true,
+            Origin::Client(at) => handle.covers(*at),
+        });
+        let items = self
+            .base
+            .iter()
+            .cloned()
+            .chain(covered.map(|(item, _)| item.clone()));
+        // Ids are unique by construction (`add` skips known ids).
+        self.held = ChatContext::from_items(items).unwrap_or_default();
+    }
+
+    /// The latest handle's content: what a resumed session will hold.
+    pub fn held(&self) -> &ChatContext {
+        &self.held
+    }
+
+    /// Everything sent or produced on the current session so far.
+    pub fn live(&self) -> ChatContext {
+        let items = self
+            .base
+            .iter()
+            .cloned()
+            .chain(self.added.iter().map(|(item, _)| item.clone()));
+        ChatContext::from_items(items).unwrap_or_default()
+    }
+}
