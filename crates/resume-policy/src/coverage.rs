@@ -19,8 +19,13 @@ pub enum MessageKind {
     /// A `toolResponse` the model continues from (blocking calls): answered by the
     /// `turnComplete` (or next `toolCall`) of the turn it resumes.
     ToolResponse,
+    /// Realtime audio (or video) under automatic activity detection: the server decides where
+    /// turns start and end, so a reaction proves only that the first chunk of the current run
+    /// of audio was processed. Typed messages sent behind a run of audio are therefore covered
+    /// only by a later tool-response reaction or exactly in transparent mode.
+    Audio,
     /// Provokes no visible reaction: `clientContent` with `turnComplete: false`, a
-    /// `contextUpdate`, a silent tool response, audio chunks. Only covered through a later
+    /// `contextUpdate`, a silent (non-blocking) tool response. Only covered through a later
     /// message's reaction (or exactly, in transparent mode).
     Silent,
 }
@@ -54,10 +59,13 @@ pub enum ConnectMode {
     Resumed,
 }
 
-/// A pending message that expects a reaction.
+/// A pending message (or run of audio messages) that can provoke a reaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Awaiting {
-    index: ClientMessageIndex,
+    /// The first message (of a run of audio: the first chunk not yet known processed).
+    first: ClientMessageIndex,
+    /// The last message of the run (`first` for other kinds).
+    last: ClientMessageIndex,
     kind: MessageKind,
 }
 
@@ -69,9 +77,11 @@ struct Awaiting {
 /// - otherwise the server processes a connection's messages in order, so a handle that arrives
 ///   after the server visibly reacted to message *m* covers *m* and everything before it.
 ///   Reactions are matched to messages in order: a `toolCall` or `turnComplete` answers the
-///   oldest message still awaiting one; after a `toolCall` the same model turn is still open,
-///   so its `turnComplete` answers only the tool responses sent since (scenario S12: a handle
-///   that merely arrives after a message was sent does not cover it);
+///   oldest message still awaiting one (of a run of audio, only its first chunk, since the
+///   server's voice detection may split it into several turns); after a `toolCall` the same
+///   model turn is still open, so its next reaction answers only the tool responses sent
+///   since (scenario S12: a handle that merely arrives after a message was sent does not
+///   cover it);
 /// - `resumable: false` marks the current handle stale from that moment and keeps it.
 ///
 /// ```
@@ -200,13 +210,17 @@ impl CoverageTracker {
     pub fn on_sent(&mut self, kind: MessageKind) -> Result<MessagePosition, Error> {
         let connection = self.connection.ok_or(Error::NotConnected)?;
         self.last_sent = self.last_sent.next();
-        if kind != MessageKind::Silent {
-            self.awaiting.push_back(Awaiting {
-                index: self.last_sent,
+        let index = self.last_sent;
+        match (kind, self.awaiting.back_mut()) {
+            (MessageKind::Silent, _) => {}
+            (MessageKind::Audio, Some(run)) if run.kind == MessageKind::Audio => run.last = index,
+            _ => self.awaiting.push_back(Awaiting {
+                first: index,
+                last: index,
                 kind,
-            });
+            }),
         }
-        Ok(MessagePosition::new(connection, self.last_sent))
+        Ok(MessagePosition::new(connection, index))
     }
 
     /// The server reacted visibly (see [`ServerReaction`]).
@@ -214,27 +228,34 @@ impl CoverageTracker {
         if self.connection.is_none() {
             return;
         }
-        let answered = match (reaction, self.tool_turn_open) {
-            // The model turn continued from the tool responses sent since the call.
-            (_, true) => self.pop_tool_responses(),
-            (_, false) => self.awaiting.pop_front().map(|a| a.index),
+        let answered = if self.tool_turn_open {
+            // The model turn continued from the tool responses sent since the call (blocking
+            // calls): the last of them was processed, and everything before it.
+            self.awaiting
+                .iter()
+                .rev()
+                .find(|a| a.kind == MessageKind::ToolResponse)
+                .map(|a| a.last)
+        } else {
+            // The oldest message that can provoke a reaction; of a run of audio, only its
+            // first chunk is provably processed.
+            self.awaiting.front().map(|a| a.first)
         };
         self.tool_turn_open = reaction == ServerReaction::ToolCall;
         if let Some(index) = answered {
-            self.reacted_through = Some(self.reacted_through.map_or(index, |r| r.max(index)));
+            self.advance(index);
         }
     }
 
-    fn pop_tool_responses(&mut self) -> Option<ClientMessageIndex> {
-        let mut last = None;
-        while let Some(front) = self.awaiting.front() {
-            if front.kind != MessageKind::ToolResponse {
-                break;
+    /// Everything up to `index` is processed: drop it from the pending messages.
+    fn advance(&mut self, index: ClientMessageIndex) {
+        self.reacted_through = Some(self.reacted_through.map_or(index, |r| r.max(index)));
+        self.awaiting.retain(|a| a.last > index);
+        if let Some(front) = self.awaiting.front_mut() {
+            if front.first <= index {
+                front.first = index.next();
             }
-            last = Some(front.index);
-            self.awaiting.pop_front();
         }
-        last
     }
 
     /// A `sessionResumptionUpdate` arrived at `now`. Returns the new record when it was

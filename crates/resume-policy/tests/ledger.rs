@@ -113,6 +113,35 @@ fn a_tool_call_keeps_the_turn_open_until_its_responses_are_answered() {
 }
 
 #[test]
+fn a_reaction_behind_audio_proves_only_the_first_chunk() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let first_chunk = tracker.on_sent(MessageKind::Audio).unwrap();
+    let second_chunk = tracker.on_sent(MessageKind::Audio).unwrap();
+    let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_sent(MessageKind::Audio).unwrap();
+    // This turnComplete may answer the speech, not the typed turn.
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let h = tracker
+        .on_handle_update(&resumable("h1"), Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(h.covers(first_chunk));
+    assert!(!h.covers(second_chunk) && !h.covers(typed));
+    // A blocking tool response the model continued from proves everything before it.
+    tracker.on_reaction(ServerReaction::ToolCall);
+    let response = tracker.on_sent(MessageKind::ToolResponse).unwrap();
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let h = tracker
+        .on_handle_update(&resumable("h2"), Millis(2))
+        .unwrap()
+        .unwrap();
+    assert!(h.covers(typed) && h.covers(response));
+}
+
+#[test]
 fn not_resumable_marks_the_handle_stale_and_keeps_it() {
     let mut tracker = CoverageTracker::new(false);
     tracker
