@@ -46,6 +46,31 @@
 //!
 //! Everything is pure and deterministic: no IO, no clock, no randomness, no wire names.
 //!
+//! ## Feeding the ledger (the session layer's side)
+//!
+//! | event | call |
+//! |---|---|
+//! | `setup` sent on connection `c` | [`CoverageTracker::on_connected`], [`Mirror::on_connected`] (`Fresh` or `Resumed`) |
+//! | a client message written | `let at = tracker.on_sent(kind)?`, then [`Outbox::mark_sent`]`(ops, at)` and [`Mirror::on_sent`]`(items, at)` |
+//! | `turnComplete` / `toolCall` | [`CoverageTracker::on_reaction`]; calls: [`CoverageTracker::on_tool_call`]; model output: [`Mirror::on_server_items`] |
+//! | `toolCallCancellation`, a result queued, an execution lost | [`CoverageTracker::set_tool_status`] |
+//! | `sessionResumptionUpdate` | [`CoverageTracker::on_handle_update`]; if it returns a record: [`Outbox::cover`] and [`Mirror::on_handle`] |
+//! | the connection closed | [`CoverageTracker::on_disconnected`] (the mirror's [`held`](Mirror::held) part stays) |
+//! | the application changes the context | append to `L`, then [`Outbox::push`]; while connected, deliver as [`ResumePolicy::route`] says |
+//!
+//! ## Executing a plan
+//!
+//! [`Outbox::record_plan`]; wait [`ResumePlan::backoff`]; dial; send `setup` with the handle of
+//! [`Strategy::Resume`] (none for [`Strategy::Fresh`]), `historyConfig` iff
+//! [`ResumePlan::history_config`], `transparent` iff [`ResumePlan::transparent`], and the
+//! current instructions and tools. After `setupComplete`: the [`Seed`] as one `clientContent`
+//! (counted as [`Seed::message_kind`]); the transparent buffer if
+//! [`ResumePlan::replay_transparent_buffer`]; then each [`PlannedSend`] in order, counted as
+//! [`PlannedSend::message_kind`], its operations marked sent at the returned position
+//! (`SetupField` operations at index [`ClientMessageIndex::SETUP`]). Report
+//! [`ResumePlan::undeliverable`] as divergence events and [`ResumePlan::uncertain`] in the
+//! `Reconnected` event. A [`Strategy::GiveUp`] ends the session with a terminal error.
+//!
 //! ```
 //! use ctx_model::ChatContext;
 //! use resume_policy::{

@@ -306,6 +306,22 @@ impl Outbox {
         self.transition(ids, DeliveryState::Reported(reason))
     }
 
+    /// Applies a plan's decisions before executing it: its superseded operations are marked
+    /// superseded, those of its divergences reported. Operations no longer live are left as
+    /// they are.
+    pub fn record_plan(&mut self, plan: &crate::ResumePlan) {
+        for op in &mut self.ops {
+            if !op.state.is_live() {
+                continue;
+            }
+            if plan.superseded.contains(&op.id) {
+                op.state = DeliveryState::Superseded;
+            } else if let Some(d) = plan.undeliverable.iter().find(|d| d.ops.contains(&op.id)) {
+                op.state = DeliveryState::Reported(d.why);
+            }
+        }
+    }
+
     /// Drops covered, superseded and reported operations (they can no longer matter: the
     /// desired context holds their items for any future seed).
     pub fn prune(&mut self) {

@@ -5,8 +5,8 @@ use std::time::Duration;
 use ctx_model::{ChatContext, FunctionOutput, Item, ItemId};
 
 use crate::{
-    ConfigVersion, HandleRecord, HandleToken, Millis, ModelCapabilities, OpId, Outbox, ToolCalls,
-    Trigger,
+    ConfigVersion, HandleRecord, HandleToken, MessageKind, Millis, ModelCapabilities, OpId, Outbox,
+    ToolCalls, Trigger,
 };
 
 /// Everything the planner may look at, by reference; built by the session layer on every
@@ -196,6 +196,28 @@ pub struct PlannedSend {
     pub payload: Payload,
 }
 
+impl PlannedSend {
+    /// How the [`CoverageTracker`](crate::CoverageTracker) should count the message; `None`
+    /// for [`Channel::SetupField`] (nothing is sent: mark the operations sent at the new
+    /// connection's [`ClientMessageIndex::SETUP`](crate::ClientMessageIndex::SETUP)).
+    /// Tool responses count as [`MessageKind::ToolResponse`]; send a non-blocking one with
+    /// `SILENT` scheduling as [`MessageKind::Silent`] instead.
+    pub fn message_kind(&self) -> Option<MessageKind> {
+        match self.channel {
+            Channel::ClientContent {
+                turn_complete: true,
+            }
+            | Channel::RealtimeText => Some(MessageKind::TurnStart),
+            Channel::ClientContent {
+                turn_complete: false,
+            }
+            | Channel::ContextUpdate => Some(MessageKind::Silent),
+            Channel::ToolResponse => Some(MessageKind::ToolResponse),
+            Channel::SetupField => None,
+        }
+    }
+}
+
 /// The history a fresh session starts from: one `clientContent` right after `setupComplete`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seed {
@@ -206,6 +228,18 @@ pub struct Seed {
     pub turn_complete: bool,
     /// The live operations whose content the seed carries; mark them sent at its position.
     pub ops: Vec<OpId>,
+}
+
+impl Seed {
+    /// How the [`CoverageTracker`](crate::CoverageTracker) should count the seed message:
+    /// history (with `historyConfig`, or without `turnComplete`) provokes no reply.
+    pub fn message_kind(&self, history_config: bool) -> MessageKind {
+        if self.turn_complete && !history_config {
+            MessageKind::TurnStart
+        } else {
+            MessageKind::Silent
+        }
+    }
 }
 
 /// Why something cannot reach the model.
@@ -290,7 +324,8 @@ pub struct ResumePlan {
     pub transparent: bool,
     /// Replay the transparent buffer (realtime media after the handle's exact coverage).
     pub replay_transparent_buffer: bool,
-    /// The initial history of a fresh session (`None`: send none).
+    /// The initial history, sent right after `setupComplete` (`None`: send none). The
+    /// default policy sets it only on fresh connections; `ReplayAlways` sets it always.
     pub seed: Option<Seed>,
     /// The messages to send after the seed, in order.
     pub steps: Vec<PlannedSend>,

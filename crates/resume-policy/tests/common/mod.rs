@@ -273,16 +273,9 @@ impl Sim {
             }
             Strategy::GiveUp { .. } => panic!("cannot execute a give-up plan"),
         }
-        self.outbox.supersede(&plan.superseded).unwrap();
-        for divergence in &plan.undeliverable {
-            self.outbox.report(&divergence.ops, divergence.why).unwrap();
-        }
+        self.outbox.record_plan(plan);
         if let Some(seed) = &plan.seed {
-            let kind = if seed.turn_complete && !plan.history_config {
-                MessageKind::TurnStart
-            } else {
-                MessageKind::Silent
-            };
+            let kind = seed.message_kind(plan.history_config);
             self.send(kind, &seed.ops, seed.items.clone());
         }
         for step in &plan.steps {
