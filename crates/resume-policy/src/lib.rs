@@ -74,43 +74,48 @@
 //! ```
 //! use ctx_model::ChatContext;
 //! use resume_policy::{
-//!     ClientMessageIndex, ConnectMode, ConnectionId, CoverageTracker, DefaultPolicy,
-//!     HandleUpdate, MessageKind, Millis, ModelCapabilities, OpKind, Outbox, ResumeContext,
-//!     ResumePolicy, ServerReaction, Strategy, Trigger,
+//!     ConnectMode, ConnectionId, CoverageTracker, DefaultPolicy, HandleUpdate, MessageKind,
+//!     Millis, Mirror, ModelCapabilities, OpKind, Outbox, ResumeContext, ResumePolicy,
+//!     ServerReaction, Strategy, Trigger,
 //! };
 //!
 //! let caps = ModelCapabilities::for_model("gemini-2.5-flash-native-audio-preview-12-2025")?;
-//! let mut tracker = CoverageTracker::new(false);
-//! let mut outbox = Outbox::new();
+//! let (mut tracker, mut mirror, mut outbox) = (CoverageTracker::new(false), Mirror::new(), Outbox::new());
 //! let mut desired = ChatContext::new();
 //!
-//! // Connection 1: the user asks something; the model answers; a handle arrives.
+//! // Connection 1: the user asks, the model answers, a handle arrives.
 //! tracker.on_connected(ConnectionId(1), ConnectMode::Fresh)?;
+//! mirror.on_connected(ConnectionId(1), ConnectMode::Fresh);
 //! desired.push_user("u1", "What is the weather?")?;
-//! let ask = outbox.push(OpKind::Append {
-//!     items: vec![desired.items()[0].clone()],
-//!     turn_complete: true,
-//! });
+//! let question = vec![desired.items()[0].clone()];
+//! let ask = outbox.push(OpKind::Append { items: question.clone(), turn_complete: true });
 //! let at = tracker.on_sent(MessageKind::TurnStart)?;
 //! outbox.mark_sent(&[ask], at)?;
+//! mirror.on_sent(&question, at);
 //! desired.push_model("m1", "Sunny.")?;
+//! mirror.on_server_items(&desired.items()[1..]);
 //! tracker.on_reaction(ServerReaction::TurnComplete);
 //! let update = HandleUpdate { new_handle: Some("h-1".into()), resumable: true, last_consumed: None };
 //! let handle = tracker.on_handle_update(&update, Millis(5_000))?.expect("resumable");
 //! assert_eq!(outbox.cover(&handle), vec![ask]);
-//! let mirror = desired.clone(); // the handle covers everything
+//! mirror.on_handle(&handle);
+//! assert_eq!(mirror.held(), &desired);
 //!
-//! // goAway: the plan resumes with the handle and sends nothing again.
+//! // Offline, the user adds a note. On goAway the plan resumes and sends only the note.
+//! tracker.on_disconnected();
+//! desired.push_user("u2", "(I am in Rome)")?;
+//! let note = outbox.push(OpKind::Append { items: desired.items()[2..].to_vec(), turn_complete: false });
 //! let ctx = ResumeContext::new(
 //!     Trigger::GoAway { time_left: std::time::Duration::from_secs(50) },
-//!     &outbox, &desired, &mirror, &caps, tracker.tool_calls(),
+//!     &outbox, &desired, mirror.held(), &caps, tracker.tool_calls(),
 //! )
 //! .with_handle(tracker.handle())
 //! .with_now(Millis(6_000));
 //! let plan = DefaultPolicy::default().plan(&ctx);
 //! assert!(matches!(plan.strategy, Strategy::Resume { .. }));
-//! assert!(plan.steps.is_empty() && plan.seed.is_none() && !plan.history_config);
-//! # let _ = ClientMessageIndex::SETUP;
+//! assert!(plan.seed.is_none() && !plan.history_config);
+//! assert_eq!(plan.steps.len(), 1);
+//! assert_eq!(plan.steps[0].ops, [note]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
