@@ -267,6 +267,35 @@ fn check(sim: &Sim, trigger: Trigger, plan: &ResumePlan) -> Result<(), TestCaseE
             );
         }
     }
+    // No answer is asked for twice: a turn followed in `L` by a model item is never replayed
+    // as a turn that asks for a reply.
+    let last_answer = sim.desired.iter().rposition(|item| {
+        item.role() == ctx_model::Role::Model
+            && !item
+                .call_id()
+                .is_some_and(|call| ctx.tool_calls.is_cancelled(call))
+    });
+    for step in &plan.steps {
+        let asks = matches!(
+            step.channel,
+            Channel::RealtimeText
+                | Channel::ClientContent {
+                    turn_complete: true
+                }
+        );
+        // `turnComplete` applies at the end of a (merged) message: its last operation.
+        if let Some(id) = step.ops.last() {
+            let op = sim.outbox.get(*id).unwrap();
+            let at = op
+                .kind
+                .item_ids()
+                .iter()
+                .filter_map(|item| sim.desired.index_of(*item))
+                .max();
+            let answered = at.is_some_and(|at| last_answer.is_some_and(|answer| at < answer));
+            prop_assert!(!(asks && answered), "{} is asked again: {:#?}", id, plan);
+        }
+    }
     // A cancelled call is never answered.
     for id in &delivered {
         if let Some(call) = sim.outbox.get(*id).unwrap().kind.call_id() {

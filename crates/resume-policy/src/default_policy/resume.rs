@@ -186,10 +186,27 @@ pub(super) fn plan(
         .map(|call| call.call_id.as_str())
         .collect();
 
+    // The last model item of `L`: a turn before it was answered (the answer is held or
+    // restored), so replaying it must not ask again ("no answer is spoken twice").
+    let last_answer = ctx
+        .desired
+        .iter()
+        .rposition(|item| item.role() == Role::Model && !excluded.contains(item.id()));
     for (i, unit) in units.iter().enumerate() {
-        let answered_later = units[i + 1..]
-            .iter()
-            .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model));
+        let answered_in_l = match unit {
+            Unit::Op(op) => op
+                .kind
+                .item_ids()
+                .iter()
+                .filter_map(|id| ctx.desired.index_of(*id))
+                .max()
+                .is_some_and(|at| last_answer.is_some_and(|answer| at < answer)),
+            Unit::Lost(_) => false,
+        };
+        let answered_later = answered_in_l
+            || units[i + 1..]
+                .iter()
+                .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model));
         match unit {
             Unit::Lost(item) => {
                 if !caps.client_content_mid_session {
@@ -225,6 +242,10 @@ pub(super) fn plan(
                     }
                 }
                 OpKind::RealtimeText { text, item } => {
+                    if answered_later && !caps.client_content_mid_session {
+                        // Asking again would answer twice; history needs clientContent.
+                        return Err(DivergenceReason::ClientContentForbidden);
+                    }
                     if answered_later {
                         // The answer is restored as history: restore the question the same way.
                         let item = item
