@@ -1,73 +1,190 @@
-//! Quickstart: open a Gemini Live connection, set it up, send one text turn, print the reply.
+//! Quickstart: a short voice-agent session against the embedded fake Gemini Live server.
 //!
-//! This interim version talks to an in-process loopback echo server (see `examples/lib.rs`), so it
-//! runs anywhere without an API key or network: `cargo run --example quickstart`. Against Google,
-//! the same code runs with `Endpoint::api_key(key)` and no `with_base_url`.
+//! No API key, no network beyond loopback. The script: a greeting; a tool call whose result
+//! completes while the connection is down; a goAway rotation; a chat-context update made
+//! while disconnected. It prints the conversation and the reconnect events as they happen,
+//! then the server's context beside the application's, and exits non-zero if they differ.
+//!
+//! Run: `cargo run --example quickstart`
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use gemini_live_examples::EchoServer;
-use gemini_transport::{
-    ConnectConfig, Connection, Endpoint, SecretString,
-    wire::{ClientMessage, Content, Modality, Part, ServerPayload, Setup},
-};
+use agent_glue::{LiveSession, SessionEvent, SessionEvents};
+use gemini_fake::{FakeConfig, FakeServer, Family};
+use gemini_live_examples::{context_lines, server_lines};
+use gemini_transport::wire::FunctionDeclaration;
+use gemini_transport::{Endpoint, SecretString};
+use serde_json::json;
 
-fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("quickstart: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(reply) => {
-            println!("model: {reply}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("quickstart failed: {error}");
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("quickstart failed: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run() -> Result<String, Box<dyn std::error::Error>> {
-    let server = EchoServer::start().await?;
-    let endpoint = Endpoint::api_key(SecretString::from("demo-key-not-needed-locally"))
-        .with_base_url(&server.base_url())?;
-    println!("connecting to {endpoint}");
+async fn run() -> Result<bool> {
+    // The fake server: Gemini 2.5 native audio rules, in-process on a free loopback port.
+    let server = FakeServer::start(FakeConfig::new().with_family(Family::Gemini25)).await?;
+    println!("fake Gemini Live server on {}", server.url());
 
-    let mut connection = Connection::connect(&endpoint, &ConnectConfig::default()).await?;
-    let setup = Setup::new("models/gemini-3.8-live").with_response_modality(Modality::Text);
-    connection
-        .setup(&ClientMessage::Setup(Box::new(setup)))
+    // With a real key: `Endpoint::api_key(key)` and no `with_base_url`.
+    let endpoint =
+        Endpoint::api_key(SecretString::from("no-key-needed")).with_base_url(&server.url())?;
+    let (session, mut events) = LiveSession::builder(endpoint, server.config().setup_model())
+        .instructions("You are a friendly voice assistant.")
+        .tools(vec![FunctionDeclaration::new(
+            "get_weather",
+            "Current weather for a city",
+        )])
+        .connect()
         .await?;
 
-    let question = "Hello, Gemini!";
-    println!("user:  {question}");
-    connection
-        .send(&ClientMessage::client_content(
-            vec![Content::user_text(question)],
-            true,
-        ))
-        .await?;
+    // 1. A greeting.
+    say(&session, &mut events, "Hello!").await?;
 
-    let mut reply = String::new();
+    // 2. A tool call; the connection drops while the tool runs, and the dial fails twice.
+    println!("user:  Please call get_weather for Oslo.");
+    session.send_text("Please call get_weather for Oslo.")?;
+    let call_id = loop {
+        match next(&mut events).await? {
+            SessionEvent::ToolCall { call_id, name, .. } => {
+                println!("  [tool call {name} ({call_id})]");
+                break call_id;
+            }
+            other => show(&other),
+        }
+    };
+    server.faults().refuse_upgrades(2, 503);
+    server.faults().drop_connections();
+    wait_for(&mut events, |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    })
+    .await?;
+    // The tool finishes while the socket is down: the result goes to the outbox.
+    session
+        .send_tool_result(call_id, json!({"temp_c": 18, "sky": "clear"}))
+        .await?;
+    wait_for(&mut events, |e| matches!(e, SessionEvent::TurnComplete)).await?;
+
+    // 3. The server announces the end of the connection: rotation at the turn boundary.
+    server.faults().go_away(Duration::from_secs(50));
+    wait_for(&mut events, |e| matches!(e, SessionEvent::Reconnected(_))).await?;
+    say(&session, &mut events, "Thanks!").await?;
+
+    // 4. The application adds a note to its context while the connection is down.
+    server.faults().refuse_upgrades(1, 503);
+    server.faults().drop_connections();
+    wait_for(&mut events, |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    })
+    .await?;
+    let mut context = session.chat_ctx();
+    context.push_user("note-1", "(The user is in Oslo.)")?;
+    session.update_chat_ctx(context).await?;
+    wait_for(&mut events, |e| matches!(e, SessionEvent::Reconnected(_))).await?;
+    say(&session, &mut events, "Goodbye!").await?;
+
+    // The server's context beside the application's.
+    let ours = context_lines(&session.chat_ctx());
+    let theirs = server
+        .latest_session()
+        .map(|s| server_lines(s.context()))
+        .unwrap_or_default();
+    println!("\n{:<58} | server (S)", "application (L)");
+    for i in 0..ours.len().max(theirs.len()) {
+        let left = ours.get(i).map_or("", String::as_str);
+        let right = theirs.get(i).map_or("", String::as_str);
+        let mark = if left == right { " " } else { "!" };
+        println!("{mark}{:<57} | {}", truncate(left, 57), truncate(right, 57));
+    }
+    let same = ours == theirs;
+    println!(
+        "\n{}",
+        if same {
+            "the server's context matches the application's, item for item"
+        } else {
+            "MISMATCH: the server's context differs from the application's"
+        }
+    );
+    session.close().await?;
+    Ok(same)
+}
+
+/// A typed user turn, printed with the model's answer.
+async fn say(session: &LiveSession, events: &mut SessionEvents, text: &str) -> Result<()> {
+    println!("user:  {text}");
+    session.send_text(text)?;
+    wait_for(events, |e| matches!(e, SessionEvent::TurnComplete)).await
+}
+
+/// Prints events until one matches.
+async fn wait_for(events: &mut SessionEvents, done: impl Fn(&SessionEvent) -> bool) -> Result<()> {
     loop {
-        let message = connection.recv().await?;
-        if let Some(ServerPayload::ServerContent(content)) = message.payload {
-            if let Some(turn) = &content.model_turn {
-                reply.extend(turn.parts.iter().filter_map(Part::as_text));
-            }
-            if content.turn_complete {
-                break;
-            }
+        let event = next(events).await?;
+        show(&event);
+        if done(&event) {
+            return Ok(());
         }
     }
-    connection.close(1000, "done").await?;
-    Ok(reply)
+}
+
+async fn next(events: &mut SessionEvents) -> Result<SessionEvent> {
+    match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => Err("the session ended".into()),
+        Err(_) => Err("no event for 10 s".into()),
+    }
+}
+
+/// Whether a model line is being printed.
+static MODEL_SPEAKING: AtomicBool = AtomicBool::new(false);
+
+fn show(event: &SessionEvent) {
+    match event {
+        // The model's words arrive in pieces; a turn is printed as one line.
+        SessionEvent::OutputTranscript { text, .. } | SessionEvent::Text(text) => {
+            if !MODEL_SPEAKING.swap(true, Ordering::Relaxed) {
+                print!("model: ");
+            }
+            print!("{text}");
+        }
+        SessionEvent::TurnComplete if MODEL_SPEAKING.swap(false, Ordering::Relaxed) => println!(),
+        SessionEvent::Reconnecting { reason } => println!("  [reconnecting: {reason:?}]"),
+        SessionEvent::Reconnected(r) => println!(
+            "  [reconnected: {:?}, state restored: {}, replayed {} op(s), {} uncertain, {} lost, gap {:?}, {} attempt(s)]",
+            r.strategy,
+            r.state_restored,
+            r.replayed.len(),
+            r.uncertain.len(),
+            r.lost.len(),
+            r.gap,
+            r.attempts
+        ),
+        SessionEvent::Divergence { operations, why } => {
+            println!(
+                "  [divergence: {why:?} for {} operation(s)]",
+                operations.len()
+            );
+        }
+        _ => {}
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(max - 1).collect();
+        format!("{cut}…")
+    }
 }

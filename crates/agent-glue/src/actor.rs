@@ -70,6 +70,31 @@ struct Rotation {
     deadline: Instant,
 }
 
+/// A reconnect in progress.
+struct Pending {
+    trigger: Trigger,
+    /// When the old connection ended (the gap starts).
+    started: Instant,
+    /// When the next step may run.
+    at: Instant,
+    /// The current plan's backoff has been waited.
+    waited: bool,
+    /// Connection attempts made.
+    tries: u32,
+}
+
+impl Pending {
+    fn new(trigger: Trigger, started: Instant) -> Self {
+        Self {
+            trigger,
+            started,
+            at: started,
+            waited: false,
+            tries: 0,
+        }
+    }
+}
+
 /// How a connection attempt failed.
 enum OpenError {
     /// The dial or the handshake failed, or the connection dropped while the plan was sent.
@@ -101,6 +126,7 @@ pub(crate) struct Actor {
     epoch_start: Instant,
     jitter_state: u64,
     gap: AudioGap,
+    pending: Option<Pending>,
     pending_tools_owed: bool,
     closed: bool,
 }
@@ -151,6 +177,7 @@ impl Actor {
             epoch_start: Instant::now(),
             jitter_state: 0x9E37_79B9_7F4A_7C15,
             gap,
+            pending: None,
             pending_tools_owed: false,
             closed: false,
         }
@@ -180,70 +207,77 @@ impl Actor {
 
     /// The first connection; `connect()` waits for this.
     pub(crate) async fn first_connect(&mut self) -> Result<(), Error> {
-        match self.connect_loop(Trigger::FirstConnect, None).await {
-            Ok(_) => Ok(()),
-            Err(message) => Err(Error::GaveUp(message)),
+        self.pending = Some(Pending::new(Trigger::FirstConnect, Instant::now()));
+        while let Some(pending) = &self.pending {
+            tokio::time::sleep_until(pending.at).await;
+            if let Err(message) = self.attempt().await {
+                return Err(Error::GaveUp(message));
+            }
         }
+        Ok(())
     }
 
-    /// Plans and opens connections until one is up with its plan sent, or the policy gives
-    /// up. Returns the reconnect report.
-    async fn connect_loop(
-        &mut self,
-        mut trigger: Trigger,
-        started: Option<Instant>,
-    ) -> Result<Reconnected, String> {
-        let started = started.unwrap_or_else(Instant::now);
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let mirror = self.ledger.mirror_context();
-            let jitter = self.jitter();
-            let now = self.now();
-            let plan = {
-                let ctx = ResumeContext::new(
-                    trigger,
-                    &self.ledger.outbox,
-                    &self.ledger.desired,
-                    &mirror,
-                    &self.caps,
-                    self.ledger.tracker.tool_calls(),
-                )
-                .with_handle(self.ledger.tracker.handle())
-                .with_attempt(self.attempts.attempt())
-                .with_now(now)
-                .with_jitter(jitter)
-                .with_transparent(self.config.transparent, false);
-                self.policy.plan(&ctx)
-            };
-            if let Strategy::GiveUp { reason } = &plan.strategy {
-                return Err(format!("{reason:?}"));
-            }
-            if !plan.backoff.is_zero() {
-                tokio::time::sleep(plan.backoff).await;
-            }
-            let span = info_span!(
-                "connection_attempt",
-                attempt = self.attempts.attempt(),
-                trigger = ?trigger,
-                handle_age_ms = self
-                    .ledger
-                    .tracker
-                    .handle()
-                    .map(|h| now.since(h.received_at).as_millis() as u64),
-                resume = plan.is_resume(),
-                seed = plan.seed.as_ref().map_or(0, |s| s.items.len()),
-                steps = plan.steps.len(),
-            );
-            match self.open(&plan).instrument(span).await {
-                Ok(()) => {
-                    self.attempts.on_connected(self.now());
+    /// One step of a pending (re)connect: plan, wait the plan's backoff (while commands keep
+    /// flowing into the outbox), then open a connection and execute the plan. On success the
+    /// pending reconnect is done; on failure the next step is scheduled. `Err` when the policy
+    /// gives up or retrying cannot help.
+    async fn attempt(&mut self) -> Result<(), String> {
+        let Some(mut pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let mirror = self.ledger.mirror_context();
+        let jitter = self.jitter();
+        let now = self.now();
+        let plan = {
+            let ctx = ResumeContext::new(
+                pending.trigger,
+                &self.ledger.outbox,
+                &self.ledger.desired,
+                &mirror,
+                &self.caps,
+                self.ledger.tracker.tool_calls(),
+            )
+            .with_handle(self.ledger.tracker.handle())
+            .with_attempt(self.attempts.attempt())
+            .with_now(now)
+            .with_jitter(jitter)
+            .with_transparent(self.config.transparent, false);
+            self.policy.plan(&ctx)
+        };
+        if let Strategy::GiveUp { reason } = &plan.strategy {
+            return Err(format!("{reason:?}"));
+        }
+        if !pending.waited && !plan.backoff.is_zero() {
+            // Wait first; the plan is made again afterwards, with what was queued meanwhile.
+            pending.waited = true;
+            pending.at = Instant::now() + plan.backoff;
+            self.pending = Some(pending);
+            return Ok(());
+        }
+        pending.tries += 1;
+        let span = info_span!(
+            "connection_attempt",
+            attempt = self.attempts.attempt(),
+            trigger = ?pending.trigger,
+            handle_age_ms = self
+                .ledger
+                .tracker
+                .handle()
+                .map(|h| now.since(h.received_at).as_millis() as u64),
+            resume = plan.is_resume(),
+            seed = plan.seed.as_ref().map_or(0, |s| s.items.len()),
+            steps = plan.steps.len(),
+        );
+        match self.open(&plan).instrument(span).await {
+            Ok(()) => {
+                self.attempts.on_connected(self.now());
+                if pending.trigger != Trigger::FirstConnect {
                     let lost: Vec<OpId> = plan
                         .undeliverable
                         .iter()
                         .flat_map(|d| d.ops.iter().copied())
                         .collect();
-                    let report = Reconnected {
+                    self.emit(SessionEvent::Reconnected(Reconnected {
                         strategy: if plan.is_resume() {
                             ReconnectStrategy::Resumed
                         } else {
@@ -253,24 +287,34 @@ impl Actor {
                         replayed: plan.delivered_ops().collect(),
                         uncertain: plan.uncertain.clone(),
                         lost,
-                        gap: started.elapsed(),
-                        attempts: tries,
-                    };
-                    self.flush_gap().await;
-                    return Ok(report);
+                        gap: pending.started.elapsed(),
+                        attempts: pending.tries,
+                    }));
                 }
-                Err(OpenError::Fatal(message)) => return Err(message),
-                Err(OpenError::Refused { code }) => {
-                    self.attempts.on_failed();
-                    self.ledger.tracker.discard_handle();
-                    trigger = Trigger::RefusedResume { code };
-                }
-                Err(OpenError::Lost { code, class }) => {
-                    self.attempts.on_failed();
-                    trigger = Trigger::AbnormalClose { code, class };
-                }
+                self.flush_gap().await;
+                Ok(())
+            }
+            Err(OpenError::Fatal(message)) => Err(message),
+            Err(OpenError::Refused { code }) => {
+                self.ledger.tracker.discard_handle();
+                self.retry(pending, Trigger::RefusedResume { code });
+                Ok(())
+            }
+            Err(OpenError::Lost { code, class }) => {
+                self.retry(pending, Trigger::AbnormalClose { code, class });
+                Ok(())
             }
         }
+    }
+
+    /// Schedules the next attempt of `pending` for `trigger`, at once (the next plan's backoff
+    /// applies).
+    fn retry(&mut self, mut pending: Pending, trigger: Trigger) {
+        self.attempts.on_failed();
+        pending.trigger = trigger;
+        pending.waited = false;
+        pending.at = Instant::now();
+        self.pending = Some(pending);
     }
 
     /// Opens one connection and executes `plan` on it.
@@ -419,27 +463,22 @@ impl Actor {
         self.turn = ModelTurn::default();
     }
 
-    /// Replaces the connection for `trigger`, with the events around it.
+    /// Replaces the connection for `trigger`: emits `Reconnecting`, closes the old socket and
+    /// schedules the first attempt (made by the run loop, which keeps taking commands).
     async fn reconnect(&mut self, trigger: Trigger, reason: ReconnectReason) {
-        let started = Instant::now();
+        if self.pending.is_some() {
+            return;
+        }
         self.emit(SessionEvent::Reconnecting { reason });
-        let planned = trigger.is_planned();
+        let started = Instant::now();
         self.drop_connection().await;
-        if planned {
+        if trigger.is_planned() {
             self.attempts.on_rotated();
         } else {
             self.attempts.on_lost(self.now(), &Backoff::default());
         }
         self.rotation = None;
-        match self.connect_loop(trigger, Some(started)).await {
-            Ok(report) => self.emit(SessionEvent::Reconnected(report)),
-            Err(message) => {
-                self.emit(SessionEvent::Closed {
-                    error: Some(format!("gave up reconnecting: {message}")),
-                });
-                self.closed = true;
-            }
-        }
+        self.pending = Some(Pending::new(trigger, started));
     }
 
     pub(crate) async fn run(mut self) {
@@ -463,6 +502,14 @@ impl Actor {
                 Some((id, frame)) = self.incoming_rx.recv() => {
                     if self.live.as_ref().is_some_and(|live| live.id == id) {
                         self.on_frame(frame).await;
+                    }
+                }
+                () = sleep_until(self.pending.as_ref().map(|p| p.at)) => {
+                    if let Err(message) = self.attempt().await {
+                        self.emit(SessionEvent::Closed {
+                            error: Some(format!("gave up reconnecting: {message}")),
+                        });
+                        self.closed = true;
                     }
                 }
                 () = sleep_until(deadline) => {

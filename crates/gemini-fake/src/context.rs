@@ -136,6 +136,26 @@ pub(crate) struct ModelState {
 }
 
 impl ModelState {
+    /// The function responses of the last turn added since the last generation started, when
+    /// that turn is a user turn carrying them (results delivered as `clientContent` history):
+    /// `(name, response)` in order; empty otherwise.
+    pub(crate) fn new_function_responses(&self) -> Vec<(String, Value)> {
+        let start = self.answered_upto.min(self.context.len());
+        match self.context[start..].last() {
+            Some(turn) if turn.role == Role::User => turn
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    Part::FunctionResponse { name, response, .. } => {
+                        Some((name.clone(), response.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Text of the last user turn added since the last generation started (`""` if none).
     pub(crate) fn new_user_text(&self) -> String {
         let start = self.answered_upto.min(self.context.len());
@@ -167,5 +187,30 @@ mod tests {
         state.answered_upto = 0;
         state.context.truncate(1);
         assert_eq!(state.new_user_text(), "old");
+    }
+
+    #[test]
+    fn function_responses_in_the_last_new_turn_are_found() {
+        let response = Part::FunctionResponse {
+            id: "c1".into(),
+            name: "f".into(),
+            response: serde_json::json!({"a": 1}),
+        };
+        let mut state = ModelState {
+            context: vec![Turn::user_text("call f")],
+            pending_calls: Vec::new(),
+            answered_upto: 0,
+        };
+        assert!(state.new_function_responses().is_empty());
+        state.context.push(Turn {
+            role: Role::User,
+            parts: vec![response],
+        });
+        assert_eq!(
+            state.new_function_responses(),
+            vec![("f".to_owned(), serde_json::json!({"a": 1}))]
+        );
+        state.answered_upto = 2;
+        assert!(state.new_function_responses().is_empty());
     }
 }

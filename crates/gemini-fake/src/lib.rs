@@ -64,7 +64,9 @@
 //!   `toolResponse` answering every pending call appends a user turn with the responses and
 //!   starts a new generation answering `NAME returned <response as compact JSON>` (several
 //!   responses joined by a space), unless every response has `scheduling: SILENT`. Responses for
-//!   cancelled, answered or unknown ids are recorded ([`ResponseFate`]) and ignored.
+//!   cancelled, answered or unknown ids are recorded ([`ResponseFate`]) and ignored. When the
+//!   last turn a user turn adds is a `clientContent` turn carrying `functionResponse` parts
+//!   (results delivered as history), the answer is the same `NAME returned …` text.
 //! - **Interruption.** `clientContent`, realtime text, `activityStart`, or the start of speech
 //!   (unless `NO_INTERRUPTION`) while the model generates or waits for a tool response cuts it
 //!   off: `toolCallCancellation` with the pending ids (if any), `{"interrupted":true}`, then

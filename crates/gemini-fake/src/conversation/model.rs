@@ -10,7 +10,16 @@ impl Conversation {
         let reply = self.with_session(|s| {
             s.generations += 1;
             let text = s.state.new_user_text();
+            let results = s.state.new_function_responses();
             s.state.answered_upto = s.state.context.len();
+            if !results.is_empty() {
+                // Results delivered as history: answer them as after a `toolResponse`.
+                let answers: Vec<String> = results
+                    .iter()
+                    .map(|(name, response)| script::tool_answer(name, response))
+                    .collect();
+                return Reply::Say(answers.join(" "));
+            }
             match script::reply_to(&text, &s.tools) {
                 Reply::Call(name) => {
                     let id = format!("call-{session}-{}", s.tool_calls.len() + 1);
