@@ -9,8 +9,9 @@ use gemini_transport::wire::{ClientMessage, PartData, ServerMessage, ServerPaylo
 use gemini_transport::{CloseClass as WireClass, Connection, ConnectionSender};
 use resume_policy::{
     Attempts, Backoff, ClientMessageIndex, ConnectMode, ConnectionId, DeliveryState, HandleUpdate,
-    MessagePosition, Millis, ModelCapabilities, OpId, OpKind, ResumeContext, ResumePlan,
-    ResumePolicy, Route, RouteContext, ServerReaction, Strategy, ToolCallStatus, Trigger,
+    MessageKind, MessagePosition, Millis, ModelCapabilities, OpId, OpKind, ResumeContext,
+    ResumePlan, ResumePolicy, Route, RouteContext, ServerReaction, Strategy, ToolCallStatus,
+    Trigger,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -553,9 +554,19 @@ impl Actor {
                 let _ = done.send(());
             }
             Command::Audio(pcm) => self.audio(pcm).await,
-            Command::AudioStreamEnd => self.realtime(ClientMessage::audio_stream_end()).await,
-            Command::ActivityStart => self.realtime(ClientMessage::activity_start()).await,
-            Command::ActivityEnd => self.realtime(ClientMessage::activity_end()).await,
+            Command::AudioStreamEnd => {
+                self.realtime(ClientMessage::audio_stream_end(), MessageKind::Silent)
+                    .await;
+            }
+            Command::ActivityStart => {
+                self.realtime(ClientMessage::activity_start(), MessageKind::Silent)
+                    .await;
+            }
+            // The end of the user's activity starts the model's turn.
+            Command::ActivityEnd => {
+                self.realtime(ClientMessage::activity_end(), MessageKind::TurnStart)
+                    .await;
+            }
             Command::Interrupt => {
                 if self.turn.active {
                     self.turn.active = false;
@@ -752,13 +763,12 @@ impl Actor {
         }
     }
 
-    async fn realtime(&mut self, message: ClientMessage) {
+    /// Realtime signals are not context operations: sent when a connection is up, dropped
+    /// otherwise (the next connection starts without an open user activity).
+    async fn realtime(&mut self, message: ClientMessage, kind: MessageKind) {
         if let Some(live) = self.live.as_mut() {
             if live.sender.feed(&message).await.is_ok() {
-                let _ = self
-                    .ledger
-                    .tracker
-                    .on_sent(resume_policy::MessageKind::Silent);
+                let _ = self.ledger.tracker.on_sent(kind);
             }
         }
     }
