@@ -69,3 +69,8 @@ pub use config::{AudioGapPolicy, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
 pub use session::{LiveSession, SessionEvents};
+
+/// The README's Rust examples, compiled as doctests so that they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
