@@ -170,20 +170,34 @@ fn s07_flapping_delivers_every_operation_once_in_total() {
 
 #[test]
 fn s08_handle_mid_replay_then_drop_replays_only_the_uncovered_part() {
-    let mut sim = settled(M25);
+    // 3.8: a tool result and a user turn, both made offline, replay as two messages.
+    let mut sim = settled(M38);
+    sim.user_turn("u2", "Book a table");
+    sim.tool_call("c2", "call-2", "book");
+    sim.handle("h2"); // knows the call
     sim.drop_connection();
-    let u2 = sim.user_turn("u2", "First question");
-    let u3 = sim.user_turn("u3", "Second question");
-    let plan = sim.plan(dropped());
-    assert_eq!(step_ops(&plan), [u2, u3]);
-    sim.execute(&plan);
-    sim.model_turn("m2", "First answer");
-    sim.handle("h2"); // covers u2 (answered), not u3
-    sim.drop_connection();
+    let o2 = sim.tool_result("o2", "call-2", "book");
+    let u3 = sim.user_turn("u3", "And a taxi");
     let plan = sim.plan(dropped());
     assert!(resumed_with(&plan, "h2"));
+    assert_eq!(
+        channels(&plan),
+        [
+            Channel::ToolResponse,
+            Channel::ClientContent {
+                turn_complete: true
+            }
+        ]
+    );
+    assert_eq!(step_ops(&plan), [o2, u3]);
+    sim.execute(&plan);
+    sim.model_turn("m3", "Booked."); // the server answered the tool response…
+    sim.handle("h3"); // …so this handle covers it, not the turn sent after it
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h3"));
     assert_eq!(step_ops(&plan), [u3]);
-    assert_eq!(client_content_ids(&plan), ["u3"]);
+    assert_eq!(plan.uncertain, [u3]);
     assert_eq!(
         channels(&plan),
         [Channel::ClientContent {

@@ -7,12 +7,12 @@ use ctx_model::{Item, ItemId, Role};
 
 use super::resume::is_moot;
 use super::shared::{
-    client_content, excluded_items, generate_reply, item_chars, merge_client_content,
-    rejected_suspect, single_user_text,
+    answered_turns, ask_once, client_content, excluded_items, generate_reply, item_chars,
+    merge_client_content, rejected_suspect, single_user_text,
 };
 use crate::{
-    Channel, Divergence, DivergenceReason, ModelCapabilities, OpKind, Operation, Payload,
-    PlannedSend, ResumeContext, ResumePlan, Seed, SeedLimit, Strategy, ToolCallStatus,
+    Channel, Divergence, DivergenceReason, MessageKind, ModelCapabilities, OpKind, Operation,
+    Payload, PlannedSend, ResumeContext, ResumePlan, Seed, SeedLimit, Strategy, ToolCallStatus,
 };
 
 /// Completes `plan` as a fresh session seeded from `L`.
@@ -143,10 +143,19 @@ pub(super) fn plan(ctx: &ResumeContext<'_>, mut plan: ResumePlan) -> ResumePlan 
         });
     }
 
-    // A reply is owed when the last delivered operation in the seed asked for one and no
-    // model item answers it, and nothing after the seed starts a turn.
-    let steps_start_turn = live_steps.iter().any(|op| op.kind.starts_turn());
-    let owed = !steps_start_turn && reply_owed(ctx, &seed_items, &seed_ops);
+    // A reply is owed when a turn the seed carries has no answer in `L`, or a turn is sent
+    // live; it is asked for once, by the last message.
+    let answered = answered_turns(ctx, &excluded);
+    let seed_owes = seed_ops
+        .iter()
+        .filter_map(|id| ctx.outbox.get(*id))
+        .any(|op| op.kind.starts_turn() && !answered.contains(&op.id));
+    let steps_owe = live_steps.iter().any(|op| op.kind.starts_turn());
+    ask_once(&mut steps, seed_owes || steps_owe);
+    let steps_ask = steps.iter().any(|step| {
+        step.message_kind() == Some(MessageKind::TurnStart) || step.channel == Channel::ToolResponse
+    });
+    let owed = seed_owes && !steps_ask;
     plan.history_config = caps.initial_history_flag_required && !seed_items.is_empty();
     if !seed_items.is_empty() {
         plan.seed = Some(Seed {
@@ -273,25 +282,6 @@ fn live_send(ctx: &ResumeContext<'_>, op: &Operation) -> PlannedSend {
         OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => super::setup_step(&[op])
             .unwrap_or_else(|| client_content(vec![op.id], Vec::new(), false)),
     }
-}
-
-/// Whether the seed ends with a request nobody answered.
-fn reply_owed(ctx: &ResumeContext<'_>, seed: &[Item], seed_ops: &[crate::OpId]) -> bool {
-    let Some(last_op) = seed_ops
-        .iter()
-        .filter_map(|id| ctx.outbox.get(*id))
-        .filter(|op| op.kind.starts_turn())
-        .max_by_key(|op| op.id)
-    else {
-        return false;
-    };
-    let ids = last_op.kind.item_ids();
-    let Some(last_at) = seed.iter().rposition(|item| ids.contains(&item.id())) else {
-        return false;
-    };
-    !seed[last_at + 1..]
-        .iter()
-        .any(|item| item.role() == Role::Model)
 }
 
 /// Drops the oldest items until the seed fits `limit`, cutting at the start of a user

@@ -6,8 +6,8 @@ use ctx_model::{ChatContext, DiffKind, DiffOp, Item, ItemId, Role};
 
 use super::EditHandling;
 use super::shared::{
-    client_content, excluded_items, generate_reply, lost_call_answers, merge_client_content,
-    output_item, rejected_suspect, single_user_text, text_item,
+    answered_turns, ask_once, client_content, excluded_items, generate_reply, lost_call_answers,
+    merge_client_content, output_item, rejected_suspect, single_user_text, text_item,
 };
 use crate::{
     Channel, DeliveryState, Divergence, DivergenceReason, HandleRecord, OpKind, Operation, Payload,
@@ -186,27 +186,16 @@ pub(super) fn plan(
         .map(|call| call.call_id.as_str())
         .collect();
 
-    // The last model item of `L`: a turn before it was answered (the answer is held or
-    // restored), so replaying it must not ask again ("no answer is spoken twice").
-    let last_answer = ctx
-        .desired
-        .iter()
-        .rposition(|item| item.role() == Role::Model && !excluded.contains(item.id()));
+    let answered = answered_turns(ctx, &excluded);
+    // A reply is owed when a replayed turn has no answer in `L`.
+    let mut owed = false;
     for (i, unit) in units.iter().enumerate() {
-        let answered_in_l = match unit {
-            Unit::Op(op) => op
-                .kind
-                .item_ids()
-                .iter()
-                .filter_map(|id| ctx.desired.index_of(*id))
-                .max()
-                .is_some_and(|at| last_answer.is_some_and(|answer| at < answer)),
+        let answered_later = match unit {
+            Unit::Op(op) => answered.contains(&op.id),
             Unit::Lost(_) => false,
-        };
-        let answered_later = answered_in_l
-            || units[i + 1..]
-                .iter()
-                .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model));
+        } || units[i + 1..]
+            .iter()
+            .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model));
         match unit {
             Unit::Lost(item) => {
                 if !caps.client_content_mid_session {
@@ -229,7 +218,8 @@ pub(super) fn plan(
                         .collect();
                     let turn_complete = *turn_complete && !answered_later;
                     if caps.client_content_mid_session {
-                        steps.push(client_content(vec![op.id], items, turn_complete));
+                        owed |= turn_complete;
+                        steps.push(client_content(vec![op.id], items, false));
                     } else {
                         match single_user_text(&items) {
                             Some(text) if turn_complete => steps.push(PlannedSend {
@@ -274,10 +264,11 @@ pub(super) fn plan(
                     } else if caps.client_content_mid_session && history_calls.contains(call) {
                         // Scenario S13: the session lost the call; it now holds it as history,
                         // so the result goes as history too, and the model continues.
+                        owed |= !answered_later;
                         steps.push(client_content(
                             vec![op.id],
                             vec![output_item(ctx, output)],
-                            !answered_later,
+                            false,
                         ));
                     } else if !desired_has_call(ctx, call) {
                         plan.undeliverable.push(Divergence {
@@ -302,6 +293,7 @@ pub(super) fn plan(
         }
     }
 
+    ask_once(&mut steps, owed);
     plan.steps = merge_client_content(steps);
     if !handle.coverage.exact {
         plan.uncertain = plan

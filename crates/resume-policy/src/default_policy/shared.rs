@@ -1,13 +1,13 @@
 //! Pieces every policy uses: the prologue (backoff, give up), exclusions, message shaping.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ctx_model::{FunctionOutput, Item, ItemId, Message, Role};
 
 use crate::{
     Backoff, Channel, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason,
-    HandleRecord, ModelCapabilities, Operation, Payload, PlannedSend, ResumeContext, ResumePlan,
-    Strategy, Trigger,
+    HandleRecord, ModelCapabilities, OpId, Operation, Payload, PlannedSend, ResumeContext,
+    ResumePlan, Strategy, Trigger,
 };
 
 /// The plan skeleton (backoff, attempt, transparent flag), or a complete give-up plan
@@ -208,5 +208,84 @@ pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
         ops: Vec::new(),
         channel: Channel::ToolResponse,
         payload: Payload::ToolResponses(responses),
+    }
+}
+
+/// The turn-starting operations that `L` shows answered. Reads `L` the way the server answers:
+/// in order, one model answer (a run of model items) per turn, so an answer belongs to the
+/// oldest turn still waiting (a run of history user items with no operation counts as one
+/// turn). A turn answered in `L` is replayed as history, never asked again.
+pub(crate) fn answered_turns(
+    ctx: &ResumeContext<'_>,
+    excluded: &HashSet<&ItemId>,
+) -> HashSet<OpId> {
+    let owner: HashMap<&ItemId, &Operation> = ctx
+        .outbox
+        .iter()
+        .flat_map(|op| op.kind.item_ids().into_iter().map(move |id| (id, op)))
+        .collect();
+    let mut waiting: VecDeque<Option<OpId>> = VecDeque::new();
+    let mut answered = HashSet::new();
+    let mut in_answer = false;
+    let mut in_history = false;
+    for item in ctx.desired.iter() {
+        if excluded.contains(item.id()) {
+            continue;
+        }
+        if item.role() == Role::Model {
+            if !in_answer {
+                if let Some(Some(op)) = waiting.pop_front() {
+                    answered.insert(op);
+                }
+            }
+            in_answer = true;
+            in_history = false;
+            continue;
+        }
+        in_answer = false;
+        match owner.get(item.id()) {
+            Some(op) => {
+                in_history = false;
+                let last = op.kind.item_ids().last().copied();
+                if op.kind.starts_turn() && last == Some(item.id()) {
+                    waiting.push_back(Some(op.id));
+                }
+            }
+            None => {
+                if !in_history {
+                    waiting.push_back(None);
+                }
+                in_history = true;
+            }
+        }
+    }
+    answered
+}
+
+/// Replayed history asks for one reply at most, at its end: every `clientContent` item message
+/// completes no turn except the last one, which does when a reply is `owed` and no later
+/// message asks on its own (realtime text, a tool response, a reply request).
+pub(crate) fn ask_once(steps: &mut [PlannedSend], owed: bool) {
+    let is_items = |step: &PlannedSend| {
+        matches!(step.channel, Channel::ClientContent { .. })
+            && matches!(step.payload, Payload::Items(_))
+    };
+    let last_items = steps.iter().rposition(is_items);
+    for step in steps.iter_mut().filter(|step| is_items(step)) {
+        step.channel = Channel::ClientContent {
+            turn_complete: false,
+        };
+    }
+    let Some(last) = last_items else {
+        return;
+    };
+    let asked_later = steps[last + 1..].iter().any(|step| {
+        step.message_kind() == Some(crate::MessageKind::TurnStart)
+            || step.channel == Channel::ToolResponse
+    });
+    if owed && !asked_later {
+        steps[last].channel = Channel::ClientContent {
+            turn_complete: true,
+        };
     }
 }
