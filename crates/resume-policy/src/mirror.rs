@@ -1,6 +1,8 @@
 //! `Mirror`: what the server session holds, and what a handle provably holds.
 
-use ctx_model::{ChatContext, Item};
+use std::collections::HashSet;
+
+use ctx_model::{ChatContext, Item, ItemId};
 
 use crate::{ConnectionId, HandleRecord, MessagePosition};
 
@@ -48,6 +50,8 @@ pub struct Mirror {
     base: ChatContext,
     /// Items added on the current connection, in order.
     added: Vec<(Item, Origin)>,
+    /// Ids of `added`, for constant-time lookups.
+    added_ids: HashSet<ItemId>,
     connection: Option<ConnectionId>,
     /// What the latest handle holds.
     held: ChatContext,
@@ -79,6 +83,7 @@ impl Mirror {
             }
         };
         self.added.clear();
+        self.added_ids.clear();
         self.connection = Some(connection);
     }
 
@@ -96,14 +101,10 @@ impl Mirror {
 
     fn add(&mut self, items: &[Item], origin: Origin) {
         for item in items {
-            if !self.contains(item) {
+            if !self.base.contains(item.id()) && self.added_ids.insert(item.id().clone()) {
                 self.added.push((item.clone(), origin));
             }
         }
-    }
-
-    fn contains(&self, item: &Item) -> bool {
-        self.base.contains(item.id()) || self.added.iter().any(|(held, _)| held.id() == item.id())
     }
 
     /// A resumable handle arrived: it holds the connection's starting state, every server item
