@@ -34,13 +34,19 @@ pub enum EditHandling {
 ///   validity, or a restarted process holds a context of another version: fresh;
 /// - resume: live operations the handle does not cover (queued, or sent and uncertain) are
 ///   sent in queue order; items of `L` the server lost after the handle (a model turn, a tool
-///   call) are restored as `clientContent` history; a turn whose answer is restored is not
-///   asked again; a tool result goes as `toolResponse` when the session knows the call, as
+///   call) are restored as `clientContent` history; replayed history asks for one reply at
+///   most, at its end, and only for a turn `L` shows unanswered (answers pair with turns in
+///   order); a tool result goes as `toolResponse` when the session knows the call, as
 ///   history when the call itself had to be restored; cancelled calls are never answered;
+///   a lost call the session knows is answered with an error first on models that need it;
 ///   instruction and tool changes ride in `setup`; after a 1007/1008 on a payload, the last
 ///   message sent is reported and never re-sent;
 /// - if resuming would need something the model forbids (`clientContent` mid-session on 3.1,
-///   a result for a call the session cannot know), or `L` edits delivered items: fresh.
+///   a result for a call the session cannot know), or `L` edits delivered items: fresh;
+/// - fresh: one seed from `L` (without cancelled calls and refused payloads, trimmed to the
+///   model's limits at a user turn), `historyConfig` and `turnComplete: true` where the model
+///   needs the flag; pending turns at the very end of `L` are sent live after it so they are
+///   answered once; otherwise the seed triggers no reply unless one is owed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct DefaultPolicy {
