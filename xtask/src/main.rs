@@ -3,81 +3,136 @@
 //! Steps, stopping at the first failure:
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
-//! 3. `cargo test --workspace --all-features` (unit, integration and doc tests)
-//! 4. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
-//! 5. `cargo run --example quickstart` (the README's first command must keep working)
+//! 3. Python compatibility environment: a virtualenv at `<target dir>/py-compat/venv`
+//!    (`python3 -m venv`, then `pip install -r crates/gemini-fake/tests/python/requirements.txt`,
+//!    every version pinned: `google-genai` and `livekit-plugins-google` with their dependencies).
+//!    Its interpreter is passed to every later step as `GEMINI_FAKE_PYTHON`, which
+//!    `gemini-fake`'s `python_sdk` and `livekit_plugin` tests run their scripts with. Reused in
+//!    well under a second while the requirements file is unchanged; rebuilt from scratch (about
+//!    130 MB downloaded, 20-30 s) when it changes. If it cannot be provisioned (no `python3`, no
+//!    network for pip), the step FAILS when `CI` is set (the compatibility claim must be proven
+//!    there) and only warns otherwise, leaving those two tests to skip. A `GEMINI_FAKE_PYTHON`
+//!    already set in the environment is used as it is, and nothing is installed.
+//! 4. `cargo test --workspace --all-features` (unit, integration and doc tests)
+//! 5. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
+//! 6. `cargo run --example quickstart` (the README's first command must keep working)
+//!
+//! `cargo xtask py-compat` runs step 3 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
+//! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
+mod py_compat;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use py_compat::{CompatEnv, PYTHON_VAR};
+
+/// One CI step.
+enum Action {
+    /// `cargo ARGS` with extra environment variables.
+    Cargo {
+        args: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+    },
+    /// Provision the Python compatibility venv (see the module docs, step 3).
+    PythonCompat,
+}
 
 struct Step {
     name: &'static str,
-    args: &'static [&'static str],
-    env: &'static [(&'static str, &'static str)],
+    action: Action,
 }
 
 const CI_STEPS: &[Step] = &[
     Step {
         name: "rustfmt",
-        args: &["fmt", "--all", "--check"],
-        env: &[],
+        action: Action::Cargo {
+            args: &["fmt", "--all", "--check"],
+            env: &[],
+        },
     },
     Step {
         name: "clippy",
-        args: &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        env: &[],
+        action: Action::Cargo {
+            args: &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "python compat env",
+        action: Action::PythonCompat,
     },
     Step {
         name: "tests",
-        args: &["test", "--workspace", "--all-features"],
-        env: &[],
+        action: Action::Cargo {
+            args: &["test", "--workspace", "--all-features"],
+            env: &[],
+        },
     },
     Step {
         name: "docs",
-        args: &["doc", "--workspace", "--no-deps", "--all-features"],
-        env: &[("RUSTDOCFLAGS", "-D warnings")],
+        action: Action::Cargo {
+            args: &["doc", "--workspace", "--no-deps", "--all-features"],
+            env: &[("RUSTDOCFLAGS", "-D warnings")],
+        },
     },
     Step {
         name: "quickstart example",
-        args: &["run", "--quiet", "--example", "quickstart"],
-        env: &[],
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "quickstart"],
+            env: &[],
+        },
     },
 ];
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask ci");
+    eprintln!("usage: cargo xtask ci | cargo xtask py-compat");
     ExitCode::from(2)
 }
 
 fn run_ci() -> ExitCode {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // Environment handed to every cargo step after the step that produced it.
+    let mut carried: Vec<(&'static str, String)> = Vec::new();
     for step in CI_STEPS {
-        eprintln!(
-            "==> xtask ci: {} (cargo {})",
-            step.name,
-            step.args.join(" ")
-        );
-        let mut cmd = Command::new(&cargo);
-        cmd.args(step.args);
-        for (key, value) in step.env {
-            cmd.env(key, value);
-        }
-        match cmd.status() {
-            Ok(status) if status.success() => {}
-            Ok(status) => {
-                eprintln!("xtask ci: step `{}` failed ({status})", step.name);
-                return ExitCode::FAILURE;
+        match &step.action {
+            Action::PythonCompat => {
+                eprintln!("==> xtask ci: {}", step.name);
+                match python_compat() {
+                    Ok(Some(python)) => carried.push((PYTHON_VAR, python)),
+                    Ok(None) => {}
+                    Err(()) => return ExitCode::FAILURE,
+                }
             }
-            Err(err) => {
-                eprintln!("xtask ci: could not start cargo for `{}`: {err}", step.name);
-                return ExitCode::FAILURE;
+            Action::Cargo { args, env } => {
+                eprintln!("==> xtask ci: {} (cargo {})", step.name, args.join(" "));
+                let mut cmd = Command::new(&cargo);
+                cmd.args(*args);
+                for (key, value) in *env {
+                    cmd.env(key, value);
+                }
+                for (key, value) in &carried {
+                    cmd.env(key, value);
+                }
+                match cmd.status() {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => {
+                        eprintln!("xtask ci: step `{}` failed ({status})", step.name);
+                        return ExitCode::FAILURE;
+                    }
+                    Err(err) => {
+                        eprintln!("xtask ci: could not start cargo for `{}`: {err}", step.name);
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
         }
     }
@@ -85,10 +140,76 @@ fn run_ci() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `cargo xtask py-compat`: step 3 alone, printing the variable to export for `cargo test`.
+fn run_py_compat() -> ExitCode {
+    match python_compat() {
+        Ok(Some(python)) => {
+            println!("{PYTHON_VAR}={python}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(()) => ExitCode::FAILURE,
+    }
+}
+
+/// Step 3: `Ok(Some(interpreter))` to pass on, `Ok(None)` to go on without one (outside CI
+/// only), `Err(())` to stop CI.
+fn python_compat() -> Result<Option<String>, ()> {
+    if let Some(python) = std::env::var(PYTHON_VAR).ok().filter(|p| !p.is_empty()) {
+        eprintln!("    {PYTHON_VAR} is set: using {python}, installing nothing");
+        return Ok(None);
+    }
+    let workspace = workspace_root();
+    let env = CompatEnv::new(&workspace, &target_dir(&workspace));
+    match env.provision() {
+        Ok(python) => Ok(Some(python.to_string_lossy().into_owned())),
+        Err(err) if in_ci() => {
+            eprintln!("xtask ci: step `python compat env` failed: {err}");
+            eprintln!(
+                "xtask ci: CI must run gemini-fake's Python compatibility tests; \
+                 python3 with venv and pip, and network access to PyPI, are required"
+            );
+            Err(())
+        }
+        Err(err) => {
+            eprintln!("xtask ci: WARNING: {err}");
+            eprintln!(
+                "xtask ci: WARNING: going on without it (CI is not set); gemini-fake's \
+                 python_sdk and livekit_plugin tests will skip"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory (as `cargo run` reports it, else
+/// as it was at build time).
+fn workspace_root() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (made absolute) or `<workspace>/target`.
+fn target_dir(workspace: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+        None => workspace.join("target"),
+    }
+}
+
+/// Whether this run is CI's (`CI` set to anything but empty, `0` or `false`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => run_ci(),
+        Some("py-compat") if args.len() == 1 => run_py_compat(),
         _ => usage(),
     }
 }
