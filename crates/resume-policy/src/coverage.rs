@@ -169,6 +169,15 @@ impl CoverageTracker {
         self.handle = None;
     }
 
+    /// Goes back to `previous`, the handle held before the newest update, or to none: the
+    /// session layer found the newest handle unusable because client content sent on its
+    /// connection after the last visible reaction may or may not be in it (resuming from it
+    /// would either duplicate or lose that content). Everything else is kept; calls observed
+    /// since `previous` stay unknown to it.
+    pub fn reinstate(&mut self, previous: Option<HandleRecord>) {
+        self.handle = previous.filter(|record| record.epoch == self.epoch);
+    }
+
     /// A `setup` was sent on `connection` (index [`ClientMessageIndex::SETUP`]). `Fresh` starts
     /// a new server session and drops the old handle; `Resumed` continues the session of the
     /// held handle.

@@ -107,6 +107,18 @@ impl Mirror {
         }
     }
 
+    /// Whether client items sent on `handle`'s connection lie beyond what it provably holds:
+    /// the server may or may not have taken them into the snapshot, so resuming from it would
+    /// either duplicate them (replayed) or lose them (not replayed).
+    pub fn uncertain_under(&self, handle: &HandleRecord) -> bool {
+        !handle.coverage.exact
+            && self.connection == Some(handle.connection)
+            && self
+                .added
+                .iter()
+                .any(|(_, origin)| matches!(origin, Origin::Client(at) if !handle.covers(*at)))
+    }
+
     /// A resumable handle arrived: it holds the connection's starting state, every server item
     /// so far, and the client items of the messages it covers.
     pub fn on_handle(&mut self, handle: &HandleRecord) {

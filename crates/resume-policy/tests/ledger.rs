@@ -402,3 +402,71 @@ fn backoff_grows_jitters_and_is_bounded() {
     attempts.on_rotated();
     assert_eq!(attempts.attempt(), 0);
 }
+
+#[test]
+fn a_reinstated_handle_is_resumed_from_and_knows_nothing_observed_after_it() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let first = tracker
+        .on_handle_update(&resumable("h1"), Millis(1))
+        .unwrap()
+        .unwrap();
+    tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_tool_call("call-1", "get_weather").unwrap();
+    tracker.on_reaction(ServerReaction::ToolCall);
+    let newer = tracker
+        .on_handle_update(&resumable("h2"), Millis(2))
+        .unwrap()
+        .unwrap();
+    assert!(tracker.tool_calls().known_to("call-1", &newer));
+    tracker.reinstate(Some(first.clone()));
+    assert_eq!(tracker.handle(), Some(&first));
+    assert!(!tracker.tool_calls().known_to("call-1", &first));
+    tracker.on_disconnected();
+    tracker
+        .on_connected(ConnectionId(2), ConnectMode::Resumed)
+        .unwrap();
+    assert!(!tracker.tool_calls().in_session("call-1"));
+    // A handle of another server session is never reinstated.
+    tracker
+        .on_connected(ConnectionId(3), ConnectMode::Fresh)
+        .unwrap();
+    tracker.reinstate(Some(first));
+    assert_eq!(tracker.handle(), None);
+}
+
+#[test]
+fn a_handle_is_uncertain_about_client_items_sent_after_the_last_reaction() {
+    let mut tracker = CoverageTracker::new(false);
+    let mut mirror = resume_policy::Mirror::new();
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    mirror.on_connected(ConnectionId(1), ConnectMode::Fresh);
+    let empty = tracker
+        .on_handle_update(&resumable("h0"), Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(!mirror.uncertain_under(&empty));
+    // History without an answer: a later handle may or may not hold it.
+    let note = ctx_model::Item::from(Message::user("n1", "a note"));
+    let at_note = tracker.on_sent(MessageKind::Silent).unwrap();
+    mirror.on_sent(&[note], at_note);
+    let after_note = tracker
+        .on_handle_update(&resumable("h1"), Millis(2))
+        .unwrap()
+        .unwrap();
+    assert!(mirror.uncertain_under(&after_note));
+    // A turn answered after it proves both were processed.
+    let turn = ctx_model::Item::from(Message::user("u1", "hello"));
+    let at_turn = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    mirror.on_sent(&[turn], at_turn);
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let after_turn = tracker
+        .on_handle_update(&resumable("h2"), Millis(3))
+        .unwrap()
+        .unwrap();
+    assert!(!mirror.uncertain_under(&after_turn));
+}
