@@ -71,6 +71,19 @@ struct Rotation {
     deadline: Instant,
 }
 
+/// A restart for a configuration change (instructions, tools, an edit of delivered items)
+/// waiting for a turn boundary with a fresh handle, so that the new connection resumes from a
+/// handle that holds everything (nothing replayed) and no tool call is pending across it.
+struct Restart {
+    trigger: Trigger,
+    /// Set once the model is idle: from then on, the longest wait for a fresh handle.
+    deadline: Option<Instant>,
+}
+
+/// How long an idle session waits for a fresh handle before a configuration restart goes
+/// ahead with the handle it has (the policy then replays what that handle does not cover).
+const RESTART_HANDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// A reconnect in progress.
 struct Pending {
     trigger: Trigger,
@@ -122,6 +135,7 @@ pub(crate) struct Actor {
     context_out: watch::Sender<ChatContext>,
     turn: ModelTurn,
     rotation: Option<Rotation>,
+    restart: Option<Restart>,
     attempts: Attempts,
     next_connection: u64,
     epoch_start: Instant,
@@ -173,6 +187,7 @@ impl Actor {
             context_out,
             turn: ModelTurn::default(),
             rotation: None,
+            restart: None,
             attempts: Attempts::default(),
             next_connection: 0,
             epoch_start: Instant::now(),
@@ -226,7 +241,6 @@ impl Actor {
         let Some(mut pending) = self.pending.take() else {
             return Ok(());
         };
-        let mirror = self.ledger.mirror_context();
         let jitter = self.jitter();
         let now = self.now();
         let plan = {
@@ -234,7 +248,7 @@ impl Actor {
                 pending.trigger,
                 &self.ledger.outbox,
                 &self.ledger.desired,
-                &mirror,
+                self.ledger.mirror.held(),
                 &self.caps,
                 self.ledger.tracker.tool_calls(),
             )
@@ -357,28 +371,12 @@ impl Actor {
         if self.ledger.tracker.on_connected(id, mode).is_err() {
             return Err(OpenError::Fatal("resume without a handle".to_owned()));
         }
-        if mode == ConnectMode::Fresh {
-            self.ledger.reset_mirror();
-        }
+        self.ledger.on_connected(id, mode);
         let setup_at = MessagePosition::new(id, ClientMessageIndex::SETUP);
         let (mut sender, mut receiver) = conn.split();
         // Superseded and undeliverable operations first: they never reach the wire.
-        if !plan.superseded.is_empty() {
-            let _ = self.ledger.outbox.supersede(&plan.superseded);
-        }
+        self.ledger.outbox.record_plan(plan);
         for divergence in &plan.undeliverable {
-            let live: Vec<OpId> = divergence
-                .ops
-                .iter()
-                .copied()
-                .filter(|op| {
-                    self.ledger
-                        .outbox
-                        .get(*op)
-                        .is_some_and(|o| o.state.is_live())
-                })
-                .collect();
-            let _ = self.ledger.outbox.report(&live, divergence.why);
             self.emit(SessionEvent::Divergence {
                 operations: divergence.ops.clone(),
                 why: divergence.why,
@@ -391,14 +389,10 @@ impl Actor {
                     seed.turn_complete,
                 );
                 sender.feed(&message).await?;
-                let kind = if seed.turn_complete && !plan.history_config {
-                    resume_policy::MessageKind::TurnStart
-                } else {
-                    resume_policy::MessageKind::Silent
-                };
+                let kind = seed.message_kind(plan.history_config);
                 if let Ok(at) = self.ledger.tracker.on_sent(kind) {
                     let _ = self.ledger.outbox.mark_sent(&seed.ops, at);
-                    self.ledger.sent_items(seed.items.iter().cloned(), at);
+                    self.ledger.sent_items(&seed.items, at);
                 }
             }
             for step in &plan.steps {
@@ -408,7 +402,7 @@ impl Actor {
                         sender.feed(&message).await?;
                         if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
                             let _ = self.ledger.outbox.mark_sent(&step.ops, at);
-                            self.ledger.sent_items(send.items, at);
+                            self.ledger.sent_items(&send.items, at);
                         }
                     }
                     None => {
@@ -455,8 +449,8 @@ impl Actor {
         }
         // Frames of the old connection still queued are stale now.
         while self.incoming_rx.try_recv().is_ok() {}
+        // The mirror's held part is what a resumed session will hold; nothing to roll back.
         self.ledger.tracker.on_disconnected();
-        self.ledger.roll_back();
         if self.turn.active {
             // The turn was cut off with the connection.
             self.emit(SessionEvent::Interrupted);
@@ -479,12 +473,15 @@ impl Actor {
             self.attempts.on_lost(self.now(), &Backoff::default());
         }
         self.rotation = None;
+        // The plan carries every queued configuration change in its setup.
+        self.restart = None;
         self.pending = Some(Pending::new(trigger, started));
     }
 
     pub(crate) async fn run(mut self) {
         while !self.closed {
             let deadline = self.rotation.as_ref().map(|r| r.deadline);
+            let restart_deadline = self.restart.as_ref().and_then(|r| r.deadline);
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => { self.shutdown().await; }
@@ -513,6 +510,7 @@ impl Actor {
                         self.closed = true;
                     }
                 }
+                () = sleep_until(restart_deadline) => self.maybe_rotate().await,
                 () = sleep_until(deadline) => {
                     if let Some(rotation) = self.rotation.take() {
                         self.force_turn_boundary();
@@ -683,15 +681,12 @@ impl Actor {
         }
         if rewrite {
             // Edits of items the server holds: the policy decides at the next connection
-            // (reseed or report); make that connection now when one is up.
+            // (reseed or report); make that connection at the next turn boundary.
             if self.live.is_some() {
-                self.reconnect(
-                    Trigger::ConfigChange {
-                        instructions: false,
-                        tools: false,
-                    },
-                    ReconnectReason::ConfigChange,
-                )
+                self.request_restart(Trigger::ConfigChange {
+                    instructions: false,
+                    tools: false,
+                })
                 .await;
                 return Ok(());
             }
@@ -734,20 +729,21 @@ impl Actor {
                 }
                 if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
                     let _ = self.ledger.outbox.mark_sent(&step.ops, at);
-                    self.ledger.sent_items(send.items, at);
+                    self.ledger.sent_items(&send.items, at);
                 }
             }
             Route::Defer { why } => self.emit(SessionEvent::Divergence {
                 operations: vec![op_id],
                 why,
             }),
-            Route::Reconnect(trigger) => {
-                let reason = match trigger {
-                    Trigger::GoAway { time_left } => ReconnectReason::GoAway { time_left },
-                    _ => ReconnectReason::ConfigChange,
-                };
-                self.reconnect(trigger, reason).await;
+            Route::Reconnect(Trigger::GoAway { time_left }) => {
+                self.reconnect(
+                    Trigger::GoAway { time_left },
+                    ReconnectReason::GoAway { time_left },
+                )
+                .await;
             }
+            Route::Reconnect(trigger) => self.request_restart(trigger).await,
             Route::Supersede => {
                 let _ = self.ledger.outbox.supersede(&[op_id]);
             }
@@ -778,10 +774,7 @@ impl Actor {
         match self.live.as_mut() {
             Some(live) => {
                 if live.sender.feed_audio(&pcm, rate).await.is_ok() {
-                    let _ = self
-                        .ledger
-                        .tracker
-                        .on_sent(resume_policy::MessageKind::Silent);
+                    let _ = self.ledger.tracker.on_sent(MessageKind::Audio);
                 } else {
                     self.gap_push(pcm);
                 }
@@ -1025,21 +1018,63 @@ impl Actor {
         }
     }
 
-    /// Rotates now if a goAway is pending, the model is idle and a fresh handle exists.
+    /// Rotates now if a goAway (or a configuration restart) is pending, the model is idle and
+    /// a fresh handle exists. A configuration restart waits at most
+    /// [`RESTART_HANDLE_GRACE`] for the handle once the model is idle.
     async fn maybe_rotate(&mut self) {
-        let Some(rotation) = &self.rotation else {
+        if self.rotation.is_none() && self.restart.is_none() {
             return;
-        };
+        }
         let idle = !self.turn.active && !self.pending_tools_owed && !self.owes_tool_response();
         let fresh = self.ledger.tracker.handle().is_some_and(|h| !h.is_stale());
-        if idle && fresh {
-            let time_left = rotation.time_left;
-            self.reconnect(
-                Trigger::GoAway { time_left },
-                ReconnectReason::GoAway { time_left },
-            )
-            .await;
+        if let Some(rotation) = &self.rotation {
+            if idle && fresh {
+                let time_left = rotation.time_left;
+                self.reconnect(
+                    Trigger::GoAway { time_left },
+                    ReconnectReason::GoAway { time_left },
+                )
+                .await;
+                return;
+            }
         }
+        let Some(restart) = self.restart.as_mut() else {
+            return;
+        };
+        if !idle {
+            restart.deadline = None;
+            return;
+        }
+        let now = Instant::now();
+        let deadline = *restart.deadline.get_or_insert(now + RESTART_HANDLE_GRACE);
+        if fresh || now >= deadline {
+            let trigger = restart.trigger;
+            self.reconnect(trigger, ReconnectReason::ConfigChange).await;
+        }
+    }
+
+    /// Queues a configuration restart (merged with one already waiting) and makes it now if
+    /// the session is at a turn boundary with a fresh handle.
+    async fn request_restart(&mut self, trigger: Trigger) {
+        let trigger = match (self.restart.as_ref().map(|r| r.trigger), trigger) {
+            (
+                Some(Trigger::ConfigChange {
+                    instructions: a,
+                    tools: b,
+                }),
+                Trigger::ConfigChange {
+                    instructions: c,
+                    tools: d,
+                },
+            ) => Trigger::ConfigChange {
+                instructions: a || c,
+                tools: b || d,
+            },
+            (_, trigger) => trigger,
+        };
+        let deadline = self.restart.as_ref().and_then(|r| r.deadline);
+        self.restart = Some(Restart { trigger, deadline });
+        self.maybe_rotate().await;
     }
 
     fn owes_tool_response(&self) -> bool {

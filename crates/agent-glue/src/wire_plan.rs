@@ -17,35 +17,34 @@ pub(crate) struct WireSend {
 
 /// Builds the message for `step` with the ledger's current configuration.
 pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
+    let (message, items) = message_and_items(step, ledger);
+    WireSend {
+        message,
+        kind: step.message_kind().unwrap_or(MessageKind::Silent),
+        items,
+    }
+}
+
+fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessage>, Vec<Item>) {
     match (&step.channel, &step.payload) {
-        (Channel::SetupField, _) => WireSend {
-            message: None,
-            kind: MessageKind::Silent,
-            items: Vec::new(),
-        },
-        (Channel::ClientContent { turn_complete }, Payload::Items(items)) => WireSend {
-            message: Some(ClientMessage::client_content(
+        (Channel::SetupField, _) => (None, Vec::new()),
+        (Channel::ClientContent { turn_complete }, Payload::Items(items)) => (
+            Some(ClientMessage::client_content(
                 items_to_contents(items),
                 *turn_complete,
             )),
-            kind: kind_for(*turn_complete),
-            items: items.clone(),
-        },
+            items.clone(),
+        ),
         (Channel::ClientContent { .. }, Payload::GenerateReply { instructions }) => {
             let turns = instructions
                 .iter()
                 .map(|text| Content::user_text(text.clone()))
                 .collect();
-            WireSend {
-                message: Some(ClientMessage::client_content(turns, true)),
-                kind: MessageKind::TurnStart,
-                items: Vec::new(),
-            }
+            (Some(ClientMessage::client_content(turns, true)), Vec::new())
         }
-        (Channel::RealtimeText, Payload::Text(text)) => WireSend {
-            message: Some(ClientMessage::realtime_text(text.clone())),
-            kind: MessageKind::TurnStart,
-            items: step
+        (Channel::RealtimeText, Payload::Text(text)) => {
+            // The user message in `L` behind the text, if any.
+            let items = step
                 .ops
                 .iter()
                 .filter_map(|id| ledger.outbox.get(*id))
@@ -56,24 +55,23 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
                     resume_policy::OpKind::Append { items, .. } => items.first().cloned(),
                     _ => None,
                 })
-                .collect(),
-        },
-        (Channel::RealtimeText, Payload::GenerateReply { instructions }) => WireSend {
-            message: Some(ClientMessage::realtime_text(
+                .collect();
+            (Some(ClientMessage::realtime_text(text.clone())), items)
+        }
+        (Channel::RealtimeText, Payload::GenerateReply { instructions }) => (
+            Some(ClientMessage::realtime_text(
                 instructions
                     .clone()
                     .unwrap_or_else(|| "Please continue.".to_owned()),
             )),
-            kind: MessageKind::TurnStart,
-            items: Vec::new(),
-        },
-        (Channel::ToolResponse, Payload::ToolResponses(outputs)) => WireSend {
-            message: Some(ClientMessage::tool_response(
+            Vec::new(),
+        ),
+        (Channel::ToolResponse, Payload::ToolResponses(outputs)) => (
+            Some(ClientMessage::tool_response(
                 outputs.iter().map(function_response).collect(),
             )),
-            kind: MessageKind::ToolResponse,
-            items: outputs.iter().cloned().map(Item::FunctionOutput).collect(),
-        },
+            outputs.iter().cloned().map(Item::FunctionOutput).collect(),
+        ),
         (
             Channel::ContextUpdate,
             Payload::Config {
@@ -97,33 +95,16 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
                     }
                 }),
             };
-            WireSend {
-                message: Some(ClientMessage::context_update(update)),
-                kind: MessageKind::Silent,
-                items: Vec::new(),
-            }
+            (Some(ClientMessage::context_update(update)), Vec::new())
         }
         // A channel and payload the policy should not pair: send the items as history.
-        (_, Payload::Items(items)) => WireSend {
-            message: Some(ClientMessage::client_content(
+        (_, Payload::Items(items)) => (
+            Some(ClientMessage::client_content(
                 items_to_contents(items),
                 false,
             )),
-            kind: MessageKind::Silent,
-            items: items.clone(),
-        },
-        _ => WireSend {
-            message: None,
-            kind: MessageKind::Silent,
-            items: Vec::new(),
-        },
-    }
-}
-
-fn kind_for(turn_complete: bool) -> MessageKind {
-    if turn_complete {
-        MessageKind::TurnStart
-    } else {
-        MessageKind::Silent
+            items.clone(),
+        ),
+        _ => (None, Vec::new()),
     }
 }
