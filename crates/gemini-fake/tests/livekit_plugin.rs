@@ -27,7 +27,7 @@ async fn livekit_google_realtime_session_talks_to_the_fake() {
     .unwrap();
     assert_eq!(
         harness::success_lines("livekit_smoke.py", &output),
-        ["echo ok", "tool ok"]
+        ["echo ok", "tool ok", "audio ok"]
     );
 
     assert_eq!(server.sessions().len(), 1);
@@ -63,6 +63,8 @@ async fn livekit_google_realtime_session_talks_to_the_fake() {
                 }],
             },
             spoken(Role::Model, r#"get_time returned {"output":"noon"}"#),
+            spoken(Role::User, "[audio 1.20s]"),
+            spoken(Role::Model, "echo: [audio 1.20s]"),
         ]
     );
     let calls = session.tool_calls();
@@ -79,5 +81,5 @@ async fn livekit_google_realtime_session_talks_to_the_fake() {
     );
     assert_eq!(responses[0].response, json!({"output": "noon"}));
     assert_eq!(responses[0].fate, ResponseFate::Accepted);
-    assert_eq!(session.generations(), 3);
+    assert_eq!(session.generations(), 4);
 }

@@ -4,16 +4,17 @@ Usage: python livekit_smoke.py BASE_URL   (for example ws://127.0.0.1:PORT; the 
 
 No LiveKit server and no room: the plugin's `RealtimeSession` is used directly, the way an
 `AgentSession` would use it (chat context updates, `generate_reply`, tool outputs written back
-into the chat context). Exits 0 when every step behaves as the fake's scripted model promises,
+into the chat context, room audio pushed frame by frame). Exits 0 when every step behaves as the fake's scripted model promises,
 printing one line per step.
 """
 
 import asyncio
-import json
+import struct
 import sys
 
 from google.genai import _api_client
 from google.genai import types
+from livekit import rtc
 from livekit.agents import llm
 from livekit.plugins import google
 
@@ -102,6 +103,21 @@ async def main(base_url):
         text, _, _ = await asyncio.wait_for(read_generation(answer), 10)
         assert text == 'get_time returned {"output":"noon"}', text
         print("tool ok")
+
+        # A caller speaks: 1.2 s of a loud square wave then 0.6 s of silence, as 10 ms frames
+        # of 48 kHz room audio that the plugin resamples to 16 kHz before sending.
+        transcripts = []
+        session.on("input_audio_transcription_completed", transcripts.append)
+        loud = struct.pack("<480h", *([3000] * 12 + [-3000] * 12) * 20)
+        quiet = bytes(960)
+        for chunk in [loud] * 120 + [quiet] * 60:
+            session.push_audio(rtc.AudioFrame(chunk, 48000, 1, 480))
+        answer = await asyncio.wait_for(created.get(), 10)
+        text, _, _ = await asyncio.wait_for(read_generation(answer), 10)
+        heard = [t.transcript for t in transcripts if t.is_final]
+        assert heard == ["[audio 1.20s]"], [(t.transcript, t.is_final) for t in transcripts]
+        assert text == "echo: [audio 1.20s]", text
+        print("audio ok")
     finally:
         await session.aclose()
         await model.aclose()
