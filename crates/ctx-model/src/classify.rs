@@ -75,6 +75,7 @@ impl fmt::Display for Divergence {
                 DiffOp::InsertAfter { item, .. } => {
                     write!(f, " (first: insertion of `{}`)", item.id())
                 }
+                DiffOp::MoveAfter { id, .. } => write!(f, " (first: move of `{id}`)"),
                 DiffOp::Append { .. } => Ok(()),
             }?;
         }

@@ -21,13 +21,22 @@ pub enum DiffOp {
         item: Item,
     },
     /// Inserts `item` right after the item `after` of the resulting context (a surviving old
-    /// item or an item inserted by an earlier `InsertAfter`), or at the front when `None`.
-    /// Used for new items placed before the last surviving old item and for moved items.
+    /// item or an item placed by an earlier `InsertAfter` or `MoveAfter`), or at the front when
+    /// `None`. Used for new items placed before the last surviving old item, and for moved items
+    /// whose content changed too.
     InsertAfter {
         /// The anchor, or `None` for the front.
         after: Option<ItemId>,
         /// The inserted item.
         item: Item,
+    },
+    /// Moves the old item `id`, unchanged, right after `after` (anchored like `InsertAfter`).
+    /// Carries no copy of the item, so a reordering costs no item clones.
+    MoveAfter {
+        /// Id of the moved item.
+        id: ItemId,
+        /// The anchor, or `None` for the front.
+        after: Option<ItemId>,
     },
     /// Appends `items`, in order, after everything else.
     Append {
@@ -92,9 +101,10 @@ impl ContextDiff {
 /// Ids identify items across the two contexts. An item whose id is in both is *common*; the diff
 /// keeps the largest set of common items that appear in the same relative order in both contexts
 /// (a longest increasing subsequence of their old positions, taken in new order), and treats every
-/// other common item as *moved*: a [`DiffOp::Remove`] plus a [`DiffOp::InsertAfter`] of the same
-/// id. Kept items whose content changed become [`DiffOp::Replace`]; new ids become insertions, or
-/// one [`DiffOp::Append`] for those after the last kept item.
+/// other common item as *moved*: a [`DiffOp::MoveAfter`] when its content is unchanged (no copy
+/// of the item), otherwise a [`DiffOp::Remove`] plus a [`DiffOp::InsertAfter`] of the new
+/// version. Kept items whose content changed become [`DiffOp::Replace`]; new ids become
+/// insertions, or one [`DiffOp::Append`] for those after the last kept item.
 ///
 /// Cost: one hash lookup per item of `new` (skipped for the leading run where both contexts have
 /// the same ids at the same positions), one pass over each context, and the patience-sorting LIS,
@@ -106,8 +116,9 @@ impl ContextDiff {
 ///
 /// Measured (`cargo bench -p ctx-model --bench diff`, 2-core CI machine): 10,000 items against
 /// themselves plus one appended item or with one item edited, about 0.16 ms (1,000 items:
-/// 0.013 ms); reversed, the worst case where every item but one moves, about 0.85 ms, most of it
-/// copying 10,000 items into the diff.
+/// 0.013 ms); reversed, the worst case where every item but one moves, about 0.55 ms with other
+/// builds running on the machine (1.18 ms under the same load before moves stopped copying
+/// items; 0.85 ms on a quiet machine then).
 ///
 /// ```
 /// use ctx_model::{apply, diff, ChatContext, DiffKind};
@@ -165,8 +176,15 @@ pub fn diff(old: &ChatContext, new: &ChatContext) -> ContextDiff {
     let inserted_count = tail - kept_count;
     let mut ops = Vec::with_capacity(removed_count + replaced.len() + inserted_count + 1);
 
-    for (item, kept) in old_items.iter().zip(&kept_old) {
-        if !kept {
+    // Old items that reappear unchanged before the tail are moved, not removed and re-inserted.
+    let mut moved_old = vec![false; old_items.len()];
+    for (j, pos) in old_pos[..tail].iter().enumerate() {
+        if let (Some(i), false) = (pos, kept_new[j]) {
+            moved_old[*i] = old_items[*i] == new_items[j];
+        }
+    }
+    for ((item, kept), moved) in old_items.iter().zip(&kept_old).zip(&moved_old) {
+        if !kept && !moved {
             ops.push(DiffOp::Remove {
                 id: item.id().clone(),
             });
@@ -181,10 +199,16 @@ pub fn diff(old: &ChatContext, new: &ChatContext) -> ContextDiff {
     for (j, item) in new_items[..tail].iter().enumerate() {
         if !kept_new[j] {
             let after = j.checked_sub(1).map(|p| new_items[p].id().clone());
-            ops.push(DiffOp::InsertAfter {
-                after,
-                item: item.clone(),
-            });
+            match old_pos[j] {
+                Some(i) if moved_old[i] => ops.push(DiffOp::MoveAfter {
+                    id: item.id().clone(),
+                    after,
+                }),
+                _ => ops.push(DiffOp::InsertAfter {
+                    after,
+                    item: item.clone(),
+                }),
+            }
         }
     }
     if tail < new_items.len() {
@@ -263,6 +287,11 @@ pub fn apply(old: &ChatContext, diff: &ContextDiff) -> Result<ChatContext, Error
                 slots[i] = Some(item);
             }
             DiffOp::InsertAfter { after, item } => inserted.add(after.as_ref(), item),
+            DiffOp::MoveAfter { id, after } => {
+                let i = touch(old, &mut touched, id)?;
+                slots[i] = None;
+                inserted.add(after.as_ref(), &old.items()[i]);
+            }
             DiffOp::Append { items } => appended.extend(items),
         }
     }
@@ -276,6 +305,10 @@ pub fn apply(old: &ChatContext, diff: &ContextDiff) -> Result<ChatContext, Error
     if inserted.emitted != inserted.len() {
         let unreached = diff.ops().iter().find_map(|op| match op {
             DiffOp::InsertAfter {
+                after: Some(anchor),
+                ..
+            }
+            | DiffOp::MoveAfter {
                 after: Some(anchor),
                 ..
             } if !out.contains(anchor) => Some(anchor.clone()),

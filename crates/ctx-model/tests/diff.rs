@@ -22,6 +22,13 @@ fn insert(after: Option<&str>, id: &str) -> DiffOp {
     }
 }
 
+fn move_after(after: Option<&str>, id: &str) -> DiffOp {
+    DiffOp::MoveAfter {
+        id: id.into(),
+        after: after.map(Into::into),
+    }
+}
+
 fn roundtrip(old: &ChatContext, new: &ChatContext) -> Vec<DiffOp> {
     let d = diff(old, new);
     assert_eq!(apply(old, &d).as_ref(), Ok(new));
@@ -102,20 +109,49 @@ fn insertions_in_the_middle_chain_on_their_predecessor() {
 #[test]
 fn moving_the_last_item_to_the_front_moves_only_it() {
     let ops = roundtrip(&users(&["a", "b", "c", "d"]), &users(&["d", "a", "b", "c"]));
-    assert_eq!(ops, [remove("d"), insert(None, "d")]);
+    assert_eq!(ops, [move_after(None, "d")]);
 }
 
 #[test]
 fn reversal_keeps_one_item() {
     let ops = roundtrip(&users(&["a", "b", "c"]), &users(&["c", "b", "a"]));
+    assert_eq!(ops, [move_after(None, "c"), move_after(Some("c"), "b")]);
+}
+
+#[test]
+fn a_moved_item_that_changed_is_removed_and_inserted() {
+    let old = users(&["a", "b", "c"]);
+    let new = ChatContext::from_items([
+        Item::from(Message::user("c", "c, edited")),
+        item("a"),
+        item("b"),
+    ])
+    .unwrap();
+    let ops = roundtrip(&old, &new);
     assert_eq!(
         ops,
         [
-            remove("b"),
             remove("c"),
-            insert(None, "c"),
-            insert(Some("c"), "b"),
+            DiffOp::InsertAfter {
+                after: None,
+                item: Message::user("c", "c, edited").into(),
+            },
         ]
+    );
+    assert_eq!(diff(&old, &new).classify(), DiffKind::Rewrite);
+}
+
+#[test]
+fn a_move_of_a_missing_item_is_a_typed_error() {
+    let old = users(&["a", "b"]);
+    let moves = diff(&old, &users(&["b", "a"]));
+    assert_eq!(moves.ops(), [move_after(None, "b")]);
+    assert_eq!(apply(&old, &moves), Ok(users(&["b", "a"])));
+    // The same diff against a context without `b`.
+    let other = users(&["a", "x"]);
+    assert_eq!(
+        apply(&other, &moves),
+        Err(Error::UnknownId { id: "b".into() })
     );
 }
 

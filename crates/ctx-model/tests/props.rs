@@ -117,12 +117,17 @@ fn check_roundtrip(old: &ChatContext, new: &ChatContext) -> Result<(), TestCaseE
         }
     }
     prop_assert!(d.ops().len() <= old.len() + new.len() + 1);
-    // The ordered run kept is a longest one: every other common item is moved.
+    // The ordered run kept is a longest one: every other common item is moved (a `MoveAfter`
+    // when unchanged, else a `Remove` of an id that `new` still holds plus an insertion).
     let common = new.ids().filter(|id| old.contains(*id)).count();
     let moved = d
         .ops()
         .iter()
-        .filter(|op| matches!(op, DiffOp::Remove { id } if new.contains(id)))
+        .filter(|op| match op {
+            DiffOp::Remove { id } => new.contains(id),
+            DiffOp::MoveAfter { id, .. } => old.get(id) == new.get(id),
+            _ => false,
+        })
         .count();
     prop_assert_eq!(common - moved, longest_common_order(old, new));
     Ok(())

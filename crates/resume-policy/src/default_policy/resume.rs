@@ -367,6 +367,8 @@ fn compare(held: &ChatContext, desired: &ChatContext) -> (Vec<ItemId>, Vec<ItemI
                 None if item.role() == Role::Model => missing.push(item.id().clone()),
                 None => edited.push(item.id().clone()),
             },
+            // Moved and unchanged: a reorder of held items, not an edit.
+            DiffOp::MoveAfter { .. } => {}
             DiffOp::Append { items } => missing.extend(items.iter().map(|item| item.id().clone())),
         }
     }
