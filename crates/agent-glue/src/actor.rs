@@ -260,6 +260,14 @@ impl Actor {
             self.policy.plan(&ctx)
         };
         if let Strategy::GiveUp { reason } = &plan.strategy {
+            // Nothing is dropped silently: what the policy gives up on is reported first.
+            self.ledger.outbox.record_plan(&plan);
+            for divergence in &plan.undeliverable {
+                self.emit(SessionEvent::Divergence {
+                    operations: divergence.ops.clone(),
+                    why: divergence.why,
+                });
+            }
             return Err(format!("{reason:?}"));
         }
         if !pending.waited && !plan.backoff.is_zero() {
