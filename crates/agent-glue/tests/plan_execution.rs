@@ -540,3 +540,59 @@ async fn operations_a_plan_delivers_are_sent_once_and_then_covered() {
         (turns(&[("user", "said while down")]), true)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_resume_asks_for_a_new_plan_without_the_handle() {
+    let server = server(Family::Gemini25).await;
+    let script = Script::new()
+        .plan(|_| ResumePlan::new(Strategy::Fresh))
+        .plan(|ctx| resume_with(ctx, Vec::new()))
+        .plan(|_| {
+            let mut plan = ResumePlan::new(Strategy::Fresh);
+            plan.seed = Some(Seed {
+                items: vec![user("u1", "seeded after the refusal")],
+                turn_complete: false,
+                ops: Vec::new(),
+            });
+            plan
+        });
+    let (builder, log) = builder(&server, script);
+    let (session, mut events) = builder.connect().await.unwrap();
+    settle_handle(&server, &mut events, 1).await;
+    server
+        .faults()
+        .refuse_next_resume(1007, "Request contains an invalid argument.");
+    server.faults().drop_connections();
+    let seen = until(&mut events, "reconnected", |e| {
+        matches!(e, SessionEvent::Reconnected(_))
+    })
+    .await;
+    let Some(SessionEvent::Reconnected(done)) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(done.strategy, ReconnectStrategy::Fresh);
+    assert_eq!(done.attempts, 2);
+    wait_frames(&server, 2, 2).await;
+    quiesce(&server, &session).await;
+
+    let asked = log.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3);
+    let token = asked[1].handle.clone().expect("a handle was offered");
+    assert_eq!(asked[2].trigger, Trigger::RefusedResume { code: 1007 });
+    assert_eq!(asked[2].handle, None, "the refused handle is dead");
+    let conns = server.connections();
+    assert_eq!(conns.len(), 3);
+    assert_eq!(kinds(&conns[1]), ["setup"]);
+    assert_eq!(
+        handle_and_history(&setup_of(&conns[1])),
+        (Some(token), false)
+    );
+    assert_eq!(conns[1].resumed_from, None);
+    assert_eq!(conns[1].closed_with().map(|(code, _)| code), Some(1007));
+    assert_eq!(kinds(&conns[2]), ["setup", "clientContent"]);
+    assert_eq!(handle_and_history(&setup_of(&conns[2])), (None, false));
+    assert_eq!(
+        client_content(&frame(&conns[2], 1)),
+        (turns(&[("user", "seeded after the refusal")]), false)
+    );
+}
