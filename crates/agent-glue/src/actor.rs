@@ -653,6 +653,12 @@ impl Actor {
                 "tool call {call_id:?} was already answered"
             )));
         }
+        if self.ledger.tracker.tool_calls().is_cancelled(&call_id) {
+            // The server withdrew the call: its result reaches no connection, and `L` does
+            // not claim an answer the model never got (scenario S15).
+            debug!(call_id, "result of a cancelled tool call dropped");
+            return Ok(());
+        }
         let id = self.ledger.new_item_id("output");
         let item = if is_error {
             ctx_model::FunctionOutput::error(id, call_id.clone(), call.name.clone(), output)

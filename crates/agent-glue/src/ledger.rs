@@ -74,8 +74,15 @@ impl Ledger {
         self.mirror.on_connected(connection, mode);
     }
 
-    /// Items the client sent at `at` are now in the server session.
+    /// Items the client sent at `at` are now in the server session. Items the session sent on
+    /// the application's behalf (a reply request's user turn, an error answer for a lost tool
+    /// call) join `L` as well, so that `L` says what the model holds.
     pub(crate) fn sent_items(&mut self, items: &[Item], at: MessagePosition) {
+        for item in items {
+            if !self.desired.contains(item.id()) {
+                let _ = self.desired.push(item.clone());
+            }
+        }
         self.mirror.on_sent(items, at);
     }
 

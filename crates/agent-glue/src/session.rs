@@ -139,7 +139,9 @@ impl LiveSession {
     }
 
     /// The result of the tool call `call_id`; delivered exactly once, across reconnects.
-    /// An error for an unknown or already answered call.
+    /// An error for an unknown or already answered call. The result of a call the server
+    /// cancelled ([`SessionEvent::ToolCallCancelled`]) is dropped: never sent, not added to
+    /// the context.
     pub async fn send_tool_result(
         &self,
         call_id: impl Into<String>,

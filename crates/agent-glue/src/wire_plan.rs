@@ -1,6 +1,6 @@
 //! Turning the policy's planned sends into wire messages.
 
-use ctx_model::Item;
+use ctx_model::{Item, Message};
 use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, Tool};
 use resume_policy::{Channel, MessageKind, Payload, PlannedSend};
 
@@ -40,7 +40,11 @@ fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessa
                 .iter()
                 .map(|text| Content::user_text(text.clone()))
                 .collect();
-            (Some(ClientMessage::client_content(turns, true)), Vec::new())
+            let items = instructions
+                .iter()
+                .map(|text| request_item(ledger, text))
+                .collect();
+            (Some(ClientMessage::client_content(turns, true)), items)
         }
         (Channel::RealtimeText, Payload::Text(text)) => {
             // The user message in `L` behind the text, if any.
@@ -58,14 +62,13 @@ fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessa
                 .collect();
             (Some(ClientMessage::realtime_text(text.clone())), items)
         }
-        (Channel::RealtimeText, Payload::GenerateReply { instructions }) => (
-            Some(ClientMessage::realtime_text(
-                instructions
-                    .clone()
-                    .unwrap_or_else(|| "Please continue.".to_owned()),
-            )),
-            Vec::new(),
-        ),
+        (Channel::RealtimeText, Payload::GenerateReply { instructions }) => {
+            let text = instructions
+                .clone()
+                .unwrap_or_else(|| "Please continue.".to_owned());
+            let item = request_item(ledger, &text);
+            (Some(ClientMessage::realtime_text(text)), vec![item])
+        }
         (Channel::ToolResponse, Payload::ToolResponses(outputs)) => (
             Some(ClientMessage::tool_response(
                 outputs.iter().map(function_response).collect(),
@@ -107,4 +110,16 @@ fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessa
         ),
         _ => (None, Vec::new()),
     }
+}
+
+/// The user turn a reply request puts into the server session (realtime text, or the
+/// instructions as `clientContent`). The session records it in `L` too, so that `L` and the
+/// server's context stay equal (a fresh 3.1 session is asked to answer a seeded tool result
+/// this way).
+fn request_item(ledger: &Ledger, text: &str) -> Item {
+    let id = (ledger.desired.len()..)
+        .map(|n| format!("reply-request-{n}"))
+        .find(|id| !ledger.desired.contains(id.as_str()))
+        .unwrap_or_else(|| "reply-request".to_owned());
+    Item::Message(Message::user(id, text))
 }

@@ -1,7 +1,376 @@
-//! Scenarios of this group (filled in by the scenario work).
+//! Tool calls across reconnects: S13–S16.
 
-use crate::runner::Scenario;
+use agent_glue::SessionEvent;
+use gemini_fake::Family;
+use serde_json::json;
+
+use crate::common::*;
+use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
+use crate::stale_handles::{
+    Seen, all_sessions, calls_issued, check_l_equals_s, rejected_responses,
+};
 
 pub fn scenarios() -> Vec<Scenario> {
-    Vec::new()
+    vec![
+        Scenario {
+            id: "S13",
+            title: "tool result completes while disconnected: delivered once, no orphan, no re-run",
+            body: |p| Box::pin(s13(p)),
+            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+        },
+        Scenario {
+            id: "S14",
+            title: "tool result queued while a restart is pending: carried over, delivered once",
+            body: |p| Box::pin(s14(p)),
+            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+        },
+        Scenario {
+            id: "S15",
+            title: "tool call cancelled, then a drop: its result is never sent",
+            body: |p| Box::pin(s15(p)),
+            exposes: &[],
+        },
+    ]
+}
+
+fn by_id(id: &str) -> Scenario {
+    scenarios()
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("scenario listed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s13_tool_result_while_disconnected() {
+    check(by_id("S13")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s14_tool_result_queued_during_restart() {
+    check(by_id("S14")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s15_cancelled_call_then_drop() {
+    check(by_id("S15")).await;
+}
+
+/// The user's question that makes the scripted model call `get_weather`.
+const ASK_WEATHER: &str = "what is the weather in Paris? get_weather";
+
+/// The answers the model produced on connections after the first, except `skip`.
+fn answers_after_first(server: &gemini_fake::FakeServer, skip: &str) -> Vec<String> {
+    let first = server.connections().first().map(|c| c.id);
+    all_sessions(server)
+        .iter()
+        .flat_map(|s| s.answers().to_vec())
+        .filter(|a| Some(a.connection) != first && a.text != skip && !a.interrupted)
+        .map(|a| a.text)
+        .collect()
+}
+
+/// `clock` tool.
+fn clock_tool() -> gemini_transport::wire::FunctionDeclaration {
+    gemini_transport::wire::FunctionDeclaration::new("get_time", "The current time")
+}
+
+/// How the session comes back in S13.
+#[derive(Clone, Copy, Debug)]
+enum Back {
+    /// A plain drop: the newest handle predates the call (none is issued while a call is
+    /// pending), so the resumed session does not know it.
+    Drop,
+    /// Every handle expired: the resume is refused and a fresh session is seeded.
+    Expired,
+}
+
+/// A tool call arrives, the connection drops, the application finishes the tool while the
+/// session reconnects (between `Reconnecting` and `Reconnected`). The result must not be sent
+/// as an orphan `toolResponse`: it reaches the server once (with its call), the model answers
+/// it once, and the tool is not run again.
+async fn s13_on(policy: PolicyKind, family: Family, back: Back) -> Outcome {
+    let server = server(family, |c| c).await;
+    let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
+    let mut seen = Seen::new();
+    seen.barrier(&session, &mut rx, "hello").await?;
+    session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
+    let call_id = seen.tool_call(&mut rx).await?;
+    if let Back::Expired = back {
+        server.faults().expire_all_handles();
+    }
+    server.faults().drop_connections();
+    seen.until(&mut rx, "reconnecting", |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    })
+    .await?;
+    session
+        .send_tool_result(call_id.clone(), json!({"temperature": 21}))
+        .await
+        .map_err(|e| e.to_string())?;
+    seen.reconnected(&mut rx).await?;
+    // The model answers the result (or the session reported that it could not deliver it).
+    let answer = seen
+        .until(&mut rx, "the answer to the result, or a divergence", |e| {
+            matches!(
+                e,
+                SessionEvent::TurnComplete | SessionEvent::Divergence { .. }
+            )
+        })
+        .await?;
+    let reported = matches!(answer, SessionEvent::Divergence { .. });
+    seen.barrier(&session, &mut rx, "thanks").await?;
+    seen.drain(&mut rx);
+
+    ensure_eq(
+        "rejected toolResponses",
+        rejected_responses(&server),
+        vec![],
+    )?;
+    ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
+    seen.check_tools_once()?;
+    seen.check_reconnects(1)?;
+    let s = s_entries(&server);
+    if !reported {
+        let results = s
+            .iter()
+            .filter(|e| e.starts_with(&format!("response {call_id} ")))
+            .count();
+        ensure_eq("results in S", results, 1)?;
+        // One answer after the reconnect (besides the barrier's).
+        let first = server.connections().first().map(|c| c.id);
+        let answers: Vec<String> = all_sessions(&server)
+            .iter()
+            .flat_map(|s| s.answers().to_vec())
+            .filter(|a| Some(a.connection) != first && a.text != "echo: thanks")
+            .map(|a| a.text)
+            .collect();
+        ensure_eq("answers after the reconnect", answers.len(), 1)?;
+        // The scripted model can only show that it read the result when the result itself
+        // asked for the answer (a `toolResponse`, or history with `turnComplete`); on 3.1 a
+        // fresh session is asked with realtime text.
+        if family != Family::Gemini31 {
+            ensure(answers[0].starts_with("get_weather returned"), || {
+                format!("the answer ignores the result: {answers:?}")
+            })?;
+        }
+        check_l_equals_s(&session, &server)?;
+    }
+    session.close().await.map_err(|e| e.to_string())
+}
+
+async fn s13(policy: PolicyKind) -> Outcome {
+    for (family, back) in [
+        (Family::Gemini25, Back::Drop),
+        (Family::Gemini25, Back::Expired),
+        (Family::Gemini38, Back::Drop),
+        (Family::Gemini31, Back::Drop),
+    ] {
+        s13_on(policy, family, back)
+            .await
+            .map_err(|e| format!("{family:?} {back:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// When the application answers in S14.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// Right after asking for the new tools, while the restart is under way.
+    AfterUpdate,
+    /// Right before asking for the new tools.
+    BeforeUpdate,
+}
+
+/// S14: while a call is owed, the application changes the tool set (on 2.5 only a new `setup`
+/// can carry it, so the session restarts the connection) and answers the call. The result
+/// reaches the server once, on a connection whose session knows the call, the new setup
+/// carries both tools, and the model answers once.
+async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
+    let server = server(family, |c| c).await;
+    let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
+    let mut seen = Seen::new();
+    seen.barrier(&session, &mut rx, "hello").await?;
+    session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
+    let call_id = seen.tool_call(&mut rx).await?;
+    let result = json!({"temperature": 21});
+    if let Answer::BeforeUpdate = answer {
+        session
+            .send_tool_result(call_id.clone(), result.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    session
+        .update_tools(vec![weather_tool(), clock_tool()])
+        .map_err(|e| e.to_string())?;
+    if let Answer::AfterUpdate = answer {
+        session
+            .send_tool_result(call_id.clone(), result)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // The restart and the answer to the result, in whichever order the session chose.
+    let restarts = usize::from(family != Family::Gemini38);
+    server
+        .wait_for(WAIT, "the answer to the result and the restart", |v| {
+            v.connections().len() > restarts
+                && v.latest_session().is_some_and(|s| {
+                    from_s(s.context())
+                        .iter()
+                        .any(|e| e.starts_with("model: get_weather returned"))
+                })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    seen.barrier(&session, &mut rx, "thanks").await?;
+    seen.drain(&mut rx);
+
+    seen.check_reconnects(restarts)?;
+    ensure_eq(
+        "rejected toolResponses",
+        rejected_responses(&server),
+        vec![],
+    )?;
+    ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
+    seen.check_tools_once()?;
+    let snapshot = server.latest_session().ok_or("no server session")?;
+    ensure_eq(
+        "the server's tools",
+        snapshot.tools().to_vec(),
+        vec!["get_weather".to_owned(), "get_time".to_owned()],
+    )?;
+    let s = s_entries(&server);
+    let results = s
+        .iter()
+        .filter(|e| e.starts_with(&format!("response {call_id} ")))
+        .count();
+    ensure_eq("results in S", results, 1)?;
+    let answers: Vec<String> = s
+        .iter()
+        .filter(|e| e.starts_with("model: get_weather returned"))
+        .cloned()
+        .collect();
+    ensure_eq("answers to the result in S", answers.len(), 1)?;
+    check_l_equals_s(&session, &server)?;
+    session.close().await.map_err(|e| e.to_string())
+}
+
+async fn s14(policy: PolicyKind) -> Outcome {
+    for (family, answer) in [
+        (Family::Gemini25, Answer::AfterUpdate),
+        (Family::Gemini25, Answer::BeforeUpdate),
+        (Family::Gemini38, Answer::AfterUpdate),
+    ] {
+        s14_on(policy, family, answer)
+            .await
+            .map_err(|e| format!("{family:?} {answer:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// When the drop comes in S15.
+#[derive(Clone, Copy, Debug)]
+enum CancelDrop {
+    /// After the model answered the interrupting turn (a handle covers the cancellation).
+    AfterAnswer,
+    /// While the model answers the interrupting turn (the newest handle predates the call).
+    DuringAnswer,
+}
+
+/// S15: the user interrupts a pending tool call (the server cancels it), the connection
+/// drops, and the application's tool finishes anyway. Its result must reach no connection,
+/// and the model must not be asked the cancelled question again.
+async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome {
+    let server = server(family, |c| {
+        c.with_chunk_interval(std::time::Duration::from_millis(20))
+    })
+    .await;
+    let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
+    let mut seen = Seen::new();
+    seen.barrier(&session, &mut rx, "hello").await?;
+    session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
+    let call_id = seen.tool_call(&mut rx).await?;
+    let interrupt = "never mind, tell me a joke about many things";
+    session.send_text(interrupt).map_err(|e| e.to_string())?;
+    let cancelled = seen
+        .until(&mut rx, "the cancellation", |e| {
+            matches!(e, SessionEvent::ToolCallCancelled { .. })
+        })
+        .await?;
+    ensure_eq(
+        "cancelled ids",
+        cancelled,
+        SessionEvent::ToolCallCancelled {
+            call_ids: vec![call_id.clone()],
+        },
+    )?;
+    // The cancelled turn ends.
+    seen.turn_complete(&mut rx, "the end of the cancelled turn")
+        .await?;
+    match when {
+        CancelDrop::AfterAnswer => {
+            seen.turn_complete(&mut rx, "the answer to the interruption")
+                .await?;
+        }
+        CancelDrop::DuringAnswer => {
+            seen.until(&mut rx, "the first chunk of the answer", |e| {
+                matches!(e, SessionEvent::Text(_))
+            })
+            .await?;
+        }
+    }
+    server.faults().drop_connections();
+    seen.until(&mut rx, "reconnecting", |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    })
+    .await?;
+    // The tool finishes anyway; the session drops the result.
+    let _ = session
+        .send_tool_result(call_id.clone(), json!({"temperature": 21}))
+        .await;
+    seen.reconnected(&mut rx).await?;
+    if let CancelDrop::DuringAnswer = when {
+        seen.turn_complete(&mut rx, "the answer to the interruption, again")
+            .await?;
+    }
+    seen.barrier(&session, &mut rx, "thanks").await?;
+    seen.drain(&mut rx);
+
+    seen.check_reconnects(1)?;
+    seen.check_tools_once()?;
+    ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
+    let sent: usize = server
+        .connections()
+        .iter()
+        .map(|c| {
+            c.frames
+                .iter()
+                .filter(|f| f.raw.contains(&format!("\"id\":\"{call_id}\"")))
+                .filter(|f| f.raw.contains("functionResponse"))
+                .count()
+        })
+        .sum();
+    ensure_eq("frames carrying the cancelled call's result", sent, 0)?;
+    ensure_eq(
+        "rejected toolResponses",
+        rejected_responses(&server),
+        vec![],
+    )?;
+    let answers = answers_after_first(&server, "echo: thanks");
+    let expected = usize::from(matches!(when, CancelDrop::DuringAnswer));
+    ensure_eq("answers after the reconnect", answers.len(), expected)?;
+    check_l_equals_s(&session, &server)?;
+    session.close().await.map_err(|e| e.to_string())
+}
+
+async fn s15(policy: PolicyKind) -> Outcome {
+    for (family, when) in [
+        (Family::Gemini25, CancelDrop::AfterAnswer),
+        (Family::Gemini25, CancelDrop::DuringAnswer),
+        (Family::Gemini31, CancelDrop::AfterAnswer),
+    ] {
+        s15_on(policy, family, when)
+            .await
+            .map_err(|e| format!("{family:?} {when:?}: {e}"))?;
+    }
+    Ok(())
 }

@@ -72,7 +72,7 @@ pub(crate) fn rejected_suspect<'a>(
 }
 
 /// Items never to send: those of superseded operations and of operations the server
-/// rejected, and the calls and outputs of cancelled tool calls.
+/// rejected, and answers to cancelled tool calls.
 pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId> {
     let mut excluded = HashSet::new();
     for op in ctx.outbox.iter() {
@@ -84,12 +84,13 @@ pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId>
             excluded.extend(op.kind.item_ids());
         }
     }
+    // The call itself stays: the server held it when it cancelled it, so a restored or
+    // seeded session holds it too (and `L` keeps it); only an answer must never go out.
     for item in ctx.desired.iter() {
-        if item
-            .call_id()
-            .is_some_and(|call| ctx.tool_calls.is_cancelled(call))
-        {
-            excluded.insert(item.id());
+        if let Item::FunctionOutput(output) = item {
+            if ctx.tool_calls.is_cancelled(&output.call_id) {
+                excluded.insert(item.id());
+            }
         }
     }
     excluded
