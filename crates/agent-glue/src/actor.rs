@@ -166,6 +166,11 @@ impl Actor {
         );
         // The initial context is history to seed: queue it as one append.
         let items: Vec<Item> = initial.items().to_vec();
+        // A call without its output came from a process that is gone: nobody will answer it
+        // (scenario S16; the policy answers or reports it).
+        for call in initial.pending_calls() {
+            ledger.tracker.on_inherited_call(&call.call_id, &call.name);
+        }
         ledger.desired = initial;
         if !items.is_empty() {
             ledger.push_op(OpKind::Append {

@@ -9,7 +9,7 @@
 use ctx_model::{ChatContext, Item};
 use resume_policy::{
     ConfigVersion, ConnectMode, ConnectionId, CoverageTracker, HandleRecord, MessagePosition,
-    Mirror, OpId, OpKind, Outbox,
+    Mirror, OpId, OpKind, Outbox, ToolCallStatus,
 };
 
 use crate::Error;
@@ -78,10 +78,24 @@ impl Ledger {
     /// the application's behalf (a reply request's user turn, an error answer for a lost tool
     /// call) join `L` as well, so that `L` says what the model holds.
     pub(crate) fn sent_items(&mut self, items: &[Item], at: MessagePosition) {
+        let mut previous: Option<&Item> = None;
         for item in items {
             if !self.desired.contains(item.id()) {
-                let _ = self.desired.push(item.clone());
+                // Right after what precedes it in the message, as the server holds it.
+                let after = previous
+                    .map(Item::id)
+                    .filter(|id| self.desired.contains(*id));
+                let _ = match after {
+                    Some(anchor) => self.desired.insert_after(Some(anchor), item.clone()),
+                    None => self.desired.push(item.clone()),
+                };
             }
+            if let Item::FunctionOutput(output) = item {
+                // Answered now (a synthetic answer to a lost call included).
+                self.tracker
+                    .set_tool_status(&output.call_id, ToolCallStatus::Answered);
+            }
+            previous = Some(item);
         }
         self.mirror.on_sent(items, at);
     }

@@ -325,6 +325,17 @@ impl CoverageTracker {
         Ok(())
     }
 
+    /// A call the session inherited without its result (an initial context whose call has no
+    /// output: the process that ran the tool is gone). It is recorded as
+    /// [`ToolCallStatus::Lost`], known to no handle, so that the policy answers or reports it
+    /// (scenario S16).
+    pub fn on_inherited_call(&mut self, call_id: &str, name: &str) {
+        let connection = self.connection.unwrap_or(ConnectionId(0));
+        self.tool_calls
+            .observe(call_id, name, connection, self.epoch);
+        self.tool_calls.set_status(call_id, ToolCallStatus::Lost);
+    }
+
     /// Sets a call's client-side status (answered, cancelled by `toolCallCancellation`, lost);
     /// returns `false` for an unknown call id.
     pub fn set_tool_status(&mut self, call_id: &str, status: ToolCallStatus) -> bool {

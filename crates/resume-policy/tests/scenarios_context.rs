@@ -156,6 +156,56 @@ fn s16_lost_tool_call_on_a_model_that_needs_an_answer_is_answered_first() {
 }
 
 #[test]
+fn s16_lost_tool_call_in_a_fresh_seed_is_answered_right_after_the_call() {
+    let mut sim = settled(M38);
+    sim.user_turn("u2", "Check the stock");
+    sim.tool_call("c2", "call-2", "stock");
+    sim.tracker.set_tool_status("call-2", ToolCallStatus::Lost);
+    sim.drop_connection();
+    let plan = sim.plan(Trigger::RefusedResume { code: 1011 });
+    let seed = plan.seed.as_ref().expect("a fresh seed");
+    let at = seed
+        .items
+        .iter()
+        .position(|item| matches!(item, Item::FunctionCall(c) if c.call_id == "call-2"))
+        .expect("the call is seeded");
+    match seed.items.get(at + 1) {
+        Some(Item::FunctionOutput(output)) => {
+            assert_eq!(output.call_id, "call-2");
+            assert!(output.is_error);
+        }
+        other => panic!("no error answer after the call: {other:?}"),
+    }
+    assert!(!seed.turn_complete);
+    let lost = plan
+        .undeliverable
+        .iter()
+        .find(|d| d.why == DivergenceReason::ToolCallLost)
+        .expect("the lost call is reported");
+    assert_eq!(lost.calls, ["call-2"]);
+
+    // A model that does not need an answer only reports it.
+    let mut sim = settled(M25);
+    sim.user_turn("u2", "Check the stock");
+    sim.tool_call("c2", "call-2", "stock");
+    sim.tracker.set_tool_status("call-2", ToolCallStatus::Lost);
+    sim.drop_connection();
+    let plan = sim.plan(Trigger::RefusedResume { code: 1011 });
+    let seed = plan.seed.as_ref().expect("a fresh seed");
+    assert!(
+        !seed
+            .items
+            .iter()
+            .any(|item| matches!(item, Item::FunctionOutput(_)))
+    );
+    assert!(
+        plan.undeliverable
+            .iter()
+            .any(|d| d.why == DivergenceReason::ToolCallLost)
+    );
+}
+
+#[test]
 fn s17_online_append_on_2_5_is_sent_once_and_never_again() {
     let mut sim = settled(M25);
     let (a2, route) = sim.op(OpKind::Append {

@@ -30,6 +30,12 @@ pub fn scenarios() -> Vec<Scenario> {
             body: |p| Box::pin(s15(p)),
             exposes: &[],
         },
+        Scenario {
+            id: "S16",
+            title: "lost tool call on 3.8: answered with an error before new input, reported",
+            body: |p| Box::pin(s16(p)),
+            exposes: &[],
+        },
     ]
 }
 
@@ -53,6 +59,11 @@ async fn s14_tool_result_queued_during_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s15_cancelled_call_then_drop() {
     check(by_id("S15")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s16_lost_tool_call_on_38() {
+    check(by_id("S16")).await;
 }
 
 /// The user's question that makes the scripted model call `get_weather`.
@@ -221,6 +232,14 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
         })
         .await
         .map_err(|e| e.to_string())?;
+    // And the session has taken the answer in (so the next turn follows it in `L` as in `S`).
+    seen.until(&mut rx, "the answer in L", |e| {
+        matches!(e, SessionEvent::TurnComplete)
+            && l_entries(&session.chat_ctx())
+                .iter()
+                .any(|e| e.starts_with("model: get_weather returned"))
+    })
+    .await?;
     seen.barrier(&session, &mut rx, "thanks").await?;
     seen.drain(&mut rx);
 
@@ -373,4 +392,63 @@ async fn s15(policy: PolicyKind) -> Outcome {
             .map_err(|e| format!("{family:?} {when:?}: {e}"))?;
     }
     Ok(())
+}
+
+/// S16: the application restarts with a context whose last tool call never got its result
+/// (the process running the tool died with the old one: its execution is lost). On 3.8 a call
+/// the session knows must be answered before new input, so the session answers it with an
+/// error before the user's next turn reaches the model, and reports the lost call.
+async fn s16(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini38, |c| c).await;
+    let initial = ctx_model::ChatContext::builder()
+        .user("u1", "hello")
+        .model("m1", "echo: hello")
+        .user("u2", ASK_WEATHER)
+        .function_call("c1", "call-0-1", "get_weather", json!({}))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (session, mut rx) =
+        agent_glue::LiveSession::builder(endpoint(&server), server.config().setup_model())
+            .modality(gemini_transport::wire::Modality::Text)
+            .transcription(false)
+            .tools(vec![weather_tool()])
+            .policy(policy.boxed())
+            .initial_context(initial)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+    let mut seen = Seen::new();
+    seen.barrier(&session, &mut rx, "are you there?").await?;
+    seen.drain(&mut rx);
+
+    ensure(
+        seen.events.iter().any(|e| {
+            matches!(
+                e,
+                SessionEvent::Divergence {
+                    why: resume_policy::DivergenceReason::ToolCallLost,
+                    ..
+                }
+            )
+        }),
+        || "the lost call was not reported".into(),
+    )?;
+    // The server got an error answer for the call before the new turn.
+    let s = s_entries(&server);
+    let answer_at = s
+        .iter()
+        .position(|e| e.starts_with("response call-0-1 get_weather {\"error\""));
+    let turn_at = s.iter().position(|e| e == "user: are you there?");
+    ensure(
+        matches!((answer_at, turn_at), (Some(a), Some(t)) if a < t),
+        || format!("no error answer before the new input: {s:?}"),
+    )?;
+    ensure_eq(
+        "rejected toolResponses",
+        rejected_responses(&server),
+        vec![],
+    )?;
+    seen.check_reconnects(0)?;
+    check_l_equals_s(&session, &server)?;
+    session.close().await.map_err(|e| e.to_string())
 }

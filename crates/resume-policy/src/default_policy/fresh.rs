@@ -8,7 +8,7 @@ use ctx_model::{Item, ItemId, Role};
 use super::resume::is_moot;
 use super::shared::{
     answered_turns, ask_once, client_content, excluded_items, generate_reply, item_chars,
-    merge_client_content, rejected_suspect, single_user_text,
+    lost_call_output, merge_client_content, rejected_suspect, single_user_text,
 };
 use crate::{
     Channel, Divergence, DivergenceReason, MessageKind, ModelCapabilities, OpKind, Operation,
@@ -82,6 +82,26 @@ pub(super) fn plan(ctx: &ResumeContext<'_>, mut plan: ResumePlan) -> ResumePlan 
                 calls: vec![output.call_id.clone()],
                 why: DivergenceReason::UnknownToolCall,
             }),
+        }
+    }
+    // Scenario S16: a lost call the seed holds is known to the new session; a model that
+    // needs an answer before new input gets an error answer right after the call.
+    if caps.tool_call_needs_answer {
+        for call in ctx.tool_calls.iter() {
+            if call.status != ToolCallStatus::Lost
+                || seed_items.iter().any(
+                    |item| matches!(item, Item::FunctionOutput(o) if o.call_id == call.call_id),
+                )
+            {
+                continue;
+            }
+            let call_at = seed_items.iter().position(
+                |item| matches!(item, Item::FunctionCall(c) if c.call_id == call.call_id),
+            );
+            if let Some(at) = call_at {
+                let answer = lost_call_output(&call.call_id, &call.name);
+                seed_items.insert(at + 1, Item::FunctionOutput(answer));
+            }
         }
     }
     let dropped = trim(&mut seed_items, caps.seed_limit);

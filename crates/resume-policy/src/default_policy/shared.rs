@@ -192,18 +192,21 @@ pub(crate) fn item_chars(item: &Item) -> usize {
     }
 }
 
+/// The synthetic error answer for a tool call whose execution was lost.
+pub(crate) fn lost_call_output(call_id: &str, name: &str) -> FunctionOutput {
+    FunctionOutput::error(
+        format!("lost-call-{call_id}"),
+        call_id,
+        name,
+        "the tool call was lost when the connection was replaced".into(),
+    )
+}
+
 /// Synthetic error answers for tool calls whose execution was lost (models that need one).
 pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
     let responses = calls
         .iter()
-        .map(|(call_id, name)| {
-            FunctionOutput::error(
-                format!("lost-call-{call_id}"),
-                *call_id,
-                *name,
-                "the tool call was lost when the connection was replaced".into(),
-            )
-        })
+        .map(|(call_id, name)| lost_call_output(call_id, name))
         .collect();
     PlannedSend {
         ops: Vec::new(),
