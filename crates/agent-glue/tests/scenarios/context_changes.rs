@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use agent_glue::{LiveSession, ReconnectReason, ReconnectStrategy, SessionEvent, SessionEvents};
 use ctx_model::{ChatContext, Item, Message};
-use gemini_fake::{ConnectionEnd, ConnectionRecord, FakeServer, Family, ResponseFate};
+use gemini_fake::{
+    ConnectionEnd, ConnectionRecord, FakeServer, Family, FaultAction, ResponseFate,
+    Trigger as FaultTrigger,
+};
 use gemini_transport::wire::{FunctionDeclaration, Modality};
 use resume_policy::{Backoff, DefaultPolicy, DivergenceReason, EditHandling, ResumePolicy};
 use serde_json::{Value, json};
@@ -473,7 +476,48 @@ async fn go_down(server: &FakeServer, watch: &mut Watch) -> Outcome {
 
 async fn s19(policy: PolicyKind) -> Outcome {
     s19_on_25(policy).await?;
+    s19_in_flight(policy)
+        .await
+        .map_err(|e| format!("in flight: {e}"))?;
     s19_on_31(policy).await
+}
+
+/// 2.5, the append in flight when the connection dies: the server processes it and drops
+/// the connection at once, so the client cannot know whether the session holds it. After the
+/// resume it is in `S` exactly once (replayed onto a handle that does not hold it, or held by
+/// the handle resumed from and not replayed).
+async fn s19_in_flight(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    watch.barrier(&session, "one").await?;
+    server
+        .faults()
+        .schedule(FaultTrigger::ClientMessages(1), FaultAction::Drop);
+    let ctx = appended(
+        &session,
+        vec![Message::user("app-u1", "note sent as the socket died").into()],
+    )?;
+    session.update_chat_ctx(ctx).await.map_err(err)?;
+    let report = watch.reconnected().await?;
+    watch.barrier(&session, "two").await?;
+    ensure_eq(
+        "the append in S",
+        occurrences_in_s(&server, "user: note sent as the socket died"),
+        1,
+    )?;
+    contexts_match(&session, &server)?;
+    ensure(report.strategy == ReconnectStrategy::Resumed, || {
+        let handles = server.latest_session().map(|s| s.handles_issued().to_vec());
+        format!("not resumed: {report:?}; handles issued {handles:?}")
+    })?;
+    ensure_eq(
+        "generations",
+        server.latest_session().map(|s| s.generations()),
+        Some(2),
+    )?;
+    no_rejections(&server)?;
+    watch.reconnects(1)?;
+    session.close().await.map_err(err)
 }
 
 async fn s19_on_25(policy: PolicyKind) -> Outcome {
@@ -856,6 +900,8 @@ async fn s22(policy: PolicyKind) -> Outcome {
         vec!["get_weather".to_owned(), "get_time".to_owned()],
     )?;
     let snapshot = server.latest_session().ok_or("no server session")?;
+    // "one", the question (answered by the call), the continuation, "two".
+    ensure_eq("generations", snapshot.generations(), 4)?;
     ensure_eq(
         "tool calls (never run twice)",
         snapshot.tool_calls().len(),
