@@ -737,7 +737,12 @@ async fn s21_on_25(policy: PolicyKind) -> Outcome {
     let session_id = server.latest_session().map(|s| s.id());
     for (n, text) in [(1usize, "Be verbose."), (2, "Be kind.")] {
         session.update_instructions(text).map_err(err)?;
-        let report = watch.reconnected().await?;
+        let report = watch.reconnected().await.map_err(|e| {
+            let held = server
+                .latest_session()
+                .and_then(|s| s.system_instruction().map(str::to_owned));
+            format!("the instruction change never reached the server (it holds {held:?}): {e}")
+        })?;
         ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
         watch.barrier(&session, &format!("after {n}")).await?;
         let connections = server.connections();
@@ -862,7 +867,10 @@ async fn s22(policy: PolicyKind) -> Outcome {
     // The model continues from the result, and the restart happens: in either order (the
     // restart may wait for the turn to end, or carry the result to the new connection).
     let mark = watch.seen.len();
-    let report = watch.reconnected().await?;
+    let report = watch.reconnected().await.map_err(|e| {
+        let held = server.latest_session().map(|s| s.tools().to_vec());
+        format!("the tool change never reached the server (it holds {held:?}): {e}")
+    })?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
     let answered = watch.seen[mark..]
         .iter()
