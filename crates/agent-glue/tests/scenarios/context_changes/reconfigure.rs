@@ -26,16 +26,21 @@ fn edited(session: &LiveSession) -> Result<ChatContext, String> {
 }
 
 pub(super) async fn s20(policy: PolicyKind) -> Outcome {
-    s20_reseed(policy).await?;
+    for family in [Family::Gemini25, Family::Gemini31] {
+        s20_reseed(policy, family)
+            .await
+            .map_err(|e| format!("{family:?}: {e}"))?;
+    }
     if policy == PolicyKind::Default {
         s20_report().await?;
     }
     Ok(())
 }
 
-/// The default handling: a fresh session seeded from `L` with the edit.
-async fn s20_reseed(policy: PolicyKind) -> Outcome {
-    let server = server(Family::Gemini25, |c| c).await;
+/// The default handling: a fresh session seeded from `L` with the edit, as history that asks
+/// for no answer (`turnComplete: false` on 2.5; `historyConfig` and `turnComplete: true` on 3.1).
+async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
+    let server = server(family, |c| c).await;
     let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
     watch.barrier(&session, "one").await?;
     watch.barrier(&session, "two").await?;
@@ -60,6 +65,22 @@ async fn s20_reseed(policy: PolicyKind) -> Outcome {
             )
         }),
         || "the reconnect was not for the edit".into(),
+    )?;
+    let connections = server.connections();
+    let fresh = connections.last().ok_or("no connection")?;
+    let setup = setup_of(fresh);
+    let history = setup["setup"]["historyConfig"]["initialHistoryInClientContent"] == json!(true);
+    ensure_eq("historyConfig", history, family == Family::Gemini31)?;
+    let seeds: Vec<Value> = fresh
+        .frames_of("clientContent")
+        .map(|f| f.json())
+        .filter(|j| j.to_string().contains("one, edited"))
+        .collect();
+    ensure_eq("seeds", seeds.len(), 1)?;
+    ensure_eq(
+        "the seed's turnComplete",
+        seeds[0]["clientContent"]["turnComplete"].as_bool() == Some(true),
+        history,
     )?;
     // A new server session, and the seed triggered no answer (only the barrier's).
     let seeded = server.latest_session();
