@@ -496,6 +496,15 @@ impl Actor {
             let deadline = self.rotation.as_ref().map(|r| r.deadline);
             let restart_deadline = self.restart.as_ref().and_then(|r| r.deadline);
             tokio::select! {
+                // Server frames already received go first, so that the session acts on new
+                // input with the freshest view of the server (a handle that arrived before
+                // a message was sent is then known to predate it).
+                biased;
+                Some((id, frame)) = self.incoming_rx.recv() => {
+                    if self.live.as_ref().is_some_and(|live| live.id == id) {
+                        self.on_frame(frame).await;
+                    }
+                }
                 command = self.commands.recv() => match command {
                     None => { self.shutdown().await; }
                     Some(command) => {
@@ -510,11 +519,6 @@ impl Actor {
                         self.flush().await;
                     }
                 },
-                Some((id, frame)) = self.incoming_rx.recv() => {
-                    if self.live.as_ref().is_some_and(|live| live.id == id) {
-                        self.on_frame(frame).await;
-                    }
-                }
                 () = sleep_until(self.pending.as_ref().map(|p| p.at)) => {
                     if let Err(message) = self.attempt().await {
                         self.emit(SessionEvent::Closed {
@@ -935,7 +939,17 @@ impl Actor {
                     last_consumed: last_consumed_client_message_index.map(ClientMessageIndex),
                 };
                 let now = self.now();
+                let previous = self.ledger.tracker.handle().cloned();
                 match self.ledger.tracker.on_handle_update(&update, now) {
+                    Ok(Some(record)) if self.uncertain(&record) => {
+                        // Content sent on this connection after the last visible reaction
+                        // may or may not be in this snapshot: resuming from it would
+                        // duplicate or lose that content. Keep the previous handle (all that
+                        // came after it is still owed) until a reaction proves more.
+                        debug!("handle with uncertain coverage not adopted");
+                        self.ledger.tracker.reinstate(previous);
+                        self.maybe_rotate().await;
+                    }
                     Ok(Some(record)) => {
                         self.ledger.on_handle(&record);
                         self.ledger.outbox.prune();
@@ -1094,6 +1108,22 @@ impl Actor {
         let deadline = self.restart.as_ref().and_then(|r| r.deadline);
         self.restart = Some(Restart { trigger, deadline });
         self.maybe_rotate().await;
+    }
+
+    /// Whether client content sent on `record`'s connection lies beyond what the handle
+    /// provably holds (items in the mirror, or operations sent and not covered), among the
+    /// messages it can hold at all.
+    fn uncertain(&self, record: &resume_policy::HandleRecord) -> bool {
+        if record.coverage.exact {
+            return false;
+        }
+        let bound = self.ledger.tracker.handle_bound();
+        self.ledger.mirror.uncertain_under(record, bound)
+            || self.ledger.outbox.live().any(|op| {
+                op.state.sent_at().is_some_and(|at| {
+                    at.connection == record.connection && !record.covers(at) && at.index <= bound
+                })
+            })
     }
 
     fn owes_tool_response(&self) -> bool {

@@ -178,6 +178,20 @@ impl CoverageTracker {
         self.handle = previous.filter(|record| record.epoch == self.epoch);
     }
 
+    /// The last client message of the open connection that a resumable handle received now
+    /// can hold. The server starts answering a turn as soon as it processes it, and issues no
+    /// resumable handle until that turn's reaction; so a handle that arrives while a turn
+    /// still awaits its reaction was taken before that turn, and holds at most the messages
+    /// sent before it. Without such a turn: every message sent so far.
+    pub fn handle_bound(&self) -> ClientMessageIndex {
+        self.awaiting
+            .iter()
+            .find(|a| a.kind == MessageKind::TurnStart)
+            .map_or(self.last_sent, |turn| {
+                ClientMessageIndex(turn.first.0.saturating_sub(1))
+            })
+    }
+
     /// A `setup` was sent on `connection` (index [`ClientMessageIndex::SETUP`]). `Fresh` starts
     /// a new server session and drops the old handle; `Resumed` continues the session of the
     /// held handle.

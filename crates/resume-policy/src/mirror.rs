@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use ctx_model::{ChatContext, Item, ItemId};
 
-use crate::{ConnectionId, HandleRecord, MessagePosition};
+use crate::{ClientMessageIndex, ConnectionId, HandleRecord, MessagePosition};
 
 /// How an item reached the server on the current connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,16 +107,17 @@ impl Mirror {
         }
     }
 
-    /// Whether client items sent on `handle`'s connection lie beyond what it provably holds:
-    /// the server may or may not have taken them into the snapshot, so resuming from it would
-    /// either duplicate them (replayed) or lose them (not replayed).
-    pub fn uncertain_under(&self, handle: &HandleRecord) -> bool {
+    /// Whether client items sent on `handle`'s connection lie beyond what it provably holds
+    /// but not beyond `bound`, the last message it can hold
+    /// ([`CoverageTracker::handle_bound`](crate::CoverageTracker::handle_bound)): the server
+    /// may or may not have taken them into the snapshot, so resuming from it would either
+    /// duplicate them (replayed) or lose them (not replayed).
+    pub fn uncertain_under(&self, handle: &HandleRecord, bound: ClientMessageIndex) -> bool {
         !handle.coverage.exact
             && self.connection == Some(handle.connection)
-            && self
-                .added
-                .iter()
-                .any(|(_, origin)| matches!(origin, Origin::Client(at) if !handle.covers(*at)))
+            && self.added.iter().any(|(_, origin)| {
+                matches!(origin, Origin::Client(at) if !handle.covers(*at) && at.index <= bound)
+            })
     }
 
     /// A resumable handle arrived: it holds the connection's starting state, every server item

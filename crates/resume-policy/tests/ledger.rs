@@ -445,11 +445,19 @@ fn a_handle_is_uncertain_about_client_items_sent_after_the_last_reaction() {
         .on_connected(ConnectionId(1), ConnectMode::Fresh)
         .unwrap();
     mirror.on_connected(ConnectionId(1), ConnectMode::Fresh);
-    let empty = tracker
+    // A turn still awaiting its answer: a handle arriving now was taken before the server
+    // processed it (no resumable handle while the model answers), so it is certain.
+    let turn = ctx_model::Item::from(Message::user("u1", "hello"));
+    let at_turn = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    mirror.on_sent(&[turn], at_turn);
+    let before_turn = tracker
         .on_handle_update(&resumable("h0"), Millis(1))
         .unwrap()
         .unwrap();
-    assert!(!mirror.uncertain_under(&empty));
+    assert_eq!(tracker.handle_bound(), ClientMessageIndex::SETUP);
+    assert!(!mirror.uncertain_under(&before_turn, tracker.handle_bound()));
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    assert_eq!(tracker.handle_bound(), at_turn.index);
     // History without an answer: a later handle may or may not hold it.
     let note = ctx_model::Item::from(Message::user("n1", "a note"));
     let at_note = tracker.on_sent(MessageKind::Silent).unwrap();
@@ -458,15 +466,15 @@ fn a_handle_is_uncertain_about_client_items_sent_after_the_last_reaction() {
         .on_handle_update(&resumable("h1"), Millis(2))
         .unwrap()
         .unwrap();
-    assert!(mirror.uncertain_under(&after_note));
+    assert!(mirror.uncertain_under(&after_note, tracker.handle_bound()));
     // A turn answered after it proves both were processed.
-    let turn = ctx_model::Item::from(Message::user("u1", "hello"));
-    let at_turn = tracker.on_sent(MessageKind::TurnStart).unwrap();
-    mirror.on_sent(&[turn], at_turn);
+    let next = ctx_model::Item::from(Message::user("u2", "again"));
+    let at_next = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    mirror.on_sent(&[next], at_next);
     tracker.on_reaction(ServerReaction::TurnComplete);
     let after_turn = tracker
         .on_handle_update(&resumable("h2"), Millis(3))
         .unwrap()
         .unwrap();
-    assert!(!mirror.uncertain_under(&after_turn));
+    assert!(!mirror.uncertain_under(&after_turn, tracker.handle_bound()));
 }

@@ -320,8 +320,25 @@ pub fn one_socket_at_a_time(server: &FakeServer) -> Outcome {
     let Some(session) = server.latest_session() else {
         return Err("no server session".into());
     };
-    ensure_eq("sockets open at once (overlaps)", session.overlaps(), 0)?;
     let all = server.connections();
+    ensure(session.overlaps() == 0, || {
+        let t0 = all.first().map(|c| c.opened_at);
+        let at = |t: tokio::time::Instant| t0.map_or(0, |t0| (t - t0).as_millis());
+        let lines: Vec<String> = all
+            .iter()
+            .map(|c| {
+                let end = c
+                    .end
+                    .as_ref()
+                    .map(|(e, t)| format!("{e:?} at {} ms", at(*t)));
+                format!("#{} opened at {} ms, ended {end:?}", c.id, at(c.opened_at))
+            })
+            .collect();
+        format!(
+            "sockets open at once: {} overlaps; {lines:?}",
+            session.overlaps()
+        )
+    })?;
     for pair in all.windows(2) {
         let (old, new) = (&pair[0], &pair[1]);
         match &old.end {

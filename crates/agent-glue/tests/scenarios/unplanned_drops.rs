@@ -1,7 +1,577 @@
-//! Scenarios of this group (filled in by the scenario work).
+//! Unplanned drops: S04–S09.
 
-use crate::runner::Scenario;
+use std::time::Duration;
+
+use agent_glue::{LiveSession, ReconnectReason, ReconnectStrategy, SessionEvent, SessionEvents};
+use ctx_model::ChatContext;
+use gemini_fake::{FakeServer, Family, FaultAction, Trigger};
+use serde_json::Value;
+
+use crate::common::*;
+use crate::planned_rotation::{
+    Seen, answers_once, contexts_are, generations, kinds_after_setup, ms, one_socket_at_a_time,
+    open, summary, tools_ran_once,
+};
+use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
 
 pub fn scenarios() -> Vec<Scenario> {
-    Vec::new()
+    vec![
+        Scenario {
+            id: "S04",
+            title: "abnormal close while idle: resume with backoff, S unchanged",
+            body: |p| Box::pin(s04(p)),
+            exposes: &[PolicyKind::ReplayAlways],
+        },
+        Scenario {
+            id: "S05",
+            title: "drop before any handle: fresh session, one seed that asks for no reply",
+            body: |p| Box::pin(s05(p)),
+            // Both send a typed turn as `clientContent` on 3.1 (closed with 1007).
+            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+        },
+        Scenario {
+            id: "S06",
+            title: "failed re-dials: retried with backoff, outbox intact, nothing duplicated",
+            body: |p| Box::pin(s06(p)),
+            exposes: &[PolicyKind::ReplayAlways],
+        },
+        Scenario {
+            id: "S07",
+            title: "flapping: drops in the handshake and in the replay, S as without faults",
+            body: |p| Box::pin(s07(p)),
+            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+        },
+        Scenario {
+            id: "S08",
+            title: "handle arrives after a replay, then a drop: the replay is not sent twice",
+            body: |p| Box::pin(s08(p)),
+            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+        },
+        Scenario {
+            id: "S09",
+            title: "never two sockets: each old socket closed before the next dial; 1011 retried",
+            body: |p| Box::pin(s09(p)),
+            exposes: &[PolicyKind::ReplayAlways],
+        },
+    ]
+}
+
+fn scenario(id: &str) -> Scenario {
+    scenarios()
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("scenario listed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s04_abnormal_close_while_idle() {
+    check(scenario("S04")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s05_drop_before_any_handle() {
+    check(scenario("S05")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s06_failed_redials() {
+    check(scenario("S06")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s07_flapping() {
+    check(scenario("S07")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s08_handle_after_replay_then_drop() {
+    check(scenario("S08")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s09_never_two_sockets() {
+    check(scenario("S09")).await;
+}
+
+/// The last handle the server issued on connection `k` (0-based, accept order).
+fn last_handle_on(server: &FakeServer, k: usize) -> Option<String> {
+    let connection = server.connections().get(k).map(|c| c.id)?;
+    server
+        .latest_session()?
+        .handles_issued()
+        .iter()
+        .rfind(|h| h.connection == connection)
+        .map(|h| h.handle.clone())
+}
+
+/// The `Reconnecting` reason is a lost connection with this close code.
+fn lost_with(reason: Option<&ReconnectReason>, code: u16) -> bool {
+    matches!(reason, Some(ReconnectReason::ConnectionLost { code: c, .. }) if *c == code)
+}
+
+async fn close(session: LiveSession) -> Outcome {
+    session.close().await.map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// S04
+
+async fn s04(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut rx) = open(&server, policy, |b| b).await?;
+    let mut seen = Seen::default();
+    seen.turn(&session, &mut rx, "one").await?;
+    seen.turn(&session, &mut rx, "two").await?;
+    let handle = last_handle_on(&server, 0);
+    server.faults().drop_connections();
+    let report = seen.reconnected(&mut rx).await?;
+    ensure(lost_with(seen.reasons().first(), 1006), || {
+        format!("reasons: {:?}", seen.reasons())
+    })?;
+    ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
+    ensure_eq("attempts", report.attempts, 1)?;
+    // A failure is never retried at once: the fast policy waits at least 20 ms.
+    ensure(report.gap >= ms(15), || {
+        format!("no backoff: gap {:?}", report.gap)
+    })?;
+    ensure_eq(
+        "resumed from",
+        server
+            .connections()
+            .get(1)
+            .and_then(|c| c.resumed_from.clone()),
+        handle,
+    )?;
+    seen.turn(&session, &mut rx, "three").await?;
+    ensure_eq(
+        "frames after the resumed setup",
+        kinds_after_setup(&server, 1),
+        vec!["clientContent".to_owned()],
+    )?;
+    contexts_are(
+        &server,
+        &session,
+        &[
+            "user: one",
+            "model: echo: one",
+            "user: two",
+            "model: echo: two",
+            "user: three",
+            "model: echo: three",
+        ],
+    )?;
+    ensure_eq("generations", generations(&server), 3)?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    seen.reconnects_exactly(1)?;
+    close(session).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// S05
+
+async fn s05(policy: PolicyKind) -> Outcome {
+    for family in [Family::Gemini25, Family::Gemini31] {
+        s05_on(policy, family)
+            .await
+            .map_err(|e| format!("({family}) {e}"))?;
+    }
+    Ok(())
+}
+
+/// History seeded at connect, one live turn, no handle ever issued, then a drop: a fresh
+/// session with one seed holding everything, sent so that it asks for no answer.
+async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
+    let server = server(family, |c| c).await;
+    server.faults().withhold_handles();
+    let history = ChatContext::builder()
+        .user("h1", "my name is Ada")
+        .model("h2", "nice to meet you Ada")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (session, mut rx) = open(&server, policy, |b| b.initial_context(history)).await?;
+    let mut seen = Seen::default();
+    seen.turn(&session, &mut rx, "hello").await?;
+    ensure_eq(
+        "handles issued before the drop",
+        server.latest_session().map(|s| s.handles_issued().len()),
+        Some(0),
+    )?;
+    server.faults().drop_connections();
+    let report = seen.reconnected(&mut rx).await?;
+    ensure_eq("strategy", report.strategy, ReconnectStrategy::Fresh)?;
+    ensure_eq("server sessions", server.sessions().len(), 2)?;
+    server.faults().release_handles();
+    seen.turn(&session, &mut rx, "again").await?;
+
+    // The fresh connection: setup, one seed, the new turn.
+    let connections = server.connections();
+    let Some(fresh) = connections.get(1) else {
+        return Err("no second connection".into());
+    };
+    ensure(fresh.resumed_from.is_none(), || {
+        "the fresh setup resumed".into()
+    })?;
+    let history_flag =
+        fresh.frames[0].json()["setup"]["historyConfig"]["initialHistoryInClientContent"]
+            .as_bool()
+            .unwrap_or(false);
+    let seeds: Vec<Value> = fresh.frames_of("clientContent").map(|f| f.json()).collect();
+    let Some(seed) = seeds.first() else {
+        return Err("no seed on the fresh connection".into());
+    };
+    let seed_turns = seed["clientContent"]["turns"]
+        .as_array()
+        .map_or(0, Vec::len);
+    ensure_eq("turns in the seed", seed_turns, 4)?;
+    let seed_complete = seed["clientContent"]["turnComplete"]
+        .as_bool()
+        .unwrap_or(false);
+    let flag_family = family == Family::Gemini31;
+    ensure_eq(
+        "historyConfig on the fresh setup",
+        history_flag,
+        flag_family,
+    )?;
+    // With the flag, `turnComplete: true` ends the history (no answer); without it, `false`.
+    ensure_eq("seed turnComplete", seed_complete, flag_family)?;
+    ensure_eq(
+        "the seed is the first frame after setup",
+        fresh.frames[1].kind,
+        "clientContent",
+    )?;
+    let typed = if flag_family { 1 } else { 2 };
+    ensure_eq(
+        "clientContent frames on the fresh connection",
+        seeds.len(),
+        typed,
+    )?;
+
+    contexts_are(
+        &server,
+        &session,
+        &[
+            "user: my name is Ada",
+            "model: nice to meet you Ada",
+            "user: hello",
+            "model: echo: hello",
+            "user: again",
+            "model: echo: again",
+        ],
+    )?;
+    // The seed asked for nothing: the fresh session generated only the answer to "again".
+    ensure_eq("generations of the fresh session", generations(&server), 1)?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    seen.reconnects_exactly(1)?;
+    close(session).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// S06
+
+/// The connection drops and the next two dials are refused (HTTP 503); a turn typed during
+/// the outage waits in the outbox and is delivered once when the third dial succeeds.
+async fn s06(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut rx) = open(&server, policy, |b| b).await?;
+    let mut seen = Seen::default();
+    seen.turn(&session, &mut rx, "one").await?;
+    server.faults().refuse_upgrades(2, 503);
+    server.faults().drop_connections();
+    seen.until(&mut rx, "Reconnecting", |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    })
+    .await?;
+    session
+        .send_text("typed during the outage")
+        .map_err(|e| e.to_string())?;
+    let report = seen.reconnected(&mut rx).await?;
+    ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
+    ensure_eq("attempts", report.attempts, 3)?;
+    // Three waits of at least 20, 40 and 80 ms with the fast policy.
+    ensure(report.gap >= ms(100), || {
+        format!("retried without backoff: gap {:?}", report.gap)
+    })?;
+    seen.until(&mut rx, "the answer to the outage turn", |e| {
+        matches!(e, SessionEvent::TurnComplete)
+    })
+    .await?;
+    seen.turn(&session, &mut rx, "three").await?;
+    // Refused upgrades never became connections.
+    ensure_eq("connections", server.connections().len(), 2)?;
+    contexts_are(
+        &server,
+        &session,
+        &[
+            "user: one",
+            "model: echo: one",
+            "user: typed during the outage",
+            "model: echo: typed during the outage",
+            "user: three",
+            "model: echo: three",
+        ],
+    )?;
+    ensure_eq("generations", generations(&server), 3)?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    seen.reconnects_exactly(1)?;
+    close(session).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// S07
+
+/// What the scenario drives: one turn, a note appended as history, a tool exchange. The
+/// server context of a fault-free run of this script.
+const S07_EXPECTED: &[&str] = &[
+    "user: one",
+    "model: echo: one",
+    "user: note from the app",
+    "model: noted",
+    "user: what does get_weather say",
+    "call call-1-1 get_weather",
+    "response call-1-1 get_weather {\"celsius\":18}",
+    "model: get_weather returned {\"celsius\":18}",
+    "user: four",
+    "model: echo: four",
+];
+
+/// Drives the S07 conversation up to (not including) the faults; handles withheld from
+/// `withhold_after_first` on so that the exchange after "one" is covered by no handle.
+async fn s07_conversation(
+    server: &FakeServer,
+    session: &LiveSession,
+    rx: &mut SessionEvents,
+    seen: &mut Seen,
+) -> Outcome {
+    seen.turn(session, rx, "one").await?;
+    server.faults().withhold_handles();
+    let mut ctx = session.chat_ctx();
+    ctx.push_user("note-1", "note from the app")
+        .and_then(|c| c.push_model("note-2", "noted"))
+        .map_err(|e| e.to_string())?;
+    session
+        .update_chat_ctx(ctx)
+        .await
+        .map_err(|e| e.to_string())?;
+    session
+        .send_text("what does get_weather say")
+        .map_err(|e| e.to_string())?;
+    seen.until(rx, "tool call", |e| {
+        matches!(e, SessionEvent::ToolCall { .. })
+    })
+    .await?;
+    let call = seen.events.iter().rev().find_map(|e| match e {
+        SessionEvent::ToolCall { call_id, .. } => Some(call_id.clone()),
+        _ => None,
+    });
+    let call = call.ok_or("no call id")?;
+    session
+        .send_tool_result(call, serde_json::json!({"celsius": 18}))
+        .await
+        .map_err(|e| e.to_string())?;
+    seen.until(rx, "answer after the tool result", |e| {
+        matches!(e, SessionEvent::TurnComplete)
+    })
+    .await
+}
+
+/// The conversation once without faults, then with: the handshake of the first reconnect
+/// dropped, and the next connection dropped right after the first message of its replay.
+async fn s07(policy: PolicyKind) -> Outcome {
+    // The fault-free run, for comparison.
+    let calm = server(Family::Gemini25, |c| c).await;
+    let (session, mut rx) = open(&calm, policy, |b| b.tools(vec![weather_tool()])).await?;
+    let mut seen = Seen::default();
+    s07_conversation(&calm, &session, &mut rx, &mut seen).await?;
+    seen.turn(&session, &mut rx, "four").await?;
+    let fault_free = s_entries(&calm);
+    ensure_eq(
+        "the fault-free run",
+        fault_free.clone(),
+        strings(S07_EXPECTED),
+    )?;
+    close(session).await?;
+
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut rx) = open(&server, policy, |b| b.tools(vec![weather_tool()])).await?;
+    let mut seen = Seen::default();
+    s07_conversation(&server, &session, &mut rx, &mut seen).await?;
+    // Handles flow again; the next setup is dropped right after setupComplete, and the
+    // connection after it right after the first message of the replay.
+    server.faults().release_handles();
+    server
+        .faults()
+        .schedule(Trigger::SetupCompleteSent, FaultAction::Drop);
+    server
+        .faults()
+        .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
+    server.faults().drop_connections();
+    // The handshake drop fires on the first reconnect (it may fail that setup itself, so it
+    // takes one or two reconnects); a connection then comes up and replays.
+    server
+        .wait_for(ms(3_000), "the handshake drop, then a connection up", |v| {
+            v.connections().len() >= 3 && v.latest_connection().is_some_and(|c| c.is_open())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // A replay on it is dropped after its first message, and the next connection takes over.
+    // (A policy that replays nothing leaves the fault armed: it is cleared before "four".)
+    let _ = server
+        .wait_for(ms(500), "the replay drop, then a connection up", |v| {
+            v.connections().len() >= 4 && v.latest_connection().is_some_and(|c| c.is_open())
+        })
+        .await;
+    server.faults().clear_scheduled();
+    seen.turn(&session, &mut rx, "four").await?;
+    ensure_eq(
+        "S equals the fault-free run",
+        s_entries(&server),
+        fault_free,
+    )?;
+    contexts_are(&server, &session, S07_EXPECTED)?;
+    let replays = seen.paired_reconnects()?;
+    ensure((1..=3).contains(&replays), || {
+        format!("{replays} reconnects for three drops (a loop?)")
+    })?;
+    // one, the call, the continuation after the result, four: nothing asked again.
+    ensure_eq("generations", generations(&server), 4).map_err(|e| {
+        let setups: Vec<Option<String>> = server
+            .connections()
+            .iter()
+            .map(|c| c.resumed_from.clone())
+            .collect();
+        format!("{e}; resumed from {setups:?}; {:?}", summary(&seen.events))
+    })?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    close(session).await
+}
+
+fn strings(entries: &[&str]) -> Vec<String> {
+    entries.iter().map(|s| (*s).to_owned()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// S08
+
+/// A turn no handle covers is replayed as history after a drop; the server issues a handle
+/// right after processing that replay (it includes it), and the connection drops again: the
+/// next connection must not deliver the replay a second time.
+async fn s08(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut rx) = open(&server, policy, |b| b).await?;
+    let mut seen = Seen::default();
+    seen.turn(&session, &mut rx, "one").await?;
+    server.faults().withhold_handles();
+    seen.turn(&session, &mut rx, "two").await?;
+    server.faults().release_handles();
+    // The replay on the next connection is its first message: drop right after it (the
+    // handle issued for it is sent first).
+    server
+        .faults()
+        .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
+    server.faults().drop_connections();
+    seen.reconnected(&mut rx).await?;
+    // A policy that replays nothing leaves the fault armed; it is cleared before "three".
+    let replayed = server
+        .wait_for(ms(1_000), "the replay processed and dropped", |v| {
+            v.connections().get(1).is_some_and(|c| c.end.is_some())
+        })
+        .await
+        .is_ok();
+    server.faults().clear_scheduled();
+    if replayed {
+        // The trap: a handle issued after the replay, which holds it.
+        ensure(last_handle_on(&server, 1).is_some(), || {
+            "the fake issued no handle after the replay".into()
+        })?;
+        seen.reconnected(&mut rx).await?;
+    }
+    seen.turn(&session, &mut rx, "three").await?;
+    contexts_are(
+        &server,
+        &session,
+        &[
+            "user: one",
+            "model: echo: one",
+            "user: two",
+            "model: echo: two",
+            "user: three",
+            "model: echo: three",
+        ],
+    )?;
+    ensure_eq("generations", generations(&server), 3)?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    seen.reconnects_exactly(if replayed { 2 } else { 1 })?;
+    close(session).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// S09
+
+/// A goAway rotation, a TCP reset and a 1011 close in a row: every reconnect closes (or has
+/// lost) the old socket before dialing, the fake never sees two sockets of the session open,
+/// and the 1011 is retried as a transient failure by resuming.
+async fn s09(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut rx) = open(&server, policy, |b| b).await?;
+    let mut seen = Seen::default();
+    seen.turn(&session, &mut rx, "one").await?;
+    server.faults().go_away(Duration::from_secs(50));
+    seen.reconnected(&mut rx).await?;
+    seen.turn(&session, &mut rx, "two").await?;
+    server.faults().drop_connections();
+    seen.reconnected(&mut rx).await?;
+    seen.turn(&session, &mut rx, "three").await?;
+    server
+        .faults()
+        .close_connections(1011, "Internal error encountered.");
+    let report = seen.reconnected(&mut rx).await?;
+    ensure_eq(
+        "strategy after 1011",
+        report.strategy,
+        ReconnectStrategy::Resumed,
+    )?;
+    seen.turn(&session, &mut rx, "four").await?;
+    let reasons = seen.reasons();
+    ensure(
+        matches!(reasons.first(), Some(ReconnectReason::GoAway { .. }))
+            && lost_with(reasons.get(1), 1006)
+            && lost_with(reasons.get(2), 1011),
+        || format!("reasons: {reasons:?}"),
+    )?;
+    let connections = server.connections();
+    ensure_eq("connections", connections.len(), 4)?;
+    ensure(
+        connections.iter().skip(1).all(|c| c.resumed_from.is_some()),
+        || "a reconnect did not resume".into(),
+    )?;
+    contexts_are(
+        &server,
+        &session,
+        &[
+            "user: one",
+            "model: echo: one",
+            "user: two",
+            "model: echo: two",
+            "user: three",
+            "model: echo: three",
+            "user: four",
+            "model: echo: four",
+        ],
+    )?;
+    ensure_eq("generations", generations(&server), 4)?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    seen.reconnects_exactly(3)?;
+    close(session).await
 }
