@@ -325,6 +325,11 @@ impl Actor {
             Err(OpenError::Fatal(message)) => Err(message),
             Err(OpenError::Refused { code }) => {
                 self.ledger.tracker.discard_handle();
+                // Recoverable, but the application should know (scenario S11).
+                self.emit(SessionEvent::Warning(format!(
+                    "the server refused to resume the session (close code {code}); \
+                     the handle is dropped and the next connection starts fresh"
+                )));
                 self.retry(pending, Trigger::RefusedResume { code });
                 Ok(())
             }

@@ -177,6 +177,10 @@ async fn s11_on(policy: PolicyKind, family: Family, refusal: Refusal) -> Outcome
         format!("nothing was lost, but: {report:?}")
     })?;
     seen.check_reconnects(1)?;
+    ensure_eq("attempts", report.attempts, 2)?;
+    let warnings =
+        seen.count(|e| matches!(e, SessionEvent::Warning(w) if w.contains("refused to resume")));
+    ensure_eq("refusals reported", warnings, 1)?;
     // Connection 2 was the refused resume; connection 3 is fresh with one seed, and the seed
     // is in a new server session.
     server

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
 use crate::stale_handles::{
-    Seen, all_sessions, calls_issued, check_l_equals_s, rejected_responses,
+    EVENT_WAIT, Seen, all_sessions, calls_issued, check_l_equals_s, rejected_responses,
 };
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -22,7 +22,8 @@ pub fn scenarios() -> Vec<Scenario> {
             id: "S14",
             title: "tool result queued while a restart is pending: carried over, delivered once",
             body: |p| Box::pin(s14(p)),
-            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+            // The legacy policies never restart for a tool-set change (they fail S22 for it).
+            exposes: &[],
         },
         Scenario {
             id: "S15",
@@ -95,17 +96,42 @@ enum Back {
     Expired,
 }
 
-/// A tool call arrives, the connection drops, the application finishes the tool while the
-/// session reconnects (between `Reconnecting` and `Reconnected`). The result must not be sent
-/// as an orphan `toolResponse`: it reaches the server once (with its call), the model answers
-/// it once, and the tool is not run again.
-async fn s13_on(policy: PolicyKind, family: Family, back: Back) -> Outcome {
-    let server = server(family, |c| c).await;
+/// When the application's tool finishes in S13.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Done {
+    /// Just before the drop: the result was sent, the model had started answering it.
+    BeforeDrop,
+    /// While the session reconnects (between `Reconnecting` and `Reconnected`).
+    WhileDown,
+    /// After the reconnect.
+    AfterReconnect,
+}
+
+/// A tool call arrives, the connection drops, and the application's tool finishes around the
+/// drop. The result must not be sent as an orphan `toolResponse`: it reaches the server once
+/// (with its call), the model answers it once, and the tool is not run again; or the session
+/// reports that it could not deliver it.
+async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> Outcome {
+    let server = server(family, |c| {
+        c.with_chunk_interval(std::time::Duration::from_millis(20))
+    })
+    .await;
     let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
     let mut seen = Seen::new();
     seen.barrier(&session, &mut rx, "hello").await?;
     session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
     let call_id = seen.tool_call(&mut rx).await?;
+    let result = json!({"temperature": 21});
+    if done == Done::BeforeDrop {
+        session
+            .send_tool_result(call_id.clone(), result.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        seen.until(&mut rx, "the first chunk of the answer", |e| {
+            matches!(e, SessionEvent::Text(_))
+        })
+        .await?;
+    }
     if let Back::Expired = back {
         server.faults().expire_all_handles();
     }
@@ -114,11 +140,19 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back) -> Outcome {
         matches!(e, SessionEvent::Reconnecting { .. })
     })
     .await?;
-    session
-        .send_tool_result(call_id.clone(), json!({"temperature": 21}))
-        .await
-        .map_err(|e| e.to_string())?;
+    if done == Done::WhileDown {
+        session
+            .send_tool_result(call_id.clone(), result.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     seen.reconnected(&mut rx).await?;
+    if done == Done::AfterReconnect {
+        session
+            .send_tool_result(call_id.clone(), result)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     // The model answers the result (or the session reported that it could not deliver it).
     let answer = seen
         .until(&mut rx, "the answer to the result, or a divergence", |e| {
@@ -127,8 +161,20 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back) -> Outcome {
                 SessionEvent::TurnComplete | SessionEvent::Divergence { .. }
             )
         })
-        .await?;
+        .await
+        .map_err(|e| {
+            // Say why the model hangs when the server ignored the result.
+            format!(
+                "{e}; toolResponses the server ignored: {:?}",
+                rejected_responses(&server)
+            )
+        })?;
     let reported = matches!(answer, SessionEvent::Divergence { .. });
+    ensure_eq(
+        "rejected toolResponses",
+        rejected_responses(&server),
+        vec![],
+    )?;
     seen.barrier(&session, &mut rx, "thanks").await?;
     seen.drain(&mut rx);
 
@@ -140,45 +186,54 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back) -> Outcome {
     ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
     seen.check_tools_once()?;
     seen.check_reconnects(1)?;
-    let s = s_entries(&server);
-    if !reported {
-        let results = s
-            .iter()
-            .filter(|e| e.starts_with(&format!("response {call_id} ")))
-            .count();
-        ensure_eq("results in S", results, 1)?;
-        // One answer after the reconnect (besides the barrier's).
-        let first = server.connections().first().map(|c| c.id);
-        let answers: Vec<String> = all_sessions(&server)
-            .iter()
-            .flat_map(|s| s.answers().to_vec())
-            .filter(|a| Some(a.connection) != first && a.text != "echo: thanks")
-            .map(|a| a.text)
-            .collect();
-        ensure_eq("answers after the reconnect", answers.len(), 1)?;
-        // The scripted model can only show that it read the result when the result itself
-        // asked for the answer (a `toolResponse`, or history with `turnComplete`); on 3.1 a
-        // fresh session is asked with realtime text.
-        if family != Family::Gemini31 {
-            ensure(answers[0].starts_with("get_weather returned"), || {
-                format!("the answer ignores the result: {answers:?}")
-            })?;
-        }
-        check_l_equals_s(&session, &server)?;
+    if reported {
+        return session.close().await.map_err(|e| e.to_string());
     }
+    let s = s_entries(&server);
+    let result_at: Vec<usize> = s
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.starts_with(&format!("response {call_id} ")))
+        .map(|(k, _)| k)
+        .collect();
+    ensure_eq("results in S", result_at.len(), 1)?;
+    // Exactly one model answer between the result and the next typed turn.
+    let thanks_at = s
+        .iter()
+        .position(|e| e == "user: thanks")
+        .ok_or("no barrier turn in S")?;
+    let answers: Vec<&String> = s[result_at[0]..thanks_at]
+        .iter()
+        .filter(|e| e.starts_with("model: "))
+        .collect();
+    ensure_eq("answers to the result in S", answers.len(), 1)?;
+    // The scripted model shows that it read the result when the result itself asked for the
+    // answer (a `toolResponse`, or history with `turnComplete`); a fresh 3.1 session is asked
+    // with realtime text instead.
+    if family != Family::Gemini31 {
+        ensure(
+            answers[0].starts_with("model: get_weather returned"),
+            || format!("the answer ignores the result: {answers:?}"),
+        )?;
+    }
+    check_l_equals_s(&session, &server)?;
     session.close().await.map_err(|e| e.to_string())
 }
 
 async fn s13(policy: PolicyKind) -> Outcome {
-    for (family, back) in [
-        (Family::Gemini25, Back::Drop),
-        (Family::Gemini25, Back::Expired),
-        (Family::Gemini38, Back::Drop),
-        (Family::Gemini31, Back::Drop),
+    for (family, back, done) in [
+        (Family::Gemini25, Back::Drop, Done::WhileDown),
+        (Family::Gemini25, Back::Expired, Done::WhileDown),
+        (Family::Gemini38, Back::Drop, Done::WhileDown),
+        (Family::Gemini31, Back::Drop, Done::WhileDown),
+        (Family::Gemini25, Back::Drop, Done::BeforeDrop),
+        (Family::Gemini25, Back::Drop, Done::AfterReconnect),
+        (Family::Gemini38, Back::Drop, Done::AfterReconnect),
+        (Family::Gemini31, Back::Drop, Done::AfterReconnect),
     ] {
-        s13_on(policy, family, back)
+        s13_on(policy, family, back, done)
             .await
-            .map_err(|e| format!("{family:?} {back:?}: {e}"))?;
+            .map_err(|e| format!("{family:?} {back:?} {done:?}: {e}"))?;
     }
     Ok(())
 }
@@ -221,17 +276,30 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
     }
     // The restart and the answer to the result, in whichever order the session chose.
     let restarts = usize::from(family != Family::Gemini38);
-    server
-        .wait_for(WAIT, "the answer to the result and the restart", |v| {
-            v.connections().len() > restarts
-                && v.latest_session().is_some_and(|s| {
-                    from_s(s.context())
-                        .iter()
-                        .any(|e| e.starts_with("model: get_weather returned"))
-                })
+    let answered = |v: &gemini_fake::ServerView<'_>| {
+        v.latest_session().is_some_and(|s| {
+            from_s(s.context())
+                .iter()
+                .any(|e| e.starts_with("model: get_weather returned"))
         })
-        .await
-        .map_err(|e| e.to_string())?;
+    };
+    let waited = server
+        .wait_for(
+            EVENT_WAIT,
+            "the answer to the result and the restart",
+            |v| v.connections().len() > restarts && answered(v),
+        )
+        .await;
+    if waited.is_err() {
+        let (connections, answer) = server.inspect(|v| (v.connections().len(), answered(v)));
+        return Err(format!(
+            "after {EVENT_WAIT:?}: {connections} connection(s) ({} expected), the model {} the \
+             result; toolResponses the server ignored: {:?}",
+            restarts + 1,
+            if answer { "answered" } else { "never answered" },
+            rejected_responses(&server)
+        ));
+    }
     // And the session has taken the answer in (so the next turn follows it in `L` as in `S`).
     seen.until(&mut rx, "the answer in L", |e| {
         matches!(e, SessionEvent::TurnComplete)
