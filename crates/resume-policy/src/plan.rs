@@ -338,7 +338,9 @@ pub struct ResumePlan {
     pub undeliverable: Vec<Divergence>,
     /// Facts worth reporting.
     pub notes: Vec<PlanNote>,
-    /// Wait this long before dialing.
+    /// Wait this long before dialing. A session layer may ask for a new plan once the wait is
+    /// over (`agent-glue` does, so that operations queued during the wait are planned too) and
+    /// then executes that plan at once, without waiting its backoff again.
     pub backoff: Duration,
     /// The attempt number the plan was made for.
     pub attempt: u32,
