@@ -205,9 +205,13 @@ impl Link {
                         let (code, reason) = frame.map_or((1005, String::new()), |f| {
                             (u16::from(f.code), f.reason.to_string())
                         });
+                        let end = ConnectionEnd::ClientClose { code, reason };
+                        // Ended now, before the reply lets the client dial again: overlaps
+                        // are counted against this record.
+                        record_end(&self.shared, self.id, end.clone());
                         // Let tungstenite finish the closing handshake.
                         let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.next()).await;
-                        return ConnectionEnd::ClientClose { code, reason };
+                        return end;
                     }
                     Some(Ok(_)) => Step::Continue,
                     Some(Err(_)) | None => return ConnectionEnd::Vanished,
@@ -319,12 +323,13 @@ impl Link {
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         };
-        let _ = self.ws.close(Some(frame)).await;
         let end = ConnectionEnd::ServerClose {
             code,
             reason: reason.to_owned(),
         };
+        // Recorded before the client can see the close frame and dial again.
         record_end(&self.shared, self.id, end.clone());
+        let _ = self.ws.close(Some(frame)).await;
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             while let Some(Ok(_)) = self.ws.next().await {}
         })

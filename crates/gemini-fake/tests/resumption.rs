@@ -320,3 +320,23 @@ async fn go_away_then_close_at_the_end_of_the_lifetime() {
     assert_eq!(close.1, "Deadline expired before operation could complete.");
     assert!(close.2 >= Duration::from_secs(600) && close.2 < Duration::from_secs(601));
 }
+
+/// "Never two sockets" is measured by the fake: a connection the client closed must count as
+/// ended by the time the client has the close reply in hand, even when the server task that
+/// answered is slow to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_is_recorded_before_the_client_can_dial_again() {
+    use futures_util::StreamExt;
+    let server = serve(FakeConfig::new()).await;
+    for _ in 0..30 {
+        let mut client = Client::start(&server, resumable_setup(&server)).await;
+        let handle = client.next_handle().await;
+        client.ws.close(None).await.unwrap();
+        // The close handshake is complete once the reply has arrived and the stream ends.
+        while let Some(Ok(_)) = client.ws.next().await {}
+        let mut next = Client::start(&server, resume_setup(&server, &handle)).await;
+        assert_eq!(server.latest_session().unwrap().overlaps(), 0);
+        next.ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = next.ws.next().await {}
+    }
+}
