@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_glue::{LiveSession, ReconnectStrategy, Reconnected, SessionEvent, SessionEvents};
+use agent_glue::{
+    LiveSession, ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, SessionEvents,
+};
 use gemini_fake::{FakeServer, Family, ResponseFate, SessionSnapshot};
 
 use crate::common::*;
@@ -355,15 +357,25 @@ impl Seen {
                 let done = pred(&event);
                 self.events.push(event.clone());
                 if done {
-                    return Some(event);
+                    return Ok(event);
+                }
+                // The server rejected a payload: no scenario here expects that, and waiting on
+                // would only hide which message broke the model's rules.
+                if let SessionEvent::Reconnecting {
+                    reason: ReconnectReason::ConnectionLost { code: 1007, reason },
+                } = &event
+                {
+                    return Err(format!(
+                        "the server closed the connection with 1007: {reason}"
+                    ));
                 }
             }
-            None
+            Err("the session ended".to_owned())
         })
         .await;
         match found {
-            Ok(Some(event)) => Ok(event),
-            Ok(None) => Err(format!("waiting for {what}: the session ended")),
+            Ok(Ok(event)) => Ok(event),
+            Ok(Err(why)) => Err(format!("waiting for {what}: {why}")),
             Err(_) => Err(format!(
                 "waiting for {what}: timed out; last events {:?}",
                 self.events.iter().rev().take(6).collect::<Vec<_>>()

@@ -184,6 +184,14 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
         vec![],
     )?;
     ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
+    if done == Done::BeforeDrop {
+        // Sent once while the session knew the call, never again as a `toolResponse`.
+        let accepted: usize = all_sessions(&server)
+            .iter()
+            .map(|s| s.tool_responses().len())
+            .sum();
+        ensure_eq("toolResponses received", accepted, 1)?;
+    }
     seen.check_tools_once()?;
     seen.check_reconnects(1)?;
     if reported {
