@@ -523,12 +523,12 @@ async fn s02_waits_for_turn_complete(policy: PolicyKind) -> Outcome {
     session.close().await.map_err(|e| e.to_string())
 }
 
-/// goAway with 300 ms left and a 100 ms margin while an answer needs about 600 ms: the timer
+/// goAway with 600 ms left and a 300 ms margin while an answer needs about 700 ms: the timer
 /// forces the rotation mid-turn; the turn is closed locally as interrupted, and the user turn
 /// ends up in `S` exactly once (answered again on the new connection).
 async fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c.with_chunk_interval(ms(60))).await;
-    let (session, mut rx) = open(&server, policy, |b| b.go_away_margin(ms(100))).await?;
+    let (session, mut rx) = open(&server, policy, |b| b.go_away_margin(ms(300))).await?;
     let mut seen = Seen::default();
     seen.turn(&session, &mut rx, "one").await?;
     session.send_text(LONG).map_err(|e| e.to_string())?;
@@ -536,7 +536,7 @@ async fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
         matches!(e, SessionEvent::Text(_))
     })
     .await?;
-    server.faults().go_away(ms(300));
+    server.faults().go_away(ms(600));
     let report = seen.reconnected(&mut rx).await?;
     let interrupted = seen.position(|e| matches!(e, SessionEvent::Interrupted));
     let reconnecting = seen.position(|e| matches!(e, SessionEvent::Reconnecting { .. }));
@@ -564,17 +564,13 @@ async fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
     let user_long = format!("user: {LONG}");
     let echo_long = format!("model: echo: {LONG}");
     server
-        .wait_for(
-            ms(1_500),
-            "the long turn answered on the new connection",
-            |v| {
-                v.latest_session().is_some_and(|s| {
-                    s.answers()
-                        .iter()
-                        .any(|a| !a.interrupted && a.text == format!("echo: {LONG}"))
-                })
-            },
-        )
+        .wait_for(STEP, "the long turn answered on the new connection", |v| {
+            v.latest_session().is_some_and(|s| {
+                s.answers()
+                    .iter()
+                    .any(|a| !a.interrupted && a.text == format!("echo: {LONG}"))
+            })
+        })
         .await
         .map_err(|e| format!("{e}; S = {:?}", s_entries(&server)))?;
     seen.until(&mut rx, "the long turn's answer", |e| {
@@ -612,12 +608,12 @@ async fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
 /// `timeLeft` ends, and the turn the handle does not cover is restored exactly once.
 async fn s03(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b.go_away_margin(ms(100))).await?;
+    let (session, mut rx) = open(&server, policy, |b| b.go_away_margin(ms(300))).await?;
     let mut seen = Seen::default();
     seen.turn(&session, &mut rx, "one").await?;
     server.faults().withhold_handles();
     seen.turn(&session, &mut rx, "two").await?;
-    server.faults().go_away(ms(300));
+    server.faults().go_away(ms(600));
     // Silence from here on: no frame, no handle. New connections get handles again.
     server.faults().release_handles();
     let report = seen.reconnected(&mut rx).await?;
