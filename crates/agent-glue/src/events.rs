@@ -115,15 +115,10 @@ pub enum ReconnectReason {
         /// The close reason.
         reason: String,
     },
-    /// The server refused to resume the session from its handle.
-    ResumeRefused {
-        /// The close code.
-        code: u16,
-        /// The close reason.
-        reason: String,
-    },
-    /// The configuration changed (instructions, tools) and the model only accepts it in
-    /// `setup`.
+    /// The configuration changed (instructions, tools, or an edit of delivered items) and the
+    /// model only accepts it in `setup` or a fresh session. A resume the server refuses
+    /// during any reconnect is reported as a [`SessionEvent::Warning`] and does not start
+    /// another `Reconnecting`.
     ConfigChange,
 }
 
