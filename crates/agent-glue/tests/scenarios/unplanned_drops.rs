@@ -402,6 +402,11 @@ async fn s07_conversation(
 /// The conversation once without faults, then with: the handshake of the first reconnect
 /// dropped, and the next connection dropped right after the first message of its replay.
 async fn s07(policy: PolicyKind) -> Outcome {
+    s07_on_25(policy).await.map_err(|e| format!("(2.5) {e}"))?;
+    s07_on_31(policy).await.map_err(|e| format!("(3.1) {e}"))
+}
+
+async fn s07_on_25(policy: PolicyKind) -> Outcome {
     // The fault-free run, for comparison.
     let calm = server(Family::Gemini25, |c| c).await;
     let (session, mut rx) = open(&calm, policy, |b| b.tools(vec![weather_tool()])).await?;
@@ -469,6 +474,62 @@ async fn s07(policy: PolicyKind) -> Outcome {
     answers_once(&server)?;
     tools_ran_once(&server, &seen)?;
     one_socket_at_a_time(&server)?;
+    close(session).await
+}
+
+/// On 3.1 the turn no handle covers cannot be restored mid-session, so every reconnect is a
+/// fresh session with one seed: the first one's handshake is dropped, the next one is dropped
+/// right after its seed (a handle taken after that seed arrives first), and the last one must
+/// hold the conversation once, without having been asked to answer it again.
+async fn s07_on_31(policy: PolicyKind) -> Outcome {
+    let server = server(Family::Gemini31, |c| c).await;
+    let (session, mut rx) = open(&server, policy, |b| b).await?;
+    let mut seen = Seen::default();
+    seen.turn(&session, &mut rx, "one").await?;
+    server.faults().withhold_handles();
+    seen.turn(&session, &mut rx, "two").await?;
+    server.faults().release_handles();
+    server
+        .faults()
+        .schedule(Trigger::SetupCompleteSent, FaultAction::Drop);
+    server
+        .faults()
+        .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
+    server.faults().drop_connections();
+    server
+        .wait_for(ms(3_000), "the handshake drop, then a connection up", |v| {
+            v.connections().len() >= 3 && v.latest_connection().is_some_and(|c| c.is_open())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = server
+        .wait_for(ms(500), "the seed drop, then a connection up", |v| {
+            v.connections().len() >= 4 && v.latest_connection().is_some_and(|c| c.is_open())
+        })
+        .await;
+    server.faults().clear_scheduled();
+    seen.turn(&session, &mut rx, "four").await?;
+    contexts_are(
+        &server,
+        &session,
+        &[
+            "user: one",
+            "model: echo: one",
+            "user: two",
+            "model: echo: two",
+            "user: four",
+            "model: echo: four",
+        ],
+    )?;
+    // The last session only answered "four": its seed asked for nothing.
+    ensure_eq("generations of the last session", generations(&server), 1)?;
+    answers_once(&server)?;
+    tools_ran_once(&server, &seen)?;
+    one_socket_at_a_time(&server)?;
+    let replays = seen.paired_reconnects()?;
+    ensure((1..=3).contains(&replays), || {
+        format!("{replays} reconnects for three drops (a loop?)")
+    })?;
     close(session).await
 }
 
