@@ -573,7 +573,7 @@ async fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
         })
         .await
         .map_err(|e| format!("{e}; S = {:?}", s_entries(&server)))?;
-    seen.until(&mut rx, "the long turn's answer", |e| {
+    seen.until(&mut rx, "answer to the long turn", |e| {
         matches!(e, SessionEvent::TurnComplete)
     })
     .await?;

@@ -314,7 +314,7 @@ async fn s06(policy: PolicyKind) -> Outcome {
     ensure(report.gap >= ms(100), || {
         format!("retried without backoff: gap {:?}", report.gap)
     })?;
-    seen.until(&mut rx, "the answer to the outage turn", |e| {
+    seen.until(&mut rx, "answer to the outage turn", |e| {
         matches!(e, SessionEvent::TurnComplete)
     })
     .await?;
