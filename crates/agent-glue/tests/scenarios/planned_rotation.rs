@@ -117,9 +117,20 @@ impl Seen {
         let found = tokio::time::timeout(STEP, async {
             while let Some(event) = rx.recv().await {
                 let done = pred(&event);
+                // None of these scenarios sends a payload the server may refuse: a 1007 or
+                // 1008 close is a failure at once, not after the wait.
+                let refused = matches!(
+                    &event,
+                    SessionEvent::Reconnecting {
+                        reason: ReconnectReason::ConnectionLost {
+                            code: 1007 | 1008,
+                            ..
+                        }
+                    }
+                );
                 self.events.push(event);
-                if done {
-                    return true;
+                if done || refused {
+                    return !refused || done;
                 }
             }
             false
