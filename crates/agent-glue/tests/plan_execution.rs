@@ -18,7 +18,7 @@ mod support;
 use std::time::Duration;
 
 use agent_glue::{Error, ReconnectStrategy, SessionEvent};
-use common::{WAIT, until};
+use common::{WAIT, barrier, until};
 use ctx_model::{ChatContext, Item, Message};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer, Family};
 use resume_policy::{
@@ -107,11 +107,7 @@ async fn resume_plan_after_a_drop_goes_to_the_second_connection() {
     let (session, mut events) = builder.connect().await.unwrap();
     settle_handle(&server, &mut events, 1).await;
     // A turn, its answer and the handle after it: the resume plan gets that handle.
-    session.send_text("hello").unwrap();
-    until(&mut events, "first answer", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await;
+    barrier(&session, &mut events, "hello").await;
 
     settle_handle(&server, &mut events, 2).await;
     server.faults().drop_connections();
@@ -395,11 +391,7 @@ async fn go_away_rotation_gets_the_second_plan() {
     let builder = builder.go_away_margin(Duration::from_millis(50));
     let (session, mut events) = builder.connect().await.unwrap();
     settle_handle(&server, &mut events, 1).await;
-    session.send_text("hello").unwrap();
-    until(&mut events, "answer", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await;
+    barrier(&session, &mut events, "hello").await;
     settle_handle(&server, &mut events, 2).await;
     server.faults().go_away(Duration::from_secs(1));
     let seen = until(&mut events, "reconnected", |e| {

@@ -3,7 +3,6 @@
 
 mod common;
 
-use agent_glue::SessionEvent;
 use common::*;
 use gemini_fake::Family;
 use resume_policy::DefaultPolicy;
@@ -19,29 +18,9 @@ async fn text_turn_and_tool_call_reach_the_server_once() {
     )
     .await;
 
-    session.send_text("hello there").unwrap();
-    until(&mut events, "turn complete", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await;
-
-    session.send_text("what does get_weather say").unwrap();
-    let seen = until(&mut events, "tool call", |e| {
-        matches!(e, SessionEvent::ToolCall { .. })
-    })
-    .await;
-    let Some(SessionEvent::ToolCall { call_id, name, .. }) = seen.last() else {
-        unreachable!()
-    };
+    barrier(&session, &mut events, "hello there").await;
+    let (call_id, name) = weather_round(&session, &mut events, json!({"temp_c": 18})).await;
     assert_eq!(name, "get_weather");
-    session
-        .send_tool_result(call_id.clone(), json!({"temp_c": 18}))
-        .await
-        .unwrap();
-    until(&mut events, "answer", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await;
 
     let expected = vec![
         "user: hello there".to_owned(),

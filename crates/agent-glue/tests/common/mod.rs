@@ -136,6 +136,17 @@ pub fn s_entries(server: &FakeServer) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The last resumption handle the server issued on connection `k` (0-based, accept order).
+pub fn last_handle_on(server: &FakeServer, k: usize) -> Option<String> {
+    let connection = server.connections().get(k)?.id;
+    server
+        .latest_session()?
+        .handles_issued()
+        .iter()
+        .rfind(|h| h.connection == connection)
+        .map(|h| h.handle.clone())
+}
+
 /// A barrier: a typed turn and its answer. The fake processes a connection's frames in order,
 /// so once the answer is back every frame sent before it has been processed. Adds
 /// `user: {text}` and `model: echo: {text}` to both contexts.
@@ -145,4 +156,36 @@ pub async fn barrier(session: &LiveSession, events: &mut SessionEvents, text: &s
         matches!(e, SessionEvent::TurnComplete)
     })
     .await;
+}
+
+/// Asks the model for `get_weather`, answers its call with `result` and waits for the answer
+/// to it; returns the call's id and function name.
+pub async fn weather_round(
+    session: &LiveSession,
+    events: &mut SessionEvents,
+    result: Value,
+) -> (String, String) {
+    session
+        .send_text("what does get_weather say")
+        .expect("session open");
+    let seen = until(events, "tool call", |e| {
+        matches!(e, SessionEvent::ToolCall { .. })
+    })
+    .await;
+    let (call_id, name) = seen
+        .last()
+        .and_then(|e| match e {
+            SessionEvent::ToolCall { call_id, name, .. } => Some((call_id.clone(), name.clone())),
+            _ => None,
+        })
+        .expect("a tool call");
+    session
+        .send_tool_result(call_id.clone(), result)
+        .await
+        .expect("tool result accepted");
+    until(events, "answer", |e| {
+        matches!(e, SessionEvent::TurnComplete)
+    })
+    .await;
+    (call_id, name)
 }

@@ -10,7 +10,7 @@ use resume_policy::{
 };
 use serde_json::json;
 
-use crate::common::{until, weather_tool};
+use crate::common::{barrier, until, weather_round, weather_tool};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,22 +105,7 @@ async fn tool_result_routed_as_tool_response() {
         .route(send_as_asked);
     let (builder, _log) = builder(&server, script);
     let (session, mut events) = builder.connect().await.unwrap();
-    session.send_text("what does get_weather say").unwrap();
-    let seen = until(&mut events, "tool call", |e| {
-        matches!(e, SessionEvent::ToolCall { .. })
-    })
-    .await;
-    let Some(SessionEvent::ToolCall { call_id, .. }) = seen.last() else {
-        unreachable!()
-    };
-    session
-        .send_tool_result(call_id.clone(), json!({"temp_c": 18}))
-        .await
-        .unwrap();
-    until(&mut events, "answer", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await;
+    let (call_id, _) = weather_round(&session, &mut events, json!({"temp_c": 18})).await;
     quiesce(&server, &session).await;
 
     let conns = server.connections();
@@ -132,7 +117,7 @@ async fn tool_result_routed_as_tool_response() {
     );
     let responses = server.latest_session().unwrap().tool_responses().to_vec();
     assert_eq!(responses.len(), 1);
-    assert_eq!(responses[0].id, *call_id);
+    assert_eq!(responses[0].id, call_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,11 +162,7 @@ async fn context_update_on_3_8_and_setup_field_after_a_config_reconnect() {
     let (builder, log) = builder(&server, script);
     let (session, mut events) = builder.connect().await.unwrap();
     settle_handle(&server, &mut events, 1).await;
-    session.send_text("hello").unwrap();
-    until(&mut events, "answer", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await;
+    barrier(&session, &mut events, "hello").await;
     settle_handle(&server, &mut events, 2).await;
     session.update_instructions("Speak French.").unwrap();
     let first = wait_frames(&server, 0, 3).await;

@@ -54,39 +54,32 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn by_id(id: &str) -> Scenario {
-    scenarios()
-        .into_iter()
-        .find(|s| s.id == id)
-        .expect("scenario listed")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s17_online_append_on_25() {
-    check(by_id("S17")).await;
+    check("S17").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s18_online_append_on_31() {
-    check(by_id("S18")).await;
+    check("S18").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s19_offline_append() {
-    check(by_id("S19")).await;
+    check("S19").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s20_edits_and_removals() {
-    check(by_id("S20")).await;
+    check("S20").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s21_instruction_change() {
-    check(by_id("S21")).await;
+    check("S21").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s22_tool_set_change_mid_call() {
-    check(by_id("S22")).await;
+    check("S22").await;
 }

@@ -15,6 +15,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod runner;
+mod support;
 
 mod context_changes;
 mod planned_rotation;

@@ -99,9 +99,13 @@ pub async fn run_row(scenario: &Scenario) -> Row {
     }
 }
 
-/// Runs one scenario's row and fails the test on a bad verdict (used by the per-scenario
-/// tests, e.g. `s13_tool_result_while_disconnected`).
-pub async fn check(scenario: Scenario) {
+/// Runs the row of the scenario `id` and fails the test on a bad verdict (used by the
+/// per-scenario tests, e.g. `s13_tool_result_while_disconnected`).
+pub async fn check(id: &str) {
+    let scenario = crate::all()
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("scenario listed");
     let row = run_row(&scenario).await;
     println!("{}", table(std::slice::from_ref(&row)));
     if let Err(problems) = row.verdict() {

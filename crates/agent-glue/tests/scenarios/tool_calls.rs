@@ -6,9 +6,7 @@ use serde_json::json;
 
 use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
-use crate::stale_handles::{
-    EVENT_WAIT, Seen, all_sessions, calls_issued, check_l_equals_s, rejected_responses,
-};
+use crate::support::*;
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -40,31 +38,24 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn by_id(id: &str) -> Scenario {
-    scenarios()
-        .into_iter()
-        .find(|s| s.id == id)
-        .expect("scenario listed")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s13_tool_result_while_disconnected() {
-    check(by_id("S13")).await;
+    check("S13").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s14_tool_result_queued_during_restart() {
-    check(by_id("S14")).await;
+    check("S14").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s15_cancelled_call_then_drop() {
-    check(by_id("S15")).await;
+    check("S15").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s16_lost_tool_call_on_38() {
-    check(by_id("S16")).await;
+    check("S16").await;
 }
 
 /// The user's question that makes the scripted model call `get_weather`.
@@ -116,18 +107,18 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
         c.with_chunk_interval(std::time::Duration::from_millis(20))
     })
     .await;
-    let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
-    let mut seen = Seen::new();
-    seen.barrier(&session, &mut rx, "hello").await?;
+    let (session, mut seen) =
+        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
+    seen.barrier(&session, "hello").await?;
     session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
-    let call_id = seen.tool_call(&mut rx).await?;
+    let call_id = seen.tool_call().await?;
     let result = json!({"temperature": 21});
     if done == Done::BeforeDrop {
         session
             .send_tool_result(call_id.clone(), result.clone())
             .await
             .map_err(|e| e.to_string())?;
-        seen.until(&mut rx, "the first chunk of the answer", |e| {
+        seen.until("the first chunk of the answer", |e| {
             matches!(e, SessionEvent::Text(_))
         })
         .await?;
@@ -136,7 +127,7 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
         server.faults().expire_all_handles();
     }
     server.faults().drop_connections();
-    seen.until(&mut rx, "reconnecting", |e| {
+    seen.until("reconnecting", |e| {
         matches!(e, SessionEvent::Reconnecting { .. })
     })
     .await?;
@@ -146,7 +137,7 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
             .await
             .map_err(|e| e.to_string())?;
     }
-    seen.reconnected(&mut rx).await?;
+    seen.reconnected().await?;
     if done == Done::AfterReconnect {
         session
             .send_tool_result(call_id.clone(), result)
@@ -155,7 +146,7 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
     }
     // The model answers the result (or the session reported that it could not deliver it).
     let answer = seen
-        .until(&mut rx, "the answer to the result, or a divergence", |e| {
+        .until("the answer to the result, or a divergence", |e| {
             matches!(
                 e,
                 SessionEvent::TurnComplete | SessionEvent::Divergence { .. }
@@ -175,8 +166,8 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
         rejected_responses(&server),
         vec![],
     )?;
-    seen.barrier(&session, &mut rx, "thanks").await?;
-    seen.drain(&mut rx);
+    seen.barrier(&session, "thanks").await?;
+    seen.drain();
 
     ensure_eq(
         "rejected toolResponses",
@@ -192,10 +183,10 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
             .sum();
         ensure_eq("toolResponses received", accepted, 1)?;
     }
-    seen.check_tools_once()?;
-    seen.check_reconnects(1)?;
+    tools_ran_once(&server, &seen)?;
+    seen.reconnects_exactly(1)?;
     if reported {
-        return session.close().await.map_err(|e| e.to_string());
+        return close(session).await;
     }
     let s = s_entries(&server);
     let result_at: Vec<usize> = s
@@ -224,8 +215,8 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
             || format!("the answer ignores the result: {answers:?}"),
         )?;
     }
-    check_l_equals_s(&session, &server)?;
-    session.close().await.map_err(|e| e.to_string())
+    l_equals_s(&server, &session)?;
+    close(session).await
 }
 
 async fn s13(policy: PolicyKind) -> Outcome {
@@ -261,11 +252,11 @@ enum Answer {
 /// carries both tools, and the model answers once.
 async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
     let server = server(family, |c| c).await;
-    let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
-    let mut seen = Seen::new();
-    seen.barrier(&session, &mut rx, "hello").await?;
+    let (session, mut seen) =
+        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
+    seen.barrier(&session, "hello").await?;
     session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
-    let call_id = seen.tool_call(&mut rx).await?;
+    let call_id = seen.tool_call().await?;
     let result = json!({"temperature": 21});
     if let Answer::BeforeUpdate = answer {
         session
@@ -292,16 +283,14 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
         })
     };
     let waited = server
-        .wait_for(
-            EVENT_WAIT,
-            "the answer to the result and the restart",
-            |v| v.connections().len() > restarts && answered(v),
-        )
+        .wait_for(STEP, "the answer to the result and the restart", |v| {
+            v.connections().len() > restarts && answered(v)
+        })
         .await;
     if waited.is_err() {
         let (connections, answer) = server.inspect(|v| (v.connections().len(), answered(v)));
         return Err(format!(
-            "after {EVENT_WAIT:?}: {connections} connection(s) ({} expected), the model {} the \
+            "after {STEP:?}: {connections} connection(s) ({} expected), the model {} the \
              result; toolResponses the server ignored: {:?}",
             restarts + 1,
             if answer { "answered" } else { "never answered" },
@@ -309,24 +298,24 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
         ));
     }
     // And the session has taken the answer in (so the next turn follows it in `L` as in `S`).
-    seen.until(&mut rx, "the answer in L", |e| {
+    seen.until("the answer in L", |e| {
         matches!(e, SessionEvent::TurnComplete)
             && l_entries(&session.chat_ctx())
                 .iter()
                 .any(|e| e.starts_with("model: get_weather returned"))
     })
     .await?;
-    seen.barrier(&session, &mut rx, "thanks").await?;
-    seen.drain(&mut rx);
+    seen.barrier(&session, "thanks").await?;
+    seen.drain();
 
-    seen.check_reconnects(restarts)?;
+    seen.reconnects_exactly(restarts)?;
     ensure_eq(
         "rejected toolResponses",
         rejected_responses(&server),
         vec![],
     )?;
     ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
-    seen.check_tools_once()?;
+    tools_ran_once(&server, &seen)?;
     let snapshot = server.latest_session().ok_or("no server session")?;
     ensure_eq(
         "the server's tools",
@@ -345,8 +334,8 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
         .cloned()
         .collect();
     ensure_eq("answers to the result in S", answers.len(), 1)?;
-    check_l_equals_s(&session, &server)?;
-    session.close().await.map_err(|e| e.to_string())
+    l_equals_s(&server, &session)?;
+    close(session).await
 }
 
 async fn s14(policy: PolicyKind) -> Outcome {
@@ -379,15 +368,15 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
         c.with_chunk_interval(std::time::Duration::from_millis(20))
     })
     .await;
-    let (session, mut rx) = session(&server, policy.boxed(), vec![weather_tool()]).await;
-    let mut seen = Seen::new();
-    seen.barrier(&session, &mut rx, "hello").await?;
+    let (session, mut seen) =
+        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
+    seen.barrier(&session, "hello").await?;
     session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
-    let call_id = seen.tool_call(&mut rx).await?;
+    let call_id = seen.tool_call().await?;
     let interrupt = "never mind, tell me a joke about many things";
     session.send_text(interrupt).map_err(|e| e.to_string())?;
     let cancelled = seen
-        .until(&mut rx, "the cancellation", |e| {
+        .until("the cancellation", |e| {
             matches!(e, SessionEvent::ToolCallCancelled { .. })
         })
         .await?;
@@ -399,22 +388,20 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
         },
     )?;
     // The cancelled turn ends.
-    seen.turn_complete(&mut rx, "the end of the cancelled turn")
-        .await?;
+    seen.turn_complete("the end of the cancelled turn").await?;
     match when {
         CancelDrop::AfterAnswer => {
-            seen.turn_complete(&mut rx, "the answer to the interruption")
-                .await?;
+            seen.turn_complete("the answer to the interruption").await?;
         }
         CancelDrop::DuringAnswer => {
-            seen.until(&mut rx, "the first chunk of the answer", |e| {
+            seen.until("the first chunk of the answer", |e| {
                 matches!(e, SessionEvent::Text(_))
             })
             .await?;
         }
     }
     server.faults().drop_connections();
-    seen.until(&mut rx, "reconnecting", |e| {
+    seen.until("reconnecting", |e| {
         matches!(e, SessionEvent::Reconnecting { .. })
     })
     .await?;
@@ -422,16 +409,16 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
     let _ = session
         .send_tool_result(call_id.clone(), json!({"temperature": 21}))
         .await;
-    seen.reconnected(&mut rx).await?;
+    seen.reconnected().await?;
     if let CancelDrop::DuringAnswer = when {
-        seen.turn_complete(&mut rx, "the answer to the interruption, again")
+        seen.turn_complete("the answer to the interruption, again")
             .await?;
     }
-    seen.barrier(&session, &mut rx, "thanks").await?;
-    seen.drain(&mut rx);
+    seen.barrier(&session, "thanks").await?;
+    seen.drain();
 
-    seen.check_reconnects(1)?;
-    seen.check_tools_once()?;
+    seen.reconnects_exactly(1)?;
+    tools_ran_once(&server, &seen)?;
     ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
     let sent: usize = server
         .connections()
@@ -453,8 +440,8 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
     let answers = answers_after_first(&server, "echo: thanks");
     let expected = usize::from(matches!(when, CancelDrop::DuringAnswer));
     ensure_eq("answers after the reconnect", answers.len(), expected)?;
-    check_l_equals_s(&session, &server)?;
-    session.close().await.map_err(|e| e.to_string())
+    l_equals_s(&server, &session)?;
+    close(session).await
 }
 
 async fn s15(policy: PolicyKind) -> Outcome {
@@ -484,22 +471,15 @@ async fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
         .function_call("c1", "call-0-1", "get_weather", json!({}))
         .build()
         .map_err(|e| e.to_string())?;
-    let (session, mut rx) =
-        agent_glue::LiveSession::builder(endpoint(&server), server.config().setup_model())
-            .modality(gemini_transport::wire::Modality::Text)
-            .transcription(false)
-            .tools(vec![weather_tool()])
-            .policy(policy.boxed())
-            .initial_context(initial)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-    let mut seen = Seen::new();
-    seen.barrier(&session, &mut rx, "are you there?").await?;
+    let (session, mut seen) = open(&server, policy.boxed(), |b| {
+        b.tools(vec![weather_tool()]).initial_context(initial)
+    })
+    .await?;
+    seen.barrier(&session, "are you there?").await?;
     server.faults().drop_connections();
-    seen.reconnected(&mut rx).await?;
-    seen.barrier(&session, &mut rx, "still there?").await?;
-    seen.drain(&mut rx);
+    seen.reconnected().await?;
+    seen.barrier(&session, "still there?").await?;
+    seen.drain();
 
     let reports = seen.count(|e| {
         matches!(
@@ -536,9 +516,9 @@ async fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
         vec![],
     )?;
     ensure_eq("tool calls the model made", calls_issued(&server), 0)?;
-    seen.check_reconnects(1)?;
-    check_l_equals_s(&session, &server)?;
-    session.close().await.map_err(|e| e.to_string())
+    seen.reconnects_exactly(1)?;
+    l_equals_s(&server, &session)?;
+    close(session).await
 }
 
 async fn s16(policy: PolicyKind) -> Outcome {

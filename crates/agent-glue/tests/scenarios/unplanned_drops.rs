@@ -2,17 +2,14 @@
 
 use std::time::Duration;
 
-use agent_glue::{LiveSession, ReconnectReason, ReconnectStrategy, SessionEvent, SessionEvents};
+use agent_glue::{LiveSession, ReconnectReason, ReconnectStrategy, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeServer, Family, FaultAction, Trigger};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::planned_rotation::{
-    Seen, answers_once, contexts_are, generations, kinds_after_setup, ms, one_socket_at_a_time,
-    open, summary, tools_ran_once,
-};
 use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
+use crate::support::*;
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -58,61 +55,39 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn scenario(id: &str) -> Scenario {
-    scenarios()
-        .into_iter()
-        .find(|s| s.id == id)
-        .expect("scenario listed")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s04_abnormal_close_while_idle() {
-    check(scenario("S04")).await;
+    check("S04").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s05_drop_before_any_handle() {
-    check(scenario("S05")).await;
+    check("S05").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s06_failed_redials() {
-    check(scenario("S06")).await;
+    check("S06").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s07_flapping() {
-    check(scenario("S07")).await;
+    check("S07").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s08_handle_after_replay_then_drop() {
-    check(scenario("S08")).await;
+    check("S08").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s09_never_two_sockets() {
-    check(scenario("S09")).await;
-}
-
-/// The last handle the server issued on connection `k` (0-based, accept order).
-fn last_handle_on(server: &FakeServer, k: usize) -> Option<String> {
-    let connection = server.connections().get(k).map(|c| c.id)?;
-    server
-        .latest_session()?
-        .handles_issued()
-        .iter()
-        .rfind(|h| h.connection == connection)
-        .map(|h| h.handle.clone())
+    check("S09").await;
 }
 
 /// The `Reconnecting` reason is a lost connection with this close code.
 fn lost_with(reason: Option<&ReconnectReason>, code: u16) -> bool {
     matches!(reason, Some(ReconnectReason::ConnectionLost { code: c, .. }) if *c == code)
-}
-
-async fn close(session: LiveSession) -> Outcome {
-    session.close().await.map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,23 +102,14 @@ async fn s04(policy: PolicyKind) -> Outcome {
     Ok(())
 }
 
-/// The kind of frame a typed turn travels in on `family`.
-fn typed_turn_kind(family: Family) -> String {
-    match family {
-        Family::Gemini31 => "realtimeInput".to_owned(),
-        _ => "clientContent".to_owned(),
-    }
-}
-
 async fn s04_on(policy: PolicyKind, family: Family) -> Outcome {
     let server = server(family, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b).await?;
-    let mut seen = Seen::default();
-    seen.turn(&session, &mut rx, "one").await?;
-    seen.turn(&session, &mut rx, "two").await?;
+    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
+    seen.barrier(&session, "one").await?;
+    seen.barrier(&session, "two").await?;
     let handle = last_handle_on(&server, 0);
     server.faults().drop_connections();
-    let report = seen.reconnected(&mut rx).await?;
+    let report = seen.reconnected().await?;
     ensure(lost_with(seen.reasons().first(), 1006), || {
         format!("reasons: {:?}", seen.reasons())
     })?;
@@ -161,10 +127,10 @@ async fn s04_on(policy: PolicyKind, family: Family) -> Outcome {
             .and_then(|c| c.resumed_from.clone()),
         handle,
     )?;
-    seen.turn(&session, &mut rx, "three").await?;
+    seen.barrier(&session, "three").await?;
     ensure_eq(
         "frames after the resumed setup",
-        kinds_after_setup(&server, 1),
+        kinds_after_setup_on(&server, 1),
         vec![typed_turn_kind(family)],
     )?;
     contexts_are(
@@ -180,9 +146,7 @@ async fn s04_on(policy: PolicyKind, family: Family) -> Outcome {
         ],
     )?;
     ensure_eq("generations", generations(&server), 3)?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
+    nothing_twice(&server, &seen)?;
     seen.reconnects_exactly(1)?;
     close(session).await
 }
@@ -209,20 +173,20 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
         .model("h2", "nice to meet you Ada")
         .build()
         .map_err(|e| e.to_string())?;
-    let (session, mut rx) = open(&server, policy, |b| b.initial_context(history)).await?;
-    let mut seen = Seen::default();
-    seen.turn(&session, &mut rx, "hello").await?;
+    let (session, mut seen) =
+        open(&server, fast_policy(policy), |b| b.initial_context(history)).await?;
+    seen.barrier(&session, "hello").await?;
     ensure_eq(
         "handles issued before the drop",
         server.latest_session().map(|s| s.handles_issued().len()),
         Some(0),
     )?;
     server.faults().drop_connections();
-    let report = seen.reconnected(&mut rx).await?;
+    let report = seen.reconnected().await?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Fresh)?;
     ensure_eq("server sessions", server.sessions().len(), 2)?;
     server.faults().release_handles();
-    seen.turn(&session, &mut rx, "again").await?;
+    seen.barrier(&session, "again").await?;
 
     // The fresh connection: setup, one seed, the new turn.
     let connections = server.connections();
@@ -232,10 +196,7 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
     ensure(fresh.resumed_from.is_none(), || {
         "the fresh setup resumed".into()
     })?;
-    let history_flag =
-        fresh.frames[0].json()["setup"]["historyConfig"]["initialHistoryInClientContent"]
-            .as_bool()
-            .unwrap_or(false);
+    let history_flag = history_in_client_content(&fresh.frames[0].json());
     let seeds: Vec<Value> = fresh.frames_of("clientContent").map(|f| f.json()).collect();
     let Some(seed) = seeds.first() else {
         return Err("no seed on the fresh connection".into());
@@ -244,9 +205,7 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
         .as_array()
         .map_or(0, Vec::len);
     ensure_eq("turns in the seed", seed_turns, 4)?;
-    let seed_complete = seed["clientContent"]["turnComplete"]
-        .as_bool()
-        .unwrap_or(false);
+    let seed_complete = asks_for_answer(seed);
     let flag_family = family == Family::Gemini31;
     ensure_eq(
         "historyConfig on the fresh setup",
@@ -281,9 +240,7 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
     )?;
     // The seed asked for nothing: the fresh session generated only the answer to "again".
     ensure_eq("generations of the fresh session", generations(&server), 1)?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
+    nothing_twice(&server, &seen)?;
     seen.reconnects_exactly(1)?;
     close(session).await
 }
@@ -295,30 +252,26 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
 /// the outage waits in the outbox and is delivered once when the third dial succeeds.
 async fn s06(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b).await?;
-    let mut seen = Seen::default();
-    seen.turn(&session, &mut rx, "one").await?;
+    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
+    seen.barrier(&session, "one").await?;
     server.faults().refuse_upgrades(2, 503);
     server.faults().drop_connections();
-    seen.until(&mut rx, "Reconnecting", |e| {
+    seen.until("Reconnecting", |e| {
         matches!(e, SessionEvent::Reconnecting { .. })
     })
     .await?;
     session
         .send_text("typed during the outage")
         .map_err(|e| e.to_string())?;
-    let report = seen.reconnected(&mut rx).await?;
+    let report = seen.reconnected().await?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
     ensure_eq("attempts", report.attempts, 3)?;
     // Three waits of at least 20, 40 and 80 ms with the fast policy.
     ensure(report.gap >= ms(100), || {
         format!("retried without backoff: gap {:?}", report.gap)
     })?;
-    seen.until(&mut rx, "answer to the outage turn", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-    })
-    .await?;
-    seen.turn(&session, &mut rx, "three").await?;
+    seen.turn_complete("answer to the outage turn").await?;
+    seen.barrier(&session, "three").await?;
     // Refused upgrades never became connections.
     ensure_eq("connections", server.connections().len(), 2)?;
     contexts_are(
@@ -334,9 +287,7 @@ async fn s06(policy: PolicyKind) -> Outcome {
         ],
     )?;
     ensure_eq("generations", generations(&server), 3)?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
+    nothing_twice(&server, &seen)?;
     seen.reconnects_exactly(1)?;
     close(session).await
 }
@@ -361,13 +312,8 @@ const S07_EXPECTED: &[&str] = &[
 
 /// Drives the S07 conversation up to (not including) the faults; handles withheld from
 /// `withhold_after_first` on so that the exchange after "one" is covered by no handle.
-async fn s07_conversation(
-    server: &FakeServer,
-    session: &LiveSession,
-    rx: &mut SessionEvents,
-    seen: &mut Seen,
-) -> Outcome {
-    seen.turn(session, rx, "one").await?;
+async fn s07_conversation(server: &FakeServer, session: &LiveSession, seen: &mut Seen) -> Outcome {
+    seen.barrier(session, "one").await?;
     server.faults().withhold_handles();
     let mut ctx = session.chat_ctx();
     ctx.push_user("note-1", "note from the app")
@@ -380,23 +326,52 @@ async fn s07_conversation(
     session
         .send_text("what does get_weather say")
         .map_err(|e| e.to_string())?;
-    seen.until(rx, "tool call", |e| {
-        matches!(e, SessionEvent::ToolCall { .. })
-    })
-    .await?;
-    let call = seen.events.iter().rev().find_map(|e| match e {
-        SessionEvent::ToolCall { call_id, .. } => Some(call_id.clone()),
-        _ => None,
-    });
-    let call = call.ok_or("no call id")?;
+    let call = seen.tool_call().await?;
     session
         .send_tool_result(call, serde_json::json!({"celsius": 18}))
         .await
         .map_err(|e| e.to_string())?;
-    seen.until(rx, "answer after the tool result", |e| {
-        matches!(e, SessionEvent::TurnComplete)
+    seen.turn_complete("answer after the tool result").await
+}
+
+/// Handles flow again; the next setup is dropped right after setupComplete, and the
+/// connection after it right after its first message (the `first` one: a replay or a seed).
+async fn flap(server: &FakeServer, first: &str) -> Outcome {
+    server.faults().release_handles();
+    server
+        .faults()
+        .schedule(Trigger::SetupCompleteSent, FaultAction::Drop);
+    server
+        .faults()
+        .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
+    server.faults().drop_connections();
+    // The handshake drop fires on the first reconnect (it may fail that setup itself, so it
+    // takes one or two reconnects); a connection then comes up and sends its `first`.
+    server
+        .wait_for(ms(3_000), "the handshake drop, then a connection up", |v| {
+            v.connections().len() >= 3 && v.latest_connection().is_some_and(|c| c.is_open())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // That message is dropped after it arrives, and the next connection takes over. (A
+    // policy that sends no such message leaves the fault armed: it is cleared here.)
+    let _ = server
+        .wait_for(
+            ms(500),
+            &format!("the {first} drop, then a connection up"),
+            |v| v.connections().len() >= 4 && v.latest_connection().is_some_and(|c| c.is_open()),
+        )
+        .await;
+    server.faults().clear_scheduled();
+    Ok(())
+}
+
+/// Paired reconnect events, between one and three of them for the three drops of S07.
+fn no_reconnect_loop(seen: &Seen) -> Outcome {
+    let replays = seen.paired_reconnects()?;
+    ensure((1..=3).contains(&replays), || {
+        format!("{replays} reconnects for three drops (a loop?)")
     })
-    .await
 }
 
 /// The conversation once without faults, then with: the handshake of the first reconnect
@@ -409,10 +384,12 @@ async fn s07(policy: PolicyKind) -> Outcome {
 async fn s07_on_25(policy: PolicyKind) -> Outcome {
     // The fault-free run, for comparison.
     let calm = server(Family::Gemini25, |c| c).await;
-    let (session, mut rx) = open(&calm, policy, |b| b.tools(vec![weather_tool()])).await?;
-    let mut seen = Seen::default();
-    s07_conversation(&calm, &session, &mut rx, &mut seen).await?;
-    seen.turn(&session, &mut rx, "four").await?;
+    let (session, mut seen) = open(&calm, fast_policy(policy), |b| {
+        b.tools(vec![weather_tool()])
+    })
+    .await?;
+    s07_conversation(&calm, &session, &mut seen).await?;
+    seen.barrier(&session, "four").await?;
     let fault_free = s_entries(&calm);
     ensure_eq(
         "the fault-free run",
@@ -422,46 +399,20 @@ async fn s07_on_25(policy: PolicyKind) -> Outcome {
     close(session).await?;
 
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b.tools(vec![weather_tool()])).await?;
-    let mut seen = Seen::default();
-    s07_conversation(&server, &session, &mut rx, &mut seen).await?;
-    // Handles flow again; the next setup is dropped right after setupComplete, and the
-    // connection after it right after the first message of the replay.
-    server.faults().release_handles();
-    server
-        .faults()
-        .schedule(Trigger::SetupCompleteSent, FaultAction::Drop);
-    server
-        .faults()
-        .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
-    server.faults().drop_connections();
-    // The handshake drop fires on the first reconnect (it may fail that setup itself, so it
-    // takes one or two reconnects); a connection then comes up and replays.
-    server
-        .wait_for(ms(3_000), "the handshake drop, then a connection up", |v| {
-            v.connections().len() >= 3 && v.latest_connection().is_some_and(|c| c.is_open())
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    // A replay on it is dropped after its first message, and the next connection takes over.
-    // (A policy that replays nothing leaves the fault armed: it is cleared before "four".)
-    let _ = server
-        .wait_for(ms(500), "the replay drop, then a connection up", |v| {
-            v.connections().len() >= 4 && v.latest_connection().is_some_and(|c| c.is_open())
-        })
-        .await;
-    server.faults().clear_scheduled();
-    seen.turn(&session, &mut rx, "four").await?;
+    let (session, mut seen) = open(&server, fast_policy(policy), |b| {
+        b.tools(vec![weather_tool()])
+    })
+    .await?;
+    s07_conversation(&server, &session, &mut seen).await?;
+    flap(&server, "replay").await?;
+    seen.barrier(&session, "four").await?;
     ensure_eq(
         "S equals the fault-free run",
         s_entries(&server),
         fault_free,
     )?;
     contexts_are(&server, &session, S07_EXPECTED)?;
-    let replays = seen.paired_reconnects()?;
-    ensure((1..=3).contains(&replays), || {
-        format!("{replays} reconnects for three drops (a loop?)")
-    })?;
+    no_reconnect_loop(&seen)?;
     // one, the call, the continuation after the result, four: nothing asked again.
     ensure_eq("generations", generations(&server), 4).map_err(|e| {
         let setups: Vec<Option<String>> = server
@@ -471,9 +422,7 @@ async fn s07_on_25(policy: PolicyKind) -> Outcome {
             .collect();
         format!("{e}; resumed from {setups:?}; {:?}", summary(&seen.events))
     })?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
+    nothing_twice(&server, &seen)?;
     close(session).await
 }
 
@@ -483,32 +432,12 @@ async fn s07_on_25(policy: PolicyKind) -> Outcome {
 /// hold the conversation once, without having been asked to answer it again.
 async fn s07_on_31(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini31, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b).await?;
-    let mut seen = Seen::default();
-    seen.turn(&session, &mut rx, "one").await?;
+    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
+    seen.barrier(&session, "one").await?;
     server.faults().withhold_handles();
-    seen.turn(&session, &mut rx, "two").await?;
-    server.faults().release_handles();
-    server
-        .faults()
-        .schedule(Trigger::SetupCompleteSent, FaultAction::Drop);
-    server
-        .faults()
-        .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
-    server.faults().drop_connections();
-    server
-        .wait_for(ms(3_000), "the handshake drop, then a connection up", |v| {
-            v.connections().len() >= 3 && v.latest_connection().is_some_and(|c| c.is_open())
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = server
-        .wait_for(ms(500), "the seed drop, then a connection up", |v| {
-            v.connections().len() >= 4 && v.latest_connection().is_some_and(|c| c.is_open())
-        })
-        .await;
-    server.faults().clear_scheduled();
-    seen.turn(&session, &mut rx, "four").await?;
+    seen.barrier(&session, "two").await?;
+    flap(&server, "seed").await?;
+    seen.barrier(&session, "four").await?;
     contexts_are(
         &server,
         &session,
@@ -523,18 +452,9 @@ async fn s07_on_31(policy: PolicyKind) -> Outcome {
     )?;
     // The last session only answered "four": its seed asked for nothing.
     ensure_eq("generations of the last session", generations(&server), 1)?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
-    let replays = seen.paired_reconnects()?;
-    ensure((1..=3).contains(&replays), || {
-        format!("{replays} reconnects for three drops (a loop?)")
-    })?;
+    nothing_twice(&server, &seen)?;
+    no_reconnect_loop(&seen)?;
     close(session).await
-}
-
-fn strings(entries: &[&str]) -> Vec<String> {
-    entries.iter().map(|s| (*s).to_owned()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,11 +465,10 @@ fn strings(entries: &[&str]) -> Vec<String> {
 /// next connection must not deliver the replay a second time.
 async fn s08(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b).await?;
-    let mut seen = Seen::default();
-    seen.turn(&session, &mut rx, "one").await?;
+    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
+    seen.barrier(&session, "one").await?;
     server.faults().withhold_handles();
-    seen.turn(&session, &mut rx, "two").await?;
+    seen.barrier(&session, "two").await?;
     server.faults().release_handles();
     // The replay on the next connection is its first message: drop right after it (the
     // handle issued for it is sent first).
@@ -557,7 +476,7 @@ async fn s08(policy: PolicyKind) -> Outcome {
         .faults()
         .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
     server.faults().drop_connections();
-    seen.reconnected(&mut rx).await?;
+    seen.reconnected().await?;
     // A policy that replays nothing leaves the fault armed; it is cleared before "three".
     let replayed = server
         .wait_for(ms(1_000), "the replay processed and dropped", |v| {
@@ -571,9 +490,9 @@ async fn s08(policy: PolicyKind) -> Outcome {
         ensure(last_handle_on(&server, 1).is_some(), || {
             "the fake issued no handle after the replay".into()
         })?;
-        seen.reconnected(&mut rx).await?;
+        seen.reconnected().await?;
     }
-    seen.turn(&session, &mut rx, "three").await?;
+    seen.barrier(&session, "three").await?;
     contexts_are(
         &server,
         &session,
@@ -587,9 +506,7 @@ async fn s08(policy: PolicyKind) -> Outcome {
         ],
     )?;
     ensure_eq("generations", generations(&server), 3)?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
+    nothing_twice(&server, &seen)?;
     seen.reconnects_exactly(if replayed { 2 } else { 1 })?;
     close(session).await
 }
@@ -602,25 +519,24 @@ async fn s08(policy: PolicyKind) -> Outcome {
 /// and the 1011 is retried as a transient failure by resuming.
 async fn s09(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut rx) = open(&server, policy, |b| b).await?;
-    let mut seen = Seen::default();
-    seen.turn(&session, &mut rx, "one").await?;
+    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
+    seen.barrier(&session, "one").await?;
     server.faults().go_away(Duration::from_secs(50));
-    seen.reconnected(&mut rx).await?;
-    seen.turn(&session, &mut rx, "two").await?;
+    seen.reconnected().await?;
+    seen.barrier(&session, "two").await?;
     server.faults().drop_connections();
-    seen.reconnected(&mut rx).await?;
-    seen.turn(&session, &mut rx, "three").await?;
+    seen.reconnected().await?;
+    seen.barrier(&session, "three").await?;
     server
         .faults()
         .close_connections(1011, "Internal error encountered.");
-    let report = seen.reconnected(&mut rx).await?;
+    let report = seen.reconnected().await?;
     ensure_eq(
         "strategy after 1011",
         report.strategy,
         ReconnectStrategy::Resumed,
     )?;
-    seen.turn(&session, &mut rx, "four").await?;
+    seen.barrier(&session, "four").await?;
     let reasons = seen.reasons();
     ensure(
         matches!(reasons.first(), Some(ReconnectReason::GoAway { .. }))
@@ -649,9 +565,7 @@ async fn s09(policy: PolicyKind) -> Outcome {
         ],
     )?;
     ensure_eq("generations", generations(&server), 4)?;
-    answers_once(&server)?;
-    tools_ran_once(&server, &seen)?;
-    one_socket_at_a_time(&server)?;
+    nothing_twice(&server, &seen)?;
     seen.reconnects_exactly(3)?;
     close(session).await
 }

@@ -4,10 +4,10 @@ use agent_glue::{ReconnectStrategy, SessionEvent};
 use ctx_model::Message;
 use gemini_fake::{FakeServer, Family, FaultAction, Trigger as FaultTrigger};
 use resume_policy::DivergenceReason;
-use serde_json::json;
 
 use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, ensure, ensure_eq};
+use crate::support::*;
 
 use super::observe::*;
 
@@ -15,7 +15,7 @@ use super::observe::*;
 
 pub(super) async fn s17(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     let ctx = appended(
         &session,
@@ -34,16 +34,14 @@ pub(super) async fn s17(policy: PolicyKind) -> Outcome {
     ensure(frame.get("clientContent").is_some(), || {
         format!("the append did not go as clientContent: {frame}")
     })?;
-    ensure(
-        frame["clientContent"]["turnComplete"].as_bool() != Some(true),
-        || format!("the append asked for an answer: {frame}"),
-    )?;
+    ensure(!asks_for_answer(frame), || {
+        format!("the append asked for an answer: {frame}")
+    })?;
     ensure(frame.to_string().contains("noted the code"), || {
         format!("the model item is not in the same message: {frame}")
     })?;
-    contexts_match(&session, &server)?;
-    let generations = server.latest_session().map(|s| s.generations());
-    ensure_eq("generations after the append", generations, Some(2))?;
+    l_equals_s(&server, &session)?;
+    ensure_eq("generations after the append", generations(&server), 2)?;
 
     // A later drop and resume: the append is never sent again.
     server.faults().drop_connections();
@@ -66,22 +64,18 @@ pub(super) async fn s17(policy: PolicyKind) -> Outcome {
         occurrences_in_s(&server, "user: remember the code 42"),
         1,
     )?;
-    contexts_match(&session, &server)?;
-    ensure_eq(
-        "generations",
-        server.latest_session().map(|s| s.generations()),
-        Some(3),
-    )?;
+    l_equals_s(&server, &session)?;
+    ensure_eq("generations", generations(&server), 3)?;
     no_rejections(&server)?;
-    watch.reconnects(1)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(1)?;
+    close(session).await
 }
 
 // S18 ------------------------------------------------------------------------------------
 
 pub(super) async fn s18(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini31, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     let ctx = appended(
         &session,
@@ -100,6 +94,7 @@ pub(super) async fn s18(policy: PolicyKind) -> Outcome {
         first.frames_of("clientContent").count(),
         0,
     )?;
+    watch.drain();
     let reported = watch
         .divergences()
         .contains(&DivergenceReason::ClientContentForbidden);
@@ -118,37 +113,35 @@ pub(super) async fn s18(policy: PolicyKind) -> Outcome {
             "resumed although the append needs a seed".into()
         })?;
         let setup = setup_of(second);
-        ensure(
-            setup["setup"]["historyConfig"]["initialHistoryInClientContent"] == json!(true),
-            || format!("a fresh 3.1 seed without historyConfig: {setup}"),
-        )?;
+        ensure(history_in_client_content(&setup), || {
+            format!("a fresh 3.1 seed without historyConfig: {setup}")
+        })?;
         watch.barrier(&session, "three").await?;
         let connections = server.connections();
         ensure_eq("connections", connections.len(), 2)?;
         let seeds = frames_mentioning(&connections[1], "remember the code 42");
         ensure_eq("seeds carrying the append", seeds.len(), 1)?;
-        let generations = server.latest_session().map(|s| s.generations());
-        ensure_eq("generations of the seeded session", generations, Some(1))?;
+        ensure_eq("generations of the seeded session", generations(&server), 1)?;
         ensure_eq(
             "the append in S",
             occurrences_in_s(&server, "user: remember the code 42"),
             1,
         )?;
-        contexts_match(&session, &server)?;
+        l_equals_s(&server, &session)?;
     } else {
         watch.barrier(&session, "three").await?;
-        contexts_match(&session, &server)?;
+        l_equals_s(&server, &session)?;
     }
     no_rejections(&server)?;
-    watch.reconnects(1)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(1)?;
+    close(session).await
 }
 
 // S19 ------------------------------------------------------------------------------------
 
 /// Drops the connection and holds the session down (two refused dials); returns once the
 /// application has seen `Reconnecting`.
-async fn go_down(server: &FakeServer, watch: &mut Watch) -> Outcome {
+async fn go_down(server: &FakeServer, watch: &mut Seen) -> Outcome {
     server.faults().refuse_upgrades(2, 503);
     server.faults().drop_connections();
     watch
@@ -173,7 +166,7 @@ pub(super) async fn s19(policy: PolicyKind) -> Outcome {
 /// the handle resumed from and not replayed).
 async fn s19_in_flight(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     server
         .faults()
@@ -190,24 +183,20 @@ async fn s19_in_flight(policy: PolicyKind) -> Outcome {
         occurrences_in_s(&server, "user: note sent as the socket died"),
         1,
     )?;
-    contexts_match(&session, &server)?;
+    l_equals_s(&server, &session)?;
     ensure(report.strategy == ReconnectStrategy::Resumed, || {
         let handles = server.latest_session().map(|s| s.handles_issued().to_vec());
         format!("not resumed: {report:?}; handles issued {handles:?}")
     })?;
-    ensure_eq(
-        "generations",
-        server.latest_session().map(|s| s.generations()),
-        Some(2),
-    )?;
+    ensure_eq("generations", generations(&server), 2)?;
     no_rejections(&server)?;
-    watch.reconnects(1)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(1)?;
+    close(session).await
 }
 
 async fn s19_on_25(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     go_down(&server, &mut watch).await?;
     let ctx = appended(
@@ -220,29 +209,24 @@ async fn s19_on_25(policy: PolicyKind) -> Outcome {
     watch.barrier(&session, "two").await?;
     let carrying = all_frames_mentioning(&server, "note made offline");
     ensure_eq("2.5 frames carrying the append", carrying.len(), 1)?;
-    ensure(
-        carrying[0]["clientContent"]["turnComplete"].as_bool() != Some(true),
-        || format!("the append asked for an answer: {}", carrying[0]),
-    )?;
+    ensure(!asks_for_answer(&carrying[0]), || {
+        format!("the append asked for an answer: {}", carrying[0])
+    })?;
     ensure_eq(
         "2.5 the append in S",
         occurrences_in_s(&server, "user: note made offline"),
         1,
     )?;
-    contexts_match(&session, &server)?;
-    ensure_eq(
-        "2.5 generations",
-        server.latest_session().map(|s| s.generations()),
-        Some(2),
-    )?;
+    l_equals_s(&server, &session)?;
+    ensure_eq("2.5 generations", generations(&server), 2)?;
     no_rejections(&server)?;
-    watch.reconnects(1)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(1)?;
+    close(session).await
 }
 
 async fn s19_on_31(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini31, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     go_down(&server, &mut watch).await?;
     let ctx = appended(
@@ -254,6 +238,7 @@ async fn s19_on_31(policy: PolicyKind) -> Outcome {
     watch.barrier(&session, "two").await?;
     no_rejections(&server)?;
     let fresh = first.strategy == ReconnectStrategy::Fresh;
+    watch.drain();
     let reported = watch
         .divergences()
         .contains(&DivergenceReason::ClientContentForbidden);
@@ -285,8 +270,8 @@ async fn s19_on_31(policy: PolicyKind) -> Outcome {
             || format!("clientContent mid-session on connection {}", conn.id),
         )?;
     }
-    contexts_match(&session, &server)?;
+    l_equals_s(&server, &session)?;
     no_rejections(&server)?;
-    watch.reconnects(reconnects)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(reconnects)?;
+    close(session).await
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, ensure, ensure_eq};
+use crate::support::*;
 
 use super::observe::*;
 
@@ -41,7 +42,7 @@ pub(super) async fn s20(policy: PolicyKind) -> Outcome {
 /// for no answer (`turnComplete: false` on 2.5; `historyConfig` and `turnComplete: true` on 3.1).
 async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
     let server = server(family, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], None).await?;
+    let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     watch.barrier(&session, "two").await?;
     let old_session = server.latest_session().map(|s| s.id());
@@ -52,11 +53,10 @@ async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
     watch.barrier(&session, "three").await?;
     let mut expected = want;
     expected.extend(["user: three".to_owned(), "model: echo: three".to_owned()]);
-    ensure_eq("S (the edit applied exactly)", s_entries(&server), expected)?;
-    contexts_match(&session, &server)?;
+    contexts_are(&server, &session, &expected)?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Fresh)?;
     ensure(
-        watch.seen.iter().any(|e| {
+        watch.events.iter().any(|e| {
             matches!(
                 e,
                 SessionEvent::Reconnecting {
@@ -69,7 +69,7 @@ async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
     let connections = server.connections();
     let fresh = connections.last().ok_or("no connection")?;
     let setup = setup_of(fresh);
-    let history = setup["setup"]["historyConfig"]["initialHistoryInClientContent"] == json!(true);
+    let history = history_in_client_content(&setup);
     ensure_eq("historyConfig", history, family == Family::Gemini31)?;
     let seeds: Vec<Value> = fresh
         .frames_of("clientContent")
@@ -79,7 +79,7 @@ async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
     ensure_eq("seeds", seeds.len(), 1)?;
     ensure_eq(
         "the seed's turnComplete",
-        seeds[0]["clientContent"]["turnComplete"].as_bool() == Some(true),
+        asks_for_answer(&seeds[0]),
         history,
     )?;
     // A new server session, and the seed triggered no answer (only the barrier's).
@@ -101,15 +101,15 @@ async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
         )?;
     }
     no_rejections(&server)?;
-    watch.reconnects(1)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(1)?;
+    close(session).await
 }
 
 /// `EditHandling::Report`: the edit is reported and the server keeps what it holds.
 async fn s20_report() -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
     let policy = DefaultPolicy::new(Backoff::default(), EditHandling::Report);
-    let (session, mut watch) = open(&server, Box::new(policy), vec![], None).await?;
+    let (session, mut watch) = open(&server, Box::new(policy), |b| b).await?;
     watch.barrier(&session, "one").await?;
     watch.barrier(&session, "two").await?;
     let before = s_entries(&server);
@@ -147,7 +147,7 @@ async fn s20_report() -> Outcome {
         || "report: the edit was sent".into(),
     )?;
     no_rejections(&server)?;
-    session.close().await.map_err(err)
+    close(session).await
 }
 
 // S21 ------------------------------------------------------------------------------------
@@ -159,7 +159,8 @@ pub(super) async fn s21(policy: PolicyKind) -> Outcome {
 
 async fn s21_on_25(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], Some("Be brief.")).await?;
+    let (session, mut watch) =
+        open(&server, policy.boxed(), |b| b.instructions("Be brief.")).await?;
     watch.barrier(&session, "one").await?;
     let session_id = server.latest_session().map(|s| s.id());
     for (n, text) in [(1usize, "Be verbose."), (2, "Be kind.")] {
@@ -206,20 +207,17 @@ async fn s21_on_25(policy: PolicyKind) -> Outcome {
         !s_entries(&server).iter().any(|e| e.contains("Be ")),
         || "an instruction turn in S".into(),
     )?;
-    contexts_match(&session, &server)?;
-    ensure_eq(
-        "generations",
-        server.latest_session().map(|s| s.generations()),
-        Some(3),
-    )?;
+    l_equals_s(&server, &session)?;
+    ensure_eq("generations", generations(&server), 3)?;
     no_rejections(&server)?;
-    watch.reconnects(2)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(2)?;
+    close(session).await
 }
 
 async fn s21_on_38(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini38, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![], Some("Be brief.")).await?;
+    let (session, mut watch) =
+        open(&server, policy.boxed(), |b| b.instructions("Be brief.")).await?;
     watch.barrier(&session, "one").await?;
     session.update_instructions("Be verbose.").map_err(err)?;
     watch.barrier(&session, "two").await?;
@@ -234,7 +232,7 @@ async fn s21_on_38(policy: PolicyKind) -> Outcome {
         ensure(updates[0].to_string().contains("Be verbose."), || {
             format!("3.8 contextUpdate without the instruction: {}", updates[0])
         })?;
-        watch.reconnects(0)?;
+        watch.reconnects_exactly(0)?;
     } else {
         // Routed through a reconnect: the setup carries it, nothing is replayed.
         let latest = &connections[connections.len() - 1];
@@ -248,7 +246,7 @@ async fn s21_on_38(policy: PolicyKind) -> Outcome {
             latest,
             &["clientContent"],
         )?;
-        watch.reconnects(1)?;
+        watch.reconnects_exactly(1)?;
     }
     ensure_eq(
         "3.8 server instruction",
@@ -257,9 +255,9 @@ async fn s21_on_38(policy: PolicyKind) -> Outcome {
             .and_then(|s| s.system_instruction().map(str::to_owned)),
         Some("Be verbose.".to_owned()),
     )?;
-    contexts_match(&session, &server)?;
+    l_equals_s(&server, &session)?;
     no_rejections(&server)?;
-    session.close().await.map_err(err)
+    close(session).await
 }
 
 // S22 ------------------------------------------------------------------------------------
@@ -270,7 +268,8 @@ fn time_tool() -> FunctionDeclaration {
 
 pub(super) async fn s22(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut watch) = open(&server, policy.boxed(), vec![weather_tool()], None).await?;
+    let (session, mut watch) =
+        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
     watch.barrier(&session, "one").await?;
     session
         .send_text("what does get_weather say for Paris")
@@ -293,13 +292,13 @@ pub(super) async fn s22(policy: PolicyKind) -> Outcome {
         .map_err(err)?;
     // The model continues from the result, and the restart happens: in either order (the
     // restart may wait for the turn to end, or carry the result to the new connection).
-    let mark = watch.seen.len();
+    let mark = watch.events.len();
     let report = watch.reconnected().await.map_err(|e| {
         let held = server.latest_session().map(|s| s.tools().to_vec());
         format!("the tool change never reached the server (it holds {held:?}): {e}")
     })?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
-    let answered = watch.seen[mark..]
+    let answered = watch.events[mark..]
         .iter()
         .any(|e| matches!(e, SessionEvent::TurnComplete));
     if !answered {
@@ -321,14 +320,11 @@ pub(super) async fn s22(policy: PolicyKind) -> Outcome {
     ensure_eq("connections", connections.len(), 2)?;
     let second = &connections[1];
     // The current handle: the newest the first connection received.
-    let newest = server.latest_session().and_then(|s| {
-        s.handles_issued()
-            .iter()
-            .filter(|h| h.connection == connections[0].id)
-            .map(|h| h.handle.clone())
-            .next_back()
-    });
-    ensure_eq("resumed from", second.resumed_from.clone(), newest)?;
+    ensure_eq(
+        "resumed from",
+        second.resumed_from.clone(),
+        last_handle_on(&server, 0),
+    )?;
     ensure_eq(
         "tools in the new setup",
         setup_tools(&setup_of(second)),
@@ -351,8 +347,8 @@ pub(super) async fn s22(policy: PolicyKind) -> Outcome {
     }
     let entry = format!("response {call_id} get_weather {output}");
     ensure_eq("the result in S", occurrences_in_s(&server, &entry), 1)?;
-    contexts_match(&session, &server)?;
+    l_equals_s(&server, &session)?;
     no_rejections(&server)?;
-    watch.reconnects(1)?;
-    session.close().await.map_err(err)
+    watch.reconnects_exactly(1)?;
+    close(session).await
 }
