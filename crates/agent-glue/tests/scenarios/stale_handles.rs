@@ -99,12 +99,10 @@ async fn s10_on(policy: PolicyKind, family: Family) -> Outcome {
 }
 
 async fn s10(policy: PolicyKind) -> Outcome {
-    s10_on(policy, Family::Gemini25)
-        .await
-        .map_err(|e| format!("2.5: {e}"))?;
-    s10_on(policy, Family::Gemini31)
-        .await
-        .map_err(|e| format!("3.1: {e}"))
+    each_case([Family::Gemini25, Family::Gemini31], |family| {
+        s10_on(policy, family)
+    })
+    .await
 }
 
 /// How a resume gets refused.
@@ -195,17 +193,16 @@ async fn s11_on(policy: PolicyKind, family: Family, refusal: Refusal) -> Outcome
 }
 
 async fn s11(policy: PolicyKind) -> Outcome {
-    for (family, refusal) in [
-        (Family::Gemini25, Refusal::Code1007),
-        (Family::Gemini25, Refusal::Code1011),
-        (Family::Gemini25, Refusal::Expired),
-        (Family::Gemini31, Refusal::Code1007),
-    ] {
-        s11_on(policy, family, refusal)
-            .await
-            .map_err(|e| format!("{family:?} {refusal:?}: {e}"))?;
-    }
-    Ok(())
+    each_case(
+        [
+            (Family::Gemini25, Refusal::Code1007),
+            (Family::Gemini25, Refusal::Code1011),
+            (Family::Gemini25, Refusal::Expired),
+            (Family::Gemini31, Refusal::Code1007),
+        ],
+        |(family, refusal)| s11_on(policy, family, refusal),
+    )
+    .await
 }
 
 /// S12: the server's handles lag `lag` client messages behind (never behind the last message
@@ -265,10 +262,5 @@ async fn s12_on(policy: PolicyKind, lag: u64) -> Outcome {
 }
 
 async fn s12(policy: PolicyKind) -> Outcome {
-    for lag in [1, 2] {
-        s12_on(policy, lag)
-            .await
-            .map_err(|e| format!("lag {lag}: {e}"))?;
-    }
-    Ok(())
+    each_case([1, 2], |lag| s12_on(policy, lag)).await
 }

@@ -4,6 +4,8 @@
 //! two sockets).
 
 use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::future::Future;
 use std::time::Duration;
 
 use agent_glue::{
@@ -39,6 +41,18 @@ pub fn fast_policy(policy: PolicyKind) -> Box<dyn ResumePolicy> {
         PolicyKind::ReplayAlways => Box::new(ReplayAlways { backoff }),
         PolicyKind::SkipReplay => Box::new(SkipReplay { backoff }),
     }
+}
+
+/// Runs `run` for each case in turn; the first failure, prefixed with its case, is the
+/// scenario's.
+pub async fn each_case<C: Copy + Debug, F: Future<Output = Outcome>>(
+    cases: impl IntoIterator<Item = C>,
+    mut run: impl FnMut(C) -> F,
+) -> Outcome {
+    for case in cases {
+        run(case).await.map_err(|e| format!("{case:?}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Connects a TEXT-modality session to `server` with `policy` and `tweak` applied to the
@@ -380,6 +394,24 @@ pub fn nothing_twice(server: &FakeServer, seen: &Seen) -> Outcome {
     answers_once(server)?;
     tools_ran_once(server, seen)?;
     one_socket_at_a_time(server)
+}
+
+/// How a drop or rotation scenario ends once its last turn is answered: `S` is `expected` and
+/// `L == S`, the latest server session generated `generations_expected` answers, nothing ran
+/// twice, never two sockets, and `reconnects` paired reconnects; then the session closes.
+pub async fn ends_with(
+    server: &FakeServer,
+    session: LiveSession,
+    seen: &mut Seen,
+    expected: &[impl AsRef<str>],
+    generations_expected: u32,
+    reconnects: usize,
+) -> Outcome {
+    contexts_are(server, &session, expected)?;
+    ensure_eq("generations", generations(server), generations_expected)?;
+    nothing_twice(server, seen)?;
+    seen.reconnects_exactly(reconnects)?;
+    close(session).await
 }
 
 /// `L == S`, and no entry twice in `S`.

@@ -220,21 +220,20 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
 }
 
 async fn s13(policy: PolicyKind) -> Outcome {
-    for (family, back, done) in [
-        (Family::Gemini25, Back::Drop, Done::WhileDown),
-        (Family::Gemini25, Back::Expired, Done::WhileDown),
-        (Family::Gemini38, Back::Drop, Done::WhileDown),
-        (Family::Gemini31, Back::Drop, Done::WhileDown),
-        (Family::Gemini25, Back::Drop, Done::BeforeDrop),
-        (Family::Gemini25, Back::Drop, Done::AfterReconnect),
-        (Family::Gemini38, Back::Drop, Done::AfterReconnect),
-        (Family::Gemini31, Back::Drop, Done::AfterReconnect),
-    ] {
-        s13_on(policy, family, back, done)
-            .await
-            .map_err(|e| format!("{family:?} {back:?} {done:?}: {e}"))?;
-    }
-    Ok(())
+    each_case(
+        [
+            (Family::Gemini25, Back::Drop, Done::WhileDown),
+            (Family::Gemini25, Back::Expired, Done::WhileDown),
+            (Family::Gemini38, Back::Drop, Done::WhileDown),
+            (Family::Gemini31, Back::Drop, Done::WhileDown),
+            (Family::Gemini25, Back::Drop, Done::BeforeDrop),
+            (Family::Gemini25, Back::Drop, Done::AfterReconnect),
+            (Family::Gemini38, Back::Drop, Done::AfterReconnect),
+            (Family::Gemini31, Back::Drop, Done::AfterReconnect),
+        ],
+        |(family, back, done)| s13_on(policy, family, back, done),
+    )
+    .await
 }
 
 /// When the application answers in S14.
@@ -339,16 +338,15 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
 }
 
 async fn s14(policy: PolicyKind) -> Outcome {
-    for (family, answer) in [
-        (Family::Gemini25, Answer::AfterUpdate),
-        (Family::Gemini25, Answer::BeforeUpdate),
-        (Family::Gemini38, Answer::AfterUpdate),
-    ] {
-        s14_on(policy, family, answer)
-            .await
-            .map_err(|e| format!("{family:?} {answer:?}: {e}"))?;
-    }
-    Ok(())
+    each_case(
+        [
+            (Family::Gemini25, Answer::AfterUpdate),
+            (Family::Gemini25, Answer::BeforeUpdate),
+            (Family::Gemini38, Answer::AfterUpdate),
+        ],
+        |(family, answer)| s14_on(policy, family, answer),
+    )
+    .await
 }
 
 /// When the drop comes in S15.
@@ -445,16 +443,15 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
 }
 
 async fn s15(policy: PolicyKind) -> Outcome {
-    for (family, when) in [
-        (Family::Gemini25, CancelDrop::AfterAnswer),
-        (Family::Gemini25, CancelDrop::DuringAnswer),
-        (Family::Gemini31, CancelDrop::AfterAnswer),
-    ] {
-        s15_on(policy, family, when)
-            .await
-            .map_err(|e| format!("{family:?} {when:?}: {e}"))?;
-    }
-    Ok(())
+    each_case(
+        [
+            (Family::Gemini25, CancelDrop::AfterAnswer),
+            (Family::Gemini25, CancelDrop::DuringAnswer),
+            (Family::Gemini31, CancelDrop::AfterAnswer),
+        ],
+        |(family, when)| s15_on(policy, family, when),
+    )
+    .await
 }
 
 /// S16: the application restarts with a context whose last tool call never got its result
@@ -522,10 +519,8 @@ async fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
 }
 
 async fn s16(policy: PolicyKind) -> Outcome {
-    for family in [Family::Gemini38, Family::Gemini25] {
+    each_case([Family::Gemini38, Family::Gemini25], |family| {
         s16_on(policy, family)
-            .await
-            .map_err(|e| format!("{family:?}: {e}"))?;
-    }
-    Ok(())
+    })
+    .await
 }

@@ -27,11 +27,10 @@ fn edited(session: &LiveSession) -> Result<ChatContext, String> {
 }
 
 pub(super) async fn s20(policy: PolicyKind) -> Outcome {
-    for family in [Family::Gemini25, Family::Gemini31] {
+    each_case([Family::Gemini25, Family::Gemini31], |family| {
         s20_reseed(policy, family)
-            .await
-            .map_err(|e| format!("{family:?}: {e}"))?;
-    }
+    })
+    .await?;
     if policy == PolicyKind::Default {
         s20_report().await?;
     }
