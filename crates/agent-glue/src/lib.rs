@@ -11,8 +11,8 @@
 //!
 //! - the **desired** context `L`: what the application wants the model to have
 //!   ([`LiveSession::chat_ctx`]);
-//! - the **mirror** `S`: what the server session is known to hold, rolled back to the newest
-//!   handle's coverage when a connection is lost;
+//! - the **mirror** `S`: what the server session is known to hold, and the part of it the
+//!   newest adopted handle provably holds (what a resumed session will hold after a loss);
 //! - the **outbox**: every context-changing operation (appends, tool results, instruction and
 //!   tool changes, reply requests) with its delivery state.
 //!
@@ -31,25 +31,37 @@
 //! [`LiveSession::update_tools`], [`LiveSession::send_tool_result`],
 //! [`LiveSession::generate_reply`], [`LiveSession::interrupt`], [`LiveSession::close`].
 //!
-//! ```no_run
+//! The example runs against the in-process fake server (`gemini-fake`); with a real key, build
+//! the endpoint with `Endpoint::api_key(key)` and leave out `with_base_url`.
+//!
+//! ```
 //! use agent_glue::{LiveSession, SessionEvent};
+//! use gemini_fake::{FakeConfig, FakeServer};
+//! use gemini_transport::wire::Modality;
 //! use gemini_transport::{Endpoint, SecretString};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let endpoint = Endpoint::api_key(SecretString::from(std::env::var("GEMINI_API_KEY")?));
-//! let (session, mut events) =
-//!     LiveSession::builder(endpoint, "models/gemini-2.5-flash-native-audio-preview-12-2025")
-//!         .instructions("You are a helpful voice assistant.")
-//!         .connect()
-//!         .await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = FakeServer::start(FakeConfig::new()).await?;
+//! let endpoint = Endpoint::api_key(SecretString::from("no-key")).with_base_url(&server.url())?;
+//! let (session, mut events) = LiveSession::builder(endpoint, server.config().setup_model())
+//!     .modality(Modality::Text)
+//!     .connect()
+//!     .await?;
 //! session.send_text("Hello!")?;
+//! let mut answer = String::new();
 //! while let Some(event) = events.recv().await {
 //!     match event {
-//!         SessionEvent::OutputTranscript { text, .. } => print!("{text}"),
+//!         SessionEvent::Text(text) => answer.push_str(&text),
 //!         SessionEvent::TurnComplete => break,
 //!         _ => {}
 //!     }
 //! }
+//! assert_eq!(answer, "echo: Hello!");
+//! // The application's context holds the turn and the answer, as the server does.
+//! let texts: Vec<String> = session.chat_ctx().iter().filter_map(|i| i.as_message()).map(|m| m.text()).collect();
+//! assert_eq!(texts, ["Hello!", "echo: Hello!"]);
+//! assert_eq!(server.latest_session().map(|s| s.context_texts()), Some(texts));
 //! session.close().await?;
 //! # Ok(())
 //! # }
