@@ -8,7 +8,7 @@ use ctx_model::{Item, ItemId, Role};
 use super::resume::is_moot;
 use super::shared::{
     answered_turns, ask_once, client_content, excluded_items, generate_reply, item_chars,
-    lost_call_output, merge_client_content, rejected_suspect, single_user_text,
+    lost_call_output, merge_client_content, report_rejected, single_user_text,
 };
 use crate::{
     Channel, Divergence, DivergenceReason, MessageKind, ModelCapabilities, OpKind, Operation,
@@ -19,17 +19,7 @@ use crate::{
 pub(super) fn plan(ctx: &ResumeContext<'_>, mut plan: ResumePlan) -> ResumePlan {
     let caps = ctx.capabilities;
     let mut excluded = excluded_items(ctx);
-    let suspect = rejected_suspect(ctx, None);
-    if let Some((op, code)) = suspect {
-        excluded.extend(op.kind.item_ids());
-        plan.undeliverable.push(Divergence {
-            ops: vec![op.id],
-            items: op.kind.item_ids().into_iter().cloned().collect(),
-            calls: Vec::new(),
-            why: DivergenceReason::RejectedByServer { code },
-        });
-    }
-    let suspect_id = suspect.map(|(op, _)| op.id);
+    let suspect_id = report_rejected(ctx, None, &mut plan, &mut excluded);
 
     let mut deliver: Vec<&Operation> = Vec::new();
     for op in ctx.outbox.live() {

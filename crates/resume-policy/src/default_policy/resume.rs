@@ -7,7 +7,7 @@ use ctx_model::{ChatContext, DiffKind, DiffOp, Item, ItemId, Role};
 use super::EditHandling;
 use super::shared::{
     answered_turns, ask_once, client_content, excluded_items, generate_reply, lost_call_answers,
-    merge_client_content, output_item, rejected_suspect, single_user_text, text_item,
+    merge_client_content, output_item, report_rejected, single_user_text, text_item,
 };
 use crate::{
     Channel, DeliveryState, Divergence, DivergenceReason, HandleRecord, OpKind, Operation, Payload,
@@ -33,17 +33,7 @@ pub(super) fn plan(
     let caps = ctx.capabilities;
     let calls = ctx.tool_calls;
     let mut excluded = excluded_items(ctx);
-    let suspect = rejected_suspect(ctx, Some(handle));
-    if let Some((op, code)) = suspect {
-        excluded.extend(op.kind.item_ids());
-        plan.undeliverable.push(Divergence {
-            ops: vec![op.id],
-            items: op.kind.item_ids().into_iter().cloned().collect(),
-            calls: Vec::new(),
-            why: DivergenceReason::RejectedByServer { code },
-        });
-    }
-    let suspect_id = suspect.map(|(op, _)| op.id);
+    let suspect_id = report_rejected(ctx, Some(handle), &mut plan, &mut excluded);
 
     // What the handle holds according to the ledger.
     let held: HashSet<&ItemId> = ctx

@@ -71,6 +71,25 @@ pub(crate) fn rejected_suspect<'a>(
         .map(|(_, op)| (op, code))
 }
 
+/// Reports the operation the server rejected (see [`rejected_suspect`]) as undeliverable in
+/// `plan` and adds its items to `excluded`; returns its id, which must not be planned again.
+pub(crate) fn report_rejected<'a>(
+    ctx: &ResumeContext<'a>,
+    handle: Option<&HandleRecord>,
+    plan: &mut ResumePlan,
+    excluded: &mut HashSet<&'a ItemId>,
+) -> Option<OpId> {
+    let (op, code) = rejected_suspect(ctx, handle)?;
+    excluded.extend(op.kind.item_ids());
+    plan.undeliverable.push(Divergence {
+        ops: vec![op.id],
+        items: op.kind.item_ids().into_iter().cloned().collect(),
+        calls: Vec::new(),
+        why: DivergenceReason::RejectedByServer { code },
+    });
+    Some(op.id)
+}
+
 /// Items never to send: those of superseded operations and of operations the server
 /// rejected, and answers to cancelled tool calls.
 pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId> {
