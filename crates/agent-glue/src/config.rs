@@ -50,9 +50,16 @@ pub(crate) struct SessionConfig {
     pub(crate) audio_gap: AudioGapPolicy,
     pub(crate) go_away_margin: Duration,
     pub(crate) input_sample_rate: u32,
+    pub(crate) audio_chunk: Duration,
 }
 
 impl SessionConfig {
+    /// Bytes of 16-bit mono PCM in one audio frame (an even number, at least one sample).
+    pub(crate) fn audio_chunk_bytes(&self) -> usize {
+        let samples = u128::from(self.input_sample_rate) * self.audio_chunk.as_millis() / 1000;
+        usize::try_from(samples.max(1) * 2).unwrap_or(usize::MAX & !1)
+    }
+
     /// The `setup` for a connection: the current instructions and tools, resumption always on
     /// (so that handles keep coming), `handle` when resuming, `historyConfig` only when asked.
     pub(crate) fn setup(
@@ -136,6 +143,7 @@ impl LiveSessionBuilder {
                 audio_gap: AudioGapPolicy::default(),
                 go_away_margin: Duration::from_secs(2),
                 input_sample_rate: 16_000,
+                audio_chunk: Duration::from_millis(40),
             },
             policy: None,
             capabilities: None,
@@ -202,6 +210,13 @@ impl LiveSessionBuilder {
     /// Transport settings (timeouts, sizes).
     pub fn connect_config(mut self, config: ConnectConfig) -> Self {
         self.config.connect = config;
+        self
+    }
+
+    /// The longest audio frame the session sends (default: 40 ms, 1,280 bytes at 16 kHz);
+    /// longer pushes are cut into frames of this length. Values under 1 ms are taken as 1 ms.
+    pub fn audio_chunk(mut self, length: Duration) -> Self {
+        self.config.audio_chunk = length.max(Duration::from_millis(1));
         self
     }
 

@@ -97,10 +97,23 @@ impl LiveSession {
         self.send(Command::Text(text.into()))
     }
 
-    /// Microphone audio: PCM16 little-endian mono at 16 kHz. While disconnected it is
-    /// buffered or dropped per [`AudioGapPolicy`](crate::AudioGapPolicy).
+    /// Microphone audio: PCM16 little-endian mono at 16 kHz, any length (the session cuts it
+    /// into frames of [`audio_chunk`](crate::LiveSessionBuilder::audio_chunk)). While
+    /// disconnected it is buffered or dropped per [`AudioGapPolicy`](crate::AudioGapPolicy).
+    /// An odd number of bytes (half a sample) is an [`Error::InvalidArgument`] and nothing is
+    /// sent.
     pub fn push_audio(&self, pcm: impl Into<Vec<u8>>) -> Result<(), Error> {
-        self.send(Command::Audio(pcm.into()))
+        let pcm = pcm.into();
+        if pcm.len() % 2 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "PCM16 audio must have an even number of bytes, got {}",
+                pcm.len()
+            )));
+        }
+        if pcm.is_empty() {
+            return Ok(());
+        }
+        self.send(Command::Audio(pcm))
     }
 
     /// The microphone closed (automatic activity detection).

@@ -82,17 +82,25 @@ impl Actor {
         }
     }
 
+    /// Microphone audio, cut into frames of at most the configured chunk length; the frames
+    /// are fed and flushed together by the run loop. Without a connection (or when a write
+    /// fails) the rest goes to the gap buffer.
     pub(super) async fn audio(&mut self, pcm: Vec<u8>) {
         let rate = self.config.input_sample_rate;
-        match self.live.as_mut() {
-            Some(live) => {
-                if live.sender.feed_audio(&pcm, rate).await.is_ok() {
-                    let _ = self.ledger.tracker.on_sent(MessageKind::Audio);
-                } else {
-                    self.gap_push(pcm);
+        let chunk = self.config.audio_chunk_bytes();
+        let mut sent = 0;
+        if let Some(live) = self.live.as_mut() {
+            for frame in pcm.chunks(chunk) {
+                if live.sender.feed_audio(frame, rate).await.is_err() {
+                    break;
                 }
+                let _ = self.ledger.tracker.on_sent(MessageKind::Audio);
+                sent += frame.len();
             }
-            None => self.gap_push(pcm),
+        }
+        if sent < pcm.len() {
+            let rest = if sent == 0 { pcm } else { pcm[sent..].to_vec() };
+            self.gap_push(rest);
         }
     }
 
