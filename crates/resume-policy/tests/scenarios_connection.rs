@@ -10,26 +10,8 @@ use std::time::Duration;
 use common::*;
 use ctx_model::Message;
 use resume_policy::{
-    Channel, DefaultPolicy, DivergenceReason, HandleToken, PlanNote, ResumePolicy, Strategy,
-    Trigger,
+    Channel, DefaultPolicy, DivergenceReason, PlanNote, ResumePolicy, Strategy, Trigger,
 };
-
-fn resumed_with(plan: &resume_policy::ResumePlan, token: &str) -> bool {
-    plan.strategy
-        == Strategy::Resume {
-            handle: HandleToken::new(token),
-        }
-}
-
-/// Connected on 2.5/3.1/3.8 with one finished exchange covered by handle `h1`.
-fn settled(model: &str) -> Sim {
-    let mut sim = Sim::new(model);
-    sim.connect_fresh();
-    sim.user_turn("u1", "Hello");
-    sim.model_turn("m1", "Hi there");
-    sim.handle("h1");
-    sim
-}
 
 #[test]
 fn s01_go_away_while_idle_resumes_without_sending_anything() {

@@ -8,26 +8,9 @@ use common::*;
 use ctx_model::{Item, Message};
 use resume_policy::{
     Channel, CloseClass, ConfigVersion, DefaultPolicy, DeliveryState, DivergenceReason,
-    EditHandling, HandleRecord, HandleToken, Millis, MirrorVersion, OpKind, Payload, PlanNote,
-    Route, Strategy, ToolCallStatus, Trigger,
+    EditHandling, HandleRecord, Millis, MirrorVersion, OpKind, Payload, PlanNote, Route, Strategy,
+    ToolCallStatus, Trigger,
 };
-
-fn resumed_with(plan: &resume_policy::ResumePlan, token: &str) -> bool {
-    plan.strategy
-        == Strategy::Resume {
-            handle: HandleToken::new(token),
-        }
-}
-
-/// Connected on 2.5/3.1/3.8 with one finished exchange covered by handle `h1`.
-fn settled(model: &str) -> Sim {
-    let mut sim = Sim::new(model);
-    sim.connect_fresh();
-    sim.user_turn("u1", "Hello");
-    sim.model_turn("m1", "Hi there");
-    sim.handle("h1");
-    sim
-}
 
 #[test]
 fn s13_tool_result_while_disconnected_plans_single_response() {

@@ -457,3 +457,21 @@ impl FakeServer {
             .collect()
     }
 }
+
+/// Whether `plan` resumes with the handle `token`.
+pub fn resumed_with(plan: &ResumePlan, token: &str) -> bool {
+    plan.strategy
+        == resume_policy::Strategy::Resume {
+            handle: resume_policy::HandleToken::new(token),
+        }
+}
+
+/// Connected on 2.5/3.1/3.8 with one finished exchange covered by handle `h1`.
+pub fn settled(model: &str) -> Sim {
+    let mut sim = Sim::new(model);
+    sim.connect_fresh();
+    sim.user_turn("u1", "Hello");
+    sim.model_turn("m1", "Hi there");
+    sim.handle("h1");
+    sim
+}
