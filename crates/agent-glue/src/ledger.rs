@@ -9,7 +9,7 @@
 use ctx_model::{ChatContext, Item};
 use resume_policy::{
     ConfigVersion, ConnectMode, ConnectionId, CoverageTracker, HandleRecord, MessagePosition,
-    Mirror, OpId, OpKind, Outbox, ToolCallStatus,
+    Mirror, Outbox, ToolCallStatus,
 };
 
 use crate::Error;
@@ -64,11 +64,6 @@ impl Ledger {
         }
     }
 
-    /// Appends an application item to `L` and queues the operation that delivers it.
-    pub(crate) fn push_op(&mut self, kind: OpKind) -> OpId {
-        self.outbox.push(kind)
-    }
-
     /// A connection opened (a resumed session starts from what the handle held).
     pub(crate) fn on_connected(&mut self, connection: ConnectionId, mode: ConnectMode) {
         self.mirror.on_connected(connection, mode);
@@ -109,9 +104,8 @@ impl Ledger {
 
     /// A resumable handle arrived: covered operations are marked, and the mirror learns what
     /// the handle holds.
-    pub(crate) fn on_handle(&mut self, record: &HandleRecord) -> Vec<OpId> {
-        let covered = self.outbox.cover(record);
+    pub(crate) fn on_handle(&mut self, record: &HandleRecord) {
+        self.outbox.cover(record);
         self.mirror.on_handle(record);
-        covered
     }
 }

@@ -53,7 +53,10 @@ impl Actor {
         self.ledger
             .tracker
             .set_tool_status(&call_id, ToolCallStatus::Answered);
-        let op = self.ledger.push_op(OpKind::ToolResponse { output: item });
+        let op = self
+            .ledger
+            .outbox
+            .push(OpKind::ToolResponse { output: item });
         self.publish_context();
         self.route(op).await;
         Ok(())
@@ -70,7 +73,7 @@ impl Actor {
         self.publish_context();
         let mut ops = Vec::new();
         if !appended.is_empty() {
-            ops.push(self.ledger.push_op(OpKind::Append {
+            ops.push(self.ledger.outbox.push(OpKind::Append {
                 items: appended,
                 turn_complete: false,
             }));

@@ -108,21 +108,20 @@ impl Actor {
     ) -> Self {
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let mut ledger = Ledger::new(
-            ChatContext::new(),
+            initial,
             config.transparent && caps.transparent_resumption,
             config.instructions.clone(),
             config.tools.clone(),
         );
         // The initial context is history to seed: queue it as one append.
-        let items: Vec<Item> = initial.items().to_vec();
+        let items: Vec<Item> = ledger.desired.items().to_vec();
         // A call without its output came from a process that is gone: nobody will answer it
         // (scenario S16; the policy answers or reports it).
-        for call in initial.pending_calls() {
+        for call in ledger.desired.pending_calls() {
             ledger.tracker.on_inherited_call(&call.call_id, &call.name);
         }
-        ledger.desired = initial;
         if !items.is_empty() {
-            ledger.push_op(OpKind::Append {
+            ledger.outbox.push(OpKind::Append {
                 items,
                 turn_complete: false,
             });
@@ -281,7 +280,7 @@ impl Actor {
                     self.emit(SessionEvent::Warning(e.to_string()));
                     return;
                 }
-                let op = self.ledger.push_op(OpKind::Append {
+                let op = self.ledger.outbox.push(OpKind::Append {
                     items: vec![item],
                     turn_complete: true,
                 });
@@ -295,13 +294,16 @@ impl Actor {
             Command::UpdateInstructions(text) => {
                 let version = resume_policy::ConfigVersion(self.ledger.instructions.0.0 + 1);
                 self.ledger.instructions = (version, Some(text));
-                let op = self.ledger.push_op(OpKind::InstructionChange { version });
+                let op = self
+                    .ledger
+                    .outbox
+                    .push(OpKind::InstructionChange { version });
                 self.route(op).await;
             }
             Command::UpdateTools(tools) => {
                 let version = resume_policy::ConfigVersion(self.ledger.tools.0.0 + 1);
                 self.ledger.tools = (version, tools);
-                let op = self.ledger.push_op(OpKind::ToolSetChange { version });
+                let op = self.ledger.outbox.push(OpKind::ToolSetChange { version });
                 self.route(op).await;
             }
             Command::ToolResult {
@@ -314,7 +316,10 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::GenerateReply(instructions) => {
-                let op = self.ledger.push_op(OpKind::GenerateReply { instructions });
+                let op = self
+                    .ledger
+                    .outbox
+                    .push(OpKind::GenerateReply { instructions });
                 self.route(op).await;
             }
         }
