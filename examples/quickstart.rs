@@ -71,9 +71,7 @@ async fn run() -> Result<bool> {
     })
     .await?;
     // The tool finishes while the socket is down: the result goes to the outbox.
-    session
-        .send_tool_result(call_id, json!({"temp_c": 18, "sky": "clear"}))
-        .await?;
+    session.send_tool_result(call_id, json!({"temp_c": 18, "sky": "clear"}))?;
     wait_for(&mut events, |e| matches!(e, SessionEvent::TurnComplete)).await?;
 
     // 3. The server announces the end of the connection: rotation at the turn boundary.
@@ -88,9 +86,8 @@ async fn run() -> Result<bool> {
         matches!(e, SessionEvent::Reconnecting { .. })
     })
     .await?;
-    let mut context = session.chat_ctx();
-    context.push_user("note-1", "(The user is in Oslo.)")?;
-    session.update_chat_ctx(context).await?;
+    let note = ctx_model::Message::user("note-1", "(The user is in Oslo.)");
+    session.append_chat_items(vec![note.into()])?;
     wait_for(&mut events, |e| matches!(e, SessionEvent::Reconnected(_))).await?;
     say(&session, &mut events, "Goodbye!").await?;
 
@@ -170,9 +167,14 @@ fn show(event: &SessionEvent) {
             r.gap,
             r.attempts
         ),
-        SessionEvent::Divergence { operations, why } => {
+        SessionEvent::Divergence {
+            operations,
+            items,
+            why,
+            ..
+        } => {
             println!(
-                "  [divergence: {why:?} for {} operation(s)]",
+                "  [divergence: {why:?} for {} operation(s), items {items:?}]",
                 operations.len()
             );
         }

@@ -36,6 +36,7 @@ impl Default for AudioGapPolicy {
 }
 
 /// Everything a session needs to open connections. Built by [`LiveSessionBuilder`].
+#[derive(Clone)]
 pub(crate) struct SessionConfig {
     pub(crate) endpoint: Endpoint,
     pub(crate) model: String,
@@ -113,6 +114,7 @@ pub struct LiveSessionBuilder {
     pub(crate) policy: Option<Arc<dyn ResumePolicy>>,
     pub(crate) capabilities: Option<ModelCapabilities>,
     pub(crate) initial_context: ctx_model::ChatContext,
+    pub(crate) jitter_seed: Option<u64>,
 }
 
 impl std::fmt::Debug for LiveSessionBuilder {
@@ -148,6 +150,7 @@ impl LiveSessionBuilder {
             policy: None,
             capabilities: None,
             initial_context: ctx_model::ChatContext::new(),
+            jitter_seed: None,
         }
     }
 
@@ -230,6 +233,13 @@ impl LiveSessionBuilder {
     /// middle of a model turn (default: 2 s).
     pub fn go_away_margin(mut self, margin: Duration) -> Self {
         self.config.go_away_margin = margin;
+        self
+    }
+
+    /// The seed of the reconnect backoff's jitter (default: drawn per session, so that
+    /// clients do not retry in lock-step after an outage). Fixed seeds are for tests.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
         self
     }
 

@@ -19,6 +19,17 @@ pub enum Error {
     /// The chat context given is invalid (for example a duplicate item id).
     #[error("invalid chat context: {0}")]
     Context(#[from] ctx_model::Error),
+    /// `update_chat_ctx` was given a context derived from an older version of the session's
+    /// context: applying it would drop changes made since. Read the context again
+    /// ([`LiveSession::snapshot`](crate::LiveSession::snapshot)) and redo the update, or
+    /// append with [`LiveSession::append_chat_items`](crate::LiveSession::append_chat_items).
+    #[error("the context changed since version {based_on} (now {current}); update refused")]
+    Conflict {
+        /// The version the update was derived from.
+        based_on: u64,
+        /// The session's version now.
+        current: u64,
+    },
     /// An argument is wrong (for example a tool result for an unknown call id).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ctx_model::ItemId;
 use resume_policy::{DivergenceReason, OpId};
 use serde_json::Value;
 
@@ -70,6 +71,10 @@ pub enum SessionEvent {
     Divergence {
         /// The operations concerned.
         operations: Vec<OpId>,
+        /// The items of the application's context concerned.
+        items: Vec<ItemId>,
+        /// The tool call ids concerned.
+        calls: Vec<String>,
         /// Why.
         why: DivergenceReason,
     },

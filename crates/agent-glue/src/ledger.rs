@@ -54,12 +54,12 @@ impl Ledger {
     }
 
     /// A fresh item id that is not in `L`.
-    pub(crate) fn new_item_id(&mut self, kind: &str) -> String {
+    pub(crate) fn new_item_id(&mut self, kind: &str) -> ctx_model::ItemId {
         loop {
             self.next_item += 1;
             let id = format!("{kind}-{}", self.next_item);
             if !self.desired.contains(id.as_str()) {
-                return id;
+                return id.into();
             }
         }
     }
@@ -95,9 +95,14 @@ impl Ledger {
         self.mirror.on_sent(items, at);
     }
 
-    /// The server produced `item` (a model turn, a tool call): it is in `L` and in `S`.
-    pub(crate) fn server_item(&mut self, item: Item) -> Result<(), Error> {
-        self.desired.push(item.clone())?;
+    /// The server produced `item` (a model turn, a tool call): it is in `L`, right after
+    /// `after` (at the front for `None`), and in `S`.
+    pub(crate) fn server_item(
+        &mut self,
+        item: Item,
+        after: Option<&ctx_model::ItemId>,
+    ) -> Result<(), Error> {
+        self.desired.insert_after(after, item.clone())?;
         self.mirror.on_server_items(std::slice::from_ref(&item));
         Ok(())
     }

@@ -67,9 +67,9 @@
 //! # }
 //! ```
 
-mod actor;
 mod config;
 mod convert;
+pub mod core;
 mod error;
 mod events;
 mod gap;

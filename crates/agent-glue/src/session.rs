@@ -1,16 +1,30 @@
-//! `LiveSession`: the handle the application holds.
+//! `LiveSession`: the handle the application holds, and the async shell that moves frames and
+//! timers between the sockets and the [`SessionCore`].
+//!
+//! The shell decides nothing. The handle and the driver task share the core behind a mutex
+//! (as quinn shares its `quinn_proto::Connection`): a call such as [`LiveSession::send_text`]
+//! runs the core synchronously, so it returns the ids it created and fails with
+//! [`Error::Closed`] the moment the session has ended, then wakes the driver, which writes what
+//! the core queued, dials and closes connections as the core asks, feeds it the server's
+//! frames, and arms the one timer the core wants.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use ctx_model::ChatContext;
-use gemini_transport::Endpoint;
-use gemini_transport::wire::FunctionDeclaration;
-use tokio::sync::{mpsc, oneshot, watch};
+use ctx_model::{ChatContext, Item, ItemId};
+use gemini_transport::wire::{ClientMessage, FunctionDeclaration, ServerMessage};
+use gemini_transport::{CloseInfo, Connection, ConnectionSender, Endpoint};
+use resume_policy::{ConnectionId, Millis, OpId};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::actor::{Actor, Command};
-use crate::config::LiveSessionBuilder;
+use crate::config::{LiveSessionBuilder, SessionConfig};
+use crate::core::{Action, Command, CoreConfig, Receipt, SessionCore};
+use crate::gap::AudioGap;
 use crate::{Error, SessionEvent};
 
 /// A Gemini Live session that survives reconnects with its context exactly once.
@@ -20,8 +34,7 @@ use crate::{Error, SessionEvent};
 /// a [`SessionEvent::Divergence`]. Dropping the session closes it.
 #[derive(Debug)]
 pub struct LiveSession {
-    commands: mpsc::UnboundedSender<Command>,
-    context: watch::Receiver<ChatContext>,
+    shared: Arc<Shared>,
 }
 
 /// The session's events, in order. A `futures_core::Stream`, or read with
@@ -51,35 +64,183 @@ impl futures_core::Stream for SessionEvents {
     }
 }
 
+/// What goes out on a connection, in the core's order.
+enum Out {
+    Message(ConnectionId, ClientMessage),
+    Audio(ConnectionId, Vec<u8>),
+}
+
+/// The state the handle and the driver share.
+struct State {
+    core: SessionCore,
+    out: VecDeque<Out>,
+    actions: VecDeque<Action>,
+    gap: AudioGap,
+    /// Dropped after the `Closed` event, which ends the application's stream.
+    events: Option<mpsc::UnboundedSender<SessionEvent>>,
+}
+
+impl State {
+    /// Moves what the core produced into the shell's queues (events to the application).
+    fn drain(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            self.out.push_back(Out::Message(t.connection, t.message));
+        }
+        while let Some(a) = self.core.poll_action() {
+            self.actions.push_back(a);
+        }
+        while let Some(e) = self.core.poll_event() {
+            self.emit(e);
+        }
+        if self.core.closed().is_some() {
+            self.events = None;
+        }
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Audio frames on the connection that takes audio now, or into the gap buffer.
+    fn audio(&mut self, pcm: &[u8], chunk: usize) {
+        match self.core.audio_target() {
+            Some(connection) => {
+                let mut frames = 0u32;
+                for frame in pcm.chunks(chunk) {
+                    self.out.push_back(Out::Audio(connection, frame.to_vec()));
+                    frames += 1;
+                }
+                self.core.audio_sent(connection, frames);
+            }
+            None => {
+                if let Some(dropped) = self.gap.push(pcm.to_vec()) {
+                    self.emit(SessionEvent::AudioDropped { duration: dropped });
+                }
+            }
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    config: Arc<SessionConfig>,
+    wake: Notify,
+    /// Bumped whenever the state may have changed (for `settled` and `context_changed`).
+    changed: watch::Sender<u64>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Runs `f` on the state, moves the core's output into the queues, and wakes the driver.
+    fn with<T>(&self, f: impl FnOnce(&mut State, Millis) -> T) -> T {
+        let now = self.now();
+        let result = {
+            let mut state = self.lock();
+            let result = f(&mut state, now);
+            state.drain();
+            result
+        };
+        self.wake.notify_one();
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        result
+    }
+}
+
 impl LiveSessionBuilder {
+    /// The session's sans-IO core, for driving it without sockets (the simulator, tests):
+    /// same configuration, policy and capabilities as [`connect`](Self::connect) would use.
+    /// `jitter_seed` seeds the backoff jitter.
+    pub fn into_core(mut self, now: Millis, jitter_seed: u64) -> Result<SessionCore, Error> {
+        let (policy, capabilities) = self.resolve()?;
+        let initial = std::mem::take(&mut self.initial_context);
+        let config = CoreConfig {
+            session: self.config,
+            jitter_seed,
+        };
+        Ok(SessionCore::new(config, policy, capabilities, initial, now))
+    }
+
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
     /// is seeded), or with the error that prevented it.
     pub async fn connect(mut self) -> Result<(LiveSession, SessionEvents), Error> {
+        let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
         let (policy, capabilities) = self.resolve()?;
         let initial = std::mem::take(&mut self.initial_context);
-        let config = Arc::new(self.config);
-        let (command_tx, command_rx) = mpsc::unbounded_channel();
-        let (event_tx, event_rx) = mpsc::unbounded_channel();
-        let (context_tx, context_rx) = watch::channel(initial.clone());
-        let mut actor = Actor::new(
-            config,
+        let config = Arc::new(self.config.clone());
+        let epoch = Instant::now();
+        let core = SessionCore::new(
+            CoreConfig {
+                session: self.config,
+                jitter_seed,
+            },
             policy,
             capabilities,
             initial,
-            command_rx,
-            event_tx,
-            context_tx,
+            Millis(0),
         );
-        actor.first_connect().await?;
-        tokio::spawn(actor.run());
-        Ok((
-            LiveSession {
-                commands: command_tx,
-                context: context_rx,
-            },
-            SessionEvents { rx: event_rx },
-        ))
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let gap = AudioGap::new(config.audio_gap, config.input_sample_rate);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core,
+                out: VecDeque::new(),
+                actions: VecDeque::new(),
+                gap,
+                events: Some(event_tx),
+            }),
+            config,
+            wake: Notify::new(),
+            changed: watch::Sender::new(0),
+            epoch,
+        });
+        shared.lock().drain();
+        let mut changed = shared.changed.subscribe();
+        tokio::spawn(Driver::new(Arc::clone(&shared)).run());
+        loop {
+            {
+                let state = shared.lock();
+                if state.core.has_connected() {
+                    break;
+                }
+                if let Some(error) = state.core.closed() {
+                    let message = error.clone().unwrap_or_else(|| "closed".to_owned());
+                    return Err(Error::GaveUp(message));
+                }
+            }
+            if changed.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+        Ok((LiveSession { shared }, SessionEvents { rx: event_rx }))
     }
+}
+
+/// A jitter seed that differs per session and per process.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 impl LiveSession {
@@ -88,13 +249,20 @@ impl LiveSession {
         LiveSessionBuilder::new(endpoint, model)
     }
 
-    fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands.send(command).map_err(|_| Error::Closed)
+    fn command(&self, command: Command) -> Result<Receipt, Error> {
+        self.shared
+            .with(|state, now| state.core.command(now, command))
     }
 
-    /// A typed user turn: appended to the context and answered by the model.
-    pub fn send_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.send(Command::Text(text.into()))
+    /// A typed user turn: appended to the context and answered by the model. Returns the id
+    /// of its item in the context.
+    pub fn send_text(&self, text: impl Into<String>) -> Result<ItemId, Error> {
+        let receipt = self.command(Command::Text(text.into()))?;
+        receipt
+            .items
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidArgument("no item created".to_owned()))
     }
 
     /// Microphone audio: PCM16 little-endian mono at 16 kHz, any length (the session cuts it
@@ -102,118 +270,403 @@ impl LiveSession {
     /// disconnected it is buffered or dropped per [`AudioGapPolicy`](crate::AudioGapPolicy).
     /// An odd number of bytes (half a sample) is an [`Error::InvalidArgument`] and nothing is
     /// sent.
-    pub fn push_audio(&self, pcm: impl Into<Vec<u8>>) -> Result<(), Error> {
-        let pcm = pcm.into();
+    pub fn push_audio(&self, pcm: impl AsRef<[u8]>) -> Result<(), Error> {
+        let pcm = pcm.as_ref();
         if pcm.len() % 2 != 0 {
             return Err(Error::InvalidArgument(format!(
                 "PCM16 audio must have an even number of bytes, got {}",
                 pcm.len()
             )));
         }
-        if pcm.is_empty() {
-            return Ok(());
-        }
-        self.send(Command::Audio(pcm))
+        let chunk = self.shared.config.audio_chunk_bytes();
+        self.shared.with(|state, _| {
+            if state.core.closed().is_some() {
+                return Err(Error::Closed);
+            }
+            if !pcm.is_empty() {
+                state.audio(pcm, chunk);
+            }
+            Ok(())
+        })
     }
 
     /// The microphone closed (automatic activity detection).
     pub fn end_audio_stream(&self) -> Result<(), Error> {
-        self.send(Command::AudioStreamEnd)
+        self.command(Command::AudioStreamEnd).map(drop)
     }
 
     /// The user started speaking (manual activity detection).
     pub fn activity_start(&self) -> Result<(), Error> {
-        self.send(Command::ActivityStart)
+        self.command(Command::ActivityStart).map(drop)
     }
 
     /// The user stopped speaking (manual activity detection).
     pub fn activity_end(&self) -> Result<(), Error> {
-        self.send(Command::ActivityEnd)
+        self.command(Command::ActivityEnd).map(drop)
     }
 
-    /// Replaces the application's chat context. Appended items are delivered (as history,
-    /// without asking for an answer); edits and removals of items the server holds are
-    /// handled by the policy (a fresh seeded session by default, or a divergence event).
-    pub async fn update_chat_ctx(&self, context: ChatContext) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::UpdateContext(context, tx))?;
-        rx.await.map_err(|_| Error::Closed)?
+    /// Replaces the application's chat context with `context`, derived from version
+    /// `based_on` of it ([`snapshot`](Self::snapshot)). Refused with [`Error::Conflict`] if
+    /// the context changed since (a turn sent, model output received), so that nothing added
+    /// meanwhile is silently removed. Appended items are delivered as history (no answer
+    /// asked); edits and removals of items the server holds are handled by the policy (a
+    /// fresh seeded session by default, or a divergence event). Returns the new version.
+    pub fn update_chat_ctx(&self, context: ChatContext, based_on: u64) -> Result<u64, Error> {
+        self.command(Command::UpdateContext { context, based_on })
+            .map(|r| r.version)
+    }
+
+    /// Appends items to the context as history (no answer asked); never conflicts. Returns
+    /// their ids.
+    pub fn append_chat_items(&self, items: Vec<Item>) -> Result<Vec<ItemId>, Error> {
+        self.command(Command::Append(items)).map(|r| r.items)
     }
 
     /// Changes the system instruction (by `contextUpdate` where the model has it, otherwise
-    /// by a reconnect whose `setup` carries it).
-    pub fn update_instructions(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.send(Command::UpdateInstructions(text.into()))
+    /// by a reconnect whose `setup` carries it). Returns the operation's id.
+    pub fn update_instructions(&self, text: impl Into<String>) -> Result<Option<OpId>, Error> {
+        self.command(Command::UpdateInstructions(text.into()))
+            .map(|r| r.op)
     }
 
-    /// Changes the functions the model may call.
-    pub fn update_tools(&self, tools: Vec<FunctionDeclaration>) -> Result<(), Error> {
-        self.send(Command::UpdateTools(tools))
+    /// Changes the functions the model may call. Returns the operation's id.
+    pub fn update_tools(&self, tools: Vec<FunctionDeclaration>) -> Result<Option<OpId>, Error> {
+        self.command(Command::UpdateTools(tools)).map(|r| r.op)
     }
 
     /// The result of the tool call `call_id`; delivered exactly once, across reconnects.
-    /// An error for an unknown or already answered call. The result of a call the server
-    /// cancelled ([`SessionEvent::ToolCallCancelled`]) is dropped: never sent, not added to
-    /// the context.
-    pub async fn send_tool_result(
+    /// Returns the id of the output item in the context (`None` when the server had cancelled
+    /// the call: the result is dropped, never sent, not added to the context). An error for
+    /// an unknown or already answered call.
+    pub fn send_tool_result(
         &self,
         call_id: impl Into<String>,
         output: serde_json::Value,
-    ) -> Result<(), Error> {
-        self.tool_result(call_id.into(), output, false).await
+    ) -> Result<Option<ItemId>, Error> {
+        self.tool_result(call_id.into(), output, false)
     }
 
     /// A failed tool call: the model receives `{"error": error}`.
-    pub async fn send_tool_error(
+    pub fn send_tool_error(
         &self,
         call_id: impl Into<String>,
         error: serde_json::Value,
-    ) -> Result<(), Error> {
-        self.tool_result(call_id.into(), error, true).await
+    ) -> Result<Option<ItemId>, Error> {
+        self.tool_result(call_id.into(), error, true)
     }
 
-    async fn tool_result(
+    fn tool_result(
         &self,
         call_id: String,
         output: serde_json::Value,
         is_error: bool,
-    ) -> Result<(), Error> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::ToolResult {
+    ) -> Result<Option<ItemId>, Error> {
+        self.command(Command::ToolResult {
             call_id,
             output,
             is_error,
-            reply,
-        })?;
-        rx.await.map_err(|_| Error::Closed)?
+        })
+        .map(|r| r.items.into_iter().next())
     }
 
-    /// Asks the model to answer now, optionally with extra instructions.
-    pub fn generate_reply(&self, instructions: Option<String>) -> Result<(), Error> {
-        self.send(Command::GenerateReply(instructions))
+    /// Asks the model to answer now. With instructions, they are a user turn in the context
+    /// (answered once). Returns the receipt: the items and the operation it created.
+    pub fn generate_reply(&self, instructions: Option<String>) -> Result<Receipt, Error> {
+        self.command(Command::GenerateReply(instructions))
     }
 
-    /// Stops the current model turn locally (discard unplayed audio).
+    /// Stops delivering the current model turn: its remaining audio, text and transcripts are
+    /// not passed on, and one [`SessionEvent::Interrupted`] says so. Gemini has no client-side
+    /// truncation: the server keeps the whole turn in its context, and so does
+    /// [`chat_ctx`](Self::chat_ctx) once the turn ends. To make the model stop, send input
+    /// (a turn, or speech).
     pub fn interrupt(&self) -> Result<(), Error> {
-        self.send(Command::Interrupt)
+        self.command(Command::Interrupt).map(drop)
     }
 
-    /// The application's context: its own items plus completed model turns and tool
-    /// exchanges, as they happen.
+    /// The application's context, in the server's order: its own items plus model turns and
+    /// tool exchanges, as they happen.
     pub fn chat_ctx(&self) -> ChatContext {
-        self.context.borrow().clone()
+        self.shared.lock().core.chat_ctx().clone()
+    }
+
+    /// The context and its version (give the version to
+    /// [`update_chat_ctx`](Self::update_chat_ctx)).
+    pub fn snapshot(&self) -> (u64, ChatContext) {
+        let state = self.shared.lock();
+        (state.core.version(), state.core.chat_ctx().clone())
     }
 
     /// Waits until the context changes.
     pub async fn context_changed(&mut self) -> Result<(), Error> {
-        self.context.changed().await.map_err(|_| Error::Closed)
+        let version = self.shared.lock().core.version();
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            {
+                let state = self.shared.lock();
+                if state.core.closed().is_some() {
+                    return Err(Error::Closed);
+                }
+                if state.core.version() != version {
+                    return Ok(());
+                }
+            }
+            if changed.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+
+    /// Waits until the session has settled: connected, nothing queued or being written, no
+    /// reconnect pending, the model not speaking. `Err(Closed)` if the session ends first.
+    pub async fn settled(&self) -> Result<(), Error> {
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            {
+                let state = self.shared.lock();
+                if state.core.closed().is_some() {
+                    return Err(Error::Closed);
+                }
+                if state.core.is_settled() && state.out.is_empty() && state.actions.is_empty() {
+                    return Ok(());
+                }
+            }
+            if changed.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
     }
 
     /// Closes the session (and its connection); the event stream ends with
-    /// [`SessionEvent::Closed`].
+    /// [`SessionEvent::Closed`]. Every call after it returns [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Close(tx))?;
-        rx.await.map_err(|_| Error::Closed)
+        let mut changed = self.shared.changed.subscribe();
+        let _ = self.command(Command::Close);
+        // Wait until the driver has closed the socket (bounded by the close timeout).
+        loop {
+            {
+                let state = self.shared.lock();
+                if state.actions.is_empty() {
+                    return Ok(());
+                }
+            }
+            if changed.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        self.shared.with(|state, now| {
+            let _ = state.core.command(now, Command::Close);
+        });
+    }
+}
+
+/// A frame (or the end) from the reader task of a connection.
+type Incoming = (ConnectionId, Result<ServerMessage, gemini_transport::Error>);
+
+/// The open socket.
+struct Socket {
+    id: ConnectionId,
+    sender: ConnectionSender,
+    reader: JoinHandle<()>,
+}
+
+/// The task that performs the core's IO.
+struct Driver {
+    shared: Arc<Shared>,
+    socket: Option<Socket>,
+    incoming_tx: mpsc::UnboundedSender<Incoming>,
+    incoming_rx: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl Driver {
+    fn new(shared: Arc<Shared>) -> Self {
+        let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+        Self {
+            shared,
+            socket: None,
+            incoming_tx,
+            incoming_rx,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let (actions, out, timeout, closed) = {
+                let mut state = self.shared.lock();
+                let actions: Vec<Action> = state.actions.iter().cloned().collect();
+                let out: Vec<Out> = state.out.drain(..).collect();
+                let timeout = state.core.poll_timeout();
+                (actions, out, timeout, state.core.closed().is_some())
+            };
+            self.write(out).await;
+            for action in actions {
+                self.act(action).await;
+                self.shared.with(|state, _| {
+                    state.actions.pop_front();
+                });
+            }
+            if closed && self.shared.lock().actions.is_empty() {
+                if let Some(socket) = self.socket.take() {
+                    socket.reader.abort();
+                }
+                self.shared.changed.send_modify(|v| *v = v.wrapping_add(1));
+                return;
+            }
+            let busy = {
+                let state = self.shared.lock();
+                !state.actions.is_empty() || !state.out.is_empty()
+            };
+            if busy {
+                continue;
+            }
+            let deadline = timeout.map(|at| self.shared.epoch + Duration::from_millis(at.0));
+            tokio::select! {
+                biased;
+                Some((id, frame)) = self.incoming_rx.recv() => self.on_frame(id, frame),
+                () = self.shared.wake.notified() => {}
+                () = sleep_until(deadline) => {
+                    self.shared.with(|state, now| state.core.handle_timeout(now));
+                }
+            }
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        id: ConnectionId,
+        frame: Result<ServerMessage, gemini_transport::Error>,
+    ) {
+        match frame {
+            Ok(message) => self.shared.with(|state, now| {
+                state.core.handle_message(now, id, message);
+            }),
+            Err(e) if !e.ends_connection() => self.shared.with(|state, _| {
+                state.emit(SessionEvent::Warning(format!(
+                    "ignored a server frame: {e}"
+                )));
+            }),
+            Err(e) => {
+                let info = close_info(&e);
+                if self.socket.as_ref().is_some_and(|s| s.id == id) {
+                    self.socket = None;
+                }
+                self.shared
+                    .with(|state, now| state.core.handle_closed(now, id, info));
+            }
+        }
+    }
+
+    /// Writes what the core queued, feeding everything and flushing once.
+    async fn write(&mut self, out: Vec<Out>) {
+        if out.is_empty() {
+            return;
+        }
+        let rate = self.shared.config.input_sample_rate;
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        for item in out {
+            let result = match &item {
+                Out::Message(id, message) if *id == socket.id => socket.sender.feed(message).await,
+                Out::Audio(id, pcm) if *id == socket.id => {
+                    socket.sender.feed_audio(pcm, rate).await
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                // The reader reports the end of the connection.
+                tracing::debug!(error = %e, "write failed");
+                return;
+            }
+        }
+        if let Err(e) = socket.sender.flush().await {
+            tracing::debug!(error = %e, "flush failed; the reader reports the close");
+        }
+    }
+
+    async fn act(&mut self, action: Action) {
+        match action {
+            Action::Close {
+                connection,
+                code,
+                reason,
+            } => {
+                if let Some(mut socket) = self.socket.take().filter(|s| s.id == connection) {
+                    // Never two sockets: the old one is closed (the server's close answered,
+                    // or the close timeout passed) before a new one is dialed.
+                    let wait = self.shared.config.connect.close_timeout;
+                    let _ = tokio::time::timeout(wait, socket.sender.close(code, reason)).await;
+                    if tokio::time::timeout(wait, &mut socket.reader)
+                        .await
+                        .is_err()
+                    {
+                        socket.reader.abort();
+                    }
+                }
+                // Frames of the old connection still queued are stale now.
+                while self.incoming_rx.try_recv().is_ok() {}
+            }
+            Action::Open { connection, setup } => match self.open(connection, &setup).await {
+                Ok(()) => self.shared.with(|state, now| {
+                    state.core.handle_setup_complete(now, connection);
+                    // Audio captured while no connection was up.
+                    let chunk = self.shared.config.audio_chunk_bytes();
+                    for pcm in state.gap.take() {
+                        state.drain();
+                        state.audio(&pcm, chunk);
+                    }
+                }),
+                Err(info) => self
+                    .shared
+                    .with(|state, now| state.core.handle_closed(now, connection, info)),
+            },
+        }
+    }
+
+    /// Dials, sends `setup` and waits for `setupComplete`.
+    async fn open(&mut self, id: ConnectionId, setup: &ClientMessage) -> Result<(), CloseInfo> {
+        let config = &self.shared.config;
+        let mut conn = Connection::connect(&config.endpoint, &config.connect)
+            .await
+            .map_err(|e| close_info(&e))?;
+        conn.setup(setup).await.map_err(|e| close_info(&e))?;
+        let (sender, mut receiver) = conn.split();
+        let tx = self.incoming_tx.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let frame = receiver.recv().await;
+                let ends = frame.as_ref().err().is_some_and(|e| e.ends_connection());
+                if tx.send((id, frame)).is_err() || ends {
+                    break;
+                }
+            }
+        });
+        self.socket = Some(Socket { id, sender, reader });
+        Ok(())
+    }
+}
+
+/// A transport error as the close the core is told about.
+fn close_info(e: &gemini_transport::Error) -> CloseInfo {
+    match e.close_info() {
+        Some(info) => info.clone(),
+        None => {
+            let mut info = CloseInfo::abnormal(e.to_string(), false);
+            info.class = e.class();
+            info
+        }
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

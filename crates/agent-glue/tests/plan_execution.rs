@@ -213,10 +213,14 @@ async fn undeliverable_operations_are_events_and_never_reach_the_wire() {
         [
             SessionEvent::Divergence {
                 operations: vec![OpId(0)],
+                items: vec!["old-1".into()],
+                calls: Vec::new(),
                 why: DivergenceReason::SeedTrimmed,
             },
             SessionEvent::Divergence {
                 operations: Vec::new(),
+                items: Vec::new(),
+                calls: vec!["call-9".to_owned()],
                 why: DivergenceReason::UnknownToolCall,
             },
             SessionEvent::Closed { error: None },
@@ -275,6 +279,8 @@ async fn give_up_plan_after_a_drop_ends_the_session() {
     assert!(
         seen.contains(&SessionEvent::Divergence {
             operations: vec![OpId(0)],
+            items: Vec::new(),
+            calls: Vec::new(),
             why: DivergenceReason::GaveUp,
         }),
         "the give-up plan's divergences are reported: {seen:#?}"

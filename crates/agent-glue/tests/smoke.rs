@@ -72,8 +72,8 @@ async fn pushed_audio_is_cut_into_frames_and_the_spoken_turn_is_in_both_contexts
 
     // 100 ms in one push: frames of 40 ms (1,280 bytes), 40 ms and 20 ms.
     let speech = tone(1.0);
-    session.push_audio(speech[..3_200].to_vec()).unwrap();
-    session.push_audio(speech[3_200..].to_vec()).unwrap();
+    session.push_audio(&speech[..3_200]).unwrap();
+    session.push_audio(&speech[3_200..]).unwrap();
     session.end_audio_stream().unwrap();
     until(&mut events, "answer to the spoken turn", |e| {
         matches!(e, SessionEvent::TurnComplete)

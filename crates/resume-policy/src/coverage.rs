@@ -37,6 +37,11 @@ pub enum ServerReaction {
     TurnComplete,
     /// `toolCall` (record the calls themselves with [`CoverageTracker::on_tool_call`]).
     ToolCall,
+    /// `serverContent.turnComplete` of a turn the server interrupted (`interrupted: true` or a
+    /// `toolCallCancellation` came first). It proves the turn's own start was processed, not
+    /// the messages sent after it: the interrupting message gets its own reaction, and a tool
+    /// response for a cancelled call gets none.
+    InterruptedTurnComplete,
 }
 
 /// The content of a `sessionResumptionUpdate`, decoded by the transport.
@@ -246,27 +251,61 @@ impl CoverageTracker {
         Ok(MessagePosition::new(connection, index))
     }
 
-    /// The server reacted visibly (see [`ServerReaction`]).
-    pub fn on_reaction(&mut self, reaction: ServerReaction) {
-        if self.connection.is_none() {
-            return;
+    /// `count` client messages of `kind` were written (a batch of audio frames); returns the
+    /// position of the last. Same as `count` calls of [`on_sent`](Self::on_sent).
+    pub fn on_sent_many(
+        &mut self,
+        kind: MessageKind,
+        count: u32,
+    ) -> Result<MessagePosition, Error> {
+        let mut at = self.on_sent(kind)?;
+        for _ in 1..count {
+            at = self.on_sent(kind)?;
         }
-        let answered = if self.tool_turn_open {
+        Ok(at)
+    }
+
+    /// The server reacted visibly (see [`ServerReaction`]). Returns the client message the
+    /// reacting turn answers: output of the turn sits, in the server's context, after that
+    /// message and before every later one. Without a new message answered, the last message
+    /// known to be processed (or [`ClientMessageIndex::SETUP`]).
+    pub fn on_reaction(&mut self, reaction: ServerReaction) -> ClientMessageIndex {
+        let known = self.reacted_through.unwrap_or(ClientMessageIndex::SETUP);
+        if self.connection.is_none() {
+            return known;
+        }
+        let answered = match (self.tool_turn_open, reaction) {
+            // A cancelled tool turn: nothing after the call is proven processed.
+            (true, ServerReaction::InterruptedTurnComplete) => None,
             // The model turn continued from the tool responses sent since the call (blocking
             // calls): the last of them was processed, and everything before it.
-            self.awaiting
+            (true, _) => self
+                .awaiting
                 .iter()
                 .rev()
                 .find(|a| a.kind == MessageKind::ToolResponse)
-                .map(|a| a.last)
-        } else {
+                .map(|a| a.last),
             // The oldest message that can provoke a reaction; of a run of audio, only its
             // first chunk is provably processed.
-            self.awaiting.front().map(|a| a.first)
+            (false, _) => self.awaiting.front().map(|a| a.first),
         };
         self.tool_turn_open = reaction == ServerReaction::ToolCall;
-        if let Some(index) = answered {
-            self.advance(index);
+        match answered {
+            Some(index) => {
+                self.advance(index);
+                index
+            }
+            None => known,
+        }
+    }
+
+    /// The message at `at` will provoke no reaction: a tool response for a call the server
+    /// cancelled (the server ignores it). It no longer awaits one, so later reactions are
+    /// matched to the messages that caused them.
+    pub fn ignore(&mut self, at: MessagePosition) {
+        if self.connection == Some(at.connection) {
+            self.awaiting
+                .retain(|a| !(a.first == at.index && a.last == at.index));
         }
     }
 

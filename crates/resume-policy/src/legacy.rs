@@ -112,6 +112,10 @@ impl ResumePolicy for ReplayAlways {
     fn route(&self, _ctx: &RouteContext<'_>, op: &Operation) -> Route {
         Route::Send(naive_send(op))
     }
+
+    fn backoff(&self) -> Backoff {
+        self.backoff
+    }
 }
 
 impl ResumePolicy for SkipReplay {
@@ -146,5 +150,9 @@ impl ResumePolicy for SkipReplay {
 
     fn route(&self, _ctx: &RouteContext<'_>, op: &Operation) -> Route {
         Route::Send(naive_send(op))
+    }
+
+    fn backoff(&self) -> Backoff {
+        self.backoff
     }
 }

@@ -1,6 +1,6 @@
 //! `Mirror`: what the server session holds, and what a handle provably holds.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use ctx_model::{ChatContext, Item, ItemId};
 
@@ -50,8 +50,8 @@ pub struct Mirror {
     base: ChatContext,
     /// Items added on the current connection, in order.
     added: Vec<(Item, Origin)>,
-    /// Ids of `added`, for constant-time lookups.
-    added_ids: HashSet<ItemId>,
+    /// Ids of `added` and where they are in it, for constant-time lookups.
+    added_ids: HashMap<ItemId, usize>,
     connection: Option<ConnectionId>,
     /// What the latest handle holds.
     held: ChatContext,
@@ -101,10 +101,38 @@ impl Mirror {
 
     fn add(&mut self, items: &[Item], origin: Origin) {
         for item in items {
-            if !self.base.contains(item.id()) && self.added_ids.insert(item.id().clone()) {
+            if !self.base.contains(item.id()) && !self.added_ids.contains_key(item.id()) {
+                self.added_ids.insert(item.id().clone(), self.added.len());
                 self.added.push((item.clone(), origin));
             }
         }
+    }
+
+    /// Where the client sent the item `id` on the current connection, if it did.
+    pub fn client_position(&self, id: &ItemId) -> Option<MessagePosition> {
+        match self.added_ids.get(id).map(|&k| &self.added[k]) {
+            Some((_, Origin::Client(at))) => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// Whether the live session holds the item `id`, as far as the client can tell.
+    pub fn holds(&self, id: &ItemId) -> bool {
+        self.base.contains(id) || self.added_ids.contains_key(id)
+    }
+
+    /// The server did not take the item `id` after all (an answer to a call it cancelled).
+    pub fn forget(&mut self, id: &ItemId) {
+        if let Some(k) = self.added_ids.remove(id) {
+            self.added.remove(k);
+            for slot in self.added_ids.values_mut() {
+                if *slot > k {
+                    *slot -= 1;
+                }
+            }
+        }
+        let _ = self.base.remove(id);
+        let _ = self.held.remove(id);
     }
 
     /// Whether client items sent on `handle`'s connection lie beyond what it provably holds

@@ -210,6 +210,11 @@ impl Outbox {
         id
     }
 
+    /// The id the next [`push`](Self::push) returns.
+    pub fn next_id(&self) -> OpId {
+        OpId(self.next_id)
+    }
+
     /// The operation `id`.
     pub fn get(&self, id: OpId) -> Option<&Operation> {
         self.ops

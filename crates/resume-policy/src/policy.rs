@@ -1,8 +1,8 @@
 //! The `ResumePolicy` trait: the policy decides, the session layer executes.
 
 use crate::{
-    ConnectionId, DivergenceReason, ModelCapabilities, Operation, PlannedSend, ResumeContext,
-    ResumePlan, ToolCalls, Trigger,
+    Backoff, ConnectionId, DivergenceReason, ModelCapabilities, Operation, PlannedSend,
+    ResumeContext, ResumePlan, ToolCalls, Trigger,
 };
 
 /// What the session knows while a connection is up, for [`ResumePolicy::route`].
@@ -75,6 +75,12 @@ pub trait ResumePolicy: Send + Sync {
 
     /// How to deliver `op` (just queued, or deferred before) on the open connection.
     fn route<'a>(&self, ctx: &RouteContext<'a>, op: &Operation) -> Route;
+
+    /// The backoff the policy plans with; the session layer uses its `stable_after` to tell
+    /// a flapping connection from a stable one. Default: [`Backoff::default`].
+    fn backoff(&self) -> Backoff {
+        Backoff::default()
+    }
 }
 
 /// Object safety, pinned at compile time.

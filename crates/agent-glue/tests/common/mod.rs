@@ -181,7 +181,6 @@ pub async fn weather_round(
         .expect("a tool call");
     session
         .send_tool_result(call_id.clone(), result)
-        .await
         .expect("tool result accepted");
     until(events, "answer", |e| {
         matches!(e, SessionEvent::TurnComplete)

@@ -37,9 +37,11 @@ async fn routes_send_defer_report_and_supersede() {
     let (builder, log) = builder(&server, script);
     let (session, mut events) = builder.connect().await.unwrap();
     settle_handle(&server, &mut events, 1).await;
-    for text in ["defer me", "report me", "supersede me", "send me"] {
-        session.send_text(text).unwrap();
-    }
+    let ids: Vec<_> = ["defer me", "report me", "supersede me", "send me"]
+        .into_iter()
+        .map(|text| session.send_text(text).unwrap())
+        .collect();
+    let (defer_me, report_me) = (ids[0].clone(), ids[1].clone());
     let seen = until(&mut events, "answer", |e| {
         matches!(e, SessionEvent::TurnComplete)
     })
@@ -54,10 +56,14 @@ async fn routes_send_defer_report_and_supersede() {
         [
             SessionEvent::Divergence {
                 operations: vec![OpId(0)],
+                items: vec![defer_me],
+                calls: Vec::new(),
                 why: DivergenceReason::ClientContentForbidden,
             },
             SessionEvent::Divergence {
                 operations: vec![OpId(1)],
+                items: vec![report_me],
+                calls: Vec::new(),
                 why: DivergenceReason::EditOfDeliveredItem,
             },
         ]
@@ -222,15 +228,20 @@ async fn generate_reply_routed_on_either_channel() {
     let script = Script::new()
         .plan(|_| ResumePlan::new(Strategy::Fresh))
         .route(|op| match &op.kind {
+            // A reply request with instructions is a user turn carrying them.
+            OpKind::Append {
+                items,
+                turn_complete: true,
+            } => Route::Send(PlannedSend {
+                ops: vec![op.id],
+                channel: Channel::ClientContent {
+                    turn_complete: true,
+                },
+                payload: Payload::Items(items.clone()),
+            }),
             OpKind::GenerateReply { instructions } => Route::Send(PlannedSend {
                 ops: vec![op.id],
-                channel: if instructions.is_some() {
-                    Channel::ClientContent {
-                        turn_complete: true,
-                    }
-                } else {
-                    Channel::RealtimeText
-                },
+                channel: Channel::RealtimeText,
                 payload: Payload::GenerateReply {
                     instructions: instructions.clone(),
                 },
@@ -259,5 +270,17 @@ async fn generate_reply_routed_on_either_channel() {
     assert!(
         nudge.as_str().is_some_and(|t| !t.is_empty()),
         "a realtime text nudge: {nudge}"
+    );
+    // Both user turns are in `L` once, as on the server.
+    let texts: Vec<String> = session
+        .chat_ctx()
+        .iter()
+        .filter_map(|i| i.as_message())
+        .filter(|m| m.role == ctx_model::Role::User)
+        .map(|m| m.text())
+        .collect();
+    assert_eq!(
+        texts,
+        ["Greet the user.", nudge.as_str().unwrap_or_default()]
     );
 }

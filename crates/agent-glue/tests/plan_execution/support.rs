@@ -35,8 +35,11 @@ pub struct Script {
 
 impl Script {
     pub fn new() -> Self {
+        let mut mock = MockResumePolicy::new();
+        mock.expect_backoff()
+            .returning(resume_policy::Backoff::default);
         Self {
-            mock: MockResumePolicy::new(),
+            mock,
             seq: Sequence::new(),
             log: Arc::new(Mutex::new(Vec::new())),
         }

@@ -217,12 +217,11 @@ async fn s12_on(policy: PolicyKind, lag: u64) -> Outcome {
         .latest_session()
         .map_or(0, |s| s.handles_issued().len());
     for (k, note) in notes.iter().enumerate() {
-        let mut ctx = session.chat_ctx();
+        let (version, mut ctx) = session.snapshot();
         ctx.push_user(format!("s12-note-{k}"), *note)
             .map_err(|e| e.to_string())?;
         session
-            .update_chat_ctx(ctx)
-            .await
+            .update_chat_ctx(ctx, version)
             .map_err(|e| e.to_string())?;
     }
     // The server took the note and issued a handle after it (a lagging one).

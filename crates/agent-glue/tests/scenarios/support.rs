@@ -62,9 +62,12 @@ pub async fn open(
     policy: Box<dyn ResumePolicy>,
     tweak: impl FnOnce(LiveSessionBuilder) -> LiveSessionBuilder,
 ) -> Result<(LiveSession, Seen), String> {
+    // A fixed jitter seed: the backoff waits are the same on every run, so the scenarios'
+    // wall-clock waits fit them.
     let builder = LiveSession::builder(endpoint(server), server.config().setup_model())
         .modality(Modality::Text)
         .transcription(false)
+        .jitter_seed(0x9E37_79B9_7F4A_7C15)
         .policy(policy);
     let (session, rx) = tweak(builder)
         .connect()

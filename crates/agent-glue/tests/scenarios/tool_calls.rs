@@ -116,7 +116,6 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
     if done == Done::BeforeDrop {
         session
             .send_tool_result(call_id.clone(), result.clone())
-            .await
             .map_err(|e| e.to_string())?;
         seen.until("the first chunk of the answer", |e| {
             matches!(e, SessionEvent::Text(_))
@@ -134,14 +133,12 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
     if done == Done::WhileDown {
         session
             .send_tool_result(call_id.clone(), result.clone())
-            .await
             .map_err(|e| e.to_string())?;
     }
     seen.reconnected().await?;
     if done == Done::AfterReconnect {
         session
             .send_tool_result(call_id.clone(), result)
-            .await
             .map_err(|e| e.to_string())?;
     }
     // The model answers the result (or the session reported that it could not deliver it).
@@ -260,7 +257,6 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
     if let Answer::BeforeUpdate = answer {
         session
             .send_tool_result(call_id.clone(), result.clone())
-            .await
             .map_err(|e| e.to_string())?;
     }
     session
@@ -269,7 +265,6 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
     if let Answer::AfterUpdate = answer {
         session
             .send_tool_result(call_id.clone(), result)
-            .await
             .map_err(|e| e.to_string())?;
     }
     // The restart and the answer to the result, in whichever order the session chose.
@@ -404,9 +399,7 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
     })
     .await?;
     // The tool finishes anyway; the session drops the result.
-    let _ = session
-        .send_tool_result(call_id.clone(), json!({"temperature": 21}))
-        .await;
+    let _ = session.send_tool_result(call_id.clone(), json!({"temperature": 21}));
     seen.reconnected().await?;
     if let CancelDrop::DuringAnswer = when {
         seen.turn_complete("the answer to the interruption, again")

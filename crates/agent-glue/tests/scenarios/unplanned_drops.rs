@@ -311,13 +311,12 @@ const S07_EXPECTED: &[&str] = &[
 async fn s07_conversation(server: &FakeServer, session: &LiveSession, seen: &mut Seen) -> Outcome {
     seen.barrier(session, "one").await?;
     server.faults().withhold_handles();
-    let mut ctx = session.chat_ctx();
+    let (version, mut ctx) = session.snapshot();
     ctx.push_user("note-1", "note from the app")
         .and_then(|c| c.push_model("note-2", "noted"))
         .map_err(|e| e.to_string())?;
     session
-        .update_chat_ctx(ctx)
-        .await
+        .update_chat_ctx(ctx, version)
         .map_err(|e| e.to_string())?;
     session
         .send_text("what does get_weather say")
@@ -325,7 +324,6 @@ async fn s07_conversation(server: &FakeServer, session: &LiveSession, seen: &mut
     let call = seen.tool_call().await?;
     session
         .send_tool_result(call, serde_json::json!({"celsius": 18}))
-        .await
         .map_err(|e| e.to_string())?;
     seen.turn_complete("answer after the tool result").await
 }

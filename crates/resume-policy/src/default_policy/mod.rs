@@ -116,6 +116,10 @@ impl ResumePolicy for DefaultPolicy {
         fresh::plan(ctx, plan)
     }
 
+    fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
     fn route(&self, ctx: &RouteContext<'_>, op: &Operation) -> Route {
         let caps = ctx.capabilities;
         match &op.kind {

@@ -26,12 +26,20 @@ pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan
     if let Some(reason) = give_up {
         let mut plan = ResumePlan::new(Strategy::GiveUp { reason });
         plan.attempt = ctx.attempt;
-        let ops: Vec<_> = ctx.outbox.live().map(|op| op.id).collect();
-        if !ops.is_empty() {
+        let live: Vec<_> = ctx.outbox.live().collect();
+        if !live.is_empty() {
             plan.undeliverable.push(Divergence {
-                ops,
-                items: Vec::new(),
-                calls: Vec::new(),
+                ops: live.iter().map(|op| op.id).collect(),
+                items: live
+                    .iter()
+                    .flat_map(|op| op.kind.item_ids())
+                    .cloned()
+                    .collect(),
+                calls: live
+                    .iter()
+                    .filter_map(|op| op.kind.call_id())
+                    .map(str::to_owned)
+                    .collect(),
                 why: DivergenceReason::GaveUp,
             });
         }

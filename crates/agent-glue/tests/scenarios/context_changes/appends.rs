@@ -17,14 +17,14 @@ pub(super) async fn s17(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini25, |c| c).await;
     let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
-    let ctx = appended(
+    let (ctx, version) = appended(
         &session,
         vec![
             Message::user("app-u1", "remember the code 42").into(),
             Message::model("app-m1", "noted the code").into(),
         ],
     )?;
-    session.update_chat_ctx(ctx).await.map_err(err)?;
+    session.update_chat_ctx(ctx, version).map_err(err)?;
     // The typed turn after it proves the append was processed (and its handle covers it).
     watch.barrier(&session, "two").await?;
     let first = server.connections().remove(0);
@@ -77,12 +77,12 @@ pub(super) async fn s18(policy: PolicyKind) -> Outcome {
     let server = server(Family::Gemini31, |c| c).await;
     let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
-    let ctx = appended(
+    let (ctx, version) = appended(
         &session,
         vec![Message::user("app-u1", "remember the code 42").into()],
     )?;
     // A typed result is acceptable; silence is not (checked through the events below).
-    let typed = session.update_chat_ctx(ctx).await;
+    let typed = session.update_chat_ctx(ctx, version);
     watch.barrier(&session, "two").await?;
     no_rejections(&server)?;
     let first = server.connections().remove(0);
@@ -171,11 +171,11 @@ async fn s19_in_flight(policy: PolicyKind) -> Outcome {
     server
         .faults()
         .schedule(FaultTrigger::ClientMessages(1), FaultAction::Drop);
-    let ctx = appended(
+    let (ctx, version) = appended(
         &session,
         vec![Message::user("app-u1", "note sent as the socket died").into()],
     )?;
-    session.update_chat_ctx(ctx).await.map_err(err)?;
+    session.update_chat_ctx(ctx, version).map_err(err)?;
     let report = watch.reconnected().await?;
     watch.barrier(&session, "two").await?;
     ensure_eq(
@@ -199,11 +199,11 @@ async fn s19_on_25(policy: PolicyKind) -> Outcome {
     let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     go_down(&server, &mut watch).await?;
-    let ctx = appended(
+    let (ctx, version) = appended(
         &session,
         vec![Message::user("app-u1", "note made offline").into()],
     )?;
-    session.update_chat_ctx(ctx).await.map_err(err)?;
+    session.update_chat_ctx(ctx, version).map_err(err)?;
     let report = watch.reconnected().await?;
     ensure_eq("2.5 strategy", report.strategy, ReconnectStrategy::Resumed)?;
     watch.barrier(&session, "two").await?;
@@ -229,11 +229,11 @@ async fn s19_on_31(policy: PolicyKind) -> Outcome {
     let (session, mut watch) = open(&server, policy.boxed(), |b| b).await?;
     watch.barrier(&session, "one").await?;
     go_down(&server, &mut watch).await?;
-    let ctx = appended(
+    let (ctx, version) = appended(
         &session,
         vec![Message::user("app-u1", "note made offline").into()],
     )?;
-    let typed = session.update_chat_ctx(ctx).await;
+    let typed = session.update_chat_ctx(ctx, version);
     let first = watch.reconnected().await?;
     watch.barrier(&session, "two").await?;
     no_rejections(&server)?;

@@ -9,10 +9,13 @@ use serde_json::Value;
 use crate::runner::Outcome;
 
 /// `L` with `items` appended.
-pub(super) fn appended(session: &LiveSession, items: Vec<Item>) -> Result<ChatContext, String> {
-    let mut ctx = session.chat_ctx();
+pub(super) fn appended(
+    session: &LiveSession,
+    items: Vec<Item>,
+) -> Result<(ChatContext, u64), String> {
+    let (version, mut ctx) = session.snapshot();
     ctx.extend(items).map_err(|e| e.to_string())?;
-    Ok(ctx)
+    Ok((ctx, version))
 }
 
 /// The frames of `conn` (after its setup) whose JSON mentions `needle`.

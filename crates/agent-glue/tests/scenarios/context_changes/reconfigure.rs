@@ -16,14 +16,14 @@ use super::observe::*;
 // S20 ------------------------------------------------------------------------------------
 
 /// `L` with its first user message edited and the answer to the second turn removed.
-fn edited(session: &LiveSession) -> Result<ChatContext, String> {
-    let mut ctx = session.chat_ctx();
+fn edited(session: &LiveSession) -> Result<(ChatContext, u64), String> {
+    let (version, mut ctx) = session.snapshot();
     let ids: Vec<_> = ctx.ids().cloned().collect();
     ensure(ids.len() >= 4, || format!("L too short to edit: {ids:?}"))?;
     ctx.replace(Message::user(ids[0].clone(), "one, edited"))
         .map_err(err)?;
     ctx.remove(&ids[3]).map_err(err)?;
-    Ok(ctx)
+    Ok((ctx, version))
 }
 
 pub(super) async fn s20(policy: PolicyKind) -> Outcome {
@@ -45,9 +45,9 @@ async fn s20_reseed(policy: PolicyKind, family: Family) -> Outcome {
     watch.barrier(&session, "one").await?;
     watch.barrier(&session, "two").await?;
     let old_session = server.latest_session().map(|s| s.id());
-    let ctx = edited(&session)?;
+    let (ctx, version) = edited(&session)?;
     let want = l_entries(&ctx);
-    session.update_chat_ctx(ctx).await.map_err(err)?;
+    session.update_chat_ctx(ctx, version).map_err(err)?;
     let report = watch.reconnected().await?;
     watch.barrier(&session, "three").await?;
     let mut expected = want;
@@ -113,8 +113,8 @@ async fn s20_report() -> Outcome {
     watch.barrier(&session, "two").await?;
     let before = s_entries(&server);
     let old_session = server.latest_session().map(|s| s.id());
-    let ctx = edited(&session)?;
-    let result = session.update_chat_ctx(ctx).await;
+    let (ctx, version) = edited(&session)?;
+    let result = session.update_chat_ctx(ctx, version);
     if result.is_ok() {
         watch
             .until("the edit reported", |e| {
@@ -287,7 +287,6 @@ pub(super) async fn s22(policy: PolicyKind) -> Outcome {
     let output = json!({ "sky": "clear" });
     session
         .send_tool_result(call_id.clone(), output.clone())
-        .await
         .map_err(err)?;
     // The model continues from the result, and the restart happens: in either order (the
     // restart may wait for the turn to end, or carry the result to the new connection).

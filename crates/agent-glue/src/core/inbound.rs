@@ -1,55 +1,37 @@
-//! The server's frames: model content, tool calls and their cancellations, goAway, handle
-//! updates, and the end of the connection.
+//! The server's messages: model content, tool calls and their cancellations, goAway, handle
+//! updates.
 
-use ctx_model::{FunctionCall as CallItem, Item, Message, Role};
-use gemini_transport::CloseClass as WireClass;
+use ctx_model::{FunctionCall as CallItem, Item, Message};
 use gemini_transport::wire::{PartData, ServerMessage, ServerPayload};
 use resume_policy::{
-    ClientMessageIndex, HandleUpdate, OpId, ServerReaction, ToolCallStatus, Trigger,
+    ClientMessageIndex, ConnectionId, HandleUpdate, Millis, OpId, ServerReaction, ToolCallStatus,
 };
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::Actor;
-use super::connect::{Rotation, policy_class};
-use crate::events::{ReconnectReason, SessionEvent, Usage};
+use super::connect::Rotation;
+use super::{SessionCore, millis};
+use crate::events::{SessionEvent, Usage};
 
-impl Actor {
-    pub(super) async fn on_frame(&mut self, frame: Result<ServerMessage, gemini_transport::Error>) {
-        let message = match frame {
-            Ok(message) => message,
-            Err(e) if !e.ends_connection() => {
-                self.emit(SessionEvent::Warning(format!(
-                    "ignored a server frame: {e}"
-                )));
-                return;
-            }
-            Err(e) => {
-                let (code, reason, class) = match e.close_info() {
-                    Some(info) => (info.code, info.reason.clone(), info.class),
-                    None => (1006, e.to_string(), e.class()),
-                };
-                if class == WireClass::AuthOrQuota {
-                    self.emit(SessionEvent::Closed {
-                        error: Some(format!("connection closed ({code}): {reason}")),
-                    });
-                    self.closed = true;
-                    return;
-                }
-                let trigger = match self.rotation.take() {
-                    Some(rotation) => Trigger::GoAway {
-                        time_left: rotation.time_left,
-                    },
-                    None => Trigger::AbnormalClose {
-                        code,
-                        class: policy_class(class, code),
-                    },
-                };
-                self.reconnect(trigger, ReconnectReason::ConnectionLost { code, reason })
-                    .await;
-                return;
-            }
-        };
+impl SessionCore {
+    /// A decoded server message on `connection` at `now` (`setupComplete` goes to
+    /// [`SessionCore::handle_setup_complete`], which this forwards to).
+    pub fn handle_message(
+        &mut self,
+        now: Millis,
+        connection: ConnectionId,
+        message: ServerMessage,
+    ) {
+        if self.closed.is_some() {
+            return;
+        }
+        if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
+            self.handle_setup_complete(now, connection);
+            return;
+        }
+        if self.link.open_id() != Some(connection) {
+            // A frame of a connection that is gone or not set up yet.
+            return;
+        }
         if let Some(usage) = &message.usage_metadata {
             self.emit(SessionEvent::Usage(Usage {
                 prompt_tokens: usage.prompt_token_count,
@@ -61,24 +43,27 @@ impl Actor {
             return;
         };
         match payload {
-            ServerPayload::ServerContent(content) => self.on_content(*content).await,
+            ServerPayload::ServerContent(content) => self.on_content(now, *content),
             ServerPayload::ToolCall(gemini_transport::wire::ToolCall { function_calls }) => {
-                self.close_model_turn();
+                let anchor = self.reaction(ServerReaction::ToolCall);
+                // Text before the call is the first part of the turn.
+                self.close_model_turn(anchor);
                 let mut calls = Vec::with_capacity(function_calls.len());
                 for call in function_calls {
+                    if self.ledger.tracker.tool_calls().get(&call.id).is_some() {
+                        // The same call announced again (a resumed session re-sending it):
+                        // the application runs it once.
+                        continue;
+                    }
                     let _ = self.ledger.tracker.on_tool_call(&call.id, &call.name);
                     let id = self.ledger.new_item_id("call");
                     let arguments = serde_json::Value::Object(call.args.clone());
                     let item =
                         CallItem::new(id, call.id.clone(), call.name.clone(), arguments.clone());
-                    if let Err(e) = self.ledger.server_item(Item::FunctionCall(item)) {
-                        warn!(error = %e, "tool call not recorded");
-                    }
+                    self.place_server_item(Item::FunctionCall(item), anchor);
                     calls.push((call.id, call.name, arguments));
                 }
-                self.ledger.tracker.on_reaction(ServerReaction::ToolCall);
-                self.pending_tools_owed = true;
-                self.publish_context();
+                self.tools_owed = true;
                 for (call_id, name, arguments) in calls {
                     self.emit(SessionEvent::ToolCall {
                         call_id,
@@ -90,6 +75,7 @@ impl Actor {
             ServerPayload::ToolCallCancellation(gemini_transport::wire::ToolCallCancellation {
                 ids,
             }) => {
+                self.turn.interrupted = true;
                 for id in &ids {
                     self.ledger
                         .tracker
@@ -106,17 +92,25 @@ impl Actor {
                     })
                     .map(|op| op.id)
                     .collect();
+                // Not sent yet: never sent. Sent already: the server ignores it. Either way the
+                // server does not hold the answer, so `L` does not either.
+                for op in &owed {
+                    if let Some(at) = self.ledger.outbox.get(*op).and_then(|o| o.state.sent_at()) {
+                        self.ledger.tracker.ignore(at);
+                    }
+                }
                 let _ = self.ledger.outbox.supersede(&owed);
+                self.drop_cancelled_outputs(&ids);
                 self.emit(SessionEvent::ToolCallCancelled { call_ids: ids });
             }
             ServerPayload::GoAway(gemini_transport::wire::GoAway { time_left }) => {
-                let deadline =
-                    Instant::now() + time_left.saturating_sub(self.config.go_away_margin);
+                let margin = millis(self.config.session.go_away_margin);
+                let deadline = Millis(now.0 + millis(time_left).saturating_sub(margin));
                 self.rotation = Some(Rotation {
                     time_left,
                     deadline,
                 });
-                self.maybe_rotate().await;
+                self.maybe_rotate(now);
             }
             ServerPayload::SessionResumptionUpdate(
                 gemini_transport::wire::SessionResumptionUpdate {
@@ -130,7 +124,6 @@ impl Actor {
                     resumable,
                     last_consumed: last_consumed_client_message_index.map(ClientMessageIndex),
                 };
-                let now = self.now();
                 let previous = self.ledger.tracker.handle().cloned();
                 match self.ledger.tracker.on_handle_update(&update, now) {
                     Ok(Some(record)) if self.uncertain(&record) => {
@@ -140,12 +133,12 @@ impl Actor {
                         // came after it is still owed) until a reaction proves more.
                         debug!("handle with uncertain coverage not adopted");
                         self.ledger.tracker.reinstate(previous);
-                        self.maybe_rotate().await;
+                        self.maybe_rotate(now);
                     }
                     Ok(Some(record)) => {
                         self.ledger.on_handle(&record);
                         self.ledger.outbox.prune();
-                        self.maybe_rotate().await;
+                        self.maybe_rotate(now);
                     }
                     Ok(None) => {}
                     Err(e) => debug!(error = %e, "handle update ignored"),
@@ -155,7 +148,13 @@ impl Actor {
         }
     }
 
-    async fn on_content(&mut self, content: gemini_transport::wire::ServerContent) {
+    /// Feeds a reaction to the coverage tracker; returns the client message the reacting
+    /// turn answers (where its output goes in `L`).
+    fn reaction(&mut self, reaction: ServerReaction) -> ClientMessageIndex {
+        self.ledger.tracker.on_reaction(reaction)
+    }
+
+    fn on_content(&mut self, now: Millis, content: gemini_transport::wire::ServerContent) {
         if let Some(turn) = &content.model_turn {
             self.turn.active = true;
             for part in &turn.parts {
@@ -163,7 +162,9 @@ impl Actor {
                     continue;
                 }
                 match &part.data {
-                    PartData::InlineData(blob) if blob.mime_type.starts_with("audio/") => {
+                    PartData::InlineData(blob)
+                        if blob.mime_type.starts_with("audio/") && !self.turn.muted =>
+                    {
                         let rate = sample_rate(&blob.mime_type).unwrap_or(24_000);
                         self.emit(SessionEvent::Audio {
                             pcm: blob.data.clone(),
@@ -172,66 +173,57 @@ impl Actor {
                     }
                     PartData::Text(text) => {
                         self.turn.text.push_str(text);
-                        self.emit(SessionEvent::Text(text.clone()));
+                        if !self.turn.muted {
+                            self.emit(SessionEvent::Text(text.clone()));
+                        }
                     }
                     _ => {}
                 }
             }
         }
         if let Some(t) = &content.input_transcription {
-            self.turn.user_transcript.push_str(&t.text);
             self.emit(SessionEvent::InputTranscript {
                 text: t.text.clone(),
                 finished: t.finished,
             });
+            if t.finished && !t.text.trim().is_empty() {
+                // The server holds the spoken turn from the moment it transcribed it.
+                let id = self.ledger.new_item_id("user");
+                let item = Message::user(id, t.text.trim()).transcript();
+                let anchor = ClientMessageIndex(self.last_audio_index);
+                self.place_server_item(Item::Message(item), anchor);
+            }
         }
         if let Some(t) = &content.output_transcription {
             self.turn.active = true;
             self.turn.transcript.push_str(&t.text);
-            self.emit(SessionEvent::OutputTranscript {
-                text: t.text.clone(),
-                finished: t.finished,
-            });
+            if !self.turn.muted {
+                self.emit(SessionEvent::OutputTranscript {
+                    text: t.text.clone(),
+                    finished: t.finished,
+                });
+            }
         }
         if content.generation_complete {
             self.emit(SessionEvent::GenerationComplete);
         }
         if content.interrupted {
-            self.emit(SessionEvent::Interrupted);
+            self.turn.interrupted = true;
+            if !self.turn.muted {
+                self.emit(SessionEvent::Interrupted);
+            }
         }
         if content.turn_complete {
-            self.close_model_turn();
-            self.ledger
-                .tracker
-                .on_reaction(ServerReaction::TurnComplete);
-            self.pending_tools_owed = false;
-            // The context first, so that an application reacting to the event sees the turn.
-            self.publish_context();
+            let reaction = if self.turn.interrupted {
+                ServerReaction::InterruptedTurnComplete
+            } else {
+                ServerReaction::TurnComplete
+            };
+            let anchor = self.reaction(reaction);
+            self.close_model_turn(anchor);
+            self.tools_owed = false;
             self.emit(SessionEvent::TurnComplete);
-            self.maybe_rotate().await;
-        }
-    }
-
-    /// Records the user's spoken turn and the model's turn (as received so far) in `L` and `S`.
-    fn close_model_turn(&mut self) {
-        let turn = std::mem::take(&mut self.turn);
-        if !turn.user_transcript.trim().is_empty() {
-            let id = self.ledger.new_item_id("user");
-            let item = Message::user(id, turn.user_transcript.trim()).transcript();
-            let _ = self.ledger.server_item(Item::Message(item));
-        }
-        let (text, spoken) = if turn.text.is_empty() {
-            (turn.transcript, true)
-        } else {
-            (turn.text, false)
-        };
-        if !text.is_empty() {
-            let id = self.ledger.new_item_id("model");
-            let mut item = Message::new(id, Role::Model, vec![ctx_model::ContentPart::Text(text)]);
-            if spoken {
-                item = item.transcript();
-            }
-            let _ = self.ledger.server_item(Item::Message(item));
+            self.maybe_rotate(now);
         }
     }
 

@@ -1,0 +1,484 @@
+//! (Re)connecting: planning and opening connections, executing a plan once `setup` is
+//! complete, failed attempts, and the planned rotations (goAway, configuration restarts) that
+//! wait for a turn boundary.
+
+use std::time::Duration;
+
+use gemini_transport::wire::ClientMessage;
+use gemini_transport::{CloseClass as WireClass, CloseInfo, CloseInitiator};
+use resume_policy::{
+    ClientMessageIndex, ConnectMode, ConnectionId, DeliveryState, MessagePosition, Millis, OpId,
+    OpKind, ResumeContext, ResumePlan, Strategy, Trigger,
+};
+use tracing::info_span;
+
+use super::{Action, SessionCore, millis};
+use crate::events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent};
+use crate::wire_plan::wire_send;
+
+/// The session's connection.
+#[derive(Debug)]
+pub(super) enum Link {
+    /// None (a reconnect may be pending).
+    None,
+    /// `setup` sent; the plan runs when `setupComplete` arrives.
+    Opening {
+        id: ConnectionId,
+        plan: Box<ResumePlan>,
+        /// The outbox's next operation id when the plan was made: later operations are routed
+        /// after the plan.
+        planned_before: OpId,
+    },
+    /// Set up, the plan sent.
+    Open { id: ConnectionId },
+}
+
+impl Link {
+    pub(super) fn id(&self) -> Option<ConnectionId> {
+        match self {
+            Self::None => None,
+            Self::Opening { id, .. } | Self::Open { id } => Some(*id),
+        }
+    }
+
+    pub(super) fn open_id(&self) -> Option<ConnectionId> {
+        match self {
+            Self::Open { id } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// A pending goAway rotation.
+#[derive(Debug)]
+pub(super) struct Rotation {
+    pub(super) time_left: Duration,
+    pub(super) deadline: Millis,
+}
+
+/// A restart for a configuration change (instructions, tools, an edit of delivered items)
+/// waiting for a turn boundary with a fresh handle, so that the new connection resumes from a
+/// handle that holds everything (nothing replayed) and no tool call is pending across it.
+#[derive(Debug)]
+pub(super) struct Restart {
+    trigger: Trigger,
+    /// Set once the model is idle: from then on, the longest wait for a fresh handle.
+    pub(super) deadline: Option<Millis>,
+}
+
+/// How long an idle session waits for a fresh handle before a configuration restart goes
+/// ahead with the handle it has (the policy then replays what that handle does not cover).
+const RESTART_HANDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// A reconnect in progress.
+#[derive(Debug)]
+pub(super) struct Pending {
+    trigger: Trigger,
+    /// When the old connection ended (the gap starts).
+    started: Millis,
+    /// When the next step may run.
+    pub(super) at: Millis,
+    /// The current plan's backoff has been waited.
+    waited: bool,
+    /// Connection attempts made.
+    tries: u32,
+}
+
+impl Pending {
+    pub(super) fn new(trigger: Trigger, started: Millis) -> Self {
+        Self {
+            trigger,
+            started,
+            at: started,
+            waited: false,
+            tries: 0,
+        }
+    }
+}
+
+impl SessionCore {
+    /// One step of a pending (re)connect: plan, wait the plan's backoff (while commands keep
+    /// flowing into the outbox), then ask the shell to open a connection.
+    pub(super) fn step_pending(&mut self, now: Millis) {
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let plan = self.make_plan(now, pending.trigger);
+        if let Strategy::GiveUp { reason } = &plan.strategy {
+            // Nothing is dropped silently: what the policy gives up on is reported first.
+            self.ledger.outbox.record_plan(&plan);
+            self.report_divergences(&plan);
+            let message = format!("gave up reconnecting: {reason:?}");
+            self.shutdown(Some(message));
+            return;
+        }
+        if !pending.waited && !plan.backoff.is_zero() {
+            // Wait first; the plan is made again afterwards, with what was queued meanwhile.
+            pending.waited = true;
+            pending.at = Millis(now.0.saturating_add(millis(plan.backoff)));
+            self.pending = Some(pending);
+            return;
+        }
+        pending.tries += 1;
+        let _span = info_span!(
+            "connection_attempt",
+            attempt = self.attempts.attempt(),
+            trigger = ?pending.trigger,
+            handle_age_ms = self.ledger.tracker.handle().map(|h| now.since(h.received_at).as_millis() as u64),
+            resume = plan.is_resume(),
+            seed = plan.seed.as_ref().map_or(0, |s| s.items.len()),
+            steps = plan.steps.len(),
+        )
+        .entered();
+        self.next_connection += 1;
+        let id = ConnectionId(self.next_connection);
+        let handle = match &plan.strategy {
+            Strategy::Resume { handle } => Some(handle.expose().to_owned()),
+            _ => None,
+        };
+        let setup = self.config.session.setup(
+            self.ledger.instructions.1.as_deref(),
+            &self.ledger.tools.1,
+            handle.as_deref(),
+            plan.transparent,
+            plan.history_config,
+        );
+        self.actions.push_back(Action::Open {
+            connection: id,
+            setup: ClientMessage::setup(setup),
+        });
+        self.link = Link::Opening {
+            id,
+            plan: Box::new(plan),
+            planned_before: self.ledger.outbox.next_id(),
+        };
+        self.pending = Some(pending);
+    }
+
+    fn make_plan(&mut self, now: Millis, trigger: Trigger) -> ResumePlan {
+        let jitter = self.jitter();
+        let ctx = ResumeContext::new(
+            trigger,
+            &self.ledger.outbox,
+            &self.ledger.desired,
+            self.ledger.mirror.held(),
+            &self.caps,
+            self.ledger.tracker.tool_calls(),
+        )
+        .with_handle(self.ledger.tracker.handle())
+        .with_attempt(self.attempts.attempt())
+        .with_now(now)
+        .with_jitter(jitter)
+        .with_transparent(self.config.session.transparent, false);
+        self.policy.plan(&ctx)
+    }
+
+    fn report_divergences(&mut self, plan: &ResumePlan) {
+        for divergence in &plan.undeliverable {
+            self.emit(SessionEvent::Divergence {
+                operations: divergence.ops.clone(),
+                items: divergence.items.clone(),
+                calls: divergence.calls.clone(),
+                why: divergence.why,
+            });
+        }
+    }
+
+    /// `setupComplete` arrived on `connection`: the plan is executed on it.
+    pub fn handle_setup_complete(&mut self, now: Millis, connection: ConnectionId) {
+        let Link::Opening { id, .. } = &self.link else {
+            return;
+        };
+        if *id != connection {
+            return;
+        }
+        let Link::Opening {
+            id,
+            plan,
+            planned_before,
+        } = std::mem::replace(&mut self.link, Link::Open { id: connection })
+        else {
+            return;
+        };
+        let pending = self.pending.take();
+        let mode = if plan.is_resume() {
+            ConnectMode::Resumed
+        } else {
+            ConnectMode::Fresh
+        };
+        if self.ledger.tracker.on_connected(id, mode).is_err() {
+            self.shutdown(Some("resume planned without a handle".to_owned()));
+            return;
+        }
+        self.ledger.on_connected(id, mode);
+        self.turn = Default::default();
+        self.tools_owed = false;
+        self.last_audio_index = 0;
+        self.attempts.on_connected(now);
+        self.execute(id, &plan);
+        let first = !self.connected_once;
+        self.connected_once = true;
+        if let Some(pending) = pending.filter(|p| p.trigger != Trigger::FirstConnect || !first) {
+            let lost: Vec<OpId> = plan.reported_ops().collect();
+            self.emit(SessionEvent::Reconnected(Reconnected {
+                strategy: if plan.is_resume() {
+                    ReconnectStrategy::Resumed
+                } else {
+                    ReconnectStrategy::Fresh
+                },
+                state_restored: plan.undeliverable.is_empty(),
+                replayed: plan.delivered_ops().collect(),
+                uncertain: plan.uncertain.clone(),
+                lost,
+                gap: Duration::from_millis(now.since(pending.started).as_millis() as u64),
+                attempts: pending.tries,
+            }));
+        }
+        self.bump();
+        // Operations queued while the connection was being set up.
+        let later: Vec<OpId> = self
+            .ledger
+            .outbox
+            .live()
+            .filter(|op| op.id >= planned_before && op.state == DeliveryState::Queued)
+            .map(|op| op.id)
+            .collect();
+        for op in later {
+            self.route(now, op);
+        }
+        self.maybe_rotate(now);
+    }
+
+    /// Sends `plan`'s seed and steps on the connection `id`, in order.
+    fn execute(&mut self, id: ConnectionId, plan: &ResumePlan) {
+        // Superseded and undeliverable operations first: they never reach the wire.
+        self.ledger.outbox.record_plan(plan);
+        self.report_divergences(plan);
+        let setup_at = MessagePosition::new(id, ClientMessageIndex::SETUP);
+        if let Some(seed) = &plan.seed {
+            let message = ClientMessage::client_content(
+                crate::convert::items_to_contents(&seed.items),
+                seed.turn_complete,
+            );
+            self.transmit(id, message);
+            let kind = seed.message_kind(plan.history_config);
+            if let Ok(at) = self.ledger.tracker.on_sent(kind) {
+                let _ = self.ledger.outbox.mark_sent(&seed.ops, at);
+                self.ledger.sent_items(&seed.items, at);
+            }
+        }
+        for step in &plan.steps {
+            let send = wire_send(step, &self.ledger);
+            match send.message {
+                Some(message) => {
+                    self.transmit(id, message);
+                    if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
+                        let _ = self.ledger.outbox.mark_sent(&step.ops, at);
+                        self.ledger.sent_items(&send.items, at);
+                    }
+                }
+                None => {
+                    // Delivered by the setup itself.
+                    let _ = self.ledger.outbox.mark_sent(&step.ops, setup_at);
+                }
+            }
+        }
+    }
+
+    /// Connection `connection` ended (or could not be opened) with `info`.
+    pub fn handle_closed(&mut self, now: Millis, connection: ConnectionId, info: CloseInfo) {
+        if self.closed.is_some() || self.link.id() != Some(connection) {
+            return;
+        }
+        let opening = matches!(self.link, Link::Opening { .. });
+        if !opening {
+            self.lost(now, info);
+            return;
+        }
+        let resumed = matches!(&self.link, Link::Opening { plan, .. } if plan.is_resume());
+        self.link = Link::None;
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let refused_frame = info.initiator == CloseInitiator::Server;
+        match (resumed, info.class) {
+            (_, WireClass::AuthOrQuota) | (false, WireClass::NeedsDifferentRequest) => {
+                self.shutdown(Some(format!("could not open a connection: {info}")));
+            }
+            (true, WireClass::NeedsDifferentRequest | WireClass::Transient) if refused_frame => {
+                self.ledger.tracker.discard_handle();
+                // Recoverable, but the application should know (scenario S11).
+                self.emit(SessionEvent::Warning(format!(
+                    "the server refused to resume the session (close code {}); the handle is \
+                     dropped and the next connection starts fresh",
+                    info.code
+                )));
+                self.attempts.on_failed();
+                pending.trigger = Trigger::RefusedResume { code: info.code };
+                pending.waited = false;
+                pending.at = now;
+                self.pending = Some(pending);
+                self.step_pending(now);
+            }
+            _ => {
+                self.attempts.on_failed();
+                pending.trigger = Trigger::AbnormalClose {
+                    code: info.code,
+                    class: policy_class(info.class, info.code),
+                };
+                pending.waited = false;
+                pending.at = now;
+                self.pending = Some(pending);
+                self.step_pending(now);
+            }
+        }
+    }
+
+    /// The open connection ended without this side closing it.
+    fn lost(&mut self, now: Millis, info: CloseInfo) {
+        if info.class == WireClass::AuthOrQuota {
+            self.shutdown(Some(format!("connection closed: {info}")));
+            return;
+        }
+        let trigger = match self.rotation.take() {
+            Some(rotation) => Trigger::GoAway {
+                time_left: rotation.time_left,
+            },
+            None => Trigger::AbnormalClose {
+                code: info.code,
+                class: policy_class(info.class, info.code),
+            },
+        };
+        let reason = ReconnectReason::ConnectionLost {
+            code: info.code,
+            reason: info.reason,
+        };
+        self.link = Link::None;
+        self.reconnect(now, trigger, reason);
+    }
+
+    /// Forgets the current connection (asking the shell to close it if it is still up).
+    fn drop_connection(&mut self) {
+        if let Some(id) = self.link.id() {
+            self.actions.push_back(Action::Close {
+                connection: id,
+                code: 1000,
+                reason: "rotating",
+            });
+        }
+        self.link = Link::None;
+        self.ledger.tracker.on_disconnected();
+        if self.turn.active {
+            // The turn was cut off with the connection.
+            self.emit(SessionEvent::Interrupted);
+        }
+        self.turn = Default::default();
+        self.tools_owed = false;
+    }
+
+    /// Replaces the connection for `trigger`: emits `Reconnecting`, closes the old socket and
+    /// plans the first attempt.
+    pub(super) fn reconnect(&mut self, now: Millis, trigger: Trigger, reason: ReconnectReason) {
+        if self.pending.is_some() || self.closed.is_some() {
+            return;
+        }
+        self.emit(SessionEvent::Reconnecting { reason });
+        self.drop_connection();
+        if trigger.is_planned() {
+            self.attempts.on_rotated();
+        } else {
+            let backoff = self.policy.backoff();
+            self.attempts.on_lost(now, &backoff);
+        }
+        self.rotation = None;
+        // The plan carries every queued configuration change in its setup.
+        self.restart = None;
+        self.pending = Some(Pending::new(trigger, now));
+        self.step_pending(now);
+    }
+
+    /// A forced rotation in the middle of a turn closes it locally as interrupted.
+    pub(super) fn force_turn_boundary(&mut self) {
+        if self.turn.active {
+            self.turn = Default::default();
+            self.emit(SessionEvent::Interrupted);
+        }
+    }
+
+    /// Rotates now if a goAway (or a configuration restart) is pending, the model is idle and
+    /// a fresh handle exists. A configuration restart waits at most
+    /// [`RESTART_HANDLE_GRACE`] for the handle once the model is idle.
+    pub(super) fn maybe_rotate(&mut self, now: Millis) {
+        if (self.rotation.is_none() && self.restart.is_none()) || self.link.open_id().is_none() {
+            return;
+        }
+        let idle = !self.turn.active && !self.tools_owed && !self.owes_tool_response();
+        let fresh = self.ledger.tracker.handle().is_some_and(|h| !h.is_stale());
+        if let Some(rotation) = &self.rotation {
+            if idle && fresh {
+                let time_left = rotation.time_left;
+                self.reconnect(
+                    now,
+                    Trigger::GoAway { time_left },
+                    ReconnectReason::GoAway { time_left },
+                );
+                return;
+            }
+        }
+        let Some(restart) = self.restart.as_mut() else {
+            return;
+        };
+        if !idle {
+            restart.deadline = None;
+            return;
+        }
+        let deadline = *restart
+            .deadline
+            .get_or_insert(Millis(now.0 + millis(RESTART_HANDLE_GRACE)));
+        if fresh || now >= deadline {
+            let trigger = restart.trigger;
+            self.reconnect(now, trigger, ReconnectReason::ConfigChange);
+        }
+    }
+
+    /// Queues a configuration restart (merged with one already waiting) and makes it now if
+    /// the session is at a turn boundary with a fresh handle.
+    pub(super) fn request_restart(&mut self, now: Millis, trigger: Trigger) {
+        let trigger = match (self.restart.as_ref().map(|r| r.trigger), trigger) {
+            (
+                Some(Trigger::ConfigChange {
+                    instructions: a,
+                    tools: b,
+                }),
+                Trigger::ConfigChange {
+                    instructions: c,
+                    tools: d,
+                },
+            ) => Trigger::ConfigChange {
+                instructions: a || c,
+                tools: b || d,
+            },
+            (_, trigger) => trigger,
+        };
+        let deadline = self.restart.as_ref().and_then(|r| r.deadline);
+        self.restart = Some(Restart { trigger, deadline });
+        self.maybe_rotate(now);
+    }
+
+    fn owes_tool_response(&self) -> bool {
+        self.ledger.outbox.live().any(|op| {
+            matches!(op.kind, OpKind::ToolResponse { .. })
+                && matches!(op.state, DeliveryState::Sent { .. })
+        })
+    }
+}
+
+/// The policy's view of a close.
+pub(super) fn policy_class(class: WireClass, code: u16) -> resume_policy::CloseClass {
+    match class {
+        WireClass::AuthOrQuota => resume_policy::CloseClass::Fatal,
+        WireClass::NeedsDifferentRequest if code == 1008 => resume_policy::CloseClass::Unsupported,
+        WireClass::NeedsDifferentRequest => resume_policy::CloseClass::InvalidPayload,
+        _ => resume_policy::CloseClass::Transient,
+    }
+}

@@ -1,0 +1,522 @@
+//! The sans-IO session core: one deterministic state machine that owns all session state and
+//! makes every session decision (DESIGN.md section 9).
+//!
+//! **Architecture invariant:** this module imports no tokio, no socket, no clock and no
+//! randomness of its own. Time comes in as [`Millis`] with every input, randomness as the
+//! jitter seed of [`CoreConfig`]. The same inputs give the same outputs, so the simulator
+//! (`crates/session-sim`) can run it against an in-memory server on virtual time, and the async
+//! shell ([`LiveSession`](crate::LiveSession)) only moves frames and timers.
+//!
+//! Modelled on quinn-proto's `Connection`:
+//!
+//! | input | |
+//! |---|---|
+//! | [`SessionCore::command`] | what the application asks (returns the ids it created) |
+//! | [`SessionCore::handle_setup_complete`] | `setupComplete` arrived on connection `N` |
+//! | [`SessionCore::handle_message`] | any other decoded server message on connection `N` |
+//! | [`SessionCore::handle_closed`] | connection `N` ended (or could not be opened), with its [`CloseInfo`](gemini_transport::CloseInfo) |
+//! | [`SessionCore::handle_timeout`] | the time the core asked for has come |
+//! | [`SessionCore::audio_sent`] | the shell wrote `n` audio frames on connection `N` (counted, not inspected) |
+//!
+//! | output, polled | |
+//! |---|---|
+//! | [`SessionCore::poll_transmit`] | a client message to write on connection `N`, in order |
+//! | [`SessionCore::poll_action`] | open connection `N` with this `setup` / close connection `N` |
+//! | [`SessionCore::poll_event`] | the next [`SessionEvent`] for the application |
+//! | [`SessionCore::poll_timeout`] | when to call [`SessionCore::handle_timeout`] next |
+//!
+//! A shell must execute actions in order and must finish a `Close` before it dials the next
+//! `Open` (never two sockets). Transmits of a connection go out in the order polled, and audio
+//! frames between them are reported with [`SessionCore::audio_sent`] before the next input, so
+//! the core's message indices are the server's.
+//!
+//! # `L`'s order
+//!
+//! `L` ([`SessionCore::chat_ctx`]) holds items in the order the server session holds them.
+//! Items the application adds go to the end when it adds them. Model output and tool calls of
+//! a turn are placed where the server put them: after every item carried by a message the
+//! server had processed when it produced them (the message the turn answers and those before
+//! it), before every item carried by a later message (which interrupted the turn, or came after
+//! it) and before items not sent yet. So a tool call issued before a second user turn
+//! interrupted it sits before that turn, as on the server.
+
+mod connect;
+mod edits;
+mod inbound;
+mod outbound;
+mod turn;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctx_model::{ChatContext, Item, ItemId};
+use gemini_transport::wire::{ClientMessage, FunctionDeclaration};
+use resume_policy::{
+    Attempts, ConnectionId, Millis, ModelCapabilities, OpId, OpKind, ResumePolicy,
+};
+
+use self::connect::{Link, Pending, Restart, Rotation};
+use self::turn::ModelTurn;
+use crate::Error;
+use crate::config::SessionConfig;
+use crate::events::SessionEvent;
+use crate::ledger::Ledger;
+
+/// The application's requests, as the core takes them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Command {
+    /// A typed user turn (answered by the model).
+    Text(String),
+    /// Items appended to `L` as history (no answer asked).
+    Append(Vec<Item>),
+    /// Replace `L` with this context, if `L` is still at version `based_on`.
+    UpdateContext {
+        /// The new context.
+        context: ChatContext,
+        /// The version of `L` it was derived from ([`SessionCore::version`]).
+        based_on: u64,
+    },
+    /// A new system instruction.
+    UpdateInstructions(String),
+    /// A new tool set.
+    UpdateTools(Vec<FunctionDeclaration>),
+    /// The result (or error) of a tool call.
+    ToolResult {
+        /// The call answered.
+        call_id: String,
+        /// The output.
+        output: serde_json::Value,
+        /// Whether it is an error.
+        is_error: bool,
+    },
+    /// Ask the model to answer now, optionally with instructions (a user turn).
+    GenerateReply(Option<String>),
+    /// Stop delivering the current model turn to the application.
+    Interrupt,
+    /// The microphone closed (automatic activity detection).
+    AudioStreamEnd,
+    /// The user started speaking (manual activity detection).
+    ActivityStart,
+    /// The user stopped speaking (manual activity detection).
+    ActivityEnd,
+    /// End the session.
+    Close,
+}
+
+/// What a command created: the items it put into `L` and the operation it queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// Items added to `L`, in order.
+    pub items: Vec<ItemId>,
+    /// The outbox operation queued, if any.
+    pub op: Option<OpId>,
+    /// The version of `L` after the command.
+    pub version: u64,
+}
+
+/// A client message to write on a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transmit {
+    /// The connection it belongs to (drop it if that connection is gone).
+    pub connection: ConnectionId,
+    /// The message.
+    pub message: ClientMessage,
+}
+
+/// A connection-level request to the shell.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Dial, send `setup` as the first frame, and report `setupComplete`
+    /// ([`SessionCore::handle_setup_complete`]) or the failure ([`SessionCore::handle_closed`]).
+    Open {
+        /// The new connection's id.
+        connection: ConnectionId,
+        /// The `setup` message.
+        setup: ClientMessage,
+    },
+    /// Close the connection (close frame with this code) and wait for it to end before the
+    /// next `Open`. The core has already forgotten it: report nothing more about it.
+    Close {
+        /// The connection.
+        connection: ConnectionId,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: &'static str,
+    },
+}
+
+/// What the core needs to know of the session's configuration: the builder's settings and
+/// the seed of the backoff jitter. Made by
+/// [`LiveSessionBuilder::into_core`](crate::LiveSessionBuilder::into_core).
+#[derive(Clone)]
+pub(crate) struct CoreConfig {
+    pub(crate) session: SessionConfig,
+    pub(crate) jitter_seed: u64,
+}
+
+/// The deterministic session state machine. See the [module docs](self).
+pub struct SessionCore {
+    config: CoreConfig,
+    policy: Arc<dyn ResumePolicy>,
+    caps: ModelCapabilities,
+    ledger: Ledger,
+    link: Link,
+    turn: ModelTurn,
+    rotation: Option<Rotation>,
+    restart: Option<Restart>,
+    pending: Option<Pending>,
+    attempts: Attempts,
+    next_connection: u64,
+    jitter_state: u64,
+    /// The tool calls of the current model turn still awaiting a result.
+    tools_owed: bool,
+    /// Message index of the last audio or activity signal sent on the open connection.
+    last_audio_index: u64,
+    version: u64,
+    closed: Option<Option<String>>,
+    connected_once: bool,
+    transmits: VecDeque<Transmit>,
+    actions: VecDeque<Action>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl std::fmt::Debug for SessionCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCore")
+            .field("link", &self.link)
+            .field("version", &self.version)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCore {
+    /// A core for a session that starts with `initial` as its context; the first connection
+    /// is requested at once (poll [`SessionCore::poll_action`]).
+    pub(crate) fn new(
+        config: CoreConfig,
+        policy: Arc<dyn ResumePolicy>,
+        caps: ModelCapabilities,
+        initial: ChatContext,
+        now: Millis,
+    ) -> Self {
+        let session = &config.session;
+        let mut ledger = Ledger::new(
+            initial,
+            session.transparent && caps.transparent_resumption,
+            session.instructions.clone(),
+            session.tools.clone(),
+        );
+        let items: Vec<Item> = ledger.desired.items().to_vec();
+        // A call without its output came from a process that is gone: nobody will answer it
+        // (scenario S16; the policy answers or reports it).
+        for call in ledger.desired.pending_calls() {
+            ledger.tracker.on_inherited_call(&call.call_id, &call.name);
+        }
+        if !items.is_empty() {
+            ledger.outbox.push(OpKind::Append {
+                items,
+                turn_complete: false,
+            });
+        }
+        let jitter_state = config.jitter_seed | 1;
+        let mut core = Self {
+            config,
+            policy,
+            caps,
+            ledger,
+            link: Link::None,
+            turn: ModelTurn::default(),
+            rotation: None,
+            restart: None,
+            pending: None,
+            attempts: Attempts::default(),
+            next_connection: 0,
+            jitter_state,
+            tools_owed: false,
+            last_audio_index: 0,
+            version: 0,
+            closed: None,
+            connected_once: false,
+            transmits: VecDeque::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        core.pending = Some(Pending::new(resume_policy::Trigger::FirstConnect, now));
+        core.step_pending(now);
+        core
+    }
+
+    /// `L`: the application's context, in the server's order.
+    pub fn chat_ctx(&self) -> &ChatContext {
+        &self.ledger.desired
+    }
+
+    /// The version of `L`: it changes whenever `L` changes (an application edit or model
+    /// output). [`Command::UpdateContext`] is refused unless it names the current version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The model's capability row.
+    pub fn capabilities(&self) -> &ModelCapabilities {
+        &self.caps
+    }
+
+    /// The open connection on which audio may be written now (the plan has been sent on it).
+    pub fn audio_target(&self) -> Option<ConnectionId> {
+        match self.link {
+            Link::Open { id } if self.closed.is_none() => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether the first connection has completed its setup.
+    pub fn has_connected(&self) -> bool {
+        self.connected_once
+    }
+
+    /// `Some(error)` once the session has ended (`None` inside: closed by the application).
+    pub fn closed(&self) -> Option<&Option<String>> {
+        self.closed.as_ref()
+    }
+
+    /// Whether the session has settled: connected, nothing queued or being sent, no reconnect,
+    /// rotation or restart pending, the model not in a turn, nothing left to poll. Operations
+    /// sent and not yet covered by a handle are allowed (a silent append is covered only by a
+    /// later turn).
+    pub fn is_settled(&self) -> bool {
+        let open = matches!(self.link, Link::Open { .. });
+        open && self.closed.is_none()
+            && self.pending.is_none()
+            && self.rotation.is_none()
+            && self.restart.is_none()
+            && !self.turn.active
+            && self.transmits.is_empty()
+            && self.actions.is_empty()
+            && self
+                .ledger
+                .outbox
+                .live()
+                .all(|op| op.state.sent_at().is_some())
+    }
+
+    /// The next client message to write.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next connection-level request.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`SessionCore::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let pending = match (&self.pending, &self.link) {
+            (Some(pending), Link::None) => Some(pending.at),
+            _ => None,
+        };
+        [
+            pending,
+            self.rotation.as_ref().map(|r| r.deadline),
+            self.restart.as_ref().and_then(|r| r.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let (Some(pending), Link::None) = (&self.pending, &self.link) {
+            if pending.at <= now {
+                self.step_pending(now);
+            }
+        }
+        if self
+            .restart
+            .as_ref()
+            .and_then(|r| r.deadline)
+            .is_some_and(|d| d <= now)
+        {
+            self.maybe_rotate(now);
+        }
+        if self.rotation.as_ref().is_some_and(|r| r.deadline <= now) {
+            if let Some(rotation) = self.rotation.take() {
+                self.force_turn_boundary();
+                self.reconnect(
+                    now,
+                    resume_policy::Trigger::GoAway {
+                        time_left: rotation.time_left,
+                    },
+                    crate::ReconnectReason::GoAway {
+                        time_left: rotation.time_left,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The shell wrote `frames` audio messages on `connection` (after every transmit polled
+    /// so far). Counted for message indices; nothing else is done per frame.
+    pub fn audio_sent(&mut self, connection: ConnectionId, frames: u32) {
+        if frames == 0 || self.link.open_id() != Some(connection) {
+            return;
+        }
+        if let Ok(at) = self
+            .ledger
+            .tracker
+            .on_sent_many(resume_policy::MessageKind::Audio, frames)
+        {
+            self.last_audio_index = at.index.0;
+        }
+    }
+
+    /// An application command at `now`.
+    pub fn command(&mut self, now: Millis, command: Command) -> Result<Receipt, Error> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
+        let before = self.version;
+        let mut receipt = match command {
+            Command::Close => {
+                self.shutdown(None);
+                Receipt::default()
+            }
+            Command::Text(text) => self.text(now, text)?,
+            Command::Append(items) => self.append(now, items)?,
+            Command::UpdateContext { context, based_on } => {
+                self.update_context(now, context, based_on)?
+            }
+            Command::UpdateInstructions(text) => {
+                let version = resume_policy::ConfigVersion(self.ledger.instructions.0.0 + 1);
+                self.ledger.instructions = (version, Some(text));
+                let op = self
+                    .ledger
+                    .outbox
+                    .push(OpKind::InstructionChange { version });
+                self.route(now, op);
+                Receipt {
+                    op: Some(op),
+                    ..Receipt::default()
+                }
+            }
+            Command::UpdateTools(tools) => {
+                let version = resume_policy::ConfigVersion(self.ledger.tools.0.0 + 1);
+                self.ledger.tools = (version, tools);
+                let op = self.ledger.outbox.push(OpKind::ToolSetChange { version });
+                self.route(now, op);
+                Receipt {
+                    op: Some(op),
+                    ..Receipt::default()
+                }
+            }
+            Command::ToolResult {
+                call_id,
+                output,
+                is_error,
+            } => self.tool_result(now, call_id, output, is_error)?,
+            Command::GenerateReply(instructions) => self.generate_reply(now, instructions)?,
+            Command::Interrupt => {
+                self.turn.mute(&mut self.events);
+                Receipt::default()
+            }
+            Command::AudioStreamEnd => {
+                self.realtime(
+                    ClientMessage::audio_stream_end(),
+                    resume_policy::MessageKind::Silent,
+                );
+                Receipt::default()
+            }
+            Command::ActivityStart => {
+                self.realtime(
+                    ClientMessage::activity_start(),
+                    resume_policy::MessageKind::Silent,
+                );
+                Receipt::default()
+            }
+            // The end of the user's activity starts the model's turn.
+            Command::ActivityEnd => {
+                self.realtime(
+                    ClientMessage::activity_end(),
+                    resume_policy::MessageKind::TurnStart,
+                );
+                Receipt::default()
+            }
+        };
+        if self.version == before && !receipt.items.is_empty() {
+            self.version += 1;
+        }
+        receipt.version = self.version;
+        Ok(receipt)
+    }
+
+    fn shutdown(&mut self, error: Option<String>) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Some(id) = self.link.id() {
+            self.actions.push_back(Action::Close {
+                connection: id,
+                code: 1000,
+                reason: "session closed",
+            });
+        }
+        self.link = Link::None;
+        self.pending = None;
+        self.rotation = None;
+        self.restart = None;
+        self.events.push_back(SessionEvent::Closed {
+            error: error.clone(),
+        });
+        self.closed = Some(error);
+    }
+
+    fn jitter(&mut self) -> u64 {
+        // xorshift64*: deterministic per seed, enough to spread reconnects.
+        let mut x = self.jitter_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.jitter_state = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn emit(&mut self, event: SessionEvent) {
+        self.events.push_back(event);
+    }
+
+    fn bump(&mut self) {
+        self.version += 1;
+    }
+
+    /// A transmit on the open connection (or on the connection being set up).
+    fn transmit(&mut self, connection: ConnectionId, message: ClientMessage) {
+        self.transmits.push_back(Transmit {
+            connection,
+            message,
+        });
+    }
+}
+
+/// `Duration` to whole milliseconds.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
