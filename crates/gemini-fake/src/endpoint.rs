@@ -17,6 +17,15 @@ const DEVELOPER_METHODS: [&str; 2] = [
 const VERTEX_PREFIX: &str = "/ws/google.cloud.aiplatform.";
 const VERTEX_METHOD: &str = ".LlmBidiService/BidiGenerateContent";
 
+/// The path clients use by default: Developer API `v1beta`, or Vertex `v1beta1`.
+pub(crate) fn default_path(vertex: bool) -> &'static str {
+    if vertex {
+        "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+    } else {
+        "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    }
+}
+
 /// Collapses repeated slashes (`//ws/...`, as the Python SDK sends it).
 fn collapse_slashes(path: &str) -> String {
     let mut out = String::with_capacity(path.len());

@@ -1,10 +1,10 @@
 //! Read access to the server's state for tests, and waiting for conditions without sleeps.
 
 use crate::session::{ConnectionRecord, SessionId, SessionSnapshot};
-use crate::shared::ServerState;
+use crate::shared::{ServerState, Shared};
 
-/// A borrowed view of everything the server knows, passed to `FakeServer::inspect` and
-/// `FakeServer::wait_for` predicates.
+/// A borrowed view of everything the server knows, passed to `FakeServer::inspect`,
+/// `FakeServer::wait_for` and `SimServer::inspect` predicates.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerView<'a> {
     pub(crate) state: &'a ServerState,
@@ -53,5 +53,28 @@ impl<'a> ServerView<'a> {
     #[must_use]
     pub fn open_connections(&self) -> usize {
         self.state.live.len()
+    }
+}
+
+/// The inspection calls `FakeServer` and `SimServer` both offer, written once.
+impl Shared {
+    pub(crate) fn inspect<T>(&self, f: impl FnOnce(&ServerView<'_>) -> T) -> T {
+        self.read(|state| f(&ServerView { state }))
+    }
+
+    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
+        self.inspect(|view| view.session_ids())
+    }
+
+    pub(crate) fn session_copy(&self, id: SessionId) -> Option<SessionSnapshot> {
+        self.inspect(|view| view.session(id).cloned())
+    }
+
+    pub(crate) fn latest_session_copy(&self) -> Option<SessionSnapshot> {
+        self.inspect(|view| view.latest_session().cloned())
+    }
+
+    pub(crate) fn connection_copies(&self) -> Vec<ConnectionRecord> {
+        self.inspect(|view| view.connections().into_iter().cloned().collect())
     }
 }

@@ -9,7 +9,8 @@
 //! reconnects" must be tested against drops, `goAway`s, refused and stale handles, and the model
 //! families' different rules for `clientContent`. No test machine reaches Google and nobody wants
 //! to spend quota on reconnect tests, so this crate is the server the tests, the examples and
-//! users run against: in-process ([`FakeServer::start`]) or as the `gemini-fake` binary.
+//! users run against: in-process ([`FakeServer::start`]), as the `gemini-fake` binary, or
+//! without sockets on virtual time for deterministic simulation ([`SimServer`]).
 //!
 //! It keeps its own model of server state on top of the transport's wire types (never the
 //! client's `ctx-model`), so that one misunderstanding cannot hide itself on both sides.
@@ -121,7 +122,56 @@
 //!   scheduled on later events ([`Trigger`]: the next setup, the next `setupComplete`, the N-th
 //!   client message).
 //!
-//! All timers (chunks, lifetime, `goAway`, handle expiry) use tokio time, so tests can pause it.
+//! All timers (chunks, lifetime, `goAway`, handle expiry) read one clock: tokio time for
+//! [`FakeServer`], so tests can pause it, and virtual time for [`SimServer`].
+//!
+//! # Simulation
+//!
+//! [`SimServer`] is the same server (the same conversation logic, session state, handles,
+//! [`Faults`] and inspection) driven by plain calls instead of sockets, on virtual time, with no
+//! tokio runtime, thread or socket: a client dials ([`SimServer::connect`]; `Err(status)` under
+//! [`Faults::refuse_upgrades`]), sends JSON frames ([`SimServer::receive`]) and closes or
+//! vanishes ([`SimServer::client_closed`]); what the server does on each connection (messages,
+//! raw frames, a close, a drop) comes out of [`SimServer::poll_output`] as [`SimOutput`]s, in
+//! the order produced. Time is a [`Duration`](std::time::Duration) since creation:
+//! [`SimServer::next_timer`] says when a connection next wants to act (a chunk, a delayed frame,
+//! `goAway`, the end of its lifetime) and [`SimServer::advance`] runs every due timer in time
+//! order, each at its own time. It is cheap to create and deterministic (the same calls give the
+//! same outputs and records), for simulators that run many random schedules.
+//!
+//! What a connection does between frames (its lifetime, `goAway` deadlines, the outgoing queue
+//! with stall and delay, the controls [`Faults`] sends, recording how it ended) is one piece of
+//! code that the socket server and the simulator both drive. The simulation leaves out only what
+//! needs a socket: the HTTP upgrade (the default path; a key only through
+//! [`SimServer::connect_with_key`]), frame types (outputs are decoded messages), pings, the close
+//! handshake (a close ends the connection at once, where the socket server waits up to 2 s for
+//! the client's reply) and shutdown.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gemini_fake::{FakeConfig, SimOutput, SimServer};
+//! use gemini_transport::wire::{ClientMessage, Modality, Setup};
+//!
+//! let config = FakeConfig::new();
+//! let mut sim = SimServer::new(config.clone());
+//! let conn = sim.connect(Duration::ZERO).expect("no upgrade is refused");
+//! let setup = Setup::new(config.setup_model()).with_response_modality(Modality::Text);
+//! sim.receive(conn, ClientMessage::setup(setup).to_json().as_bytes(), Duration::ZERO);
+//! sim.receive(conn, ClientMessage::text("hi").to_json().as_bytes(), Duration::ZERO);
+//! while let Some(at) = sim.next_timer() {
+//!     sim.advance(at);
+//! }
+//! // Two chunks ("echo: ", "hi"), 5 ms apart.
+//! assert_eq!(sim.now(), Duration::from_millis(10));
+//! let mut frames = 0;
+//! while let Some((_, output)) = sim.poll_output() {
+//!     assert!(matches!(output, SimOutput::Frame(_)));
+//!     frames += 1;
+//! }
+//! // setupComplete, two chunks, generationComplete, turnComplete.
+//! assert_eq!(frames, 5);
+//! assert_eq!(sim.latest_session().map(|s| s.context_texts().len()), Some(2));
+//! ```
 //!
 //! # Example
 //!
@@ -149,12 +199,14 @@ mod family;
 mod faults;
 mod handles;
 mod inspect;
+mod link;
 mod outbound;
 mod script;
 mod server;
 mod session;
 mod setup;
 mod shared;
+mod sim;
 mod vad;
 
 pub use config::{FakeConfig, FrameKind, IndexConvention, LifetimeEnd};
@@ -168,3 +220,4 @@ pub use session::{
     AnswerRecord, ConnectionEnd, ConnectionId, ConnectionRecord, IssuedHandle, ReceivedFrame,
     ResponseFate, SessionId, SessionSnapshot, ToolCallRecord, ToolResponseRecord,
 };
+pub use sim::{SimOutput, SimServer};

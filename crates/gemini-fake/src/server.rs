@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::connection;
+use crate::endpoint;
 use crate::faults::Faults;
 use crate::inspect::ServerView;
 use crate::session::{ConnectionRecord, SessionId, SessionSnapshot};
@@ -59,11 +60,7 @@ impl FakeServer {
     /// GenerativeService.BidiGenerateContent`, or the Vertex path when serving Vertex.
     #[must_use]
     pub fn endpoint_url(&self) -> String {
-        let path = if self.shared.config.vertex {
-            "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
-        } else {
-            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
-        };
+        let path = endpoint::default_path(self.shared.config.vertex);
         format!("{}{path}", self.url())
     }
 
@@ -89,30 +86,30 @@ impl FakeServer {
     /// Session ids in creation order.
     #[must_use]
     pub fn sessions(&self) -> Vec<SessionId> {
-        self.inspect(|view| view.session_ids())
+        self.shared.session_ids()
     }
 
     /// A copy of one session's state.
     #[must_use]
     pub fn session(&self, id: SessionId) -> Option<SessionSnapshot> {
-        self.inspect(|view| view.session(id).cloned())
+        self.shared.session_copy(id)
     }
 
     /// A copy of the most recently created session.
     #[must_use]
     pub fn latest_session(&self) -> Option<SessionSnapshot> {
-        self.inspect(|view| view.latest_session().cloned())
+        self.shared.latest_session_copy()
     }
 
     /// Copies of every connection ever accepted, in accept order.
     #[must_use]
     pub fn connections(&self) -> Vec<ConnectionRecord> {
-        self.inspect(|view| view.connections().into_iter().cloned().collect())
+        self.shared.connection_copies()
     }
 
     /// Reads the state through a borrowed view.
     pub fn inspect<T>(&self, f: impl FnOnce(&ServerView<'_>) -> T) -> T {
-        self.shared.read(|state| f(&ServerView { state }))
+        self.shared.inspect(f)
     }
 
     /// Waits until `condition` holds, re-checking after every change of the server's state.

@@ -1,10 +1,12 @@
 //! State shared by the accept loop, the connections and the test-facing handles.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::FakeConfig;
 use crate::faults::{FaultAction, Trigger};
@@ -98,6 +100,23 @@ impl ServerState {
     }
 }
 
+/// Where the server logic reads the time.
+#[derive(Debug)]
+enum Clock {
+    /// `tokio::time::Instant::now()`: real time, or tokio's paused time in tests.
+    Real,
+    /// Virtual time set by the simulator: `base` plus the nanoseconds in `elapsed`.
+    Virtual { base: Instant, elapsed: AtomicU64 },
+}
+
+/// The origin of every virtual clock in this process, captured once: the only time the virtual
+/// path reads a real clock. Shared by all simulated servers, so that the same calls give the same
+/// `Instant`s in their records too.
+fn virtual_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
 /// The shared core of one server.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -105,15 +124,52 @@ pub(crate) struct Shared {
     state: Mutex<ServerState>,
     version: watch::Sender<u64>,
     pub(crate) shutdown: watch::Sender<bool>,
+    clock: Clock,
 }
 
 impl Shared {
+    /// A server on real (tokio) time.
     pub(crate) fn new(config: FakeConfig) -> Self {
+        Self::with_clock(config, Clock::Real)
+    }
+
+    /// A server on virtual time, starting at 0 (see [`Shared::set_elapsed`]).
+    pub(crate) fn new_virtual(config: FakeConfig) -> Self {
+        let clock = Clock::Virtual {
+            base: virtual_base(),
+            elapsed: AtomicU64::new(0),
+        };
+        Self::with_clock(config, clock)
+    }
+
+    fn with_clock(config: FakeConfig, clock: Clock) -> Self {
         Shared {
             config,
             state: Mutex::new(ServerState::default()),
             version: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
+            clock,
+        }
+    }
+
+    /// The time every piece of server logic uses.
+    pub(crate) fn now(&self) -> Instant {
+        match &self.clock {
+            Clock::Real => Instant::now(),
+            Clock::Virtual { base, elapsed } => {
+                *base + Duration::from_nanos(elapsed.load(Ordering::Relaxed))
+            }
+        }
+    }
+
+    /// Sets the virtual clock to `elapsed` after its origin (no effect on real time).
+    pub(crate) fn set_elapsed(&self, elapsed: Duration) {
+        if let Clock::Virtual {
+            elapsed: stored, ..
+        } = &self.clock
+        {
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            stored.store(nanos, Ordering::Relaxed);
         }
     }
 

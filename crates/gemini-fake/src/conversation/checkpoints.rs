@@ -76,7 +76,7 @@ impl Conversation {
             return;
         };
         let connection = self.connection;
-        let now = Instant::now();
+        let now = self.shared.now();
         let handle = self.shared.update(|state| {
             let context_len = snapshot.context.len();
             let handle = state.handles.issue(session, snapshot, now);

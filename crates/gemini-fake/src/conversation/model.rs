@@ -83,7 +83,7 @@ impl Conversation {
             answer,
             produced: String::new(),
             chunk_number: 0,
-            next_at: Instant::now() + self.shared.config.chunk_interval,
+            next_at: self.shared.now() + self.shared.config.chunk_interval,
             trigger_index: self.index,
         });
     }

@@ -79,7 +79,7 @@ impl Conversation {
     ) -> Result<(SessionId, ModelState), Step> {
         let connection = self.connection;
         let expiry = self.shared.config.handle_expiry;
-        let now = Instant::now();
+        let now = self.shared.now();
         self.shared.update(|state| {
             if let Some((code, reason)) = state.faults.refuse_next_resume.take() {
                 return Err(Step::Close(code, reason));

@@ -1,0 +1,335 @@
+//! The part of a connection's shell that needs no socket and no runtime: registration, the
+//! outgoing queue (stall and delay faults), the connection lifetime (`goAway`, then the end),
+//! test-side controls, and how the connection ended.
+//!
+//! Two shells drive it: the WebSocket shell (`connection.rs`), which waits on the socket, the
+//! control channel and [`LinkCore::next_wake`], and the simulator (`sim.rs`), which calls the
+//! same methods on virtual time. Both execute the [`Action`] each call returns; what a shell adds
+//! is only IO (writing frames, the close handshake, the TCP reset).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gemini_transport::wire::ServerMessage;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::FakeConfig;
+use crate::conversation::{Conversation, Step};
+use crate::outbound;
+use crate::session::{ConnectionEnd, ConnectionId, ConnectionRecord};
+use crate::shared::{Control, Shared};
+
+/// The reason the service gives for a bad key.
+const BAD_KEY: &str = "API key not valid. Please pass a valid API key.";
+
+/// A frame the server sends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outgoing {
+    /// A server message (encoded by the shell).
+    Message(ServerMessage),
+    /// A payload sent as it is (`Faults::send_raw`).
+    Raw { payload: Vec<u8>, binary: bool },
+}
+
+/// An outgoing frame and when it may leave.
+#[derive(Debug)]
+struct Queued {
+    due: Instant,
+    frame: Outgoing,
+}
+
+/// What the shell must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Send the frames that are due ([`LinkCore::take_due`]) and keep serving.
+    Continue,
+    /// Send the frames that are due, record the close ([`LinkCore::record_server_close`]), then
+    /// close with this code and reason (already cut to what a close frame carries).
+    Close(u16, String),
+    /// Send the frames that are due, then drop the connection without a close frame.
+    Drop,
+}
+
+impl Action {
+    fn close(code: u16, reason: &str) -> Action {
+        Action::Close(code, truncate_reason(reason).to_owned())
+    }
+}
+
+/// A close reason cut to the 123 bytes a close frame can carry (at a character boundary).
+fn truncate_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// Consumes one `refuse_upgrades` fault: the HTTP status to refuse this upgrade with, if any.
+pub(crate) fn refused_upgrade(shared: &Shared) -> Option<u16> {
+    shared.update(|state| {
+        let (remaining, status) = state.faults.refuse_upgrades.as_mut()?;
+        let status = *status;
+        *remaining -= 1;
+        if *remaining == 0 {
+            state.faults.refuse_upgrades = None;
+        }
+        Some(status)
+    })
+}
+
+/// Whether the credentials presented satisfy the configured key (any will do when none is set).
+pub(crate) fn key_accepted<'a>(
+    config: &FakeConfig,
+    mut presented: impl Iterator<Item = &'a str>,
+) -> bool {
+    match &config.api_key {
+        Some(key) => presented.any(|k| k == key),
+        None => true,
+    }
+}
+
+/// One connection's state outside the conversation.
+pub(crate) struct LinkCore {
+    conversation: Conversation,
+    shared: Arc<Shared>,
+    id: ConnectionId,
+    queue: VecDeque<Queued>,
+    control: mpsc::UnboundedReceiver<Control>,
+    go_away_at: Option<Instant>,
+    end_at: Option<Instant>,
+}
+
+impl LinkCore {
+    /// Registers an accepted connection (its record and its control channel) and starts its
+    /// lifetime. The action is the first thing to do: close with 1007 when the key was refused
+    /// (the upgrade succeeds and the server closes at once, as the service does).
+    pub(crate) fn open(
+        shared: Arc<Shared>,
+        route_version: String,
+        key_ok: bool,
+    ) -> (LinkCore, Action) {
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let now = shared.now();
+        let id = shared.update(|state| {
+            state.next_connection += 1;
+            let id = ConnectionId(state.next_connection);
+            state.unattached.push(ConnectionRecord {
+                id,
+                session: None,
+                frames: Vec::new(),
+                resumed_from: None,
+                opened_at: now,
+                end: None,
+            });
+            state.live.insert(id, control_tx);
+            id
+        });
+        let (go_away_at, end_at) = match shared.config.lifetime {
+            Some(lifetime) => (
+                Some(now + lifetime.saturating_sub(shared.config.go_away_lead)),
+                Some(now + lifetime),
+            ),
+            None => (None, None),
+        };
+        let core = LinkCore {
+            conversation: Conversation::new(Arc::clone(&shared), id, route_version),
+            shared,
+            id,
+            queue: VecDeque::new(),
+            control,
+            go_away_at,
+            end_at,
+        };
+        let first = if key_ok {
+            Action::Continue
+        } else {
+            Action::close(1007, BAD_KEY)
+        };
+        (core, first)
+    }
+
+    pub(crate) fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// One client frame.
+    pub(crate) fn on_frame(&mut self, raw: &[u8], binary: bool) -> Action {
+        let step = self.conversation.on_frame(raw, binary);
+        self.after(step)
+    }
+
+    /// The control channel, for a shell that waits on it.
+    pub(crate) fn controls(&mut self) -> &mut mpsc::UnboundedReceiver<Control> {
+        &mut self.control
+    }
+
+    /// A control already waiting, if any.
+    pub(crate) fn try_control(&mut self) -> Option<Control> {
+        self.control.try_recv().ok()
+    }
+
+    /// Whether a control is waiting.
+    pub(crate) fn has_control(&self) -> bool {
+        !self.control.is_empty()
+    }
+
+    /// One control from the test side.
+    pub(crate) fn on_control(&mut self, control: Control) -> Action {
+        let step = match control {
+            Control::Drop => Step::Drop,
+            Control::Close(code, reason) => Step::Close(code, reason),
+            Control::SendRaw(payload, binary) => {
+                self.enqueue(Outgoing::Raw { payload, binary });
+                Step::Continue
+            }
+            Control::GoAway(time_left) => Step::GoAway(time_left),
+            Control::Wake => Step::Continue,
+        };
+        self.after(step)
+    }
+
+    /// When this connection next has something to do on its own: a frame to send (none while
+    /// stalled), a generation chunk, the lifetime's `goAway` or its end.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        let (stalled, _) = self.sending_conditions();
+        let send = if stalled {
+            None
+        } else {
+            self.queue.front().map(|q| q.due)
+        };
+        [
+            send,
+            self.conversation.next_tick(),
+            self.go_away_at,
+            self.end_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer that is due now, in this order: the generation's chunk, the lifetime's
+    /// `goAway`, the end of the connection. Sending due frames is the shell's part.
+    pub(crate) fn on_timers(&mut self) -> Action {
+        let now = self.shared.now();
+        if self.conversation.next_tick().is_some_and(|at| at <= now) {
+            self.conversation.on_tick(now);
+            self.take_conversation_out();
+        }
+        if self.go_away_at.is_some_and(|at| at <= now) {
+            self.go_away_at = None;
+            let left = self
+                .end_at
+                .map_or(Duration::ZERO, |end| end.saturating_duration_since(now));
+            self.enqueue(Outgoing::Message(outbound::go_away(left)));
+        }
+        let step = if self.end_at.is_some_and(|at| at <= now) {
+            let (code, reason) = self.shared.config.lifetime_end.close();
+            Step::Close(code, reason.to_owned())
+        } else {
+            Step::Continue
+        };
+        self.after(step)
+    }
+
+    /// Queues what the conversation produced and turns its step into an action.
+    pub(crate) fn after(&mut self, step: Step) -> Action {
+        self.take_conversation_out();
+        match step {
+            Step::Continue => Action::Continue,
+            Step::GoAway(time_left) => {
+                self.go_away(time_left);
+                Action::Continue
+            }
+            Step::Close(code, reason) => Action::close(code, &reason),
+            Step::Drop => Action::Drop,
+        }
+    }
+
+    /// The frames due now, in order, removed from the queue (none while stalled). Before a
+    /// close or drop, what is not due yet (delayed or held) is lost.
+    pub(crate) fn take_due(&mut self) -> impl Iterator<Item = Outgoing> + '_ {
+        let (stalled, _) = self.sending_conditions();
+        let now = self.shared.now();
+        let due = if stalled {
+            0
+        } else {
+            self.queue.iter().take_while(|q| q.due <= now).count()
+        };
+        self.queue.drain(..due).map(|q| q.frame)
+    }
+
+    /// Records how the connection ended (the first record wins) and when its session was last
+    /// left.
+    pub(crate) fn record_end(&self, end: &ConnectionEnd) {
+        let now = self.shared.now();
+        self.shared.update(|state| {
+            let mut session = None;
+            if let Some(record) = state.connection_mut(self.id) {
+                if record.end.is_none() {
+                    record.end = Some((end.clone(), now));
+                }
+                session = record.session;
+            }
+            if let Some(s) = session.and_then(|sid| state.sessions.get_mut(&sid)) {
+                s.last_ended = Some(now);
+            }
+        });
+    }
+
+    /// Records a server close, before the client can see the close frame and dial again (an
+    /// overlap is counted against this record), and returns it.
+    pub(crate) fn record_server_close(&self, code: u16, reason: &str) -> ConnectionEnd {
+        let end = ConnectionEnd::ServerClose {
+            code,
+            reason: reason.to_owned(),
+        };
+        self.record_end(&end);
+        end
+    }
+
+    /// The connection is over: records the end (again: the first record wins, but the
+    /// session's `last_ended` moves to now) and unregisters its control channel.
+    pub(crate) fn finish(self, end: &ConnectionEnd) {
+        self.record_end(end);
+        let shared = Arc::clone(&self.shared);
+        let id = self.id;
+        drop(self);
+        shared.update(|state| state.live.remove(&id));
+    }
+
+    fn take_conversation_out(&mut self) {
+        for message in self.conversation.take_out() {
+            self.enqueue(Outgoing::Message(message));
+        }
+    }
+
+    /// Queues `goAway` and moves the end of the connection to its deadline.
+    fn go_away(&mut self, time_left: Duration) {
+        self.enqueue(Outgoing::Message(outbound::go_away(time_left)));
+        let deadline = self.shared.now() + time_left;
+        self.go_away_at = None;
+        self.end_at = Some(self.end_at.map_or(deadline, |end| end.min(deadline)));
+    }
+
+    fn sending_conditions(&self) -> (bool, Duration) {
+        self.shared
+            .read(|state| (state.faults.stalled, state.faults.delay))
+    }
+
+    fn enqueue(&mut self, frame: Outgoing) {
+        let due = self.shared.now() + self.sending_conditions().1;
+        self.queue.push_back(Queued { due, frame });
+    }
+}
