@@ -17,6 +17,9 @@
 //! 5. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
 //! 6. `cargo run --example quickstart` (the README's first command must keep working)
 //!
+//! `cargo xtask sim [--schedules N | --seed S [--keep i,j] [--trace]]` runs the deterministic
+//! simulator (`crates/session-sim`) in release mode.
+//!
 //! `cargo xtask py-compat` runs step 3 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
@@ -94,8 +97,26 @@ const CI_STEPS: &[Step] = &[
 ];
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask ci | cargo xtask py-compat");
+    eprintln!("usage: cargo xtask ci | cargo xtask py-compat | cargo xtask sim [ARGS]");
     ExitCode::from(2)
+}
+
+/// `cargo xtask sim ARGS`: the simulator in release mode (`--schedules N`, `--seed S`, …; see
+/// `crates/session-sim/src/main.rs`).
+fn run_sim(args: &[String]) -> ExitCode {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["run", "--release", "--quiet", "-p", "session-sim", "--"])
+        .args(args)
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("xtask sim: could not start cargo: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_ci() -> ExitCode {
@@ -210,6 +231,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => run_ci(),
         Some("py-compat") if args.len() == 1 => run_py_compat(),
+        Some("sim") => run_sim(&args[1..]),
         _ => usage(),
     }
 }

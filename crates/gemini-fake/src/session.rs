@@ -129,6 +129,8 @@ pub struct ToolCallRecord {
     pub args: Value,
     /// The connection it was issued on.
     pub connection: ConnectionId,
+    /// The user text the model was answering when it called (the turn that asked).
+    pub prompt: String,
 }
 
 /// What the session did with a function response.

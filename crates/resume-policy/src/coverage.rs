@@ -120,6 +120,8 @@ pub struct CoverageTracker {
     handle: Option<HandleRecord>,
     next_serial: u64,
     tool_calls: ToolCalls,
+    transcripts: bool,
+    spoken: u32,
 }
 
 impl CoverageTracker {
@@ -137,7 +139,24 @@ impl CoverageTracker {
             handle: None,
             next_serial: 1,
             tool_calls: ToolCalls::new(),
+            transcripts: false,
+            spoken: 0,
         }
+    }
+
+    /// Tells the tracker that the server transcribes the user's speech: every spoken turn is
+    /// announced by a finished input transcription ([`on_spoken_turn`](Self::on_spoken_turn))
+    /// before the model reacts to it. A reaction with no spoken turn announced then answers
+    /// the oldest typed message, not a run of audio sent before it.
+    #[must_use]
+    pub fn with_transcripts(mut self, on: bool) -> Self {
+        self.transcripts = on;
+        self
+    }
+
+    /// A finished input transcription arrived: the server made a user turn of speech.
+    pub fn on_spoken_turn(&mut self) {
+        self.spoken = self.spoken.saturating_add(1);
     }
 
     /// A tracker holding a handle restored from a store (another process, scenario S31).
@@ -220,6 +239,7 @@ impl CoverageTracker {
         }
         self.connection = Some(connection);
         self.last_sent = ClientMessageIndex::SETUP;
+        self.spoken = 0;
         self.awaiting.clear();
         self.tool_turn_open = false;
         self.reacted_through = None;
@@ -286,8 +306,20 @@ impl CoverageTracker {
                 .find(|a| a.kind == MessageKind::ToolResponse)
                 .map(|a| a.last),
             // The oldest message that can provoke a reaction; of a run of audio, only its
-            // first chunk is provably processed.
-            (false, _) => self.awaiting.front().map(|a| a.first),
+            // first chunk is provably processed. With transcripts, audio provokes a reaction
+            // only after a spoken turn was announced.
+            (false, _) => {
+                let audio_turn = !self.transcripts || self.spoken > 0;
+                let matched = self
+                    .awaiting
+                    .iter()
+                    .find(|a| audio_turn || a.kind != MessageKind::Audio)
+                    .copied();
+                if matched.is_some_and(|a| a.kind == MessageKind::Audio) {
+                    self.spoken = self.spoken.saturating_sub(1);
+                }
+                matched.map(|a| a.first)
+            }
         };
         self.tool_turn_open = reaction == ServerReaction::ToolCall;
         match answered {

@@ -186,6 +186,9 @@ impl SessionCore {
                 text: t.text.clone(),
                 finished: t.finished,
             });
+            if t.finished {
+                self.ledger.tracker.on_spoken_turn();
+            }
             if t.finished && !t.text.trim().is_empty() {
                 // The server holds the spoken turn from the moment it transcribed it.
                 let id = self.ledger.new_item_id("user");

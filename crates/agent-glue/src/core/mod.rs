@@ -177,6 +177,8 @@ pub struct SessionCore {
     tools_owed: bool,
     /// Message index of the last audio or activity signal sent on the open connection.
     last_audio_index: u64,
+    /// Operations the policy deferred to the next fresh session (reported as divergences).
+    deferred: std::collections::HashSet<OpId>,
     version: u64,
     closed: Option<Option<String>>,
     connected_once: bool,
@@ -212,6 +214,11 @@ impl SessionCore {
             session.instructions.clone(),
             session.tools.clone(),
         );
+        // With input transcription on, every spoken turn is announced before it is answered.
+        ledger.tracker = ledger
+            .tracker
+            .clone()
+            .with_transcripts(session.transcription);
         let items: Vec<Item> = ledger.desired.items().to_vec();
         // A call without its output came from a process that is gone: nobody will answer it
         // (scenario S16; the policy answers or reports it).
@@ -240,6 +247,7 @@ impl SessionCore {
             jitter_state,
             tools_owed: false,
             last_audio_index: 0,
+            deferred: std::collections::HashSet::new(),
             version: 0,
             closed: None,
             connected_once: false,
@@ -289,7 +297,8 @@ impl SessionCore {
     /// Whether the session has settled: connected, nothing queued or being sent, no reconnect,
     /// rotation or restart pending, the model not in a turn, nothing left to poll. Operations
     /// sent and not yet covered by a handle are allowed (a silent append is covered only by a
-    /// later turn).
+    /// later turn), and so are operations deferred to the next fresh session (reported by a
+    /// divergence event when deferred).
     pub fn is_settled(&self) -> bool {
         let open = matches!(self.link, Link::Open { .. });
         open && self.closed.is_none()
@@ -303,7 +312,7 @@ impl SessionCore {
                 .ledger
                 .outbox
                 .live()
-                .all(|op| op.state.sent_at().is_some())
+                .all(|op| op.state.sent_at().is_some() || self.deferred.contains(&op.id))
     }
 
     /// The next client message to write.

@@ -39,6 +39,7 @@ impl SessionCore {
                 }
             }
             Route::Defer { why } => {
+                self.deferred.insert(op_id);
                 let items = op.kind.item_ids().into_iter().cloned().collect();
                 let calls = op.kind.call_id().map(str::to_owned).into_iter().collect();
                 self.emit(SessionEvent::Divergence {

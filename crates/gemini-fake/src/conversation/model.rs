@@ -40,6 +40,7 @@ impl Conversation {
                         name: name.clone(),
                         args: Value::Object(Map::new()),
                         connection,
+                        prompt: text.clone(),
                     });
                     Reply::Call(id)
                 }
@@ -96,7 +97,7 @@ impl Conversation {
         self.out.push(outbound::generation_complete());
         let usage = self.usage(&generation.answer);
         self.out.push(outbound::turn_complete(usage));
-        self.record_answer(generation.answer, false);
+        self.record_answer(generation.answer, false, generation.trigger_index);
         self.last_reacted = generation.trigger_index;
         self.record_ring();
         if std::mem::take(&mut self.deferred_turn) {
@@ -115,7 +116,7 @@ impl Conversation {
                 self.out.push(outbound::interrupted());
                 let usage = self.usage(&generation.produced);
                 self.out.push(outbound::turn_complete(usage));
-                self.record_answer(generation.produced, true);
+                self.record_answer(generation.produced, true, generation.trigger_index);
             }
             TurnState::AwaitingTools => {
                 let ids = self
@@ -135,20 +136,31 @@ impl Conversation {
         }
     }
 
-    pub(super) fn record_answer(&mut self, text: String, interrupted: bool) {
+    /// Appends the model's answer to the context, and to the handle snapshots kept for every
+    /// client message from `trigger` (the message it answers) on: a lagging handle leaves out
+    /// the effects of the last client messages, never the model's own output for an earlier
+    /// one.
+    pub(super) fn record_answer(&mut self, text: String, interrupted: bool, trigger: u64) {
         let audio = self.response_kind() == ResponseKind::Audio;
         let connection = self.connection;
+        let turn = (!text.is_empty()).then(|| Turn {
+            role: Role::Model,
+            parts: vec![if audio {
+                Part::AudioTranscript(text.clone())
+            } else {
+                Part::Text(text.clone())
+            }],
+        });
+        if let Some(turn) = &turn {
+            for (index, state) in self.ring.iter_mut() {
+                if *index >= trigger && *index < self.index {
+                    state.context.push(turn.clone());
+                }
+            }
+        }
         self.with_session(|s| {
-            if !text.is_empty() {
-                let part = if audio {
-                    Part::AudioTranscript(text.clone())
-                } else {
-                    Part::Text(text.clone())
-                };
-                s.state.context.push(Turn {
-                    role: Role::Model,
-                    parts: vec![part],
-                });
+            if let Some(turn) = turn {
+                s.state.context.push(turn);
             }
             s.answers.push(AnswerRecord {
                 text,

@@ -1,0 +1,349 @@
+//! The invariant, checked once a schedule has settled: the server's session (read from the
+//! fake's own state, never from the client's model of it) against the application's context
+//! and events.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use agent_glue::SessionEvent;
+use ctx_model::{Item, Role};
+use gemini_fake::{Part, Role as ServerRole, SessionSnapshot};
+use serde_json::{Map, Value};
+
+use crate::world::World;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Its class (`context`, `tool run twice`, `answered twice`, …).
+    pub class: &'static str,
+    /// What exactly.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation of `class`.
+    pub fn new(class: &'static str, detail: String) -> Self {
+        Self { class, detail }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.detail)
+    }
+}
+
+/// One part of a context, as both sides can be compared.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Text {
+        user: bool,
+        text: String,
+    },
+    Call {
+        id: String,
+        name: String,
+    },
+    Response {
+        id: String,
+        name: String,
+        response: Value,
+    },
+    Other(String),
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Entry::Text { user, text } => {
+                write!(f, "{}: {text}", if *user { "user" } else { "model" })
+            }
+            Entry::Call { id, name } => write!(f, "call {id} {name}"),
+            Entry::Response { id, name, response } => write!(f, "response {id} {name} {response}"),
+            Entry::Other(what) => write!(f, "other {what}"),
+        }
+    }
+}
+
+fn l_entries(item: &Item) -> Vec<Entry> {
+    match item {
+        Item::Message(m) => m
+            .parts
+            .iter()
+            .filter_map(|p| p.as_text())
+            .map(|text| Entry::Text {
+                user: m.role == Role::User,
+                text: text.to_owned(),
+            })
+            .collect(),
+        Item::FunctionCall(c) => vec![Entry::Call {
+            id: c.call_id.clone(),
+            name: c.name.clone(),
+        }],
+        Item::FunctionOutput(o) => {
+            // As the client puts it on the wire: an object as it is, else wrapped.
+            let response = match (&o.output, o.is_error) {
+                (Value::Object(map), false) => Value::Object(map.clone()),
+                (value, error) => {
+                    let mut map = Map::new();
+                    map.insert(
+                        if error { "error" } else { "output" }.to_owned(),
+                        value.clone(),
+                    );
+                    Value::Object(map)
+                }
+            };
+            vec![Entry::Response {
+                id: o.call_id.clone(),
+                name: o.name.clone(),
+                response,
+            }]
+        }
+    }
+}
+
+fn s_entries(session: &SessionSnapshot) -> Vec<Entry> {
+    session
+        .context()
+        .iter()
+        .flat_map(|turn| {
+            let user = turn.role == ServerRole::User;
+            turn.parts.iter().map(move |part| match part {
+                Part::Text(text) | Part::AudioTranscript(text) => Entry::Text {
+                    user,
+                    text: text.clone(),
+                },
+                Part::FunctionCall { id, name, .. } => Entry::Call {
+                    id: id.clone(),
+                    name: name.clone(),
+                },
+                Part::FunctionResponse { id, name, response } => Entry::Response {
+                    id: id.clone(),
+                    name: name.clone(),
+                    response: response.clone(),
+                },
+                other => Entry::Other(format!("{other:?}")),
+            })
+        })
+        .collect()
+}
+
+/// Every check; violations go into `world.violations`.
+pub(crate) fn check(world: &mut World<'_>) {
+    let mut found = Vec::new();
+    let gave_up = matches!(world.core.closed(), Some(Some(_)));
+    let session = current_session(world);
+    context(world, session.as_ref(), &mut found);
+    tools_and_answers(world, &mut found);
+    reconnect_pairs(world, &mut found);
+    for rejection in &world.rejections {
+        found.push(Violation::new("rejected payload", rejection.clone()));
+    }
+    for error in &world.app.command_errors {
+        found.push(Violation::new("command error", error.clone()));
+    }
+    for s in world.server.sessions() {
+        if let Some(s) = world.server.session(s) {
+            if s.overlaps() > 0 {
+                found.push(Violation::new(
+                    "two sockets",
+                    format!(
+                        "session {} saw {} overlapping connections",
+                        s.id(),
+                        s.overlaps()
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(session), false) = (&session, gave_up) {
+        if session.system_instruction() != world.app.instructions.as_deref() {
+            found.push(Violation::new(
+                "configuration",
+                format!(
+                    "server instructions {:?}, application's {:?}",
+                    session.system_instruction(),
+                    world.app.instructions
+                ),
+            ));
+        }
+        if session.tools() != world.app.tools.as_slice() {
+            found.push(Violation::new(
+                "configuration",
+                format!(
+                    "server tools {:?}, application's {:?}",
+                    session.tools(),
+                    world.app.tools
+                ),
+            ));
+        }
+    }
+    world.violations.extend(found);
+}
+
+/// The server session the client's last set-up connection belongs to.
+fn current_session(world: &World<'_>) -> Option<SessionSnapshot> {
+    world.current?;
+    // The client has one connection at a time: its last set-up one is the server's last
+    // connection that joined a session.
+    let records = world.server.connections();
+    let last = records.iter().rev().find(|r| r.session.is_some())?;
+    world.server.session(last.session?)
+}
+
+fn context(world: &World<'_>, session: Option<&SessionSnapshot>, found: &mut Vec<Violation>) {
+    let Some(session) = session else {
+        if !world.core.chat_ctx().is_empty() {
+            found.push(Violation::new(
+                "context",
+                "no server session, but L is not empty".to_owned(),
+            ));
+        }
+        return;
+    };
+    let diverged = world.diverged_items();
+    let mut expected = Vec::new();
+    let mut excused = Vec::new();
+    for item in world.core.chat_ctx().iter() {
+        let entries = l_entries(item);
+        if diverged.contains(item.id()) {
+            excused.extend(entries);
+        } else {
+            expected.extend(entries);
+        }
+    }
+    let mut actual = s_entries(session);
+    // Items named by a divergence may or may not be on the server.
+    for entry in excused {
+        if let Some(at) = actual.iter().position(|e| *e == entry) {
+            actual.remove(at);
+        }
+    }
+    if expected != actual {
+        let first = expected
+            .iter()
+            .zip(actual.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.len().min(actual.len()));
+        let show = |v: &[Entry]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        found.push(Violation::new(
+            "context",
+            format!(
+                "L != S from entry {first}\n      L: {}\n      S: {}",
+                show(&expected),
+                show(&actual)
+            ),
+        ));
+    }
+}
+
+fn tools_and_answers(world: &World<'_>, found: &mut Vec<Violation>) {
+    let mut prompt_of: HashMap<String, String> = HashMap::new();
+    for id in world.server.sessions() {
+        let Some(s) = world.server.session(id) else {
+            continue;
+        };
+        for call in s.tool_calls() {
+            prompt_of.insert(call.id.clone(), call.prompt.clone());
+        }
+        let mut accepted: HashMap<&str, u32> = HashMap::new();
+        for r in s.tool_responses() {
+            match r.fate {
+                gemini_fake::ResponseFate::Accepted => {
+                    *accepted.entry(r.id.as_str()).or_default() += 1;
+                }
+                gemini_fake::ResponseFate::Cancelled => {}
+                fate => found.push(Violation::new(
+                    "tool response",
+                    format!("session {id}: response for {} was {fate:?}", r.id),
+                )),
+            }
+        }
+        for (call, n) in accepted {
+            if n > 1 {
+                found.push(Violation::new(
+                    "tool response",
+                    format!("session {id}: {call} answered {n} times"),
+                ));
+            }
+        }
+    }
+    // The application runs a tool once per turn that asked for it.
+    let mut runs: HashMap<String, Vec<&str>> = HashMap::new();
+    for call in &world.app.calls {
+        if let Some(prompt) = prompt_of.get(call) {
+            runs.entry(prompt.clone()).or_default().push(call);
+        }
+    }
+    for (prompt, calls) in runs {
+        if calls.len() > 1 {
+            found.push(Violation::new(
+                "tool run twice",
+                format!("the turn {prompt:?} made the application run {calls:?}"),
+            ));
+        }
+    }
+    // No turn answered twice in what the application heard.
+    let mut answers: HashMap<String, u32> = HashMap::new();
+    for item in world.core.chat_ctx().iter() {
+        if let Some(m) = item.as_message().filter(|m| m.role == Role::Model) {
+            let text = m.text();
+            let key = match text.strip_prefix("echo: ") {
+                Some(rest) => rest.split(' ').next().unwrap_or_default().to_owned(),
+                None => text.clone(),
+            };
+            if key.is_empty() || !(key.starts_with('t') || text.contains(" returned ")) {
+                continue;
+            }
+            *answers.entry(key).or_default() += 1;
+        }
+    }
+    for (turn, n) in answers {
+        if n > 1 {
+            found.push(Violation::new(
+                "answered twice",
+                format!("{turn:?} answered {n} times in L"),
+            ));
+        }
+    }
+}
+
+fn reconnect_pairs(world: &World<'_>, found: &mut Vec<Violation>) {
+    let mut open = false;
+    for (at, event) in &world.app.events {
+        match event {
+            SessionEvent::Reconnecting { .. } => {
+                if open {
+                    found.push(Violation::new(
+                        "events",
+                        format!("at {at} ms: Reconnecting before the previous reconnect ended"),
+                    ));
+                }
+                open = true;
+            }
+            SessionEvent::Reconnected(_) => {
+                if !open {
+                    found.push(Violation::new(
+                        "events",
+                        format!("at {at} ms: Reconnected without Reconnecting"),
+                    ));
+                }
+                open = false;
+            }
+            SessionEvent::Closed { .. } => open = false,
+            _ => {}
+        }
+    }
+    if open {
+        found.push(Violation::new(
+            "events",
+            "a Reconnecting never followed by Reconnected or Closed".to_owned(),
+        ));
+    }
+}

@@ -1,0 +1,937 @@
+//! One schedule run: the session core and the fake server's own logic on virtual time, joined
+//! by an in-memory network with latency, stalls, resets and refused dials, and an application
+//! that answers tool calls.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use agent_glue::core::{Action, Command, SessionCore};
+use agent_glue::{LiveSession, SessionEvent};
+use ctx_model::{ChatContext, Item, ItemId, Message};
+use gemini_fake::{FakeConfig, SimOutput, SimServer};
+use gemini_transport::wire::{
+    ClientMessage, FunctionDeclaration, Modality, ServerMessage, ServerPayload,
+};
+use gemini_transport::{CloseInfo, Endpoint, SecretString};
+use resume_policy::{ConnectionId, Millis};
+
+use crate::checks::{self, Violation};
+use crate::rng::Rng;
+use crate::schedule::{Op, Schedule};
+
+/// The tools the application declares; texts naming one make the model call it.
+pub const TOOLS: [&str; 2] = ["get_weather", "lookup_order"];
+
+/// How long a schedule may take to settle after its last step (virtual ms).
+const SETTLE_LIMIT: u64 = 300_000;
+
+/// Audio frames the sim cuts pushes into: 40 ms at 16 kHz.
+const FRAME_BYTES: usize = 1_280;
+
+/// The most audio held while no connection takes it (2 s at 16 kHz).
+const GAP_BYTES: usize = 64_000;
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Broken invariants (empty: the schedule passed).
+    pub violations: Vec<Violation>,
+    /// What happened, for a failing schedule's report.
+    pub trace: Vec<String>,
+    /// Virtual time at the end (ms).
+    pub elapsed: u64,
+}
+
+/// What happens at a point of virtual time.
+#[derive(Debug)]
+enum Ev {
+    Step(usize),
+    Dial(ConnectionId, String),
+    DialFailed(ConnectionId, u16),
+    ToServer(ConnectionId, Vec<u8>),
+    CloseAtServer(ConnectionId, u16),
+    ToClient(ConnectionId, ServerMessage),
+    ClosedAtClient(ConnectionId, CloseInfo),
+    ActionsReady,
+    CoreTimer(u64),
+    ServerTimer(u64),
+    Answer(String),
+    Settle,
+}
+
+#[derive(Debug)]
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Both ends of one connection.
+#[derive(Debug, Default)]
+struct Link {
+    server: Option<gemini_fake::ConnectionId>,
+    /// When the last client frame reaches the server (in-order delivery).
+    c2s_at: u64,
+    /// When the last server frame reaches the client.
+    s2c_at: u64,
+    server_open: bool,
+    client_open: bool,
+    set_up: bool,
+    after_go_away: bool,
+    /// Server frames arriving after this are lost (a reset overtook them).
+    reset_at: Option<u64>,
+}
+
+/// The application's side.
+#[derive(Debug, Default)]
+pub(crate) struct App {
+    pub(crate) counter: u64,
+    /// Tool calls received (ToolCall events), in order.
+    pub(crate) calls: Vec<String>,
+    pub(crate) answered: HashSet<String>,
+    /// Non-media events, in order, with their time.
+    pub(crate) events: Vec<(u64, SessionEvent)>,
+    /// Snapshots `(version, L)` taken after each operation.
+    snapshots: Vec<(u64, ChatContext)>,
+    pub(crate) instructions: Option<String>,
+    pub(crate) tools: Vec<String>,
+    tool_set: u64,
+    pub(crate) command_errors: Vec<String>,
+}
+
+/// The simulated world of one schedule.
+pub(crate) struct World<'a> {
+    schedule: &'a Schedule,
+    pub(crate) now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    pub(crate) server: SimServer,
+    pub(crate) core: SessionCore,
+    links: BTreeMap<ConnectionId, Link>,
+    by_server: HashMap<gemini_fake::ConnectionId, ConnectionId>,
+    actions: VecDeque<Action>,
+    actions_blocked_until: u64,
+    core_timer: Option<u64>,
+    server_timer: Option<u64>,
+    stall_until: u64,
+    gap: VecDeque<Vec<u8>>,
+    gap_bytes: usize,
+    pub(crate) app: App,
+    rng: Rng,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) trace: Vec<String>,
+    settling: bool,
+    in_flight: usize,
+    answers_due: usize,
+    /// The connection the core last completed a setup on.
+    pub(crate) current: Option<ConnectionId>,
+    /// Payload rejections by the server (1007/1008 after setup).
+    pub(crate) rejections: Vec<String>,
+}
+
+/// Runs `schedule` to the end and checks the invariants.
+pub fn run(schedule: &Schedule) -> Outcome {
+    let mut world = match World::new(schedule) {
+        Ok(world) => world,
+        Err(e) => {
+            return Outcome {
+                violations: vec![Violation::new("setup", e)],
+                trace: Vec::new(),
+                elapsed: 0,
+            };
+        }
+    };
+    world.run();
+    checks::check(&mut world);
+    Outcome {
+        violations: world.violations,
+        trace: world.trace,
+        elapsed: world.now,
+    }
+}
+
+fn declarations(set: u64) -> Vec<FunctionDeclaration> {
+    let mut tools: Vec<FunctionDeclaration> = TOOLS
+        .iter()
+        .map(|name| FunctionDeclaration::new(*name, "a tool"))
+        .collect();
+    if set % 2 == 1 {
+        tools.push(FunctionDeclaration::new("set_alarm", "a tool"));
+    }
+    tools
+}
+
+impl<'a> World<'a> {
+    fn new(schedule: &'a Schedule) -> Result<Self, String> {
+        let p = schedule.profile;
+        let config = FakeConfig::new()
+            .with_family(p.family)
+            .with_vertex(p.vertex)
+            .with_handle_lag(p.handle_lag);
+        let model = config.setup_model();
+        let server = SimServer::new(config);
+        let endpoint = Endpoint::api_key(SecretString::from("sim"))
+            .with_base_url("ws://sim.invalid")
+            .map_err(|e| e.to_string())?;
+        let modality = if p.audio {
+            Modality::Audio
+        } else {
+            Modality::Text
+        };
+        let tools = declarations(0);
+        let core = LiveSession::builder(endpoint, model)
+            .modality(modality)
+            .transcription(p.audio)
+            .transparent_resumption(p.transparent)
+            .tools(tools.clone())
+            .into_core(Millis(0), schedule.seed)
+            .map_err(|e| e.to_string())?;
+        let app = App {
+            tools: tools.iter().map(|t| t.name.clone()).collect(),
+            ..App::default()
+        };
+        let mut world = World {
+            schedule,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            server,
+            core,
+            links: BTreeMap::new(),
+            by_server: HashMap::new(),
+            actions: VecDeque::new(),
+            actions_blocked_until: 0,
+            core_timer: None,
+            server_timer: None,
+            stall_until: 0,
+            gap: VecDeque::new(),
+            gap_bytes: 0,
+            app,
+            rng: Rng::stream(schedule.seed, 2),
+            violations: Vec::new(),
+            trace: Vec::new(),
+            settling: false,
+            in_flight: 0,
+            answers_due: 0,
+            current: None,
+            rejections: Vec::new(),
+        };
+        // The first step waits for the first connection (as `connect()` does).
+        world.pump();
+        Ok(world)
+    }
+
+    fn at(&mut self, at: u64, ev: Ev) {
+        if matches!(
+            ev,
+            Ev::Dial(..)
+                | Ev::DialFailed(..)
+                | Ev::ToServer(..)
+                | Ev::CloseAtServer(..)
+                | Ev::ToClient(..)
+                | Ev::ClosedAtClient(..)
+        ) {
+            self.in_flight += 1;
+        }
+        if matches!(ev, Ev::Answer(_)) {
+            self.answers_due += 1;
+        }
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn latency(&self) -> u64 {
+        self.schedule.profile.latency
+    }
+
+    pub(crate) fn note(&mut self, line: String) {
+        if self.trace.len() < 4_000 {
+            self.trace.push(format!("{:>7} ms  {line}", self.now));
+        }
+    }
+
+    fn run(&mut self) {
+        // Steps start once the first setup is complete (or the session gave up).
+        let mut first_step_at = None;
+        let limit_first = 60_000;
+        while first_step_at.is_none() {
+            if self.core.has_connected() || self.core.closed().is_some() {
+                first_step_at = Some(self.now);
+                break;
+            }
+            let Some(Reverse(next)) = self.queue.pop() else {
+                break;
+            };
+            self.now = next.at;
+            self.handle(next.ev);
+            if self.now > limit_first {
+                break;
+            }
+        }
+        let Some(start) = first_step_at else {
+            self.violations.push(Violation::new(
+                "liveness",
+                "the first connection never completed".to_owned(),
+            ));
+            return;
+        };
+        let mut t = start;
+        for (k, step) in self.schedule.steps.iter().enumerate() {
+            t += step.gap;
+            self.at(t, Ev::Step(k));
+        }
+        self.at(t + 1, Ev::Settle);
+        let deadline = t + SETTLE_LIMIT;
+        while let Some(Reverse(next)) = self.queue.pop() {
+            self.now = next.at;
+            self.handle(next.ev);
+            if self.settling && self.settled() {
+                return;
+            }
+            if self.now > deadline {
+                break;
+            }
+        }
+        if self.settling && self.settled() {
+            return;
+        }
+        let state = format!(
+            "not settled at {} ms: core settled {}, actions {}, in flight {}, answers due {}, server timer {:?}, closed {:?}, core {:?}",
+            self.now,
+            self.core.is_settled(),
+            self.actions.len(),
+            self.in_flight,
+            self.answers_due,
+            self.server.next_timer(),
+            self.core.closed(),
+            self.core
+        );
+        self.violations.push(Violation::new("liveness", state));
+    }
+
+    fn settled(&self) -> bool {
+        if self.core.closed().is_some() {
+            return self.in_flight == 0 && self.actions.is_empty();
+        }
+        self.core.is_settled()
+            && self.actions.is_empty()
+            && self.in_flight == 0
+            && self.answers_due == 0
+            && self.gap.is_empty()
+            && self.server.next_timer().is_none()
+            && self.app.calls.iter().all(|c| self.app.answered.contains(c))
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let in_flight = matches!(
+            ev,
+            Ev::Dial(..)
+                | Ev::DialFailed(..)
+                | Ev::ToServer(..)
+                | Ev::CloseAtServer(..)
+                | Ev::ToClient(..)
+                | Ev::ClosedAtClient(..)
+        );
+        if in_flight {
+            self.in_flight -= 1;
+        }
+        let now = self.now;
+        let server_now = Duration::from_millis(now);
+        match ev {
+            Ev::Step(k) => {
+                if let Some(step) = self.schedule.steps.get(k) {
+                    self.step(step.op);
+                }
+            }
+            Ev::Settle => {
+                self.settling = true;
+                self.server.faults().release_handles();
+                self.server.advance(server_now);
+            }
+            Ev::Dial(conn, setup) => {
+                let open = self.server.open_connections();
+                if !open.is_empty() {
+                    self.violations.push(Violation::new(
+                        "two sockets",
+                        format!(
+                            "dialing connection {} while the server has {open:?} open",
+                            conn.0
+                        ),
+                    ));
+                }
+                match self.server.connect(server_now) {
+                    Ok(sid) => {
+                        self.by_server.insert(sid, conn);
+                        if let Some(link) = self.links.get_mut(&conn) {
+                            link.server = Some(sid);
+                            link.server_open = true;
+                        }
+                        self.note(format!("conn {} dialed (server {})", conn.0, sid.0));
+                        self.server.receive(sid, setup.as_bytes(), server_now);
+                    }
+                    Err(status) => {
+                        self.note(format!("conn {} dial refused ({status})", conn.0));
+                        let at = now + self.latency();
+                        self.at(at, Ev::DialFailed(conn, status));
+                    }
+                }
+            }
+            Ev::DialFailed(conn, status) => {
+                let info = CloseInfo::abnormal(format!("HTTP {status} on the upgrade"), false);
+                self.core.handle_closed(Millis(now), conn, info);
+            }
+            Ev::ToServer(conn, frame) => {
+                let target = self
+                    .links
+                    .get(&conn)
+                    .filter(|l| l.server_open)
+                    .and_then(|l| l.server);
+                if let Some(sid) = target {
+                    self.server.receive(sid, &frame, server_now);
+                }
+            }
+            Ev::CloseAtServer(conn, code) => {
+                let target = self
+                    .links
+                    .get_mut(&conn)
+                    .filter(|l| l.server_open)
+                    .and_then(|l| {
+                        l.server_open = false;
+                        l.server
+                    });
+                if let Some(sid) = target {
+                    self.server.client_closed(sid, Some(code), server_now);
+                }
+            }
+            Ev::ToClient(conn, message) => {
+                let deliver = self.links.get_mut(&conn).is_some_and(|l| {
+                    let ok = l.client_open && l.reset_at.is_none_or(|r| now <= r);
+                    if ok && matches!(message.payload, Some(ServerPayload::GoAway(_))) {
+                        l.after_go_away = true;
+                    }
+                    ok
+                });
+                if deliver {
+                    if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
+                        if let Some(link) = self.links.get_mut(&conn) {
+                            link.set_up = true;
+                        }
+                        self.current = Some(conn);
+                        self.note(format!("conn {} setupComplete", conn.0));
+                    }
+                    self.core.handle_message(Millis(now), conn, message);
+                }
+            }
+            Ev::ClosedAtClient(conn, info) => {
+                let deliver = self.links.get_mut(&conn).is_some_and(|l| {
+                    let was = l.client_open;
+                    l.client_open = false;
+                    was
+                });
+                if deliver {
+                    self.note(format!("conn {} closed at the client: {info}", conn.0));
+                    self.core.handle_closed(Millis(now), conn, info);
+                }
+            }
+            Ev::ActionsReady => {}
+            Ev::CoreTimer(at) => {
+                if self.core_timer == Some(at) {
+                    self.core_timer = None;
+                    self.core.handle_timeout(Millis(now));
+                }
+            }
+            Ev::ServerTimer(at) => {
+                if self.server_timer == Some(at) {
+                    self.server_timer = None;
+                    self.server.advance(server_now);
+                }
+            }
+            Ev::Answer(call_id) => {
+                self.answers_due -= 1;
+                self.answer(&call_id);
+            }
+        }
+        self.pump();
+    }
+
+    /// Moves every output of the core and the server onto the network, runs the actions the
+    /// shell may run now, and re-arms the timers.
+    fn pump(&mut self) {
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(t) = self.core.poll_transmit() {
+                moved = true;
+                let mut buf = Vec::new();
+                t.message.write_json(&mut buf);
+                self.send_to_server(t.connection, buf);
+            }
+            while let Some(action) = self.core.poll_action() {
+                moved = true;
+                self.actions.push_back(action);
+            }
+            while let Some(event) = self.core.poll_event() {
+                moved = true;
+                self.on_event(event);
+            }
+            moved |= self.run_actions();
+            moved |= self.flush_gap();
+            while let Some((sid, output)) = self.server.poll_output() {
+                moved = true;
+                self.on_server_output(sid, output);
+            }
+            if !moved {
+                break;
+            }
+        }
+        if let Some(t) = self.core.poll_timeout() {
+            if self.core_timer != Some(t.0) {
+                self.core_timer = Some(t.0);
+                self.at(t.0, Ev::CoreTimer(t.0));
+            }
+        }
+        if let Some(t) = self.server.next_timer() {
+            let t = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+            if self.server_timer != Some(t) {
+                self.server_timer = Some(t);
+                self.at(t, Ev::ServerTimer(t));
+            }
+        }
+    }
+
+    fn send_to_server(&mut self, conn: ConnectionId, frame: Vec<u8>) {
+        let lat = self.latency();
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&conn).filter(|l| l.client_open) else {
+            return;
+        };
+        let at = (now + lat).max(link.c2s_at);
+        link.c2s_at = at;
+        self.at(at, Ev::ToServer(conn, frame));
+    }
+
+    fn run_actions(&mut self) -> bool {
+        let mut ran = false;
+        while self.now >= self.actions_blocked_until {
+            let Some(action) = self.actions.pop_front() else {
+                break;
+            };
+            ran = true;
+            let lat = self.latency();
+            match action {
+                Action::Close {
+                    connection, code, ..
+                } => {
+                    self.note(format!(
+                        "conn {} closed by the client ({code})",
+                        connection.0
+                    ));
+                    let now = self.now;
+                    let mut done = now;
+                    if let Some(link) = self.links.get_mut(&connection) {
+                        link.client_open = false;
+                        if link.server_open {
+                            let at = (now + lat).max(link.c2s_at);
+                            link.c2s_at = at;
+                            done = at + lat;
+                            self.at(at, Ev::CloseAtServer(connection, code));
+                        }
+                    }
+                    // The shell waits for the close handshake before it dials again.
+                    self.actions_blocked_until = done;
+                    self.at(done, Ev::ActionsReady);
+                }
+                Action::Open { connection, setup } => {
+                    self.links.insert(
+                        connection,
+                        Link {
+                            client_open: true,
+                            ..Link::default()
+                        },
+                    );
+                    let mut buf = Vec::new();
+                    setup.write_json(&mut buf);
+                    let json = String::from_utf8_lossy(&buf).into_owned();
+                    self.note(format!("conn {} opening: {}", connection.0, short(&json)));
+                    let at = self.now + 2 * lat;
+                    if let Some(link) = self.links.get_mut(&connection) {
+                        link.c2s_at = at;
+                    }
+                    self.at(at, Ev::Dial(connection, json));
+                }
+                _ => {}
+            }
+        }
+        ran
+    }
+
+    fn on_server_output(&mut self, sid: gemini_fake::ConnectionId, output: SimOutput) {
+        let Some(&conn) = self.by_server.get(&sid) else {
+            return;
+        };
+        let lat = self.latency();
+        let now = self.now;
+        let stall = self.stall_until;
+        let drop_lead = self.rng.below(lat + 1);
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        match output {
+            SimOutput::Frame(message) => {
+                let at = (now + lat).max(link.s2c_at).max(stall);
+                link.s2c_at = at;
+                // Through the real encoder and the client's lenient decoder.
+                let json = message.to_json();
+                match ServerMessage::from_json(json.as_bytes()) {
+                    Ok(decoded) => self.at(at, Ev::ToClient(conn, decoded)),
+                    Err(e) => self.violations.push(Violation::new(
+                        "decode",
+                        format!("the client cannot decode {json}: {e}"),
+                    )),
+                }
+            }
+            SimOutput::Close { code, reason } => {
+                link.server_open = false;
+                let set_up = link.set_up;
+                let at = (now + lat).max(link.s2c_at).max(stall);
+                link.s2c_at = at;
+                let info = CloseInfo::from_server(code, reason.clone(), link.after_go_away);
+                if matches!(code, 1007 | 1008) && set_up {
+                    self.rejections
+                        .push(format!("conn {} closed with {code}: {reason}", conn.0));
+                }
+                self.note(format!(
+                    "server closes conn {} with {code} {reason}",
+                    conn.0
+                ));
+                self.at(at, Ev::ClosedAtClient(conn, info));
+            }
+            SimOutput::Drop => {
+                link.server_open = false;
+                // The reset reaches the client within one latency; frames behind it are lost.
+                let at = now + drop_lead;
+                link.reset_at = Some(at);
+                self.note(format!("server drops conn {}", conn.0));
+                self.at(
+                    at,
+                    Ev::ClosedAtClient(conn, CloseInfo::abnormal("connection reset", false)),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_event(&mut self, event: SessionEvent) {
+        match &event {
+            SessionEvent::Audio { .. }
+            | SessionEvent::Text(_)
+            | SessionEvent::OutputTranscript { .. }
+            | SessionEvent::InputTranscript { .. }
+            | SessionEvent::Usage(_)
+            | SessionEvent::GenerationComplete => return,
+            SessionEvent::ToolCall { call_id, .. } => {
+                if self.app.calls.contains(call_id) {
+                    self.violations.push(Violation::new(
+                        "tool call twice",
+                        format!("ToolCall event for {call_id} delivered twice"),
+                    ));
+                } else {
+                    self.app.calls.push(call_id.clone());
+                    let mut rng =
+                        Rng::stream(self.schedule.seed, 1_000 + self.app.calls.len() as u64);
+                    let delay = if rng.chance(20) {
+                        rng.range(300, 3_000)
+                    } else {
+                        rng.range(0, 300)
+                    };
+                    let at = self.now + delay;
+                    self.at(at, Ev::Answer(call_id.clone()));
+                }
+            }
+            _ => {}
+        }
+        self.note(format!("event {}", short(&format!("{event:?}"))));
+        self.app.events.push((self.now, event));
+    }
+
+    fn answer(&mut self, call_id: &str) {
+        if !self.app.answered.insert(call_id.to_owned()) {
+            return;
+        }
+        let output = serde_json::json!({ "result": format!("r-{call_id}") });
+        let result = self.core.command(
+            Millis(self.now),
+            Command::ToolResult {
+                call_id: call_id.to_owned(),
+                output,
+                is_error: false,
+            },
+        );
+        self.note(format!(
+            "app answers {call_id}: {}",
+            short(&format!("{result:?}"))
+        ));
+        if let Err(e) = result {
+            if !matches!(e, agent_glue::Error::Closed) {
+                self.app
+                    .command_errors
+                    .push(format!("tool result for {call_id}: {e}"));
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        command: Command,
+    ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
+        let line = short(&format!("{command:?}"));
+        let result = self.core.command(Millis(self.now), command);
+        self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
+        result
+    }
+
+    fn step(&mut self, op: Op) {
+        if self.core.closed().is_some() {
+            return;
+        }
+        self.app.counter += 1;
+        let k = self.app.counter;
+        let faults = self.server.faults();
+        let server_now = Duration::from_millis(self.now);
+        let result = match op {
+            Op::Text => self.command(Command::Text(format!("t{k} hello"))).map(drop),
+            Op::TextTool(i) => {
+                let tool = TOOLS[usize::from(i) % TOOLS.len()];
+                self.command(Command::Text(format!("t{k} please {tool}")))
+                    .map(drop)
+            }
+            Op::Append(n) => {
+                let mut items: Vec<Item> =
+                    vec![Message::user(format!("app-{k}-u"), format!("t{k} note")).into()];
+                if n > 1 {
+                    items.push(Message::model(format!("app-{k}-m"), format!("t{k} noted")).into());
+                }
+                self.command(Command::Append(items)).map(drop)
+            }
+            Op::StaleUpdate(age) => {
+                let back = usize::from(age).min(self.app.snapshots.len());
+                let (version, mut context) = match self.app.snapshots.len().checked_sub(back.max(1))
+                {
+                    Some(i) => self.app.snapshots[i].clone(),
+                    None => (self.core.version(), self.core.chat_ctx().clone()),
+                };
+                let note: Item =
+                    Message::user(format!("app-{k}-u"), format!("t{k} update note")).into();
+                let pushed = context.push(note.clone()).is_ok();
+                if pushed {
+                    match self.command(Command::UpdateContext {
+                        context,
+                        based_on: version,
+                    }) {
+                        Err(agent_glue::Error::Conflict { .. }) => {
+                            // Derived from an old version: append instead.
+                            self.command(Command::Append(vec![note])).map(drop)
+                        }
+                        other => other.map(drop),
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            Op::Edit => {
+                let version = self.core.version();
+                let mut context = self.core.chat_ctx().clone();
+                let target = context
+                    .iter()
+                    .filter_map(|i| i.as_message())
+                    .find(|m| m.role == ctx_model::Role::User && m.text().starts_with('t'))
+                    .map(|m| (m.id.clone(), m.text()));
+                match target {
+                    Some((id, text)) => {
+                        let _ = context.replace(Message::user(id, format!("{text} (edited {k})")));
+                        self.command(Command::UpdateContext {
+                            context,
+                            based_on: version,
+                        })
+                        .map(drop)
+                    }
+                    None => Ok(()),
+                }
+            }
+            Op::GenerateReply(with) => {
+                let instructions = with.then(|| format!("t{k} reply request"));
+                self.command(Command::GenerateReply(instructions)).map(drop)
+            }
+            Op::Instructions => {
+                let text = format!("instructions v{k}");
+                self.app.instructions = Some(text.clone());
+                self.command(Command::UpdateInstructions(text)).map(drop)
+            }
+            Op::Tools => {
+                self.app.tool_set += 1;
+                let tools = declarations(self.app.tool_set);
+                self.app.tools = tools.iter().map(|t| t.name.clone()).collect();
+                self.command(Command::UpdateTools(tools)).map(drop)
+            }
+            Op::Interrupt => self.command(Command::Interrupt).map(drop),
+            Op::Speech(tens) => {
+                self.speech(u64::from(tens) * 10);
+                Ok(())
+            }
+            Op::AudioStreamEnd => self.command(Command::AudioStreamEnd).map(drop),
+            Op::Drop => {
+                self.note("fault: drop".to_owned());
+                faults.drop_connections();
+                Ok(())
+            }
+            Op::Close(code) => {
+                let reason = match code {
+                    1011 => "Internal error encountered.",
+                    1001 => "going away",
+                    _ => "",
+                };
+                self.note(format!("fault: close {code}"));
+                faults.close_connections(code, reason);
+                Ok(())
+            }
+            Op::GoAway(secs) => {
+                self.note(format!("fault: goAway {secs}s"));
+                faults.go_away(Duration::from_secs(u64::from(secs)));
+                Ok(())
+            }
+            Op::RefuseResume => {
+                faults.refuse_next_resume(1007, "Request contains an invalid argument.");
+                Ok(())
+            }
+            Op::ExpireHandles => {
+                faults.expire_all_handles();
+                Ok(())
+            }
+            Op::WithholdHandles => {
+                if !self.settling {
+                    faults.withhold_handles();
+                }
+                Ok(())
+            }
+            Op::ReleaseHandles => {
+                faults.release_handles();
+                Ok(())
+            }
+            Op::RefuseDials(n) => {
+                faults.refuse_upgrades(u32::from(n), 503);
+                Ok(())
+            }
+            Op::Stall(tens) => {
+                self.stall_until = self.stall_until.max(self.now + u64::from(tens) * 10);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            if !matches!(e, agent_glue::Error::Closed) {
+                self.app.command_errors.push(format!("{op:?}: {e}"));
+            }
+        }
+        self.server.advance(server_now);
+        self.app
+            .snapshots
+            .push((self.core.version(), self.core.chat_ctx().clone()));
+    }
+
+    /// Speech of `ms` then 700 ms of silence, as one push.
+    fn speech(&mut self, ms: u64) {
+        let samples_voiced = usize::try_from(ms * 16).unwrap_or(0);
+        let samples_silent = 700 * 16;
+        let mut pcm = Vec::with_capacity((samples_voiced + samples_silent) * 2);
+        for n in 0..samples_voiced {
+            let phase = (n % 36) as f64 / 36.0 * std::f64::consts::TAU;
+            let sample = (phase.sin() * 8_000.0) as i16;
+            pcm.extend_from_slice(&sample.to_le_bytes());
+        }
+        pcm.resize(pcm.len() + samples_silent * 2, 0);
+        self.note(format!("app speaks {ms} ms"));
+        self.push_audio(&pcm);
+    }
+
+    /// The shell's audio path: frames onto the connection that takes audio, or a bounded gap
+    /// buffer while there is none.
+    fn push_audio(&mut self, pcm: &[u8]) {
+        match self.core.audio_target() {
+            Some(conn) => {
+                let mut frames = 0;
+                for frame in pcm.chunks(FRAME_BYTES) {
+                    let mut buf = Vec::new();
+                    ClientMessage::write_audio_json(&mut buf, frame, 16_000);
+                    self.send_to_server(conn, buf);
+                    frames += 1;
+                }
+                self.core.audio_sent(conn, frames);
+            }
+            None => {
+                self.gap_bytes += pcm.len();
+                self.gap.push_back(pcm.to_vec());
+                while self.gap_bytes > GAP_BYTES {
+                    match self.gap.pop_front() {
+                        Some(old) => self.gap_bytes -= old.len(),
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_gap(&mut self) -> bool {
+        if self.gap.is_empty() || self.core.audio_target().is_none() {
+            return false;
+        }
+        let chunks: Vec<Vec<u8>> = self.gap.drain(..).collect();
+        self.gap_bytes = 0;
+        for pcm in chunks {
+            self.push_audio(&pcm);
+        }
+        true
+    }
+
+    /// The ids of items the application was told about in divergence events.
+    pub(crate) fn diverged_items(&self) -> HashSet<ItemId> {
+        self.app
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                SessionEvent::Divergence { items, .. } => Some(items.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+/// The first 160 characters of `text`.
+pub(crate) fn short(text: &str) -> String {
+    if text.chars().count() <= 160 {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(160).collect();
+        format!("{cut}…")
+    }
+}
