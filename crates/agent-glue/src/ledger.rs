@@ -76,14 +76,22 @@ impl Ledger {
         let mut previous: Option<&Item> = None;
         for item in items {
             if !self.desired.contains(item.id()) {
-                // Right after what precedes it in the message, as the server holds it.
-                let after = previous
+                // Right after what precedes it in the message, as the server holds it; the
+                // first item of a message after everything the server holds already, before
+                // items not sent yet.
+                let after = match previous
                     .map(Item::id)
-                    .filter(|id| self.desired.contains(*id));
-                let _ = match after {
-                    Some(anchor) => self.desired.insert_after(Some(anchor), item.clone()),
-                    None => self.desired.push(item.clone()),
+                    .filter(|id| self.desired.contains(*id))
+                {
+                    Some(anchor) => Some(anchor.clone()),
+                    None => self
+                        .desired
+                        .iter()
+                        .rev()
+                        .find(|i| self.mirror.holds(i.id()))
+                        .map(|i| i.id().clone()),
                 };
+                let _ = self.desired.insert_after(after.as_ref(), item.clone());
             }
             if let Item::FunctionOutput(output) = item {
                 // Answered now (a synthetic answer to a lost call included).

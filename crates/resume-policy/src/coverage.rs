@@ -37,11 +37,11 @@ pub enum ServerReaction {
     TurnComplete,
     /// `toolCall` (record the calls themselves with [`CoverageTracker::on_tool_call`]).
     ToolCall,
-    /// `serverContent.turnComplete` of a turn the server interrupted (`interrupted: true` or a
-    /// `toolCallCancellation` came first). It proves the turn's own start was processed, not
-    /// the messages sent after it: the interrupting message gets its own reaction, and a tool
-    /// response for a cancelled call gets none.
-    InterruptedTurnComplete,
+    /// `serverContent.turnComplete` of a turn whose tool calls the server cancelled (a
+    /// `toolCallCancellation` came first: new input interrupted the model while it waited for
+    /// results). It proves nothing after the call: the interrupting message gets its own
+    /// reaction, and a tool response for a cancelled call gets none.
+    CancelledTurnComplete,
 }
 
 /// The content of a `sessionResumptionUpdate`, decoded by the transport.
@@ -154,9 +154,16 @@ impl CoverageTracker {
         self
     }
 
-    /// A finished input transcription arrived: the server made a user turn of speech.
-    pub fn on_spoken_turn(&mut self) {
+    /// A finished input transcription arrived: the server made a user turn of speech. Returns
+    /// the last message of the run of audio it came from (the oldest run still awaiting a
+    /// reaction, else the last message sent): the spoken turn sits after that run's
+    /// messages, before later ones.
+    pub fn on_spoken_turn(&mut self) -> ClientMessageIndex {
         self.spoken = self.spoken.saturating_add(1);
+        self.awaiting
+            .iter()
+            .find(|a| a.kind == MessageKind::Audio)
+            .map_or(self.last_sent, |run| run.last)
     }
 
     /// A tracker holding a handle restored from a store (another process, scenario S31).
@@ -171,6 +178,19 @@ impl CoverageTracker {
     /// The newest resumable handle, fresh or stale.
     pub fn handle(&self) -> Option<&HandleRecord> {
         self.handle.as_ref()
+    }
+
+    /// Whether a tool response sent on the open connection still awaits the model's reaction
+    /// (the model continues from it).
+    pub fn awaits_tool_response(&self) -> bool {
+        self.awaiting
+            .iter()
+            .any(|a| a.kind == MessageKind::ToolResponse)
+    }
+
+    /// The last client message of the open connection the server visibly reacted to.
+    pub fn reacted_through(&self) -> Option<ClientMessageIndex> {
+        self.reacted_through
     }
 
     /// The tool calls seen so far.
@@ -296,7 +316,7 @@ impl CoverageTracker {
         }
         let answered = match (self.tool_turn_open, reaction) {
             // A cancelled tool turn: nothing after the call is proven processed.
-            (true, ServerReaction::InterruptedTurnComplete) => None,
+            (true, ServerReaction::CancelledTurnComplete) => None,
             // The model turn continued from the tool responses sent since the call (blocking
             // calls): the last of them was processed, and everything before it.
             (true, _) => self

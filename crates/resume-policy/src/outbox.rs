@@ -1,6 +1,6 @@
 //! The outbox: every context-affecting operation, with its delivery state.
 
-use ctx_model::{FunctionOutput, Item, ItemId};
+use ctx_model::{ChatContext, FunctionOutput, Item, ItemId};
 
 use crate::{
     ClientMessageIndex, ConfigVersion, ConnectionId, DivergenceReason, Error, HandleRecord,
@@ -282,6 +282,31 @@ impl Outbox {
                 index: at.index,
             },
         )
+    }
+
+    /// Brings the content of operations not sent yet up to date with `desired`: an item the
+    /// application edited before it was sent goes out as edited, one it removed does not go
+    /// out. Returns the queued appends left with no item (supersede them).
+    pub fn refresh_queued(&mut self, desired: &ChatContext) -> Vec<OpId> {
+        let mut emptied = Vec::new();
+        for op in &mut self.ops {
+            if op.state != DeliveryState::Queued {
+                continue;
+            }
+            if let OpKind::Append { items, .. } = &mut op.kind {
+                let before = items.len();
+                items.retain(|item| desired.contains(item.id()));
+                for item in items.iter_mut() {
+                    if let Some(current) = desired.get(item.id()) {
+                        item.clone_from(current);
+                    }
+                }
+                if items.is_empty() && before > 0 {
+                    emptied.push(op.id);
+                }
+            }
+        }
+        emptied
     }
 
     /// Marks every sent operation that `handle` covers as covered; returns their ids.

@@ -148,6 +148,11 @@ impl ToolCalls {
             .collect();
         for (call, known) in self.calls.values_mut().zip(known) {
             call.in_session = known;
+            if !known {
+                // The new session's timeline branches off before the call (or starts anew):
+                // handles it issues do not hold the call, whatever their serial.
+                call.known_by = None;
+            }
         }
     }
 }

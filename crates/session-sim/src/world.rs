@@ -96,6 +96,8 @@ struct Link {
     client_open: bool,
     set_up: bool,
     after_go_away: bool,
+    /// The server sent `goAway` (its end of lifetime may come as 1008).
+    go_away_sent: bool,
     /// Server frames arriving after this are lost (a reset overtook them).
     reset_at: Option<u64>,
 }
@@ -485,6 +487,14 @@ impl<'a> World<'a> {
                 moved = true;
                 let mut buf = Vec::new();
                 t.message.write_json(&mut buf);
+                if self.trace.len() < 4_000 {
+                    let line = format!(
+                        "conn {} <- {}",
+                        t.connection.0,
+                        short(&String::from_utf8_lossy(&buf))
+                    );
+                    self.note(line);
+                }
                 self.send_to_server(t.connection, buf);
             }
             while let Some(action) = self.core.poll_action() {
@@ -599,6 +609,9 @@ impl<'a> World<'a> {
         };
         match output {
             SimOutput::Frame(message) => {
+                if matches!(message.payload, Some(ServerPayload::GoAway(_))) {
+                    link.go_away_sent = true;
+                }
                 let at = (now + lat).max(link.s2c_at).max(stall);
                 link.s2c_at = at;
                 // Through the real encoder and the client's lenient decoder.
@@ -617,7 +630,7 @@ impl<'a> World<'a> {
                 let at = (now + lat).max(link.s2c_at).max(stall);
                 link.s2c_at = at;
                 let info = CloseInfo::from_server(code, reason.clone(), link.after_go_away);
-                if matches!(code, 1007 | 1008) && set_up {
+                if matches!(code, 1007 | 1008) && set_up && !(code == 1008 && link.go_away_sent) {
                     self.rejections
                         .push(format!("conn {} closed with {code}: {reason}", conn.0));
                 }

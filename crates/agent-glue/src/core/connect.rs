@@ -8,7 +8,7 @@ use gemini_transport::wire::ClientMessage;
 use gemini_transport::{CloseClass as WireClass, CloseInfo, CloseInitiator};
 use resume_policy::{
     ClientMessageIndex, ConnectMode, ConnectionId, DeliveryState, MessagePosition, Millis, OpId,
-    OpKind, ResumeContext, ResumePlan, Strategy, Trigger,
+    ResumeContext, ResumePlan, Strategy, Trigger,
 };
 use tracing::info_span;
 
@@ -213,7 +213,6 @@ impl SessionCore {
         self.ledger.on_connected(id, mode);
         self.turn = Default::default();
         self.tools_owed = false;
-        self.last_audio_index = 0;
         self.attempts.on_connected(now);
         self.execute(id, &plan);
         let first = !self.connected_once;
@@ -465,11 +464,10 @@ impl SessionCore {
         self.maybe_rotate(now);
     }
 
+    /// Whether a tool response sent on the open connection still awaits the model's reaction
+    /// (the model continues from it).
     fn owes_tool_response(&self) -> bool {
-        self.ledger.outbox.live().any(|op| {
-            matches!(op.kind, OpKind::ToolResponse { .. })
-                && matches!(op.state, DeliveryState::Sent { .. })
-        })
+        self.ledger.tracker.awaits_tool_response()
     }
 }
 

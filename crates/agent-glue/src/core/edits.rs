@@ -157,6 +157,9 @@ impl SessionCore {
         let rewrite = diff.classify() == ctx_model::DiffKind::Rewrite;
         self.ledger.desired = context;
         self.bump();
+        // What has not been sent yet goes out as `L` now says.
+        let emptied = self.ledger.outbox.refresh_queued(&self.ledger.desired);
+        let _ = self.ledger.outbox.supersede(&emptied);
         let ids = appended.iter().map(|i| i.id().clone()).collect();
         let op = (!appended.is_empty()).then(|| {
             self.ledger.outbox.push(OpKind::Append {
@@ -164,9 +167,10 @@ impl SessionCore {
                 turn_complete: false,
             })
         });
-        if rewrite && self.link.open_id().is_some() {
+        if rewrite && self.link.id().is_some() {
             // Edits of items the server holds: the policy decides at the next connection
-            // (reseed or report); make that connection at the next turn boundary.
+            // (reseed or report); make that connection at the next turn boundary (a
+            // connection being set up executes a plan made before the edit first).
             self.request_restart(
                 now,
                 Trigger::ConfigChange {

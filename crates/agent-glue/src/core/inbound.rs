@@ -75,7 +75,7 @@ impl SessionCore {
             ServerPayload::ToolCallCancellation(gemini_transport::wire::ToolCallCancellation {
                 ids,
             }) => {
-                self.turn.interrupted = true;
+                self.turn.cancelled = true;
                 for id in &ids {
                     self.ledger
                         .tracker
@@ -187,14 +187,13 @@ impl SessionCore {
                 finished: t.finished,
             });
             if t.finished {
-                self.ledger.tracker.on_spoken_turn();
-            }
-            if t.finished && !t.text.trim().is_empty() {
-                // The server holds the spoken turn from the moment it transcribed it.
-                let id = self.ledger.new_item_id("user");
-                let item = Message::user(id, t.text.trim()).transcript();
-                let anchor = ClientMessageIndex(self.last_audio_index);
-                self.place_server_item(Item::Message(item), anchor);
+                let anchor = self.ledger.tracker.on_spoken_turn();
+                if !t.text.trim().is_empty() {
+                    // The server holds the spoken turn from the moment it transcribed it.
+                    let id = self.ledger.new_item_id("user");
+                    let item = Message::user(id, t.text.trim()).transcript();
+                    self.place_server_item(Item::Message(item), anchor);
+                }
             }
         }
         if let Some(t) = &content.output_transcription {
@@ -211,14 +210,13 @@ impl SessionCore {
             self.emit(SessionEvent::GenerationComplete);
         }
         if content.interrupted {
-            self.turn.interrupted = true;
             if !self.turn.muted {
                 self.emit(SessionEvent::Interrupted);
             }
         }
         if content.turn_complete {
-            let reaction = if self.turn.interrupted {
-                ServerReaction::InterruptedTurnComplete
+            let reaction = if self.turn.cancelled {
+                ServerReaction::CancelledTurnComplete
             } else {
                 ServerReaction::TurnComplete
             };

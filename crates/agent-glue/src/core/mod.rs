@@ -175,8 +175,6 @@ pub struct SessionCore {
     jitter_state: u64,
     /// The tool calls of the current model turn still awaiting a result.
     tools_owed: bool,
-    /// Message index of the last audio or activity signal sent on the open connection.
-    last_audio_index: u64,
     /// Operations the policy deferred to the next fresh session (reported as divergences).
     deferred: std::collections::HashSet<OpId>,
     version: u64,
@@ -246,7 +244,6 @@ impl SessionCore {
             next_connection: 0,
             jitter_state,
             tools_owed: false,
-            last_audio_index: 0,
             deferred: std::collections::HashSet::new(),
             version: 0,
             closed: None,
@@ -389,13 +386,10 @@ impl SessionCore {
         if frames == 0 || self.link.open_id() != Some(connection) {
             return;
         }
-        if let Ok(at) = self
+        let _ = self
             .ledger
             .tracker
-            .on_sent_many(resume_policy::MessageKind::Audio, frames)
-        {
-            self.last_audio_index = at.index.0;
-        }
+            .on_sent_many(resume_policy::MessageKind::Audio, frames);
     }
 
     /// An application command at `now`.

@@ -81,9 +81,7 @@ impl SessionCore {
     pub(super) fn realtime(&mut self, message: ClientMessage, kind: MessageKind) {
         if let Some(id) = self.link.open_id() {
             self.transmit(id, message);
-            if let Ok(at) = self.ledger.tracker.on_sent(kind) {
-                self.last_audio_index = at.index.0;
-            }
+            let _ = self.ledger.tracker.on_sent(kind);
         }
     }
 }

@@ -17,8 +17,8 @@ pub(super) struct ModelTurn {
     pub(super) text: String,
     /// Output transcription so far (AUDIO modality).
     pub(super) transcript: String,
-    /// The server said the turn was interrupted (or cancelled its calls).
-    pub(super) interrupted: bool,
+    /// The server cancelled the turn's tool calls.
+    pub(super) cancelled: bool,
     /// The application called `interrupt()`: the rest of the turn is not delivered to it.
     pub(super) muted: bool,
 }

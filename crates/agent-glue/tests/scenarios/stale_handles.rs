@@ -27,7 +27,10 @@ pub fn scenarios() -> Vec<Scenario> {
             id: "S12",
             title: "handle lag: a message the handle does not hold is not counted as covered",
             body: |p| Box::pin(s12(p)),
-            exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
+            // ReplayAlways's flaw (history replayed onto a resumed session) shows in S01-S11;
+            // here the session core adopts no handle whose coverage is uncertain, so after the
+            // drop ReplayAlways has none, starts fresh, and its replay is a correct seed.
+            exposes: &[PolicyKind::SkipReplay],
         },
     ]
 }

@@ -56,6 +56,31 @@ pub(super) fn plan(
         }
     }
 
+    // An item edited in `L` after it was sent may be in the session already, unedited:
+    // replaying the edit would hold it twice, replaying the original would lose the edit.
+    let edited_in_flight: Vec<ItemId> = deliver
+        .iter()
+        .filter(|op| op.state.sent_at().is_some())
+        .filter_map(|op| match &op.kind {
+            OpKind::Append { items, .. } => Some(items),
+            _ => None,
+        })
+        .flatten()
+        .filter(|item| ctx.desired.get(item.id()).is_some_and(|now| now != *item))
+        .map(|item| item.id().clone())
+        .collect();
+    if !edited_in_flight.is_empty() {
+        match edits {
+            EditHandling::Reseed => return Err(DivergenceReason::EditOfDeliveredItem),
+            EditHandling::Report => plan.undeliverable.push(Divergence {
+                ops: Vec::new(),
+                items: edited_in_flight,
+                calls: Vec::new(),
+                why: DivergenceReason::EditOfDeliveredItem,
+            }),
+        }
+    }
+
     // What the server lost beyond the handle: compare `S` and `L` without the items of live
     // operations (the outbox delivers those, in queue order, wherever the application put
     // them in `L`).

@@ -1,6 +1,6 @@
 //! Pieces every policy uses: the prologue (backoff, give up), exclusions, message shaping.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use ctx_model::{FunctionOutput, Item, ItemId, Message, Role};
 
@@ -242,10 +242,11 @@ pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
     }
 }
 
-/// The turn-starting operations that `L` shows answered. Reads `L` the way the server answers:
-/// in order, one model answer (a run of model items) per turn, so an answer belongs to the
-/// oldest turn still waiting (a run of history user items with no operation counts as one
-/// turn). A turn answered in `L` is replayed as history, never asked again.
+/// The turn-starting operations that `L` shows answered. The server answers the latest input
+/// it has: a model item answers every turn before it, since a turn followed by another before
+/// any output was cut off by it (the server holds both and owes nothing for the first). Only
+/// turns after the last model item can be unanswered. A turn answered in `L` is replayed as
+/// history, never asked again.
 pub(crate) fn answered_turns(
     ctx: &ResumeContext<'_>,
     excluded: &HashSet<&ItemId>,
@@ -255,38 +256,20 @@ pub(crate) fn answered_turns(
         .iter()
         .flat_map(|op| op.kind.item_ids().into_iter().map(move |id| (id, op)))
         .collect();
-    let mut waiting: VecDeque<Option<OpId>> = VecDeque::new();
+    let mut waiting: Vec<OpId> = Vec::new();
     let mut answered = HashSet::new();
-    let mut in_answer = false;
-    let mut in_history = false;
     for item in ctx.desired.iter() {
         if excluded.contains(item.id()) {
             continue;
         }
         if item.role() == Role::Model {
-            if !in_answer {
-                if let Some(Some(op)) = waiting.pop_front() {
-                    answered.insert(op);
-                }
-            }
-            in_answer = true;
-            in_history = false;
+            answered.extend(waiting.drain(..));
             continue;
         }
-        in_answer = false;
-        match owner.get(item.id()) {
-            Some(op) => {
-                in_history = false;
-                let last = op.kind.item_ids().last().copied();
-                if op.kind.starts_turn() && last == Some(item.id()) {
-                    waiting.push_back(Some(op.id));
-                }
-            }
-            None => {
-                if !in_history {
-                    waiting.push_back(None);
-                }
-                in_history = true;
+        if let Some(op) = owner.get(item.id()) {
+            let last = op.kind.item_ids().last().copied();
+            if op.kind.starts_turn() && last == Some(item.id()) {
+                waiting.push(op.id);
             }
         }
     }
