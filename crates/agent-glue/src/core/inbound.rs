@@ -209,10 +209,8 @@ impl SessionCore {
         if content.generation_complete {
             self.emit(SessionEvent::GenerationComplete);
         }
-        if content.interrupted {
-            if !self.turn.muted {
-                self.emit(SessionEvent::Interrupted);
-            }
+        if content.interrupted && !self.turn.muted {
+            self.emit(SessionEvent::Interrupted);
         }
         if content.turn_complete {
             let reaction = if self.turn.cancelled {
