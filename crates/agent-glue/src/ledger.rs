@@ -103,15 +103,21 @@ impl Ledger {
         self.mirror.on_sent(items, at);
     }
 
-    /// The server produced `item` (a model turn, a tool call): it is in `L`, right after
-    /// `after` (at the front for `None`), and in `S`.
+    /// The server produced `item` (a model turn, a tool call) answering the client message at
+    /// `anchor`: it is in `L`, right after `after` (at the front for `None`), and in `S`.
     pub(crate) fn server_item(
         &mut self,
         item: Item,
         after: Option<&ctx_model::ItemId>,
+        anchor: Option<MessagePosition>,
     ) -> Result<(), Error> {
         self.desired.insert_after(after, item.clone())?;
-        self.mirror.on_server_items(std::slice::from_ref(&item));
+        match anchor {
+            Some(at) => self
+                .mirror
+                .on_server_items_for(std::slice::from_ref(&item), at),
+            None => self.mirror.on_server_items(std::slice::from_ref(&item)),
+        }
         Ok(())
     }
 

@@ -122,6 +122,13 @@ pub struct CoverageTracker {
     tool_calls: ToolCalls,
     transcripts: bool,
     spoken: u32,
+    /// Contiguous runs of audio messages sent on the connection, oldest first.
+    segments: Vec<(ClientMessageIndex, ClientMessageIndex)>,
+    /// The run the last spoken turn came from, and whether one did.
+    segment_cursor: usize,
+    segment_used: bool,
+    /// The last message sent was audio (the newest segment is still growing).
+    in_segment: bool,
 }
 
 impl CoverageTracker {
@@ -141,6 +148,10 @@ impl CoverageTracker {
             tool_calls: ToolCalls::new(),
             transcripts: false,
             spoken: 0,
+            segments: Vec::new(),
+            segment_cursor: 0,
+            segment_used: false,
+            in_segment: false,
         }
     }
 
@@ -158,12 +169,22 @@ impl CoverageTracker {
     /// the last message of the run of audio it came from (the oldest run still awaiting a
     /// reaction, else the last message sent): the spoken turn sits after that run's
     /// messages, before later ones.
+    ///
+    /// Which run the speech came from is a guess the protocol cannot settle: a spoken turn
+    /// comes from the run the previous one came from, or from the next run when there is
+    /// one (speech split by other messages).
     pub fn on_spoken_turn(&mut self) -> ClientMessageIndex {
         self.spoken = self.spoken.saturating_add(1);
-        self.awaiting
-            .iter()
-            .find(|a| a.kind == MessageKind::Audio)
-            .map_or(self.last_sent, |run| run.last)
+        if self.segment_used && self.segment_cursor + 1 < self.segments.len() {
+            self.segment_cursor += 1;
+        }
+        // Runs before the current one take no more spoken turns.
+        self.segments.drain(..self.segment_cursor);
+        self.segment_cursor = 0;
+        self.segment_used = true;
+        self.segments
+            .get(self.segment_cursor)
+            .map_or(self.last_sent, |(_, last)| *last)
     }
 
     /// A tracker holding a handle restored from a store (another process, scenario S31).
@@ -260,6 +281,10 @@ impl CoverageTracker {
         self.connection = Some(connection);
         self.last_sent = ClientMessageIndex::SETUP;
         self.spoken = 0;
+        self.segments.clear();
+        self.segment_cursor = 0;
+        self.segment_used = false;
+        self.in_segment = false;
         self.awaiting.clear();
         self.tool_turn_open = false;
         self.reacted_through = None;
@@ -279,6 +304,14 @@ impl CoverageTracker {
         let connection = self.connection.ok_or(Error::NotConnected)?;
         self.last_sent = self.last_sent.next();
         let index = self.last_sent;
+        // Runs of audio matter only for spoken turns, which transcripts announce.
+        let track = self.transcripts && kind == MessageKind::Audio;
+        match (track, self.in_segment, self.segments.last_mut()) {
+            (true, true, Some(segment)) => segment.1 = index,
+            (true, _, _) => self.segments.push((index, index)),
+            (false, _, _) => {}
+        }
+        self.in_segment = kind == MessageKind::Audio;
         match (kind, self.awaiting.back_mut()) {
             (MessageKind::Silent, _) => {}
             (MessageKind::Audio, Some(run)) if run.kind == MessageKind::Audio => run.last = index,
@@ -315,8 +348,10 @@ impl CoverageTracker {
             return known;
         }
         let answered = match (self.tool_turn_open, reaction) {
-            // A cancelled tool turn: nothing after the call is proven processed.
-            (true, ServerReaction::CancelledTurnComplete) => None,
+            // A cancelled tool turn (also one a resumed session was waiting in): it ended
+            // because of some later message, which gets its own reaction; nothing new is
+            // proven processed.
+            (_, ServerReaction::CancelledTurnComplete) => None,
             // The model turn continued from the tool responses sent since the call (blocking
             // calls): the last of them was processed, and everything before it.
             (true, _) => self

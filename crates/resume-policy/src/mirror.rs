@@ -11,9 +11,11 @@ use crate::{ClientMessageIndex, ConnectionId, HandleRecord, MessagePosition};
 enum Origin {
     /// In a client message at this position.
     Client(MessagePosition),
-    /// Produced by the server (model output, a function call): the server holds it before it
-    /// sends it, so every later handle includes it.
-    Server,
+    /// Produced by the server (model output, a function call) for the turn that answers the
+    /// client message at this position (`None`: no client message of this connection): a
+    /// handle holds it when it covers that message (the server holds its output before it
+    /// sends it).
+    Server(Option<MessagePosition>),
 }
 
 /// The mirror `S` of DESIGN.md section 4: what the server session holds as far as the client
@@ -94,17 +96,43 @@ impl Mirror {
         self.add(items, Origin::Client(at));
     }
 
-    /// The server produced `items` (model turns, function calls).
+    /// The server produced `items` (model turns, function calls); every later handle holds
+    /// them.
     pub fn on_server_items(&mut self, items: &[Item]) {
-        self.add(items, Origin::Server);
+        self.add(items, Origin::Server(None));
+    }
+
+    /// The server produced `items` answering the client message at `anchor`: a later handle
+    /// holds them if it covers `anchor` (a lagging handle that does not cover the message does
+    /// not hold its answer either).
+    pub fn on_server_items_for(&mut self, items: &[Item], anchor: MessagePosition) {
+        self.add(items, Origin::Server(Some(anchor)));
     }
 
     fn add(&mut self, items: &[Item], origin: Origin) {
         for item in items {
-            if !self.base.contains(item.id()) && !self.added_ids.contains_key(item.id()) {
-                self.added_ids.insert(item.id().clone(), self.added.len());
-                self.added.push((item.clone(), origin));
+            if self.base.contains(item.id()) || self.added_ids.contains_key(item.id()) {
+                continue;
             }
+            // Server output sits where the server put it: after earlier server output, before
+            // the client items of messages after the one it answers that were added since
+            // (those came later, or interrupted it).
+            let mut at = self.added.len();
+            if let Origin::Server(Some(anchor)) = origin {
+                while at > 0
+                    && matches!(self.added[at - 1].1, Origin::Client(sent)
+                        if sent.connection == anchor.connection && sent.index > anchor.index)
+                {
+                    at -= 1;
+                }
+            }
+            self.added.insert(at, (item.clone(), origin));
+            for slot in self.added_ids.values_mut() {
+                if *slot >= at {
+                    *slot += 1;
+                }
+            }
+            self.added_ids.insert(item.id().clone(), at);
         }
     }
 
@@ -155,8 +183,8 @@ impl Mirror {
             return;
         }
         let covered = self.added.iter().filter(|(_, origin)| match origin {
-            Origin::Server => true,
-            Origin::Client(at) => handle.covers(*at),
+            Origin::Server(None) => true,
+            Origin::Server(Some(at)) | Origin::Client(at) => handle.covers(*at),
         });
         let items = self
             .base

@@ -213,12 +213,34 @@ fn context(world: &World<'_>, session: Option<&SessionSnapshot>, found: &mut Vec
             expected.extend(entries);
         }
     }
-    let mut actual = s_entries(session);
-    // Items named by a divergence may or may not be on the server.
-    for entry in excused {
-        if let Some(at) = actual.iter().position(|e| *e == entry) {
-            actual.remove(at);
+    let server = s_entries(session);
+    let gave_up = matches!(world.core.closed(), Some(Some(_)));
+    // Walk the server's context: each entry is the next expected one, or an item named by a
+    // divergence (which may or may not be on the server), or, once the session gave up,
+    // output the client never received.
+    let mut next = 0;
+    let mut actual = Vec::new();
+    for entry in server {
+        if expected.get(next) == Some(&entry) {
+            next += 1;
+            actual.push(entry);
+        } else if let Some(at) = excused.iter().position(|e| *e == entry) {
+            excused.remove(at);
+        } else if !gave_up {
+            actual.push(entry);
         }
+    }
+    if gave_up {
+        if next < expected.len() {
+            found.push(Violation::new(
+                "context",
+                format!(
+                    "after giving up, {} is neither on the server (in order) nor reported",
+                    expected[next]
+                ),
+            ));
+        }
+        return;
     }
     if expected != actual {
         let first = expected
@@ -294,11 +316,14 @@ fn tools_and_answers(world: &World<'_>, found: &mut Vec<Violation>) {
     for item in world.core.chat_ctx().iter() {
         if let Some(m) = item.as_message().filter(|m| m.role == Role::Model) {
             let text = m.text();
+            // An echo is keyed by the turn it answers ("echo: t7 …"); a tool answer by its
+            // whole text, once complete (it names the call's result).
             let key = match text.strip_prefix("echo: ") {
                 Some(rest) => rest.split(' ').next().unwrap_or_default().to_owned(),
-                None => text.clone(),
+                None if text.contains("r-call-") => text.clone(),
+                None => continue,
             };
-            if key.is_empty() || !(key.starts_with('t') || text.contains(" returned ")) {
+            if !key.starts_with('t') && !key.contains("r-call-") {
                 continue;
             }
             *answers.entry(key).or_default() += 1;

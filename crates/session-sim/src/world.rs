@@ -300,8 +300,15 @@ impl<'a> World<'a> {
             return;
         };
         let mut t = start;
+        let mut speaking_until = 0;
         for (k, step) in self.schedule.steps.iter().enumerate() {
-            t += step.gap;
+            // The application does nothing while the user speaks: which of the two the server
+            // took first is not something the protocol tells the client (see
+            // `CoverageTracker::on_spoken_turn`).
+            t = (t + step.gap).max(speaking_until);
+            if let Op::Speech(tens) = step.op {
+                speaking_until = t + u64::from(tens) * 10 + 700;
+            }
             self.at(t, Ev::Step(k));
         }
         self.at(t + 1, Ev::Settle);
@@ -442,6 +449,13 @@ impl<'a> World<'a> {
                         }
                         self.current = Some(conn);
                         self.note(format!("conn {} setupComplete", conn.0));
+                    }
+                    if let Some(ServerPayload::SessionResumptionUpdate(u)) = &message.payload {
+                        let line = format!(
+                            "conn {} handle update {:?} resumable={}",
+                            conn.0, u.new_handle, u.resumable
+                        );
+                        self.note(line);
                     }
                     self.core.handle_message(Millis(now), conn, message);
                 }

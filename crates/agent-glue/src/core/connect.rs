@@ -108,6 +108,29 @@ impl SessionCore {
             // Nothing is dropped silently: what the policy gives up on is reported first.
             self.ledger.outbox.record_plan(&plan);
             self.report_divergences(&plan);
+            // Items the newest handle does not hold (or holds in an older version) are not
+            // provably in any server session the application could resume: reported too.
+            let named: std::collections::HashSet<&ctx_model::ItemId> = plan
+                .undeliverable
+                .iter()
+                .flat_map(|d| d.items.iter())
+                .collect();
+            let held = self.ledger.mirror.held();
+            let unheld: Vec<ctx_model::ItemId> = self
+                .ledger
+                .desired
+                .iter()
+                .filter(|item| held.get(item.id()) != Some(*item) && !named.contains(item.id()))
+                .map(|item| item.id().clone())
+                .collect();
+            if !unheld.is_empty() {
+                self.emit(SessionEvent::Divergence {
+                    operations: Vec::new(),
+                    items: unheld,
+                    calls: Vec::new(),
+                    why: resume_policy::DivergenceReason::GaveUp,
+                });
+            }
             let message = format!("gave up reconnecting: {reason:?}");
             self.shutdown(Some(message));
             return;

@@ -57,7 +57,10 @@ impl SessionCore {
             at -= 1;
         }
         let anchor_id = at.checked_sub(1).map(|k| desired.items()[k].id().clone());
-        if let Err(e) = self.ledger.server_item(item, anchor_id.as_ref()) {
+        let position = connection
+            .filter(|_| anchor > ClientMessageIndex::SETUP)
+            .map(|c| resume_policy::MessagePosition::new(c, anchor));
+        if let Err(e) = self.ledger.server_item(item, anchor_id.as_ref(), position) {
             tracing::warn!(error = %e, "server item not recorded");
         }
         self.bump();
