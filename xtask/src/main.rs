@@ -14,8 +14,10 @@
 //!    there) and only warns otherwise, leaving those two tests to skip. A `GEMINI_FAKE_PYTHON`
 //!    already set in the environment is used as it is, and nothing is installed.
 //! 4. `cargo test --workspace --all-features` (unit, integration and doc tests)
-//! 5. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
-//! 6. `cargo run --example quickstart` (the README's first command must keep working)
+//! 5. the simulator: 100,000 random schedules of operations and faults against the session
+//!    core (`cargo run --release -p session-sim -- --schedules 100000`); fails on any violation
+//! 6. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
+//! 7. `cargo run --example quickstart` (the README's first command must keep working)
 //!
 //! `cargo xtask sim [--schedules N | --seed S [--keep i,j] [--trace]]` runs the deterministic
 //! simulator (`crates/session-sim`) in release mode.
@@ -77,6 +79,22 @@ const CI_STEPS: &[Step] = &[
         name: "tests",
         action: Action::Cargo {
             args: &["test", "--workspace", "--all-features"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "simulator",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--schedules",
+                "100000",
+            ],
             env: &[],
         },
     },

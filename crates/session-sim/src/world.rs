@@ -939,6 +939,11 @@ impl<'a> World<'a> {
         true
     }
 
+    /// The server's id of the client's connection `conn`, once dialed.
+    pub(crate) fn server_conn(&self, conn: ConnectionId) -> Option<gemini_fake::ConnectionId> {
+        self.links.get(&conn).and_then(|l| l.server)
+    }
+
     /// The ids of items the application was told about in divergence events.
     pub(crate) fn diverged_items(&self) -> HashSet<ItemId> {
         self.app

@@ -115,7 +115,12 @@ impl SessionCore {
                 .iter()
                 .flat_map(|d| d.items.iter())
                 .collect();
-            let held = self.ledger.mirror.held();
+            // Without a handle (refused, expired, or none yet) nothing is held.
+            let empty = ctx_model::ChatContext::new();
+            let held = match self.ledger.tracker.handle() {
+                Some(_) => self.ledger.mirror.held(),
+                None => &empty,
+            };
             let unheld: Vec<ctx_model::ItemId> = self
                 .ledger
                 .desired
