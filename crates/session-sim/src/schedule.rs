@@ -65,6 +65,8 @@ pub enum Op {
     Tools,
     /// `interrupt()`.
     Interrupt,
+    /// The application answers every tool call it has not answered yet, now.
+    AnswerCalls,
     /// Speech of this many tens of ms, then silence (automatic activity detection).
     Speech(u8),
     /// `end_audio_stream()`.
@@ -199,6 +201,7 @@ fn op(rng: &mut Rng, audio: bool) -> Op {
         (3, Op::Instructions),
         (2, Op::Tools),
         (3, Op::Interrupt),
+        (2, Op::AnswerCalls),
         (if audio { 6 } else { 0 }, Op::Speech(0)),
         (if audio { 1 } else { 0 }, Op::AudioStreamEnd),
         (5, Op::Drop),

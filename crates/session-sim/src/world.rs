@@ -41,6 +41,10 @@ pub struct Outcome {
     pub trace: Vec<String>,
     /// Virtual time at the end (ms).
     pub elapsed: u64,
+    /// The application's context at the end.
+    pub context: ChatContext,
+    /// The session's events (without media), in order.
+    pub events: Vec<SessionEvent>,
 }
 
 /// What happens at a point of virtual time.
@@ -158,12 +162,16 @@ pub fn run(schedule: &Schedule) -> Outcome {
                 violations: vec![Violation::new("setup", e)],
                 trace: Vec::new(),
                 elapsed: 0,
+                context: ChatContext::new(),
+                events: Vec::new(),
             };
         }
     };
     world.run();
     checks::check(&mut world);
     Outcome {
+        context: world.core.chat_ctx().clone(),
+        events: world.app.events.into_iter().map(|(_, e)| e).collect(),
         violations: world.violations,
         trace: world.trace,
         elapsed: world.now,
@@ -238,6 +246,8 @@ impl<'a> World<'a> {
         };
         // The first step waits for the first connection (as `connect()` does).
         world.pump();
+        let first = (world.core.version(), world.core.chat_ctx().clone());
+        world.app.snapshots.push(first);
         Ok(world)
     }
 
@@ -822,6 +832,19 @@ impl<'a> World<'a> {
                 self.command(Command::UpdateTools(tools)).map(drop)
             }
             Op::Interrupt => self.command(Command::Interrupt).map(drop),
+            Op::AnswerCalls => {
+                let open: Vec<String> = self
+                    .app
+                    .calls
+                    .iter()
+                    .filter(|c| !self.app.answered.contains(*c))
+                    .cloned()
+                    .collect();
+                for call in open {
+                    self.answer(&call);
+                }
+                Ok(())
+            }
             Op::Speech(tens) => {
                 self.speech(u64::from(tens) * 10);
                 Ok(())

@@ -1,0 +1,218 @@
+//! Scenarios S33–S40 of `SCENARIOS.md`: the breaks that random schedules found, each as the
+//! short schedule that reproduced it, run in the simulator (the session core against the fake
+//! server's own logic on virtual time). Each passes only if the whole invariant holds (`L` in
+//! the server's context once and in order, no tool run twice, no turn answered twice, events
+//! paired, …) and asserts the specific outcome of its scenario.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use agent_glue::SessionEvent;
+use ctx_model::{ChatContext, Item, Role};
+use gemini_fake::Family;
+use session_sim::{Op, Outcome, Profile, Schedule, Step, run};
+
+fn profile(family: Family) -> Profile {
+    Profile {
+        family,
+        vertex: false,
+        transparent: false,
+        audio: false,
+        handle_lag: 0,
+        latency: 5,
+    }
+}
+
+/// Runs `steps` (gap in virtual ms, operation) and fails on any violation.
+fn holds(profile: Profile, steps: &[(u64, Op)]) -> Outcome {
+    let schedule = Schedule {
+        seed: 1,
+        profile,
+        steps: steps.iter().map(|&(gap, op)| Step { gap, op }).collect(),
+    };
+    let outcome = run(&schedule);
+    assert!(
+        outcome.violations.is_empty(),
+        "{schedule}violations: {:#?}\ntrace:\n{}",
+        outcome.violations,
+        outcome.trace.join("\n")
+    );
+    outcome
+}
+
+fn user_texts(context: &ChatContext) -> Vec<String> {
+    context
+        .iter()
+        .filter_map(Item::as_message)
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.text())
+        .collect()
+}
+
+fn position(context: &ChatContext, pred: impl Fn(&Item) -> bool) -> usize {
+    context.iter().position(pred).expect("item in L")
+}
+
+/// S33: a goAway is pending; the model calls a tool; the application appends and the user
+/// speaks again, which cancels the call; the application's answer leaves before the
+/// cancellation arrives. The `turnComplete` ending the cancelled turn covers neither the answer
+/// nor what came after it: after the rotation every later item is on the server.
+#[test]
+fn s33_cancelled_tool_turn_then_rotation() {
+    for family in [Family::Gemini25, Family::Gemini38] {
+        let outcome = holds(
+            profile(family),
+            &[
+                (0, Op::Text),
+                (300, Op::GoAway(20)),
+                (0, Op::TextTool(0)),
+                (15, Op::Append(2)),
+                (0, Op::Text),
+                (1, Op::AnswerCalls),
+            ],
+        );
+        let reconnected = outcome
+            .events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::Reconnected(_)))
+            .count();
+        assert_eq!(reconnected, 1, "one rotation: {:?}", outcome.events);
+        assert!(
+            outcome
+                .events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::ToolCallCancelled { .. })),
+            "the call was cancelled"
+        );
+        let texts = user_texts(&outcome.context);
+        assert!(
+            texts.iter().any(|t| t.starts_with("t5 ")),
+            "the last turn is in L: {texts:?}"
+        );
+    }
+}
+
+/// S34: `generate_reply` with instructions, then a drop before any handle: the instruction
+/// turn is in `L` once (and, by the invariant, on the server once).
+#[test]
+fn s34_reply_request_then_drop_before_any_handle() {
+    for family in [Family::Gemini25, Family::Gemini31, Family::Gemini38] {
+        let outcome = holds(
+            profile(family),
+            &[
+                (0, Op::WithholdHandles),
+                (0, Op::GenerateReply(true)),
+                (2, Op::Drop),
+            ],
+        );
+        let requests = user_texts(&outcome.context)
+            .into_iter()
+            .filter(|t| t.ends_with("reply request"))
+            .count();
+        assert_eq!(requests, 1, "{family:?}: {:?}", outcome.context);
+    }
+}
+
+/// S35: a turn cut off before any output by a turn naming a tool, then a fresh session: the
+/// tool's call is not taken as the cut turn's answer, and no tool is called again after the
+/// seed.
+#[test]
+fn s35_turn_cut_off_before_output_then_reconnect() {
+    for family in [Family::Gemini25, Family::Gemini31, Family::Gemini38] {
+        let outcome = holds(
+            profile(family),
+            &[
+                (0, Op::RefuseResume),
+                (0, Op::Text),
+                (1, Op::GoAway(10)),
+                (1, Op::TextTool(0)),
+            ],
+        );
+        let calls = outcome
+            .events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::ToolCall { .. }))
+            .count();
+        assert_eq!(
+            calls, 1,
+            "{family:?}: the tool runs once: {:?}",
+            outcome.events
+        );
+    }
+}
+
+/// S36: two turns in a row, each naming a tool, no fault: `L` holds the first call before the
+/// second user turn, as the server does (the call was issued before the turn interrupted it).
+#[test]
+fn s36_two_tool_turns_in_a_row() {
+    for family in [Family::Gemini25, Family::Gemini31, Family::Gemini38] {
+        let outcome = holds(
+            profile(family),
+            &[(0, Op::TextTool(0)), (0, Op::TextTool(1))],
+        );
+        let l = &outcome.context;
+        let first_call = position(l, |i| matches!(i, Item::FunctionCall(_)));
+        let second_turn = position(l, |i| {
+            i.as_message().is_some_and(|m| m.text().starts_with("t2 "))
+        });
+        assert!(first_call < second_turn, "{family:?}: {l:?}");
+    }
+}
+
+/// S37: speech and a typed turn, then a drop, on 3.8 with audio: nothing the handle's snapshot
+/// holds is sent again (the invariant finds no user turn twice on the server).
+#[test]
+fn s37_resume_with_audio_after_uncertain_sends() {
+    for lag in [0, 1, 2] {
+        let mut p = profile(Family::Gemini38);
+        p.audio = true;
+        p.handle_lag = lag;
+        holds(
+            p,
+            &[
+                (0, Op::Speech(60)),
+                (0, Op::Text),
+                (400, Op::Append(1)),
+                (5, Op::Drop),
+            ],
+        );
+    }
+}
+
+/// S38: `interrupt()` in the middle of a model turn: the rest of the turn is not delivered,
+/// one `Interrupted` says so, and `L` still equals the server (which holds the whole turn).
+#[test]
+fn s38_local_interrupt() {
+    for family in [Family::Gemini25, Family::Gemini31] {
+        let outcome = holds(profile(family), &[(0, Op::Text), (8, Op::Interrupt)]);
+        let model: Vec<String> = outcome
+            .context
+            .iter()
+            .filter_map(Item::as_message)
+            .filter(|m| m.role == Role::Model)
+            .map(|m| m.text())
+            .collect();
+        assert_eq!(model, ["echo: t1 hello"], "the whole answer is in L");
+        let delivered: String = outcome
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(delivered.len() < "echo: t1 hello".len(), "{delivered:?}");
+    }
+}
+
+/// S40: `send_text(x)`, then an `update_chat_ctx` derived from the version before `x`: refused
+/// as a conflict (the application then appends), so `x` is not removed.
+#[test]
+fn s40_update_derived_from_an_older_version() {
+    for family in [Family::Gemini25, Family::Gemini38] {
+        // StaleUpdate(2): derived from the snapshot before the text.
+        let outcome = holds(profile(family), &[(0, Op::Text), (0, Op::StaleUpdate(2))]);
+        let texts = user_texts(&outcome.context);
+        assert!(texts.iter().any(|t| t == "t1 hello"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "t2 update note"), "{texts:?}");
+    }
+}
