@@ -22,12 +22,25 @@
 //! [`SessionEvent::Reconnecting`] and one [`SessionEvent::Reconnected`] (or a terminal
 //! [`SessionEvent::Closed`]).
 //!
+//! # The core and the shell
+//!
+//! Every session decision is made by [`core::SessionCore`], a deterministic state machine with
+//! no tokio, no socket, no clock and no randomness of its own (quinn-proto's `Connection` is
+//! the model): the application's commands, decoded server messages, connection ends and the
+//! time go in; client messages, open/close requests, events and the next timer come out.
+//! [`LiveSession`] is the async shell that moves frames and timers for it. The core is public
+//! so that it can be driven without sockets ([`LiveSessionBuilder::into_core`]); the
+//! `session-sim` crate runs it under random schedules of operations and faults.
+//!
 //! # The API
 //!
 //! [`LiveSession::builder`] takes an [`Endpoint`](gemini_transport::Endpoint) and a model;
 //! [`LiveSessionBuilder::connect`] returns the session and its [`SessionEvents`] once the
-//! first setup is complete. Inputs: [`LiveSession::send_text`], [`LiveSession::push_audio`],
-//! [`LiveSession::update_chat_ctx`], [`LiveSession::update_instructions`],
+//! first setup is complete. Inputs, each returning what it created:
+//! [`LiveSession::send_text`], [`LiveSession::push_audio`], [`LiveSession::update_chat_ctx`]
+//! (conditional on the version of the context it was derived from,
+//! [`LiveSession::snapshot`]), [`LiveSession::append_chat_items`],
+//! [`LiveSession::update_instructions`],
 //! [`LiveSession::update_tools`], [`LiveSession::send_tool_result`],
 //! [`LiveSession::generate_reply`], [`LiveSession::interrupt`], [`LiveSession::close`].
 //!

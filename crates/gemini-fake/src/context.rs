@@ -140,7 +140,7 @@ impl ModelState {
     /// that turn is a user turn carrying them (results delivered as `clientContent` history):
     /// `(name, response)` in order; empty otherwise.
     pub(crate) fn new_function_responses(&self) -> Vec<(String, Value)> {
-        let start = self.unanswered_from();
+        let start = self.answered_upto.min(self.context.len());
         match self.context[start..].last() {
             Some(turn) if turn.role == Role::User => turn
                 .parts
@@ -156,21 +156,9 @@ impl ModelState {
         }
     }
 
-    /// Where unanswered input starts: after the last generation's start, and after the last
-    /// model turn (a model turn in seeded history answers the user turns before it).
-    fn unanswered_from(&self) -> usize {
-        let after_model = self
-            .context
-            .iter()
-            .rposition(|turn| turn.role == Role::Model)
-            .map_or(0, |at| at + 1);
-        self.answered_upto.min(self.context.len()).max(after_model)
-    }
-
-    /// Text of the last user turn added since the last generation started and after the last
-    /// model turn (`""` if none).
+    /// Text of the last user turn added since the last generation started (`""` if none).
     pub(crate) fn new_user_text(&self) -> String {
-        let start = self.unanswered_from();
+        let start = self.answered_upto.min(self.context.len());
         self.context[start..]
             .iter()
             .rev()
@@ -197,8 +185,6 @@ mod tests {
         state.context.push(Turn::user_text("second"));
         assert_eq!(state.new_user_text(), "second");
         state.answered_upto = 0;
-        state.context.truncate(2);
-        assert_eq!(state.new_user_text(), "", "answered in the history");
         state.context.truncate(1);
         assert_eq!(state.new_user_text(), "old");
     }

@@ -47,9 +47,8 @@
 //! - **Input.** A user turn is: `clientContent` with `turnComplete: true` (its turns are appended
 //!   to the context first; with `turnComplete: false` they are only appended), a
 //!   `realtimeInput.text` (appended as a user text turn), or speech. The model answers the text
-//!   `T` of the *last user turn added since its previous answer started* and after the last
-//!   model turn in the context (seeded history included: a model turn answers the user turns
-//!   before it) (`""` if none).
+//!   `T` of the *last user turn added since its previous answer started* (`""` if none); a model
+//!   turn a client sends in `clientContent` (history) answers the user turns before it.
 //! - **Answer.** `echo: T`, cut into chunks of one word each (trailing space included, so the
 //!   chunks concatenate to the answer), one chunk per `chunk_interval` (5 ms by default), the first
 //!   one interval after the input. TEXT modality: each chunk is a `modelTurn` text part. AUDIO

@@ -6,11 +6,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use agent_glue::SessionEvent;
-use ctx_model::{Item, Role};
+use ctx_model::{ChatContext, Item, Role};
 use gemini_fake::{Part, Role as ServerRole, SessionSnapshot};
 use serde_json::{Map, Value};
-
-use crate::world::World;
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +29,46 @@ impl Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.class, self.detail)
+    }
+}
+
+/// What a run left behind, as the checks read it: the application's side (its context, the
+/// events it saw, the calls it ran) and the server's, read from the fake's own state.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// `L` at the end.
+    pub context: ChatContext,
+    /// The session's events without media, in order.
+    pub events: Vec<SessionEvent>,
+    /// The tool call ids the application was asked to run, in order.
+    pub calls: Vec<String>,
+    /// Commands that failed for another reason than a closed session.
+    pub command_errors: Vec<String>,
+    /// Payloads the server rejected (1007/1008 after a completed setup).
+    pub rejections: Vec<String>,
+    /// Every server session.
+    pub sessions: Vec<SessionSnapshot>,
+    /// The session of the client's last set-up connection.
+    pub current: Option<SessionSnapshot>,
+    /// The application's latest instructions and tool names.
+    pub instructions: Option<String>,
+    /// See `instructions`.
+    pub tools: Vec<String>,
+    /// The session gave up reconnecting.
+    pub gave_up: bool,
+}
+
+impl Observed {
+    /// The ids of items named by divergence events.
+    fn diverged_items(&self) -> std::collections::HashSet<ctx_model::ItemId> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Divergence { items, .. } => Some(items.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
     }
 }
 
@@ -129,71 +167,58 @@ fn s_entries(session: &SessionSnapshot) -> Vec<Entry> {
         .collect()
 }
 
-/// Every check; violations go into `world.violations`.
-pub(crate) fn check(world: &mut World<'_>) {
+/// Every check of the invariant.
+pub fn check(o: &Observed) -> Vec<Violation> {
     let mut found = Vec::new();
-    let gave_up = matches!(world.core.closed(), Some(Some(_)));
-    let session = current_session(world);
-    context(world, session.as_ref(), &mut found);
-    tools_and_answers(world, &mut found);
-    reconnect_pairs(world, &mut found);
-    for rejection in &world.rejections {
+    context(o, &mut found);
+    tools_and_answers(o, &mut found);
+    reconnect_pairs(o, &mut found);
+    for rejection in &o.rejections {
         found.push(Violation::new("rejected payload", rejection.clone()));
     }
-    for error in &world.app.command_errors {
+    for error in &o.command_errors {
         found.push(Violation::new("command error", error.clone()));
     }
-    for s in world.server.sessions() {
-        if let Some(s) = world.server.session(s) {
-            if s.overlaps() > 0 {
-                found.push(Violation::new(
-                    "two sockets",
-                    format!(
-                        "session {} saw {} overlapping connections",
-                        s.id(),
-                        s.overlaps()
-                    ),
-                ));
-            }
+    for s in &o.sessions {
+        if s.overlaps() > 0 {
+            found.push(Violation::new(
+                "two sockets",
+                format!(
+                    "session {} saw {} overlapping connections",
+                    s.id(),
+                    s.overlaps()
+                ),
+            ));
         }
     }
-    if let (Some(session), false) = (&session, gave_up) {
-        if session.system_instruction() != world.app.instructions.as_deref() {
+    if let (Some(session), false) = (&o.current, o.gave_up) {
+        if session.system_instruction() != o.instructions.as_deref() {
             found.push(Violation::new(
                 "configuration",
                 format!(
                     "server instructions {:?}, application's {:?}",
                     session.system_instruction(),
-                    world.app.instructions
+                    o.instructions
                 ),
             ));
         }
-        if session.tools() != world.app.tools.as_slice() {
+        if session.tools() != o.tools.as_slice() {
             found.push(Violation::new(
                 "configuration",
                 format!(
                     "server tools {:?}, application's {:?}",
                     session.tools(),
-                    world.app.tools
+                    o.tools
                 ),
             ));
         }
     }
-    world.violations.extend(found);
+    found
 }
 
-/// The server session the client's last set-up connection belongs to (a later dial whose
-/// setup never completed on the client does not count).
-fn current_session(world: &World<'_>) -> Option<SessionSnapshot> {
-    let sid = world.server_conn(world.current?)?;
-    let records = world.server.connections();
-    let record = records.iter().find(|r| r.id == sid)?;
-    world.server.session(record.session?)
-}
-
-fn context(world: &World<'_>, session: Option<&SessionSnapshot>, found: &mut Vec<Violation>) {
-    let Some(session) = session else {
-        if !world.core.chat_ctx().is_empty() {
+fn context(o: &Observed, found: &mut Vec<Violation>) {
+    let Some(session) = o.current.as_ref() else {
+        if !o.context.is_empty() {
             found.push(Violation::new(
                 "context",
                 "no server session, but L is not empty".to_owned(),
@@ -201,10 +226,10 @@ fn context(world: &World<'_>, session: Option<&SessionSnapshot>, found: &mut Vec
         }
         return;
     };
-    let diverged = world.diverged_items();
+    let diverged = o.diverged_items();
     let mut expected = Vec::new();
     let mut excused = Vec::new();
-    for item in world.core.chat_ctx().iter() {
+    for item in o.context.iter() {
         let entries = l_entries(item);
         if diverged.contains(item.id()) {
             excused.extend(entries);
@@ -213,7 +238,7 @@ fn context(world: &World<'_>, session: Option<&SessionSnapshot>, found: &mut Vec
         }
     }
     let server = s_entries(session);
-    let gave_up = matches!(world.core.closed(), Some(Some(_)));
+    let gave_up = o.gave_up;
     // Walk the server's context: each entry is the next expected one, or an item named by a
     // divergence (which may or may not be on the server), or, once the session gave up,
     // output the client never received.
@@ -264,12 +289,10 @@ fn context(world: &World<'_>, session: Option<&SessionSnapshot>, found: &mut Vec
     }
 }
 
-fn tools_and_answers(world: &World<'_>, found: &mut Vec<Violation>) {
+fn tools_and_answers(o: &Observed, found: &mut Vec<Violation>) {
     let mut prompt_of: HashMap<String, String> = HashMap::new();
-    for id in world.server.sessions() {
-        let Some(s) = world.server.session(id) else {
-            continue;
-        };
+    for s in &o.sessions {
+        let id = s.id();
         for call in s.tool_calls() {
             prompt_of.insert(call.id.clone(), call.prompt.clone());
         }
@@ -288,7 +311,7 @@ fn tools_and_answers(world: &World<'_>, found: &mut Vec<Violation>) {
     }
     // The application runs a tool once per turn that asked for it.
     let mut runs: HashMap<String, Vec<&str>> = HashMap::new();
-    for call in &world.app.calls {
+    for call in &o.calls {
         if let Some(prompt) = prompt_of.get(call) {
             runs.entry(prompt.clone()).or_default().push(call);
         }
@@ -303,7 +326,7 @@ fn tools_and_answers(world: &World<'_>, found: &mut Vec<Violation>) {
     }
     // No turn answered twice in what the application heard.
     let mut answers: HashMap<String, u32> = HashMap::new();
-    for item in world.core.chat_ctx().iter() {
+    for item in o.context.iter() {
         if let Some(m) = item.as_message().filter(|m| m.role == Role::Model) {
             let text = m.text();
             // An echo is keyed by the turn it answers ("echo: t7 …"); a tool answer by its
@@ -329,15 +352,15 @@ fn tools_and_answers(world: &World<'_>, found: &mut Vec<Violation>) {
     }
 }
 
-fn reconnect_pairs(world: &World<'_>, found: &mut Vec<Violation>) {
+fn reconnect_pairs(o: &Observed, found: &mut Vec<Violation>) {
     let mut open = false;
-    for (at, event) in &world.app.events {
+    for (at, event) in o.events.iter().enumerate() {
         match event {
             SessionEvent::Reconnecting { .. } => {
                 if open {
                     found.push(Violation::new(
                         "events",
-                        format!("at {at} ms: Reconnecting before the previous reconnect ended"),
+                        format!("event {at}: Reconnecting before the previous reconnect ended"),
                     ));
                 }
                 open = true;
@@ -346,7 +369,7 @@ fn reconnect_pairs(world: &World<'_>, found: &mut Vec<Violation>) {
                 if !open {
                     found.push(Violation::new(
                         "events",
-                        format!("at {at} ms: Reconnected without Reconnecting"),
+                        format!("event {at}: Reconnected without Reconnecting"),
                     ));
                 }
                 open = false;

@@ -39,10 +39,12 @@ mod checks;
 mod rng;
 mod schedule;
 mod shrink;
+mod soak;
 mod world;
 
 pub use checks::Violation;
 pub use rng::Rng;
 pub use schedule::{Op, Profile, Schedule, Step};
 pub use shrink::shrink;
+pub use soak::soak_one;
 pub use world::{Outcome, TOOLS, run};

@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! session-sim [--schedules N] [--start S] [--threads T] [--seed S [--keep i,j,k] [--trace]]
+//! session-sim --soak [--schedules N] [--start S] [--concurrency C] [--seed S]
 //! ```
 //!
 //! The last line printed is `N schedules, V violations`; each failing seed is printed shrunk,
-//! with the command that replays it. Exit code 1 when a violation was found.
+//! with the command that replays it. Exit code 1 when a violation was found. `--soak` runs the
+//! schedules over real loopback sockets against `gemini-fake` instead (real time, scaled down).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,8 @@ struct Args {
     seed: Option<u64>,
     keep: Option<Vec<usize>>,
     trace: bool,
+    soak: bool,
+    concurrency: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -30,6 +34,8 @@ fn parse() -> Result<Args, String> {
         seed: None,
         keep: None,
         trace: false,
+        soak: false,
+        concurrency: 8,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,8 +63,14 @@ fn parse() -> Result<Args, String> {
                 args.keep = Some(keep);
             }
             "--trace" => args.trace = true,
+            "--soak" => args.soak = true,
+            "--concurrency" => {
+                args.concurrency = usize::try_from(number(&value("--concurrency")?)?)
+                    .unwrap_or(1)
+                    .max(1);
+            }
             "--help" | "-h" => {
-                return Err("usage: session-sim [--schedules N] [--start S] [--threads T] [--seed S [--keep i,j] [--trace]]".to_owned());
+                return Err("usage: session-sim [--soak] [--schedules N] [--start S] [--threads T] [--concurrency C] [--seed S [--keep i,j] [--trace]]".to_owned());
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -80,6 +92,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.soak {
+        std::process::exit(soak(&args));
+    }
     if let Some(seed) = args.seed {
         std::process::exit(replay(seed, args.keep.as_deref(), args.trace));
     }
@@ -182,4 +197,66 @@ fn replay(seed: u64, keep: Option<&[usize]>, trace: bool) -> i32 {
     let failed = u64::from(!outcome.violations.is_empty());
     println!("1 schedules, {failed} violations");
     i32::from(!outcome.violations.is_empty())
+}
+
+/// `--soak`: the schedules over loopback sockets, `concurrency` at a time.
+fn soak(args: &Args) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("no runtime: {e}");
+            return 2;
+        }
+    };
+    let seeds: Vec<u64> = match args.seed {
+        Some(seed) => vec![seed],
+        None => (args.start..args.start.saturating_add(args.schedules)).collect(),
+    };
+    let started = Instant::now();
+    let failures = runtime.block_on(async {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for seed in seeds.iter().copied() {
+            let limit = std::sync::Arc::clone(&limit);
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (seed, session_sim::soak_one(&Schedule::generate(seed)).await)
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((seed, violations)) if !violations.is_empty() => {
+                    failures.push((seed, violations))
+                }
+                Ok(_) => {}
+                Err(e) => failures.push((
+                    u64::MAX,
+                    vec![session_sim::Violation::new("soak", e.to_string())],
+                )),
+            }
+        }
+        failures
+    });
+    let mut failures = failures;
+    failures.sort_by_key(|(seed, _)| *seed);
+    for (seed, violations) in failures.iter().take(10) {
+        println!("\nFAILED seed {seed} over loopback");
+        print!("{}", Schedule::generate(*seed));
+        for v in violations.iter().take(3) {
+            println!("  {v}");
+        }
+        println!("  replay: cargo xtask sim --soak --seed {seed}");
+    }
+    println!(
+        "loopback soak ran in {:.1} s, {} at a time",
+        started.elapsed().as_secs_f64(),
+        args.concurrency
+    );
+    println!("{} schedules, {} violations", seeds.len(), failures.len());
+    i32::from(!failures.is_empty())
 }

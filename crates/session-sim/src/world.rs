@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent_glue::core::{Action, Command, SessionCore};
 use agent_glue::{LiveSession, SessionEvent};
-use ctx_model::{ChatContext, Item, ItemId, Message};
+use ctx_model::{ChatContext, Item, Message};
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
 use gemini_transport::wire::{
     ClientMessage, FunctionDeclaration, Modality, ServerMessage, ServerPayload,
@@ -16,7 +16,7 @@ use gemini_transport::wire::{
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
-use crate::checks::{self, Violation};
+use crate::checks::{self, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
 
@@ -168,7 +168,9 @@ pub fn run(schedule: &Schedule) -> Outcome {
         }
     };
     world.run();
-    checks::check(&mut world);
+    let observed = world.observed();
+    let found = checks::check(&observed);
+    world.violations.extend(found);
     Outcome {
         context: world.core.chat_ctx().clone(),
         events: world.app.events.into_iter().map(|(_, e)| e).collect(),
@@ -178,7 +180,9 @@ pub fn run(schedule: &Schedule) -> Outcome {
     }
 }
 
-fn declarations(set: u64) -> Vec<FunctionDeclaration> {
+/// The tools the application declares: the two tools, and a third in odd sets (so that a
+/// change of tools is visible on the server).
+pub(crate) fn declarations(set: u64) -> Vec<FunctionDeclaration> {
     let mut tools: Vec<FunctionDeclaration> = TOOLS
         .iter()
         .map(|name| FunctionDeclaration::new(*name, "a tool"))
@@ -908,19 +912,10 @@ impl<'a> World<'a> {
             .push((self.core.version(), self.core.chat_ctx().clone()));
     }
 
-    /// Speech of `ms` then 700 ms of silence, as one push.
+    /// The user speaks for `ms`.
     fn speech(&mut self, ms: u64) {
-        let samples_voiced = usize::try_from(ms * 16).unwrap_or(0);
-        let samples_silent = 700 * 16;
-        let mut pcm = Vec::with_capacity((samples_voiced + samples_silent) * 2);
-        for n in 0..samples_voiced {
-            let phase = (n % 36) as f64 / 36.0 * std::f64::consts::TAU;
-            let sample = (phase.sin() * 8_000.0) as i16;
-            pcm.extend_from_slice(&sample.to_le_bytes());
-        }
-        pcm.resize(pcm.len() + samples_silent * 2, 0);
         self.note(format!("app speaks {ms} ms"));
-        self.push_audio(&pcm);
+        self.push_audio(&speech(ms));
     }
 
     /// The shell's audio path: frames onto the connection that takes audio, or a bounded gap
@@ -962,23 +957,55 @@ impl<'a> World<'a> {
         true
     }
 
-    /// The server's id of the client's connection `conn`, once dialed.
-    pub(crate) fn server_conn(&self, conn: ConnectionId) -> Option<gemini_fake::ConnectionId> {
-        self.links.get(&conn).and_then(|l| l.server)
-    }
-
-    /// The ids of items the application was told about in divergence events.
-    pub(crate) fn diverged_items(&self) -> HashSet<ItemId> {
-        self.app
-            .events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                SessionEvent::Divergence { items, .. } => Some(items.iter().cloned()),
-                _ => None,
+    /// What the checks read: the application's side and the fake's own state.
+    fn observed(&self) -> Observed {
+        // The session of the client's last set-up connection (a later dial whose setup never
+        // completed on the client does not count).
+        let current = self
+            .current
+            .and_then(|conn| self.links.get(&conn))
+            .and_then(|l| l.server)
+            .and_then(|sid| {
+                self.server
+                    .connections()
+                    .into_iter()
+                    .find(|r| r.id == sid)
+                    .and_then(|r| r.session)
             })
-            .flatten()
-            .collect()
+            .and_then(|id| self.server.session(id));
+        Observed {
+            context: self.core.chat_ctx().clone(),
+            events: self.app.events.iter().map(|(_, e)| e.clone()).collect(),
+            calls: self.app.calls.clone(),
+            command_errors: self.app.command_errors.clone(),
+            rejections: self.rejections.clone(),
+            sessions: self
+                .server
+                .sessions()
+                .into_iter()
+                .filter_map(|id| self.server.session(id))
+                .collect(),
+            current,
+            instructions: self.app.instructions.clone(),
+            tools: self.app.tools.clone(),
+            gave_up: matches!(self.core.closed(), Some(Some(_))),
+        }
     }
+}
+
+/// 16 kHz PCM16 of `ms` of speech (a tone well above the fake's voice threshold) then 700 ms
+/// of silence, which ends the spoken turn.
+pub(crate) fn speech(ms: u64) -> Vec<u8> {
+    let samples_voiced = usize::try_from(ms * 16).unwrap_or(0);
+    let samples_silent = 700 * 16;
+    let mut pcm = Vec::with_capacity((samples_voiced + samples_silent) * 2);
+    for n in 0..samples_voiced {
+        let phase = (n % 36) as f64 / 36.0 * std::f64::consts::TAU;
+        let sample = (phase.sin() * 8_000.0) as i16;
+        pcm.extend_from_slice(&sample.to_le_bytes());
+    }
+    pcm.resize(pcm.len() + samples_silent * 2, 0);
+    pcm
 }
 
 /// The first 160 characters of `text`.

@@ -37,7 +37,18 @@ impl Conversation {
             return (Step::invalid(), false);
         }
         self.interrupt();
-        self.with_session(|s| s.state.context.extend(turns));
+        self.with_session(|s| {
+            // A model turn the client puts in the context (history it carries) answers the
+            // user turns before it: they are not new input for the next generation.
+            let answered = turns
+                .iter()
+                .rposition(|turn| turn.role == Role::Model)
+                .map(|at| s.state.context.len() + at + 1);
+            s.state.context.extend(turns);
+            if let Some(upto) = answered {
+                s.state.answered_upto = s.state.answered_upto.max(upto);
+            }
+        });
         if content.turn_complete {
             self.start_generation();
         }
