@@ -16,8 +16,10 @@
 //! 4. `cargo test --workspace --all-features` (unit, integration and doc tests)
 //! 5. the simulator: 100,000 random schedules of operations and faults against the session
 //!    core (`cargo run --release -p session-sim -- --schedules 100000`); fails on any violation
-//! 6. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
-//! 7. `cargo run --example quickstart` (the README's first command must keep working)
+//! 6. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
+//!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
+//! 7. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
+//! 8. `cargo run --example quickstart` (the README's first command must keep working)
 //!
 //! `cargo xtask sim [--schedules N | --seed S [--keep i,j] [--trace]]` runs the deterministic
 //! simulator (`crates/session-sim`) in release mode.
@@ -94,6 +96,25 @@ const CI_STEPS: &[Step] = &[
                 "--",
                 "--schedules",
                 "100000",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "loopback soak",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--soak",
+                "--schedules",
+                "500",
+                "--concurrency",
+                "16",
             ],
             env: &[],
         },

@@ -287,9 +287,23 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     .await;
     let mut found = Vec::new();
     if settled.is_err() {
+        let s = lock(&seen);
+        let tail: Vec<String> = s
+            .events
+            .iter()
+            .rev()
+            .take(12)
+            .rev()
+            .map(|e| format!("{e:?}"))
+            .collect();
         found.push(Violation::new(
             "liveness",
-            format!("not settled {SETTLE_LIMIT:?} after the last step"),
+            format!(
+                "not settled {SETTLE_LIMIT:?} after the last step; calls {} answered {}; last events: {}",
+                s.calls.len(),
+                s.answered,
+                tail.join(" / ")
+            ),
         ));
     }
     let context = session.chat_ctx();
@@ -335,7 +349,24 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         tools,
         gave_up,
     };
-    found.extend(checks::check(&observed));
+    let mut checked = checks::check(&observed);
+    if gave_up && !checked.is_empty() {
+        // After giving up, which server session the client's last set-up connection joined is
+        // not visible from here (a later dial may have joined one without the client seeing
+        // its setup complete): the check passes if it holds for one of them.
+        for session in observed.sessions.iter().rev() {
+            let other = Observed {
+                current: Some(session.clone()),
+                ..observed.clone()
+            };
+            let again = checks::check(&other);
+            if again.is_empty() {
+                checked = again;
+                break;
+            }
+        }
+    }
+    found.extend(checked);
     let _ = session.close().await;
     reader.abort();
     server.shutdown().await;
