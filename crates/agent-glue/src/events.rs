@@ -78,8 +78,11 @@ pub enum SessionEvent {
         /// Why.
         why: DivergenceReason,
     },
-    /// Audio captured while disconnected that was dropped (by configuration or because the
-    /// gap buffer was full).
+    /// Microphone audio that may not have reached the model: audio captured while
+    /// disconnected that was dropped (by configuration or because the gap buffer was full), or
+    /// audio written in the last second before a connection broke (TCP gives no receipt, so
+    /// whether the server read it is unknown). Audio the session could not write at all goes
+    /// out on the next connection instead.
     AudioDropped {
         /// How much audio was dropped.
         duration: Duration,

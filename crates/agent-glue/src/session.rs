@@ -103,6 +103,16 @@ impl State {
         }
     }
 
+    /// Audio that did not go out on the connection it was meant for: onto the connection that
+    /// takes audio now, or into the gap buffer (flushed after the next setup).
+    fn requeue_audio(&mut self, pcm: Vec<u8>, chunk: usize) {
+        if self.core.audio_target().is_some() {
+            self.audio(&pcm, chunk);
+        } else if let Some(dropped) = self.gap.push(pcm) {
+            self.emit(SessionEvent::AudioDropped { duration: dropped });
+        }
+    }
+
     /// Audio frames on the connection that takes audio now, or into the gap buffer.
     fn audio(&mut self, pcm: &[u8], chunk: usize) {
         match self.core.audio_target() {
@@ -475,12 +485,18 @@ struct Socket {
     reader: JoinHandle<()>,
 }
 
+/// Audio written to a socket within this long before the connection broke may not have
+/// reached the server (TCP gives no receipt): it is reported as [`SessionEvent::AudioDropped`].
+const AUDIO_UNCONFIRMED: Duration = Duration::from_secs(1);
+
 /// The task that performs the core's IO.
 struct Driver {
     shared: Arc<Shared>,
     socket: Option<Socket>,
     incoming_tx: mpsc::UnboundedSender<Incoming>,
     incoming_rx: mpsc::UnboundedReceiver<Incoming>,
+    /// Audio written on the open socket in the last [`AUDIO_UNCONFIRMED`]: when, how many bytes.
+    recent_audio: VecDeque<(Instant, usize)>,
 }
 
 impl Driver {
@@ -491,6 +507,7 @@ impl Driver {
             socket: None,
             incoming_tx,
             incoming_rx,
+            recent_audio: VecDeque::new(),
         }
     }
 
@@ -552,41 +569,116 @@ impl Driver {
             }),
             Err(e) => {
                 let info = close_info(&e);
-                if self.socket.as_ref().is_some_and(|s| s.id == id) {
+                let ours = self.socket.as_ref().is_some_and(|s| s.id == id);
+                if ours {
                     self.socket = None;
                 }
-                self.shared
-                    .with(|state, now| state.core.handle_closed(now, id, info));
+                let unconfirmed = if ours && info.class != gemini_transport::CloseClass::Normal {
+                    self.unconfirmed_audio()
+                } else {
+                    Duration::ZERO
+                };
+                self.recent_audio.clear();
+                self.shared.with(|state, now| {
+                    if !unconfirmed.is_zero() {
+                        state.emit(SessionEvent::AudioDropped {
+                            duration: unconfirmed,
+                        });
+                    }
+                    state.core.handle_closed(now, id, info);
+                });
             }
         }
     }
 
-    /// Writes what the core queued, feeding everything and flushing once.
+    /// Writes what the core queued, feeding everything and flushing once. Audio that cannot be
+    /// written (no socket, a socket already replaced, a failed write) goes back to the gap
+    /// buffer: the next connection takes it.
     async fn write(&mut self, out: Vec<Out>) {
         if out.is_empty() {
             return;
         }
         let rate = self.shared.config.input_sample_rate;
-        let Some(socket) = self.socket.as_mut() else {
-            return;
-        };
+        let mut unwritten: Vec<Vec<u8>> = Vec::new();
+        let mut failed = false;
+        let mut wrote = false;
         for item in out {
+            let socket = match self.socket.as_mut() {
+                Some(socket) if !failed => socket,
+                _ => {
+                    if let Out::Audio(_, pcm) = item {
+                        unwritten.push(pcm);
+                    }
+                    continue;
+                }
+            };
             let result = match &item {
                 Out::Message(id, message) if *id == socket.id => socket.sender.feed(message).await,
                 Out::Audio(id, pcm) if *id == socket.id => {
-                    socket.sender.feed_audio(pcm, rate).await
+                    let fed = socket.sender.feed_audio(pcm, rate).await;
+                    if fed.is_ok() {
+                        self.recent_audio.push_back((Instant::now(), pcm.len()));
+                    }
+                    fed
                 }
                 _ => Ok(()),
             };
-            if let Err(e) = result {
-                // The reader reports the end of the connection.
-                tracing::debug!(error = %e, "write failed");
-                return;
+            match result {
+                Ok(()) => {
+                    wrote = true;
+                    if let Out::Audio(id, pcm) = item {
+                        if Some(id) != self.socket.as_ref().map(|s| s.id) {
+                            // Meant for a connection that is gone.
+                            unwritten.push(pcm);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The reader reports the end of the connection.
+                    tracing::debug!(error = %e, "write failed");
+                    failed = true;
+                    if let Out::Audio(_, pcm) = item {
+                        unwritten.push(pcm);
+                    }
+                }
             }
         }
-        if let Err(e) = socket.sender.flush().await {
-            tracing::debug!(error = %e, "flush failed; the reader reports the close");
+        if wrote && !failed {
+            if let Some(socket) = self.socket.as_mut() {
+                if let Err(e) = socket.sender.flush().await {
+                    tracing::debug!(error = %e, "flush failed; the reader reports the close");
+                }
+            }
         }
+        let horizon = Instant::now().checked_sub(AUDIO_UNCONFIRMED);
+        while self
+            .recent_audio
+            .front()
+            .is_some_and(|(at, _)| horizon.is_some_and(|h| *at < h))
+        {
+            self.recent_audio.pop_front();
+        }
+        if !unwritten.is_empty() {
+            let chunk = self.shared.config.audio_chunk_bytes();
+            self.shared.with(|state, _| {
+                for pcm in unwritten {
+                    state.requeue_audio(pcm, chunk);
+                }
+            });
+        }
+    }
+
+    /// How much audio was written on the socket in the last [`AUDIO_UNCONFIRMED`].
+    fn unconfirmed_audio(&self) -> Duration {
+        let horizon = Instant::now().checked_sub(AUDIO_UNCONFIRMED);
+        let bytes: usize = self
+            .recent_audio
+            .iter()
+            .filter(|(at, _)| horizon.is_none_or(|h| *at >= h))
+            .map(|(_, n)| n)
+            .sum();
+        let per_second = f64::from(self.shared.config.input_sample_rate) * 2.0;
+        Duration::from_secs_f64(bytes as f64 / per_second.max(1.0))
     }
 
     async fn act(&mut self, action: Action) {
@@ -647,6 +739,7 @@ impl Driver {
             }
         });
         self.socket = Some(Socket { id, sender, reader });
+        self.recent_audio.clear();
         Ok(())
     }
 }
