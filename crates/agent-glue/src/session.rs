@@ -264,6 +264,13 @@ impl LiveSession {
             .with(|state, now| state.core.command(now, command))
     }
 
+    /// Any [`Command`] of the session core, as the methods below send them (for code that
+    /// drives sessions generically, such as the simulator's loopback soak). Returns what it
+    /// created.
+    pub fn apply(&self, command: Command) -> Result<Receipt, Error> {
+        self.command(command)
+    }
+
     /// A typed user turn: appended to the context and answered by the model. Returns the id
     /// of its item in the context.
     pub fn send_text(&self, text: impl Into<String>) -> Result<ItemId, Error> {

@@ -173,7 +173,7 @@ fn s08_handle_mid_replay_then_drop_replays_only_the_uncovered_part() {
     );
     assert_eq!(step_ops(&plan), [o2, u3]);
     sim.execute(&plan);
-    sim.model_turn("m3", "Booked."); // the server answered the tool response…
+    sim.model_turn_before("m3", "Booked.", "u3"); // the server answered the tool response…
     sim.handle("h3"); // …so this handle covers it, not the turn sent after it
     sim.drop_connection();
     let plan = sim.plan(dropped());

@@ -35,6 +35,7 @@
 //! assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 //! ```
 
+mod app;
 mod checks;
 mod rng;
 mod schedule;
@@ -42,9 +43,10 @@ mod shrink;
 mod soak;
 mod world;
 
+pub use app::TOOLS;
 pub use checks::Violation;
 pub use rng::Rng;
 pub use schedule::{Op, Profile, Schedule, Step};
 pub use shrink::shrink;
 pub use soak::soak_one;
-pub use world::{Outcome, TOOLS, run};
+pub use world::{Outcome, run};

@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use agent_glue::{Error, LiveSession, SessionEvent};
-use ctx_model::{Item, Message};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer};
 use gemini_transport::wire::Modality;
 use gemini_transport::{Endpoint, SecretString};
 use resume_policy::{Backoff, DefaultPolicy, EditHandling};
 
+use crate::app::{Action, AppState, declarations, speaking, speech};
 use crate::checks::{self, Observed, Violation};
 use crate::rng::Rng;
-use crate::schedule::{Op, Schedule};
-use crate::world::{TOOLS, declarations};
+use crate::schedule::Schedule;
 
 /// Real time is virtual time divided by this.
 const SCALE: u64 = 10;
@@ -62,8 +61,6 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     let mut backoff = Backoff::default();
     backoff.base = Duration::from_millis(20);
     backoff.max = Duration::from_millis(300);
-    let mut tool_set = 0;
-    let mut tools: Vec<String> = declarations(0).iter().map(|t| t.name.clone()).collect();
     let (session, mut events) = LiveSession::builder(endpoint, server.config().setup_model())
         .modality(if p.audio {
             Modality::Audio
@@ -128,123 +125,31 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
             }
         })
     };
-    let mut instructions = None;
-    let mut snapshots = vec![session.snapshot()];
-    for (k, step) in schedule.steps.iter().enumerate() {
+    let (version, context) = session.snapshot();
+    let mut app = AppState::new(version, context);
+    for step in &schedule.steps {
         tokio::time::sleep(Duration::from_millis(step.gap / SCALE)).await;
-        let k = k as u64 + 1;
+        let (version, context) = session.snapshot();
         let faults = server.faults();
-        let result: Result<(), Error> = match step.op {
-            Op::Text => session.send_text(format!("t{k} hello")).map(drop),
-            Op::TextTool(i) => {
-                let tool = TOOLS[usize::from(i) % TOOLS.len()];
-                session.send_text(format!("t{k} please {tool}")).map(drop)
-            }
-            Op::Append(n) => {
-                let mut items: Vec<Item> =
-                    vec![Message::user(format!("app-{k}-u"), format!("t{k} note")).into()];
-                if n > 1 {
-                    items.push(Message::model(format!("app-{k}-m"), format!("t{k} noted")).into());
-                }
-                session.append_chat_items(items).map(drop)
-            }
-            Op::StaleUpdate(age) => {
-                let back = usize::from(age).clamp(1, snapshots.len());
-                let (version, mut context) = snapshots[snapshots.len() - back].clone();
-                let note: Item =
-                    Message::user(format!("app-{k}-u"), format!("t{k} update note")).into();
-                if context.push(note.clone()).is_ok() {
-                    match session.update_chat_ctx(context, version) {
-                        Err(Error::Conflict { .. }) => {
-                            session.append_chat_items(vec![note]).map(drop)
-                        }
-                        other => other.map(drop),
-                    }
-                } else {
-                    Ok(())
-                }
-            }
-            Op::Edit => {
-                let (version, mut context) = session.snapshot();
-                let target = context
-                    .iter()
-                    .filter_map(|i| i.as_message())
-                    .find(|m| m.role == ctx_model::Role::User && m.text().starts_with('t'))
-                    .map(|m| (m.id.clone(), m.text()));
-                match target {
-                    Some((id, text)) => {
-                        let _ = context.replace(Message::user(id, format!("{text} (edited {k})")));
-                        session.update_chat_ctx(context, version).map(drop)
-                    }
-                    None => Ok(()),
-                }
-            }
-            Op::GenerateReply(with) => session
-                .generate_reply(with.then(|| format!("t{k} reply request")))
-                .map(drop),
-            Op::Instructions => {
-                let text = format!("instructions v{k}");
-                instructions = Some(text.clone());
-                session.update_instructions(text).map(drop)
-            }
-            Op::Tools => {
-                tool_set += 1;
-                let set = declarations(tool_set);
-                tools = set.iter().map(|t| t.name.clone()).collect();
-                session.update_tools(set).map(drop)
-            }
-            Op::Interrupt => session.interrupt(),
-            Op::AnswerCalls => Ok(()),
-            Op::Speech(tens) => {
-                let pushed = session.push_audio(crate::world::speech(u64::from(tens) * 10));
+        let result = match app.action(step.op, version, &context, &faults, SCALE) {
+            Action::Command(command) => session.apply(command).map(drop),
+            Action::Update { command, fallback } => match session.apply(command) {
+                Err(Error::Conflict { .. }) => session.apply(fallback).map(drop),
+                other => other.map(drop),
+            },
+            Action::Speech(ms) => {
+                let pushed = session.push_audio(speech(ms));
                 // The application does nothing while the user speaks (as in the simulator).
-                let ms = u64::from(tens) * 10 + 700;
-                tokio::time::sleep(Duration::from_millis(ms / SCALE)).await;
+                let tens = u8::try_from(ms / 10).unwrap_or(u8::MAX);
+                tokio::time::sleep(Duration::from_millis(speaking(tens) / SCALE)).await;
                 pushed
             }
-            Op::AudioStreamEnd => session.end_audio_stream(),
-            Op::Drop => {
-                faults.drop_connections();
-                Ok(())
-            }
-            Op::Close(code) => {
-                let reason = match code {
-                    1011 => "Internal error encountered.",
-                    1001 => "going away",
-                    _ => "",
-                };
-                faults.close_connections(code, reason);
-                Ok(())
-            }
-            Op::GoAway(secs) => {
-                faults.go_away(Duration::from_millis(u64::from(secs) * 1_000 / SCALE));
-                Ok(())
-            }
-            Op::RefuseResume => {
-                faults.refuse_next_resume(1007, "Request contains an invalid argument.");
-                Ok(())
-            }
-            Op::ExpireHandles => {
-                faults.expire_all_handles();
-                Ok(())
-            }
-            Op::WithholdHandles => {
-                faults.withhold_handles();
-                Ok(())
-            }
-            Op::ReleaseHandles => {
-                faults.release_handles();
-                Ok(())
-            }
-            Op::RefuseDials(n) => {
-                faults.refuse_upgrades(u32::from(n), 503);
-                Ok(())
-            }
-            Op::Stall(tens) => {
+            // The application answers every call on its own, after a delay.
+            Action::AnswerCalls | Action::Done => Ok(()),
+            Action::Stall(ms) => {
                 faults.stall();
-                let faults = server.faults();
                 tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(u64::from(tens) * 10 / SCALE)).await;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
                     faults.unstall();
                 });
                 Ok(())
@@ -255,7 +160,8 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
                 lock(&seen).errors.push(format!("{:?}: {e}", step.op));
             }
         }
-        snapshots.push(session.snapshot());
+        let (version, context) = session.snapshot();
+        app.snapshot(version, context);
     }
     // Settle: faults stop, handles flow, every call answered, the session settled and quiet.
     server.faults().release_handles();
@@ -345,8 +251,8 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
             .filter_map(|id| server.session(id))
             .collect(),
         current,
-        instructions,
-        tools,
+        instructions: app.instructions.clone(),
+        tools: app.tools.clone(),
         gave_up,
     };
     let mut checked = checks::check(&observed);

@@ -6,22 +6,18 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use agent_glue::core::{Action, Command, SessionCore};
+use agent_glue::core::{Action as ShellAction, Command, SessionCore};
 use agent_glue::{LiveSession, SessionEvent};
-use ctx_model::{ChatContext, Item, Message};
+use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
-use gemini_transport::wire::{
-    ClientMessage, FunctionDeclaration, Modality, ServerMessage, ServerPayload,
-};
+use gemini_transport::wire::{ClientMessage, Modality, ServerMessage, ServerPayload};
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
+use crate::app::{self, Action, AppState, declarations};
 use crate::checks::{self, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
-
-/// The tools the application declares; texts naming one make the model call it.
-pub const TOOLS: [&str; 2] = ["get_weather", "lookup_order"];
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
@@ -109,17 +105,13 @@ struct Link {
 /// The application's side.
 #[derive(Debug, Default)]
 pub(crate) struct App {
-    pub(crate) counter: u64,
+    /// Steps, snapshots, latest instructions and tools.
+    pub(crate) state: AppState,
     /// Tool calls received (ToolCall events), in order.
     pub(crate) calls: Vec<String>,
     pub(crate) answered: HashSet<String>,
     /// Non-media events, in order, with their time.
     pub(crate) events: Vec<(u64, SessionEvent)>,
-    /// Snapshots `(version, L)` taken after each operation.
-    snapshots: Vec<(u64, ChatContext)>,
-    pub(crate) instructions: Option<String>,
-    pub(crate) tools: Vec<String>,
-    tool_set: u64,
     pub(crate) command_errors: Vec<String>,
 }
 
@@ -133,7 +125,7 @@ pub(crate) struct World<'a> {
     pub(crate) core: SessionCore,
     links: BTreeMap<ConnectionId, Link>,
     by_server: HashMap<gemini_fake::ConnectionId, ConnectionId>,
-    actions: VecDeque<Action>,
+    actions: VecDeque<ShellAction>,
     actions_blocked_until: u64,
     core_timer: Option<u64>,
     server_timer: Option<u64>,
@@ -180,19 +172,6 @@ pub fn run(schedule: &Schedule) -> Outcome {
     }
 }
 
-/// The tools the application declares: the two tools, and a third in odd sets (so that a
-/// change of tools is visible on the server).
-pub(crate) fn declarations(set: u64) -> Vec<FunctionDeclaration> {
-    let mut tools: Vec<FunctionDeclaration> = TOOLS
-        .iter()
-        .map(|name| FunctionDeclaration::new(*name, "a tool"))
-        .collect();
-    if set % 2 == 1 {
-        tools.push(FunctionDeclaration::new("set_alarm", "a tool"));
-    }
-    tools
-}
-
 impl<'a> World<'a> {
     fn new(schedule: &'a Schedule) -> Result<Self, String> {
         let p = schedule.profile;
@@ -219,7 +198,7 @@ impl<'a> World<'a> {
             .into_core(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
         let app = App {
-            tools: tools.iter().map(|t| t.name.clone()).collect(),
+            state: AppState::new(core.version(), core.chat_ctx().clone()),
             ..App::default()
         };
         let mut world = World {
@@ -250,8 +229,6 @@ impl<'a> World<'a> {
         };
         // The first step waits for the first connection (as `connect()` does).
         world.pump();
-        let first = (world.core.version(), world.core.chat_ctx().clone());
-        world.app.snapshots.push(first);
         Ok(world)
     }
 
@@ -321,7 +298,7 @@ impl<'a> World<'a> {
             // `CoverageTracker::on_spoken_turn`).
             t = (t + step.gap).max(speaking_until);
             if let Op::Speech(tens) = step.op {
-                speaking_until = t + u64::from(tens) * 10 + 700;
+                speaking_until = t + app::speaking(tens);
             }
             self.at(t, Ev::Step(k));
         }
@@ -578,7 +555,7 @@ impl<'a> World<'a> {
             ran = true;
             let lat = self.latency();
             match action {
-                Action::Close {
+                ShellAction::Close {
                     connection, code, ..
                 } => {
                     self.note(format!(
@@ -600,7 +577,7 @@ impl<'a> World<'a> {
                     self.actions_blocked_until = done;
                     self.at(done, Ev::ActionsReady);
                 }
-                Action::Open { connection, setup } => {
+                ShellAction::Open { connection, setup } => {
                     self.links.insert(
                         connection,
                         Link {
@@ -756,87 +733,24 @@ impl<'a> World<'a> {
         if self.core.closed().is_some() {
             return;
         }
-        self.app.counter += 1;
-        let k = self.app.counter;
         let faults = self.server.faults();
-        let server_now = Duration::from_millis(self.now);
-        let result = match op {
-            Op::Text => self.command(Command::Text(format!("t{k} hello"))).map(drop),
-            Op::TextTool(i) => {
-                let tool = TOOLS[usize::from(i) % TOOLS.len()];
-                self.command(Command::Text(format!("t{k} please {tool}")))
-                    .map(drop)
+        let version = self.core.version();
+        let context = self.core.chat_ctx().clone();
+        let action = self.app.state.action(op, version, &context, &faults, 1);
+        if op.is_fault() {
+            self.note(format!("fault: {op:?}"));
+        }
+        let result = match action {
+            Action::Command(command) => self.command(command).map(drop),
+            Action::Update { command, fallback } => match self.command(command) {
+                Err(agent_glue::Error::Conflict { .. }) => self.command(fallback).map(drop),
+                other => other.map(drop),
+            },
+            Action::Speech(ms) => {
+                self.speech(ms);
+                Ok(())
             }
-            Op::Append(n) => {
-                let mut items: Vec<Item> =
-                    vec![Message::user(format!("app-{k}-u"), format!("t{k} note")).into()];
-                if n > 1 {
-                    items.push(Message::model(format!("app-{k}-m"), format!("t{k} noted")).into());
-                }
-                self.command(Command::Append(items)).map(drop)
-            }
-            Op::StaleUpdate(age) => {
-                let back = usize::from(age).min(self.app.snapshots.len());
-                let (version, mut context) = match self.app.snapshots.len().checked_sub(back.max(1))
-                {
-                    Some(i) => self.app.snapshots[i].clone(),
-                    None => (self.core.version(), self.core.chat_ctx().clone()),
-                };
-                let note: Item =
-                    Message::user(format!("app-{k}-u"), format!("t{k} update note")).into();
-                let pushed = context.push(note.clone()).is_ok();
-                if pushed {
-                    match self.command(Command::UpdateContext {
-                        context,
-                        based_on: version,
-                    }) {
-                        Err(agent_glue::Error::Conflict { .. }) => {
-                            // Derived from an old version: append instead.
-                            self.command(Command::Append(vec![note])).map(drop)
-                        }
-                        other => other.map(drop),
-                    }
-                } else {
-                    Ok(())
-                }
-            }
-            Op::Edit => {
-                let version = self.core.version();
-                let mut context = self.core.chat_ctx().clone();
-                let target = context
-                    .iter()
-                    .filter_map(|i| i.as_message())
-                    .find(|m| m.role == ctx_model::Role::User && m.text().starts_with('t'))
-                    .map(|m| (m.id.clone(), m.text()));
-                match target {
-                    Some((id, text)) => {
-                        let _ = context.replace(Message::user(id, format!("{text} (edited {k})")));
-                        self.command(Command::UpdateContext {
-                            context,
-                            based_on: version,
-                        })
-                        .map(drop)
-                    }
-                    None => Ok(()),
-                }
-            }
-            Op::GenerateReply(with) => {
-                let instructions = with.then(|| format!("t{k} reply request"));
-                self.command(Command::GenerateReply(instructions)).map(drop)
-            }
-            Op::Instructions => {
-                let text = format!("instructions v{k}");
-                self.app.instructions = Some(text.clone());
-                self.command(Command::UpdateInstructions(text)).map(drop)
-            }
-            Op::Tools => {
-                self.app.tool_set += 1;
-                let tools = declarations(self.app.tool_set);
-                self.app.tools = tools.iter().map(|t| t.name.clone()).collect();
-                self.command(Command::UpdateTools(tools)).map(drop)
-            }
-            Op::Interrupt => self.command(Command::Interrupt).map(drop),
-            Op::AnswerCalls => {
+            Action::AnswerCalls => {
                 let open: Vec<String> = self
                     .app
                     .calls
@@ -849,73 +763,26 @@ impl<'a> World<'a> {
                 }
                 Ok(())
             }
-            Op::Speech(tens) => {
-                self.speech(u64::from(tens) * 10);
+            Action::Stall(ms) => {
+                self.stall_until = self.stall_until.max(self.now + ms);
                 Ok(())
             }
-            Op::AudioStreamEnd => self.command(Command::AudioStreamEnd).map(drop),
-            Op::Drop => {
-                self.note("fault: drop".to_owned());
-                faults.drop_connections();
-                Ok(())
-            }
-            Op::Close(code) => {
-                let reason = match code {
-                    1011 => "Internal error encountered.",
-                    1001 => "going away",
-                    _ => "",
-                };
-                self.note(format!("fault: close {code}"));
-                faults.close_connections(code, reason);
-                Ok(())
-            }
-            Op::GoAway(secs) => {
-                self.note(format!("fault: goAway {secs}s"));
-                faults.go_away(Duration::from_secs(u64::from(secs)));
-                Ok(())
-            }
-            Op::RefuseResume => {
-                faults.refuse_next_resume(1007, "Request contains an invalid argument.");
-                Ok(())
-            }
-            Op::ExpireHandles => {
-                faults.expire_all_handles();
-                Ok(())
-            }
-            Op::WithholdHandles => {
-                if !self.settling {
-                    faults.withhold_handles();
-                }
-                Ok(())
-            }
-            Op::ReleaseHandles => {
-                faults.release_handles();
-                Ok(())
-            }
-            Op::RefuseDials(n) => {
-                faults.refuse_upgrades(u32::from(n), 503);
-                Ok(())
-            }
-            Op::Stall(tens) => {
-                self.stall_until = self.stall_until.max(self.now + u64::from(tens) * 10);
-                Ok(())
-            }
+            Action::Done => Ok(()),
         };
         if let Err(e) = result {
             if !matches!(e, agent_glue::Error::Closed) {
                 self.app.command_errors.push(format!("{op:?}: {e}"));
             }
         }
-        self.server.advance(server_now);
-        self.app
-            .snapshots
-            .push((self.core.version(), self.core.chat_ctx().clone()));
+        self.server.advance(Duration::from_millis(self.now));
+        let (version, context) = (self.core.version(), self.core.chat_ctx().clone());
+        self.app.state.snapshot(version, context);
     }
 
     /// The user speaks for `ms`.
     fn speech(&mut self, ms: u64) {
         self.note(format!("app speaks {ms} ms"));
-        self.push_audio(&speech(ms));
+        self.push_audio(&app::speech(ms));
     }
 
     /// The shell's audio path: frames onto the connection that takes audio, or a bounded gap
@@ -986,26 +853,11 @@ impl<'a> World<'a> {
                 .filter_map(|id| self.server.session(id))
                 .collect(),
             current,
-            instructions: self.app.instructions.clone(),
-            tools: self.app.tools.clone(),
+            instructions: self.app.state.instructions.clone(),
+            tools: self.app.state.tools.clone(),
             gave_up: matches!(self.core.closed(), Some(Some(_))),
         }
     }
-}
-
-/// 16 kHz PCM16 of `ms` of speech (a tone well above the fake's voice threshold) then 700 ms
-/// of silence, which ends the spoken turn.
-pub(crate) fn speech(ms: u64) -> Vec<u8> {
-    let samples_voiced = usize::try_from(ms * 16).unwrap_or(0);
-    let samples_silent = 700 * 16;
-    let mut pcm = Vec::with_capacity((samples_voiced + samples_silent) * 2);
-    for n in 0..samples_voiced {
-        let phase = (n % 36) as f64 / 36.0 * std::f64::consts::TAU;
-        let sample = (phase.sin() * 8_000.0) as i16;
-        pcm.extend_from_slice(&sample.to_le_bytes());
-    }
-    pcm.resize(pcm.len() + samples_silent * 2, 0);
-    pcm
 }
 
 /// The first 160 characters of `text`.

@@ -164,6 +164,22 @@ impl Sim {
         self.turn_complete();
     }
 
+    /// A model turn answering a message sent before the item `before`: `L` holds it where the
+    /// server does, before the later message's items.
+    pub fn model_turn_before(&mut self, id: &str, text: &str, before: &str) {
+        let item: Item = Message::model(id, text).into();
+        let at = self.desired.index_of(before).unwrap();
+        let after = at
+            .checked_sub(1)
+            .map(|k| self.desired.items()[k].id().clone());
+        self.desired
+            .insert_after(after.as_ref(), item.clone())
+            .unwrap();
+        self.server.produce(std::slice::from_ref(&item));
+        self.mirror.on_server_items(std::slice::from_ref(&item));
+        self.turn_complete();
+    }
+
     /// The server issued a tool call.
     pub fn tool_call(&mut self, item_id: &str, call_id: &str, name: &str) {
         let item: Item = ctx_model::FunctionCall::new(item_id, call_id, name, "{}".into()).into();
