@@ -245,7 +245,8 @@ impl SessionCore {
         self.execute(id, &plan);
         let first = !self.connected_once;
         self.connected_once = true;
-        if let Some(pending) = pending.filter(|p| p.trigger != Trigger::FirstConnect || !first) {
+        // The first connection (however many attempts it took) is not a reconnect.
+        if let Some(pending) = pending.filter(|_| !first) {
             let lost: Vec<OpId> = plan.reported_ops().collect();
             self.emit(SessionEvent::Reconnected(Reconnected {
                 strategy: if plan.is_resume() {
