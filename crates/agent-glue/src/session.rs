@@ -407,6 +407,18 @@ impl LiveSession {
         self.shared.lock().core.chat_ctx().clone()
     }
 
+    /// A one-line description of the session's state (connection, pending reconnect or
+    /// rotation, the model's turn, operations not yet delivered), for diagnostics.
+    pub fn describe(&self) -> String {
+        let state = self.shared.lock();
+        format!(
+            "{:?}; shell: {} queued, {} actions",
+            state.core,
+            state.out.len(),
+            state.actions.len()
+        )
+    }
+
     /// The context and its version (give the version to
     /// [`update_chat_ctx`](Self::update_chat_ctx)).
     pub fn snapshot(&self) -> (u64, ChatContext) {
@@ -527,7 +539,12 @@ impl Driver {
                 let timeout = state.core.poll_timeout();
                 (actions, out, timeout, state.core.closed().is_some())
             };
+            let wrote = !out.is_empty();
             self.write(out).await;
+            if wrote {
+                // The queue is empty now: `settled()` may be waiting for that.
+                self.shared.changed.send_modify(|v| *v = v.wrapping_add(1));
+            }
             for action in actions {
                 self.act(action).await;
                 self.shared.with(|state, _| {

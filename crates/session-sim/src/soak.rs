@@ -205,9 +205,10 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         found.push(Violation::new(
             "liveness",
             format!(
-                "not settled {SETTLE_LIMIT:?} after the last step; calls {} answered {}; last events: {}",
+                "not settled {SETTLE_LIMIT:?} after the last step; calls {} answered {}; state {}; last events: {}",
                 s.calls.len(),
                 s.answered,
+                session.describe(),
                 tail.join(" / ")
             ),
         ));

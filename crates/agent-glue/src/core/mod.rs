@@ -187,10 +187,24 @@ pub struct SessionCore {
 
 impl std::fmt::Debug for SessionCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let live: Vec<(OpId, &'static str, String)> = self
+            .ledger
+            .outbox
+            .live()
+            .map(|op| (op.id, op.kind.name(), format!("{:?}", op.state)))
+            .collect();
         f.debug_struct("SessionCore")
-            .field("link", &self.link)
+            .field("link", &self.link.id())
             .field("version", &self.version)
             .field("closed", &self.closed)
+            .field("pending", &self.pending)
+            .field("rotation", &self.rotation)
+            .field("restart", &self.restart)
+            .field("turn_active", &self.turn.active)
+            .field("tools_owed", &self.tools_owed)
+            .field("live_ops", &live)
+            .field("deferred", &self.deferred)
+            .field("handle", &self.ledger.tracker.handle().map(|h| h.serial))
             .finish_non_exhaustive()
     }
 }
