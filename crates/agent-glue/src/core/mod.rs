@@ -3,9 +3,10 @@
 //!
 //! **Architecture invariant:** this module imports no tokio, no socket, no clock and no
 //! randomness of its own. Time comes in as [`Millis`] with every input, randomness as the
-//! jitter seed of [`CoreConfig`]. The same inputs give the same outputs, so the simulator
-//! (`crates/session-sim`) can run it against an in-memory server on virtual time, and the async
-//! shell ([`LiveSession`](crate::LiveSession)) only moves frames and timers.
+//! jitter seed given to [`LiveSessionBuilder::into_core`](crate::LiveSessionBuilder::into_core).
+//! The same inputs give the same outputs, so the simulator (`crates/session-sim`) can run it
+//! against an in-memory server on virtual time, and the async shell
+//! ([`LiveSession`](crate::LiveSession)) only moves frames and timers.
 //!
 //! Modelled on quinn-proto's `Connection`:
 //!
