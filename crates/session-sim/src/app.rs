@@ -42,6 +42,32 @@ pub(crate) fn speech(ms: u64) -> Vec<u8> {
     pcm
 }
 
+/// Whether `event` is media (audio, text and transcript chunks, usage): the checks read the
+/// rest.
+pub(crate) fn is_media(event: &agent_glue::SessionEvent) -> bool {
+    use agent_glue::SessionEvent as E;
+    matches!(
+        event,
+        E::Audio { .. }
+            | E::Text(_)
+            | E::OutputTranscript { .. }
+            | E::InputTranscript { .. }
+            | E::Usage(_)
+            | E::GenerationComplete
+    )
+}
+
+/// How long the application takes to answer the `n`-th tool call of the schedule `seed`, in
+/// virtual ms: mostly under 300 ms, one call in five up to 3 s.
+pub(crate) fn answer_delay(seed: u64, n: u64) -> u64 {
+    let mut rng = crate::rng::Rng::stream(seed, 1_000 + n);
+    if rng.chance(20) {
+        rng.range(300, 3_000)
+    } else {
+        rng.range(0, 300)
+    }
+}
+
 /// How long the user speaks (and the application waits) for `Op::Speech(tens)`, in ms.
 pub(crate) fn speaking(tens: u8) -> u64 {
     u64::from(tens) * 10 + 700

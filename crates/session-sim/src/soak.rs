@@ -12,9 +12,8 @@ use gemini_transport::wire::Modality;
 use gemini_transport::{Endpoint, SecretString};
 use resume_policy::{Backoff, DefaultPolicy, EditHandling};
 
-use crate::app::{Action, AppState, declarations, speaking, speech};
+use crate::app::{Action, AppState, answer_delay, declarations, is_media, speaking, speech};
 use crate::checks::{self, Observed, Violation};
-use crate::rng::Rng;
 use crate::schedule::Schedule;
 
 /// Real time is virtual time divided by this.
@@ -82,44 +81,33 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         let (session, seen, seed) = (Arc::clone(&session), Arc::clone(&seen), schedule.seed);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                match &event {
-                    SessionEvent::Audio { .. }
-                    | SessionEvent::Text(_)
-                    | SessionEvent::OutputTranscript { .. }
-                    | SessionEvent::InputTranscript { .. }
-                    | SessionEvent::Usage(_)
-                    | SessionEvent::GenerationComplete => continue,
-                    SessionEvent::ToolCall { call_id, .. } => {
-                        let n = {
-                            let mut s = lock(&seen);
-                            if s.calls.contains(call_id) {
-                                s.errors.push(format!("ToolCall {call_id} delivered twice"));
+                if is_media(&event) {
+                    continue;
+                }
+                if let SessionEvent::ToolCall { call_id, .. } = &event {
+                    let n = {
+                        let mut s = lock(&seen);
+                        if s.calls.contains(call_id) {
+                            s.errors.push(format!("ToolCall {call_id} delivered twice"));
+                        }
+                        s.calls.push(call_id.clone());
+                        s.calls.len() as u64
+                    };
+                    let delay = answer_delay(seed, n);
+                    let (session, seen, call) =
+                        (Arc::clone(&session), Arc::clone(&seen), call_id.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay / SCALE)).await;
+                        let output = serde_json::json!({ "result": format!("r-{call}") });
+                        let result = session.send_tool_result(call.clone(), output);
+                        let mut s = lock(&seen);
+                        s.answered += 1;
+                        if let Err(e) = result {
+                            if !matches!(e, Error::Closed) {
+                                s.errors.push(format!("tool result for {call}: {e}"));
                             }
-                            s.calls.push(call_id.clone());
-                            s.calls.len() as u64
-                        };
-                        let mut rng = Rng::stream(seed, 1_000 + n);
-                        let delay = if rng.chance(20) {
-                            rng.range(300, 3_000)
-                        } else {
-                            rng.range(0, 300)
-                        };
-                        let (session, seen, call) =
-                            (Arc::clone(&session), Arc::clone(&seen), call_id.clone());
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(delay / SCALE)).await;
-                            let output = serde_json::json!({ "result": format!("r-{call}") });
-                            let result = session.send_tool_result(call.clone(), output);
-                            let mut s = lock(&seen);
-                            s.answered += 1;
-                            if let Err(e) = result {
-                                if !matches!(e, Error::Closed) {
-                                    s.errors.push(format!("tool result for {call}: {e}"));
-                                }
-                            }
-                        });
-                    }
-                    _ => {}
+                        }
+                    });
                 }
                 lock(&seen).events.push(event);
             }

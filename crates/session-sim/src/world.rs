@@ -661,33 +661,21 @@ impl<'a> World<'a> {
     }
 
     fn on_event(&mut self, event: SessionEvent) {
-        match &event {
-            SessionEvent::Audio { .. }
-            | SessionEvent::Text(_)
-            | SessionEvent::OutputTranscript { .. }
-            | SessionEvent::InputTranscript { .. }
-            | SessionEvent::Usage(_)
-            | SessionEvent::GenerationComplete => return,
-            SessionEvent::ToolCall { call_id, .. } => {
-                if self.app.calls.contains(call_id) {
-                    self.violations.push(Violation::new(
-                        "tool call twice",
-                        format!("ToolCall event for {call_id} delivered twice"),
-                    ));
-                } else {
-                    self.app.calls.push(call_id.clone());
-                    let mut rng =
-                        Rng::stream(self.schedule.seed, 1_000 + self.app.calls.len() as u64);
-                    let delay = if rng.chance(20) {
-                        rng.range(300, 3_000)
-                    } else {
-                        rng.range(0, 300)
-                    };
-                    let at = self.now + delay;
-                    self.at(at, Ev::Answer(call_id.clone()));
-                }
+        if app::is_media(&event) {
+            return;
+        }
+        if let SessionEvent::ToolCall { call_id, .. } = &event {
+            if self.app.calls.contains(call_id) {
+                self.violations.push(Violation::new(
+                    "tool call twice",
+                    format!("ToolCall event for {call_id} delivered twice"),
+                ));
+            } else {
+                self.app.calls.push(call_id.clone());
+                let delay = app::answer_delay(self.schedule.seed, self.app.calls.len() as u64);
+                let at = self.now + delay;
+                self.at(at, Ev::Answer(call_id.clone()));
             }
-            _ => {}
         }
         self.note(format!("event {}", short(&format!("{event:?}"))));
         self.app.events.push((self.now, event));

@@ -40,14 +40,7 @@ impl SessionCore {
             }
             Route::Defer { why } => {
                 self.deferred.insert(op_id);
-                let items = op.kind.item_ids().into_iter().cloned().collect();
-                let calls = op.kind.call_id().map(str::to_owned).into_iter().collect();
-                self.emit(SessionEvent::Divergence {
-                    operations: vec![op_id],
-                    items,
-                    calls,
-                    why,
-                });
+                self.emit(divergence(&op, why));
             }
             Route::Reconnect(Trigger::GoAway { time_left }) => {
                 self.reconnect(
@@ -62,14 +55,7 @@ impl SessionCore {
             }
             Route::Report(why) => {
                 let _ = self.ledger.outbox.report(&[op_id], why);
-                let items = op.kind.item_ids().into_iter().cloned().collect();
-                let calls = op.kind.call_id().map(str::to_owned).into_iter().collect();
-                self.emit(SessionEvent::Divergence {
-                    operations: vec![op_id],
-                    items,
-                    calls,
-                    why,
-                });
+                self.emit(divergence(&op, why));
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -83,5 +69,15 @@ impl SessionCore {
             self.transmit(id, message);
             let _ = self.ledger.tracker.on_sent(kind);
         }
+    }
+}
+
+/// The event reporting that `op` cannot reach the model as asked, naming its items and call.
+fn divergence(op: &resume_policy::Operation, why: resume_policy::DivergenceReason) -> SessionEvent {
+    SessionEvent::Divergence {
+        operations: vec![op.id],
+        items: op.kind.item_ids().into_iter().cloned().collect(),
+        calls: op.kind.call_id().map(str::to_owned).into_iter().collect(),
+        why,
     }
 }
