@@ -1,12 +1,18 @@
 //! Opening the WebSocket: request with credential headers, TCP with `TCP_NODELAY`, TLS through
-//! rustls, the upgrade, all under one timeout and one tracing span.
+//! rustls, the upgrade, all under one timeout and one tracing span. The upgrade is written and
+//! checked here (not by tungstenite, which logs the whole request, credential included, at
+//! TRACE through the `log` crate); `tests/no_credential_in_logs.rs` proves no record holds one.
 
 use std::time::Instant;
 
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::{
-    Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config,
-    tungstenite::{self, client::IntoClientRequest, handshake::client::Request},
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{
+        self, client::IntoClientRequest, handshake::client::Request, http, protocol::Role,
+    },
 };
 use tracing::Instrument;
 
@@ -61,20 +67,139 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
         })?;
     }
     tracing::trace!("tcp connected");
-    let connector = if endpoint.uses_tls() {
+    let mut stream = if endpoint.uses_tls() {
         let tls = match &config.tls {
             Some(tls) => tls.clone(),
             None => tls::default_client_config()?,
         };
-        Connector::Rustls(tls)
-    } else {
-        Connector::Plain
-    };
-    let (stream, _response) =
-        client_async_tls_with_config(request, tcp, Some(config.websocket()), Some(connector))
+        let name = ServerName::try_from(host.clone()).map_err(|_| Error::InvalidEndpoint {
+            field: "base_url",
+            reason: "has no valid TLS server name".to_owned(),
+        })?;
+        let tls = TlsConnector::from(tls)
+            .connect(name, tcp)
             .await
-            .map_err(|e| handshake_error(&authority, e))?;
-    Ok(stream)
+            .map_err(|e| Error::Tls {
+                authority: authority.clone(),
+                detail: e.to_string(),
+            })?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    // The upgrade is done here rather than by tungstenite, which logs the whole request (the
+    // credential header included) at TRACE through the `log` crate.
+    let leftover = upgrade(&mut stream, &request, &authority).await?;
+    Ok(WebSocketStream::from_partially_read(
+        stream,
+        leftover,
+        Role::Client,
+        Some(config.websocket()),
+    )
+    .await)
+}
+
+/// The most the upgrade response's head may take.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// Sends the upgrade `request` and reads the response head; returns the bytes read past it
+/// (frames the server sent right away). Logs nothing of the request.
+async fn upgrade<S>(stream: &mut S, request: &Request, authority: &str) -> Result<Vec<u8>, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let failed = |detail: String| Error::Handshake {
+        authority: authority.to_owned(),
+        status: None,
+        detail,
+    };
+    let key = tungstenite::handshake::client::generate_key();
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let host = uri.authority().map_or(authority, |a| a.as_str());
+    let mut head = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    )
+    .into_bytes();
+    // The endpoint's headers (credential, client header); the upgrade's own are written above.
+    const OWN: [&str; 5] = [
+        "host",
+        "connection",
+        "upgrade",
+        "sec-websocket-version",
+        "sec-websocket-key",
+    ];
+    for (name, value) in request.headers() {
+        if OWN.contains(&name.as_str()) {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    stream
+        .write_all(&head)
+        .await
+        .map_err(|e| failed(format!("writing the upgrade request: {e}")))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| failed(format!("writing the upgrade request: {e}")))?;
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > MAX_RESPONSE_HEAD {
+            return Err(failed("upgrade response head too large".to_owned()));
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| failed(format!("reading the upgrade response: {e}")))?;
+        if n == 0 {
+            return Err(failed("connection closed during the upgrade".to_owned()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let text = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| failed("malformed upgrade response".to_owned()))?;
+    if status != 101 {
+        let detail = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("upgrade refused")
+            .to_owned();
+        return Err(Error::Handshake {
+            authority: authority.to_owned(),
+            status: Some(status),
+            detail,
+        });
+    }
+    let accept = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-accept")
+            .then(|| value.trim().to_owned())
+    });
+    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if accept.as_deref() != Some(expected.as_str()) {
+        return Err(failed(
+            "the server did not accept the WebSocket upgrade".to_owned(),
+        ));
+    }
+    Ok(buf[end..].to_vec())
 }
 
 /// The upgrade request: URL from the endpoint, WebSocket headers, then the endpoint's headers.
@@ -108,42 +233,6 @@ fn host_and_port(request: &Request, tls: bool) -> Result<(String, u16), Error> {
         .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     Ok((host, port))
-}
-
-fn handshake_error(authority: &str, error: tungstenite::Error) -> Error {
-    let authority = authority.to_owned();
-    match error {
-        tungstenite::Error::Http(response) => {
-            let status = response.status();
-            Error::Handshake {
-                authority,
-                status: Some(status.as_u16()),
-                detail: status
-                    .canonical_reason()
-                    .unwrap_or("upgrade refused")
-                    .to_owned(),
-            }
-        }
-        tungstenite::Error::Tls(e) => Error::Tls {
-            authority,
-            detail: e.to_string(),
-        },
-        tungstenite::Error::Io(e) if is_tls_failure(&e) => Error::Tls {
-            authority,
-            detail: e.to_string(),
-        },
-        other => Error::Handshake {
-            authority,
-            status: None,
-            detail: other.to_string(),
-        },
-    }
-}
-
-fn is_tls_failure(error: &std::io::Error) -> bool {
-    error
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 fn elapsed_us(started: Instant) -> u64 {
