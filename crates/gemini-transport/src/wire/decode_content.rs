@@ -58,16 +58,17 @@ pub(crate) fn part(v: &Value, path: &Path<'_>, mode: Mode) -> Result<Part, Error
         Some(v) => bytes(v, &path.key("thoughtSignature"))?,
         None => Vec::new(),
     };
+    // A member this decoder does not know (a known one given as `null` is absent, not
+    // unknown: it re-encodes as an empty part, which decodes the same).
+    let known = |k: &str| {
+        let folded: String = k.chars().filter(|c| *c != '_').collect();
+        PART_MEMBERS
+            .iter()
+            .chain(["thought", "thoughtSignature"].iter())
+            .any(|m| m.eq_ignore_ascii_case(&folded))
+    };
     let unknown_member = match v {
-        Value::Object(map) => map
-            .keys()
-            .find(|k| {
-                !matches!(
-                    k.as_str(),
-                    "thought" | "thoughtSignature" | "thought_signature"
-                )
-            })
-            .cloned(),
+        Value::Object(map) => map.keys().find(|k| !known(k)).cloned(),
         _ => None,
     };
     o.finish()?;

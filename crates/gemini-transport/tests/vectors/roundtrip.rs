@@ -215,3 +215,19 @@ proptest! {
         prop_assert_eq!(back.as_ref().ok(), Some(&msg), "{} -> {:?}", json, back);
     }
 }
+
+/// A part whose only member is `null` (proto3: absent) decodes to an empty unknown part that
+/// re-encodes to JSON the decoder accepts again, unchanged (it used to re-encode as
+/// `{"text":{}}`, which the decoder rejects).
+#[test]
+fn a_null_part_member_round_trips() {
+    for raw in [
+        r#"{"serverContent":{"modelTurn":{"parts":[{"text":null}]}}}"#,
+        r#"{"serverContent":{"modelTurn":{"parts":[{"inline_data":null}]}}}"#,
+    ] {
+        let decoded = ServerMessage::from_json(raw.as_bytes()).expect("lenient decode");
+        let again = ServerMessage::from_json(decoded.to_json().as_bytes())
+            .expect("what was accepted re-encodes to something accepted");
+        assert_eq!(again, decoded, "{raw} -> {}", decoded.to_json());
+    }
+}
