@@ -731,9 +731,10 @@ impl Driver {
                 Ok(()) => self.shared.with(|state, now| {
                     state.core.handle_setup_complete(now, connection);
                     // Audio captured while no connection was up.
+                    // The plan's messages go out first, then the buffered audio.
                     let chunk = self.shared.config.audio_chunk_bytes();
+                    state.drain();
                     for pcm in state.gap.take() {
-                        state.drain();
                         state.audio(&pcm, chunk);
                     }
                 }),

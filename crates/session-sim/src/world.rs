@@ -60,6 +60,21 @@ enum Ev {
     Settle,
 }
 
+impl Ev {
+    /// Whether it is something on the network (a dial, a frame, a close on its way).
+    fn in_flight(&self) -> bool {
+        matches!(
+            self,
+            Ev::Dial(..)
+                | Ev::DialFailed(..)
+                | Ev::ToServer(..)
+                | Ev::CloseAtServer(..)
+                | Ev::ToClient(..)
+                | Ev::ClosedAtClient(..)
+        )
+    }
+}
+
 #[derive(Debug)]
 struct Queued {
     at: u64,
@@ -233,15 +248,7 @@ impl<'a> World<'a> {
     }
 
     fn at(&mut self, at: u64, ev: Ev) {
-        if matches!(
-            ev,
-            Ev::Dial(..)
-                | Ev::DialFailed(..)
-                | Ev::ToServer(..)
-                | Ev::CloseAtServer(..)
-                | Ev::ToClient(..)
-                | Ev::ClosedAtClient(..)
-        ) {
+        if ev.in_flight() {
             self.in_flight += 1;
         }
         if matches!(ev, Ev::Answer(_)) {
@@ -345,16 +352,7 @@ impl<'a> World<'a> {
     }
 
     fn handle(&mut self, ev: Ev) {
-        let in_flight = matches!(
-            ev,
-            Ev::Dial(..)
-                | Ev::DialFailed(..)
-                | Ev::ToServer(..)
-                | Ev::CloseAtServer(..)
-                | Ev::ToClient(..)
-                | Ev::ClosedAtClient(..)
-        );
-        if in_flight {
+        if ev.in_flight() {
             self.in_flight -= 1;
         }
         let now = self.now;

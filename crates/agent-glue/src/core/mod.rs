@@ -412,7 +412,6 @@ impl SessionCore {
         if self.closed.is_some() {
             return Err(Error::Closed);
         }
-        let before = self.version;
         let mut receipt = match command {
             Command::Close => {
                 self.shutdown(None);
@@ -479,9 +478,6 @@ impl SessionCore {
                 Receipt::default()
             }
         };
-        if self.version == before && !receipt.items.is_empty() {
-            self.version += 1;
-        }
         receipt.version = self.version;
         Ok(receipt)
     }
