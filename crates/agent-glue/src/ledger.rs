@@ -14,7 +14,7 @@ use resume_policy::{
 
 use crate::Error;
 
-/// The session's bookkeeping. Pure data: the actor drives it.
+/// The session's bookkeeping. Pure data: the session core drives it.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     /// `L`: what the application wants the model to have.
