@@ -104,9 +104,15 @@ impl State {
     }
 
     /// Audio that did not go out on the connection it was meant for: onto the connection that
-    /// takes audio now, or into the gap buffer (flushed after the next setup).
-    fn requeue_audio(&mut self, pcm: Vec<u8>, chunk: usize) {
-        if self.core.audio_target().is_some() {
+    /// takes audio now if that is another one, else into the gap buffer (flushed after the
+    /// next setup). Never back to the connection that failed: the shell would loop on it until
+    /// the close is reported.
+    fn requeue_audio(&mut self, meant_for: ConnectionId, pcm: Vec<u8>, chunk: usize) {
+        if self
+            .core
+            .audio_target()
+            .is_some_and(|target| target != meant_for)
+        {
             self.audio(&pcm, chunk);
         } else if let Some(dropped) = self.gap.push(pcm) {
             self.emit(SessionEvent::AudioDropped { duration: dropped });
@@ -623,15 +629,16 @@ impl Driver {
             return;
         }
         let rate = self.shared.config.input_sample_rate;
-        let mut unwritten: Vec<Vec<u8>> = Vec::new();
+        // Audio that did not go out, with the connection it was meant for.
+        let mut unwritten: Vec<(ConnectionId, Vec<u8>)> = Vec::new();
         let mut failed = false;
         let mut wrote = false;
         for item in out {
             let socket = match self.socket.as_mut() {
                 Some(socket) if !failed => socket,
                 _ => {
-                    if let Out::Audio(_, pcm) = item {
-                        unwritten.push(pcm);
+                    if let Out::Audio(id, pcm) = item {
+                        unwritten.push((id, pcm));
                     }
                     continue;
                 }
@@ -653,7 +660,7 @@ impl Driver {
                     if let Out::Audio(id, pcm) = item {
                         if Some(id) != self.socket.as_ref().map(|s| s.id) {
                             // Meant for a connection that is gone.
-                            unwritten.push(pcm);
+                            unwritten.push((id, pcm));
                         }
                     }
                 }
@@ -661,8 +668,8 @@ impl Driver {
                     // The reader reports the end of the connection.
                     tracing::debug!(error = %e, "write failed");
                     failed = true;
-                    if let Out::Audio(_, pcm) = item {
-                        unwritten.push(pcm);
+                    if let Out::Audio(id, pcm) = item {
+                        unwritten.push((id, pcm));
                     }
                 }
             }
@@ -685,8 +692,8 @@ impl Driver {
         if !unwritten.is_empty() {
             let chunk = self.shared.config.audio_chunk_bytes();
             self.shared.with(|state, _| {
-                for pcm in unwritten {
-                    state.requeue_audio(pcm, chunk);
+                for (meant_for, pcm) in unwritten {
+                    state.requeue_audio(meant_for, pcm, chunk);
                 }
             });
         }
