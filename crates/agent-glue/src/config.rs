@@ -35,6 +35,29 @@ impl Default for AudioGapPolicy {
     }
 }
 
+/// How the session checks that the server still reads what it writes: a WebSocket ping every
+/// `interval`, and the connection is taken as lost (1006) when no pong came back within
+/// `timeout` of a ping. TCP alone cannot tell: a peer that stops reading (a half-open
+/// connection, a stalled proxy) leaves writes succeeding into the socket buffers for minutes
+/// at real-time rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time between pings.
+    pub interval: Duration,
+    /// How long a ping may stay unanswered.
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    /// A ping every 10 s, answered within 10 s.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything a session needs to open connections. Built by [`LiveSessionBuilder`].
 #[derive(Clone)]
 pub(crate) struct SessionConfig {
@@ -52,6 +75,11 @@ pub(crate) struct SessionConfig {
     pub(crate) go_away_margin: Duration,
     pub(crate) input_sample_rate: u32,
     pub(crate) audio_chunk: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) audio_backlog: Duration,
+    pub(crate) event_capacity: usize,
+    pub(crate) max_handle_bytes: usize,
 }
 
 impl SessionConfig {
@@ -146,6 +174,11 @@ impl LiveSessionBuilder {
                 go_away_margin: Duration::from_secs(2),
                 input_sample_rate: 16_000,
                 audio_chunk: Duration::from_millis(40),
+                write_timeout: Duration::from_secs(5),
+                keepalive: Some(Keepalive::default()),
+                audio_backlog: Duration::from_secs(1),
+                event_capacity: 1024,
+                max_handle_bytes: 16 << 10,
             },
             policy: None,
             capabilities: None,
@@ -226,6 +259,52 @@ impl LiveSessionBuilder {
     /// What to do with audio pushed while disconnected (default: buffer up to 2 s).
     pub fn audio_gap(mut self, policy: AudioGapPolicy) -> Self {
         self.config.audio_gap = policy;
+        self
+    }
+
+    /// How long a write may wait for the socket before the connection is taken as lost (1006)
+    /// and replaced; nothing is lost, the ledger replays what the server may not have
+    /// (default: 5 s).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// The ping that proves the server still reads (default: [`Keepalive::default`]); `None`
+    /// turns it off.
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.config.keepalive = keepalive;
+        self
+    }
+
+    /// How much microphone audio may wait, while connected, for a socket that is slower than
+    /// the microphone (default: 1 s). At the bound, [`LiveSession::push_audio`] drops the
+    /// oldest (reported), [`LiveSession::try_push_audio`] returns [`Error::Full`], and
+    /// [`LiveSession::push_audio_wait`] waits. While disconnected the bound is the
+    /// [`audio_gap`](Self::audio_gap)'s.
+    ///
+    /// [`LiveSession::push_audio`]: crate::LiveSession::push_audio
+    /// [`LiveSession::try_push_audio`]: crate::LiveSession::try_push_audio
+    /// [`LiveSession::push_audio_wait`]: crate::LiveSession::push_audio_wait
+    pub fn audio_backlog(mut self, max: Duration) -> Self {
+        self.config.audio_backlog = max;
+        self
+    }
+
+    /// How many events may wait for the application before model audio is dropped (reported
+    /// by [`SessionEvent::ModelAudioDropped`](crate::SessionEvent::ModelAudioDropped)) and the
+    /// session stops reading the server's frames until the application catches up (default:
+    /// 1,024; at least 1).
+    pub fn event_capacity(mut self, events: usize) -> Self {
+        self.config.event_capacity = events.max(1);
+        self
+    }
+
+    /// The longest resumption handle the session keeps (default: 16 KiB); a longer one is
+    /// refused with [`SessionEvent::HandleTooLarge`](crate::SessionEvent::HandleTooLarge) and
+    /// the session keeps the previous handle.
+    pub fn max_handle_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_handle_bytes = bytes;
         self
     }
 

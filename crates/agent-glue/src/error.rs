@@ -30,6 +30,15 @@ pub enum Error {
         /// The session's version now.
         current: u64,
     },
+    /// The session's audio backlog is at its bound
+    /// ([`audio_backlog`](crate::LiveSessionBuilder::audio_backlog), or the
+    /// [`audio_gap`](crate::LiveSessionBuilder::audio_gap) while disconnected): the audio given
+    /// to [`try_push_audio`](crate::LiveSession::try_push_audio) was not taken.
+    #[error("the audio backlog is full ({held:?} waiting)")]
+    Full {
+        /// How much audio waits to be written.
+        held: std::time::Duration,
+    },
     /// An argument is wrong (for example a tool result for an unknown call id).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

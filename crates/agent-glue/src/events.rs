@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use ctx_model::ItemId;
 use resume_policy::{DivergenceReason, OpId};
 use serde_json::Value;
@@ -12,8 +14,8 @@ use serde_json::Value;
 pub enum SessionEvent {
     /// A chunk of model audio (PCM16 little-endian mono at `sample_rate`, 24 kHz from Gemini).
     Audio {
-        /// The samples.
-        pcm: Vec<u8>,
+        /// The samples, as decoded from the frame (shared, never copied on the way).
+        pcm: Bytes,
         /// Samples per second.
         sample_rate: u32,
     },
@@ -86,6 +88,23 @@ pub enum SessionEvent {
     AudioDropped {
         /// How much audio was dropped.
         duration: Duration,
+    },
+    /// The application did not read its events in time: this much model audio was dropped
+    /// instead of queued (one event per run of drops). Model audio is the only thing the
+    /// session ever drops from its event queue; every other event waits, and the session stops
+    /// reading the server's frames until the application catches up.
+    ModelAudioDropped {
+        /// How much model audio was dropped.
+        duration: Duration,
+    },
+    /// The server sent a resumption handle longer than
+    /// [`max_handle_bytes`](crate::LiveSessionBuilder::max_handle_bytes): it was refused (not
+    /// kept, never sent back) and the session keeps its previous handle.
+    HandleTooLarge {
+        /// The handle's length in bytes.
+        size: usize,
+        /// The bound.
+        max: usize,
     },
     /// A recoverable problem worth knowing about (the session goes on).
     Warning(String),

@@ -1,7 +1,11 @@
-//! Microphone audio pushed while no connection is up.
+//! Microphone audio that waits: pushed while no connection is up (the gap), or while the
+//! socket is slower than the microphone (the backlog). Neither is counted by the core until it
+//! is handed to a connection, so it can be dropped without disturbing the ledger's numbering.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::config::AudioGapPolicy;
 
@@ -10,29 +14,51 @@ use crate::config::AudioGapPolicy;
 pub(crate) struct AudioGap {
     max_bytes: usize,
     bytes_per_second: usize,
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Bytes>,
     held: usize,
 }
 
 impl AudioGap {
     pub(crate) fn new(policy: AudioGapPolicy, sample_rate: u32) -> Self {
-        let bytes_per_second = sample_rate as usize * 2;
-        let max_bytes = match policy {
-            AudioGapPolicy::Buffer { max } => {
-                (max.as_secs_f64() * bytes_per_second as f64) as usize
-            }
-            AudioGapPolicy::Drop => 0,
+        let max = match policy {
+            AudioGapPolicy::Buffer { max } => max,
+            AudioGapPolicy::Drop => Duration::ZERO,
         };
+        Self::bounded(max, sample_rate)
+    }
+
+    /// A buffer of at most `max` of audio at `sample_rate`.
+    pub(crate) fn bounded(max: Duration, sample_rate: u32) -> Self {
+        let bytes_per_second = sample_rate as usize * 2;
         Self {
-            max_bytes,
+            max_bytes: (max.as_secs_f64() * bytes_per_second as f64) as usize,
             bytes_per_second: bytes_per_second.max(1),
             chunks: VecDeque::new(),
             held: 0,
         }
     }
 
+    /// Whether `bytes` more fit within the bound (always, when the buffer is empty and the
+    /// bound is not zero: one push of any length is taken whole).
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        self.max_bytes > 0 && (self.held == 0 || self.held + bytes <= self.max_bytes)
+    }
+
+    /// How much audio is held.
+    pub(crate) fn held(&self) -> Duration {
+        self.duration(self.held)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn duration(&self, bytes: usize) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64)
+    }
+
     /// Keeps `pcm`; returns how much audio was dropped to stay within the bound, if any.
-    pub(crate) fn push(&mut self, pcm: Vec<u8>) -> Option<Duration> {
+    pub(crate) fn push(&mut self, pcm: Bytes) -> Option<Duration> {
         let mut dropped = 0usize;
         self.held += pcm.len();
         self.chunks.push_back(pcm);
@@ -45,14 +71,13 @@ impl AudioGap {
                 None => break,
             }
         }
-        (dropped > 0)
-            .then(|| Duration::from_secs_f64(dropped as f64 / self.bytes_per_second as f64))
+        (dropped > 0).then(|| self.duration(dropped))
     }
 
     /// Everything held, oldest first.
-    pub(crate) fn take(&mut self) -> Vec<Vec<u8>> {
+    pub(crate) fn take(&mut self) -> VecDeque<Bytes> {
         self.held = 0;
-        self.chunks.drain(..).collect()
+        std::mem::take(&mut self.chunks)
     }
 }
 
@@ -69,17 +94,21 @@ mod tests {
             },
             16_000,
         );
-        assert_eq!(gap.push(vec![1; 1_600]), None);
-        assert_eq!(gap.push(vec![2; 1_600]), None);
-        assert_eq!(gap.push(vec![3; 640]), Some(Duration::from_millis(50)));
-        assert_eq!(gap.take(), vec![vec![2; 1_600], vec![3; 640]]);
+        assert_eq!(gap.push(vec![1; 1_600].into()), None);
+        assert!(gap.has_room(1_600));
+        assert_eq!(gap.push(vec![2; 1_600].into()), None);
+        assert!(!gap.has_room(2));
+        assert_eq!(gap.held(), Duration::from_millis(100));
+        assert_eq!(gap.push(vec![3; 640].into()), Some(Duration::from_millis(50)));
+        assert_eq!(gap.take(), vec![Bytes::from(vec![2; 1_600]), Bytes::from(vec![3; 640])]);
         assert!(gap.take().is_empty());
     }
 
     #[test]
     fn drop_policy_keeps_nothing() {
         let mut gap = AudioGap::new(AudioGapPolicy::Drop, 16_000);
-        assert_eq!(gap.push(vec![0; 640]), Some(Duration::from_millis(20)));
+        assert!(!gap.has_room(640));
+        assert_eq!(gap.push(vec![0; 640].into()), Some(Duration::from_millis(20)));
         assert!(gap.take().is_empty());
     }
 }

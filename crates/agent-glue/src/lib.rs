@@ -87,13 +87,14 @@ mod error;
 mod events;
 mod gap;
 mod ledger;
+mod queue;
 mod session;
 mod wire_plan;
 
-pub use config::{AudioGapPolicy, LiveSessionBuilder};
+pub use config::{AudioGapPolicy, Keepalive, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
-pub use session::{LiveSession, SessionEvents};
+pub use session::{Buffered, IntoPcm, LiveSession, SessionEvents};
 
 /// The README's Rust examples, compiled as doctests so that they stay true to the API.
 #[cfg(doctest)]

@@ -1,30 +1,48 @@
 //! `LiveSession`: the handle the application holds, and the async shell that moves frames and
 //! timers between the sockets and the [`SessionCore`].
 //!
-//! The shell decides nothing. The handle and the driver task share the core behind a mutex
-//! (as quinn shares its `quinn_proto::Connection`): a call such as [`LiveSession::send_text`]
-//! runs the core synchronously, so it returns the ids it created and fails with
-//! [`Error::Closed`] the moment the session has ended, then wakes the driver, which writes what
-//! the core queued, dials and closes connections as the core asks, feeds it the server's
-//! frames, and arms the one timer the core wants.
+//! The shell decides nothing. Everything, the core and the open socket's writer included,
+//! sits in one [`State`] behind a mutex shared by the handle, the driver task and the reader
+//! task (as quinn shares its `quinn_proto::Connection`):
+//!
+//! - A call such as [`LiveSession::send_text`] runs the core synchronously, so it returns the
+//!   ids it created and fails with [`Error::Closed`] the moment the session has ended; then it
+//!   writes what the core queued itself, without waiting: the socket is polled once, with a
+//!   no-op waker. Only when the socket cannot take everything now is the driver woken, and
+//!   from then on the driver alone polls the writer (with its own waker) until it is idle
+//!   again.
+//! - Microphone audio takes the same path: a chunk pushed while the writer is idle goes to the
+//!   socket from the caller's thread, with no hand-off and no wake-up of another task, and
+//!   costs the core one counter. While the writer is busy, chunks wait in a bounded backlog
+//!   that the core has not counted yet (so it can shed the oldest), and the driver hands the
+//!   whole backlog over as one batch when the write completes.
+//! - The reader task feeds each server frame to the core itself, and reads the next frame only
+//!   while the application's event queue has room: TCP pushes back on the server.
+//! - The driver dials and closes as the core asks, arms the core's timer, and enforces the
+//!   socket's liveness: a write that makes no progress within the write timeout, or a ping
+//!   left unanswered past the keepalive timeout, ends the connection as lost (1006); the core
+//!   reconnects and its ledger replays what the server may not have.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ctx_model::{ChatContext, Item, ItemId};
-use gemini_transport::wire::{ClientMessage, FunctionDeclaration, ServerMessage};
-use gemini_transport::{CloseInfo, Connection, ConnectionSender, Endpoint};
+use gemini_transport::wire::{ClientMessage, FunctionDeclaration};
+use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
 use resume_policy::{ConnectionId, Millis, OpId};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{LiveSessionBuilder, SessionConfig};
+use crate::config::{AudioGapPolicy, LiveSessionBuilder, SessionConfig};
 use crate::core::{Action, Command, CoreConfig, Receipt, SessionCore};
 use crate::gap::AudioGap;
+use crate::queue::EventQueue;
 use crate::{Error, SessionEvent};
 
 /// A Gemini Live session that survives reconnects with its context exactly once.
@@ -39,45 +57,236 @@ pub struct LiveSession {
 
 /// The session's events, in order. A `futures_core::Stream`, or read with
 /// [`recv`](Self::recv).
+///
+/// The queue is bounded ([`event_capacity`](crate::LiveSessionBuilder::event_capacity)):
+/// an application that reads slower than the server talks loses model audio (reported by
+/// [`SessionEvent::ModelAudioDropped`]) and nothing else, and the session stops reading the
+/// server's frames until it catches up. Dropping this stream discards events from then on.
 #[derive(Debug)]
 pub struct SessionEvents {
-    rx: mpsc::UnboundedReceiver<SessionEvent>,
+    queue: Arc<EventQueue>,
 }
 
 impl SessionEvents {
     /// The next event; `None` once the session has ended and every event was read.
     pub async fn recv(&mut self) -> Option<SessionEvent> {
-        self.rx.recv().await
+        poll_fn(|cx| self.queue.poll_next(cx)).await
     }
 
     /// The next event if one is ready now.
     pub fn try_recv(&mut self) -> Option<SessionEvent> {
-        self.rx.try_recv().ok()
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.queue.poll_next(&mut cx) {
+            Poll::Ready(event) => event,
+            Poll::Pending => None,
+        }
     }
 }
 
 impl futures_core::Stream for SessionEvents {
     type Item = SessionEvent;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SessionEvent>> {
-        self.rx.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SessionEvent>> {
+        self.queue.poll_next(cx)
+    }
+}
+
+impl Drop for SessionEvents {
+    fn drop(&mut self) {
+        // Nobody reads any more: never hold the reader back for them.
+        self.queue.end();
+    }
+}
+
+/// What the session holds in its buffers now ([`LiveSession::buffered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Buffered {
+    /// Frames queued for the socket and not yet taken by it.
+    pub queued_frames: usize,
+    /// Microphone audio waiting behind a busy writer (bounded by
+    /// [`audio_backlog`](crate::LiveSessionBuilder::audio_backlog)).
+    pub backlog: Duration,
+    /// Microphone audio held while disconnected (bounded by the
+    /// [`audio_gap`](crate::LiveSessionBuilder::audio_gap)).
+    pub gap: Duration,
+    /// Events waiting for the application.
+    pub events: usize,
+}
+
+/// Audio the session can take: [`Bytes`] (and what converts into it without a copy: `Vec<u8>`,
+/// `Box<[u8]>`) is shared as it is; a borrowed slice or array is copied once.
+pub trait IntoPcm {
+    /// The samples as [`Bytes`].
+    fn into_pcm(self) -> Bytes;
+}
+
+impl IntoPcm for Bytes {
+    fn into_pcm(self) -> Bytes {
+        self
+    }
+}
+
+impl IntoPcm for &Bytes {
+    fn into_pcm(self) -> Bytes {
+        self.clone()
+    }
+}
+
+impl IntoPcm for Vec<u8> {
+    fn into_pcm(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoPcm for Box<[u8]> {
+    fn into_pcm(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoPcm for &[u8] {
+    fn into_pcm(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl IntoPcm for &Vec<u8> {
+    fn into_pcm(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl<const N: usize> IntoPcm for [u8; N] {
+    fn into_pcm(self) -> Bytes {
+        Bytes::copy_from_slice(&self)
+    }
+}
+
+impl<const N: usize> IntoPcm for &[u8; N] {
+    fn into_pcm(self) -> Bytes {
+        Bytes::copy_from_slice(self)
     }
 }
 
 /// What goes out on a connection, in the core's order.
 enum Out {
     Message(ConnectionId, ClientMessage),
-    Audio(ConnectionId, Vec<u8>),
+    Audio(ConnectionId, Bytes),
+    Ping(ConnectionId),
 }
 
-/// The state the handle and the driver share.
+impl Out {
+    fn connection(&self) -> ConnectionId {
+        match self {
+            Self::Message(id, _) | Self::Audio(id, _) | Self::Ping(id) => *id,
+        }
+    }
+}
+
+/// Audio written to a socket within this long before the connection broke may not have
+/// reached the server (TCP gives no receipt): it is reported as [`SessionEvent::AudioDropped`].
+const AUDIO_UNCONFIRMED: Duration = Duration::from_secs(1);
+
+/// The longest the close frame of a closing connection may take to write.
+const CLOSE_FRAME_BUDGET: Duration = Duration::from_millis(250);
+
+/// The open socket, as the writer sees it.
+struct Link {
+    id: ConnectionId,
+    sender: ConnectionSender,
+    reader: Option<JoinHandle<()>>,
+    /// Frames handed to the sender and not flushed yet.
+    unflushed: bool,
+    /// The socket could not take everything: the driver polls the writer (with its waker),
+    /// and nobody else may until it is idle again.
+    busy: bool,
+    /// A write failed; the connection is gone (its reader, or the write deadline, reports it).
+    failed: bool,
+    /// The last time the socket took a frame or finished a flush.
+    progress: Instant,
+    /// Audio written in the last [`AUDIO_UNCONFIRMED`]: when, how many bytes.
+    recent_audio: VecDeque<(Instant, usize)>,
+    /// The ping waiting for its pong: the pong count before it, and when it was queued.
+    ping: Option<(u64, Instant)>,
+    last_ping: Instant,
+}
+
+impl Link {
+    fn new(id: ConnectionId, sender: ConnectionSender) -> Self {
+        let now = Instant::now();
+        Self {
+            id,
+            sender,
+            reader: None,
+            unflushed: false,
+            busy: false,
+            failed: false,
+            progress: now,
+            recent_audio: VecDeque::new(),
+            ping: None,
+            last_ping: now,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        !self.busy && !self.failed && !self.unflushed
+    }
+
+    fn fail(&mut self, error: &gemini_transport::Error) {
+        tracing::debug!(%error, connection = self.id.0, "write failed");
+        self.failed = true;
+        self.busy = false;
+    }
+
+    /// How much audio was written in the last [`AUDIO_UNCONFIRMED`].
+    fn unconfirmed_audio(&self, sample_rate: u32) -> Duration {
+        let horizon = Instant::now().checked_sub(AUDIO_UNCONFIRMED);
+        let bytes: usize = self
+            .recent_audio
+            .iter()
+            .filter(|(at, _)| horizon.is_none_or(|h| *at >= h))
+            .map(|(_, n)| n)
+            .sum();
+        let per_second = f64::from(sample_rate) * 2.0;
+        Duration::from_secs_f64(bytes as f64 / per_second.max(1.0))
+    }
+
+    /// Stops the reader and drops the socket.
+    fn shut(mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
+}
+
+/// What a full audio buffer does with the next push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtBound {
+    /// Drop the oldest audio and report it.
+    DropOldest,
+    /// Refuse with [`Error::Full`].
+    Refuse,
+}
+
+/// The state the handle, the driver and the reader share.
 struct State {
     core: SessionCore,
     out: VecDeque<Out>,
     actions: VecDeque<Action>,
+    link: Option<Link>,
+    /// Audio pushed while no connection takes audio (not counted by the core yet).
     gap: AudioGap,
-    /// Dropped after the `Closed` event, which ends the application's stream.
-    events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    /// Audio pushed while the writer is busy (not counted by the core yet).
+    backlog: AudioGap,
+    keeps_gap: bool,
+    events: Arc<EventQueue>,
+    /// The core's deadline the driver sleeps until.
+    armed: Option<Millis>,
+    /// The application's close has released the socket (close frame written or abandoned).
+    released: bool,
+    chunk: usize,
+    sample_rate: u32,
 }
 
 impl State {
@@ -90,60 +299,241 @@ impl State {
             self.actions.push_back(a);
         }
         while let Some(e) = self.core.poll_event() {
-            self.emit(e);
+            self.events.push(e);
         }
         if self.core.closed().is_some() {
-            self.events = None;
+            self.events.end();
         }
     }
 
     fn emit(&self, event: SessionEvent) {
-        if let Some(events) = &self.events {
-            let _ = events.send(event);
+        self.events.push(event);
+    }
+
+    /// `pcm` as frames on `connection`, counted by the core.
+    fn frames(&mut self, connection: ConnectionId, pcm: Bytes) {
+        let mut frames = 0u32;
+        let mut start = 0;
+        while start < pcm.len() {
+            let end = (start + self.chunk).min(pcm.len());
+            self.out
+                .push_back(Out::Audio(connection, pcm.slice(start..end)));
+            frames += 1;
+            start = end;
+        }
+        self.core.audio_sent(connection, frames);
+    }
+
+    /// Audio for the connection that takes audio now, or into the gap buffer.
+    fn audio(&mut self, pcm: Bytes) {
+        match self.core.audio_target() {
+            Some(connection) => self.frames(connection, pcm),
+            None => {
+                if let Some(dropped) = self.gap.push(pcm) {
+                    self.emit(SessionEvent::AudioDropped { duration: dropped });
+                }
+            }
         }
     }
 
     /// Audio that did not go out on the connection it was meant for: onto the connection that
     /// takes audio now if that is another one, else into the gap buffer (flushed after the
-    /// next setup). Never back to the connection that failed: the shell would loop on it until
-    /// the close is reported.
-    fn requeue_audio(&mut self, meant_for: ConnectionId, pcm: Vec<u8>, chunk: usize) {
+    /// next setup). Never back to the connection that failed: the writer would loop on it.
+    fn requeue_audio(&mut self, meant_for: ConnectionId, pcm: Bytes) {
         if self
             .core
             .audio_target()
             .is_some_and(|target| target != meant_for)
         {
-            self.audio(&pcm, chunk);
+            self.audio(pcm);
         } else if let Some(dropped) = self.gap.push(pcm) {
             self.emit(SessionEvent::AudioDropped { duration: dropped });
         }
     }
 
-    /// Audio frames on the connection that takes audio now, or into the gap buffer.
-    fn audio(&mut self, pcm: &[u8], chunk: usize) {
-        match self.core.audio_target() {
-            Some(connection) => {
-                let mut frames = 0u32;
-                for frame in pcm.chunks(chunk) {
-                    self.out.push_back(Out::Audio(connection, frame.to_vec()));
-                    frames += 1;
-                }
-                self.core.audio_sent(connection, frames);
+    /// Hands the backlog (and the gap) to the connection that takes audio, counted from now:
+    /// before a command (so that the core numbers the audio pushed before it first), after a
+    /// setup, and whenever the writer is idle again.
+    fn flush_backlog(&mut self) {
+        if self.core.audio_target().is_none() {
+            return;
+        }
+        let held: Vec<Bytes> = self
+            .gap
+            .take()
+            .into_iter()
+            .chain(self.backlog.take())
+            .collect();
+        for pcm in held {
+            self.audio(pcm);
+        }
+    }
+
+    /// The connection is gone: what waited behind its writer waits for the next one.
+    fn backlog_to_gap(&mut self) {
+        for pcm in self.backlog.take() {
+            if let Some(dropped) = self.gap.push(pcm) {
+                self.emit(SessionEvent::AudioDropped { duration: dropped });
             }
-            None => {
-                if let Some(dropped) = self.gap.push(pcm.to_vec()) {
-                    self.emit(SessionEvent::AudioDropped { duration: dropped });
+        }
+    }
+
+    /// Microphone audio: written now when the writer is idle, else kept in the backlog (or the
+    /// gap while disconnected) within its bound. Returns whether the driver must be woken.
+    fn push_audio(&mut self, pcm: Bytes, at_bound: AtBound) -> Result<bool, Error> {
+        let Some(target) = self.core.audio_target() else {
+            if self.keeps_gap && !self.gap.has_room(pcm.len()) && at_bound == AtBound::Refuse {
+                return Err(Error::Full {
+                    held: self.gap.held(),
+                });
+            }
+            if let Some(dropped) = self.gap.push(pcm) {
+                self.emit(SessionEvent::AudioDropped { duration: dropped });
+            }
+            return Ok(false);
+        };
+        let writer_idle = self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.id == target && l.idle());
+        if writer_idle && self.out.is_empty() && self.backlog.is_empty() && self.gap.is_empty() {
+            self.frames(target, pcm);
+            let mut cx = Context::from_waker(Waker::noop());
+            let pending = self.pump(&mut cx).is_pending();
+            return Ok(pending || self.link.as_ref().is_some_and(|l| l.failed));
+        }
+        if !self.backlog.has_room(pcm.len()) && at_bound == AtBound::Refuse {
+            return Err(Error::Full {
+                held: self.backlog.held(),
+            });
+        }
+        if let Some(dropped) = self.backlog.push(pcm) {
+            self.emit(SessionEvent::AudioDropped { duration: dropped });
+        }
+        // A busy writer hands the backlog over when its write completes.
+        Ok(!self.link.as_ref().is_some_and(|l| l.busy))
+    }
+
+    /// Writes what is queued, as far as the socket takes it now: `Ready` once everything is
+    /// flushed (or nothing can be written: frames for a connection that is gone are dropped,
+    /// their audio requeued), `Pending` when the socket is full (the writer is then busy and
+    /// `cx`'s waker is woken when it can take more).
+    fn pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let now = Instant::now();
+        let rate = self.sample_rate;
+        while let Some(front) = self.out.front() {
+            let target = front.connection();
+            let link = match self.link.as_mut() {
+                Some(link) if link.id == target && !link.failed => link,
+                _ => {
+                    if let Some(Out::Audio(id, pcm)) = self.out.pop_front() {
+                        self.requeue_audio(id, pcm);
+                    }
+                    continue;
+                }
+            };
+            match link.sender.poll_ready(cx) {
+                Poll::Pending => {
+                    link.busy = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => {
+                    link.fail(&e);
+                    continue;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let Some(item) = self.out.pop_front() else {
+                break;
+            };
+            let result = match &item {
+                Out::Message(_, message) => link.sender.start_send(message),
+                Out::Audio(_, pcm) => link.sender.start_send_audio(pcm, rate),
+                Out::Ping(_) => link.sender.start_send_ping(),
+            };
+            match result {
+                Ok(()) => {
+                    link.unflushed = true;
+                    link.progress = now;
+                    if let Out::Audio(_, pcm) = &item {
+                        link.recent_audio.push_back((now, pcm.len()));
+                        let horizon = now.checked_sub(AUDIO_UNCONFIRMED);
+                        while link
+                            .recent_audio
+                            .front()
+                            .is_some_and(|(at, _)| horizon.is_some_and(|h| *at < h))
+                        {
+                            link.recent_audio.pop_front();
+                        }
+                    }
+                }
+                Err(e) => {
+                    link.fail(&e);
+                    if let Out::Audio(id, pcm) = item {
+                        self.requeue_audio(id, pcm);
+                    }
                 }
             }
         }
+        if let Some(link) = self.link.as_mut().filter(|l| l.unflushed && !l.failed) {
+            match link.sender.poll_flush(cx) {
+                Poll::Pending => {
+                    link.busy = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(())) => {
+                    link.unflushed = false;
+                    link.progress = now;
+                }
+                Poll::Ready(Err(e)) => link.fail(&e),
+            }
+        }
+        if let Some(link) = self.link.as_mut() {
+            link.busy = false;
+        }
+        Poll::Ready(())
+    }
+
+    /// After a step of the core: writes what it queued if the writer is idle; returns whether
+    /// the driver must be woken (an action to perform, a write the socket did not take, a
+    /// timer earlier than the one armed).
+    fn after_step(&mut self) -> bool {
+        let mut wake = !self.actions.is_empty();
+        if !self.out.is_empty() {
+            match self.link.as_ref() {
+                Some(link) if link.busy => {}
+                Some(link) if !link.failed => {
+                    let mut cx = Context::from_waker(Waker::noop());
+                    wake |= self.pump(&mut cx).is_pending();
+                }
+                _ => wake = true,
+            }
+        }
+        if self.link.as_ref().is_some_and(|l| l.failed) {
+            wake = true;
+        }
+        if let Some(next) = self.core.poll_timeout() {
+            wake |= self.armed.is_none_or(|armed| next < armed);
+        }
+        wake
+    }
+
+    fn settled(&self) -> bool {
+        self.core.is_settled()
+            && self.out.is_empty()
+            && self.actions.is_empty()
+            && self.backlog.is_empty()
+            && self.link.as_ref().is_none_or(Link::idle)
     }
 }
 
 struct Shared {
     state: Mutex<State>,
     config: Arc<SessionConfig>,
+    events: Arc<EventQueue>,
     wake: Notify,
-    /// Bumped whenever the state may have changed (for `settled` and `context_changed`).
+    /// Bumped whenever the state may have changed (for `settled`, `context_changed`,
+    /// `close` and `push_audio_wait`).
     changed: watch::Sender<u64>,
     epoch: Instant,
 }
@@ -163,18 +553,51 @@ impl Shared {
         Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Runs `f` on the state, moves the core's output into the queues, and wakes the driver.
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Runs `f` on the state, moves the core's output into the queues, writes what the
+    /// socket takes now, and wakes the driver if it has something to do.
     fn with<T>(&self, f: impl FnOnce(&mut State, Millis) -> T) -> T {
         let now = self.now();
-        let result = {
+        let (result, wake) = {
             let mut state = self.lock();
             let result = f(&mut state, now);
             state.drain();
-            result
+            (result, state.after_step())
         };
-        self.wake.notify_one();
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if wake {
+            self.wake.notify_one();
+        }
+        self.bump();
         result
+    }
+
+    /// Connection `id` ended with `info` (seen by its reader, or decided by the driver):
+    /// the socket is dropped, audio written in its last second is reported, and the core is
+    /// told.
+    fn connection_ended(&self, id: ConnectionId, info: CloseInfo) {
+        let rate = self.config.input_sample_rate;
+        self.with(|state, now| {
+            if state.link.as_ref().is_some_and(|l| l.id == id) {
+                if let Some(link) = state.link.take() {
+                    let unconfirmed = if info.class == gemini_transport::CloseClass::Normal {
+                        Duration::ZERO
+                    } else {
+                        link.unconfirmed_audio(rate)
+                    };
+                    if !unconfirmed.is_zero() {
+                        state.emit(SessionEvent::AudioDropped {
+                            duration: unconfirmed,
+                        });
+                    }
+                    link.shut();
+                }
+                state.backlog_to_gap();
+            }
+            state.core.handle_closed(now, id, info);
+        });
     }
 }
 
@@ -210,24 +633,50 @@ impl LiveSessionBuilder {
             initial,
             Millis(0),
         );
-        let (event_tx, event_rx) = mpsc::unbounded_channel();
-        let gap = AudioGap::new(config.audio_gap, config.input_sample_rate);
+        let events = Arc::new(EventQueue::new(config.event_capacity));
+        let rate = config.input_sample_rate;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 core,
                 out: VecDeque::new(),
                 actions: VecDeque::new(),
-                gap,
-                events: Some(event_tx),
+                link: None,
+                gap: AudioGap::new(config.audio_gap, rate),
+                backlog: AudioGap::bounded(config.audio_backlog, rate),
+                keeps_gap: !matches!(config.audio_gap, AudioGapPolicy::Drop),
+                events: Arc::clone(&events),
+                armed: None,
+                released: false,
+                chunk: config.audio_chunk_bytes(),
+                sample_rate: rate,
             }),
             config,
+            events: Arc::clone(&events),
             wake: Notify::new(),
             changed: watch::Sender::new(0),
             epoch,
         });
         shared.lock().drain();
         let mut changed = shared.changed.subscribe();
-        tokio::spawn(Driver::new(Arc::clone(&shared)).run());
+        let mut driver = Driver {
+            shared: Arc::clone(&shared),
+        };
+        // The first connection is opened by the caller's task: no hand-off to the driver on
+        // the way to the first `setupComplete`.
+        let first = {
+            let state = shared.lock();
+            match state.actions.front() {
+                Some(Action::Open { .. }) => state.actions.front().cloned(),
+                _ => None,
+            }
+        };
+        if let Some(action) = first {
+            driver.act(action).await;
+            shared.with(|state, _| {
+                state.actions.pop_front();
+            });
+        }
+        tokio::spawn(driver.run());
         loop {
             {
                 let state = shared.lock();
@@ -243,7 +692,7 @@ impl LiveSessionBuilder {
                 return Err(Error::Closed);
             }
         }
-        Ok((LiveSession { shared }, SessionEvents { rx: event_rx }))
+        Ok((LiveSession { shared }, SessionEvents { queue: events }))
     }
 }
 
@@ -266,8 +715,11 @@ impl LiveSession {
     }
 
     fn command(&self, command: Command) -> Result<Receipt, Error> {
-        self.shared
-            .with(|state, now| state.core.command(now, command))
+        self.shared.with(|state, now| {
+            // Audio pushed before the command is numbered before it.
+            state.flush_backlog();
+            state.core.command(now, command)
+        })
     }
 
     /// Any [`Command`] of the session core, as the methods below send them (for code that
@@ -289,28 +741,63 @@ impl LiveSession {
     }
 
     /// Microphone audio: PCM16 little-endian mono at 16 kHz, any length (the session cuts it
-    /// into frames of [`audio_chunk`](crate::LiveSessionBuilder::audio_chunk)). While
-    /// disconnected it is buffered or dropped per [`AudioGapPolicy`](crate::AudioGapPolicy).
-    /// An odd number of bytes (half a sample) is an [`Error::InvalidArgument`] and nothing is
-    /// sent.
-    pub fn push_audio(&self, pcm: impl AsRef<[u8]>) -> Result<(), Error> {
-        let pcm = pcm.as_ref();
+    /// into frames of [`audio_chunk`](crate::LiveSessionBuilder::audio_chunk) without copying).
+    /// Pushed while the socket is idle, it is written before this returns, from the caller's
+    /// thread; while the socket is busy it waits in the backlog
+    /// ([`audio_backlog`](crate::LiveSessionBuilder::audio_backlog)), and while disconnected
+    /// in the gap buffer ([`AudioGapPolicy`](crate::AudioGapPolicy)). At either bound the
+    /// oldest audio is dropped and reported as [`SessionEvent::AudioDropped`]; see
+    /// [`try_push_audio`](Self::try_push_audio) and [`push_audio_wait`](Self::push_audio_wait)
+    /// for the other choices. An odd number of bytes (half a sample) is an
+    /// [`Error::InvalidArgument`] and nothing is sent.
+    pub fn push_audio(&self, pcm: impl IntoPcm) -> Result<(), Error> {
+        self.push(pcm.into_pcm(), AtBound::DropOldest)
+    }
+
+    /// [`push_audio`](Self::push_audio), refused with [`Error::Full`] (nothing taken) when
+    /// the audio buffer is at its bound.
+    pub fn try_push_audio(&self, pcm: impl IntoPcm) -> Result<(), Error> {
+        self.push(pcm.into_pcm(), AtBound::Refuse)
+    }
+
+    /// [`push_audio`](Self::push_audio), waiting for room when the audio buffer is at its
+    /// bound (for a source that is not real time, such as a file).
+    pub async fn push_audio_wait(&self, pcm: impl IntoPcm) -> Result<(), Error> {
+        let pcm = pcm.into_pcm();
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            match self.push(pcm.clone(), AtBound::Refuse) {
+                Err(Error::Full { .. }) => {
+                    if changed.changed().await.is_err() {
+                        return Err(Error::Closed);
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn push(&self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
         if pcm.len() % 2 != 0 {
             return Err(Error::InvalidArgument(format!(
                 "PCM16 audio must have an even number of bytes, got {}",
                 pcm.len()
             )));
         }
-        let chunk = self.shared.config.audio_chunk_bytes();
-        self.shared.with(|state, _| {
+        let wake = {
+            let mut state = self.shared.lock();
             if state.core.closed().is_some() {
                 return Err(Error::Closed);
             }
-            if !pcm.is_empty() {
-                state.audio(pcm, chunk);
+            if pcm.is_empty() {
+                return Ok(());
             }
-            Ok(())
-        })
+            state.push_audio(pcm, at_bound)?
+        };
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// The microphone closed (automatic activity detection).
@@ -418,11 +905,30 @@ impl LiveSession {
     pub fn describe(&self) -> String {
         let state = self.shared.lock();
         format!(
-            "{:?}; shell: {} queued, {} actions",
+            "{:?}; shell: {} queued, {} actions, backlog {:?}, gap {:?}, writer {}",
             state.core,
             state.out.len(),
-            state.actions.len()
+            state.actions.len(),
+            state.backlog.held(),
+            state.gap.held(),
+            match state.link.as_ref() {
+                None => "none",
+                Some(l) if l.failed => "failed",
+                Some(l) if l.busy => "busy",
+                Some(_) => "idle",
+            }
         )
+    }
+
+    /// What the session holds in its buffers now: every one of them is bounded.
+    pub fn buffered(&self) -> Buffered {
+        let state = self.shared.lock();
+        Buffered {
+            queued_frames: state.out.len(),
+            backlog: state.backlog.held(),
+            gap: state.gap.held(),
+            events: self.shared.events.len(),
+        }
     }
 
     /// The context and its version (give the version to
@@ -462,7 +968,7 @@ impl LiveSession {
                 if state.core.closed().is_some() {
                     return Err(Error::Closed);
                 }
-                if state.core.is_settled() && state.out.is_empty() && state.actions.is_empty() {
+                if state.settled() {
                     return Ok(());
                 }
             }
@@ -472,23 +978,31 @@ impl LiveSession {
         }
     }
 
-    /// Closes the session (and its connection); the event stream ends with
-    /// [`SessionEvent::Closed`]. Every call after it returns [`Error::Closed`].
+    /// Closes the session; the event stream ends with [`SessionEvent::Closed`]. Every call
+    /// after it returns [`Error::Closed`], whatever the socket does: this returns once the
+    /// close frame is written, or abandoned when the socket does not take it (a peer that
+    /// stopped reading) within a quarter of a second; the closing handshake finishes in the
+    /// background, bounded by the close timeout.
     pub async fn close(&self) -> Result<(), Error> {
         let mut changed = self.shared.changed.subscribe();
         let _ = self.command(Command::Close);
-        // Wait until the driver has closed the socket (bounded by the close timeout).
-        loop {
-            {
-                let state = self.shared.lock();
-                if state.actions.is_empty() {
-                    return Ok(());
+        let released = async {
+            loop {
+                if self.shared.lock().released {
+                    return;
+                }
+                if changed.changed().await.is_err() {
+                    return;
                 }
             }
-            if changed.changed().await.is_err() {
-                return Ok(());
-            }
-        }
+        };
+        // Bounded even if the driver is gone (its runtime shut down).
+        let _ = tokio::time::timeout(
+            self.shared.config.connect.close_timeout.max(CLOSE_FRAME_BUDGET),
+            released,
+        )
+        .await;
+        Ok(())
     }
 }
 
@@ -500,216 +1014,150 @@ impl Drop for LiveSession {
     }
 }
 
-/// A frame (or the end) from the reader task of a connection.
-type Incoming = (ConnectionId, Result<ServerMessage, gemini_transport::Error>);
-
-/// The open socket.
-struct Socket {
-    id: ConnectionId,
-    sender: ConnectionSender,
-    reader: JoinHandle<()>,
-}
-
-/// Audio written to a socket within this long before the connection broke may not have
-/// reached the server (TCP gives no receipt): it is reported as [`SessionEvent::AudioDropped`].
-const AUDIO_UNCONFIRMED: Duration = Duration::from_secs(1);
-
-/// The task that performs the core's IO.
+/// The task that performs the core's IO: dials, closes, timers, and the writer whenever the
+/// socket could not take a write at once.
 struct Driver {
     shared: Arc<Shared>,
-    socket: Option<Socket>,
-    incoming_tx: mpsc::UnboundedSender<Incoming>,
-    incoming_rx: mpsc::UnboundedReceiver<Incoming>,
-    /// Audio written on the open socket in the last [`AUDIO_UNCONFIRMED`]: when, how many bytes.
-    recent_audio: VecDeque<(Instant, usize)>,
 }
 
 impl Driver {
-    fn new(shared: Arc<Shared>) -> Self {
-        let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-        Self {
-            shared,
-            socket: None,
-            incoming_tx,
-            incoming_rx,
-            recent_audio: VecDeque::new(),
-        }
-    }
-
     async fn run(mut self) {
         loop {
-            let (actions, out, timeout, closed) = {
-                let mut state = self.shared.lock();
-                let actions: Vec<Action> = state.actions.iter().cloned().collect();
-                let out: Vec<Out> = state.out.drain(..).collect();
-                let timeout = state.core.poll_timeout();
-                (actions, out, timeout, state.core.closed().is_some())
-            };
-            let wrote = !out.is_empty();
-            self.write(out).await;
-            if wrote {
-                // The queue is empty now: `settled()` may be waiting for that.
-                self.shared.changed.send_modify(|v| *v = v.wrapping_add(1));
-            }
-            for action in actions {
+            let next = self.shared.lock().actions.front().cloned();
+            if let Some(action) = next {
                 self.act(action).await;
                 self.shared.with(|state, _| {
                     state.actions.pop_front();
                 });
-            }
-            if closed && self.shared.lock().actions.is_empty() {
-                if let Some(socket) = self.socket.take() {
-                    socket.reader.abort();
-                }
-                self.shared.changed.send_modify(|v| *v = v.wrapping_add(1));
-                return;
-            }
-            let busy = {
-                let state = self.shared.lock();
-                !state.actions.is_empty() || !state.out.is_empty()
-            };
-            if busy {
                 continue;
             }
-            let deadline = timeout.map(|at| self.shared.epoch + Duration::from_millis(at.0));
+            let config = Arc::clone(&self.shared.config);
+            let (core_deadline, write_deadline, keepalive_deadline, writing) = {
+                let mut state = self.shared.lock();
+                if state.core.closed().is_some() {
+                    if let Some(link) = state.link.take() {
+                        link.shut();
+                    }
+                    state.released = true;
+                    state.out.clear();
+                    drop(state);
+                    self.shared.bump();
+                    return;
+                }
+                let timeout = state.core.poll_timeout();
+                state.armed = timeout;
+                let core_deadline = timeout.map(|at| self.shared.epoch + millis_duration(at));
+                let link = state.link.as_ref();
+                let write_deadline = link
+                    .filter(|l| l.busy || l.failed)
+                    .map(|l| l.progress + config.write_timeout);
+                let keepalive_deadline = match (link, config.keepalive) {
+                    (Some(l), Some(k)) if !l.failed => Some(match l.ping {
+                        Some((_, at)) => at + k.timeout,
+                        None => l.last_ping + k.interval,
+                    }),
+                    _ => None,
+                };
+                let writing =
+                    !state.out.is_empty() || state.link.as_ref().is_some_and(|l| l.busy);
+                (core_deadline, write_deadline, keepalive_deadline, writing)
+            };
+            let shared = Arc::clone(&self.shared);
             tokio::select! {
                 biased;
-                Some((id, frame)) = self.incoming_rx.recv() => self.on_frame(id, frame),
+                () = poll_fn(|cx| shared.lock().pump(cx)), if writing => self.wrote(),
                 () = self.shared.wake.notified() => {}
-                () = sleep_until(deadline) => {
+                () = sleep_until(core_deadline) => {
                     self.shared.with(|state, now| state.core.handle_timeout(now));
                 }
+                () = sleep_until(write_deadline) => self.stalled(),
+                () = sleep_until(keepalive_deadline) => self.keepalive(),
             }
         }
     }
 
-    fn on_frame(
-        &mut self,
-        id: ConnectionId,
-        frame: Result<ServerMessage, gemini_transport::Error>,
-    ) {
-        match frame {
-            Ok(message) => self.shared.with(|state, now| {
-                state.core.handle_message(now, id, message);
-            }),
-            Err(e) if !e.ends_connection() => self.shared.with(|state, _| {
-                state.emit(SessionEvent::Warning(format!(
-                    "ignored a server frame: {e}"
-                )));
-            }),
-            Err(e) => {
-                let info = close_info(&e);
-                let ours = self.socket.as_ref().is_some_and(|s| s.id == id);
-                if ours {
-                    self.socket = None;
-                }
-                let unconfirmed = if ours && info.class != gemini_transport::CloseClass::Normal {
-                    self.unconfirmed_audio()
-                } else {
-                    Duration::ZERO
-                };
-                self.recent_audio.clear();
-                self.shared.with(|state, now| {
-                    if !unconfirmed.is_zero() {
-                        state.emit(SessionEvent::AudioDropped {
-                            duration: unconfirmed,
-                        });
-                    }
-                    state.core.handle_closed(now, id, info);
-                });
+    /// The writer is idle again: the backlog goes out as one batch.
+    fn wrote(&self) {
+        self.shared.with(|state, _| {
+            if state.out.is_empty() && state.link.as_ref().is_some_and(Link::idle) {
+                state.flush_backlog();
             }
+        });
+    }
+
+    /// The write deadline passed: a write made no progress (or failed and nobody reported
+    /// the close). The connection is lost.
+    fn stalled(&self) {
+        let timeout = self.shared.config.write_timeout;
+        let id = self
+            .shared
+            .lock()
+            .link
+            .as_ref()
+            .filter(|l| (l.busy || l.failed) && l.progress.elapsed() >= timeout)
+            .map(|l| l.id);
+        if let Some(id) = id {
+            let info = CloseInfo::abnormal(
+                format!("the socket took no write for {timeout:?}"),
+                false,
+            );
+            self.shared.connection_ended(id, info);
         }
     }
 
-    /// Writes what the core queued, feeding everything and flushing once. Audio that cannot be
-    /// written (no socket, a socket already replaced, a failed write) goes back to the gap
-    /// buffer: the next connection takes it.
-    async fn write(&mut self, out: Vec<Out>) {
-        if out.is_empty() {
+    /// Sends a ping, or ends a connection whose last ping went unanswered.
+    fn keepalive(&self) {
+        let Some(keepalive) = self.shared.config.keepalive else {
             return;
-        }
-        let rate = self.shared.config.input_sample_rate;
-        // Audio that did not go out, with the connection it was meant for.
-        let mut unwritten: Vec<(ConnectionId, Vec<u8>)> = Vec::new();
-        let mut failed = false;
-        let mut wrote = false;
-        for item in out {
-            let socket = match self.socket.as_mut() {
-                Some(socket) if !failed => socket,
-                _ => {
-                    if let Out::Audio(id, pcm) = item {
-                        unwritten.push((id, pcm));
-                    }
-                    continue;
-                }
+        };
+        let now = Instant::now();
+        let lost = {
+            let mut state = self.shared.lock();
+            let Some(link) = state.link.as_mut() else {
+                return;
             };
-            let result = match &item {
-                Out::Message(id, message) if *id == socket.id => socket.sender.feed(message).await,
-                Out::Audio(id, pcm) if *id == socket.id => {
-                    let fed = socket.sender.feed_audio(pcm, rate).await;
-                    if fed.is_ok() {
-                        self.recent_audio.push_back((Instant::now(), pcm.len()));
-                    }
-                    fed
+            let pongs = link.sender.pongs_received();
+            match link.ping {
+                Some((before, _)) if pongs > before => {
+                    link.ping = None;
+                    None
                 }
-                _ => Ok(()),
-            };
-            match result {
-                Ok(()) => {
-                    wrote = true;
-                    if let Out::Audio(id, pcm) = item {
-                        if Some(id) != self.socket.as_ref().map(|s| s.id) {
-                            // Meant for a connection that is gone.
-                            unwritten.push((id, pcm));
-                        }
-                    }
+                Some((_, at)) if now >= at + keepalive.timeout => Some(link.id),
+                Some(_) => None,
+                None if now >= link.last_ping + keepalive.interval => {
+                    link.ping = Some((pongs, now));
+                    link.last_ping = now;
+                    let id = link.id;
+                    state.out.push_back(Out::Ping(id));
+                    None
                 }
-                Err(e) => {
-                    // The reader reports the end of the connection.
-                    tracing::debug!(error = %e, "write failed");
-                    failed = true;
-                    if let Out::Audio(id, pcm) = item {
-                        unwritten.push((id, pcm));
-                    }
-                }
+                None => None,
             }
-        }
-        if wrote && !failed {
-            if let Some(socket) = self.socket.as_mut() {
-                if let Err(e) = socket.sender.flush().await {
-                    tracing::debug!(error = %e, "flush failed; the reader reports the close");
-                }
+        };
+        match lost {
+            Some(id) => {
+                let info = CloseInfo::abnormal(
+                    format!(
+                        "no pong within {:?}: the server stopped reading",
+                        keepalive.timeout
+                    ),
+                    false,
+                );
+                self.shared.connection_ended(id, info);
             }
-        }
-        let horizon = Instant::now().checked_sub(AUDIO_UNCONFIRMED);
-        while self
-            .recent_audio
-            .front()
-            .is_some_and(|(at, _)| horizon.is_some_and(|h| *at < h))
-        {
-            self.recent_audio.pop_front();
-        }
-        if !unwritten.is_empty() {
-            let chunk = self.shared.config.audio_chunk_bytes();
-            self.shared.with(|state, _| {
-                for (meant_for, pcm) in unwritten {
-                    state.requeue_audio(meant_for, pcm, chunk);
-                }
-            });
+            None => self.shared.with(|_, _| {}),
         }
     }
 
-    /// How much audio was written on the socket in the last [`AUDIO_UNCONFIRMED`].
-    fn unconfirmed_audio(&self) -> Duration {
-        let horizon = Instant::now().checked_sub(AUDIO_UNCONFIRMED);
-        let bytes: usize = self
-            .recent_audio
-            .iter()
-            .filter(|(at, _)| horizon.is_none_or(|h| *at >= h))
-            .map(|(_, n)| n)
-            .sum();
-        let per_second = f64::from(self.shared.config.input_sample_rate) * 2.0;
-        Duration::from_secs_f64(bytes as f64 / per_second.max(1.0))
+    /// Resolves once the session is closed (a dial in progress is abandoned then).
+    async fn until_closed(&self) {
+        loop {
+            let notified = self.shared.wake.notified();
+            if self.shared.lock().core.closed().is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     async fn act(&mut self, action: Action) {
@@ -719,60 +1167,101 @@ impl Driver {
                 code,
                 reason,
             } => {
-                if let Some(mut socket) = self.socket.take().filter(|s| s.id == connection) {
+                let link = {
+                    let mut state = self.shared.lock();
+                    match state.link.as_ref() {
+                        Some(l) if l.id == connection => state.link.take(),
+                        _ => None,
+                    }
+                };
+                if let Some(mut link) = link {
                     // Never two sockets: the old one is closed (the server's close answered,
-                    // or the close timeout passed) before a new one is dialed.
+                    // or the close timeout passed) before a new one is dialed. A socket that
+                    // does not take the close frame at once is dropped.
                     let wait = self.shared.config.connect.close_timeout;
-                    let _ = tokio::time::timeout(wait, socket.sender.close(code, reason)).await;
-                    if tokio::time::timeout(wait, &mut socket.reader)
+                    let wrote = link.idle()
+                        && tokio::time::timeout(
+                            wait.min(CLOSE_FRAME_BUDGET),
+                            link.sender.close(code, reason),
+                        )
                         .await
-                        .is_err()
-                    {
-                        socket.reader.abort();
+                        .is_ok_and(|r| r.is_ok());
+                    self.release_if_closed();
+                    if wrote {
+                        if let Some(reader) = link.reader.as_mut() {
+                            let _ = tokio::time::timeout(wait, reader).await;
+                        }
                     }
+                    link.shut();
                 }
-                // Frames of the old connection still queued are stale now.
-                while self.incoming_rx.try_recv().is_ok() {}
+                self.release_if_closed();
             }
-            Action::Open { connection, setup } => match self.open(connection, &setup).await {
-                Ok(()) => self.shared.with(|state, now| {
-                    state.core.handle_setup_complete(now, connection);
-                    // Audio captured while no connection was up.
-                    // The plan's messages go out first, then the buffered audio.
-                    let chunk = self.shared.config.audio_chunk_bytes();
-                    state.drain();
-                    for pcm in state.gap.take() {
-                        state.audio(&pcm, chunk);
+            Action::Open { connection, setup } => {
+                let opened = tokio::select! {
+                    opened = open(&self.shared.config, &setup) => Some(opened),
+                    () = self.until_closed() => None,
+                };
+                match opened {
+                    Some(Ok((sender, receiver))) => {
+                        let shared = Arc::clone(&self.shared);
+                        self.shared.with(|state, now| {
+                            let mut link = Link::new(connection, sender);
+                            // Spawned under the lock: its first frame waits for the setup to
+                            // be recorded.
+                            link.reader = Some(tokio::spawn(read(shared, connection, receiver)));
+                            state.link = Some(link);
+                            state.core.handle_setup_complete(now, connection);
+                            // The plan's messages go out first, then the audio that waited.
+                            state.drain();
+                            state.flush_backlog();
+                        });
                     }
-                }),
-                Err(info) => self
-                    .shared
-                    .with(|state, now| state.core.handle_closed(now, connection, info)),
-            },
+                    Some(Err(info)) => self
+                        .shared
+                        .with(|state, now| state.core.handle_closed(now, connection, info)),
+                    None => {}
+                }
+            }
         }
     }
 
-    /// Dials, sends `setup` and waits for `setupComplete`.
-    async fn open(&mut self, id: ConnectionId, setup: &ClientMessage) -> Result<(), CloseInfo> {
-        let config = &self.shared.config;
-        let mut conn = Connection::connect(&config.endpoint, &config.connect)
-            .await
-            .map_err(|e| close_info(&e))?;
-        conn.setup(setup).await.map_err(|e| close_info(&e))?;
-        let (sender, mut receiver) = conn.split();
-        let tx = self.incoming_tx.clone();
-        let reader = tokio::spawn(async move {
-            loop {
-                let frame = receiver.recv().await;
-                let ends = frame.as_ref().err().is_some_and(|e| e.ends_connection());
-                if tx.send((id, frame)).is_err() || ends {
-                    break;
-                }
+    fn release_if_closed(&self) {
+        let mut state = self.shared.lock();
+        if state.core.closed().is_some() && !state.released {
+            state.released = true;
+            drop(state);
+            self.shared.bump();
+        }
+    }
+}
+
+/// Dials, sends `setup` and waits for `setupComplete`.
+async fn open(
+    config: &SessionConfig,
+    setup: &ClientMessage,
+) -> Result<(ConnectionSender, ConnectionReceiver), CloseInfo> {
+    let mut conn = Connection::connect(&config.endpoint, &config.connect)
+        .await
+        .map_err(|e| close_info(&e))?;
+    conn.setup(setup).await.map_err(|e| close_info(&e))?;
+    Ok(conn.split())
+}
+
+/// The reader task of connection `id`: each server frame goes to the core, read only while
+/// the application's event queue has room.
+async fn read(shared: Arc<Shared>, id: ConnectionId, mut receiver: ConnectionReceiver) {
+    loop {
+        shared.events.room().await;
+        match receiver.recv().await {
+            Ok(message) => shared.with(|state, now| state.core.handle_message(now, id, message)),
+            Err(e) if !e.ends_connection() => shared.with(|state, _| {
+                state.emit(SessionEvent::Warning(format!("ignored a server frame: {e}")));
+            }),
+            Err(e) => {
+                shared.connection_ended(id, close_info(&e));
+                return;
             }
-        });
-        self.socket = Some(Socket { id, sender, reader });
-        self.recent_audio.clear();
-        Ok(())
+        }
     }
 }
 
@@ -786,6 +1275,10 @@ fn close_info(e: &gemini_transport::Error) -> CloseInfo {
             info
         }
     }
+}
+
+fn millis_duration(at: Millis) -> Duration {
+    Duration::from_millis(at.0)
 }
 
 /// Waits until `deadline`, or forever without one.

@@ -12,8 +12,9 @@ use std::{
     fmt,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -43,6 +44,8 @@ struct Shared {
     closed: OnceLock<CloseInfo>,
     go_away_seen: AtomicBool,
     client_closing: AtomicBool,
+    /// Pong frames received (a keepalive's proof that the peer reads).
+    pongs: AtomicU64,
 }
 
 impl Shared {
@@ -124,6 +127,7 @@ impl Connection {
             closed: OnceLock::new(),
             go_away_seen: AtomicBool::new(false),
             client_closing: AtomicBool::new(false),
+            pongs: AtomicU64::new(0),
         });
         let (sink, stream) = stream.split();
         Self {
@@ -399,6 +403,86 @@ impl ConnectionSender {
         self.shared.closed.get().cloned()
     }
 
+    /// How many pong frames the receiver has read so far: a ping answered proves the peer
+    /// reads what this side writes (a keepalive compares the count before and after a ping).
+    #[must_use]
+    pub fn pongs_received(&self) -> u64 {
+        self.shared.pongs.load(Ordering::Acquire)
+    }
+
+    /// Poll form of the writer, for a caller that drives the socket from its own loop (and
+    /// from a thread that must not wait): `Ready(Ok)` once the sender can take one more frame
+    /// with [`start_send`](Self::start_send), [`start_send_audio`](Self::start_send_audio) or
+    /// [`start_send_ping`](Self::start_send_ping). `Pending` when the socket cannot take more
+    /// now; `cx`'s waker is woken when it can.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(error) = self.shared.closed_error() {
+            return Poll::Ready(Err(error));
+        }
+        match self.sink.poll_ready_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failure(e))),
+        }
+    }
+
+    /// Queues `message` as a text frame after [`poll_ready`](Self::poll_ready) returned
+    /// `Ready(Ok)`; it reaches the socket by [`poll_flush`](Self::poll_flush).
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub fn start_send(&mut self, message: &ClientMessage) -> Result<(), Error> {
+        message.write_json(&mut self.buf);
+        self.start_send_buffer()
+    }
+
+    /// Queues one `realtimeInput.audio` frame for borrowed PCM, as
+    /// [`feed_audio`](Self::feed_audio) does, after [`poll_ready`](Self::poll_ready) returned
+    /// `Ready(Ok)`. One allocation: the frame's payload.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub fn start_send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
+        ClientMessage::write_audio_json(&mut self.buf, pcm, sample_rate);
+        self.start_send_buffer()
+    }
+
+    /// Queues a ping frame (the peer answers with a pong once it has read everything written
+    /// before it: see [`pongs_received`](Self::pongs_received)).
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub fn start_send_ping(&mut self) -> Result<(), Error> {
+        let result = self
+            .sink
+            .start_send_unpin(Message::Ping(tungstenite::Bytes::new()));
+        result.map_err(|e| self.write_failure(e))
+    }
+
+    /// Writes what was queued to the socket; `Pending` until the socket took all of it.
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match self.sink.poll_flush_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failure(e))),
+        }
+    }
+
+    fn start_send_buffer(&mut self) -> Result<(), Error> {
+        let text = std::str::from_utf8(&self.buf).map_err(|_| Error::WebSocket {
+            detail: "encoded client message is not UTF-8".to_owned(),
+        })?;
+        let frame = Message::Text(Utf8Bytes::from(text));
+        let result = self.sink.start_send_unpin(frame);
+        result.map_err(|e| self.write_failure(e))
+    }
+
     fn write_failure(&self, error: tungstenite::Error) -> Error {
         match error {
             tungstenite::Error::ConnectionClosed
@@ -458,7 +542,10 @@ impl ConnectionReceiver {
             match item {
                 Ok(Message::Text(text)) => return self.decode(text.as_bytes()),
                 Ok(Message::Binary(bytes)) => return self.decode(&bytes),
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Pong(_)) => {
+                    self.shared.pongs.fetch_add(1, Ordering::Release);
+                }
+                Ok(Message::Ping(_) | Message::Frame(_)) => {}
                 Ok(Message::Close(frame)) => return Err(self.closed_by_frame(frame)),
                 Err(error) => return Err(self.read_failure(error)),
             }

@@ -119,6 +119,13 @@ impl SessionCore {
                     last_consumed_client_message_index,
                 },
             ) => {
+                let max = self.config.session.max_handle_bytes;
+                if let Some(size) = new_handle.as_ref().map(String::len).filter(|n| *n > max) {
+                    // Never stored, never sent back in a `setup`: the session keeps the
+                    // handle it had (everything after it is still owed).
+                    self.emit(SessionEvent::HandleTooLarge { size, max });
+                    return;
+                }
                 let update = HandleUpdate {
                     new_handle,
                     resumable,
@@ -154,20 +161,22 @@ impl SessionCore {
         self.ledger.tracker.on_reaction(reaction)
     }
 
-    fn on_content(&mut self, now: Millis, content: gemini_transport::wire::ServerContent) {
-        if let Some(turn) = &content.model_turn {
+    fn on_content(&mut self, now: Millis, mut content: gemini_transport::wire::ServerContent) {
+        if let Some(turn) = &mut content.model_turn {
             self.turn.active = true;
-            for part in &turn.parts {
+            for part in &mut turn.parts {
                 if part.thought {
                     continue;
                 }
-                match &part.data {
+                match &mut part.data {
                     PartData::InlineData(blob)
                         if blob.mime_type.starts_with("audio/") && !self.turn.muted =>
                     {
                         let rate = sample_rate(&blob.mime_type).unwrap_or(24_000);
+                        // Moved out of the decoded frame: the application gets the decoder's
+                        // buffer itself.
                         self.emit(SessionEvent::Audio {
-                            pcm: blob.data.clone(),
+                            pcm: std::mem::take(&mut blob.data).into(),
                             sample_rate: rate,
                         });
                     }
