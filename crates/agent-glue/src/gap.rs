@@ -99,8 +99,14 @@ mod tests {
         assert_eq!(gap.push(vec![2; 1_600].into()), None);
         assert!(!gap.has_room(2));
         assert_eq!(gap.held(), Duration::from_millis(100));
-        assert_eq!(gap.push(vec![3; 640].into()), Some(Duration::from_millis(50)));
-        assert_eq!(gap.take(), vec![Bytes::from(vec![2; 1_600]), Bytes::from(vec![3; 640])]);
+        assert_eq!(
+            gap.push(vec![3; 640].into()),
+            Some(Duration::from_millis(50))
+        );
+        assert_eq!(
+            gap.take(),
+            vec![Bytes::from(vec![2; 1_600]), Bytes::from(vec![3; 640])]
+        );
         assert!(gap.take().is_empty());
     }
 
@@ -108,7 +114,10 @@ mod tests {
     fn drop_policy_keeps_nothing() {
         let mut gap = AudioGap::new(AudioGapPolicy::Drop, 16_000);
         assert!(!gap.has_room(640));
-        assert_eq!(gap.push(vec![0; 640].into()), Some(Duration::from_millis(20)));
+        assert_eq!(
+            gap.push(vec![0; 640].into()),
+            Some(Duration::from_millis(20))
+        );
         assert!(gap.take().is_empty());
     }
 }

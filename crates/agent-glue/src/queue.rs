@@ -1,11 +1,12 @@
 //! The session's event queue: bounded, and never shedding anything but model audio.
 //!
 //! The session pushes events without waiting (it runs under the core's lock). When the
-//! application reads slower than the server talks, the queue fills up to its capacity; then
-//! model audio is dropped instead of queued (and reported once per run of drops by a
-//! [`SessionEvent::ModelAudioDropped`]), and every other event is still queued, while the
-//! session stops reading the server's frames until the application has made room ([`is_full`]
-//! is what the reader waits on), so TCP pushes back on the server and memory stays bounded.
+//! application reads slower than the server talks, the queue fills up to its capacity; from
+//! there model audio is dropped instead of queued (and reported once per run of drops by a
+//! [`SessionEvent::ModelAudioDropped`]) and every other event is still queued. At twice the
+//! capacity (only events that are never shed get there) the session stops reading the
+//! server's frames until the application has made room ([`is_full`] is what the reader waits
+//! on), so TCP pushes back on the server and memory stays bounded.
 //!
 //! [`is_full`]: EventQueue::is_full
 
@@ -92,11 +93,16 @@ impl EventQueue {
         self.room.notify_waiters();
     }
 
-    /// Whether the queue holds its capacity or more: the session reads no server frame until
-    /// the application makes room.
+    /// Whether the queue holds twice its capacity or more: the session reads no server frame
+    /// until the application makes room.
     pub(crate) fn is_full(&self) -> bool {
         let inner = self.lock();
-        inner.queue.len() >= self.capacity && !inner.ended
+        inner.queue.len() >= self.limit() && !inner.ended
+    }
+
+    /// Where reading stops: twice the capacity.
+    fn limit(&self) -> usize {
+        self.capacity.saturating_mul(2)
     }
 
     /// Waits until the queue is not full.
@@ -121,9 +127,9 @@ impl EventQueue {
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<SessionEvent>> {
         let (event, made_room) = {
             let mut inner = self.lock();
-            let was_full = inner.queue.len() >= self.capacity;
+            let was_full = inner.queue.len() >= self.limit();
             match inner.queue.pop_front() {
-                Some(event) => (event, was_full && inner.queue.len() < self.capacity),
+                Some(event) => (event, was_full && inner.queue.len() < self.limit()),
                 None if inner.ended => return Poll::Ready(None),
                 None => {
                     inner.reader = Some(cx.waker().clone());
@@ -162,7 +168,7 @@ mod tests {
         let queue = EventQueue::new(2);
         queue.push(audio(480));
         queue.push(SessionEvent::TurnComplete);
-        assert!(queue.is_full());
+        assert!(!queue.is_full());
         // 40 ms, then 20 ms more at 24 kHz: one report.
         queue.push(audio(1_920));
         queue.push(audio(960));
@@ -170,6 +176,8 @@ mod tests {
         queue.push(SessionEvent::Warning("kept".to_owned()));
         queue.push(audio(960));
         assert_eq!(queue.len(), 5);
+        // Twice the capacity, with events that are never shed: the reader waits.
+        assert!(queue.is_full());
         assert!(matches!(next(&queue), Some(SessionEvent::Audio { .. })));
         assert_eq!(next(&queue), Some(SessionEvent::TurnComplete));
         assert_eq!(

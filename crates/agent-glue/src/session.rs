@@ -285,6 +285,8 @@ struct State {
     armed: Option<Millis>,
     /// The application's close has released the socket (close frame written or abandoned).
     released: bool,
+    /// The reader waits for the application to read its events.
+    reading_paused: bool,
     chunk: usize,
     sample_rate: u32,
 }
@@ -512,6 +514,10 @@ impl State {
         if self.link.as_ref().is_some_and(|l| l.failed) {
             wake = true;
         }
+        if self.core.closed().is_some() && !self.released {
+            // The driver releases the socket (there may be none, and no action to perform).
+            wake = true;
+        }
         if let Some(next) = self.core.poll_timeout() {
             wake |= self.armed.is_none_or(|armed| next < armed);
         }
@@ -647,6 +653,7 @@ impl LiveSessionBuilder {
                 events: Arc::clone(&events),
                 armed: None,
                 released: false,
+                reading_paused: false,
                 chunk: config.audio_chunk_bytes(),
                 sample_rate: rate,
             }),
@@ -998,7 +1005,11 @@ impl LiveSession {
         };
         // Bounded even if the driver is gone (its runtime shut down).
         let _ = tokio::time::timeout(
-            self.shared.config.connect.close_timeout.max(CLOSE_FRAME_BUDGET),
+            self.shared
+                .config
+                .connect
+                .close_timeout
+                .max(CLOSE_FRAME_BUDGET),
             released,
         )
         .await;
@@ -1058,8 +1069,7 @@ impl Driver {
                     }),
                     _ => None,
                 };
-                let writing =
-                    !state.out.is_empty() || state.link.as_ref().is_some_and(|l| l.busy);
+                let writing = !state.out.is_empty() || state.link.as_ref().is_some_and(|l| l.busy);
                 (core_deadline, write_deadline, keepalive_deadline, writing)
             };
             let shared = Arc::clone(&self.shared);
@@ -1097,10 +1107,8 @@ impl Driver {
             .filter(|l| (l.busy || l.failed) && l.progress.elapsed() >= timeout)
             .map(|l| l.id);
         if let Some(id) = id {
-            let info = CloseInfo::abnormal(
-                format!("the socket took no write for {timeout:?}"),
-                false,
-            );
+            let info =
+                CloseInfo::abnormal(format!("the socket took no write for {timeout:?}"), false);
             self.shared.connection_ended(id, info);
         }
     }
@@ -1113,11 +1121,19 @@ impl Driver {
         let now = Instant::now();
         let lost = {
             let mut state = self.shared.lock();
+            let paused = state.reading_paused;
             let Some(link) = state.link.as_mut() else {
                 return;
             };
             let pongs = link.sender.pongs_received();
             match link.ping {
+                // The pong may be waiting, unread, behind frames the application has not
+                // made room for: no verdict, ping again later.
+                Some(_) if paused => {
+                    link.ping = None;
+                    link.last_ping = now;
+                    None
+                }
                 Some((before, _)) if pongs > before => {
                     link.ping = None;
                     None
@@ -1251,11 +1267,18 @@ async fn open(
 /// the application's event queue has room.
 async fn read(shared: Arc<Shared>, id: ConnectionId, mut receiver: ConnectionReceiver) {
     loop {
-        shared.events.room().await;
+        if shared.events.is_full() {
+            // The keepalive does not judge the server while this side is not reading.
+            shared.lock().reading_paused = true;
+            shared.events.room().await;
+            shared.lock().reading_paused = false;
+        }
         match receiver.recv().await {
             Ok(message) => shared.with(|state, now| state.core.handle_message(now, id, message)),
             Err(e) if !e.ends_connection() => shared.with(|state, _| {
-                state.emit(SessionEvent::Warning(format!("ignored a server frame: {e}")));
+                state.emit(SessionEvent::Warning(format!(
+                    "ignored a server frame: {e}"
+                )));
             }),
             Err(e) => {
                 shared.connection_ended(id, close_info(&e));

@@ -325,17 +325,37 @@ impl CoverageTracker {
     }
 
     /// `count` client messages of `kind` were written (a batch of audio frames); returns the
-    /// position of the last. Same as `count` calls of [`on_sent`](Self::on_sent).
+    /// position of the last. Same as `count` calls of [`on_sent`](Self::on_sent), in constant
+    /// time for audio and silent messages (the hot path: a run of audio is one range).
     pub fn on_sent_many(
         &mut self,
         kind: MessageKind,
         count: u32,
     ) -> Result<MessagePosition, Error> {
         let mut at = self.on_sent(kind)?;
-        for _ in 1..count {
-            at = self.on_sent(kind)?;
+        if count <= 1 {
+            return Ok(at);
         }
-        Ok(at)
+        if !matches!(kind, MessageKind::Audio | MessageKind::Silent) {
+            for _ in 1..count {
+                at = self.on_sent(kind)?;
+            }
+            return Ok(at);
+        }
+        // The first call opened (or extended) the run; the rest extend it to the last index.
+        let last = ClientMessageIndex(self.last_sent.0.saturating_add(u64::from(count - 1)));
+        self.last_sent = last;
+        if kind == MessageKind::Audio {
+            if self.transcripts {
+                if let Some(segment) = self.segments.last_mut() {
+                    segment.1 = last;
+                }
+            }
+            if let Some(run) = self.awaiting.back_mut() {
+                run.last = last;
+            }
+        }
+        Ok(MessagePosition::new(at.connection, last))
     }
 
     /// The server reacted visibly (see [`ServerReaction`]). Returns the client message the

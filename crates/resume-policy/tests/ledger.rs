@@ -478,3 +478,42 @@ fn a_handle_is_uncertain_about_client_items_sent_after_the_last_reaction() {
         .unwrap();
     assert!(!mirror.uncertain_under(&after_turn, tracker.handle_bound()));
 }
+
+/// `on_sent_many` is `count` calls of `on_sent`, whatever came before it (it takes the audio
+/// run in constant time): the same positions, the same reactions afterwards.
+#[test]
+fn a_batch_of_frames_counts_as_the_same_frames_sent_one_by_one() {
+    let kinds = [
+        MessageKind::Audio,
+        MessageKind::Silent,
+        MessageKind::Audio,
+        MessageKind::TurnStart,
+        MessageKind::Audio,
+        MessageKind::Audio,
+    ];
+    for transcripts in [false, true] {
+        let mut one = CoverageTracker::new(false).with_transcripts(transcripts);
+        let mut many = CoverageTracker::new(false).with_transcripts(transcripts);
+        for t in [&mut one, &mut many] {
+            t.on_connected(ConnectionId(1), ConnectMode::Fresh).unwrap();
+        }
+        for (n, kind) in kinds.iter().enumerate() {
+            let count = 1 + (n as u32 * 7) % 5;
+            let mut last = None;
+            for _ in 0..count {
+                last = Some(one.on_sent(*kind).unwrap());
+            }
+            assert_eq!(Some(many.on_sent_many(*kind, count).unwrap()), last);
+            assert_eq!(
+                format!("{one:?}"),
+                format!("{many:?}"),
+                "after {kind:?} x{count}"
+            );
+        }
+        assert_eq!(one.on_spoken_turn(), many.on_spoken_turn());
+        assert_eq!(
+            one.on_reaction(ServerReaction::TurnComplete),
+            many.on_reaction(ServerReaction::TurnComplete)
+        );
+    }
+}

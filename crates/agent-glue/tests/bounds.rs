@@ -1,0 +1,174 @@
+//! The shell's bounds: a producer faster than the socket, an application that never reads
+//! its events, and a resumption handle of 10 MB, each against a scripted server on loopback
+//! and a real `LiveSession`. (The stalled peer and the frame flood measure the process's
+//! memory, so each runs in a test binary of its own: `stalled_peer.rs`, `flood.rs`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod scripted;
+
+use std::time::{Duration, Instant};
+
+use agent_glue::{LiveSession, SessionEvent};
+use futures_util::SinkExt;
+use gemini_transport::ConnectConfig;
+use gemini_transport::wire::Modality;
+use scripted::{CHUNK, MODEL, Scripted, Seen, drain, talk, tally};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A producer that never waits and never pauses (drop-oldest at the bound) against a server
+/// that never reads: the backlog stays at its bound and what is shed is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_never_waits_is_bounded_by_the_backlog_and_told_what_was_dropped() {
+    let server = Scripted::start(|_, ws| async move {
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        drop(ws);
+    })
+    .await;
+    let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
+        .modality(Modality::Text)
+        .transcription(false)
+        .audio_chunk(Duration::from_millis(20))
+        .audio_backlog(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect("connects");
+    let start = Instant::now();
+    let mut pushed = 0u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        for _ in 0..100 {
+            session.push_audio(vec![0u8; CHUNK]).expect("push");
+            pushed += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    let buffered = session.buffered();
+    assert!(
+        buffered.backlog <= Duration::from_millis(500),
+        "{buffered:?}"
+    );
+    let mut seen = Seen::default();
+    tally(&mut events, &mut seen);
+    // Far more was pushed than any socket buffer holds; the rest was reported.
+    let pushed_audio = Duration::from_millis(20 * pushed);
+    assert!(
+        pushed_audio > Duration::from_secs(600),
+        "pushed {pushed_audio:?}"
+    );
+    assert!(
+        seen.dropped > pushed_audio / 2,
+        "dropped {:?} of {pushed_audio:?}",
+        seen.dropped
+    );
+    // try_push refuses instead.
+    assert!(matches!(
+        session.try_push_audio(vec![0u8; CHUNK]),
+        Err(agent_glue::Error::Full { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumption_handle_over_the_bound_is_refused_and_never_sent_back() {
+    let server = Scripted::start(|n, mut ws| async move {
+        if n == 0 {
+            let small =
+                r#"{"sessionResumptionUpdate":{"newHandle":"small-handle","resumable":true}}"#;
+            let huge = format!(
+                r#"{{"sessionResumptionUpdate":{{"newHandle":"{}","resumable":true}}}}"#,
+                "h".repeat(10 << 20)
+            );
+            let _ = ws.send(Message::text(small)).await;
+            let _ = ws.send(Message::text(huge)).await;
+            // Wait for the client to have read both, then drop the connection (1006).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(ws);
+        } else {
+            drain(ws).await;
+        }
+    })
+    .await;
+    let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
+        .modality(Modality::Text)
+        .transcription(false)
+        .connect_config(ConnectConfig::default().with_max_message_size(32 << 20))
+        .jitter_seed(3)
+        .connect()
+        .await
+        .expect("connects");
+    let mut refused = None;
+    let mut reconnected = false;
+    while !(reconnected && refused.is_some()) {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("events")
+            .expect("open")
+        {
+            SessionEvent::HandleTooLarge { size, max } => refused = Some((size, max)),
+            SessionEvent::Reconnected(_) => reconnected = true,
+            _ => {}
+        }
+    }
+    assert_eq!(refused, Some((10 << 20, 16 << 10)));
+    let setups = server.setups.lock().await.clone();
+    assert_eq!(setups.len(), 2);
+    assert!(
+        setups[1].contains(r#""handle":"small-handle""#),
+        "the second setup resumes from the handle kept: {}",
+        &setups[1][..setups[1].len().min(300)]
+    );
+    assert!(setups[1].len() < 4_096, "the huge handle went back out");
+    session.close().await.expect("close");
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_is_told() {
+    const CHUNKS: usize = 5_000;
+    let server = Scripted::start(|_, mut ws| async move {
+        talk(&mut ws, CHUNKS).await;
+        drain(ws).await;
+    })
+    .await;
+    let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
+        .modality(Modality::Audio)
+        .transcription(false)
+        .event_capacity(256)
+        .connect()
+        .await
+        .expect("connects");
+    // The application does not read for a while: past the capacity model audio is shed;
+    // usage reports are not, and at twice the capacity the session stops reading.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = session.buffered().events;
+    assert!(
+        (512..=516).contains(&waiting),
+        "{waiting} events waiting, capacity 256"
+    );
+    // Now it reads everything: every usage report and the end of the turn arrive; the model
+    // audio that is missing was reported, to the frame.
+    let mut audio = Duration::ZERO;
+    let mut dropped = Duration::ZERO;
+    let mut usage = 0usize;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the turn ends")
+            .expect("open");
+        match event {
+            SessionEvent::Audio { pcm, sample_rate } => {
+                audio += Duration::from_secs_f64(pcm.len() as f64 / (f64::from(sample_rate) * 2.0));
+            }
+            SessionEvent::ModelAudioDropped { duration } => dropped += duration,
+            SessionEvent::Usage(_) => usage += 1,
+            SessionEvent::TurnComplete => break,
+            _ => {}
+        }
+    }
+    assert_eq!(usage, CHUNKS, "a usage event was lost");
+    assert!(dropped > Duration::ZERO, "nothing was shed");
+    let total = audio + dropped;
+    let expected = Duration::from_millis(40 * CHUNKS as u64);
+    assert!(
+        total.abs_diff(expected) < Duration::from_millis(1),
+        "{total:?} of model audio accounted for, {expected:?} sent"
+    );
+    session.close().await.expect("close");
+}
