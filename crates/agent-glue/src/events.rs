@@ -92,7 +92,7 @@ pub enum SessionEvent {
     /// The session ended; no more events follow.
     Closed {
         /// Why it ended; `None` when the application closed it.
-        error: Option<String>,
+        error: Option<crate::SessionError>,
     },
 }
 

@@ -235,8 +235,7 @@ impl LiveSessionBuilder {
                     break;
                 }
                 if let Some(error) = state.core.closed() {
-                    let message = error.clone().unwrap_or_else(|| "closed".to_owned());
-                    return Err(Error::GaveUp(message));
+                    return Err(error.clone().map_or(Error::Closed, Error::Session));
                 }
             }
             if changed.changed().await.is_err() {
@@ -615,7 +614,7 @@ impl Driver {
                             duration: unconfirmed,
                         });
                     }
-                    state.core.handle_closed(now, id, info);
+                    state.core.handle_closed(now, id, info, Some(Arc::new(e)));
                 });
             }
         }
@@ -745,20 +744,27 @@ impl Driver {
                         state.audio(&pcm, chunk);
                     }
                 }),
-                Err(info) => self
-                    .shared
-                    .with(|state, now| state.core.handle_closed(now, connection, info)),
+                Err(e) => {
+                    let info = close_info(&e);
+                    self.shared.with(|state, now| {
+                        state
+                            .core
+                            .handle_closed(now, connection, info, Some(Arc::new(e)));
+                    });
+                }
             },
         }
     }
 
     /// Dials, sends `setup` and waits for `setupComplete`.
-    async fn open(&mut self, id: ConnectionId, setup: &ClientMessage) -> Result<(), CloseInfo> {
+    async fn open(
+        &mut self,
+        id: ConnectionId,
+        setup: &ClientMessage,
+    ) -> Result<(), gemini_transport::Error> {
         let config = &self.shared.config;
-        let mut conn = Connection::connect(&config.endpoint, &config.connect)
-            .await
-            .map_err(|e| close_info(&e))?;
-        conn.setup(setup).await.map_err(|e| close_info(&e))?;
+        let mut conn = Connection::connect(&config.endpoint, &config.connect).await?;
+        conn.setup(setup).await?;
         let (sender, mut receiver) = conn.split();
         let tx = self.incoming_tx.clone();
         let reader = tokio::spawn(async move {
@@ -776,7 +782,7 @@ impl Driver {
     }
 }
 
-/// A transport error as the close the core is told about.
+/// A transport error as the close the core is told about (with the error itself as the cause).
 fn close_info(e: &gemini_transport::Error) -> CloseInfo {
     match e.close_info() {
         Some(info) => info.clone(),

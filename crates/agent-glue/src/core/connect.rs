@@ -14,6 +14,7 @@ use tracing::info_span;
 
 use super::{Action, SessionCore, millis};
 use crate::events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent};
+use crate::session_error::{SessionError, TransportCause};
 use crate::wire_plan::wire_send;
 
 /// The session's connection.
@@ -136,8 +137,12 @@ impl SessionCore {
                     why: resume_policy::DivergenceReason::GaveUp,
                 });
             }
-            let message = format!("gave up reconnecting: {reason:?}");
-            self.shutdown(Some(message));
+            let error = SessionError::GaveUp {
+                reason: *reason,
+                attempts: self.attempts.attempt(),
+                last: self.last_failure.take().map(Box::new),
+            };
+            self.shutdown(Some(error));
             return;
         }
         if !pending.waited && !plan.backoff.is_zero() {
@@ -235,9 +240,12 @@ impl SessionCore {
             ConnectMode::Fresh
         };
         if self.ledger.tracker.on_connected(id, mode).is_err() {
-            self.shutdown(Some("resume planned without a handle".to_owned()));
+            self.shutdown(Some(SessionError::Policy {
+                detail: "a resume was planned without a handle".to_owned(),
+            }));
             return;
         }
+        self.last_failure = None;
         self.ledger.on_connected(id, mode);
         self.turn = Default::default();
         self.tools_owed = false;
@@ -313,14 +321,24 @@ impl SessionCore {
         }
     }
 
-    /// Connection `connection` ended (or could not be opened) with `info`.
-    pub fn handle_closed(&mut self, now: Millis, connection: ConnectionId, info: CloseInfo) {
+    /// Connection `connection` ended (or could not be opened) with `info`; `cause` is the
+    /// transport error behind it, if the shell has one (kept as the
+    /// [`source`](std::error::Error::source) of the [`SessionError`] the session may end with).
+    pub fn handle_closed(
+        &mut self,
+        now: Millis,
+        connection: ConnectionId,
+        info: CloseInfo,
+        cause: Option<TransportCause>,
+    ) {
         if self.closed.is_some() || self.link.id() != Some(connection) {
             return;
         }
+        let failure = SessionError::from_close(&info, cause);
+        self.last_failure = Some(failure.clone());
         let opening = matches!(self.link, Link::Opening { .. });
         if !opening {
-            self.lost(now, info);
+            self.lost(now, info, failure);
             return;
         }
         let resumed = matches!(&self.link, Link::Opening { plan, .. } if plan.is_resume());
@@ -331,7 +349,7 @@ impl SessionCore {
         let refused_frame = info.initiator == CloseInitiator::Server;
         match (resumed, info.class) {
             (_, WireClass::AuthOrQuota) | (false, WireClass::NeedsDifferentRequest) => {
-                self.shutdown(Some(format!("could not open a connection: {info}")));
+                self.shutdown(Some(failure));
             }
             (true, WireClass::NeedsDifferentRequest | WireClass::Transient) if refused_frame => {
                 self.ledger.tracker.discard_handle();
@@ -363,9 +381,9 @@ impl SessionCore {
     }
 
     /// The open connection ended without this side closing it.
-    fn lost(&mut self, now: Millis, info: CloseInfo) {
+    fn lost(&mut self, now: Millis, info: CloseInfo, failure: SessionError) {
         if info.class == WireClass::AuthOrQuota {
-            self.shutdown(Some(format!("connection closed: {info}")));
+            self.shutdown(Some(failure));
             return;
         }
         let trigger = match self.rotation.take() {

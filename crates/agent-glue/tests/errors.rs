@@ -1,0 +1,108 @@
+//! Terminal errors say what failed and keep the transport error as their source. Against real
+//! loopback listeners.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use agent_glue::{Error, LiveSession, SessionError};
+use common::WAIT;
+use gemini_transport::wire::Modality;
+use gemini_transport::{Endpoint, SecretString};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A builder for `base_url` (any model name the capability table knows).
+fn builder(base_url: &str) -> agent_glue::LiveSessionBuilder {
+    let endpoint = Endpoint::api_key(SecretString::from("test-key"))
+        .with_base_url(base_url)
+        .expect("loopback URL");
+    LiveSession::builder(
+        endpoint,
+        "models/gemini-2.5-flash-native-audio-preview-12-2025",
+    )
+    .modality(Modality::Text)
+    .transcription(false)
+}
+
+/// Connects `builder` (bounded by [`WAIT`]) and returns the session error and how long it took.
+async fn connect_error(builder: agent_glue::LiveSessionBuilder) -> (SessionError, Duration) {
+    let started = Instant::now();
+    let result = tokio::time::timeout(WAIT, builder.connect())
+        .await
+        .expect("connect() fails within the wait, not after the whole backoff");
+    let elapsed = started.elapsed();
+    match result {
+        Err(Error::Session(error)) => (error, elapsed),
+        Err(other) => panic!("expected Error::Session, got {other:?}"),
+        Ok(_) => panic!("connected to a server that cannot serve"),
+    }
+}
+
+/// The transport error behind `error`, found through `source()` as an application would.
+fn transport_source(error: &SessionError) -> &gemini_transport::Error {
+    error
+        .source()
+        .and_then(|s| s.downcast_ref::<gemini_transport::Error>())
+        .unwrap_or_else(|| panic!("{error:?} has no transport error as its source"))
+}
+
+/// A TCP listener that answers every connection with `response` (after reading what the
+/// client sent first) and counts the connections.
+async fn answering(response: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr.to_string(), accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_401_on_the_upgrade_is_an_auth_error_at_once() {
+    let (addr, accepted) =
+        answering(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").await;
+    let (error, _) = connect_error(builder(&format!("ws://{addr}"))).await;
+    assert!(
+        matches!(
+            error,
+            SessionError::Auth {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        matches!(
+            transport_source(&error),
+            gemini_transport::Error::Handshake {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "auth is not retried");
+    // `Error::Session` keeps the chain: its source is the session error.
+    let outer = Error::Session(error.clone());
+    assert_eq!(
+        outer.source().map(ToString::to_string),
+        Some(error.to_string())
+    );
+}
