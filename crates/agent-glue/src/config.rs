@@ -52,9 +52,17 @@ pub(crate) struct SessionConfig {
     pub(crate) go_away_margin: Duration,
     pub(crate) input_sample_rate: u32,
     pub(crate) audio_chunk: Duration,
+    pub(crate) first_connect_budget: Option<Duration>,
 }
 
 impl SessionConfig {
+    /// How long the first connect keeps retrying (see
+    /// [`LiveSessionBuilder::first_connect_budget`]); default: the setup timeout.
+    pub(crate) fn first_connect_budget(&self) -> Duration {
+        self.first_connect_budget
+            .unwrap_or(self.connect.setup_timeout)
+    }
+
     /// Bytes of 16-bit mono PCM in one audio frame (an even number, at least one sample).
     pub(crate) fn audio_chunk_bytes(&self) -> usize {
         let samples = u128::from(self.input_sample_rate) * self.audio_chunk.as_millis() / 1000;
@@ -146,6 +154,7 @@ impl LiveSessionBuilder {
                 go_away_margin: Duration::from_secs(2),
                 input_sample_rate: 16_000,
                 audio_chunk: Duration::from_millis(40),
+                first_connect_budget: None,
             },
             policy: None,
             capabilities: None,
@@ -233,6 +242,22 @@ impl LiveSessionBuilder {
     /// middle of a model turn (default: 2 s).
     pub fn go_away_margin(mut self, margin: Duration) -> Self {
         self.config.go_away_margin = margin;
+        self
+    }
+
+    /// How long the first connect keeps trying before [`connect`](Self::connect) fails with
+    /// the cause (default: the connect config's
+    /// [`setup_timeout`](gemini_transport::ConnectConfig::setup_timeout), 10 s).
+    ///
+    /// Until a session has completed its first setup, a failure is more likely a wrong URL, key
+    /// or server than an outage, so the first connect fails fast: at once on a cause that would
+    /// repeat (TLS, authentication, quota, HTTP 4xx on the upgrade, a rejected `setup`), on the
+    /// second attempt that fails the same way as the one before (a refused port, the same HTTP
+    /// 5xx, the setup timeout), and when another attempt, as long as the last one, would end
+    /// after this budget (measured from the first attempt). Reconnects of an established
+    /// session follow the [`ResumePolicy`]'s backoff and attempt bound instead.
+    pub fn first_connect_budget(mut self, budget: Duration) -> Self {
+        self.config.first_connect_budget = Some(budget);
         self
     }
 

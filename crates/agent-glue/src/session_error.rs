@@ -237,6 +237,33 @@ impl SessionError {
         }
     }
 
+    /// Whether another attempt would fail the same way: TLS, authentication, quota, an
+    /// upgrade refused with HTTP 4xx (other than 408 and 429), a rejected message.
+    pub(crate) fn is_deterministic(&self) -> bool {
+        match self {
+            Self::Tls { .. } | Self::Auth { .. } | Self::Quota { .. } => true,
+            Self::RejectedPayload { .. } | Self::Policy { .. } => true,
+            Self::Upgrade {
+                status: Some(status),
+                ..
+            } => (400..500).contains(status) && *status != 408 && *status != 429,
+            _ => false,
+        }
+    }
+
+    /// Whether `self` and `other` failed the same way: the same variant, and the same HTTP
+    /// status or close code where the variant has one.
+    pub(crate) fn same_cause(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Upgrade { status: a, .. }, Self::Upgrade { status: b, .. }) => a == b,
+            (Self::ServerClosed { code: a, .. }, Self::ServerClosed { code: b, .. })
+            | (Self::ConnectionLost { code: a, .. }, Self::ConnectionLost { code: b, .. }) => {
+                a == b
+            }
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+
     /// The transport error behind this failure (for [`GaveUp`](Self::GaveUp), the one behind
     /// its last failure), if the session had one.
     #[must_use]
@@ -429,6 +456,7 @@ mod tests {
             .and_then(|s| s.downcast_ref::<gemini_transport::Error>())
             .map(ToString::to_string);
         assert_eq!(source, Some(cause.to_string()));
+        assert!(!error.is_deterministic());
         let gave_up = SessionError::GaveUp {
             reason: GiveUpReason::AttemptsExhausted { attempts: 8 },
             attempts: 8,

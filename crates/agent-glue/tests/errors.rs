@@ -1,5 +1,7 @@
-//! Terminal errors say what failed and keep the transport error as their source. Against real
-//! loopback listeners.
+//! Terminal errors say what failed and keep the transport error as their source; a first
+//! connect that cannot succeed fails fast with that cause. Against real loopback listeners: a
+//! closed port, a plain TCP port given `wss://`, servers answering the upgrade with 503 and
+//! 401, the fake server stalled before `setupComplete`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,9 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agent_glue::{Error, LiveSession, SessionError};
-use common::WAIT;
+use common::{WAIT, endpoint, server};
+use gemini_fake::Family;
 use gemini_transport::wire::Modality;
-use gemini_transport::{Endpoint, SecretString};
+use gemini_transport::{ConnectConfig, Endpoint, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -74,6 +77,72 @@ async fn answering(response: &'static [u8]) -> (String, Arc<AtomicUsize>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_fails_connect_fast_with_the_tcp_cause() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (error, elapsed) = connect_error(builder(&format!("ws://127.0.0.1:{port}"))).await;
+    assert!(matches!(error, SessionError::Connect { .. }), "{error:?}");
+    assert!(
+        matches!(
+            transport_source(&error),
+            gemini_transport::Error::Connect { .. }
+        ),
+        "{error:?}"
+    );
+    // Two attempts and one short backoff, not eight attempts and 24 s.
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_plain_port_fails_on_the_first_attempt() {
+    let (addr, accepted) =
+        answering(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+    let (error, elapsed) = connect_error(builder(&format!("wss://{addr}"))).await;
+    assert!(matches!(error, SessionError::Tls { .. }), "{error:?}");
+    assert!(
+        matches!(
+            transport_source(&error),
+            gemini_transport::Error::Tls { .. }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "TLS is not retried");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_503_on_the_upgrade_fails_fast_with_the_status() {
+    let (addr, accepted) =
+        answering(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
+    let (error, elapsed) = connect_error(builder(&format!("ws://{addr}"))).await;
+    assert!(
+        matches!(
+            error,
+            SessionError::Upgrade {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        matches!(
+            transport_source(&error),
+            gemini_transport::Error::Handshake {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let attempts = accepted.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&attempts), "{attempts} attempts");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_401_on_the_upgrade_is_an_auth_error_at_once() {
     let (addr, accepted) =
         answering(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").await;
@@ -105,4 +174,30 @@ async fn http_401_on_the_upgrade_is_an_auth_error_at_once() {
         outer.source().map(ToString::to_string),
         Some(error.to_string())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_completes_setup_fails_within_about_one_setup_timeout() {
+    const SETUP_TIMEOUT: Duration = Duration::from_millis(500);
+    let server = server(Family::Gemini25, |c| c).await;
+    // The upgrade succeeds; no frame (`setupComplete` included) is ever sent.
+    server.faults().stall();
+    let builder = LiveSession::builder(endpoint(&server), server.config().setup_model())
+        .modality(Modality::Text)
+        .transcription(false)
+        .connect_config(ConnectConfig::default().with_setup_timeout(SETUP_TIMEOUT));
+    let (error, elapsed) = connect_error(builder).await;
+    assert!(
+        matches!(error, SessionError::SetupTimeout { after, .. } if after == SETUP_TIMEOUT),
+        "{error:?}"
+    );
+    assert!(
+        matches!(
+            transport_source(&error),
+            gemini_transport::Error::SetupTimeout { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(elapsed < 3 * SETUP_TIMEOUT, "took {elapsed:?}");
+    assert_eq!(server.connections().len(), 1, "one attempt");
 }

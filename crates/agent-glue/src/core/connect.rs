@@ -83,6 +83,10 @@ pub(super) struct Pending {
     waited: bool,
     /// Connection attempts made.
     tries: u32,
+    /// When the current attempt was opened.
+    opened_at: Millis,
+    /// The failure of the previous attempt of the first connect.
+    first_failure: Option<SessionError>,
 }
 
 impl Pending {
@@ -93,7 +97,33 @@ impl Pending {
             at: started,
             waited: false,
             tries: 0,
+            opened_at: started,
+            first_failure: None,
         }
+    }
+
+    /// Whether the first connect ends with `failure` (the attempt that just failed, at `now`)
+    /// instead of trying again: the cause would repeat, it is the one the previous attempt
+    /// failed with, or another attempt as long as this one would end after `budget`
+    /// (counted from the first attempt). Otherwise `failure` is remembered for the next one.
+    fn first_connect_ends(
+        &mut self,
+        now: Millis,
+        failure: &SessionError,
+        budget: Duration,
+    ) -> bool {
+        let repeated = self
+            .first_failure
+            .as_ref()
+            .is_some_and(|previous| previous.same_cause(failure));
+        let next_would_end = now
+            .since(self.started)
+            .saturating_add(now.since(self.opened_at));
+        if failure.is_deterministic() || repeated || next_would_end > budget {
+            return true;
+        }
+        self.first_failure = Some(failure.clone());
+        false
     }
 }
 
@@ -153,6 +183,7 @@ impl SessionCore {
             return;
         }
         pending.tries += 1;
+        pending.opened_at = now;
         let _span = info_span!(
             "connection_attempt",
             attempt = self.attempts.attempt(),
@@ -365,6 +396,16 @@ impl SessionCore {
                 pending.at = now;
                 self.pending = Some(pending);
                 self.step_pending(now);
+            }
+            _ if !self.connected_once
+                && pending.first_connect_ends(
+                    now,
+                    &failure,
+                    self.config.session.first_connect_budget(),
+                ) =>
+            {
+                // Never connected: a wrong URL, key or server more likely than an outage.
+                self.shutdown(Some(failure));
             }
             _ => {
                 self.attempts.on_failed();
