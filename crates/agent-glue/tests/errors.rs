@@ -1,7 +1,9 @@
 //! Terminal errors say what failed and keep the transport error as their source; a first
-//! connect that cannot succeed fails fast with that cause. Against real loopback listeners: a
-//! closed port, a plain TCP port given `wss://`, servers answering the upgrade with 503 and
-//! 401, the fake server stalled before `setupComplete`.
+//! connect that cannot succeed fails fast with that cause; a server message over the client's
+//! own size limit is the client's doing, not a rejection of the user's turn. Against real
+//! loopback listeners: a closed port, a plain TCP port given `wss://`, servers answering the
+//! upgrade with 503 and 401, the fake server stalled before `setupComplete`, and the fake
+//! server's reply over a small `max_message_size`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,11 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use agent_glue::{Error, LiveSession, SessionError};
-use common::{WAIT, endpoint, server};
+use agent_glue::{Error, LiveSession, ReconnectReason, SessionError, SessionEvent};
+use common::{WAIT, endpoint, server, until};
 use gemini_fake::Family;
 use gemini_transport::wire::Modality;
 use gemini_transport::{ConnectConfig, Endpoint, SecretString};
+use resume_policy::DivergenceReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -200,4 +203,67 @@ async fn a_server_that_never_completes_setup_fails_within_about_one_setup_timeou
     );
     assert!(elapsed < 3 * SETUP_TIMEOUT, "took {elapsed:?}");
     assert_eq!(server.connections().len(), 1, "one attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_clients_size_limit_reconnects_and_keeps_the_users_turn() {
+    const LIMIT: usize = 1024;
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut events) =
+        LiveSession::builder(endpoint(&server), server.config().setup_model())
+            .modality(Modality::Text)
+            .transcription(false)
+            .connect_config(ConnectConfig::default().with_max_message_size(LIMIT))
+            .connect()
+            .await
+            .expect("session connects");
+    // The fake echoes the turn word by word: one word longer than the limit makes one frame
+    // over it, while the turn is not yet covered by any handle.
+    let long_word = "x".repeat(2 * LIMIT);
+    let turn = session.send_text(long_word.clone()).unwrap();
+    let seen = until(&mut events, "Reconnected", |e| {
+        matches!(e, SessionEvent::Reconnected(_))
+    })
+    .await;
+    let reason = seen.iter().find_map(|e| match e {
+        SessionEvent::Reconnecting { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        matches!(reason, Some(ReconnectReason::MessageTooLarge { size, max: LIMIT }) if size > LIMIT),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(
+            e,
+            SessionEvent::Divergence {
+                why: DivergenceReason::RejectedByServer { .. },
+                ..
+            }
+        )),
+        "the user's turn is not reported as rejected: {seen:#?}"
+    );
+    let Some(SessionEvent::Reconnected(report)) = seen.last() else {
+        panic!("{seen:#?}");
+    };
+    assert!(report.lost.is_empty(), "{report:?}");
+    assert!(
+        !report.replayed.is_empty(),
+        "the turn is sent again: {report:?}"
+    );
+    assert!(
+        session.chat_ctx().get(&turn).is_some(),
+        "the turn stays in the context"
+    );
+    // The server received it again on the new connection.
+    server
+        .wait_for(WAIT, "the turn on the new connection", |view| {
+            view.connections()
+                .iter()
+                .skip(1)
+                .any(|c| c.frames.iter().any(|f| f.raw.contains(&long_word)))
+        })
+        .await
+        .unwrap();
+    session.close().await.unwrap();
 }

@@ -355,17 +355,24 @@ impl SessionCore {
     /// Connection `connection` ended (or could not be opened) with `info`; `cause` is the
     /// transport error behind it, if the shell has one (kept as the
     /// [`source`](std::error::Error::source) of the [`SessionError`] the session may end with).
+    ///
+    /// A message larger than the client's own limit (1009 closed by this side) is not the
+    /// server rejecting the application's input: the session reconnects and replays what is
+    /// uncertain, reporting [`ReconnectReason::MessageTooLarge`].
     pub fn handle_closed(
         &mut self,
         now: Millis,
         connection: ConnectionId,
-        info: CloseInfo,
+        mut info: CloseInfo,
         cause: Option<TransportCause>,
     ) {
         if self.closed.is_some() || self.link.id() != Some(connection) {
             return;
         }
         let failure = SessionError::from_close(&info, cause);
+        if exceeds_client_limit(&info, &failure) {
+            info.class = WireClass::Transient;
+        }
         self.last_failure = Some(failure.clone());
         let opening = matches!(self.link, Link::Opening { .. });
         if !opening {
@@ -436,9 +443,14 @@ impl SessionCore {
                 class: policy_class(info.class, info.code),
             },
         };
-        let reason = ReconnectReason::ConnectionLost {
-            code: info.code,
-            reason: info.reason,
+        let reason = match failure {
+            SessionError::MessageTooLarge { size, max, .. } => {
+                ReconnectReason::MessageTooLarge { size, max }
+            }
+            _ => ReconnectReason::ConnectionLost {
+                code: info.code,
+                reason: info.reason,
+            },
         };
         self.link = Link::None;
         self.reconnect(now, trigger, reason);
@@ -557,6 +569,14 @@ impl SessionCore {
     fn owes_tool_response(&self) -> bool {
         self.ledger.tracker.awaits_tool_response()
     }
+}
+
+/// Whether the connection ended because a server message exceeded this client's own size
+/// limit: the client's doing, not a rejection of anything the client sent.
+fn exceeds_client_limit(info: &CloseInfo, failure: &SessionError) -> bool {
+    matches!(failure, SessionError::MessageTooLarge { .. })
+        || (info.initiator == CloseInitiator::Client
+            && info.code == gemini_transport::close::MESSAGE_TOO_BIG)
 }
 
 /// The policy's view of a close.
