@@ -80,9 +80,17 @@ pub(crate) struct SessionConfig {
     pub(crate) audio_backlog: Duration,
     pub(crate) event_capacity: usize,
     pub(crate) max_handle_bytes: usize,
+    pub(crate) first_connect_budget: Option<Duration>,
 }
 
 impl SessionConfig {
+    /// How long the first connect keeps retrying (see
+    /// [`LiveSessionBuilder::first_connect_budget`]); default: the setup timeout.
+    pub(crate) fn first_connect_budget(&self) -> Duration {
+        self.first_connect_budget
+            .unwrap_or(self.connect.setup_timeout)
+    }
+
     /// Bytes of 16-bit mono PCM in one audio frame (an even number, at least one sample).
     pub(crate) fn audio_chunk_bytes(&self) -> usize {
         let samples = u128::from(self.input_sample_rate) * self.audio_chunk.as_millis() / 1000;
@@ -179,6 +187,7 @@ impl LiveSessionBuilder {
                 audio_backlog: Duration::from_secs(1),
                 event_capacity: 1024,
                 max_handle_bytes: 16 << 10,
+                first_connect_budget: None,
             },
             policy: None,
             capabilities: None,
@@ -312,6 +321,22 @@ impl LiveSessionBuilder {
     /// middle of a model turn (default: 2 s).
     pub fn go_away_margin(mut self, margin: Duration) -> Self {
         self.config.go_away_margin = margin;
+        self
+    }
+
+    /// How long the first connect keeps trying before [`connect`](Self::connect) fails with
+    /// the cause (default: the connect config's
+    /// [`setup_timeout`](gemini_transport::ConnectConfig::setup_timeout), 10 s).
+    ///
+    /// Until a session has completed its first setup, a failure is more likely a wrong URL, key
+    /// or server than an outage, so the first connect fails fast: at once on a cause that would
+    /// repeat (TLS, authentication, quota, HTTP 4xx on the upgrade, a rejected `setup`), on the
+    /// second attempt that fails the same way as the one before (a refused port, the same HTTP
+    /// 5xx, the setup timeout), and when another attempt, as long as the last one, would end
+    /// after this budget (measured from the first attempt). Reconnects of an established
+    /// session follow the [`ResumePolicy`]'s backoff and attempt bound instead.
+    pub fn first_connect_budget(mut self, budget: Duration) -> Self {
+        self.config.first_connect_budget = Some(budget);
         self
     }
 

@@ -10,9 +10,12 @@ pub enum Error {
     /// The first connection could not be established.
     #[error("could not connect: {0}")]
     Connect(#[source] gemini_transport::Error),
-    /// The resume policy gave up.
-    #[error("the resume policy gave up: {0}")]
-    GaveUp(String),
+    /// The session ended before [`connect`](crate::LiveSessionBuilder::connect) completed
+    /// its first setup: the [`SessionError`](crate::SessionError) says what failed and keeps
+    /// the transport error as its source (a refused dial, TLS, an upgrade refused with an HTTP
+    /// status, authentication, quota, the setup timeout, or the policy giving up).
+    #[error("the session ended: {0}")]
+    Session(#[source] crate::SessionError),
     /// The session has ended (closed by the application or by a terminal error).
     #[error("the session is closed")]
     Closed,

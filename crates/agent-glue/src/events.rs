@@ -111,7 +111,7 @@ pub enum SessionEvent {
     /// The session ended; no more events follow.
     Closed {
         /// Why it ended; `None` when the application closed it.
-        error: Option<String>,
+        error: Option<crate::SessionError>,
     },
 }
 
@@ -141,6 +141,17 @@ pub enum ReconnectReason {
         code: u16,
         /// The close reason.
         reason: String,
+    },
+    /// A server message was larger than this client's own limit
+    /// ([`ConnectConfig::max_message_size`](gemini_transport::ConnectConfig::max_message_size)),
+    /// so the client closed the connection (1009). The application's input is not at fault:
+    /// nothing is reported rejected, and what was uncertain is replayed. Raise the limit if
+    /// this repeats.
+    MessageTooLarge {
+        /// The size of the message, as far as it was read.
+        size: usize,
+        /// The configured limit.
+        max: usize,
     },
     /// The configuration changed (instructions, tools, or an edit of delivered items) and the
     /// model only accepts it in `setup` or a fresh session. A resume the server refuses

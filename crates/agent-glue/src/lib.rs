@@ -89,12 +89,14 @@ mod gap;
 mod ledger;
 mod queue;
 mod session;
+mod session_error;
 mod wire_plan;
 
 pub use config::{AudioGapPolicy, Keepalive, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
 pub use session::{Buffered, IntoPcm, LiveSession, SessionEvents};
+pub use session_error::{SessionError, TransportCause};
 
 /// The README's Rust examples, compiled as doctests so that they stay true to the API.
 #[cfg(doctest)]

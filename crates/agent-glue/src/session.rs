@@ -583,7 +583,12 @@ impl Shared {
     /// Connection `id` ended with `info` (seen by its reader, or decided by the driver):
     /// the socket is dropped, audio written in its last second is reported, and the core is
     /// told.
-    fn connection_ended(&self, id: ConnectionId, info: CloseInfo) {
+    fn connection_ended(
+        &self,
+        id: ConnectionId,
+        info: CloseInfo,
+        cause: Option<Arc<gemini_transport::Error>>,
+    ) {
         let rate = self.config.input_sample_rate;
         self.with(|state, now| {
             if state.link.as_ref().is_some_and(|l| l.id == id) {
@@ -602,7 +607,7 @@ impl Shared {
                 }
                 state.backlog_to_gap();
             }
-            state.core.handle_closed(now, id, info);
+            state.core.handle_closed(now, id, info, cause);
         });
     }
 }
@@ -691,8 +696,7 @@ impl LiveSessionBuilder {
                     break;
                 }
                 if let Some(error) = state.core.closed() {
-                    let message = error.clone().unwrap_or_else(|| "closed".to_owned());
-                    return Err(Error::GaveUp(message));
+                    return Err(error.clone().map_or(Error::Closed, Error::Session));
                 }
             }
             if changed.changed().await.is_err() {
@@ -1109,7 +1113,7 @@ impl Driver {
         if let Some(id) = id {
             let info =
                 CloseInfo::abnormal(format!("the socket took no write for {timeout:?}"), false);
-            self.shared.connection_ended(id, info);
+            self.shared.connection_ended(id, info, None);
         }
     }
 
@@ -1159,7 +1163,7 @@ impl Driver {
                     ),
                     false,
                 );
-                self.shared.connection_ended(id, info);
+                self.shared.connection_ended(id, info, None);
             }
             None => self.shared.with(|_, _| {}),
         }
@@ -1232,9 +1236,14 @@ impl Driver {
                             state.flush_backlog();
                         });
                     }
-                    Some(Err(info)) => self
-                        .shared
-                        .with(|state, now| state.core.handle_closed(now, connection, info)),
+                    Some(Err(e)) => {
+                        let info = close_info(&e);
+                        self.shared.with(|state, now| {
+                            state
+                                .core
+                                .handle_closed(now, connection, info, Some(Arc::new(e)));
+                        });
+                    }
                     None => {}
                 }
             }
@@ -1255,11 +1264,9 @@ impl Driver {
 async fn open(
     config: &SessionConfig,
     setup: &ClientMessage,
-) -> Result<(ConnectionSender, ConnectionReceiver), CloseInfo> {
-    let mut conn = Connection::connect(&config.endpoint, &config.connect)
-        .await
-        .map_err(|e| close_info(&e))?;
-    conn.setup(setup).await.map_err(|e| close_info(&e))?;
+) -> Result<(ConnectionSender, ConnectionReceiver), gemini_transport::Error> {
+    let mut conn = Connection::connect(&config.endpoint, &config.connect).await?;
+    conn.setup(setup).await?;
     Ok(conn.split())
 }
 
@@ -1281,14 +1288,14 @@ async fn read(shared: Arc<Shared>, id: ConnectionId, mut receiver: ConnectionRec
                 )));
             }),
             Err(e) => {
-                shared.connection_ended(id, close_info(&e));
+                shared.connection_ended(id, close_info(&e), Some(Arc::new(e)));
                 return;
             }
         }
     }
 }
 
-/// A transport error as the close the core is told about.
+/// A transport error as the close the core is told about (with the error itself as the cause).
 fn close_info(e: &gemini_transport::Error) -> CloseInfo {
     match e.close_info() {
         Some(info) => info.clone(),

@@ -17,7 +17,7 @@ mod support;
 
 use std::time::Duration;
 
-use agent_glue::{Error, ReconnectStrategy, SessionEvent};
+use agent_glue::{Error, ReconnectStrategy, SessionError, SessionEvent};
 use common::{WAIT, barrier, until};
 use ctx_model::{ChatContext, Item, Message};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer, Family};
@@ -285,8 +285,18 @@ async fn give_up_plan_after_a_drop_ends_the_session() {
         }),
         "the give-up plan's divergences are reported: {seen:#?}"
     );
+    // The policy's reason, with the drop that led to it as the last failure.
     assert!(
-        matches!(seen.last(), Some(SessionEvent::Closed { error: Some(_) })),
+        matches!(
+            seen.last(),
+            Some(SessionEvent::Closed {
+                error: Some(SessionError::GaveUp {
+                    reason: GiveUpReason::AttemptsExhausted { attempts: 3 },
+                    last: Some(last),
+                    ..
+                }),
+            }) if matches!(**last, SessionError::ConnectionLost { .. })
+        ),
         "{seen:#?}"
     );
     assert!(
@@ -310,7 +320,17 @@ async fn give_up_plan_on_the_first_connect_fails_connect() {
     });
     let (builder, _log) = builder(&server, script);
     let result = builder.connect().await;
-    assert!(matches!(result, Err(Error::GaveUp(_))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(Error::Session(SessionError::GaveUp {
+                reason: GiveUpReason::Fatal { code: 1008 },
+                last: None,
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
     assert!(server.connections().is_empty(), "nothing was dialed");
 }
 

@@ -397,8 +397,16 @@ impl<'a> World<'a> {
                 }
             }
             Ev::DialFailed(conn, status) => {
-                let info = CloseInfo::abnormal(format!("HTTP {status} on the upgrade"), false);
-                self.core.handle_closed(Millis(now), conn, info);
+                // What the transport reports for a refused upgrade.
+                let cause = gemini_transport::Error::Handshake {
+                    authority: "sim".to_owned(),
+                    status: Some(status),
+                    detail: "upgrade refused".to_owned(),
+                };
+                let mut info = CloseInfo::abnormal(cause.to_string(), false);
+                info.class = cause.class();
+                self.core
+                    .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
             }
             Ev::ToServer(conn, frame) => {
                 let target = self
@@ -457,7 +465,7 @@ impl<'a> World<'a> {
                 });
                 if deliver {
                     self.note(format!("conn {} closed at the client: {info}", conn.0));
-                    self.core.handle_closed(Millis(now), conn, info);
+                    self.core.handle_closed(Millis(now), conn, info, None);
                 }
             }
             Ev::ActionsReady => {}

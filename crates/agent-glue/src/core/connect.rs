@@ -14,6 +14,7 @@ use tracing::info_span;
 
 use super::{Action, SessionCore, millis};
 use crate::events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent};
+use crate::session_error::{SessionError, TransportCause};
 use crate::wire_plan::wire_send;
 
 /// The session's connection.
@@ -82,6 +83,10 @@ pub(super) struct Pending {
     waited: bool,
     /// Connection attempts made.
     tries: u32,
+    /// When the current attempt was opened.
+    opened_at: Millis,
+    /// The failure of the previous attempt of the first connect.
+    first_failure: Option<SessionError>,
 }
 
 impl Pending {
@@ -92,7 +97,33 @@ impl Pending {
             at: started,
             waited: false,
             tries: 0,
+            opened_at: started,
+            first_failure: None,
         }
+    }
+
+    /// Whether the first connect ends with `failure` (the attempt that just failed, at `now`)
+    /// instead of trying again: the cause would repeat, it is the one the previous attempt
+    /// failed with, or another attempt as long as this one would end after `budget`
+    /// (counted from the first attempt). Otherwise `failure` is remembered for the next one.
+    fn first_connect_ends(
+        &mut self,
+        now: Millis,
+        failure: &SessionError,
+        budget: Duration,
+    ) -> bool {
+        let repeated = self
+            .first_failure
+            .as_ref()
+            .is_some_and(|previous| previous.same_cause(failure));
+        let next_would_end = now
+            .since(self.started)
+            .saturating_add(now.since(self.opened_at));
+        if failure.is_deterministic() || repeated || next_would_end > budget {
+            return true;
+        }
+        self.first_failure = Some(failure.clone());
+        false
     }
 }
 
@@ -136,8 +167,12 @@ impl SessionCore {
                     why: resume_policy::DivergenceReason::GaveUp,
                 });
             }
-            let message = format!("gave up reconnecting: {reason:?}");
-            self.shutdown(Some(message));
+            let error = SessionError::GaveUp {
+                reason: *reason,
+                attempts: self.attempts.attempt(),
+                last: self.last_failure.take().map(Box::new),
+            };
+            self.shutdown(Some(error));
             return;
         }
         if !pending.waited && !plan.backoff.is_zero() {
@@ -148,6 +183,7 @@ impl SessionCore {
             return;
         }
         pending.tries += 1;
+        pending.opened_at = now;
         let _span = info_span!(
             "connection_attempt",
             attempt = self.attempts.attempt(),
@@ -235,9 +271,12 @@ impl SessionCore {
             ConnectMode::Fresh
         };
         if self.ledger.tracker.on_connected(id, mode).is_err() {
-            self.shutdown(Some("resume planned without a handle".to_owned()));
+            self.shutdown(Some(SessionError::Policy {
+                detail: "a resume was planned without a handle".to_owned(),
+            }));
             return;
         }
+        self.last_failure = None;
         self.ledger.on_connected(id, mode);
         self.turn = Default::default();
         self.tools_owed = false;
@@ -313,14 +352,31 @@ impl SessionCore {
         }
     }
 
-    /// Connection `connection` ended (or could not be opened) with `info`.
-    pub fn handle_closed(&mut self, now: Millis, connection: ConnectionId, info: CloseInfo) {
+    /// Connection `connection` ended (or could not be opened) with `info`; `cause` is the
+    /// transport error behind it, if the shell has one (kept as the
+    /// [`source`](std::error::Error::source) of the [`SessionError`] the session may end with).
+    ///
+    /// A message larger than the client's own limit (1009 closed by this side) is not the
+    /// server rejecting the application's input: the session reconnects and replays what is
+    /// uncertain, reporting [`ReconnectReason::MessageTooLarge`].
+    pub fn handle_closed(
+        &mut self,
+        now: Millis,
+        connection: ConnectionId,
+        mut info: CloseInfo,
+        cause: Option<TransportCause>,
+    ) {
         if self.closed.is_some() || self.link.id() != Some(connection) {
             return;
         }
+        let failure = SessionError::from_close(&info, cause);
+        if exceeds_client_limit(&info, &failure) {
+            info.class = WireClass::Transient;
+        }
+        self.last_failure = Some(failure.clone());
         let opening = matches!(self.link, Link::Opening { .. });
         if !opening {
-            self.lost(now, info);
+            self.lost(now, info, failure);
             return;
         }
         let resumed = matches!(&self.link, Link::Opening { plan, .. } if plan.is_resume());
@@ -331,7 +387,7 @@ impl SessionCore {
         let refused_frame = info.initiator == CloseInitiator::Server;
         match (resumed, info.class) {
             (_, WireClass::AuthOrQuota) | (false, WireClass::NeedsDifferentRequest) => {
-                self.shutdown(Some(format!("could not open a connection: {info}")));
+                self.shutdown(Some(failure));
             }
             (true, WireClass::NeedsDifferentRequest | WireClass::Transient) if refused_frame => {
                 self.ledger.tracker.discard_handle();
@@ -348,6 +404,16 @@ impl SessionCore {
                 self.pending = Some(pending);
                 self.step_pending(now);
             }
+            _ if !self.connected_once
+                && pending.first_connect_ends(
+                    now,
+                    &failure,
+                    self.config.session.first_connect_budget(),
+                ) =>
+            {
+                // Never connected: a wrong URL, key or server more likely than an outage.
+                self.shutdown(Some(failure));
+            }
             _ => {
                 self.attempts.on_failed();
                 pending.trigger = Trigger::AbnormalClose {
@@ -363,9 +429,9 @@ impl SessionCore {
     }
 
     /// The open connection ended without this side closing it.
-    fn lost(&mut self, now: Millis, info: CloseInfo) {
+    fn lost(&mut self, now: Millis, info: CloseInfo, failure: SessionError) {
         if info.class == WireClass::AuthOrQuota {
-            self.shutdown(Some(format!("connection closed: {info}")));
+            self.shutdown(Some(failure));
             return;
         }
         let trigger = match self.rotation.take() {
@@ -377,9 +443,14 @@ impl SessionCore {
                 class: policy_class(info.class, info.code),
             },
         };
-        let reason = ReconnectReason::ConnectionLost {
-            code: info.code,
-            reason: info.reason,
+        let reason = match failure {
+            SessionError::MessageTooLarge { size, max, .. } => {
+                ReconnectReason::MessageTooLarge { size, max }
+            }
+            _ => ReconnectReason::ConnectionLost {
+                code: info.code,
+                reason: info.reason,
+            },
         };
         self.link = Link::None;
         self.reconnect(now, trigger, reason);
@@ -498,6 +569,14 @@ impl SessionCore {
     fn owes_tool_response(&self) -> bool {
         self.ledger.tracker.awaits_tool_response()
     }
+}
+
+/// Whether the connection ended because a server message exceeded this client's own size
+/// limit: the client's doing, not a rejection of anything the client sent.
+fn exceeds_client_limit(info: &CloseInfo, failure: &SessionError) -> bool {
+    matches!(failure, SessionError::MessageTooLarge { .. })
+        || (info.initiator == CloseInitiator::Client
+            && info.code == gemini_transport::close::MESSAGE_TOO_BIG)
 }
 
 /// The policy's view of a close.

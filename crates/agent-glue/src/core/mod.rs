@@ -15,7 +15,7 @@
 //! | [`SessionCore::command`] | what the application asks (returns the ids it created) |
 //! | [`SessionCore::handle_setup_complete`] | `setupComplete` arrived on connection `N` |
 //! | [`SessionCore::handle_message`] | any other decoded server message on connection `N` |
-//! | [`SessionCore::handle_closed`] | connection `N` ended (or could not be opened), with its [`CloseInfo`](gemini_transport::CloseInfo) |
+//! | [`SessionCore::handle_closed`] | connection `N` ended (or could not be opened), with its [`CloseInfo`](gemini_transport::CloseInfo) and the transport error behind it, if any |
 //! | [`SessionCore::handle_timeout`] | the time the core asked for has come |
 //! | [`SessionCore::audio_sent`] | the shell wrote `n` audio frames on connection `N` (counted, not inspected) |
 //!
@@ -59,10 +59,10 @@ use resume_policy::{
 
 use self::connect::{Link, Pending, Restart, Rotation};
 use self::turn::ModelTurn;
-use crate::Error;
 use crate::config::SessionConfig;
 use crate::events::SessionEvent;
 use crate::ledger::Ledger;
+use crate::{Error, SessionError};
 
 /// The application's requests, as the core takes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +179,9 @@ pub struct SessionCore {
     /// Operations the policy deferred to the next fresh session (reported as divergences).
     deferred: std::collections::HashSet<OpId>,
     version: u64,
-    closed: Option<Option<String>>,
+    closed: Option<Option<SessionError>>,
+    /// The failure of the last connection that ended (the cause a give-up reports).
+    last_failure: Option<SessionError>,
     connected_once: bool,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
@@ -262,6 +264,7 @@ impl SessionCore {
             deferred: std::collections::HashSet::new(),
             version: 0,
             closed: None,
+            last_failure: None,
             connected_once: false,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
@@ -302,7 +305,7 @@ impl SessionCore {
     }
 
     /// `Some(error)` once the session has ended (`None` inside: closed by the application).
-    pub fn closed(&self) -> Option<&Option<String>> {
+    pub fn closed(&self) -> Option<&Option<SessionError>> {
         self.closed.as_ref()
     }
 
@@ -482,7 +485,7 @@ impl SessionCore {
         Ok(receipt)
     }
 
-    fn shutdown(&mut self, error: Option<String>) {
+    fn shutdown(&mut self, error: Option<SessionError>) {
         if self.closed.is_some() {
             return;
         }
