@@ -24,9 +24,13 @@
 //! `cargo xtask sim [--schedules N | --seed S [--keep i,j] [--trace]]` runs the deterministic
 //! simulator (`crates/session-sim`) in release mode.
 //!
+//! `cargo xtask load [--sessions N[,N…]] [--seconds S] [--find-max] …` runs the whole-process
+//! load benchmark (`crates/load`, built in release; see `load.rs`). CI does not run it.
+//!
 //! `cargo xtask py-compat` runs step 3 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
+mod load;
 mod py_compat;
 
 use std::path::{Path, PathBuf};
@@ -136,7 +140,10 @@ const CI_STEPS: &[Step] = &[
 ];
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask ci | cargo xtask py-compat | cargo xtask sim [ARGS]");
+    eprintln!(
+        "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask sim [ARGS] | \
+         cargo xtask load [ARGS]"
+    );
     ExitCode::from(2)
 }
 
@@ -271,6 +278,10 @@ fn main() -> ExitCode {
         Some("ci") if args.len() == 1 => run_ci(),
         Some("py-compat") if args.len() == 1 => run_py_compat(),
         Some("sim") => run_sim(&args[1..]),
+        Some("load") => {
+            let workspace = workspace_root();
+            load::run(&args[1..], &workspace, &target_dir(&workspace))
+        }
         _ => usage(),
     }
 }

@@ -88,6 +88,7 @@ pub enum FrameKind {
 /// | chunk interval | 5 ms between the chunks of a generated answer |
 /// | VAD silence | 500 ms of silence ends a spoken turn (unless the setup says otherwise) |
 /// | VAD energy threshold | RMS 500 (16-bit samples) |
+/// | audio load mode | off (see [`FakeConfig::with_audio_load`]) |
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct FakeConfig {
@@ -107,6 +108,7 @@ pub struct FakeConfig {
     pub(crate) vad_silence: Duration,
     pub(crate) vad_threshold: f64,
     pub(crate) extra_models: Vec<String>,
+    pub(crate) audio_load: bool,
 }
 
 impl Default for FakeConfig {
@@ -128,6 +130,7 @@ impl Default for FakeConfig {
             vad_silence: Duration::from_millis(500),
             vad_threshold: 500.0,
             extra_models: Vec::new(),
+            audio_load: false,
         }
     }
 }
@@ -234,6 +237,36 @@ impl FakeConfig {
     pub fn with_extra_model(mut self, id: impl Into<String>) -> Self {
         self.extra_models.push(id.into());
         self
+    }
+
+    /// Load mode, for benchmarks that need model audio flowing back at real time from many
+    /// sessions (off by default; nothing else changes while it is off).
+    ///
+    /// When on, every connection, once its `setupComplete` is out:
+    /// - takes a client frame in `gemini-transport`'s canonical audio encoding (it begins
+    ///   `{"realtimeInput":{"audio":`) without decoding it: it is not recorded in
+    ///   [`ConnectionRecord::frames`](crate::ConnectionRecord), not counted as a client message
+    ///   (no resumption update, no `lastConsumedClientMessageIndex` step, no
+    ///   [`Trigger::ClientMessages`](crate::Trigger)), and never reaches the VAD, so it makes no
+    ///   turn. Other frames are served as usual.
+    /// - streams model audio while such frames arrive: from 40 ms after the first one, one
+    ///   `serverContent.modelTurn` frame with 40 ms of 24 kHz PCM16 every 40 ms (25 a second,
+    ///   real time), the same frame each time, encoded once per server. A tick that finds the
+    ///   server more than 40 ms late is skipped, not made up. The stream stops 100 ms after the
+    ///   last client audio frame and starts again with the next. It sends no `turnComplete` and
+    ///   does not change the session's context.
+    ///
+    /// [`FakeServer::load_counts`](crate::FakeServer::load_counts) counts the chunks taken in and
+    /// sent out. Stall and delay faults still hold the frames back.
+    pub fn with_audio_load(mut self, on: bool) -> Self {
+        self.audio_load = on;
+        self
+    }
+
+    /// Whether load mode is on ([`FakeConfig::with_audio_load`]).
+    #[must_use]
+    pub fn audio_load(&self) -> bool {
+        self.audio_load
     }
 
     /// The configured family.

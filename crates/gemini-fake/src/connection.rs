@@ -152,6 +152,12 @@ impl Link {
                         _ => Message::Binary(json.into_bytes().into()),
                     }
                 }
+                Outgoing::Encoded(payload) => match kind {
+                    FrameKind::Text => {
+                        Message::Text(String::from_utf8_lossy(&payload).into_owned().into())
+                    }
+                    _ => Message::Binary(payload),
+                },
                 Outgoing::Raw {
                     payload,
                     binary: true,

@@ -201,6 +201,7 @@ mod faults;
 mod handles;
 mod inspect;
 mod link;
+mod load;
 mod outbound;
 mod script;
 mod server;
@@ -216,6 +217,7 @@ pub use error::Error;
 pub use family::{Capabilities, Family};
 pub use faults::{FaultAction, Faults, Trigger};
 pub use inspect::ServerView;
+pub use load::LoadCounts;
 pub use server::FakeServer;
 pub use session::{
     AnswerRecord, ConnectionEnd, ConnectionId, ConnectionRecord, IssuedHandle, ReceivedFrame,

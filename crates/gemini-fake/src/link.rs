@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::FakeConfig;
 use crate::conversation::{Conversation, Step};
+use crate::load::{self, LoadStream};
 use crate::outbound;
 use crate::session::{ConnectionEnd, ConnectionId, ConnectionRecord};
 use crate::shared::{Control, Shared};
@@ -31,6 +32,9 @@ pub(crate) enum Outgoing {
     Message(ServerMessage),
     /// A payload sent as it is (`Faults::send_raw`).
     Raw { payload: Vec<u8>, binary: bool },
+    /// A server message encoded once and shared (load mode's model audio), sent in the
+    /// configured frame kind.
+    Encoded(tokio_tungstenite::tungstenite::Bytes),
 }
 
 /// An outgoing frame and when it may leave.
@@ -104,6 +108,8 @@ pub(crate) struct LinkCore {
     control: mpsc::UnboundedReceiver<Control>,
     go_away_at: Option<Instant>,
     end_at: Option<Instant>,
+    /// Load mode's model audio stream (`None` when load mode is off).
+    load: Option<LoadStream>,
 }
 
 impl LinkCore {
@@ -138,6 +144,7 @@ impl LinkCore {
             ),
             None => (None, None),
         };
+        let load = shared.config.audio_load.then(LoadStream::default);
         let core = LinkCore {
             conversation: Conversation::new(Arc::clone(&shared), id, route_version),
             shared,
@@ -146,6 +153,7 @@ impl LinkCore {
             control,
             go_away_at,
             end_at,
+            load,
         };
         let first = if key_ok {
             Action::Continue
@@ -165,6 +173,13 @@ impl LinkCore {
 
     /// One client frame.
     pub(crate) fn on_frame(&mut self, raw: &[u8], binary: bool) -> Action {
+        if let Some(stream) = self.load.as_mut() {
+            if self.conversation.is_set_up() && load::is_client_audio(raw) {
+                stream.on_client_audio(self.shared.now());
+                self.shared.load_counters.took_audio();
+                return Action::Continue;
+            }
+        }
         let step = self.conversation.on_frame(raw, binary);
         self.after(step)
     }
@@ -211,6 +226,7 @@ impl LinkCore {
         [
             send,
             self.conversation.next_tick(),
+            self.load.as_ref().and_then(LoadStream::next_tick),
             self.go_away_at,
             self.end_at,
         ]
@@ -219,13 +235,19 @@ impl LinkCore {
         .min()
     }
 
-    /// Runs every timer that is due now, in this order: the generation's chunk, the lifetime's
-    /// `goAway`, the end of the connection. Sending due frames is the shell's part.
+    /// Runs every timer that is due now, in this order: the generation's chunk, load mode's
+    /// audio chunk, the lifetime's `goAway`, the end of the connection. Sending due frames is the shell's part.
     pub(crate) fn on_timers(&mut self) -> Action {
         let now = self.shared.now();
         if self.conversation.next_tick().is_some_and(|at| at <= now) {
             self.conversation.on_tick(now);
             self.take_conversation_out();
+        }
+        if self.load.as_mut().is_some_and(|stream| stream.on_tick(now)) {
+            if let Some(frame) = self.shared.load_frame.clone() {
+                self.enqueue(Outgoing::Encoded(frame));
+                self.shared.load_counters.sent_audio();
+            }
         }
         if self.go_away_at.is_some_and(|at| at <= now) {
             self.go_away_at = None;

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! gemini-fake --listen 127.0.0.1:0 [--family 2.5|3.1|3.8] [--vertex] [--lifetime SECS]
-//!             [--go-away-before SECS] [--api-key KEY]
+//!             [--go-away-before SECS] [--api-key KEY] [--audio-load]
 //! ```
+//!
+//! `--audio-load` turns on load mode (`FakeConfig::with_audio_load`): model audio streamed back
+//! at real time while client audio arrives, for load benchmarks.
 //!
 //! The first line on stdout is `listening on ws://HOST:PORT`; logs go to stderr (`RUST_LOG`).
 
@@ -15,7 +18,7 @@ use std::time::Duration;
 use gemini_fake::{Error, FakeConfig, FakeServer, Family};
 
 const USAGE: &str = "usage: gemini-fake --listen HOST:PORT [--family 2.5|3.1|3.8] [--vertex] \
-                     [--lifetime SECS] [--go-away-before SECS] [--api-key KEY]";
+                     [--lifetime SECS] [--go-away-before SECS] [--api-key KEY] [--audio-load]";
 
 /// Parses the command line (without the program name) into a configuration.
 fn parse_args(args: &[String]) -> Result<FakeConfig, Error> {
@@ -46,6 +49,7 @@ fn parse_args(args: &[String]) -> Result<FakeConfig, Error> {
                 config.with_go_away_lead(seconds("--go-away-before", &value("--go-away-before")?)?)
             }
             "--api-key" => config.with_api_key(value("--api-key")?),
+            "--audio-load" => config.with_audio_load(true),
             other => {
                 return Err(Error::InvalidArgument {
                     field: other.to_owned(),
@@ -112,9 +116,10 @@ mod tests {
     #[test]
     fn parses_every_flag() {
         let config = parse_args(&args(
-            "--listen 127.0.0.1:0 --family 3.1 --vertex --lifetime 600 --go-away-before 50 --api-key k",
+            "--listen 127.0.0.1:0 --family 3.1 --vertex --lifetime 600 --go-away-before 50 --api-key k --audio-load",
         ))
         .unwrap();
+        assert!(config.audio_load());
         assert_eq!(config.family(), Family::Gemini31);
         assert!(config.vertex());
     }

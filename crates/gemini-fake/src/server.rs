@@ -107,6 +107,13 @@ impl FakeServer {
         self.shared.connection_copies()
     }
 
+    /// The audio chunks load mode took in and sent out so far, over all connections (zero
+    /// unless [`FakeConfig::with_audio_load`] is on).
+    #[must_use]
+    pub fn load_counts(&self) -> crate::LoadCounts {
+        self.shared.load_counters.read()
+    }
+
     /// Reads the state through a borrowed view.
     pub fn inspect<T>(&self, f: impl FnOnce(&ServerView<'_>) -> T) -> T {
         self.shared.inspect(f)

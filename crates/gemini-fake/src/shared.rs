@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::FakeConfig;
 use crate::faults::{FaultAction, Trigger};
 use crate::handles::HandleBook;
+use crate::load::{self, LoadCounters};
 use crate::session::{ConnectionId, ConnectionRecord, SessionId, SessionSnapshot};
 
 /// A command from the test side to one live connection.
@@ -125,6 +126,10 @@ pub(crate) struct Shared {
     version: watch::Sender<u64>,
     pub(crate) shutdown: watch::Sender<bool>,
     clock: Clock,
+    /// Load mode's model audio frame, encoded once (`None` when load mode is off).
+    pub(crate) load_frame: Option<tokio_tungstenite::tungstenite::Bytes>,
+    /// Load mode's chunk counters (outside the state lock: they change on every chunk).
+    pub(crate) load_counters: LoadCounters,
 }
 
 impl Shared {
@@ -143,8 +148,11 @@ impl Shared {
     }
 
     fn with_clock(config: FakeConfig, clock: Clock) -> Self {
+        let load_frame = config.audio_load.then(load::model_audio_frame);
         Shared {
             config,
+            load_frame,
+            load_counters: LoadCounters::default(),
             state: Mutex::new(ServerState::default()),
             version: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),

@@ -49,6 +49,14 @@ impl From<Outgoing> for SimOutput {
         match frame {
             Outgoing::Message(message) => SimOutput::Frame(message),
             Outgoing::Raw { payload, binary } => SimOutput::Raw { payload, binary },
+            // Load mode's pre-encoded audio: the fake encoded it from a `ServerMessage`.
+            Outgoing::Encoded(payload) => match ServerMessage::from_json(&payload) {
+                Ok(message) => SimOutput::Frame(message),
+                Err(_) => SimOutput::Raw {
+                    payload: payload.to_vec(),
+                    binary: true,
+                },
+            },
         }
     }
 }

@@ -132,6 +132,11 @@ impl Conversation {
         std::mem::take(&mut self.out)
     }
 
+    /// Whether `setup` was accepted on this connection.
+    pub(crate) fn is_set_up(&self) -> bool {
+        self.setup.is_some()
+    }
+
     /// When the generation wants its next tick.
     pub(crate) fn next_tick(&self) -> Option<Instant> {
         match &self.turn {
