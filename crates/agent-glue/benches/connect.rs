@@ -2,15 +2,19 @@
 //! `gemini-fake` over loopback on one current-thread runtime: dial, upgrade, `setup`, and
 //! `setupComplete`. The session adds its core, its driver task and the first plan; it must not
 //! add a wait (issue 8: every dial used to wait a timer set to "now", which rounds up to the
-//! next millisecond). Compare the two lines of one run:
+//! next millisecond). Both send the same `setup`; between samples the runtime is left to
+//! finish closing the previous connection, untimed. `core_only` is the session's own work
+//! without sockets. Compare the lines of one run:
 //! `cargo bench -p agent-glue --bench connect`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use agent_glue::LiveSession;
+use agent_glue::core::Action;
 use divan::Bencher;
 use gemini_fake::{FakeConfig, FakeServer};
-use gemini_transport::wire::{ClientMessage, Modality, Setup};
+use gemini_transport::wire::Modality;
 use gemini_transport::{ConnectConfig, Connection, Endpoint, SecretString};
+use resume_policy::Millis;
 use tokio::runtime::Runtime;
 
 fn main() {
@@ -31,21 +35,34 @@ fn bed() -> (Runtime, FakeServer, Endpoint) {
     (runtime, server, endpoint)
 }
 
-/// The bare client: `Connection::connect` and `setup`.
+/// Outside the timed region: lets the runtime finish what the previous sample left (its
+/// connection closing on both sides), so that no sample pays for the one before.
+fn quiesce(runtime: &Runtime) {
+    runtime.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(2)).await });
+}
+
+/// The bare client: `Connection::connect` and `setup`, with the very `setup` the session
+/// sends (so that both lines ask the server for the same work: resumption, transcription).
 #[divan::bench(sample_count = 200)]
 fn bare_connection(bencher: Bencher<'_, '_>) {
     let (runtime, server, endpoint) = bed();
     let config = ConnectConfig::default();
-    let setup = ClientMessage::Setup(Box::new(
-        Setup::new(server.config().setup_model()).with_response_modality(Modality::Text),
-    ));
-    bencher.bench_local(|| {
-        runtime.block_on(async {
-            let mut connection = Connection::connect(&endpoint, &config).await.unwrap();
-            connection.setup(&setup).await.unwrap();
-            connection
-        })
-    });
+    let mut core = LiveSession::builder(endpoint.clone(), server.config().setup_model())
+        .modality(Modality::Text)
+        .into_core(Millis(0), 1)
+        .unwrap();
+    let Some(Action::Open { setup, .. }) = core.poll_action() else {
+        panic!("a fresh core opens a connection first");
+    };
+    bencher
+        .with_inputs(|| quiesce(&runtime))
+        .bench_local_values(|()| {
+            runtime.block_on(async {
+                let mut connection = Connection::connect(&endpoint, &config).await.unwrap();
+                connection.setup(&setup).await.unwrap();
+                connection
+            })
+        });
 }
 
 /// `LiveSession::builder(…).connect()`: returns once the first setup is complete.
@@ -53,13 +70,35 @@ fn bare_connection(bencher: Bencher<'_, '_>) {
 fn live_session(bencher: Bencher<'_, '_>) {
     let (runtime, server, endpoint) = bed();
     let model = server.config().setup_model();
+    bencher
+        .with_inputs(|| quiesce(&runtime))
+        .bench_local_values(|()| {
+            runtime.block_on(async {
+                LiveSession::builder(endpoint.clone(), model.clone())
+                    .modality(Modality::Text)
+                    .connect()
+                    .await
+                    .unwrap()
+            })
+        });
+}
+
+/// The session's own work on the way to `setupComplete`, without sockets: building the core,
+/// its first plan and `setup`, and taking the setup as complete.
+#[divan::bench(sample_count = 200)]
+fn core_only(bencher: Bencher<'_, '_>) {
+    let (_runtime, server, endpoint) = bed();
+    let model = server.config().setup_model();
     bencher.bench_local(|| {
-        runtime.block_on(async {
-            LiveSession::builder(endpoint.clone(), model.clone())
-                .modality(Modality::Text)
-                .connect()
-                .await
-                .unwrap()
-        })
+        let mut core = LiveSession::builder(endpoint.clone(), model.clone())
+            .modality(Modality::Text)
+            .into_core(Millis(0), 1)
+            .unwrap();
+        let Some(Action::Open { connection, setup }) = core.poll_action() else {
+            panic!("a fresh core opens a connection first");
+        };
+        core.handle_setup_complete(Millis(1), connection);
+        while core.poll_transmit().is_some() {}
+        (core, setup)
     });
 }

@@ -559,8 +559,12 @@ impl Shared {
         Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// Wakes whoever waits for a change (nobody, most of the time: then it costs nothing; a
+    /// waiter that subscribes later reads the state after this change anyway).
     fn bump(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if self.changed.receiver_count() > 0 {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     /// Runs `f` on the state, moves the core's output into the queues, writes what the

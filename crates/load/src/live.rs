@@ -2,6 +2,7 @@
 //! `push_audio` and the event stream.
 
 use agent_glue::{LiveSession, SessionEvent, SessionEvents};
+use bytes::Bytes;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::Pace;
@@ -11,6 +12,8 @@ use crate::run::{DRAIN, Plan, SessionCtx, SessionOutcome};
 async fn connect(ctx: &SessionCtx) -> Result<(LiveSession, SessionEvents), String> {
     let _dial = ctx.dials.acquire().await.map_err(|e| e.to_string())?;
     LiveSession::builder(ctx.endpoint.clone(), ctx.args.model.clone())
+        // Frames of 20 ms, as the bare clients send.
+        .audio_chunk(CHUNK)
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))
@@ -92,7 +95,7 @@ async fn realtime(
     events: &mut SessionEvents,
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
-    let chunk = microphone_chunk();
+    let chunk = Bytes::from(microphone_chunk());
     let first = plan.first_tick(ctx.index, ctx.args.sessions);
     let end = plan.end();
     let mut ticks = interval_at(first, CHUNK);
@@ -105,7 +108,9 @@ async fn realtime(
                     return Ok(());
                 }
                 outcome.lateness.record(Instant::now().saturating_duration_since(at));
-                session.push_audio(&chunk).map_err(|e| format!("push_audio: {e}"))?;
+                session
+                    .push_audio(chunk.clone())
+                    .map_err(|e| format!("push_audio: {e}"))?;
                 outcome.sent += 1;
             }
             event = events.recv() => match event {
@@ -116,8 +121,10 @@ async fn realtime(
     }
 }
 
-/// Chunks handed over as fast as the session takes them, `batch` at a time, yielding to the
-/// runtime after each batch (so its driver writes them: `push_audio` itself never waits).
+/// As fast as the session takes them: `batch` chunks handed over in one call (the session
+/// cuts them into 20 ms frames and flushes once, as `bare-coalesce` does), with the async push
+/// that waits while the session's backlog is at its bound (the socket is slower than this
+/// producer), as a source that is not real time should.
 async fn afap(
     ctx: &SessionCtx,
     plan: Plan,
@@ -126,14 +133,14 @@ async fn afap(
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
     let chunk = microphone_chunk();
+    let batch = Bytes::from(chunk.repeat(ctx.args.batch));
     let end = plan.end();
     sleep_until(plan.start).await;
     while Instant::now() < end {
-        for _ in 0..ctx.args.batch {
-            session
-                .push_audio(&chunk)
-                .map_err(|e| format!("push_audio: {e}"))?;
-        }
+        session
+            .push_audio_wait(batch.clone())
+            .await
+            .map_err(|e| format!("push_audio_wait: {e}"))?;
         outcome.sent += ctx.args.batch as u64;
         while let Some(event) = events.try_recv() {
             on_event(event, outcome)?;
