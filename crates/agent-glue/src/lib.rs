@@ -44,6 +44,21 @@
 //! [`LiveSession::update_tools`], [`LiveSession::send_tool_result`],
 //! [`LiveSession::generate_reply`], [`LiveSession::interrupt`], [`LiveSession::close`].
 //!
+//! # Under load and attack
+//!
+//! Audio travels as [`bytes::Bytes`] ([`IntoPcm`]), in and out, and a chunk pushed while the
+//! socket is idle is written from the caller's thread with no wake-up of another task. Every
+//! buffer is bounded: microphone audio by duration ([`LiveSessionBuilder::audio_backlog`],
+//! [`LiveSessionBuilder::audio_gap`]; at the bound [`LiveSession::push_audio`] drops the
+//! oldest, [`LiveSession::try_push_audio`] returns [`Error::Full`],
+//! [`LiveSession::push_audio_wait`] waits), events by count
+//! ([`LiveSessionBuilder::event_capacity`]; only model audio is ever shed, reported by
+//! [`SessionEvent::ModelAudioDropped`]), incoming frames to one in hand (TCP pushes back), and
+//! resumption handles by size ([`SessionEvent::HandleTooLarge`]). A peer that stops reading is
+//! given up by the write deadline ([`LiveSessionBuilder::write_timeout`]) or the keepalive
+//! ([`Keepalive`]) and the session reconnects; [`LiveSession::close`] returns whatever the
+//! socket does. [`LiveSession::buffered`] reports what the buffers hold.
+//!
 //! The example runs against the in-process fake server (`gemini-fake`); with a real key, build
 //! the endpoint with `Endpoint::api_key(key)` and leave out `with_base_url`.
 //!

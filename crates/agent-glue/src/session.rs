@@ -1222,7 +1222,9 @@ impl Driver {
             }
             Action::Open { connection, setup } => {
                 let opened = tokio::select! {
-                    opened = open(&self.shared.config, &setup) => Some(opened),
+                    // Boxed: the dial's state lives only while dialing, not in every idle
+                    // session's driver task.
+                    opened = Box::pin(open(&self.shared.config, &setup)) => Some(opened),
                     () = self.until_closed() => None,
                 };
                 match opened {
