@@ -37,6 +37,7 @@ struct Options {
     threads: Option<u64>,
     find_max: bool,
     max: u64,
+    repeat: u64,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -48,6 +49,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         threads: None,
         find_max: false,
         max: 10_000,
+        repeat: 1,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -75,6 +77,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--idle-sessions" => options.idle_sessions = number(value)?,
             "--threads" => options.threads = Some(number(value)?),
             "--max" => options.max = number(value)?,
+            "--repeat" => options.repeat = number(value)?.max(1),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -325,13 +328,39 @@ fn run_client(
     })
 }
 
+/// The runs of each kind, mode and size, in order of first appearance: the run with the median
+/// CPU per chunk (the lower middle of an even count), how many runs, and whether every one held
+/// real time.
+fn groups(runs: &[Run]) -> Vec<(&Run, usize, bool)> {
+    let mut keys: Vec<(&str, &str, u64)> = Vec::new();
+    for run in runs.iter().filter(|r| r.mode != "idle") {
+        let key = (run.kind.as_str(), run.mode.as_str(), run.sessions);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(kind, mode, sessions)| {
+            let mut same: Vec<&Run> = runs
+                .iter()
+                .filter(|r| r.kind == kind && r.mode == mode && r.sessions == sessions)
+                .collect();
+            same.sort_by(|a, b| a.cpu_per_chunk().total_cmp(&b.cpu_per_chunk()));
+            let all_held = same.iter().all(|r| r.held() != Some(false));
+            let median = *same.get((same.len().saturating_sub(1)) / 2)?;
+            Some((median, same.len(), all_held))
+        })
+        .collect()
+}
+
 fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
     println!();
     println!(
-        "{:<14} {:<9} {:>8} {:>12} {:>10} {:>7} {:>5} {:>8} {:>7} {:>8} {:>8} {:>13}",
+        "{:<14} {:<9} {:>8} {:>4} {:>12} {:>10} {:>7} {:>5} {:>8} {:>7} {:>8} {:>8} {:>13}",
         "kind",
         "pace",
         "sessions",
+        "runs",
         "cpu ms/ss",
         "cpu µs/ch",
         "ratio",
@@ -342,25 +371,27 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
         "srv cpu",
         "idle KiB/sess"
     );
-    for run in runs.iter().filter(|r| r.mode != "idle") {
+    for (run, count, all_held) in groups(runs) {
         let baseline = if run.mode == "realtime" {
             "bare-each"
         } else {
             "bare-coalesce"
         };
-        let ratio = runs
-            .iter()
-            .find(|b| b.kind == baseline && b.mode == run.mode && b.sessions == run.sessions)
-            .map(Run::cpu_per_chunk)
+        let ratio = groups(runs)
+            .into_iter()
+            .find(|(b, _, _)| {
+                b.kind == baseline && b.mode == run.mode && b.sessions == run.sessions
+            })
+            .map(|(b, _, _)| b.cpu_per_chunk())
             .filter(|b| *b > 0.0)
             .map_or_else(
                 || "-".to_owned(),
                 |b| format!("{:.2}", run.cpu_per_chunk() / b),
             );
-        let held = match run.held() {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "-",
+        let held = match (run.held(), all_held) {
+            (Some(_), true) => "yes",
+            (Some(_), false) => "NO",
+            (None, _) => "-",
         };
         let p99 = match run.report.get("lateness_p99_ms") {
             Some(Value::Number(ms)) if run.mode == "realtime" => format!("<{ms}"),
@@ -382,10 +413,11 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
             .get(idle_kind)
             .map_or_else(|| "-".to_owned(), |kib| format!("{kib:.1}"));
         println!(
-            "{:<14} {:<9} {:>8} {:>12.3} {:>10.2} {:>7} {:>5} {:>8} {:>7.1} {:>8} {:>8} {:>13}",
+            "{:<14} {:<9} {:>8} {:>4} {:>12.3} {:>10.2} {:>7} {:>5} {:>8} {:>7.1} {:>8} {:>8} {:>13}",
             run.kind,
             run.mode,
             run.sessions,
+            count,
             number(&run.report, "cpu_ms_per_session_s"),
             run.cpu_per_chunk(),
             ratio,
@@ -399,7 +431,9 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
     }
     println!();
     println!(
-        "cpu ms/ss: client CPU (user+sys) per session per second of the run; cpu µs/ch: client \
+        "runs: how many runs of the row (with --repeat; the row shows the run with the median \
+         cpu µs/ch, and held only if every run held); \
+         cpu ms/ss: client CPU (user+sys) per session per second of the run; cpu µs/ch: client \
          CPU per audio chunk sent (reading the model audio included); ratio: cpu µs/ch over \
          bare-each (realtime) or bare-coalesce (afap) in this run; held: send-loop p99 lateness \
          ≤ 20 ms, ≥ 95 % of chunks sent and of model audio received, no session failed; \
@@ -416,7 +450,8 @@ pub(crate) fn run(args: &[String], workspace: &Path, target: &Path) -> ExitCode 
         Err(error) => {
             eprintln!(
                 "xtask load: {error}\nusage: cargo xtask load [--sessions N[,N…]] [--seconds S] \
-                 [--afap-sessions N] [--idle-sessions N] [--threads T] [--find-max] [--max N]"
+                 [--afap-sessions N] [--idle-sessions N] [--threads T] [--repeat R] [--find-max] \
+                 [--max N]"
             );
             return ExitCode::from(2);
         }
@@ -460,17 +495,30 @@ fn benchmark(client: &Path, server: &mut Server, options: &Options) -> Result<()
             idle.insert(kind.to_owned(), number(&run.report, "idle_kib_per_session"));
         }
     }
+    // With `--repeat`, the kinds take turns in alternating order, so that no kind always runs
+    // first or last (the machine and the server warm up and drift); the table gives medians.
+    let kinds = |round: u64| {
+        let mut kinds = ["bare-each", "bare-coalesce", "live"];
+        if round % 2 == 1 {
+            kinds.reverse();
+        }
+        kinds
+    };
     for &sessions in &options.sessions {
-        for kind in ["bare-each", "bare-coalesce", "live"] {
-            runs.push(run_client(
-                client, server, kind, "realtime", sessions, options,
-            )?);
+        for round in 0..options.repeat {
+            for kind in kinds(round) {
+                runs.push(run_client(
+                    client, server, kind, "realtime", sessions, options,
+                )?);
+            }
         }
     }
     if options.afap_sessions > 0 {
-        for kind in ["bare-each", "bare-coalesce", "live"] {
-            let sessions = options.afap_sessions;
-            runs.push(run_client(client, server, kind, "afap", sessions, options)?);
+        for round in 0..options.repeat {
+            for kind in kinds(round) {
+                let sessions = options.afap_sessions;
+                runs.push(run_client(client, server, kind, "afap", sessions, options)?);
+            }
         }
     }
     print_table(&runs, &idle);

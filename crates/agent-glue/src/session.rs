@@ -423,6 +423,33 @@ impl State {
     fn pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         let rate = self.sample_rate;
+        // Audio bytes this call hands to the socket: one entry in `recent_audio`, not one per
+        // frame.
+        let mut audio_written = 0usize;
+        let result = self.write_queued(cx, now, rate, &mut audio_written);
+        if audio_written > 0 {
+            if let Some(link) = self.link.as_mut() {
+                link.recent_audio.push_back((now, audio_written));
+                let horizon = now.checked_sub(AUDIO_UNCONFIRMED);
+                while link
+                    .recent_audio
+                    .front()
+                    .is_some_and(|(at, _)| horizon.is_some_and(|h| *at < h))
+                {
+                    link.recent_audio.pop_front();
+                }
+            }
+        }
+        result
+    }
+
+    fn write_queued(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+        rate: u32,
+        audio_written: &mut usize,
+    ) -> Poll<()> {
         while let Some(front) = self.out.front() {
             let target = front.connection();
             let link = match self.link.as_mut() {
@@ -458,15 +485,7 @@ impl State {
                     link.unflushed = true;
                     link.progress = now;
                     if let Out::Audio(_, pcm) = &item {
-                        link.recent_audio.push_back((now, pcm.len()));
-                        let horizon = now.checked_sub(AUDIO_UNCONFIRMED);
-                        while link
-                            .recent_audio
-                            .front()
-                            .is_some_and(|(at, _)| horizon.is_some_and(|h| *at < h))
-                        {
-                            link.recent_audio.pop_front();
-                        }
+                        *audio_written += pcm.len();
                     }
                 }
                 Err(e) => {
@@ -779,6 +798,11 @@ impl LiveSession {
     /// bound (for a source that is not real time, such as a file).
     pub async fn push_audio_wait(&self, pcm: impl IntoPcm) -> Result<(), Error> {
         let pcm = pcm.into_pcm();
+        match self.push(pcm.clone(), AtBound::Refuse) {
+            Err(Error::Full { .. }) => {}
+            result => return result,
+        }
+        // Full: wait for a change, subscribed before trying again so that none is missed.
         let mut changed = self.shared.changed.subscribe();
         loop {
             match self.push(pcm.clone(), AtBound::Refuse) {
