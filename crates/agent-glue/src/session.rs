@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -557,6 +558,9 @@ struct Shared {
     config: Arc<SessionConfig>,
     events: Arc<EventQueue>,
     wake: Notify,
+    /// How many times a call or the reader woke the driver (diagnostics: an idle socket takes
+    /// audio without any).
+    wakeups: AtomicU64,
     /// Bumped whenever the state may have changed (for `settled`, `context_changed`,
     /// `close` and `push_audio_wait`).
     changed: watch::Sender<u64>,
@@ -578,6 +582,11 @@ impl Shared {
         Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
+    fn wake_driver(&self) {
+        self.wakeups.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
     /// Wakes whoever waits for a change (nobody, most of the time: then it costs nothing; a
     /// waiter that subscribes later reads the state after this change anyway).
     fn bump(&self) {
@@ -597,7 +606,7 @@ impl Shared {
             (result, state.after_step())
         };
         if wake {
-            self.wake.notify_one();
+            self.wake_driver();
         }
         self.bump();
         result
@@ -688,6 +697,7 @@ impl LiveSessionBuilder {
             config,
             events: Arc::clone(&events),
             wake: Notify::new(),
+            wakeups: AtomicU64::new(0),
             changed: watch::Sender::new(0),
             epoch,
         });
@@ -834,7 +844,7 @@ impl LiveSession {
             state.push_audio(pcm, at_bound)?
         };
         if wake {
-            self.shared.wake.notify_one();
+            self.shared.wake_driver();
         }
         Ok(())
     }
@@ -968,6 +978,12 @@ impl LiveSession {
             gap: state.gap.held(),
             events: self.shared.events.len(),
         }
+    }
+
+    /// How many times the session's calls and its reader have woken the driver task so far
+    /// (diagnostics for the hot path: audio pushed while the socket is idle wakes nothing).
+    pub fn driver_wakeups(&self) -> u64 {
+        self.shared.wakeups.load(Ordering::Relaxed)
     }
 
     /// The context and its version (give the version to

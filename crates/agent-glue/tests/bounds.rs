@@ -172,3 +172,66 @@ async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_i
     );
     session.close().await.expect("close");
 }
+
+/// The real-time hot path: a chunk pushed while the socket is idle is written from the
+/// caller's thread; the driver task is not woken for it (before the shell rework every chunk
+/// was handed to the session task). The server receives every chunk, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::clone(&received);
+    let server = Scripted::start(move |_, mut ws| {
+        let seen = std::sync::Arc::clone(&seen);
+        async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(frame)) = ws.next().await {
+                if let Message::Text(text) = frame {
+                    seen.lock().unwrap().push(text.to_string());
+                }
+            }
+        }
+    })
+    .await;
+    let (session, _events) = LiveSession::builder(server.endpoint(), MODEL)
+        .modality(Modality::Text)
+        .transcription(false)
+        .audio_chunk(Duration::from_millis(20))
+        .keepalive(None)
+        .connect()
+        .await
+        .expect("connects");
+    session.settled().await.expect("settled");
+    let before = session.driver_wakeups();
+    let chunks = 200u8;
+    for n in 0..chunks {
+        // A distinct chunk each time, shared with the session without a copy.
+        session
+            .push_audio(bytes::Bytes::from(vec![n; CHUNK]))
+            .expect("push");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let woken = session.driver_wakeups() - before;
+    assert!(
+        woken <= 2,
+        "the driver was woken {woken} times for {chunks} chunks"
+    );
+    session.settled().await.expect("settled");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let audio: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| t.contains("realtimeInput"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        audio.len(),
+        usize::from(chunks),
+        "every chunk reached the server"
+    );
+    for (n, frame) in audio.iter().enumerate() {
+        let data = scripted::base64_standard(&vec![n as u8; CHUNK]);
+        assert!(frame.contains(&data), "chunk {n} out of order or altered");
+    }
+    session.close().await.expect("close");
+}
