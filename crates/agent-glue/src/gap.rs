@@ -49,6 +49,11 @@ impl AudioGap {
         self.duration(self.held)
     }
 
+    /// How many bytes are held.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

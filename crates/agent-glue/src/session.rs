@@ -544,6 +544,11 @@ impl State {
         wake
     }
 
+    /// Bytes of audio waiting in the backlog and the gap.
+    fn audio_held(&self) -> usize {
+        self.backlog.held_bytes() + self.gap.held_bytes()
+    }
+
     fn settled(&self) -> bool {
         self.core.is_settled()
             && self.out.is_empty()
@@ -558,6 +563,8 @@ struct Shared {
     config: Arc<SessionConfig>,
     events: Arc<EventQueue>,
     wake: Notify,
+    /// Woken when audio leaves the backlog or the gap (room for `push_audio_wait`).
+    room: Notify,
     /// How many times a call or the reader woke the driver (diagnostics: an idle socket takes
     /// audio without any).
     wakeups: AtomicU64,
@@ -599,14 +606,21 @@ impl Shared {
     /// socket takes now, and wakes the driver if it has something to do.
     fn with<T>(&self, f: impl FnOnce(&mut State, Millis) -> T) -> T {
         let now = self.now();
-        let (result, wake) = {
+        let (result, wake, room) = {
             let mut state = self.lock();
+            let held = state.audio_held();
             let result = f(&mut state, now);
             state.drain();
-            (result, state.after_step())
+            let room = state.audio_held() < held || state.core.closed().is_some();
+            (result, state.after_step(), room)
         };
         if wake {
             self.wake_driver();
+        }
+        if room {
+            // Audio left the backlog or the gap (or the session ended): `push_audio_wait`
+            // tries again.
+            self.room.notify_waiters();
         }
         self.bump();
         result
@@ -697,6 +711,7 @@ impl LiveSessionBuilder {
             config,
             events: Arc::clone(&events),
             wake: Notify::new(),
+            room: Notify::new(),
             wakeups: AtomicU64::new(0),
             changed: watch::Sender::new(0),
             epoch,
@@ -808,19 +823,13 @@ impl LiveSession {
     /// bound (for a source that is not real time, such as a file).
     pub async fn push_audio_wait(&self, pcm: impl IntoPcm) -> Result<(), Error> {
         let pcm = pcm.into_pcm();
-        match self.push(pcm.clone(), AtBound::Refuse) {
-            Err(Error::Full { .. }) => {}
-            result => return result,
-        }
-        // Full: wait for a change, subscribed before trying again so that none is missed.
-        let mut changed = self.shared.changed.subscribe();
         loop {
+            // Registered before trying, so that room made in between is not missed.
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
             match self.push(pcm.clone(), AtBound::Refuse) {
-                Err(Error::Full { .. }) => {
-                    if changed.changed().await.is_err() {
-                        return Err(Error::Closed);
-                    }
-                }
+                Err(Error::Full { .. }) => room.await,
                 result => return result,
             }
         }

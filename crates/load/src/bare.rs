@@ -209,6 +209,10 @@ async fn afap(
         }
         sender.flush().await?;
         outcome.sent += per_flush as u64;
+        // As the `live` producer does after each batch: the reader task gets its turn, so
+        // every kind reads the model audio it is sent (a client that starves its own reader
+        // receives less, which leaves the shared cores to its sender).
+        tokio::task::yield_now().await;
     }
     Ok(())
 }
