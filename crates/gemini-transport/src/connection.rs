@@ -317,7 +317,8 @@ impl ConnectionSender {
 
     /// Queues one `realtimeInput.audio` frame for borrowed 16-bit PCM at `sample_rate` Hz without
     /// flushing, without building a [`ClientMessage`] (the microphone hot path: the chunk is
-    /// base64-encoded straight into the reused buffer). Same bytes as feeding
+    /// base64-encoded straight into a frame allocated at its exact length, which the WebSocket
+    /// takes over without a copy). Same bytes as feeding
     /// `ClientMessage::RealtimeInput(RealtimeInput::Audio(Blob::pcm(pcm, sample_rate)))`.
     ///
     /// # Errors
@@ -326,8 +327,9 @@ impl ConnectionSender {
         if let Some(error) = self.shared.closed_error() {
             return Err(error);
         }
-        ClientMessage::write_audio_json(&mut self.buf, pcm, sample_rate);
-        self.feed_buffer().await
+        let text = ClientMessage::audio_json_string(pcm, sample_rate);
+        let result = self.sink.feed(Message::Text(Utf8Bytes::from(text))).await;
+        result.map_err(|e| self.write_failure(e))
     }
 
     /// [`feed_audio`](Self::feed_audio), then flush.
@@ -446,8 +448,12 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn start_send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
-        ClientMessage::write_audio_json(&mut self.buf, pcm, sample_rate);
-        self.start_send_buffer()
+        // Built at its exact length and handed to the frame as it is: no copy, no UTF-8 check.
+        let text = ClientMessage::audio_json_string(pcm, sample_rate);
+        let result = self
+            .sink
+            .start_send_unpin(Message::Text(Utf8Bytes::from(text)));
+        result.map_err(|e| self.write_failure(e))
     }
 
     /// Queues a ping frame (the peer answers with a pong once it has read everything written

@@ -206,6 +206,14 @@ impl ClientMessage {
         encode::write_audio_frame(buf, pcm, mime);
     }
 
+    /// The realtime audio frame for borrowed PCM as a `String` of exactly its length: the same
+    /// text as [`write_audio_json`](Self::write_audio_json), built in one allocation that the
+    /// WebSocket frame then takes over without a copy or a UTF-8 check.
+    #[must_use]
+    pub fn audio_json_string(pcm: &[u8], sample_rate: u32) -> String {
+        encode::audio_frame_string(pcm, sample_rate)
+    }
+
     /// Strict decoding, as Google's server does it: unknown fields, two members, an empty
     /// frame or wrong types are errors naming the field. Accepts snake_case and camelCase keys,
     /// both base64 alphabets, and int64 as string or number.

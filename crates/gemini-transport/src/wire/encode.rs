@@ -124,6 +124,32 @@ pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) 
     buf.extend_from_slice(TAIL);
 }
 
+/// The audio frame of [`write_audio_frame`] for `audio/pcm;rate=<sample_rate>`, as a `String`
+/// allocated at its exact length (the mime type needs no escaping; base64 is ASCII).
+pub(crate) fn audio_frame_string(pcm: &[u8], sample_rate: u32) -> String {
+    use std::fmt::Write as _;
+    const HEAD: &str = r#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate="#;
+    const DATA: &str = r#","data":""#;
+    const TAIL: &str = "}}}";
+    let digits = sample_rate.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let b64_len = pcm.len().div_ceil(3) * 4;
+    let data = if pcm.is_empty() {
+        0
+    } else {
+        DATA.len() + b64_len + 1
+    };
+    let mut out = String::with_capacity(HEAD.len() + digits + 1 + data + TAIL.len());
+    out.push_str(HEAD);
+    let _ = write!(out, "{sample_rate}\"");
+    if !pcm.is_empty() {
+        out.push_str(DATA);
+        STANDARD.encode_string(pcm, &mut out);
+        out.push('"');
+    }
+    out.push_str(TAIL);
+    out
+}
+
 /// Appends `s` as a JSON string literal (quoted, escaped).
 fn write_json_string(buf: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
@@ -140,6 +166,20 @@ fn write_json_string(buf: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audio_frame_string_is_the_audio_frame_at_its_exact_length() {
+        for rate in [0u32, 8, 16_000, 24_000, 44_100, u32::MAX] {
+            for len in [0usize, 1, 2, 3, 640, 1_281] {
+                let pcm: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+                let text = audio_frame_string(&pcm, rate);
+                let mut buf = Vec::new();
+                write_audio_frame(&mut buf, &pcm, &format!("audio/pcm;rate={rate}"));
+                assert_eq!(text.as_bytes(), buf.as_slice(), "rate {rate}, {len} bytes");
+                assert_eq!(text.len(), text.capacity(), "rate {rate}, {len} bytes");
+            }
+        }
+    }
 
     #[test]
     fn durations_use_protobuf_precision() {
