@@ -1,8 +1,12 @@
 //! Sessions on `agent_glue::LiveSession`, through its public API only: `connect`,
 //! `push_audio` and the event stream.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use agent_glue::{LiveSession, SessionEvent, SessionEvents};
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::Pace;
@@ -19,21 +23,43 @@ async fn connect(ctx: &SessionCtx) -> Result<(LiveSession, SessionEvents), Strin
         .map_err(|e| format!("connect: {e}"))
 }
 
-/// Counts one event; an error if it says the session broke.
-fn on_event(event: SessionEvent, outcome: &mut SessionOutcome) -> Result<(), String> {
-    match event {
-        SessionEvent::Audio { .. } => outcome.received += 1,
-        SessionEvent::Reconnecting { .. } => return Err("the session reconnected".to_owned()),
-        SessionEvent::Closed { .. } => return Err("the session closed".to_owned()),
-        SessionEvent::AudioDropped { .. } => return Err("the session dropped audio".to_owned()),
-        _ => {}
-    }
-    Ok(())
+/// What the event reader saw: model audio chunks, and the first sign that the session broke.
+#[derive(Debug, Default)]
+struct Heard {
+    received: u64,
+    error: Option<String>,
+}
+
+/// Reads the session's events in a task of its own (as the bare clients read their socket in
+/// a reader task, apart from the sending loop) until the stream ends. A reconnect, dropped
+/// microphone audio, or a close this client did not ask for is an error.
+fn read_events(mut events: SessionEvents, closing: Arc<AtomicBool>) -> JoinHandle<Heard> {
+    tokio::spawn(async move {
+        let mut heard = Heard::default();
+        while let Some(event) = events.recv().await {
+            let error = match event {
+                SessionEvent::Audio { .. } => {
+                    heard.received += 1;
+                    None
+                }
+                SessionEvent::Reconnecting { .. } => Some("the session reconnected"),
+                SessionEvent::AudioDropped { .. } => Some("the session dropped audio"),
+                SessionEvent::Closed { .. } if !closing.load(Ordering::Acquire) => {
+                    Some("the session closed")
+                }
+                _ => None,
+            };
+            if let Some(error) = error {
+                heard.error.get_or_insert_with(|| error.to_owned());
+            }
+        }
+        heard
+    })
 }
 
 /// One streaming session.
 pub(crate) async fn session(mut ctx: SessionCtx) -> SessionOutcome {
-    let (session, mut events) = match connect(&ctx).await {
+    let (session, events) = match connect(&ctx).await {
         Ok(connected) => {
             let _ = ctx.ready.send(Ok(()));
             connected
@@ -43,6 +69,8 @@ pub(crate) async fn session(mut ctx: SessionCtx) -> SessionOutcome {
             return SessionOutcome::failed(error);
         }
     };
+    let closing = Arc::new(AtomicBool::new(false));
+    let reader = read_events(events, Arc::clone(&closing));
     let mut outcome = SessionOutcome {
         connected: true,
         ..SessionOutcome::default()
@@ -51,34 +79,29 @@ pub(crate) async fn session(mut ctx: SessionCtx) -> SessionOutcome {
         return outcome;
     };
     let streamed = match ctx.args.pace {
-        Pace::Realtime => realtime(&ctx, plan, &session, &mut events, &mut outcome).await,
-        Pace::Afap => afap(&ctx, plan, &session, &mut events, &mut outcome).await,
+        Pace::Realtime => realtime(&ctx, plan, &session, &mut outcome).await,
+        Pace::Afap => afap(&ctx, plan, &session, &mut outcome).await,
     };
     if let Err(error) = streamed {
         outcome.error = Some(error);
     }
-    // Keep reading while the server's stream runs out, then close; the stream ends after the
-    // session's `Closed` event.
-    let drain_end = Instant::now() + DRAIN;
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => {
-                    if let Err(error) = on_event(event, &mut outcome) {
-                        outcome.error.get_or_insert(error);
-                    }
-                }
-                None => break,
-            },
-            () = sleep_until(drain_end) => break,
-        }
-    }
+    // Let the server's stream run out, then close; the event stream ends after `Closed`.
+    sleep_until(Instant::now() + DRAIN).await;
+    closing.store(true, Ordering::Release);
     if let Err(error) = session.close().await {
         outcome.error.get_or_insert(format!("close: {error}"));
     }
-    while let Some(event) = events.recv().await {
-        if let SessionEvent::Audio { .. } = event {
-            outcome.received += 1;
+    match reader.await {
+        Ok(heard) => {
+            outcome.received = heard.received;
+            if let Some(error) = heard.error {
+                outcome.error.get_or_insert(error);
+            }
+        }
+        Err(error) => {
+            outcome
+                .error
+                .get_or_insert(format!("event reader: {error}"));
         }
     }
     outcome
@@ -92,7 +115,6 @@ async fn realtime(
     ctx: &SessionCtx,
     plan: Plan,
     session: &LiveSession,
-    events: &mut SessionEvents,
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
     let chunk = Bytes::from(microphone_chunk());
@@ -102,22 +124,17 @@ async fn realtime(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
     outcome.due = ticks_between(first, end);
     loop {
-        tokio::select! {
-            at = ticks.tick() => {
-                if at >= end {
-                    return Ok(());
-                }
-                outcome.lateness.record(Instant::now().saturating_duration_since(at));
-                session
-                    .push_audio(chunk.clone())
-                    .map_err(|e| format!("push_audio: {e}"))?;
-                outcome.sent += 1;
-            }
-            event = events.recv() => match event {
-                Some(event) => on_event(event, outcome)?,
-                None => return Err("the event stream ended".to_owned()),
-            },
+        let at = ticks.tick().await;
+        if at >= end {
+            return Ok(());
         }
+        outcome
+            .lateness
+            .record(Instant::now().saturating_duration_since(at));
+        session
+            .push_audio(chunk.clone())
+            .map_err(|e| format!("push_audio: {e}"))?;
+        outcome.sent += 1;
     }
 }
 
@@ -129,7 +146,6 @@ async fn afap(
     ctx: &SessionCtx,
     plan: Plan,
     session: &LiveSession,
-    events: &mut SessionEvents,
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
     let chunk = microphone_chunk();
@@ -142,9 +158,6 @@ async fn afap(
             .await
             .map_err(|e| format!("push_audio_wait: {e}"))?;
         outcome.sent += ctx.args.batch as u64;
-        while let Some(event) = events.try_recv() {
-            on_event(event, outcome)?;
-        }
         tokio::task::yield_now().await;
     }
     Ok(())
