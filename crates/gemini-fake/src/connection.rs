@@ -71,7 +71,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             .map(|()| response)
             .map_err(|(status, text)| refuse(status, text))
     };
-    let ws = match tokio_tungstenite::accept_hdr_async(stream, callback).await {
+    // tungstenite zero-fills `read_buffer_size` bytes before every read (128 KiB by default):
+    // with a thousand connections that memset was most of the fake's CPU. Client frames are
+    // small; 8 KiB holds several.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 << 10);
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
+        .await
+    {
         Ok(ws) => ws,
         Err(error) => {
             tracing::debug!(%error, "upgrade failed");
