@@ -44,6 +44,11 @@ impl AudioGap {
         self.max_bytes > 0 && (self.held == 0 || self.held + bytes <= self.max_bytes)
     }
 
+    /// Whether the buffer keeps any audio at all (not `AudioGapPolicy::Drop`, not a zero bound).
+    pub(crate) fn keeps_audio(&self) -> bool {
+        self.max_bytes > 0
+    }
+
     /// How much audio is held.
     pub(crate) fn held(&self) -> Duration {
         self.duration(self.held)

@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{AudioGapPolicy, LiveSessionBuilder, SessionConfig};
+use crate::config::{LiveSessionBuilder, SessionConfig};
 use crate::core::{Action, Command, CoreConfig, Receipt, SessionCore};
 use crate::gap::AudioGap;
 use crate::queue::EventQueue;
@@ -280,7 +280,6 @@ struct State {
     gap: AudioGap,
     /// Audio pushed while the writer is busy (not counted by the core yet).
     backlog: AudioGap,
-    keeps_gap: bool,
     events: Arc<EventQueue>,
     /// The core's deadline the driver sleeps until.
     armed: Option<Millis>,
@@ -331,11 +330,14 @@ impl State {
     fn audio(&mut self, pcm: Bytes) {
         match self.core.audio_target() {
             Some(connection) => self.frames(connection, pcm),
-            None => {
-                if let Some(dropped) = self.gap.push(pcm) {
-                    self.emit(SessionEvent::AudioDropped { duration: dropped });
-                }
-            }
+            None => self.hold_in_gap(pcm),
+        }
+    }
+
+    /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.
+    fn hold_in_gap(&mut self, pcm: Bytes) {
+        if let Some(dropped) = self.gap.push(pcm) {
+            self.emit(SessionEvent::AudioDropped { duration: dropped });
         }
     }
 
@@ -349,8 +351,8 @@ impl State {
             .is_some_and(|target| target != meant_for)
         {
             self.audio(pcm);
-        } else if let Some(dropped) = self.gap.push(pcm) {
-            self.emit(SessionEvent::AudioDropped { duration: dropped });
+        } else {
+            self.hold_in_gap(pcm);
         }
     }
 
@@ -375,9 +377,7 @@ impl State {
     /// The connection is gone: what waited behind its writer waits for the next one.
     fn backlog_to_gap(&mut self) {
         for pcm in self.backlog.take() {
-            if let Some(dropped) = self.gap.push(pcm) {
-                self.emit(SessionEvent::AudioDropped { duration: dropped });
-            }
+            self.hold_in_gap(pcm);
         }
     }
 
@@ -385,14 +385,14 @@ impl State {
     /// gap while disconnected) within its bound. Returns whether the driver must be woken.
     fn push_audio(&mut self, pcm: Bytes, at_bound: AtBound) -> Result<bool, Error> {
         let Some(target) = self.core.audio_target() else {
-            if self.keeps_gap && !self.gap.has_room(pcm.len()) && at_bound == AtBound::Refuse {
+            // A gap that keeps nothing (`AudioGapPolicy::Drop`) drops and reports, never refuses.
+            let keeps = self.gap.keeps_audio();
+            if keeps && !self.gap.has_room(pcm.len()) && at_bound == AtBound::Refuse {
                 return Err(Error::Full {
                     held: self.gap.held(),
                 });
             }
-            if let Some(dropped) = self.gap.push(pcm) {
-                self.emit(SessionEvent::AudioDropped { duration: dropped });
-            }
+            self.hold_in_gap(pcm);
             return Ok(false);
         };
         let writer_idle = self
@@ -700,7 +700,6 @@ impl LiveSessionBuilder {
                 link: None,
                 gap: AudioGap::new(config.audio_gap, rate),
                 backlog: AudioGap::bounded(config.audio_backlog, rate),
-                keeps_gap: !matches!(config.audio_gap, AudioGapPolicy::Drop),
                 events: Arc::clone(&events),
                 armed: None,
                 released: false,

@@ -343,12 +343,17 @@ impl ConnectionSender {
 
     /// Queues the encoded frame in `buf` as one text frame (one allocation: the frame payload).
     async fn feed_buffer(&mut self) -> Result<(), Error> {
+        let frame = self.buffered_frame()?;
+        let result = self.sink.feed(frame).await;
+        result.map_err(|e| self.write_failure(e))
+    }
+
+    /// The encoded message in `buf` as a text frame (one allocation: the frame's payload).
+    fn buffered_frame(&self) -> Result<Message, Error> {
         let text = std::str::from_utf8(&self.buf).map_err(|_| Error::WebSocket {
             detail: "encoded client message is not UTF-8".to_owned(),
         })?;
-        let frame = Message::Text(Utf8Bytes::from(text));
-        let result = self.sink.feed(frame).await;
-        result.map_err(|e| self.write_failure(e))
+        Ok(Message::Text(Utf8Bytes::from(text)))
     }
 
     /// Writes everything queued to the socket and flushes it.
@@ -438,7 +443,9 @@ impl ConnectionSender {
     /// As [`ConnectionSender::send`].
     pub fn start_send(&mut self, message: &ClientMessage) -> Result<(), Error> {
         message.write_json(&mut self.buf);
-        self.start_send_buffer()
+        let frame = self.buffered_frame()?;
+        let result = self.sink.start_send_unpin(frame);
+        result.map_err(|e| self.write_failure(e))
     }
 
     /// Queues one `realtimeInput.audio` frame for borrowed PCM, as
@@ -478,15 +485,6 @@ impl ConnectionSender {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failure(e))),
         }
-    }
-
-    fn start_send_buffer(&mut self) -> Result<(), Error> {
-        let text = std::str::from_utf8(&self.buf).map_err(|_| Error::WebSocket {
-            detail: "encoded client message is not UTF-8".to_owned(),
-        })?;
-        let frame = Message::Text(Utf8Bytes::from(text));
-        let result = self.sink.start_send_unpin(frame);
-        result.map_err(|e| self.write_failure(e))
     }
 
     fn write_failure(&self, error: tungstenite::Error) -> Error {

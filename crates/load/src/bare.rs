@@ -9,12 +9,11 @@ use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use gemini_transport::wire::{ClientMessage, ServerMessage, ServerPayload};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::audio::{CHUNK, INPUT_RATE, microphone_chunk, model_audio_chunks, setup_json};
-use crate::live::ticks_between;
+use crate::audio::{INPUT_RATE, microphone_chunk, model_audio_chunks, setup_json};
 use crate::run::{DRAIN, Plan, SessionCtx, SessionOutcome};
 use crate::{Kind, Pace};
 
@@ -152,7 +151,7 @@ pub(crate) async fn session(mut ctx: SessionCtx) -> SessionOutcome {
     outcome
 }
 
-/// One chunk every 20 ms (`MissedTickBehavior::Burst`, as for `live`). `bare-each` sends and
+/// One chunk every 20 ms ([`Plan::microphone`], as for `live`). `bare-each` sends and
 /// flushes each; `bare-coalesce` feeds every tick already due, then flushes once.
 async fn realtime(
     ctx: &SessionCtx,
@@ -161,11 +160,9 @@ async fn realtime(
     sender: &mut Sender,
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
-    let first = plan.first_tick(ctx.index, ctx.args.sessions);
     let end = plan.end();
-    let mut ticks = interval_at(first, CHUNK);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    outcome.due = ticks_between(first, end);
+    let (mut ticks, due) = plan.microphone(ctx.index, ctx.args.sessions);
+    outcome.due = due;
     loop {
         let at = ticks.tick().await;
         if at >= end {

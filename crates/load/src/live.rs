@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use agent_glue::{LiveSession, SessionEvent, SessionEvents};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, sleep_until};
 
 use crate::Pace;
 use crate::audio::{CHUNK, microphone_chunk};
@@ -118,11 +118,9 @@ async fn realtime(
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
     let chunk = Bytes::from(microphone_chunk());
-    let first = plan.first_tick(ctx.index, ctx.args.sessions);
     let end = plan.end();
-    let mut ticks = interval_at(first, CHUNK);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    outcome.due = ticks_between(first, end);
+    let (mut ticks, due) = plan.microphone(ctx.index, ctx.args.sessions);
+    outcome.due = due;
     loop {
         let at = ticks.tick().await;
         if at >= end {
@@ -161,13 +159,6 @@ async fn afap(
         tokio::task::yield_now().await;
     }
     Ok(())
-}
-
-/// Ticks of a 20 ms grid from `first` (included) to `end` (excluded).
-pub(crate) fn ticks_between(first: Instant, end: Instant) -> u64 {
-    let span = end.saturating_duration_since(first).as_nanos();
-    let period = CHUNK.as_nanos();
-    u64::try_from(span.div_ceil(period)).unwrap_or(u64::MAX)
 }
 
 /// One idle session: connected, reading nothing, until the run stops.

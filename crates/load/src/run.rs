@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gemini_transport::{Endpoint, SecretString};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
 use crate::audio::{CHUNK, MODEL_CHUNKS_PER_SECOND};
 use crate::procfs::{self, CpuTime};
@@ -37,6 +37,19 @@ impl Plan {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let sessions = u32::try_from(sessions.max(1)).unwrap_or(u32::MAX);
         self.start + CHUNK * index / sessions
+    }
+
+    /// Session `index`'s microphone: a 20 ms interval from its first tick that catches up on
+    /// ticks the task reaches late (`MissedTickBehavior::Burst`: a microphone keeps capturing
+    /// while the program is late, so the audio exists and must be sent, not skipped), and how
+    /// many ticks fall before the end of the run.
+    pub(crate) fn microphone(&self, index: usize, sessions: usize) -> (Interval, u64) {
+        let first = self.first_tick(index, sessions);
+        let mut ticks = interval_at(first, CHUNK);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let span = self.end().saturating_duration_since(first).as_nanos();
+        let due = u64::try_from(span.div_ceil(CHUNK.as_nanos())).unwrap_or(u64::MAX);
+        (ticks, due)
     }
 }
 
