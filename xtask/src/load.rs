@@ -353,10 +353,28 @@ fn groups(runs: &[Run]) -> Vec<(&Run, usize, bool)> {
         .collect()
 }
 
+/// The ratio of `run`'s kind over `baseline` round by round: the n-th run of the kind over the
+/// n-th run of the baseline at the same pace and size (with `--repeat`, each round runs every
+/// kind once).
+fn round_ratios(runs: &[Run], run: &Run, baseline: &str) -> Vec<f64> {
+    let of = |kind: &str| {
+        runs.iter()
+            .filter(|r| r.kind == kind && r.mode == run.mode && r.sessions == run.sessions)
+            .map(Run::cpu_per_chunk)
+            .collect::<Vec<f64>>()
+    };
+    of(&run.kind)
+        .into_iter()
+        .zip(of(baseline))
+        .filter(|(_, b)| *b > 0.0)
+        .map(|(k, b)| k / b)
+        .collect()
+}
+
 fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
     println!();
     println!(
-        "{:<14} {:<9} {:>8} {:>4} {:>12} {:>10} {:>7} {:>5} {:>8} {:>7} {:>8} {:>8} {:>13}",
+        "{:<14} {:<9} {:>8} {:>4} {:>12} {:>10} {:>7} {:>11} {:>5} {:>8} {:>7} {:>8} {:>8} {:>13}",
         "kind",
         "pace",
         "sessions",
@@ -364,6 +382,7 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
         "cpu ms/ss",
         "cpu µs/ch",
         "ratio",
+        "round range",
         "held",
         "p99 ms",
         "recv %",
@@ -388,6 +407,14 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
                 || "-".to_owned(),
                 |b| format!("{:.2}", run.cpu_per_chunk() / b),
             );
+        let rounds = round_ratios(runs, run, baseline);
+        let range = match (
+            rounds.iter().copied().reduce(f64::min),
+            rounds.iter().copied().reduce(f64::max),
+        ) {
+            (Some(low), Some(high)) if rounds.len() > 1 => format!("{low:.2}–{high:.2}"),
+            _ => "-".to_owned(),
+        };
         let held = match (run.held(), all_held) {
             (Some(_), true) => "yes",
             (Some(_), false) => "NO",
@@ -413,7 +440,7 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
             .get(idle_kind)
             .map_or_else(|| "-".to_owned(), |kib| format!("{kib:.1}"));
         println!(
-            "{:<14} {:<9} {:>8} {:>4} {:>12.3} {:>10.2} {:>7} {:>5} {:>8} {:>7.1} {:>8} {:>8} {:>13}",
+            "{:<14} {:<9} {:>8} {:>4} {:>12.3} {:>10.2} {:>7} {:>11} {:>5} {:>8} {:>7.1} {:>8} {:>8} {:>13}",
             run.kind,
             run.mode,
             run.sessions,
@@ -421,6 +448,7 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
             number(&run.report, "cpu_ms_per_session_s"),
             run.cpu_per_chunk(),
             ratio,
+            range,
             held,
             p99,
             100.0 * number(&run.report, "received_share"),
@@ -435,7 +463,9 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
          cpu µs/ch, and held only if every run held); \
          cpu ms/ss: client CPU (user+sys) per session per second of the run; cpu µs/ch: client \
          CPU per audio chunk sent (reading the model audio included); ratio: cpu µs/ch over \
-         bare-each (realtime) or bare-coalesce (afap) in this run; held: send-loop p99 lateness \
+         bare-each (realtime) or bare-coalesce (afap) in this run, medians over medians; \
+         round range: the lowest and highest of the same ratio taken round by round (each \
+         round runs every kind once, one after another); held: send-loop p99 lateness \
          ≤ 20 ms, ≥ 95 % of chunks sent and of model audio received, no session failed; \
          recv %: model audio received over 25 chunks/s/session; srv in %: client chunks the \
          server took in over chunks sent; srv cpu: server CPU over the same window, in % of one \

@@ -172,7 +172,8 @@ impl<const N: usize> IntoPcm for &[u8; N] {
 
 /// What goes out on a connection, in the core's order.
 enum Out {
-    Message(ConnectionId, ClientMessage),
+    /// Boxed: audio, by far the most frequent, moves through the queue as a small value.
+    Message(ConnectionId, Box<ClientMessage>),
     Audio(ConnectionId, Bytes),
     Ping(ConnectionId),
 }
@@ -206,8 +207,8 @@ struct Link {
     failed: bool,
     /// The last time the socket took a frame or finished a flush.
     progress: Instant,
-    /// Audio written in the last [`AUDIO_UNCONFIRMED`]: when, how many bytes.
-    recent_audio: VecDeque<(Instant, usize)>,
+    /// Audio written in the last [`AUDIO_UNCONFIRMED`].
+    recent_audio: RecentAudio,
     /// The ping waiting for its pong: the pong count before it, and when it was queued.
     ping: Option<(u64, Instant)>,
     last_ping: Instant,
@@ -224,7 +225,7 @@ impl Link {
             busy: false,
             failed: false,
             progress: now,
-            recent_audio: VecDeque::new(),
+            recent_audio: RecentAudio::new(now),
             ping: None,
             last_ping: now,
         }
@@ -242,13 +243,7 @@ impl Link {
 
     /// How much audio was written in the last [`AUDIO_UNCONFIRMED`].
     fn unconfirmed_audio(&self, sample_rate: u32) -> Duration {
-        let horizon = Instant::now().checked_sub(AUDIO_UNCONFIRMED);
-        let bytes: usize = self
-            .recent_audio
-            .iter()
-            .filter(|(at, _)| horizon.is_none_or(|h| *at >= h))
-            .map(|(_, n)| n)
-            .sum();
+        let bytes = self.recent_audio.within_horizon(Instant::now());
         let per_second = f64::from(sample_rate) * 2.0;
         Duration::from_secs_f64(bytes as f64 / per_second.max(1.0))
     }
@@ -258,6 +253,64 @@ impl Link {
         if let Some(reader) = self.reader.take() {
             reader.abort();
         }
+    }
+}
+
+/// Slots of [`RecentAudio`]: sixteen of 1/16 s cover the last [`AUDIO_UNCONFIRMED`], and one
+/// more the slot under way.
+const RECENT_SLOTS: usize = 17;
+
+/// Audio bytes written per 1/16 of [`AUDIO_UNCONFIRMED`], in a ring held inline: recording a
+/// write costs a division and an addition, and no allocation. What it reports covers at least
+/// the last [`AUDIO_UNCONFIRMED`] and at most 1/16 of it more (it may over-report, never
+/// under-report, what the server may not have).
+struct RecentAudio {
+    epoch: Instant,
+    /// The newest slot written, counted from `epoch`.
+    newest: u64,
+    bytes: [usize; RECENT_SLOTS],
+}
+
+impl RecentAudio {
+    fn new(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            newest: 0,
+            bytes: [0; RECENT_SLOTS],
+        }
+    }
+
+    fn slot(&self, at: Instant) -> u64 {
+        let slot_nanos = (AUDIO_UNCONFIRMED.as_nanos() / (RECENT_SLOTS as u128 - 1)).max(1);
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos() / slot_nanos)
+            .unwrap_or(u64::MAX)
+    }
+
+    fn index(slot: u64) -> usize {
+        (slot % RECENT_SLOTS as u64) as usize
+    }
+
+    fn record(&mut self, at: Instant, bytes: usize) {
+        let slot = self.slot(at);
+        if slot > self.newest {
+            // The slots passed over since the newest write held nothing.
+            let passed = (slot - self.newest).min(RECENT_SLOTS as u64);
+            for back in 0..passed {
+                self.bytes[Self::index(slot - back)] = 0;
+            }
+            self.newest = slot;
+        }
+        let newest = Self::index(self.newest);
+        self.bytes[newest] = self.bytes[newest].saturating_add(bytes);
+    }
+
+    /// Bytes written within the horizon before `now`.
+    fn within_horizon(&self, now: Instant) -> usize {
+        let oldest = self.slot(now).saturating_sub(RECENT_SLOTS as u64 - 1);
+        (oldest..=self.newest)
+            .take(RECENT_SLOTS)
+            .map(|slot| self.bytes[Self::index(slot)])
+            .sum()
     }
 }
 
@@ -295,7 +348,8 @@ impl State {
     /// Moves what the core produced into the shell's queues (events to the application).
     fn drain(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
-            self.out.push_back(Out::Message(t.connection, t.message));
+            self.out
+                .push_back(Out::Message(t.connection, Box::new(t.message)));
         }
         while let Some(a) = self.core.poll_action() {
             self.actions.push_back(a);
@@ -424,21 +478,12 @@ impl State {
     fn pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         let rate = self.sample_rate;
-        // Audio bytes this call hands to the socket: one entry in `recent_audio`, not one per
-        // frame.
+        // Audio bytes this call hands to the socket: recorded once, not once per frame.
         let mut audio_written = 0usize;
         let result = self.write_queued(cx, now, rate, &mut audio_written);
         if audio_written > 0 {
             if let Some(link) = self.link.as_mut() {
-                link.recent_audio.push_back((now, audio_written));
-                let horizon = now.checked_sub(AUDIO_UNCONFIRMED);
-                while link
-                    .recent_audio
-                    .front()
-                    .is_some_and(|(at, _)| horizon.is_some_and(|h| *at < h))
-                {
-                    link.recent_audio.pop_front();
-                }
+                link.recent_audio.record(now, audio_written);
             }
         }
         result
@@ -1370,5 +1415,34 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_audio_reports_the_last_second_never_less() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut recent = RecentAudio::new(start);
+        // 20 ms chunks of 640 bytes for 3 s.
+        for n in 0..150 {
+            recent.record(at(n * 20), 640);
+        }
+        // At 3 s: the chunks written within the last second are 50 (2 000..2 980 ms); at most
+        // 1/16 s more may be counted.
+        let reported = recent.within_horizon(at(3_000));
+        assert!(reported >= 50 * 640, "under-reported: {reported}");
+        assert!(reported <= 54 * 640, "over-reported: {reported}");
+        // Half a second later, only the chunks of 2 500..2 980 ms remain within the horizon.
+        let reported = recent.within_horizon(at(3_500));
+        assert!((25 * 640..=29 * 640).contains(&reported), "{reported}");
+        // Long after the last write, nothing is unconfirmed.
+        assert_eq!(recent.within_horizon(at(4_100)), 0);
+        // A write after a long silence does not count the slots it passed over.
+        recent.record(at(10_000), 100);
+        assert_eq!(recent.within_horizon(at(10_010)), 100);
     }
 }
