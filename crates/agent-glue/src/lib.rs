@@ -95,6 +95,7 @@
 //! # }
 //! ```
 
+pub mod audio_path;
 mod config;
 mod convert;
 pub mod core;

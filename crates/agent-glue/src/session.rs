@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use crate::config::{LiveSessionBuilder, SessionConfig};
 use crate::core::{Action, Command, CoreConfig, Receipt, SessionCore};
-use crate::gap::AudioGap;
+use crate::audio_path::{AtBound, AudioOut, AudioPath, Pushed};
 use crate::queue::EventQueue;
 use crate::{Error, SessionEvent};
 
@@ -314,25 +314,15 @@ impl RecentAudio {
     }
 }
 
-/// What a full audio buffer does with the next push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AtBound {
-    /// Drop the oldest audio and report it.
-    DropOldest,
-    /// Refuse with [`Error::Full`].
-    Refuse,
-}
-
 /// The state the handle, the driver and the reader share.
 struct State {
     core: SessionCore,
     out: VecDeque<Out>,
     actions: VecDeque<Action>,
     link: Option<Link>,
-    /// Audio pushed while no connection takes audio (not counted by the core yet).
-    gap: AudioGap,
-    /// Audio pushed while the writer is busy (not counted by the core yet).
-    backlog: AudioGap,
+    /// Microphone audio on its way to frames: the gap buffer and the backlog (not counted by
+    /// the core until handed to a connection).
+    audio: AudioPath,
     events: Arc<EventQueue>,
     /// The core's deadline the driver sleeps until.
     armed: Option<Millis>,
@@ -340,8 +330,24 @@ struct State {
     released: bool,
     /// The reader waits for the application to read its events.
     reading_paused: bool,
-    chunk: usize,
     sample_rate: u32,
+}
+
+/// Where the audio path's output goes in the shell: frames onto the write queue, drops to the
+/// application's events.
+struct ShellAudio<'a> {
+    out: &'a mut VecDeque<Out>,
+    events: &'a EventQueue,
+}
+
+impl AudioOut for ShellAudio<'_> {
+    fn frame(&mut self, connection: ConnectionId, pcm: Bytes) {
+        self.out.push_back(Out::Audio(connection, pcm));
+    }
+
+    fn dropped(&mut self, duration: Duration) {
+        self.events.push(SessionEvent::AudioDropped { duration });
+    }
 }
 
 impl State {
@@ -366,109 +372,56 @@ impl State {
         self.events.push(event);
     }
 
-    /// `pcm` as frames on `connection`, counted by the core.
-    fn frames(&mut self, connection: ConnectionId, pcm: Bytes) {
-        let mut frames = 0u32;
-        let mut start = 0;
-        while start < pcm.len() {
-            let end = (start + self.chunk).min(pcm.len());
-            self.out
-                .push_back(Out::Audio(connection, pcm.slice(start..end)));
-            frames += 1;
-            start = end;
-        }
-        self.core.audio_sent(connection, frames);
+    /// The audio path with its output wired to the write queue and the events.
+    fn audio_path(&mut self) -> (&mut AudioPath, &mut SessionCore, ShellAudio<'_>) {
+        (
+            &mut self.audio,
+            &mut self.core,
+            ShellAudio {
+                out: &mut self.out,
+                events: &self.events,
+            },
+        )
     }
 
-    /// Audio for the connection that takes audio now, or into the gap buffer.
-    fn audio(&mut self, pcm: Bytes) {
-        match self.core.audio_target() {
-            Some(connection) => self.frames(connection, pcm),
-            None => self.hold_in_gap(pcm),
-        }
-    }
-
-    /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.
-    fn hold_in_gap(&mut self, pcm: Bytes) {
-        if let Some(dropped) = self.gap.push(pcm) {
-            self.emit(SessionEvent::AudioDropped { duration: dropped });
-        }
-    }
-
-    /// Audio that did not go out on the connection it was meant for: onto the connection that
-    /// takes audio now if that is another one, else into the gap buffer (flushed after the
-    /// next setup). Never back to the connection that failed: the writer would loop on it.
+    /// Audio that did not go out on the connection it was meant for ([`AudioPath::requeue`]).
     fn requeue_audio(&mut self, meant_for: ConnectionId, pcm: Bytes) {
-        if self
-            .core
-            .audio_target()
-            .is_some_and(|target| target != meant_for)
-        {
-            self.audio(pcm);
-        } else {
-            self.hold_in_gap(pcm);
-        }
+        let (audio, core, mut out) = self.audio_path();
+        audio.requeue(core, meant_for, pcm, &mut out);
     }
 
-    /// Hands the backlog (and the gap) to the connection that takes audio, counted from now:
-    /// before a command (so that the core numbers the audio pushed before it first), after a
-    /// setup, and whenever the writer is idle again.
+    /// Hands what waits to the connection that takes audio ([`AudioPath::flush`]).
     fn flush_backlog(&mut self) {
-        if self.core.audio_target().is_none() {
-            return;
-        }
-        let held: Vec<Bytes> = self
-            .gap
-            .take()
-            .into_iter()
-            .chain(self.backlog.take())
-            .collect();
-        for pcm in held {
-            self.audio(pcm);
-        }
+        let (audio, core, mut out) = self.audio_path();
+        audio.flush(core, &mut out);
     }
 
     /// The connection is gone: what waited behind its writer waits for the next one.
     fn backlog_to_gap(&mut self) {
-        for pcm in self.backlog.take() {
-            self.hold_in_gap(pcm);
-        }
+        let (audio, _, mut out) = self.audio_path();
+        audio.connection_lost(&mut out);
     }
 
     /// Microphone audio: written now when the writer is idle, else kept in the backlog (or the
     /// gap while disconnected) within its bound. Returns whether the driver must be woken.
     fn push_audio(&mut self, pcm: Bytes, at_bound: AtBound) -> Result<bool, Error> {
-        let Some(target) = self.core.audio_target() else {
-            // A gap that keeps nothing (`AudioGapPolicy::Drop`) drops and reports, never refuses.
-            let keeps = self.gap.keeps_audio();
-            if keeps && !self.gap.has_room(pcm.len()) && at_bound == AtBound::Refuse {
-                return Err(Error::Full {
-                    held: self.gap.held(),
-                });
+        let target = self.core.audio_target();
+        let writer_idle = self.out.is_empty()
+            && self
+                .link
+                .as_ref()
+                .is_some_and(|l| Some(l.id) == target && l.idle());
+        let (audio, core, mut out) = self.audio_path();
+        match audio.push(core, pcm, writer_idle, at_bound, &mut out)? {
+            Pushed::Framed => {
+                let mut cx = Context::from_waker(Waker::noop());
+                let pending = self.pump(&mut cx).is_pending();
+                Ok(pending || self.link.as_ref().is_some_and(|l| l.failed))
             }
-            self.hold_in_gap(pcm);
-            return Ok(false);
-        };
-        let writer_idle = self
-            .link
-            .as_ref()
-            .is_some_and(|l| l.id == target && l.idle());
-        if writer_idle && self.out.is_empty() && self.backlog.is_empty() && self.gap.is_empty() {
-            self.frames(target, pcm);
-            let mut cx = Context::from_waker(Waker::noop());
-            let pending = self.pump(&mut cx).is_pending();
-            return Ok(pending || self.link.as_ref().is_some_and(|l| l.failed));
+            Pushed::Gap => Ok(false),
+            // A busy writer hands the backlog over when its write completes.
+            Pushed::Backlog => Ok(!self.link.as_ref().is_some_and(|l| l.busy)),
         }
-        if !self.backlog.has_room(pcm.len()) && at_bound == AtBound::Refuse {
-            return Err(Error::Full {
-                held: self.backlog.held(),
-            });
-        }
-        if let Some(dropped) = self.backlog.push(pcm) {
-            self.emit(SessionEvent::AudioDropped { duration: dropped });
-        }
-        // A busy writer hands the backlog over when its write completes.
-        Ok(!self.link.as_ref().is_some_and(|l| l.busy))
     }
 
     /// Writes what is queued, as far as the socket takes it now: `Ready` once everything is
@@ -591,14 +544,14 @@ impl State {
 
     /// Bytes of audio waiting in the backlog and the gap.
     fn audio_held(&self) -> usize {
-        self.backlog.held_bytes() + self.gap.held_bytes()
+        self.audio.held_bytes()
     }
 
     fn settled(&self) -> bool {
         self.core.is_settled()
             && self.out.is_empty()
             && self.actions.is_empty()
-            && self.backlog.is_empty()
+            && self.audio.backlog_is_empty()
             && self.link.as_ref().is_none_or(Link::idle)
     }
 }
@@ -717,6 +670,17 @@ impl LiveSessionBuilder {
         Ok(SessionCore::new(config, policy, capabilities, initial, now))
     }
 
+    /// [`into_core`](Self::into_core), with the shell's microphone path for the same
+    /// configuration (gap policy, backlog bound, frame length): what the simulator drives.
+    pub fn into_sans_io(
+        self,
+        now: Millis,
+        jitter_seed: u64,
+    ) -> Result<(SessionCore, AudioPath), Error> {
+        let audio = AudioPath::from_config(&self.config);
+        Ok((self.into_core(now, jitter_seed)?, audio))
+    }
+
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
     /// is seeded), or with the error that prevented it.
     pub async fn connect(mut self) -> Result<(LiveSession, SessionEvents), Error> {
@@ -743,13 +707,11 @@ impl LiveSessionBuilder {
                 out: VecDeque::new(),
                 actions: VecDeque::new(),
                 link: None,
-                gap: AudioGap::new(config.audio_gap, rate),
-                backlog: AudioGap::bounded(config.audio_backlog, rate),
+                audio: AudioPath::from_config(&config),
                 events: Arc::clone(&events),
                 armed: None,
                 released: false,
                 reading_paused: false,
-                chunk: config.audio_chunk_bytes(),
                 sample_rate: rate,
             }),
             config,
@@ -1011,8 +973,8 @@ impl LiveSession {
             state.core,
             state.out.len(),
             state.actions.len(),
-            state.backlog.held(),
-            state.gap.held(),
+            state.audio.backlog(),
+            state.audio.gap(),
             match state.link.as_ref() {
                 None => "none",
                 Some(l) if l.failed => "failed",
@@ -1027,8 +989,8 @@ impl LiveSession {
         let state = self.shared.lock();
         Buffered {
             queued_frames: state.out.len(),
-            backlog: state.backlog.held(),
-            gap: state.gap.held(),
+            backlog: state.audio.backlog(),
+            gap: state.audio.gap(),
             events: self.shared.events.len(),
         }
     }

@@ -56,6 +56,28 @@ pub struct Observed {
     pub tools: Vec<String>,
     /// The session gave up reconnecting.
     pub gave_up: bool,
+    /// Where the microphone's audio went (the simulator only: over sockets, what was lost
+    /// in flight is not known).
+    pub audio: Option<AudioTally>,
+}
+
+/// Bytes of microphone audio: pushed by the application, and where they went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AudioTally {
+    /// Pushed by the application.
+    pub pushed: u64,
+    /// Received by the server (its own records).
+    pub received: u64,
+    /// Reported dropped (`AudioDropped`), and in how many reports.
+    pub dropped: u64,
+    /// See `dropped`.
+    pub drops: u64,
+    /// On the wire when its connection broke.
+    pub lost_in_flight: u64,
+    /// Framed for a connection that could no longer take it.
+    pub unsent: u64,
+    /// Still waiting in the shell's audio path.
+    pub held: u64,
 }
 
 impl Observed {
@@ -69,6 +91,25 @@ impl Observed {
             })
             .flatten()
             .collect()
+    }
+}
+
+/// Every byte of microphone audio reached the server, was reported dropped, was lost on the
+/// wire with its connection, or still waits; none was sent twice (a report's duration may
+/// round by a byte).
+fn audio(t: &AudioTally, found: &mut Vec<Violation>) {
+    let accounted = t.received + t.dropped + t.lost_in_flight + t.held;
+    if t.unsent > 0 || accounted + t.drops < t.pushed {
+        found.push(Violation::new(
+            "audio lost",
+            format!("{t:?}: {} bytes unaccounted for", t.pushed.saturating_sub(accounted)),
+        ));
+    }
+    if t.received > t.pushed || accounted > t.pushed + t.drops {
+        found.push(Violation::new(
+            "audio twice",
+            format!("{t:?}: {} bytes more than pushed", accounted.saturating_sub(t.pushed)),
+        ));
     }
 }
 
@@ -170,6 +211,9 @@ fn s_entries(session: &SessionSnapshot) -> Vec<Entry> {
 /// Every check of the invariant.
 pub fn check(o: &Observed) -> Vec<Violation> {
     let mut found = Vec::new();
+    if let Some(tally) = &o.audio {
+        audio(tally, &mut found);
+    }
     context(o, &mut found);
     tools_and_answers(o, &mut found);
     reconnect_pairs(o, &mut found);

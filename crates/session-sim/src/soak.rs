@@ -243,6 +243,8 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         instructions: app.instructions.clone(),
         tools: app.tools.clone(),
         gave_up,
+        // Over sockets, what a broken connection had on the wire is not known.
+        audio: None,
     };
     let mut checked = checks::check(&observed);
     if gave_up && !checked.is_empty() {

@@ -6,27 +6,42 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use agent_glue::audio_path::{AtBound, AudioOut, AudioPath, Pushed};
 use agent_glue::core::{Action as ShellAction, Command, SessionCore};
+use bytes::Bytes;
 use agent_glue::{LiveSession, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
-use gemini_transport::wire::{ClientMessage, Modality, ServerMessage, ServerPayload};
+use gemini_transport::wire::{
+    ClientMessage, Modality, RealtimeInput, ServerMessage, ServerPayload,
+};
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
 use crate::app::{self, Action, AppState, declarations};
-use crate::checks::{self, Observed, Violation};
+use crate::checks::{self, AudioTally, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
 
-/// Audio frames the sim cuts pushes into: 40 ms at 16 kHz.
-const FRAME_BYTES: usize = 1_280;
+/// What the shell's audio path produced in one call.
+#[derive(Default)]
+struct SimAudio {
+    frames: Vec<(ConnectionId, Bytes)>,
+    dropped: Vec<Duration>,
+}
 
-/// The most audio held while no connection takes it (2 s at 16 kHz).
-const GAP_BYTES: usize = 64_000;
+impl AudioOut for SimAudio {
+    fn frame(&mut self, connection: ConnectionId, pcm: Bytes) {
+        self.frames.push((connection, pcm));
+    }
+
+    fn dropped(&mut self, duration: Duration) {
+        self.dropped.push(duration);
+    }
+}
 
 /// What a run found.
 #[derive(Debug)]
@@ -49,7 +64,8 @@ enum Ev {
     Step(usize),
     Dial(ConnectionId, String),
     DialFailed(ConnectionId, u16),
-    ToServer(ConnectionId, Vec<u8>),
+    /// A frame and the bytes of microphone audio it carries (0 for other messages).
+    ToServer(ConnectionId, Vec<u8>, usize),
     CloseAtServer(ConnectionId, u16),
     ToClient(ConnectionId, ServerMessage),
     ClosedAtClient(ConnectionId, CloseInfo),
@@ -57,6 +73,8 @@ enum Ev {
     CoreTimer(u64),
     ServerTimer(u64),
     Answer(String),
+    /// The shell's writer finished a slow write (its backlog goes out).
+    WriterIdle,
     Settle,
 }
 
@@ -145,8 +163,14 @@ pub(crate) struct World<'a> {
     core_timer: Option<u64>,
     server_timer: Option<u64>,
     stall_until: u64,
-    gap: VecDeque<Vec<u8>>,
-    gap_bytes: usize,
+    /// The shell's own microphone path (`agent_glue::audio_path`), with its default bounds.
+    audio: AudioPath,
+    /// Where the microphone's bytes went, as the network model saw it.
+    audio_tally: AudioTally,
+    /// Until when the shell's writer is busy with a slow write (virtual ms).
+    writer_busy_until: u64,
+    /// Which writes are slow (a stream of its own: the schedules stay what they were).
+    writer_rng: Rng,
     pub(crate) app: App,
     rng: Rng,
     pub(crate) violations: Vec<Violation>,
@@ -205,12 +229,12 @@ impl<'a> World<'a> {
             Modality::Text
         };
         let tools = declarations(0);
-        let core = LiveSession::builder(endpoint, model)
+        let (core, audio) = LiveSession::builder(endpoint, model)
             .modality(modality)
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .tools(tools.clone())
-            .into_core(Millis(0), schedule.seed)
+            .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone()),
@@ -230,8 +254,10 @@ impl<'a> World<'a> {
             core_timer: None,
             server_timer: None,
             stall_until: 0,
-            gap: VecDeque::new(),
-            gap_bytes: 0,
+            audio,
+            audio_tally: AudioTally::default(),
+            writer_busy_until: 0,
+            writer_rng: Rng::stream(schedule.seed, 3),
             app,
             rng: Rng::stream(schedule.seed, 2),
             violations: Vec::new(),
@@ -346,7 +372,7 @@ impl<'a> World<'a> {
             && self.actions.is_empty()
             && self.in_flight == 0
             && self.answers_due == 0
-            && self.gap.is_empty()
+            && self.audio.is_empty()
             && self.server.next_timer().is_none()
             && self.app.calls.iter().all(|c| self.app.answered.contains(c))
     }
@@ -408,14 +434,16 @@ impl<'a> World<'a> {
                 self.core
                     .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
             }
-            Ev::ToServer(conn, frame) => {
+            Ev::ToServer(conn, frame, audio) => {
                 let target = self
                     .links
                     .get(&conn)
                     .filter(|l| l.server_open)
                     .and_then(|l| l.server);
-                if let Some(sid) = target {
-                    self.server.receive(sid, &frame, server_now);
+                match target {
+                    Some(sid) => self.server.receive(sid, &frame, server_now),
+                    // The connection broke with the frame on the wire.
+                    None => self.audio_tally.lost_in_flight += audio as u64,
                 }
             }
             Ev::CloseAtServer(conn, code) => {
@@ -465,6 +493,14 @@ impl<'a> World<'a> {
                 });
                 if deliver {
                     self.note(format!("conn {} closed at the client: {info}", conn.0));
+                    if self.core.audio_target() == Some(conn) {
+                        // As the shell does when its link ends: the writer is gone, what
+                        // waited behind it waits in the gap for the next connection.
+                        self.writer_busy_until = 0;
+                        let mut out = SimAudio::default();
+                        self.audio.connection_lost(&mut out);
+                        self.audio_out(out);
+                    }
                     self.core.handle_closed(Millis(now), conn, info, None);
                 }
             }
@@ -485,6 +521,8 @@ impl<'a> World<'a> {
                 self.answers_due -= 1;
                 self.answer(&call_id);
             }
+            // `flush_gap` in `pump` hands the backlog over once the writer is idle.
+            Ev::WriterIdle => {}
         }
         self.pump();
     }
@@ -506,7 +544,7 @@ impl<'a> World<'a> {
                     );
                     self.note(line);
                 }
-                self.send_to_server(t.connection, buf);
+                self.send_to_server(t.connection, buf, 0);
             }
             while let Some(action) = self.core.poll_action() {
                 moved = true;
@@ -541,15 +579,17 @@ impl<'a> World<'a> {
         }
     }
 
-    fn send_to_server(&mut self, conn: ConnectionId, frame: Vec<u8>) {
+    fn send_to_server(&mut self, conn: ConnectionId, frame: Vec<u8>, audio: usize) {
         let lat = self.latency();
         let now = self.now;
         let Some(link) = self.links.get_mut(&conn).filter(|l| l.client_open) else {
+            // The shell requeues what it cannot write; here it would be lost.
+            self.audio_tally.unsent += audio as u64;
             return;
         };
         let at = (now + lat).max(link.c2s_at);
         link.c2s_at = at;
-        self.at(at, Ev::ToServer(conn, frame));
+        self.at(at, Ev::ToServer(conn, frame, audio));
     }
 
     fn run_actions(&mut self) -> bool {
@@ -692,6 +732,7 @@ impl<'a> World<'a> {
             return;
         }
         let output = serde_json::json!({ "result": format!("r-{call_id}") });
+        self.flush_audio();
         let result = self.core.command(
             Millis(self.now),
             Command::ToolResult {
@@ -718,6 +759,8 @@ impl<'a> World<'a> {
         command: Command,
     ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
         let line = short(&format!("{command:?}"));
+        // As the shell does: audio pushed before the command is numbered before it.
+        self.flush_audio();
         let result = self.core.command(Millis(self.now), command);
         self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
         result
@@ -776,46 +819,75 @@ impl<'a> World<'a> {
     /// The user speaks for `ms`.
     fn speech(&mut self, ms: u64) {
         self.note(format!("app speaks {ms} ms"));
-        self.push_audio(&app::speech(ms));
+        let pcm = app::speech(ms);
+        self.audio_tally.pushed += pcm.len() as u64;
+        self.push_audio(&pcm);
     }
 
-    /// The shell's audio path: frames onto the connection that takes audio, or a bounded gap
-    /// buffer while there is none.
+    /// Microphone audio through the shell's audio path. A write is sometimes slow (a socket
+    /// buffer full): for a while the writer is busy, and audio pushed meanwhile waits in the
+    /// backlog; while no connection takes audio it waits in the gap buffer.
     fn push_audio(&mut self, pcm: &[u8]) {
-        match self.core.audio_target() {
-            Some(conn) => {
-                let mut frames = 0;
-                for frame in pcm.chunks(FRAME_BYTES) {
-                    let mut buf = Vec::new();
-                    ClientMessage::write_audio_json(&mut buf, frame, 16_000);
-                    self.send_to_server(conn, buf);
-                    frames += 1;
-                }
-                self.core.audio_sent(conn, frames);
+        let mut out = SimAudio::default();
+        let idle = self.now >= self.writer_busy_until;
+        let pushed = self.audio.push(
+            &mut self.core,
+            Bytes::copy_from_slice(pcm),
+            idle,
+            AtBound::DropOldest,
+            &mut out,
+        );
+        match pushed {
+            Ok(Pushed::Framed) if self.writer_rng.below(4) == 0 => {
+                let busy = 1 + self.writer_rng.below(2_500);
+                self.writer_busy_until = self.now + busy;
+                self.note(format!("the writer is busy for {busy} ms"));
+                self.at(self.writer_busy_until, Ev::WriterIdle);
             }
-            None => {
-                self.gap_bytes += pcm.len();
-                self.gap.push_back(pcm.to_vec());
-                while self.gap_bytes > GAP_BYTES {
-                    match self.gap.pop_front() {
-                        Some(old) => self.gap_bytes -= old.len(),
-                        None => break,
-                    }
-                }
-            }
+            Ok(_) => {}
+            Err(e) => self.violations.push(Violation::new(
+                "audio",
+                format!("push_audio that drops at its bound was refused: {e}"),
+            )),
         }
+        self.audio_out(out);
     }
 
+    /// What waits goes out as the shell sends it: the gap right after a setup (behind the
+    /// plan's messages), the backlog once the writer is idle again.
     fn flush_gap(&mut self) -> bool {
-        if self.gap.is_empty() || self.core.audio_target().is_none() {
+        if self.audio.is_empty() || self.now < self.writer_busy_until {
             return false;
         }
-        let chunks: Vec<Vec<u8>> = self.gap.drain(..).collect();
-        self.gap_bytes = 0;
-        for pcm in chunks {
-            self.push_audio(&pcm);
+        self.flush_audio()
+    }
+
+    /// Hands whatever waits to the connection that takes audio (before a command, the shell
+    /// does so even behind a busy writer: the frames queue after the write under way).
+    fn flush_audio(&mut self) -> bool {
+        if self.audio.is_empty() {
+            return false;
         }
-        true
+        let mut out = SimAudio::default();
+        self.audio.flush(&mut self.core, &mut out);
+        let moved = !out.frames.is_empty();
+        self.audio_out(out);
+        moved
+    }
+
+    /// The audio path's frames to the server (through the real encoder), its drops to the
+    /// application as the shell reports them.
+    fn audio_out(&mut self, out: SimAudio) {
+        for (conn, pcm) in out.frames {
+            let mut buf = Vec::new();
+            ClientMessage::write_audio_json(&mut buf, &pcm, 16_000);
+            self.send_to_server(conn, buf, pcm.len());
+        }
+        for duration in out.dropped {
+            self.audio_tally.dropped += (duration.as_secs_f64() * 32_000.0).round() as u64;
+            self.audio_tally.drops += 1;
+            self.on_event(SessionEvent::AudioDropped { duration });
+        }
     }
 
     /// What the checks read: the application's side and the fake's own state.
@@ -850,7 +922,27 @@ impl<'a> World<'a> {
             instructions: self.app.state.instructions.clone(),
             tools: self.app.state.tools.clone(),
             gave_up: matches!(self.core.closed(), Some(Some(_))),
+            audio: Some(AudioTally {
+                received: self.server_audio_bytes(),
+                held: self.audio.held_bytes() as u64,
+                ..self.audio_tally
+            }),
         }
+    }
+
+    /// Microphone audio the server's own records show it received, on every connection.
+    fn server_audio_bytes(&self) -> u64 {
+        self.server
+            .connections()
+            .iter()
+            .flat_map(|c| c.frames.iter())
+            .filter_map(|f| match f.decode() {
+                Ok(ClientMessage::RealtimeInput(RealtimeInput::Audio(blob))) => {
+                    Some(blob.data.len() as u64)
+                }
+                _ => None,
+            })
+            .sum()
     }
 }
 

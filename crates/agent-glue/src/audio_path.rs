@@ -1,0 +1,215 @@
+//! The microphone's path from `push_audio` to audio frames, without IO: which connection a
+//! chunk goes to, when it waits (in the gap buffer while no connection takes audio, in the
+//! backlog while the writer is busy), when what waited goes out, and what is dropped at the
+//! bounds. [`LiveSession`](crate::LiveSession) drives it under its lock; the simulator drives
+//! the same code on virtual time, so the audio it checks took the shell's own path.
+//!
+//! Audio that waits is not counted by the core until it is handed to a connection, so it can
+//! be dropped without disturbing the ledger's numbering; audio handed to a connection is
+//! counted at once ([`SessionCore::audio_sent`]), in the order the frames are given to
+//! [`AudioOut::frame`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use resume_policy::ConnectionId;
+
+use crate::Error;
+use crate::config::SessionConfig;
+use crate::core::SessionCore;
+use crate::gap::AudioGap;
+
+/// Where the path puts what it produces.
+pub trait AudioOut {
+    /// One frame of audio for `connection`, already counted by the core: write it in this
+    /// order, after whatever was queued before.
+    fn frame(&mut self, connection: ConnectionId, pcm: Bytes);
+    /// Audio dropped at a bound: report it ([`SessionEvent::AudioDropped`](crate::SessionEvent::AudioDropped)).
+    fn dropped(&mut self, duration: Duration);
+}
+
+/// What a full buffer does with the next push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtBound {
+    /// Drop the oldest audio and report it.
+    DropOldest,
+    /// Refuse with [`Error::Full`], taking nothing.
+    Refuse,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Cut into frames for the connection that takes audio (given to [`AudioOut::frame`]).
+    Framed,
+    /// Kept in the backlog: the writer was busy, or audio was already waiting.
+    Backlog,
+    /// Kept in the gap buffer (or dropped and reported, as its policy says): no connection
+    /// takes audio now.
+    Gap,
+}
+
+/// The microphone path of one session.
+#[derive(Debug)]
+pub struct AudioPath {
+    gap: AudioGap,
+    backlog: AudioGap,
+    /// Frame length in bytes.
+    chunk: usize,
+}
+
+impl AudioPath {
+    /// The path `config` asks for: its gap policy, backlog bound, frame length and rate.
+    pub(crate) fn from_config(config: &SessionConfig) -> Self {
+        let rate = config.input_sample_rate;
+        Self {
+            gap: AudioGap::new(config.audio_gap, rate),
+            backlog: AudioGap::bounded(config.audio_backlog, rate),
+            chunk: config.audio_chunk_bytes(),
+        }
+    }
+
+    /// Audio pushed by the application. `writer_idle`: the connection that takes audio can
+    /// take a frame now, with nothing queued before it.
+    ///
+    /// # Errors
+    /// [`Error::Full`] with [`AtBound::Refuse`] when the buffer the audio would wait in is at
+    /// its bound (nothing is taken).
+    pub fn push(
+        &mut self,
+        core: &mut SessionCore,
+        pcm: Bytes,
+        writer_idle: bool,
+        at_bound: AtBound,
+        out: &mut impl AudioOut,
+    ) -> Result<Pushed, Error> {
+        let Some(target) = core.audio_target() else {
+            // A gap that keeps nothing (`AudioGapPolicy::Drop`) drops and reports, never refuses.
+            if self.gap.keeps_audio()
+                && !self.gap.has_room(pcm.len())
+                && at_bound == AtBound::Refuse
+            {
+                return Err(Error::Full {
+                    held: self.gap.held(),
+                });
+            }
+            self.hold_in_gap(pcm, out);
+            return Ok(Pushed::Gap);
+        };
+        if writer_idle && self.backlog.is_empty() && self.gap.is_empty() {
+            self.frames(core, target, pcm, out);
+            return Ok(Pushed::Framed);
+        }
+        if !self.backlog.has_room(pcm.len()) && at_bound == AtBound::Refuse {
+            return Err(Error::Full {
+                held: self.backlog.held(),
+            });
+        }
+        if let Some(dropped) = self.backlog.push(pcm) {
+            out.dropped(dropped);
+        }
+        Ok(Pushed::Backlog)
+    }
+
+    /// Hands what waits (the gap first, then the backlog) to the connection that takes audio,
+    /// counted from now: after a setup (once its plan is queued), before an application
+    /// command (so that the core numbers the audio pushed before it first), and whenever the
+    /// writer is idle again. Nothing happens while no connection takes audio.
+    pub fn flush(&mut self, core: &mut SessionCore, out: &mut impl AudioOut) {
+        if core.audio_target().is_none() {
+            return;
+        }
+        let held: Vec<Bytes> = self
+            .gap
+            .take()
+            .into_iter()
+            .chain(self.backlog.take())
+            .collect();
+        for pcm in held {
+            self.audio(core, pcm, out);
+        }
+    }
+
+    /// A frame that did not go out on the connection it was meant for: onto the connection
+    /// that takes audio now if that is another one, else into the gap buffer (flushed after
+    /// the next setup). Never back to the connection that failed: the writer would loop on it.
+    pub fn requeue(
+        &mut self,
+        core: &mut SessionCore,
+        meant_for: ConnectionId,
+        pcm: Bytes,
+        out: &mut impl AudioOut,
+    ) {
+        if core.audio_target().is_some_and(|target| target != meant_for) {
+            self.audio(core, pcm, out);
+        } else {
+            self.hold_in_gap(pcm, out);
+        }
+    }
+
+    /// The connection is gone: what waited behind its writer waits for the next one.
+    pub fn connection_lost(&mut self, out: &mut impl AudioOut) {
+        for pcm in self.backlog.take() {
+            self.hold_in_gap(pcm, out);
+        }
+    }
+
+    /// Bytes waiting in the backlog and the gap.
+    pub fn held_bytes(&self) -> usize {
+        self.backlog.held_bytes() + self.gap.held_bytes()
+    }
+
+    /// Audio waiting behind a busy writer.
+    pub fn backlog(&self) -> Duration {
+        self.backlog.held()
+    }
+
+    /// Audio held while no connection takes audio.
+    pub fn gap(&self) -> Duration {
+        self.gap.held()
+    }
+
+    /// Whether the backlog is empty.
+    pub fn backlog_is_empty(&self) -> bool {
+        self.backlog.is_empty()
+    }
+
+    /// Whether nothing waits at all.
+    pub fn is_empty(&self) -> bool {
+        self.backlog.is_empty() && self.gap.is_empty()
+    }
+
+    /// Audio for the connection that takes audio now, or into the gap buffer.
+    fn audio(&mut self, core: &mut SessionCore, pcm: Bytes, out: &mut impl AudioOut) {
+        match core.audio_target() {
+            Some(connection) => self.frames(core, connection, pcm, out),
+            None => self.hold_in_gap(pcm, out),
+        }
+    }
+
+    /// `pcm` as frames on `connection`, counted by the core.
+    fn frames(
+        &self,
+        core: &mut SessionCore,
+        connection: ConnectionId,
+        pcm: Bytes,
+        out: &mut impl AudioOut,
+    ) {
+        let mut frames = 0u32;
+        let mut start = 0;
+        while start < pcm.len() {
+            let end = (start + self.chunk).min(pcm.len());
+            out.frame(connection, pcm.slice(start..end));
+            frames += 1;
+            start = end;
+        }
+        core.audio_sent(connection, frames);
+    }
+
+    /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.
+    fn hold_in_gap(&mut self, pcm: Bytes, out: &mut impl AudioOut) {
+        if let Some(dropped) = self.gap.push(pcm) {
+            out.dropped(dropped);
+        }
+    }
+}
