@@ -5,16 +5,18 @@
 //! The promise (every item the application puts in its context reaches the model's session
 //! once, in order, across any number of reconnects; what cannot is reported) fails in the
 //! combinations nobody writes down. So, as FoundationDB and TigerBeetle do, this crate runs the
-//! session's sans-IO core ([`agent_glue::core::SessionCore`]) against the fake server's own
-//! session logic ([`gemini_fake::SimServer`], never the client's model of it) on virtual time,
-//! under schedules of random operations and faults drawn from a seed:
+//! session's sans-IO core ([`agent_glue::core::SessionCore`]) and the shell's own microphone
+//! path ([`agent_glue::audio_path`]) against the fake server's own session logic
+//! ([`gemini_fake::SimServer`], never the client's model of it) on virtual time, under
+//! schedules of random operations and faults drawn from a seed:
 //!
 //! - operations: typed turns, turns that name a tool, tool results at random moments (the
 //!   application answers every call after a random delay), appends, stale and current
 //!   `update_chat_ctx`, edits, `generate_reply` with and without instructions, instruction
 //!   and tool changes, `interrupt`, speech;
 //! - faults: drops (with frames lost behind the reset), 1011/1000/1001 closes, goAways,
-//!   refused resumes, expired and withheld handles, refused dials, stalls, handle lag;
+//!   refused resumes, expired and withheld handles, refused dials, stalls, handle lag, slow
+//!   writes (audio pushed meanwhile waits in the shell's backlog);
 //! - profiles: families 2.5, 3.1 and 3.8, the Developer API and Vertex, transparent or not,
 //!   TEXT or AUDIO, network latency 1–20 ms.
 //!
@@ -24,7 +26,9 @@
 //! no tool response the server ignored as unknown or duplicate; no tool run twice for one
 //! turn; no turn answered twice; every `Reconnecting` closed by one `Reconnected` or `Closed`;
 //! never two open connections; no 1007/1008 on a payload; the server's instructions and tools
-//! are the application's latest.
+//! are the application's latest; every byte of microphone audio received by the server (its
+//! own records), reported dropped, lost on the wire with its connection, or still waiting, and
+//! none twice.
 //!
 //! A failing schedule is shrunk ([`shrink`]) to the fewest steps that still fail, and printed
 //! with the command that replays it.
