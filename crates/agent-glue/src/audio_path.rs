@@ -21,9 +21,11 @@ use crate::gap::AudioGap;
 
 /// Where the path puts what it produces.
 pub trait AudioOut {
-    /// One frame of audio for `connection`, already counted by the core: write it in this
-    /// order, after whatever was queued before.
-    fn frame(&mut self, connection: ConnectionId, pcm: Bytes);
+    /// A run of audio for `connection`, to be written as frames of `frame_len` bytes (the last
+    /// one may be shorter; see [`frames`]), in this order, after whatever was queued before.
+    /// The core has counted its frames already. One call per run, not per frame: the frames
+    /// are cut as they are written, without a reference count per frame.
+    fn audio(&mut self, connection: ConnectionId, pcm: Bytes, frame_len: usize);
     /// Audio dropped at a bound: report it ([`SessionEvent::AudioDropped`](crate::SessionEvent::AudioDropped)).
     fn dropped(&mut self, duration: Duration);
 }
@@ -40,7 +42,7 @@ pub enum AtBound {
 /// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
-    /// Cut into frames for the connection that takes audio (given to [`AudioOut::frame`]).
+    /// Cut into frames for the connection that takes audio (given to [`AudioOut::audio`]).
     Framed,
     /// Kept in the backlog: the writer was busy, or audio was already waiting.
     Backlog,
@@ -195,15 +197,12 @@ impl AudioPath {
         pcm: Bytes,
         out: &mut impl AudioOut,
     ) {
-        let mut frames = 0u32;
-        let mut start = 0;
-        while start < pcm.len() {
-            let end = (start + self.chunk).min(pcm.len());
-            out.frame(connection, pcm.slice(start..end));
-            frames += 1;
-            start = end;
+        if pcm.is_empty() {
+            return;
         }
-        core.audio_sent(connection, frames);
+        let count = u32::try_from(pcm.len().div_ceil(self.chunk)).unwrap_or(u32::MAX);
+        out.audio(connection, pcm, self.chunk);
+        core.audio_sent(connection, count);
     }
 
     /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.
@@ -212,4 +211,10 @@ impl AudioPath {
             out.dropped(dropped);
         }
     }
+}
+
+/// The frames of a run of audio of [`AudioOut::audio`]: `frame_len` bytes each, the last one
+/// possibly shorter.
+pub fn frames(pcm: &[u8], frame_len: usize) -> std::slice::Chunks<'_, u8> {
+    pcm.chunks(frame_len.max(1))
 }

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use ctx_model::{ChatContext, Item, ItemId};
 use gemini_transport::wire::{ClientMessage, FunctionDeclaration};
 use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use crate::config::{LiveSessionBuilder, SessionConfig};
 use crate::core::{Action, Command, CoreConfig, Receipt, SessionCore};
-use crate::audio_path::{AtBound, AudioOut, AudioPath, Pushed};
+use crate::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use crate::queue::EventQueue;
 use crate::{Error, SessionEvent};
 
@@ -174,14 +174,29 @@ impl<const N: usize> IntoPcm for &[u8; N] {
 enum Out {
     /// Boxed: audio, by far the most frequent, moves through the queue as a small value.
     Message(ConnectionId, Box<ClientMessage>),
-    Audio(ConnectionId, Bytes),
+    /// A run of audio, written as frames of `frame_len` bytes; what is left of it after a
+    /// partial write stays at the front.
+    Audio {
+        connection: ConnectionId,
+        pcm: Bytes,
+        frame_len: usize,
+    },
     Ping(ConnectionId),
 }
 
 impl Out {
+    /// How many frames it is on the wire.
+    fn frames(&self) -> usize {
+        match self {
+            Self::Audio { pcm, frame_len, .. } => pcm.len().div_ceil((*frame_len).max(1)),
+            _ => 1,
+        }
+    }
+
     fn connection(&self) -> ConnectionId {
         match self {
-            Self::Message(id, _) | Self::Audio(id, _) | Self::Ping(id) => *id,
+            Self::Message(id, _) | Self::Ping(id) => *id,
+            Self::Audio { connection, .. } => *connection,
         }
     }
 }
@@ -341,8 +356,12 @@ struct ShellAudio<'a> {
 }
 
 impl AudioOut for ShellAudio<'_> {
-    fn frame(&mut self, connection: ConnectionId, pcm: Bytes) {
-        self.out.push_back(Out::Audio(connection, pcm));
+    fn audio(&mut self, connection: ConnectionId, pcm: Bytes, frame_len: usize) {
+        self.out.push_back(Out::Audio {
+            connection,
+            pcm,
+            frame_len,
+        });
     }
 
     fn dropped(&mut self, duration: Duration) {
@@ -449,17 +468,58 @@ impl State {
         rate: u32,
         audio_written: &mut usize,
     ) -> Poll<()> {
-        while let Some(front) = self.out.front() {
+        while let Some(front) = self.out.front_mut() {
             let target = front.connection();
             let link = match self.link.as_mut() {
                 Some(link) if link.id == target && !link.failed => link,
                 _ => {
-                    if let Some(Out::Audio(id, pcm)) = self.out.pop_front() {
-                        self.requeue_audio(id, pcm);
+                    if let Some(Out::Audio {
+                        connection, pcm, ..
+                    }) = self.out.pop_front()
+                    {
+                        self.requeue_audio(connection, pcm);
                     }
                     continue;
                 }
             };
+            if let Out::Audio { pcm, frame_len, .. } = front {
+                // Frame by frame, cut as written; what the socket does not take now stays at
+                // the front (a failed write leaves it there too: the next turn of the loop
+                // requeues it, since the link has failed).
+                let mut written = 0;
+                let mut pending = false;
+                for frame in audio_path::frames(pcm, *frame_len) {
+                    match link.sender.poll_ready(cx) {
+                        Poll::Pending => {
+                            pending = true;
+                            break;
+                        }
+                        Poll::Ready(Err(e)) => {
+                            link.fail(&e);
+                            break;
+                        }
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    if let Err(e) = link.sender.start_send_audio(frame, rate) {
+                        link.fail(&e);
+                        break;
+                    }
+                    written += frame.len();
+                    link.unflushed = true;
+                    link.progress = now;
+                }
+                *audio_written += written;
+                if written == pcm.len() {
+                    self.out.pop_front();
+                } else {
+                    pcm.advance(written);
+                    if pending {
+                        link.busy = true;
+                        return Poll::Pending;
+                    }
+                }
+                continue;
+            }
             match link.sender.poll_ready(cx) {
                 Poll::Pending => {
                     link.busy = true;
@@ -476,23 +536,15 @@ impl State {
             };
             let result = match &item {
                 Out::Message(_, message) => link.sender.start_send(message),
-                Out::Audio(_, pcm) => link.sender.start_send_audio(pcm, rate),
                 Out::Ping(_) => link.sender.start_send_ping(),
+                Out::Audio { .. } => Ok(()),
             };
             match result {
                 Ok(()) => {
                     link.unflushed = true;
                     link.progress = now;
-                    if let Out::Audio(_, pcm) = &item {
-                        *audio_written += pcm.len();
-                    }
                 }
-                Err(e) => {
-                    link.fail(&e);
-                    if let Out::Audio(id, pcm) = item {
-                        self.requeue_audio(id, pcm);
-                    }
-                }
+                Err(e) => link.fail(&e),
             }
         }
         if let Some(link) = self.link.as_mut().filter(|l| l.unflushed && !l.failed) {
@@ -829,8 +881,13 @@ impl LiveSession {
     /// bound (for a source that is not real time, such as a file).
     pub async fn push_audio_wait(&self, pcm: impl IntoPcm) -> Result<(), Error> {
         let pcm = pcm.into_pcm();
+        // Most pushes find room: they register nothing.
+        match self.push(pcm.clone(), AtBound::Refuse) {
+            Err(Error::Full { .. }) => {}
+            result => return result,
+        }
         loop {
-            // Registered before trying, so that room made in between is not missed.
+            // Registered before trying again, so that room made in between is not missed.
             let room = self.shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
@@ -971,7 +1028,7 @@ impl LiveSession {
         format!(
             "{:?}; shell: {} queued, {} actions, backlog {:?}, gap {:?}, writer {}",
             state.core,
-            state.out.len(),
+            state.out.iter().map(Out::frames).sum::<usize>(),
             state.actions.len(),
             state.audio.backlog(),
             state.audio.gap(),
@@ -988,7 +1045,7 @@ impl LiveSession {
     pub fn buffered(&self) -> Buffered {
         let state = self.shared.lock();
         Buffered {
-            queued_frames: state.out.len(),
+            queued_frames: state.out.iter().map(Out::frames).sum(),
             backlog: state.audio.backlog(),
             gap: state.audio.gap(),
             events: self.shared.events.len(),

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use agent_glue::audio_path::{AtBound, AudioOut, AudioPath, Pushed};
+use agent_glue::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use agent_glue::core::{Action as ShellAction, Command, SessionCore};
 use bytes::Bytes;
 use agent_glue::{LiveSession, SessionEvent};
@@ -29,13 +29,16 @@ const SETTLE_LIMIT: u64 = 300_000;
 /// What the shell's audio path produced in one call.
 #[derive(Default)]
 struct SimAudio {
+    /// Frames, cut from the runs as the shell cuts them when it writes.
     frames: Vec<(ConnectionId, Bytes)>,
     dropped: Vec<Duration>,
 }
 
 impl AudioOut for SimAudio {
-    fn frame(&mut self, connection: ConnectionId, pcm: Bytes) {
-        self.frames.push((connection, pcm));
+    fn audio(&mut self, connection: ConnectionId, pcm: Bytes, frame_len: usize) {
+        for frame in audio_path::frames(&pcm, frame_len) {
+            self.frames.push((connection, pcm.slice_ref(frame)));
+        }
     }
 
     fn dropped(&mut self, duration: Duration) {
