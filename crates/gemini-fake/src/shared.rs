@@ -1,6 +1,6 @@
 //! State shared by the accept loop, the connections and the test-facing handles.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -74,6 +74,9 @@ pub(crate) struct ServerState {
     pub(crate) sessions: BTreeMap<SessionId, SessionSnapshot>,
     /// Connections that never joined a session (refused setups, failed first frames).
     pub(crate) unattached: Vec<ConnectionRecord>,
+    /// The session each attached connection's record lives in (every frame received looks its
+    /// record up: constant work however many sessions the server has seen).
+    pub(crate) attached: HashMap<ConnectionId, SessionId>,
     pub(crate) handles: HandleBook,
     pub(crate) live: BTreeMap<ConnectionId, mpsc::UnboundedSender<Control>>,
     pub(crate) faults: FaultState,
@@ -87,9 +90,19 @@ impl ServerState {
         if let Some(record) = self.unattached.iter_mut().find(|c| c.id == id) {
             return Some(record);
         }
-        self.sessions
-            .values_mut()
-            .find_map(|session| session.connection_mut(id))
+        let session = *self.attached.get(&id)?;
+        self.sessions.get_mut(&session)?.connection_mut(id)
+    }
+
+    /// Moves connection `id`'s record from the unattached ones into `session`, a new session
+    /// not in `sessions` yet.
+    pub(crate) fn attach(&mut self, id: ConnectionId, session: &mut SessionSnapshot) {
+        if let Some(at) = self.unattached.iter().position(|c| c.id == id) {
+            let mut record = self.unattached.remove(at);
+            record.session = Some(session.id());
+            session.connections.push(record);
+            self.attached.insert(id, session.id());
+        }
     }
 
     /// Sends a control to every live connection.

@@ -62,11 +62,7 @@ impl Conversation {
             let mut session = SessionSnapshot::new(id, request.model.clone());
             session.system_instruction = request.system_instruction.clone();
             session.tools = request.functions.clone();
-            if let Some(at) = state.unattached.iter().position(|c| c.id == connection) {
-                let mut record = state.unattached.remove(at);
-                record.session = Some(id);
-                session.connections.push(record);
-            }
+            state.attach(connection, &mut session);
             state.sessions.insert(id, session);
             (id, ModelState::default())
         })
@@ -114,6 +110,7 @@ impl Conversation {
                 record.session = Some(id);
                 record.resumed_from = Some(handle.to_owned());
                 session.connections.push(record);
+                state.attached.insert(connection, id);
             }
             Ok((id, snapshot))
         })
