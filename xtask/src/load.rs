@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo xtask load [--sessions N[,N…]] [--seconds S] [--afap-sessions N] [--idle-sessions N]
-//!                  [--threads T] [--find-max] [--max N]
+//!                  [--threads T] [--repeat R] [--find-max] [--max N]
 //! ```
 //!
 //! The server's CPU is read at the client's `{"phase":"start"}` and `{"phase":"end"}` lines
