@@ -7,7 +7,7 @@
 //! Audio that waits is not counted by the core until it is handed to a connection, so it can
 //! be dropped without disturbing the ledger's numbering; audio handed to a connection is
 //! counted at once ([`SessionCore::audio_sent`]), in the order the frames are given to
-//! [`AudioOut::frame`].
+//! [`AudioOut::audio`].
 
 use std::time::Duration;
 
@@ -142,7 +142,10 @@ impl AudioPath {
         pcm: Bytes,
         out: &mut impl AudioOut,
     ) {
-        if core.audio_target().is_some_and(|target| target != meant_for) {
+        if core
+            .audio_target()
+            .is_some_and(|target| target != meant_for)
+        {
             self.audio(core, pcm, out);
         } else {
             self.hold_in_gap(pcm, out);

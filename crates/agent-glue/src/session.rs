@@ -40,9 +40,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use crate::config::{LiveSessionBuilder, SessionConfig};
 use crate::core::{Action, Command, CoreConfig, Receipt, SessionCore};
-use crate::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use crate::queue::EventQueue;
 use crate::{Error, SessionEvent};
 

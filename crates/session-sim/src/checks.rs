@@ -102,13 +102,19 @@ fn audio(t: &AudioTally, found: &mut Vec<Violation>) {
     if t.unsent > 0 || accounted + t.drops < t.pushed {
         found.push(Violation::new(
             "audio lost",
-            format!("{t:?}: {} bytes unaccounted for", t.pushed.saturating_sub(accounted)),
+            format!(
+                "{t:?}: {} bytes unaccounted for",
+                t.pushed.saturating_sub(accounted)
+            ),
         ));
     }
     if t.received > t.pushed || accounted > t.pushed + t.drops {
         found.push(Violation::new(
             "audio twice",
-            format!("{t:?}: {} bytes more than pushed", accounted.saturating_sub(t.pushed)),
+            format!(
+                "{t:?}: {} bytes more than pushed",
+                accounted.saturating_sub(t.pushed)
+            ),
         ));
     }
 }

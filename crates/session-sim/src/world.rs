@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use agent_glue::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use agent_glue::core::{Action as ShellAction, Command, SessionCore};
-use bytes::Bytes;
 use agent_glue::{LiveSession, SessionEvent};
+use bytes::Bytes;
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
 use gemini_transport::wire::{
