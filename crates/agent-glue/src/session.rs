@@ -776,23 +776,23 @@ impl LiveSessionBuilder {
         });
         shared.lock().drain();
         let mut changed = shared.changed.subscribe();
-        let mut driver = Driver {
+        let driver = Driver {
             shared: Arc::clone(&shared),
         };
         // The first connection is opened by the caller's task: no hand-off to the driver on
         // the way to the first `setupComplete`.
+        // Nobody else holds the session yet, so no close can race this dial: no select, and
+        // the action is taken from the queue rather than cloned.
         let first = {
-            let state = shared.lock();
+            let mut state = shared.lock();
             match state.actions.front() {
-                Some(Action::Open { .. }) => state.actions.front().cloned(),
+                Some(Action::Open { .. }) => state.actions.pop_front(),
                 _ => None,
             }
         };
-        if let Some(action) = first {
-            driver.act(action).await;
-            shared.with(|state, _| {
-                state.actions.pop_front();
-            });
+        if let Some(Action::Open { connection, setup }) = first {
+            let opened = open(&shared.config, &setup).await;
+            driver.opened(connection, opened);
         }
         tokio::spawn(driver.run());
         loop {
@@ -1339,31 +1339,38 @@ impl Driver {
                     opened = Box::pin(open(&self.shared.config, &setup)) => Some(opened),
                     () = self.until_closed() => None,
                 };
-                match opened {
-                    Some(Ok((sender, receiver))) => {
-                        let shared = Arc::clone(&self.shared);
-                        self.shared.with(|state, now| {
-                            let mut link = Link::new(connection, sender);
-                            // Spawned under the lock: its first frame waits for the setup to
-                            // be recorded.
-                            link.reader = Some(tokio::spawn(read(shared, connection, receiver)));
-                            state.link = Some(link);
-                            state.core.handle_setup_complete(now, connection);
-                            // The plan's messages go out first, then the audio that waited.
-                            state.drain();
-                            state.flush_backlog();
-                        });
-                    }
-                    Some(Err(e)) => {
-                        let info = close_info(&e);
-                        self.shared.with(|state, now| {
-                            state
-                                .core
-                                .handle_closed(now, connection, info, Some(Arc::new(e)));
-                        });
-                    }
-                    None => {}
+                if let Some(opened) = opened {
+                    self.opened(connection, opened);
                 }
+            }
+        }
+    }
+
+    /// The dial of `connection` ended: the link and its reader on success, else the core is
+    /// told why.
+    fn opened(&self, connection: ConnectionId, opened: Opened) {
+        match opened {
+            Ok((sender, receiver)) => {
+                let shared = Arc::clone(&self.shared);
+                self.shared.with(|state, now| {
+                    let mut link = Link::new(connection, sender);
+                    // Spawned under the lock: its first frame waits for the setup to be
+                    // recorded.
+                    link.reader = Some(tokio::spawn(read(shared, connection, receiver)));
+                    state.link = Some(link);
+                    state.core.handle_setup_complete(now, connection);
+                    // The plan's messages go out first, then the audio that waited.
+                    state.drain();
+                    state.flush_backlog();
+                });
+            }
+            Err(e) => {
+                let info = close_info(&e);
+                self.shared.with(|state, now| {
+                    state
+                        .core
+                        .handle_closed(now, connection, info, Some(Arc::new(e)));
+                });
             }
         }
     }
@@ -1378,11 +1385,11 @@ impl Driver {
     }
 }
 
+/// What a dial gives: the connection's halves once its setup is complete.
+type Opened = Result<(ConnectionSender, ConnectionReceiver), gemini_transport::Error>;
+
 /// Dials, sends `setup` and waits for `setupComplete`.
-async fn open(
-    config: &SessionConfig,
-    setup: &ClientMessage,
-) -> Result<(ConnectionSender, ConnectionReceiver), gemini_transport::Error> {
+async fn open(config: &SessionConfig, setup: &ClientMessage) -> Opened {
     let mut conn = Connection::connect(&config.endpoint, &config.connect).await?;
     conn.setup(setup).await?;
     Ok(conn.split())
