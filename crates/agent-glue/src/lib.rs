@@ -29,8 +29,10 @@
 //! the model): the application's commands, decoded server messages, connection ends and the
 //! time go in; client messages, open/close requests, events and the next timer come out.
 //! [`LiveSession`] is the async shell that moves frames and timers for it. The core is public
-//! so that it can be driven without sockets ([`LiveSessionBuilder::into_core`]); the
-//! `session-sim` crate runs it under random schedules of operations and faults.
+//! so that it can be driven without sockets ([`LiveSessionBuilder::into_core`]), and so is the
+//! shell's microphone path ([`audio_path`], with the core from
+//! [`LiveSessionBuilder::into_sans_io`]); the `session-sim` crate runs both under random
+//! schedules of operations and faults.
 //!
 //! # The API
 //!
