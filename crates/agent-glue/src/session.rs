@@ -172,8 +172,8 @@ impl<const N: usize> IntoPcm for &[u8; N] {
 
 /// What goes out on a connection, in the core's order.
 enum Out {
-    /// Boxed: audio, by far the most frequent, moves through the queue as a small value.
-    Message(ConnectionId, Box<ClientMessage>),
+    /// One frame.
+    Frame(ConnectionId, Frame),
     /// A run of audio, written as frames of `frame_len` bytes; what is left of it after a
     /// partial write stays at the front.
     Audio {
@@ -181,7 +181,13 @@ enum Out {
         pcm: Bytes,
         frame_len: usize,
     },
-    Ping(ConnectionId),
+}
+
+/// A frame other than audio.
+enum Frame {
+    /// Boxed: audio, by far the most frequent, moves through the queue as a small value.
+    Message(Box<ClientMessage>),
+    Ping,
 }
 
 impl Out {
@@ -189,13 +195,13 @@ impl Out {
     fn frames(&self) -> usize {
         match self {
             Self::Audio { pcm, frame_len, .. } => pcm.len().div_ceil((*frame_len).max(1)),
-            _ => 1,
+            Self::Frame(..) => 1,
         }
     }
 
     fn connection(&self) -> ConnectionId {
         match self {
-            Self::Message(id, _) | Self::Ping(id) => *id,
+            Self::Frame(id, _) => *id,
             Self::Audio { connection, .. } => *connection,
         }
     }
@@ -373,8 +379,10 @@ impl State {
     /// Moves what the core produced into the shell's queues (events to the application).
     fn drain(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
-            self.out
-                .push_back(Out::Message(t.connection, Box::new(t.message)));
+            self.out.push_back(Out::Frame(
+                t.connection,
+                Frame::Message(Box::new(t.message)),
+            ));
         }
         while let Some(a) = self.core.poll_action() {
             self.actions.push_back(a);
@@ -482,44 +490,47 @@ impl State {
                     continue;
                 }
             };
-            if let Out::Audio { pcm, frame_len, .. } = front {
-                // Frame by frame, cut as written; what the socket does not take now stays at
-                // the front (a failed write leaves it there too: the next turn of the loop
-                // requeues it, since the link has failed).
-                let mut written = 0;
-                let mut pending = false;
-                for frame in audio_path::frames(pcm, *frame_len) {
-                    match link.sender.poll_ready(cx) {
-                        Poll::Pending => {
-                            pending = true;
-                            break;
+            let frame = match front {
+                Out::Frame(_, frame) => frame,
+                Out::Audio { pcm, frame_len, .. } => {
+                    // Frame by frame, cut as written; what the socket does not take now stays at
+                    // the front (a failed write leaves it there too: the next turn of the loop
+                    // requeues it, since the link has failed).
+                    let mut written = 0;
+                    let mut pending = false;
+                    for frame in audio_path::frames(pcm, *frame_len) {
+                        match link.sender.poll_ready(cx) {
+                            Poll::Pending => {
+                                pending = true;
+                                break;
+                            }
+                            Poll::Ready(Err(e)) => {
+                                link.fail(&e);
+                                break;
+                            }
+                            Poll::Ready(Ok(())) => {}
                         }
-                        Poll::Ready(Err(e)) => {
+                        if let Err(e) = link.sender.start_send_audio(frame, rate) {
                             link.fail(&e);
                             break;
                         }
-                        Poll::Ready(Ok(())) => {}
+                        written += frame.len();
+                        link.unflushed = true;
+                        link.progress = now;
                     }
-                    if let Err(e) = link.sender.start_send_audio(frame, rate) {
-                        link.fail(&e);
-                        break;
+                    *audio_written += written;
+                    if written == pcm.len() {
+                        self.out.pop_front();
+                    } else {
+                        pcm.advance(written);
+                        if pending {
+                            link.busy = true;
+                            return Poll::Pending;
+                        }
                     }
-                    written += frame.len();
-                    link.unflushed = true;
-                    link.progress = now;
+                    continue;
                 }
-                *audio_written += written;
-                if written == pcm.len() {
-                    self.out.pop_front();
-                } else {
-                    pcm.advance(written);
-                    if pending {
-                        link.busy = true;
-                        return Poll::Pending;
-                    }
-                }
-                continue;
-            }
+            };
             match link.sender.poll_ready(cx) {
                 Poll::Pending => {
                     link.busy = true;
@@ -531,14 +542,12 @@ impl State {
                 }
                 Poll::Ready(Ok(())) => {}
             }
-            let Some(item) = self.out.pop_front() else {
-                break;
+            let result = match frame {
+                Frame::Message(message) => link.sender.start_send(message),
+                Frame::Ping => link.sender.start_send_ping(),
             };
-            let result = match &item {
-                Out::Message(_, message) => link.sender.start_send(message),
-                Out::Ping(_) => link.sender.start_send_ping(),
-                Out::Audio { .. } => Ok(()),
-            };
+            // Written, or lost with the connection (the ledger replays what it must).
+            self.out.pop_front();
             match result {
                 Ok(()) => {
                     link.unflushed = true;
@@ -592,11 +601,6 @@ impl State {
             wake |= self.armed.is_none_or(|armed| next < armed);
         }
         wake
-    }
-
-    /// Bytes of audio waiting in the backlog and the gap.
-    fn audio_held(&self) -> usize {
-        self.audio.held_bytes()
     }
 
     fn settled(&self) -> bool {
@@ -658,10 +662,10 @@ impl Shared {
         let now = self.now();
         let (result, wake, room) = {
             let mut state = self.lock();
-            let held = state.audio_held();
+            let held = state.audio.held_bytes();
             let result = f(&mut state, now);
             state.drain();
-            let room = state.audio_held() < held || state.core.closed().is_some();
+            let room = state.audio.held_bytes() < held || state.core.closed().is_some();
             (result, state.after_step(), room)
         };
         if wake {
@@ -780,9 +784,8 @@ impl LiveSessionBuilder {
             shared: Arc::clone(&shared),
         };
         // The first connection is opened by the caller's task: no hand-off to the driver on
-        // the way to the first `setupComplete`.
-        // Nobody else holds the session yet, so no close can race this dial: no select, and
-        // the action is taken from the queue rather than cloned.
+        // the way to the first `setupComplete`. Nobody else holds the session yet, so no close
+        // can race this dial: no select, and the action is taken from the queue, not cloned.
         let first = {
             let mut state = shared.lock();
             match state.actions.front() {
@@ -1264,7 +1267,7 @@ impl Driver {
                     link.ping = Some((pongs, now));
                     link.last_ping = now;
                     let id = link.id;
-                    state.out.push_back(Out::Ping(id));
+                    state.out.push_back(Out::Frame(id, Frame::Ping));
                     None
                 }
                 None => None,

@@ -94,14 +94,18 @@ impl ServerState {
         self.sessions.get_mut(&session)?.connection_mut(id)
     }
 
-    /// Moves connection `id`'s record from the unattached ones into `session`, a new session
-    /// not in `sessions` yet.
-    pub(crate) fn attach(&mut self, id: ConnectionId, session: &mut SessionSnapshot) {
+    /// Moves connection `id`'s record from the unattached ones into `session` (with the handle
+    /// its setup resumed from, if it resumed).
+    pub(crate) fn attach(&mut self, id: ConnectionId, session: SessionId, resumed: Option<&str>) {
+        let Some(target) = self.sessions.get_mut(&session) else {
+            return;
+        };
         if let Some(at) = self.unattached.iter().position(|c| c.id == id) {
             let mut record = self.unattached.remove(at);
-            record.session = Some(session.id());
-            session.connections.push(record);
-            self.attached.insert(id, session.id());
+            record.session = Some(session);
+            record.resumed_from = resumed.map(str::to_owned);
+            target.connections.push(record);
+            self.attached.insert(id, session);
         }
     }
 

@@ -327,8 +327,7 @@ impl ConnectionSender {
         if let Some(error) = self.shared.closed_error() {
             return Err(error);
         }
-        let text = ClientMessage::audio_json_string(pcm, sample_rate);
-        let result = self.sink.feed(Message::Text(Utf8Bytes::from(text))).await;
+        let result = self.sink.feed(audio_frame(pcm, sample_rate)).await;
         result.map_err(|e| self.write_failure(e))
     }
 
@@ -455,11 +454,7 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn start_send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
-        // Built at its exact length and handed to the frame as it is: no copy, no UTF-8 check.
-        let text = ClientMessage::audio_json_string(pcm, sample_rate);
-        let result = self
-            .sink
-            .start_send_unpin(Message::Text(Utf8Bytes::from(text)));
+        let result = self.sink.start_send_unpin(audio_frame(pcm, sample_rate));
         result.map_err(|e| self.write_failure(e))
     }
 
@@ -508,6 +503,15 @@ impl fmt::Debug for ConnectionSender {
             .field("authority", &self.shared.authority)
             .finish_non_exhaustive()
     }
+}
+
+/// The `realtimeInput.audio` text frame for `pcm`: built at its exact length and handed to the
+/// frame as it is (one allocation, no copy, no UTF-8 check).
+fn audio_frame(pcm: &[u8], sample_rate: u32) -> Message {
+    Message::Text(Utf8Bytes::from(ClientMessage::audio_json_string(
+        pcm,
+        sample_rate,
+    )))
 }
 
 /// The reading half of a [`Connection`].

@@ -62,8 +62,8 @@ impl Conversation {
             let mut session = SessionSnapshot::new(id, request.model.clone());
             session.system_instruction = request.system_instruction.clone();
             session.tools = request.functions.clone();
-            state.attach(connection, &mut session);
             state.sessions.insert(id, session);
+            state.attach(connection, id, None);
             (id, ModelState::default())
         })
     }
@@ -105,13 +105,7 @@ impl Conversation {
             session.restores.push(handle.to_owned());
             session.system_instruction = request.system_instruction.clone();
             session.tools = request.functions.clone();
-            if let Some(at) = state.unattached.iter().position(|c| c.id == connection) {
-                let mut record = state.unattached.remove(at);
-                record.session = Some(id);
-                record.resumed_from = Some(handle.to_owned());
-                session.connections.push(record);
-                state.attached.insert(connection, id);
-            }
+            state.attach(connection, id, Some(handle));
             Ok((id, snapshot))
         })
     }
