@@ -164,23 +164,16 @@ async fn realtime(
     let (mut ticks, due) = plan.microphone(ctx.index, ctx.args.sessions);
     outcome.due = due;
     loop {
-        let at = ticks.tick().await;
-        if at >= end {
+        if !outcome.tick_in_run(ticks.tick().await, end) {
             return Ok(());
         }
-        outcome
-            .lateness
-            .record(Instant::now().saturating_duration_since(at));
         sender.feed().await?;
         outcome.sent += 1;
         if coalesce {
             while let Some(at) = ticks.tick().now_or_never() {
-                if at >= end {
+                if !outcome.tick_in_run(at, end) {
                     return sender.flush().await;
                 }
-                outcome
-                    .lateness
-                    .record(Instant::now().saturating_duration_since(at));
                 sender.feed().await?;
                 outcome.sent += 1;
             }

@@ -122,13 +122,9 @@ async fn realtime(
     let (mut ticks, due) = plan.microphone(ctx.index, ctx.args.sessions);
     outcome.due = due;
     loop {
-        let at = ticks.tick().await;
-        if at >= end {
+        if !outcome.tick_in_run(ticks.tick().await, end) {
             return Ok(());
         }
-        outcome
-            .lateness
-            .record(Instant::now().saturating_duration_since(at));
         session
             .push_audio(chunk.clone())
             .map_err(|e| format!("push_audio: {e}"))?;

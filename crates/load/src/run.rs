@@ -92,6 +92,17 @@ impl SessionOutcome {
             ..SessionOutcome::default()
         }
     }
+
+    /// A microphone tick scheduled `at`: whether it falls within the run (before `end`), and
+    /// if so its lateness is recorded (against its schedule, not the previous tick).
+    pub(crate) fn tick_in_run(&mut self, at: Instant, end: Instant) -> bool {
+        if at >= end {
+            return false;
+        }
+        self.lateness
+            .record(Instant::now().saturating_duration_since(at));
+        true
+    }
 }
 
 fn runtime(args: &ClientArgs) -> Result<tokio::runtime::Runtime, String> {
