@@ -14,11 +14,8 @@ use session_sim::{Op, Outcome, Profile, Schedule, Step, run};
 fn profile(family: Family) -> Profile {
     Profile {
         family,
-        vertex: false,
-        transparent: false,
-        audio: false,
-        handle_lag: 0,
         latency: 5,
+        ..Profile::default()
     }
 }
 
