@@ -8,6 +8,12 @@ use crate::{
     HandleToken, MessagePosition, Millis, SessionEpoch, ToolCallStatus, ToolCalls,
 };
 
+/// The deliberately wrong tracker of feature `mutant-send-order`: a run of audio awaits its
+/// reaction from its first chunk, as a typed turn does, so reactions are credited in the order
+/// turns were *sent*. The simulator's regressions and random schedules must catch it
+/// (`cargo xtask sim --mutant send-order`).
+const SEND_ORDER_MUTANT: bool = cfg!(feature = "mutant-send-order");
+
 /// What kind of reaction a client message can provoke, as the session layer knows when it
 /// sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,7 +214,9 @@ impl CoverageTracker {
     /// the order of reactions.
     ///
     /// The server answers turns in the order they complete, and a turn that completes cuts
-    /// off the one being answered, whose reaction comes first. So when the transcript arrives,
+    /// off the one being answered, whose reaction comes first (the default activity handling,
+    /// where user input interrupts the model; a session set to `NO_INTERRUPTION` would need
+    /// another rule). So when the transcript arrives,
     /// a typed turn already answered completed before the speech ended, and one still awaiting
     /// its reaction completes after it: the speech ended before the first typed turn still
     /// awaiting one. Below that bound it ended on the first explicit end of speech
@@ -252,7 +260,7 @@ impl CoverageTracker {
             self.in_run = false;
         }
         self.audio_since_end = !self.runs.is_empty();
-        if self.transcripts && self.connection.is_some() {
+        if self.transcripts && self.connection.is_some() && !SEND_ORDER_MUTANT {
             // In the order of completion: before the turns sent after its end.
             let at = self
                 .awaiting
@@ -396,7 +404,7 @@ impl CoverageTracker {
             // With transcripts, spoken turns are announced and placed by their end.
             MessageKind::Audio => {
                 self.audio_run(index, index);
-                (!self.transcripts).then_some(Pending::Audio)
+                (!self.transcripts || SEND_ORDER_MUTANT).then_some(Pending::Audio)
             }
             MessageKind::SpeechEnd if self.transcripts => {
                 if std::mem::take(&mut self.audio_since_end) {
