@@ -2,13 +2,14 @@
 //! by an in-memory network with latency, stalls, resets and refused dials, and an application
 //! that answers tool calls.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use agent_glue::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use agent_glue::core::{Action as ShellAction, Command, SessionCore};
-use agent_glue::{LiveSession, SessionEvent};
+use agent_glue::{LiveSession, LiveSessionBuilder, SessionEvent};
 use bytes::Bytes;
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
@@ -172,9 +173,29 @@ struct Waiting {
     since: u64,
 }
 
+/// How a scripted run ([`crate::pair`]) changes the world a schedule's profile describes: the
+/// fake server's configuration and the session's builder (policy, tools, instructions, …),
+/// each applied last.
+pub(crate) struct Setup {
+    pub(crate) server: Box<dyn FnOnce(FakeConfig) -> FakeConfig>,
+    pub(crate) session: Box<dyn FnOnce(LiveSessionBuilder) -> LiveSessionBuilder>,
+    /// Record every event in `World::tap`; the script answers tool calls.
+    pub(crate) scripted: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            server: Box::new(|c| c),
+            session: Box::new(|b| b),
+            scripted: false,
+        }
+    }
+}
+
 /// The simulated world of one schedule.
 pub(crate) struct World<'a> {
-    schedule: &'a Schedule,
+    schedule: Cow<'a, Schedule>,
     pub(crate) now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<Queued>>,
@@ -206,6 +227,9 @@ pub(crate) struct World<'a> {
     pub(crate) current: Option<ConnectionId>,
     /// Payload rejections by the server (1007/1008 after setup).
     pub(crate) rejections: Vec<String>,
+    /// A scripted run ([`crate::pair`]): every event, media included, is recorded here, and
+    /// the script answers tool calls itself.
+    pub(crate) tap: Option<Vec<(u64, SessionEvent)>>,
 }
 
 /// Runs `schedule` to the end and checks the invariants.
@@ -237,11 +261,19 @@ pub fn run(schedule: &Schedule) -> Outcome {
 
 impl<'a> World<'a> {
     fn new(schedule: &'a Schedule) -> Result<Self, String> {
+        Self::with_setup(Cow::Borrowed(schedule), Setup::default())
+    }
+
+    /// The world of `schedule`'s profile, changed by `setup`.
+    pub(crate) fn with_setup(schedule: Cow<'a, Schedule>, setup: Setup) -> Result<Self, String> {
         let p = schedule.profile;
-        let config = FakeConfig::new()
-            .with_family(p.family)
-            .with_vertex(p.vertex)
-            .with_handle_lag(p.handle_lag);
+        let tap = setup.scripted.then(Vec::new);
+        let config = (setup.server)(
+            FakeConfig::new()
+                .with_family(p.family)
+                .with_vertex(p.vertex)
+                .with_handle_lag(p.handle_lag),
+        );
         let model = config.setup_model();
         let server = SimServer::new(config);
         let endpoint = Endpoint::api_key(SecretString::from("sim"))
@@ -253,14 +285,16 @@ impl<'a> World<'a> {
             Modality::Text
         };
         let tools = declarations(0);
-        let (core, audio) = LiveSession::builder(endpoint, model)
+        let builder = LiveSession::builder(endpoint, model)
             .modality(modality)
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .automatic_activity_detection(!p.manual_activity)
-            .tools(tools.clone())
+            .tools(tools.clone());
+        let (core, audio) = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
+        let (writer_rng, rng) = (Rng::stream(schedule.seed, 3), Rng::stream(schedule.seed, 2));
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone()),
             ..App::default()
@@ -282,9 +316,9 @@ impl<'a> World<'a> {
             audio,
             audio_tally: AudioTally::default(),
             writer_busy_until: 0,
-            writer_rng: Rng::stream(schedule.seed, 3),
+            writer_rng,
             app,
-            rng: Rng::stream(schedule.seed, 2),
+            rng,
             violations: Vec::new(),
             trace: Vec::new(),
             settling: false,
@@ -292,6 +326,7 @@ impl<'a> World<'a> {
             answers_due: 0,
             current: None,
             rejections: Vec::new(),
+            tap,
         };
         // The first step waits for the first connection (as `connect()` does).
         world.pump();
@@ -431,7 +466,30 @@ impl<'a> World<'a> {
         }
     }
 
-    fn settled(&self) -> bool {
+    /// When the next event is due (virtual ms), if any (a scripted run).
+    pub(crate) fn next_at(&self) -> Option<u64> {
+        self.queue.peek().map(|Reverse(next)| next.at)
+    }
+
+    /// Runs the next event, moving the clock to it; `false` if none is left (a scripted run).
+    pub(crate) fn run_next(&mut self) -> bool {
+        let Some(Reverse(next)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = next.at;
+        self.handle(next.ev);
+        true
+    }
+
+    /// Moves the clock to `at` if it is later (the caller ran every event due before it), and
+    /// lets the server and the core act on what the script injected (a scripted run).
+    pub(crate) fn advance_to(&mut self, at: u64) {
+        self.now = self.now.max(at);
+        self.server.advance(Duration::from_millis(self.now));
+        self.pump();
+    }
+
+    pub(crate) fn settled(&self) -> bool {
         if self.core.closed().is_some() {
             return self.in_flight == 0 && self.actions.is_empty();
         }
@@ -780,6 +838,9 @@ impl<'a> World<'a> {
     }
 
     fn on_event(&mut self, event: SessionEvent) {
+        if let Some(tap) = &mut self.tap {
+            tap.push((self.now, event.clone()));
+        }
         match &event {
             // The utterance ended (its transcript), or the server's detection state went with
             // the connection: the wait for the transcript is over.
@@ -804,6 +865,9 @@ impl<'a> World<'a> {
                     "tool call twice",
                     format!("ToolCall event for {call_id} delivered twice"),
                 ));
+            } else if self.tap.is_some() {
+                // The script answers.
+                self.app.calls.push(call_id.clone());
             } else {
                 self.app.calls.push(call_id.clone());
                 let delay = app::answer_delay(self.schedule.seed, self.app.calls.len() as u64);
@@ -842,7 +906,7 @@ impl<'a> World<'a> {
         }
     }
 
-    fn command(
+    pub(crate) fn command(
         &mut self,
         command: Command,
     ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
@@ -934,7 +998,7 @@ impl<'a> World<'a> {
     }
 
     /// The microphone delivers `pcm` (16 kHz PCM16) now, and is busy for its duration.
-    fn microphone(&mut self, pcm: Vec<u8>) {
+    pub(crate) fn microphone(&mut self, pcm: Vec<u8>) {
         let ms = pcm.len() as u64 / 32;
         self.note(format!("app pushes {ms} ms of audio"));
         self.app.mic_until = self.now + ms;
@@ -1009,7 +1073,7 @@ impl<'a> World<'a> {
     }
 
     /// What the checks read: the application's side and the fake's own state.
-    fn observed(&self) -> Observed {
+    pub(crate) fn observed(&self) -> Observed {
         // The session of the client's last set-up connection (a later dial whose setup never
         // completed on the client does not count).
         let current = self
