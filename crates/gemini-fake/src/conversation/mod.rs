@@ -182,6 +182,9 @@ impl Conversation {
                 _ => Step::invalid(),
             };
         }
+        if let Some((code, reason)) = self.refused_payload(raw) {
+            return Step::Close(code, reason);
+        }
         let (step, changed) = self.on_message(message);
         if step != Step::Continue {
             return step;
@@ -246,6 +249,16 @@ impl Conversation {
         let id = self.session?;
         self.shared
             .update(|state| state.sessions.get_mut(&id).map(f))
+    }
+
+    /// The close for a message [`Faults::reject_messages_containing`](crate::Faults::reject_messages_containing) refuses.
+    fn refused_payload(&self, raw: &[u8]) -> Option<(u16, String)> {
+        self.shared.read(|state| {
+            let (needle, code, reason) = state.faults.reject_containing.as_ref()?;
+            let text = String::from_utf8_lossy(raw);
+            text.contains(needle.as_str())
+                .then(|| (*code, reason.clone()))
+        })
     }
 
     pub(super) fn fire(&self, event: Trigger) -> Option<FaultAction> {
