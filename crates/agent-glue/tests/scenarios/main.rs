@@ -1,7 +1,7 @@
 //! The reconnect scenarios' smoke set over real sockets: a `LiveSession` (the async shell
 //! around the core) against an in-process `gemini-fake` on 127.0.0.1, under `DefaultPolicy`.
 //!
-//! The scenarios themselves (S01–S30, each under the three shipped policies, with the
+//! The scenarios themselves (S01–S29, each under the three shipped policies, with the
 //! pass/fail table) run on virtual time in `crates/session-sim/tests/scenarios/`, where the
 //! same core meets the fake's same session logic in milliseconds. These few prove that the
 //! shell and the real wire carry what the core decides: a goAway rotation (S01), a TCP reset
