@@ -340,13 +340,22 @@ impl CoverageTracker {
     /// resumable handle until that turn's reaction; so a handle that arrives while a turn
     /// still awaits its reaction was taken before that turn, and holds at most the messages
     /// sent before it. Without such a turn: every message sent so far.
+    ///
+    /// Without transcripts, a turn behind a run of audio that awaits a reaction may have been
+    /// answered by a reaction the tracker credited to the audio (the client cannot tell the
+    /// server's spoken turns apart): the bound would rest on a guess, so it is every message
+    /// sent so far, and a handle whose content that makes uncertain is not trusted.
     pub fn handle_bound(&self) -> ClientMessageIndex {
-        self.awaiting
+        match self
+            .awaiting
             .iter()
-            .find(|a| matches!(a.kind, Pending::Turn | Pending::Spoken))
-            .map_or(self.last_sent, |turn| {
+            .find(|a| a.kind != Pending::ToolResponse)
+        {
+            Some(turn) if matches!(turn.kind, Pending::Turn | Pending::Spoken) => {
                 ClientMessageIndex(turn.first.0.saturating_sub(1))
-            })
+            }
+            _ => self.last_sent,
+        }
     }
 
     /// A `setup` was sent on `connection` (index [`ClientMessageIndex::SETUP`]). `Fresh` starts
