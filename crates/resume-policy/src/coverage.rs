@@ -8,11 +8,11 @@ use crate::{
     HandleToken, MessagePosition, Millis, SessionEpoch, ToolCallStatus, ToolCalls,
 };
 
-/// The deliberately wrong tracker of feature `mutant-send-order`: a run of audio awaits its
-/// reaction from its first chunk, as a typed turn does, so reactions are credited in the order
-/// turns were *sent*. The simulator's regressions and random schedules must catch it
-/// (`cargo xtask sim --mutant send-order`).
-const SEND_ORDER_MUTANT: bool = cfg!(feature = "mutant-send-order");
+/// The deliberately wrong tracker built with `--cfg mutant_send_order` (only by
+/// `cargo xtask sim --mutant send-order`): a run of audio awaits its reaction from its first
+/// chunk, as a typed turn does, so reactions are credited in the order turns were *sent*. The
+/// simulator's regressions and random schedules must catch it.
+const SEND_ORDER_MUTANT: bool = cfg!(mutant_send_order);
 
 /// What kind of reaction a client message can provoke, as the session layer knows when it
 /// sends it.
