@@ -107,7 +107,7 @@ enum Pending {
 /// The pure state machine that assigns client message indices, watches server reactions and
 /// handle updates, and yields [`HandleRecord`]s whose coverage is sound.
 ///
-/// Coverage rules (DESIGN.md section 4):
+/// Coverage rules (docs/design.md section 4):
 /// - transparent mode: `lastConsumedClientMessageIndex` gives it exactly;
 /// - otherwise the server processes a connection's messages in order, so a handle that arrives
 ///   after the server visibly reacted to message *m* covers *m* and everything before it.
