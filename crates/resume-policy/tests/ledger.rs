@@ -620,3 +620,24 @@ fn only_finished_turns_vouch_for_their_output_in_later_handles() {
     assert!(!h2.covers(second), "exact coverage says setup only");
     assert!(h2.coverage.holds_output_for(second));
 }
+
+/// Without transcripts, a typed turn behind a run of audio awaiting a reaction may have been
+/// answered by a reaction credited to the audio: the handle bound does not exclude it (a handle
+/// that may hold it is then uncertain, never taken to lack it).
+#[test]
+fn without_transcripts_a_turn_behind_audio_bounds_nothing() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    assert_eq!(
+        tracker.handle_bound(),
+        ClientMessageIndex(typed.index.0 - 1)
+    );
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    tracker.on_sent_many(MessageKind::Audio, 4).unwrap();
+    let behind = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    assert_eq!(tracker.handle_bound(), behind.index);
+}

@@ -53,7 +53,7 @@ impl PolicyKind {
     }
 }
 
-/// One scenario of the list.
+/// One scenario of docs/scenarios.md.
 pub struct Scenario {
     /// `"S01"`.
     pub id: &'static str,
