@@ -321,7 +321,9 @@ impl SessionCore {
         // Superseded and undeliverable operations first: they never reach the wire.
         self.ledger.outbox.record_plan(plan);
         self.report_divergences(plan);
+        // Delivered by the setup itself.
         let setup_at = MessagePosition::new(id, ClientMessageIndex::SETUP);
+        let _ = self.ledger.outbox.mark_sent(&plan.setup_ops, setup_at);
         if let Some(seed) = &plan.seed {
             let message = ClientMessage::client_content(
                 crate::convert::items_to_contents(&seed.items),
@@ -336,18 +338,10 @@ impl SessionCore {
         }
         for step in &plan.steps {
             let send = wire_send(step, &self.ledger);
-            match send.message {
-                Some(message) => {
-                    self.transmit(id, message);
-                    if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
-                        let _ = self.ledger.outbox.mark_sent(&step.ops, at);
-                        self.ledger.sent_items(&send.items, at);
-                    }
-                }
-                None => {
-                    // Delivered by the setup itself.
-                    let _ = self.ledger.outbox.mark_sent(&step.ops, setup_at);
-                }
+            self.transmit(id, send.message);
+            if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
+                let _ = self.ledger.outbox.mark_sent(&step.ops, at);
+                self.ledger.sent_items(&send.items, at);
             }
         }
     }

@@ -29,10 +29,7 @@ impl SessionCore {
         match route {
             Route::Send(step) => {
                 let send = wire_send(&step, &self.ledger);
-                let Some(message) = send.message else {
-                    return;
-                };
-                self.transmit(live_id, message);
+                self.transmit(live_id, send.message);
                 if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
                     let _ = self.ledger.outbox.mark_sent(&step.ops, at);
                     self.ledger.sent_items(&send.items, at);

@@ -7,12 +7,13 @@ use ctx_model::{Item, ItemId, Role};
 
 use super::resume::is_moot;
 use super::shared::{
-    answered_turns, ask_once, client_content, excluded_items, generate_reply, item_chars,
-    lost_call_output, merge_client_content, report_rejected, single_user_text,
+    answered_turns, ask_once, asks, client_content, excluded_items, generate_reply, item_chars,
+    lost_call_output, merge_client_content, realtime_text, report_rejected, single_user_text,
+    tool_response,
 };
 use crate::{
-    Channel, Divergence, DivergenceReason, MessageKind, ModelCapabilities, OpKind, Operation,
-    Payload, PlannedSend, ResumeContext, ResumePlan, Seed, SeedLimit, Strategy, ToolCallStatus,
+    Divergence, DivergenceReason, ModelCapabilities, OpKind, Operation, PlannedMessage,
+    PlannedSend, ResumeContext, ResumePlan, Seed, SeedLimit, Strategy, ToolCallStatus,
 };
 
 /// Completes `plan` as a fresh session seeded from `L`.
@@ -128,14 +129,12 @@ pub(super) fn plan(ctx: &ResumeContext<'_>, mut plan: ResumePlan) -> ResumePlan 
         });
     }
 
-    let mut steps = Vec::new();
-    if let Some(step) = super::setup_step(&config) {
-        steps.push(step);
-    }
+    plan.setup_ops = super::setup_ops(&config);
     live_steps.sort_by_key(|op| op.id);
-    for op in &live_steps {
-        steps.push(live_send(ctx, op));
-    }
+    let mut steps: Vec<PlannedSend> = live_steps
+        .iter()
+        .filter_map(|op| live_send(ctx, op))
+        .collect();
 
     // Calls whose execution was lost: the new session does not know them; report.
     let lost: Vec<String> = ctx
@@ -162,10 +161,7 @@ pub(super) fn plan(ctx: &ResumeContext<'_>, mut plan: ResumePlan) -> ResumePlan 
         .any(|op| op.kind.starts_turn() && !answered.contains(&op.id));
     let steps_owe = live_steps.iter().any(|op| op.kind.starts_turn());
     ask_once(&mut steps, seed_owes || steps_owe);
-    let steps_ask = steps.iter().any(|step| {
-        step.message_kind() == Some(MessageKind::TurnStart) || step.channel == Channel::ToolResponse
-    });
-    let owed = seed_owes && !steps_ask;
+    let owed = seed_owes && !asks(&steps);
     plan.history_config = caps.initial_history_flag_required && !seed_items.is_empty();
     if !seed_items.is_empty() {
         plan.seed = Some(Seed {
@@ -175,11 +171,10 @@ pub(super) fn plan(ctx: &ResumeContext<'_>, mut plan: ResumePlan) -> ResumePlan 
         });
         if owed && plan.history_config {
             // History does not trigger generation on these models: nudge with realtime text.
-            steps.push(PlannedSend {
-                ops: Vec::new(),
-                channel: Channel::RealtimeText,
-                payload: Payload::GenerateReply { instructions: None },
-            });
+            steps.push(PlannedSend::new(
+                Vec::new(),
+                PlannedMessage::RealtimeReplyRequest { instructions: None },
+            ));
         }
     }
     plan.steps = merge_client_content(steps);
@@ -257,10 +252,11 @@ fn present(items: &[Item], base: &[&Item]) -> Vec<Item> {
         .collect()
 }
 
-/// The live message for an operation sent after the seed.
-fn live_send(ctx: &ResumeContext<'_>, op: &Operation) -> PlannedSend {
+/// The live message for an operation sent after the seed; `None` for instruction and tool-set
+/// changes, which ride in `setup` (never among the live operations).
+fn live_send(ctx: &ResumeContext<'_>, op: &Operation) -> Option<PlannedSend> {
     let caps = ctx.capabilities;
-    match &op.kind {
+    Some(match &op.kind {
         OpKind::Append {
             items,
             turn_complete,
@@ -270,28 +266,15 @@ fn live_send(ctx: &ResumeContext<'_>, op: &Operation) -> PlannedSend {
                 .filter_map(|item| ctx.desired.get(item.id()).cloned())
                 .collect();
             match single_user_text(&items) {
-                Some(text) if !caps.client_content_mid_session => PlannedSend {
-                    ops: vec![op.id],
-                    channel: Channel::RealtimeText,
-                    payload: Payload::Text(text),
-                },
+                Some(text) if !caps.client_content_mid_session => realtime_text(op, text),
                 _ => client_content(vec![op.id], items, *turn_complete),
             }
         }
-        OpKind::ToolResponse { output } => PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ToolResponse,
-            payload: Payload::ToolResponses(vec![output.clone()]),
-        },
+        OpKind::ToolResponse { output } => tool_response(op, output),
         OpKind::GenerateReply { instructions } => generate_reply(caps, op, instructions),
-        OpKind::RealtimeText { text, .. } => PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::RealtimeText,
-            payload: Payload::Text(text.clone()),
-        },
-        OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => super::setup_step(&[op])
-            .unwrap_or_else(|| client_content(vec![op.id], Vec::new(), false)),
-    }
+        OpKind::RealtimeText { text, .. } => realtime_text(op, text.clone()),
+        OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => return None,
+    })
 }
 
 /// Drops the oldest items until the seed fits `limit`, cutting at the start of a user

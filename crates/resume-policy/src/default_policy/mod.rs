@@ -7,10 +7,10 @@ pub(crate) mod shared;
 use ctx_model::Item;
 
 use crate::{
-    Backoff, Channel, ConfigVersion, DivergenceReason, OpKind, Operation, Payload, PlanNote,
+    Backoff, ConfigVersion, DivergenceReason, OpId, OpKind, Operation, PlanNote, PlannedMessage,
     PlannedSend, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, Trigger,
 };
-use shared::{generate_reply, prologue, single_user_text};
+use shared::{generate_reply, prologue, realtime_text, single_user_text, tool_response};
 
 /// What to do, at a reconnect, with edits and removals of items the server already holds
 /// (scenario S20).
@@ -135,11 +135,7 @@ impl ResumePolicy for DefaultPolicy {
                     ));
                 }
                 match single_user_text(items) {
-                    Some(text) if *turn_complete => Route::Send(PlannedSend {
-                        ops: vec![op.id],
-                        channel: Channel::RealtimeText,
-                        payload: Payload::Text(text),
-                    }),
+                    Some(text) if *turn_complete => Route::Send(realtime_text(op, text)),
                     _ => Route::Defer {
                         why: DivergenceReason::ClientContentForbidden,
                     },
@@ -152,11 +148,7 @@ impl ResumePolicy for DefaultPolicy {
                     Route::Supersede
                 } else if calls.in_session(call) || caps.resumed_session_accepts_unknown_call_result
                 {
-                    Route::Send(PlannedSend {
-                        ops: vec![op.id],
-                        channel: Channel::ToolResponse,
-                        payload: Payload::ToolResponses(vec![output.clone()]),
-                    })
+                    Route::Send(tool_response(op, output))
                 } else if calls.get(call).is_none() {
                     Route::Report(DivergenceReason::UnknownToolCall)
                 } else if caps.client_content_mid_session {
@@ -172,11 +164,7 @@ impl ResumePolicy for DefaultPolicy {
                     }
                 }
             }
-            OpKind::RealtimeText { text, .. } => Route::Send(PlannedSend {
-                ops: vec![op.id],
-                channel: Channel::RealtimeText,
-                payload: Payload::Text(text.clone()),
-            }),
+            OpKind::RealtimeText { text, .. } => Route::Send(realtime_text(op, text.clone())),
             OpKind::InstructionChange { version } => config_route(caps, op, Some(*version), None),
             OpKind::ToolSetChange { version } => config_route(caps, op, None, Some(*version)),
             OpKind::GenerateReply { instructions } => {
@@ -193,14 +181,13 @@ fn config_route(
     tools: Option<ConfigVersion>,
 ) -> Route {
     if caps.context_update {
-        Route::Send(PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ContextUpdate,
-            payload: Payload::Config {
+        Route::Send(PlannedSend::new(
+            vec![op.id],
+            PlannedMessage::ContextUpdate {
                 instructions,
                 tools,
             },
-        })
+        ))
     } else {
         Route::Reconnect(Trigger::ConfigChange {
             instructions: instructions.is_some(),
@@ -209,29 +196,8 @@ fn config_route(
     }
 }
 
-/// One `SetupField` step for instruction and tool-set changes: the new `setup` carries the
-/// latest versions, which delivers every one of them (no pile-up of instruction turns).
-pub(crate) fn setup_step(config: &[&Operation]) -> Option<PlannedSend> {
-    if config.is_empty() {
-        return None;
-    }
-    let mut instructions = None;
-    let mut tools = None;
-    for op in config {
-        match op.kind {
-            OpKind::InstructionChange { version } => {
-                instructions = instructions.max(Some(version));
-            }
-            OpKind::ToolSetChange { version } => tools = tools.max(Some(version)),
-            _ => {}
-        }
-    }
-    Some(PlannedSend {
-        ops: config.iter().map(|op| op.id).collect(),
-        channel: Channel::SetupField,
-        payload: Payload::Config {
-            instructions,
-            tools,
-        },
-    })
+/// Instruction and tool-set changes ride in the new connection's `setup`, which carries the
+/// latest versions and so delivers every one of them (no pile-up of instruction turns).
+pub(crate) fn setup_ops(config: &[&Operation]) -> Vec<OpId> {
+    config.iter().map(|op| op.id).collect()
 }

@@ -7,11 +7,12 @@ use ctx_model::{ChatContext, DiffKind, DiffOp, Item, ItemId, Role};
 use super::EditHandling;
 use super::shared::{
     answered_turns, ask_once, client_content, excluded_items, generate_reply, lost_call_answers,
-    merge_client_content, output_item, report_rejected, single_user_text, text_item,
+    merge_client_content, output_item, realtime_text, report_rejected, single_user_text, text_item,
+    tool_response,
 };
 use crate::{
-    Channel, DeliveryState, Divergence, DivergenceReason, HandleRecord, OpKind, Operation, Payload,
-    PlanNote, PlannedSend, ResumeContext, ResumePlan, Strategy, ToolCallStatus,
+    DeliveryState, Divergence, DivergenceReason, HandleRecord, OpKind, Operation, PlanNote,
+    PlannedSend, ResumeContext, ResumePlan, Strategy, ToolCallStatus,
 };
 
 /// A piece of the suffix to deliver, in order.
@@ -167,10 +168,8 @@ pub(super) fn plan(
     }
     units.extend(extras.map(Unit::Op));
 
+    plan.setup_ops = super::setup_ops(&config);
     let mut steps: Vec<PlannedSend> = Vec::new();
-    if let Some(step) = super::setup_step(&config) {
-        steps.push(step);
-    }
 
     // Scenario S16: calls the session knows whose execution was lost.
     let answered: HashSet<&str> = deliver.iter().filter_map(|op| op.kind.call_id()).collect();
@@ -237,11 +236,7 @@ pub(super) fn plan(
                         steps.push(client_content(vec![op.id], items, false));
                     } else {
                         match single_user_text(&items) {
-                            Some(text) if turn_complete => steps.push(PlannedSend {
-                                ops: vec![op.id],
-                                channel: Channel::RealtimeText,
-                                payload: Payload::Text(text),
-                            }),
+                            Some(text) if turn_complete => steps.push(realtime_text(op, text)),
                             _ => return Err(DivergenceReason::ClientContentForbidden),
                         }
                     }
@@ -259,11 +254,7 @@ pub(super) fn plan(
                             .unwrap_or_else(|| text_item(op, text));
                         steps.push(client_content(vec![op.id], vec![item], false));
                     } else {
-                        steps.push(PlannedSend {
-                            ops: vec![op.id],
-                            channel: Channel::RealtimeText,
-                            payload: Payload::Text(text.clone()),
-                        });
+                        steps.push(realtime_text(op, text.clone()));
                     }
                 }
                 OpKind::ToolResponse { output } => {
@@ -271,11 +262,7 @@ pub(super) fn plan(
                     if calls.known_to(call, handle)
                         || caps.resumed_session_accepts_unknown_call_result
                     {
-                        steps.push(PlannedSend {
-                            ops: vec![op.id],
-                            channel: Channel::ToolResponse,
-                            payload: Payload::ToolResponses(vec![output.clone()]),
-                        });
+                        steps.push(tool_response(op, output));
                     } else if caps.client_content_mid_session && history_calls.contains(call) {
                         // Scenario S13: the session lost the call; it now holds it as history,
                         // so the result goes as history too, and the model continues.

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use ctx_model::{FunctionOutput, Item, ItemId, Message, Role};
 
 use crate::{
-    Backoff, Channel, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason,
-    HandleRecord, ModelCapabilities, OpId, Operation, Payload, PlannedSend, ResumeContext,
+    Backoff, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason, HandleRecord,
+    MessageKind, ModelCapabilities, OpId, Operation, PlannedMessage, PlannedSend, ResumeContext,
     ResumePlan, Strategy, Trigger,
 };
 
@@ -151,33 +151,33 @@ pub(crate) fn generate_reply(
     op: &Operation,
     instructions: &Option<String>,
 ) -> PlannedSend {
-    let channel = if caps.client_content_mid_session {
-        Channel::ClientContent {
-            turn_complete: true,
-        }
+    let instructions = instructions.clone();
+    let message = if caps.client_content_mid_session {
+        PlannedMessage::ReplyRequest { instructions }
     } else {
-        Channel::RealtimeText
+        PlannedMessage::RealtimeReplyRequest { instructions }
     };
-    PlannedSend {
-        ops: vec![op.id],
-        channel,
-        payload: Payload::GenerateReply {
-            instructions: instructions.clone(),
-        },
-    }
+    PlannedSend::new(vec![op.id], message)
 }
 
 /// `clientContent` carrying `items`.
-pub(crate) fn client_content(
-    ops: Vec<crate::OpId>,
-    items: Vec<Item>,
-    turn_complete: bool,
-) -> PlannedSend {
-    PlannedSend {
-        ops,
-        channel: Channel::ClientContent { turn_complete },
-        payload: Payload::Items(items),
-    }
+pub(crate) fn client_content(ops: Vec<OpId>, items: Vec<Item>, turn_complete: bool) -> PlannedSend {
+    PlannedSend::new(ops, PlannedMessage::client_content(items, turn_complete))
+}
+
+/// Realtime text delivering `op`.
+pub(crate) fn realtime_text(op: &Operation, text: String) -> PlannedSend {
+    PlannedSend::new(vec![op.id], PlannedMessage::RealtimeText { text })
+}
+
+/// A tool response delivering `op`.
+pub(crate) fn tool_response(op: &Operation, output: &FunctionOutput) -> PlannedSend {
+    PlannedSend::new(
+        vec![op.id],
+        PlannedMessage::ToolResponse {
+            responses: vec![output.clone()],
+        },
+    )
 }
 
 /// Joins consecutive `clientContent` item messages when the earlier one does not complete the
@@ -187,22 +187,22 @@ pub(crate) fn merge_client_content(steps: Vec<PlannedSend>) -> Vec<PlannedSend> 
     for step in steps {
         if let Some(last) = merged.last_mut() {
             if let (
-                Channel::ClientContent {
-                    turn_complete: false,
+                PlannedMessage::ClientContent {
+                    items,
+                    turn_complete: joined,
                 },
-                Payload::Items(items),
-                Channel::ClientContent { turn_complete },
-                Payload::Items(more),
-            ) = (
-                &last.channel,
-                &mut last.payload,
-                step.channel,
-                &step.payload,
-            ) {
-                items.extend(more.iter().cloned());
-                last.ops.extend(step.ops.iter().copied());
-                last.channel = Channel::ClientContent { turn_complete };
-                continue;
+                PlannedMessage::ClientContent {
+                    items: more,
+                    turn_complete,
+                },
+            ) = (&mut last.message, &step.message)
+            {
+                if !*joined {
+                    items.extend(more.iter().cloned());
+                    last.ops.extend(step.ops.iter().copied());
+                    *joined = *turn_complete;
+                    continue;
+                }
             }
         }
         merged.push(step);
@@ -235,11 +235,7 @@ pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
         .iter()
         .map(|(call_id, name)| lost_call_output(call_id, name))
         .collect();
-    PlannedSend {
-        ops: Vec::new(),
-        channel: Channel::ToolResponse,
-        payload: Payload::ToolResponses(responses),
-    }
+    PlannedSend::new(Vec::new(), PlannedMessage::ToolResponse { responses })
 }
 
 /// The turn-starting operations that `L` shows answered. The server answers the latest input
@@ -280,26 +276,31 @@ pub(crate) fn answered_turns(
 /// completes no turn except the last one, which does when a reply is `owed` and no later
 /// message asks on its own (realtime text, a tool response, a reply request).
 pub(crate) fn ask_once(steps: &mut [PlannedSend], owed: bool) {
-    let is_items = |step: &PlannedSend| {
-        matches!(step.channel, Channel::ClientContent { .. })
-            && matches!(step.payload, Payload::Items(_))
-    };
-    let last_items = steps.iter().rposition(is_items);
-    for step in steps.iter_mut().filter(|step| is_items(step)) {
-        step.channel = Channel::ClientContent {
-            turn_complete: false,
-        };
+    let last_items = steps
+        .iter()
+        .rposition(|step| matches!(step.message, PlannedMessage::ClientContent { .. }));
+    for step in steps.iter_mut() {
+        if let PlannedMessage::ClientContent { turn_complete, .. } = &mut step.message {
+            *turn_complete = false;
+        }
     }
     let Some(last) = last_items else {
         return;
     };
-    let asked_later = steps[last + 1..].iter().any(|step| {
-        step.message_kind() == Some(crate::MessageKind::TurnStart)
-            || step.channel == Channel::ToolResponse
-    });
-    if owed && !asked_later {
-        steps[last].channel = Channel::ClientContent {
-            turn_complete: true,
-        };
+    if owed && !asks(&steps[last + 1..]) {
+        if let PlannedMessage::ClientContent { turn_complete, .. } = &mut steps[last].message {
+            *turn_complete = true;
+        }
     }
+}
+
+/// Whether one of `steps` asks the model for an answer on its own (a turn start or a tool
+/// response the model continues from).
+pub(crate) fn asks(steps: &[PlannedSend]) -> bool {
+    steps.iter().any(|step| {
+        matches!(
+            step.message_kind(),
+            MessageKind::TurnStart | MessageKind::ToolResponse
+        )
+    })
 }
