@@ -6,12 +6,15 @@ use ctx_model::{FunctionOutput, Item, ItemId, Message, Role};
 
 use crate::{
     Backoff, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason, HandleRecord,
-    MessageKind, ModelCapabilities, OpId, Operation, PlannedMessage, PlannedSend, ResumeContext,
-    ResumePlan, Strategy, Trigger,
+    MessageKind, ModelCapabilities, OpId, OpKind, Operation, PlannedMessage, PlannedSend,
+    ResumeContext, ResumePlan, Strategy, Trigger,
 };
 
-/// The plan skeleton (backoff, attempt, transparent flag), or a complete give-up plan
-/// (check [`ResumePlan::is_give_up`]).
+/// **Give up, or wait.** Gives up (a complete plan: check [`ResumePlan::is_give_up`]) when
+/// the close was fatal or the bounded attempts are spent; otherwise returns the plan skeleton
+/// with the backoff to wait, the attempt and the transparent flag. A failure behind the
+/// trigger is never retried at once, not even on the first attempt; a planned trigger's first
+/// attempt waits nothing.
 pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan {
     let give_up = match ctx.trigger {
         Trigger::AbnormalClose {
@@ -24,30 +27,10 @@ pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan
         _ => None,
     };
     if let Some(reason) = give_up {
-        let mut plan = ResumePlan::new(Strategy::GiveUp { reason });
-        plan.attempt = ctx.attempt;
-        let live: Vec<_> = ctx.outbox.live().collect();
-        if !live.is_empty() {
-            plan.undeliverable.push(Divergence {
-                ops: live.iter().map(|op| op.id).collect(),
-                items: live
-                    .iter()
-                    .flat_map(|op| op.kind.item_ids())
-                    .cloned()
-                    .collect(),
-                calls: live
-                    .iter()
-                    .filter_map(|op| op.kind.call_id())
-                    .map(str::to_owned)
-                    .collect(),
-                why: DivergenceReason::GaveUp,
-            });
-        }
-        return plan;
+        return give_up_plan(ctx, reason);
     }
     let mut plan = ResumePlan::new(Strategy::Fresh);
     plan.attempt = ctx.attempt;
-    // A failure behind the trigger: never retry at once, even on the first attempt.
     let attempt =
         if ctx.trigger.is_planned() || matches!(ctx.trigger, Trigger::RefusedResume { .. }) {
             ctx.attempt
@@ -56,6 +39,32 @@ pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan
         };
     plan.backoff = backoff.delay(attempt, ctx.jitter);
     plan.transparent = ctx.transparent_requested && ctx.capabilities.transparent_resumption;
+    plan
+}
+
+/// **Report everything still owed when giving up.** The session ends, so every live operation
+/// is reported with its items and calls ([`DivergenceReason::GaveUp`]): nothing is dropped
+/// silently.
+pub(crate) fn give_up_plan(ctx: &ResumeContext<'_>, reason: GiveUpReason) -> ResumePlan {
+    let mut plan = ResumePlan::new(Strategy::GiveUp { reason });
+    plan.attempt = ctx.attempt;
+    let live: Vec<&Operation> = ctx.outbox.live().collect();
+    if !live.is_empty() {
+        plan.undeliverable.push(Divergence {
+            ops: live.iter().map(|op| op.id).collect(),
+            items: live
+                .iter()
+                .flat_map(|op| op.kind.item_ids())
+                .cloned()
+                .collect(),
+            calls: live
+                .iter()
+                .filter_map(|op| op.kind.call_id())
+                .map(str::to_owned)
+                .collect(),
+            why: DivergenceReason::GaveUp,
+        });
+    }
     plan
 }
 
@@ -79,8 +88,10 @@ pub(crate) fn rejected_suspect<'a>(
         .map(|(_, op)| (op, code))
 }
 
-/// Reports the operation the server rejected (see [`rejected_suspect`]) as undeliverable in
-/// `plan` and adds its items to `excluded`; returns its id, which must not be planned again.
+/// **Never send a rejected payload again.** After the server closed the connection on a
+/// payload (1007 / 1008), the operation sent last (see [`rejected_suspect`]) is reported
+/// ([`DivergenceReason::RejectedByServer`]): sending it again would fail the same way. Its
+/// items join `excluded`; returns its id, which must not be planned again.
 pub(crate) fn report_rejected<'a>(
     ctx: &ResumeContext<'a>,
     handle: Option<&HandleRecord>,
@@ -98,8 +109,9 @@ pub(crate) fn report_rejected<'a>(
     Some(op.id)
 }
 
-/// Items never to send: those of superseded operations and of operations the server
-/// rejected, and answers to cancelled tool calls.
+/// **Never send what was withdrawn.** Items of superseded operations and of operations the
+/// server rejected, and answers to cancelled tool calls (the server ignores them, and a fresh
+/// session would hold an answer the model never got), are left out of every plan.
 pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId> {
     let mut excluded = HashSet::new();
     for op in ctx.outbox.iter() {
@@ -121,6 +133,18 @@ pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId>
         }
     }
     excluded
+}
+
+/// Whether an operation can no longer matter: a response to a cancelled call, or an append
+/// whose items the application removed from `L` before they were delivered.
+pub(crate) fn is_moot(ctx: &ResumeContext<'_>, op: &Operation) -> bool {
+    match &op.kind {
+        OpKind::ToolResponse { output } => ctx.tool_calls.is_cancelled(&output.call_id),
+        OpKind::Append { items, .. } => {
+            !items.is_empty() && items.iter().all(|item| !ctx.desired.contains(item.id()))
+        }
+        _ => false,
+    }
 }
 
 /// The text of `items` when they are exactly one typed user text message (sendable as
@@ -272,9 +296,10 @@ pub(crate) fn answered_turns(
     answered
 }
 
-/// Replayed history asks for one reply at most, at its end: every `clientContent` item message
-/// completes no turn except the last one, which does when a reply is `owed` and no later
-/// message asks on its own (realtime text, a tool response, a reply request).
+/// **Ask for one reply at most, at the end.** Replayed history is not a question: every
+/// `clientContent` item message completes no turn except the last one, which does when a
+/// reply is `owed` and no later message asks on its own (realtime text, a tool response, a
+/// reply request). Two `turnComplete`s would be answered twice.
 pub(crate) fn ask_once(steps: &mut [PlannedSend], owed: bool) {
     let last_items = steps
         .iter()
