@@ -229,7 +229,12 @@ impl SessionCore {
             &self.caps,
             self.ledger.tracker.tool_calls(),
         )
-        .with_handle(self.ledger.tracker.handle())
+        .with_handle(
+            self.ledger
+                .tracker
+                .handle()
+                .filter(|_| !self.handle_distrusted),
+        )
         .with_attempt(self.attempts.attempt())
         .with_now(now)
         .with_jitter(jitter)
@@ -277,6 +282,10 @@ impl SessionCore {
             return;
         }
         self.last_failure = None;
+        if mode == ConnectMode::Fresh {
+            // A fresh session holds only what this connection sends: nothing to distrust.
+            self.handle_distrusted = false;
+        }
         self.ledger.on_connected(id, mode);
         self.turn = Default::default();
         self.tools_owed = false;
@@ -323,26 +332,24 @@ impl SessionCore {
         self.report_divergences(plan);
         // Delivered by the setup itself.
         let setup_at = MessagePosition::new(id, ClientMessageIndex::SETUP);
-        let _ = self.ledger.outbox.mark_sent(&plan.setup_ops, setup_at);
+        let marked = self.ledger.outbox.mark_sent(&plan.setup_ops, setup_at);
+        self.checked("marking the operations setup delivers sent", marked);
         if let Some(seed) = &plan.seed {
             let message = ClientMessage::client_content(
                 crate::convert::items_to_contents(&seed.items),
                 seed.turn_complete,
             );
             self.transmit(id, message);
-            let kind = seed.message_kind(plan.history_config);
-            if let Ok(at) = self.ledger.tracker.on_sent(kind) {
-                let _ = self.ledger.outbox.mark_sent(&seed.ops, at);
-                self.ledger.sent_items(&seed.items, at);
-            }
+            self.record_sent(
+                seed.message_kind(plan.history_config),
+                &seed.ops,
+                &seed.items,
+            );
         }
         for step in &plan.steps {
             let send = wire_send(step, &self.ledger);
             self.transmit(id, send.message);
-            if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
-                let _ = self.ledger.outbox.mark_sent(&step.ops, at);
-                self.ledger.sent_items(&send.items, at);
-            }
+            self.record_sent(send.kind, &step.ops, &send.items);
         }
     }
 
