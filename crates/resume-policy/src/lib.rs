@@ -72,7 +72,8 @@
 //! exhaustively), counted as [`PlannedSend::message_kind`], its operations marked sent at the
 //! returned position. Report
 //! [`ResumePlan::undeliverable`] as divergence events and [`ResumePlan::uncertain`] in the
-//! `Reconnected` event. A [`Strategy::GiveUp`] ends the session with a terminal error.
+//! `Reconnected` event. A [`Strategy::GiveUp`] ends the session with a terminal error; so does
+//! every [`Trigger::Fatal`] plan, whatever its strategy (a policy cannot retry a refused key).
 //!
 //! ```
 //! use ctx_model::ChatContext;
@@ -157,4 +158,4 @@ pub use plan::{
 pub use policy::MockResumePolicy;
 pub use policy::{ResumePolicy, Route, RouteContext};
 pub use tools::{ToolCallRecord, ToolCallStatus, ToolCalls};
-pub use trigger::{CloseClass, Trigger};
+pub use trigger::{CloseClass, FatalCause, Trigger};

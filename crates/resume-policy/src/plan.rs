@@ -136,6 +136,12 @@ pub enum GiveUpReason {
         /// The close code.
         code: u16,
     },
+    /// The session layer ended the session for a failure no other attempt can fix
+    /// ([`Trigger::Fatal`]).
+    Unrecoverable {
+        /// Why.
+        cause: crate::FatalCause,
+    },
 }
 
 /// The wire message a planned send uses, without its content: what the model's rules speak

@@ -26,6 +26,12 @@
 //! | [`SessionCore::poll_event`] | the next [`SessionEvent`] for the application |
 //! | [`SessionCore::poll_timeout`] | when to call [`SessionCore::handle_timeout`] next |
 //!
+//! Every end the core decides (a refused key, a spent quota, a rejected first `setup`, a
+//! first connect that cannot succeed) goes through the policy as
+//! [`Trigger::Fatal`](resume_policy::Trigger::Fatal): the plan's divergences report what was
+//! owed, then [`SessionEvent::Closed`] carries the failure; the end is final whatever the plan
+//! says. A ledger step that fails is [`SessionEvent::InvariantBroken`], never ignored.
+//!
 //! A shell must execute actions in order and must finish a `Close` before it dials the next
 //! `Open` (never two sockets). Transmits of a connection go out in the order polled, and audio
 //! frames between them are reported with [`SessionCore::audio_sent`] before the next input, so
@@ -43,6 +49,7 @@
 
 mod connect;
 mod edits;
+mod end;
 mod inbound;
 mod outbound;
 #[cfg(test)]

@@ -11,12 +11,15 @@ use crate::{
 };
 
 /// **Give up, or wait.** Gives up (a complete plan: check [`ResumePlan::is_give_up`]) when
-/// the close was fatal or the bounded attempts are spent; otherwise returns the plan skeleton
+/// the session layer reports a failure no other attempt can fix ([`Trigger::Fatal`], or a
+/// close classified [`CloseClass::Fatal`]: retrying a refused key or a spent quota fails the
+/// same way) or the bounded attempts are spent; otherwise returns the plan skeleton
 /// with the backoff to wait, the attempt and the transparent flag. A failure behind the
 /// trigger is never retried at once, not even on the first attempt; a planned trigger's first
 /// attempt waits nothing.
 pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan {
     let give_up = match ctx.trigger {
+        Trigger::Fatal { cause } => Some(GiveUpReason::Unrecoverable { cause }),
         Trigger::AbnormalClose {
             code,
             class: CloseClass::Fatal,
