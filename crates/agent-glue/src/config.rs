@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use gemini_transport::wire::{
     AudioTranscriptionConfig, ContextWindowCompression, FunctionDeclaration, Modality,
-    SessionResumptionConfig, Setup, SpeechConfig, Tool,
+    RealtimeInputConfig, SessionResumptionConfig, Setup, SpeechConfig, Tool,
 };
 use gemini_transport::{ConnectConfig, Endpoint};
 use resume_policy::{DefaultPolicy, ModelCapabilities, ResumePolicy};
@@ -68,6 +68,7 @@ pub(crate) struct SessionConfig {
     pub(crate) modality: Modality,
     pub(crate) voice: Option<String>,
     pub(crate) transcription: bool,
+    pub(crate) automatic_activity_detection: bool,
     pub(crate) compression: Option<ContextWindowCompression>,
     pub(crate) transparent: bool,
     pub(crate) connect: ConnectConfig,
@@ -138,6 +139,9 @@ impl SessionConfig {
         if history_config {
             setup = setup.with_initial_history_in_client_content(true);
         }
+        if !self.automatic_activity_detection {
+            setup = setup.with_realtime_input_config(RealtimeInputConfig::manual_activity());
+        }
         setup
     }
 }
@@ -175,6 +179,7 @@ impl LiveSessionBuilder {
                 modality: Modality::Audio,
                 voice: None,
                 transcription: true,
+                automatic_activity_detection: true,
                 compression: None,
                 transparent: false,
                 connect: ConnectConfig::default(),
@@ -224,6 +229,17 @@ impl LiveSessionBuilder {
     /// keep spoken turns in the chat context).
     pub fn transcription(mut self, on: bool) -> Self {
         self.config.transcription = on;
+        self
+    }
+
+    /// The server's automatic activity detection (default: on). Off, the server does not
+    /// detect speech in the microphone's audio (`realtimeInputConfig.automaticActivityDetection
+    /// .disabled` in `setup`): the application brackets each utterance with
+    /// [`LiveSession::activity_start`](crate::LiveSession::activity_start) and
+    /// [`LiveSession::activity_end`](crate::LiveSession::activity_end), and audio outside
+    /// them is not a turn.
+    pub fn automatic_activity_detection(mut self, on: bool) -> Self {
+        self.config.automatic_activity_detection = on;
         self
     }
 
@@ -365,5 +381,27 @@ impl LiveSessionBuilder {
                 .map_err(|e| Error::Config(e.to_string()))?,
         };
         Ok((policy, capabilities))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gemini_transport::{Endpoint, SecretString};
+
+    use super::LiveSessionBuilder;
+
+    #[test]
+    fn automatic_activity_detection_off_disables_it_in_setup() {
+        let endpoint = Endpoint::api_key(SecretString::from("k"));
+        let on = LiveSessionBuilder::new(endpoint.clone(), "models/m");
+        let setup = on.config.setup(None, &[], None, false, false);
+        assert_eq!(setup.realtime_input_config, None);
+        let off = LiveSessionBuilder::new(endpoint, "models/m").automatic_activity_detection(false);
+        let setup = off.config.setup(None, &[], None, false, false);
+        let detection = setup
+            .realtime_input_config
+            .and_then(|r| r.automatic_activity_detection)
+            .and_then(|d| d.disabled);
+        assert_eq!(detection, Some(true));
     }
 }

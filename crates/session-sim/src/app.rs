@@ -30,16 +30,110 @@ pub(crate) fn declarations(set: u64) -> Vec<FunctionDeclaration> {
 /// 16 kHz PCM16 of `ms` of speech (a tone well above the fake's voice threshold) then 700 ms
 /// of silence, which ends the spoken turn.
 pub(crate) fn speech(ms: u64) -> Vec<u8> {
-    let samples_voiced = usize::try_from(ms * 16).unwrap_or(0);
-    let samples_silent = 700 * 16;
-    let mut pcm = Vec::with_capacity((samples_voiced + samples_silent) * 2);
-    for n in 0..samples_voiced {
-        let phase = (n % 36) as f64 / 36.0 * std::f64::consts::TAU;
+    let mut pcm = voice(ms);
+    pcm.resize(pcm.len() + samples(700) * 2, 0);
+    pcm
+}
+
+/// 16 kHz PCM16 of `ms` of voiced audio: a tone well above the fake's voice threshold (RMS
+/// about 5,600 against 500).
+pub(crate) fn voice(ms: u64) -> Vec<u8> {
+    let n = samples(ms);
+    let mut pcm = Vec::with_capacity(n * 2);
+    for k in 0..n {
+        let phase = (k % 36) as f64 / 36.0 * std::f64::consts::TAU;
         let sample = (phase.sin() * 8_000.0) as i16;
         pcm.extend_from_slice(&sample.to_le_bytes());
     }
-    pcm.resize(pcm.len() + samples_silent * 2, 0);
     pcm
+}
+
+/// 16 kHz PCM16 of `ms` of silence.
+pub(crate) fn silence(ms: u64) -> Vec<u8> {
+    vec![0; samples(ms) * 2]
+}
+
+fn samples(ms: u64) -> usize {
+    usize::try_from(ms * 16).unwrap_or(0)
+}
+
+/// Silence after voice from which the fake's activity detection may have ended the utterance
+/// (its silence duration), in ms.
+pub(crate) const VAD_SILENCE_MS: u64 = 500;
+
+/// The longest the application waits for the transcript of an utterance the activity
+/// detection may have ended, in ms of virtual time.
+pub(crate) const TRANSCRIPT_WAIT_MS: u64 = 2_000;
+
+/// The microphone's utterance as the application knows it, for the one rule that keeps the
+/// check decidable.
+///
+/// Automatic activity detection ends an utterance on the server when it has heard enough
+/// silence; the client learns where only from the input transcript that follows. Which of a
+/// message sent between the two the server took first, the spoken turn or the message, the
+/// protocol does not tell the client (the real server's detection runs on its own clock). So
+/// after audio that may have ended an utterance, the application waits for the transcript
+/// (or the end of the connection, or [`TRANSCRIPT_WAIT_MS`]) before it acts again. Explicit
+/// ends (`audioStreamEnd`, `activityEnd`) are ordered with everything else the client sends:
+/// no waiting. Everything else the application does while the user speaks (typed turns,
+/// tool results, appends, updates, reply requests, interrupts) is what the simulator
+/// exercises.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mic {
+    /// Voice was pushed since the utterance last ended (the user is speaking).
+    open: bool,
+    /// Silence pushed since the last voice, in ms.
+    silence: u64,
+    /// Utterances ended explicitly whose transcript has not arrived (transcripts come in
+    /// order: the next ones are theirs).
+    owed: u32,
+}
+
+impl Mic {
+    /// Whether an utterance is open (voice since its end).
+    pub(crate) fn speaking(self) -> bool {
+        self.open
+    }
+
+    /// Voice was pushed (or, with manual detection, the activity started).
+    pub(crate) fn voice(&mut self, ms: u64) {
+        if ms > 0 {
+            self.open = true;
+            self.silence = 0;
+        }
+    }
+
+    /// Silence was pushed: `true` if the activity detection may have ended the utterance,
+    /// so the application waits for its transcript.
+    pub(crate) fn silence(&mut self, ms: u64) -> bool {
+        self.silence = self.silence.saturating_add(ms);
+        self.open && self.silence >= VAD_SILENCE_MS
+    }
+
+    /// The application ended the utterance (`audioStreamEnd`, `activityEnd`).
+    pub(crate) fn end(&mut self) {
+        if self.open {
+            self.owed += 1;
+        }
+        self.open = false;
+        self.silence = 0;
+    }
+
+    /// A finished input transcript arrived: an explicitly ended utterance's, or else the one
+    /// the activity detection ended.
+    pub(crate) fn transcript(&mut self) {
+        if self.owed > 0 {
+            self.owed -= 1;
+        } else {
+            self.open = false;
+            self.silence = 0;
+        }
+    }
+
+    /// The connection ended: the server's detection state (and any transcript owed) with it.
+    pub(crate) fn connection_ended(&mut self) {
+        *self = Mic::default();
+    }
 }
 
 /// Whether `event` is media (audio, text and transcript chunks, usage): the checks read the
@@ -68,19 +162,18 @@ pub(crate) fn answer_delay(seed: u64, n: u64) -> u64 {
     }
 }
 
-/// How long the user speaks (and the application waits) for `Op::Speech(tens)`, in ms.
-pub(crate) fn speaking(tens: u8) -> u64 {
-    u64::from(tens) * 10 + 700
-}
-
 /// What one step asks of the world that runs it.
 pub(crate) enum Action {
     /// Run this command.
     Command(Command),
     /// Run `command`; if it is refused as a conflict, run `fallback` instead.
     Update { command: Command, fallback: Command },
-    /// The user speaks for this many ms.
+    /// The user speaks for this many ms, then 700 ms of silence.
     Speech(u64),
+    /// This many ms of voiced audio.
+    Voice(u64),
+    /// This many ms of silence.
+    Silence(u64),
     /// Answer every call not answered yet.
     AnswerCalls,
     /// Hold the server's frames this many ms.
@@ -202,7 +295,11 @@ impl AppState {
             Op::Interrupt => Action::Command(Command::Interrupt),
             Op::AnswerCalls => Action::AnswerCalls,
             Op::Speech(tens) => Action::Speech(u64::from(tens) * 10),
+            Op::Voice(tens) => Action::Voice(u64::from(tens) * 10),
+            Op::Silence(tens) => Action::Silence(u64::from(tens) * 10),
             Op::AudioStreamEnd => Action::Command(Command::AudioStreamEnd),
+            Op::ActivityStart => Action::Command(Command::ActivityStart),
+            Op::ActivityEnd => Action::Command(Command::ActivityEnd),
             Op::Stall(tens) => Action::Stall(u64::from(tens) * 10 / scale),
             Op::Drop => {
                 faults.drop_connections();

@@ -13,12 +13,21 @@
 //! - operations: typed turns, turns that name a tool, tool results at random moments (the
 //!   application answers every call after a random delay), appends, stale and current
 //!   `update_chat_ctx`, edits, `generate_reply` with and without instructions, instruction
-//!   and tool changes, `interrupt`, speech;
+//!   and tool changes, `interrupt`, speech: whole utterances, utterances in pieces (voice and
+//!   silence pushed in real time, other operations between them) ended by silence or
+//!   `audioStreamEnd`, and, with manual activity detection, `activityStart`/`activityEnd`;
 //! - faults: drops (with frames lost behind the reset), 1011/1000/1001 closes, goAways,
 //!   refused resumes, expired and withheld handles, refused dials, stalls, handle lag, slow
 //!   writes (audio pushed meanwhile waits in the shell's backlog);
 //! - profiles: families 2.5, 3.1 and 3.8, the Developer API and Vertex, transparent or not,
 //!   TEXT or AUDIO, network latency 1–20 ms.
+//!
+//! The application acts while the user speaks, with one rule that keeps the check decidable:
+//! after audio that may have ended an utterance by the server's activity detection, it waits
+//! for that utterance's input transcript (or the end of the connection, or 2 s of virtual
+//! time) before its next step or tool answer. Which of a message sent between the detected end
+//! of speech and the transcript's arrival the server took first, the protocol does not tell
+//! the client. Explicit ends (`audioStreamEnd`, `activityEnd`) need no wait.
 //!
 //! After the schedule's last step the world settles (faults stop, handles flow, calls are
 //! answered) and [`check`](run) compares: every item of `L` in the server's context once and

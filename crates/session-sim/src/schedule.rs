@@ -22,13 +22,33 @@ pub struct Profile {
     pub handle_lag: u64,
     /// One-way network latency, in ms.
     pub latency: u64,
+    /// The server's automatic activity detection is off (AUDIO only): the application
+    /// brackets utterances with `activityStart`/`activityEnd` ([`Op::ActivityStart`],
+    /// [`Op::ActivityEnd`]).
+    pub manual_activity: bool,
+}
+
+impl Default for Profile {
+    /// Gemini 2.5 on the Developer API, TEXT, no handle lag, 5 ms latency, automatic
+    /// activity detection.
+    fn default() -> Self {
+        Self {
+            family: Family::Gemini25,
+            vertex: false,
+            transparent: false,
+            audio: false,
+            handle_lag: 0,
+            latency: 5,
+            manual_activity: false,
+        }
+    }
 }
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}{} {} lag={} latency={}ms",
+            "{} {}{} {}{} lag={} latency={}ms",
             self.family.short_name(),
             if self.vertex {
                 "vertex"
@@ -37,6 +57,11 @@ impl fmt::Display for Profile {
             },
             if self.transparent { " transparent" } else { "" },
             if self.audio { "audio" } else { "text" },
+            if self.manual_activity {
+                " manual-activity"
+            } else {
+                ""
+            },
             self.handle_lag,
             self.latency
         )
@@ -67,10 +92,21 @@ pub enum Op {
     Interrupt,
     /// The application answers every tool call it has not answered yet, now.
     AnswerCalls,
-    /// Speech of this many tens of ms, then silence (automatic activity detection).
+    /// Speech of this many tens of ms, then 700 ms of silence (which ends the utterance by
+    /// automatic activity detection), pushed at once.
     Speech(u8),
+    /// This many tens of ms of voiced audio, with no silence after it: the utterance goes on.
+    Voice(u8),
+    /// This many tens of ms of silence. Silence of 500 ms or more since the utterance's last
+    /// voice ends the utterance by the fake's activity detection (its silence duration is
+    /// 500 ms, its RMS threshold 500).
+    Silence(u8),
     /// `end_audio_stream()`.
     AudioStreamEnd,
+    /// `activity_start()` (manual activity detection).
+    ActivityStart,
+    /// `activity_end()` (manual activity detection): ends the utterance.
+    ActivityEnd,
     /// The server drops the connection (TCP reset).
     Drop,
     /// The server closes with this code (1011, 1000, 1001).
@@ -92,6 +128,12 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether this pushes microphone audio (which comes in real time: a push starts when the
+    /// one before it has been played out).
+    pub fn is_audio(self) -> bool {
+        matches!(self, Op::Speech(_) | Op::Voice(_) | Op::Silence(_))
+    }
+
     /// Whether this is a fault (removed first when shrinking is not the point).
     pub fn is_fault(self) -> bool {
         matches!(
@@ -143,6 +185,7 @@ impl Schedule {
         let audio = rng.chance(30);
         let handle_lag = if rng.chance(25) { rng.range(1, 2) } else { 0 };
         let latency = rng.range(1, 20);
+        let manual_activity = audio && rng.chance(20);
         let profile = Profile {
             family,
             vertex,
@@ -150,6 +193,7 @@ impl Schedule {
             audio,
             handle_lag,
             latency,
+            manual_activity,
         };
         let count = rng.range(8, 40);
         let steps = (0..count)

@@ -6,13 +6,17 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use agent_glue::core::Command;
 use agent_glue::{Error, LiveSession, SessionEvent};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer};
 use gemini_transport::wire::Modality;
 use gemini_transport::{Endpoint, SecretString};
 use resume_policy::{Backoff, DefaultPolicy, EditHandling};
 
-use crate::app::{Action, AppState, answer_delay, declarations, is_media, speaking, speech};
+use crate::app::{
+    Action, AppState, Mic, TRANSCRIPT_WAIT_MS, answer_delay, declarations, is_media, silence,
+    speech, voice,
+};
 use crate::checks::{self, Observed, Violation};
 use crate::schedule::Schedule;
 
@@ -29,6 +33,10 @@ struct Seen {
     calls: Vec<String>,
     answered: usize,
     errors: Vec<String>,
+    /// The application's utterance (see [`Mic`]).
+    mic: Mic,
+    /// The application waits for a transcript: tool answers wait too.
+    waiting: bool,
 }
 
 fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
@@ -68,6 +76,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         })
         .transcription(p.audio)
         .transparent_resumption(p.transparent)
+        .automatic_activity_detection(!p.manual_activity)
         .tools(declarations(0))
         .go_away_margin(Duration::from_millis(30))
         .jitter_seed(schedule.seed)
@@ -81,6 +90,15 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         let (session, seen, seed) = (Arc::clone(&session), Arc::clone(&seen), schedule.seed);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
+                match &event {
+                    SessionEvent::InputTranscript { finished: true, .. } => {
+                        lock(&seen).mic.transcript();
+                    }
+                    SessionEvent::Reconnecting { .. } | SessionEvent::Closed { .. } => {
+                        lock(&seen).mic.connection_ended();
+                    }
+                    _ => {}
+                }
                 if is_media(&event) {
                     continue;
                 }
@@ -98,6 +116,10 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
                         (Arc::clone(&session), Arc::clone(&seen), call_id.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(delay / SCALE)).await;
+                        // What the application sends waits with its steps.
+                        while lock(&seen).waiting {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
                         let output = serde_json::json!({ "result": format!("r-{call}") });
                         let result = session.send_tool_result(call.clone(), output);
                         let mut s = lock(&seen);
@@ -115,21 +137,49 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     };
     let (version, context) = session.snapshot();
     let mut app = AppState::new(version, context);
+    let manual = p.manual_activity;
     for step in &schedule.steps {
         tokio::time::sleep(Duration::from_millis(step.gap / SCALE)).await;
         let (version, context) = session.snapshot();
         let faults = server.faults();
+        let mut wait = false;
         let result = match app.action(step.op, version, &context, &faults, SCALE) {
-            Action::Command(command) => session.apply(command).map(drop),
+            Action::Command(command) => {
+                {
+                    let mut s = lock(&seen);
+                    match (&command, manual) {
+                        (Command::AudioStreamEnd, false) | (Command::ActivityEnd, true) => {
+                            s.mic.end();
+                        }
+                        (Command::ActivityStart, true) => s.mic.voice(1),
+                        _ => {}
+                    }
+                }
+                session.apply(command).map(drop)
+            }
             Action::Update { command, fallback } => match session.apply(command) {
                 Err(Error::Conflict { .. }) => session.apply(fallback).map(drop),
                 other => other.map(drop),
             },
             Action::Speech(ms) => {
                 let pushed = session.push_audio(speech(ms));
-                // The application does nothing while the user speaks (as in the simulator).
-                let tens = u8::try_from(ms / 10).unwrap_or(u8::MAX);
-                tokio::time::sleep(Duration::from_millis(speaking(tens) / SCALE)).await;
+                if !manual {
+                    let mut s = lock(&seen);
+                    s.mic.voice(ms);
+                    wait = s.mic.silence(700);
+                }
+                pushed
+            }
+            Action::Voice(ms) => {
+                let pushed = session.push_audio(voice(ms));
+                if !manual {
+                    lock(&seen).mic.voice(ms);
+                }
+                pushed
+            }
+            Action::Silence(ms) => {
+                let pushed = session.push_audio(silence(ms));
+                wait = !manual && lock(&seen).mic.silence(ms);
                 pushed
             }
             // The application answers every call on its own, after a delay.
@@ -147,6 +197,17 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
             if !matches!(e, Error::Closed) {
                 lock(&seen).errors.push(format!("{:?}: {e}", step.op));
             }
+        }
+        if wait {
+            // As in the simulator (see `Mic`): the application waits for the transcript of
+            // an utterance the activity detection may have ended, at most a (scaled) while.
+            lock(&seen).waiting = true;
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_millis(TRANSCRIPT_WAIT_MS / SCALE);
+            while lock(&seen).mic.speaking() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            lock(&seen).waiting = false;
         }
         let (version, context) = session.snapshot();
         app.snapshot(version, context);

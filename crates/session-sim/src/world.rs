@@ -18,7 +18,7 @@ use gemini_transport::wire::{
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
-use crate::app::{self, Action, AppState, declarations};
+use crate::app::{self, Action, AppState, Mic, declarations};
 use crate::checks::{self, AudioTally, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
@@ -76,6 +76,8 @@ enum Ev {
     CoreTimer(u64),
     ServerTimer(u64),
     Answer(String),
+    /// The application stops waiting for a transcript (the wait with this number).
+    WaitOver(u64),
     /// The shell's writer finished a slow write (its backlog goes out).
     WriterIdle,
     Settle,
@@ -149,6 +151,25 @@ pub(crate) struct App {
     /// Non-media events, in order, with their time.
     pub(crate) events: Vec<(u64, SessionEvent)>,
     pub(crate) command_errors: Vec<String>,
+    /// The user's utterance, as far as the application knows.
+    mic: Mic,
+    /// Until when the microphone is busy with audio already pushed (pushes come in real time).
+    mic_until: u64,
+    /// The application waits for a transcript before its next step (see [`Mic`]).
+    waiting: Option<Waiting>,
+    /// Numbers the waits (a wait's deadline is ignored once it ended otherwise).
+    waits: u64,
+    /// Tool calls whose answer came due during a wait: answered when it ends.
+    held_answers: Vec<String>,
+}
+
+/// The application waits for a transcript before step `next`.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    /// The step that waits.
+    next: usize,
+    /// When the step before it ran.
+    since: u64,
 }
 
 /// The simulated world of one schedule.
@@ -236,6 +257,7 @@ impl<'a> World<'a> {
             .modality(modality)
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
+            .automatic_activity_detection(!p.manual_activity)
             .tools(tools.clone())
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
@@ -326,25 +348,18 @@ impl<'a> World<'a> {
             ));
             return;
         };
-        let mut t = start;
-        let mut speaking_until = 0;
-        for (k, step) in self.schedule.steps.iter().enumerate() {
-            // The application does nothing while the user speaks: which of the two the server
-            // took first is not something the protocol tells the client (see
-            // `CoverageTracker::on_spoken_turn`).
-            t = (t + step.gap).max(speaking_until);
-            if let Op::Speech(tens) = step.op {
-                speaking_until = t + app::speaking(tens);
-            }
-            self.at(t, Ev::Step(k));
-        }
-        self.at(t + 1, Ev::Settle);
-        let deadline = t + SETTLE_LIMIT;
+        // Steps are scheduled one at a time: each after the one before it (and after the
+        // application's wait for a transcript, see `Mic`).
+        self.schedule_step(0, start, start);
+        let mut deadline = u64::MAX;
         while let Some(Reverse(next)) = self.queue.pop() {
             self.now = next.at;
             self.handle(next.ev);
-            if self.settling && self.settled() {
-                return;
+            if self.settling {
+                if self.settled() {
+                    return;
+                }
+                deadline = deadline.min(self.now.saturating_add(SETTLE_LIMIT));
             }
             if self.now > deadline {
                 break;
@@ -367,6 +382,55 @@ impl<'a> World<'a> {
         self.violations.push(Violation::new("liveness", state));
     }
 
+    /// Schedules step `k` its gap after `since` (the time of the step before it), not before
+    /// `not_before`; the settling after the last step.
+    fn schedule_step(&mut self, k: usize, since: u64, not_before: u64) {
+        match self.schedule.steps.get(k) {
+            Some(step) => {
+                let mut at = (since + step.gap).max(not_before);
+                if step.op.is_audio() {
+                    // The microphone delivers audio in real time.
+                    at = at.max(self.app.mic_until);
+                }
+                self.at(at, Ev::Step(k));
+            }
+            None => self.at(not_before.max(since + 1), Ev::Settle),
+        }
+    }
+
+    /// Step `k` runs now; then the next is scheduled, or a wait for a transcript begins.
+    fn run_step(&mut self, k: usize) {
+        let wait = match self.schedule.steps.get(k) {
+            Some(step) => self.step(step.op),
+            None => false,
+        };
+        let now = self.now;
+        if wait {
+            self.app.waits += 1;
+            self.app.waiting = Some(Waiting {
+                next: k + 1,
+                since: now,
+            });
+            let token = self.app.waits;
+            self.note("app waits for the transcript".to_owned());
+            self.at(now + app::TRANSCRIPT_WAIT_MS, Ev::WaitOver(token));
+        } else {
+            self.schedule_step(k + 1, now, now);
+        }
+    }
+
+    /// The wait for a transcript ends: the next step is scheduled, held answers go out.
+    fn end_wait(&mut self) {
+        let Some(waiting) = self.app.waiting.take() else {
+            return;
+        };
+        let now = self.now;
+        self.schedule_step(waiting.next, waiting.since, now);
+        for call in std::mem::take(&mut self.app.held_answers) {
+            self.answer(&call);
+        }
+    }
+
     fn settled(&self) -> bool {
         if self.core.closed().is_some() {
             return self.in_flight == 0 && self.actions.is_empty();
@@ -387,9 +451,10 @@ impl<'a> World<'a> {
         let now = self.now;
         let server_now = Duration::from_millis(now);
         match ev {
-            Ev::Step(k) => {
-                if let Some(step) = self.schedule.steps.get(k) {
-                    self.step(step.op);
+            Ev::Step(k) => self.run_step(k),
+            Ev::WaitOver(token) => {
+                if token == self.app.waits {
+                    self.end_wait();
                 }
             }
             Ev::Settle => {
@@ -522,7 +587,12 @@ impl<'a> World<'a> {
             }
             Ev::Answer(call_id) => {
                 self.answers_due -= 1;
-                self.answer(&call_id);
+                if self.app.waiting.is_some() {
+                    // What the application sends waits with its steps.
+                    self.app.held_answers.push(call_id);
+                } else {
+                    self.answer(&call_id);
+                }
             }
             // `flush_gap` in `pump` hands the backlog over once the writer is idle.
             Ev::WriterIdle => {}
@@ -710,6 +780,21 @@ impl<'a> World<'a> {
     }
 
     fn on_event(&mut self, event: SessionEvent) {
+        match &event {
+            // The utterance ended (its transcript), or the server's detection state went with
+            // the connection: the wait for the transcript is over.
+            SessionEvent::InputTranscript { finished: true, .. } => {
+                self.app.mic.transcript();
+                if !self.app.mic.speaking() {
+                    self.end_wait();
+                }
+            }
+            SessionEvent::Reconnecting { .. } | SessionEvent::Closed { .. } => {
+                self.app.mic.connection_ended();
+                self.end_wait();
+            }
+            _ => {}
+        }
         if app::is_media(&event) {
             return;
         }
@@ -773,9 +858,10 @@ impl<'a> World<'a> {
         result
     }
 
-    fn step(&mut self, op: Op) {
+    /// Runs `op`; `true` if the application now waits for a transcript (see [`Mic`]).
+    fn step(&mut self, op: Op) -> bool {
         if self.core.closed().is_some() {
-            return;
+            return false;
         }
         let faults = self.server.faults();
         let version = self.core.version();
@@ -784,14 +870,41 @@ impl<'a> World<'a> {
         if op.is_fault() {
             self.note(format!("fault: {op:?}"));
         }
+        let manual = self.schedule.profile.manual_activity;
+        let mut wait = false;
         let result = match action {
-            Action::Command(command) => self.command(command).map(drop),
+            Action::Command(command) => {
+                match (&command, manual) {
+                    (Command::AudioStreamEnd, false) | (Command::ActivityEnd, true) => {
+                        self.app.mic.end();
+                    }
+                    (Command::ActivityStart, true) => self.app.mic.voice(1),
+                    _ => {}
+                }
+                self.command(command).map(drop)
+            }
             Action::Update { command, fallback } => match self.command(command) {
                 Err(agent_glue::Error::Conflict { .. }) => self.command(fallback).map(drop),
                 other => other.map(drop),
             },
             Action::Speech(ms) => {
-                self.speech(ms);
+                self.microphone(app::speech(ms));
+                if !manual {
+                    self.app.mic.voice(ms);
+                    wait = self.app.mic.silence(700);
+                }
+                Ok(())
+            }
+            Action::Voice(ms) => {
+                self.microphone(app::voice(ms));
+                if !manual {
+                    self.app.mic.voice(ms);
+                }
+                Ok(())
+            }
+            Action::Silence(ms) => {
+                self.microphone(app::silence(ms));
+                wait = !manual && self.app.mic.silence(ms);
                 Ok(())
             }
             Action::AnswerCalls => {
@@ -821,12 +934,14 @@ impl<'a> World<'a> {
         self.server.advance(Duration::from_millis(self.now));
         let (version, context) = (self.core.version(), self.core.chat_ctx().clone());
         self.app.state.snapshot(version, context);
+        wait
     }
 
-    /// The user speaks for `ms`.
-    fn speech(&mut self, ms: u64) {
-        self.note(format!("app speaks {ms} ms"));
-        let pcm = app::speech(ms);
+    /// The microphone delivers `pcm` (16 kHz PCM16) now, and is busy for its duration.
+    fn microphone(&mut self, pcm: Vec<u8>) {
+        let ms = pcm.len() as u64 / 32;
+        self.note(format!("app pushes {ms} ms of audio"));
+        self.app.mic_until = self.now + ms;
         self.audio_tally.pushed += pcm.len() as u64;
         self.push_audio(&pcm);
     }
