@@ -359,9 +359,13 @@ impl SessionCore {
         };
         let refused_frame = info.initiator == CloseInitiator::Server;
         match (resumed, info.class) {
-            (_, WireClass::AuthOrQuota) | (false, WireClass::NeedsDifferentRequest) => {
-                let cause = fatal_cause(&failure, FatalCause::SetupRejected);
+            (_, WireClass::AuthOrQuota) => {
+                let cause = fatal_cause(&failure, FatalCause::Auth);
                 self.end_fatal(now, cause, failure);
+            }
+            (false, WireClass::NeedsDifferentRequest) => {
+                // The first request of a new session was refused: it would be again.
+                self.end_fatal(now, FatalCause::SetupRejected, failure);
             }
             (true, WireClass::NeedsDifferentRequest | WireClass::Transient) if refused_frame => {
                 self.ledger.tracker.discard_handle();
