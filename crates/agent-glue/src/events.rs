@@ -108,6 +108,26 @@ pub enum SessionEvent {
     },
     /// A recoverable problem worth knowing about (the session goes on).
     Warning(String),
+    /// The session's own bookkeeping refused a step: a bug in this library, or a custom
+    /// [`ResumePolicy`](resume_policy::ResumePolicy) naming an operation that is not live. An
+    /// operation marked sent, superseded or reported that the outbox does not hold or that
+    /// already left it, a message counted while no connection is open, an item `L` could not
+    /// take where the server put it. One event per occurrence, in release builds as in debug
+    /// ones; `what` names the step and the error, for a bug report.
+    ///
+    /// The session goes on, and stops trusting its resumption handle until it has started a
+    /// fresh server session. Why: a refused step leaves the ledger as it was (each transition
+    /// is all or nothing), and the open connection is unaffected (the server holds what was
+    /// written); what may now be wrong is what the ledger claims the server holds, which only
+    /// matters at the next reconnect. That reconnect therefore starts a fresh server session
+    /// seeded from `L` (the application's context, which the break does not touch), and
+    /// delivers `L` exactly once whatever the ledger got wrong. Ending the session instead
+    /// would cut the live conversation and give up everything owed for a bookkeeping error;
+    /// an application that prefers to stop calls [`close`](crate::LiveSession::close).
+    InvariantBroken {
+        /// The step that failed and why.
+        what: String,
+    },
     /// The session ended; no more events follow.
     Closed {
         /// Why it ended; `None` when the application closed it.

@@ -71,8 +71,14 @@ impl Ledger {
 
     /// Items the client sent at `at` are now in the server session. Items the session sent on
     /// the application's behalf (a reply request's user turn, an error answer for a lost tool
-    /// call) join `L` as well, so that `L` says what the model holds.
-    pub(crate) fn sent_items(&mut self, items: &[Item], at: MessagePosition) {
+    /// call) join `L` as well, so that `L` says what the model holds. An item `L` cannot take
+    /// is an error (the first one is returned; the others are still recorded).
+    pub(crate) fn sent_items(
+        &mut self,
+        items: &[Item],
+        at: MessagePosition,
+    ) -> Result<(), ctx_model::Error> {
+        let mut result = Ok(());
         let mut previous: Option<&Item> = None;
         for item in items {
             if !self.desired.contains(item.id()) {
@@ -91,7 +97,9 @@ impl Ledger {
                         .find(|i| self.mirror.holds(i.id()))
                         .map(|i| i.id().clone()),
                 };
-                let _ = self.desired.insert_after(after.as_ref(), item.clone());
+                if let Err(e) = self.desired.insert_after(after.as_ref(), item.clone()) {
+                    result = result.and(Err(e));
+                }
             }
             if let Item::FunctionOutput(output) = item {
                 // Answered now (a synthetic answer to a lost call included).
@@ -101,6 +109,7 @@ impl Ledger {
             previous = Some(item);
         }
         self.mirror.on_sent(items, at);
+        result
     }
 
     /// The server produced `item` (a model turn, a tool call) answering the client message at

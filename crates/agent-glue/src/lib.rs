@@ -17,7 +17,11 @@
 //!   tool changes, reply requests) with its delivery state.
 //!
 //! On every (re)connect the session asks a [`ResumePolicy`](resume_policy::ResumePolicy) for
-//! a plan and executes it; it never decides on its own. What the plan cannot deliver is
+//! a plan and executes it; it never decides on its own. Every end goes through the policy
+//! too: a failure no retry fixes (authentication or quota refused, a rejected first `setup`)
+//! is planned as [`Trigger::Fatal`](resume_policy::Trigger::Fatal), whose give-up plan
+//! reports what was not delivered before the terminal [`SessionEvent::Closed`] (and the
+//! session ends even if a custom policy asks to reconnect). What a plan cannot deliver is
 //! reported as [`SessionEvent::Divergence`]. Every reconnect emits one
 //! [`SessionEvent::Reconnecting`] and one [`SessionEvent::Reconnected`] (or a terminal
 //! [`SessionEvent::Closed`]).

@@ -2,7 +2,7 @@
 
 use ctx_model::{Item, Message};
 use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, Tool};
-use resume_policy::{Channel, MessageKind, Payload, PlannedSend};
+use resume_policy::{MessageKind, OpKind, PlannedMessage, PlannedSend};
 
 use crate::convert::{function_response, items_to_contents};
 use crate::ledger::Ledger;
@@ -10,32 +10,23 @@ use crate::ledger::Ledger;
 /// The wire message for a planned send, the kind of reaction it provokes, and the items of
 /// `L` it puts into the server session.
 pub(crate) struct WireSend {
-    pub(crate) message: Option<ClientMessage>,
+    pub(crate) message: ClientMessage,
     pub(crate) kind: MessageKind,
     pub(crate) items: Vec<Item>,
 }
 
-/// Builds the message for `step` with the ledger's current configuration.
+/// Builds the message for `step` with the ledger's current configuration. Every
+/// [`PlannedMessage`] is one client message, so the match is exhaustive.
 pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
-    let (message, items) = message_and_items(step, ledger);
-    WireSend {
-        message,
-        kind: step.message_kind().unwrap_or(MessageKind::Silent),
-        items,
-    }
-}
-
-fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessage>, Vec<Item>) {
-    match (&step.channel, &step.payload) {
-        (Channel::SetupField, _) => (None, Vec::new()),
-        (Channel::ClientContent { turn_complete }, Payload::Items(items)) => (
-            Some(ClientMessage::client_content(
-                items_to_contents(items),
-                *turn_complete,
-            )),
+    let (message, items) = match &step.message {
+        PlannedMessage::ClientContent {
+            items,
+            turn_complete,
+        } => (
+            ClientMessage::client_content(items_to_contents(items), *turn_complete),
             items.clone(),
         ),
-        (Channel::ClientContent { .. }, Payload::GenerateReply { instructions }) => {
+        PlannedMessage::ReplyRequest { instructions } => {
             let turns = instructions
                 .iter()
                 .map(|text| Content::user_text(text.clone()))
@@ -44,44 +35,31 @@ fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessa
                 .iter()
                 .map(|text| request_item(ledger, text))
                 .collect();
-            (Some(ClientMessage::client_content(turns, true)), items)
+            (ClientMessage::client_content(turns, true), items)
         }
-        (Channel::RealtimeText, Payload::Text(text)) => {
-            // The user message in `L` behind the text, if any.
-            let items = step
-                .ops
-                .iter()
-                .filter_map(|id| ledger.outbox.get(*id))
-                .filter_map(|op| match &op.kind {
-                    resume_policy::OpKind::RealtimeText { item: Some(id), .. } => {
-                        ledger.desired.get(id).cloned()
-                    }
-                    resume_policy::OpKind::Append { items, .. } => items.first().cloned(),
-                    _ => None,
-                })
-                .collect();
-            (Some(ClientMessage::realtime_text(text.clone())), items)
-        }
-        (Channel::RealtimeText, Payload::GenerateReply { instructions }) => {
+        PlannedMessage::RealtimeText { text } => (
+            ClientMessage::realtime_text(text.clone()),
+            realtime_text_items(step, ledger),
+        ),
+        PlannedMessage::RealtimeReplyRequest { instructions } => {
             let text = instructions
                 .clone()
                 .unwrap_or_else(|| "Please continue.".to_owned());
             let item = request_item(ledger, &text);
-            (Some(ClientMessage::realtime_text(text)), vec![item])
+            (ClientMessage::realtime_text(text), vec![item])
         }
-        (Channel::ToolResponse, Payload::ToolResponses(outputs)) => (
-            Some(ClientMessage::tool_response(
-                outputs.iter().map(function_response).collect(),
-            )),
-            outputs.iter().cloned().map(Item::FunctionOutput).collect(),
+        PlannedMessage::ToolResponse { responses } => (
+            ClientMessage::tool_response(responses.iter().map(function_response).collect()),
+            responses
+                .iter()
+                .cloned()
+                .map(Item::FunctionOutput)
+                .collect(),
         ),
-        (
-            Channel::ContextUpdate,
-            Payload::Config {
-                instructions,
-                tools,
-            },
-        ) => {
+        PlannedMessage::ContextUpdate {
+            instructions,
+            tools,
+        } => {
             let update = ContextUpdate {
                 system_instruction: instructions.and(
                     ledger
@@ -98,18 +76,28 @@ fn message_and_items(step: &PlannedSend, ledger: &Ledger) -> (Option<ClientMessa
                     }
                 }),
             };
-            (Some(ClientMessage::context_update(update)), Vec::new())
+            (ClientMessage::context_update(update), Vec::new())
         }
-        // A channel and payload the policy should not pair: send the items as history.
-        (_, Payload::Items(items)) => (
-            Some(ClientMessage::client_content(
-                items_to_contents(items),
-                false,
-            )),
-            items.clone(),
-        ),
-        _ => (None, Vec::new()),
+    };
+    WireSend {
+        message,
+        kind: step.message_kind(),
+        items,
     }
+}
+
+/// The user message in `L` behind realtime text, if any: the item the operation records, or
+/// the typed turn of an append sent as realtime text.
+fn realtime_text_items(step: &PlannedSend, ledger: &Ledger) -> Vec<Item> {
+    step.ops
+        .iter()
+        .filter_map(|id| ledger.outbox.get(*id))
+        .filter_map(|op| match &op.kind {
+            OpKind::RealtimeText { item: Some(id), .. } => ledger.desired.get(id).cloned(),
+            OpKind::Append { items, .. } => items.first().cloned(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The user turn a reply request puts into the server session (realtime text, or the

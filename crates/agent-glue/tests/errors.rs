@@ -2,8 +2,9 @@
 //! connect that cannot succeed fails fast with that cause; a server message over the client's
 //! own size limit is the client's doing, not a rejection of the user's turn. Against real
 //! loopback listeners: a closed port, a plain TCP port given `wss://`, servers answering the
-//! upgrade with 503 and 401, the fake server stalled before `setupComplete`, and the fake
-//! server's reply over a small `max_message_size`.
+//! upgrade with 503 and 401, the fake server stalled before `setupComplete`, the fake server's
+//! reply over a small `max_message_size`, and the fake refusing the key on a reconnect while a
+//! tool result and a note are owed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agent_glue::{Error, LiveSession, ReconnectReason, SessionError, SessionEvent};
-use common::{WAIT, endpoint, server, until};
-use gemini_fake::Family;
+use common::{WAIT, endpoint, server, until, weather_tool};
+use gemini_fake::{Family, FaultAction, Trigger};
 use gemini_transport::wire::Modality;
 use gemini_transport::{ConnectConfig, Endpoint, SecretString};
 use resume_policy::DivergenceReason;
@@ -266,4 +267,88 @@ async fn a_reply_over_the_clients_size_limit_reconnects_and_keeps_the_users_turn
         .await
         .unwrap();
     session.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_refused_on_a_reconnect_ends_the_session_reporting_what_was_owed() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, mut events) =
+        LiveSession::builder(endpoint(&server), server.config().setup_model())
+            .modality(Modality::Text)
+            .transcription(false)
+            .tools(vec![weather_tool()])
+            .connect()
+            .await
+            .expect("session connects");
+    session.send_text("what does get_weather say").unwrap();
+    let seen = until(&mut events, "tool call", |e| {
+        matches!(e, SessionEvent::ToolCall { .. })
+    })
+    .await;
+    let Some(SessionEvent::ToolCall { call_id, .. }) = seen.last() else {
+        panic!("{seen:#?}");
+    };
+    // The connection drops and the reconnect's setup is refused: the key is no longer valid.
+    server.faults().schedule(
+        Trigger::SetupReceived,
+        FaultAction::Close(
+            1008,
+            "API key not valid. Please pass a valid API key.".to_owned(),
+        ),
+    );
+    server.faults().drop_connections();
+    until(&mut events, "Reconnecting", |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    })
+    .await;
+    // Owed when the key is refused: the tool's result and a note, queued while reconnecting.
+    let output = session
+        .send_tool_result(call_id.clone(), serde_json::json!({ "celsius": 21 }))
+        .unwrap()
+        .expect("the call is not cancelled");
+    let note = session
+        .append_chat_items(vec![ctx_model::Message::user("note-1", "(in Rome)").into()])
+        .unwrap();
+    let seen = until(&mut events, "Closed", |e| {
+        matches!(e, SessionEvent::Closed { .. })
+    })
+    .await;
+    let reported: Vec<&ctx_model::ItemId> = seen
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Divergence {
+                items,
+                why: DivergenceReason::GaveUp,
+                ..
+            } => Some(items),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        reported.contains(&&output) && note.iter().all(|id| reported.contains(&id)),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            SessionEvent::Divergence { calls, why: DivergenceReason::GaveUp, .. }
+                if calls.contains(call_id)
+        )),
+        "{seen:#?}"
+    );
+    assert!(
+        matches!(
+            seen.last(),
+            Some(SessionEvent::Closed {
+                error: Some(SessionError::Auth {
+                    code: Some(1008),
+                    ..
+                })
+            })
+        ),
+        "{seen:#?}"
+    );
+    assert!(matches!(session.send_text("anyone?"), Err(Error::Closed)));
+    assert_eq!(server.connections().len(), 2, "no dial after the refusal");
 }

@@ -22,7 +22,7 @@ use common::{WAIT, barrier, until};
 use ctx_model::{ChatContext, Item, Message};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer, Family};
 use resume_policy::{
-    Channel, Divergence, DivergenceReason, GiveUpReason, OpId, Payload, PlannedSend, ResumeContext,
+    Divergence, DivergenceReason, GiveUpReason, OpId, PlannedMessage, PlannedSend, ResumeContext,
     ResumePlan, Route, Seed, Strategy, Trigger,
 };
 use serde_json::json;
@@ -87,18 +87,19 @@ async fn resume_plan_after_a_drop_goes_to_the_second_connection() {
             resume_with(
                 ctx,
                 vec![
-                    PlannedSend {
-                        ops: Vec::new(),
-                        channel: Channel::ClientContent {
-                            turn_complete: false,
+                    PlannedSend::new(
+                        Vec::new(),
+                        PlannedMessage::client_content(
+                            vec![user("note-1", "remember the code 42")],
+                            false,
+                        ),
+                    ),
+                    PlannedSend::new(
+                        Vec::new(),
+                        PlannedMessage::RealtimeText {
+                            text: "what is the code".to_owned(),
                         },
-                        payload: Payload::Items(vec![user("note-1", "remember the code 42")]),
-                    },
-                    PlannedSend {
-                        ops: Vec::new(),
-                        channel: Channel::RealtimeText,
-                        payload: Payload::Text("what is the code".to_owned()),
-                    },
+                    ),
                 ],
             )
         })
@@ -403,13 +404,10 @@ async fn go_away_rotation_gets_the_second_plan() {
         .plan(|ctx| {
             resume_with(
                 ctx,
-                vec![PlannedSend {
-                    ops: Vec::new(),
-                    channel: Channel::ClientContent {
-                        turn_complete: false,
-                    },
-                    payload: Payload::Items(vec![user("n1", "after rotation")]),
-                }],
+                vec![PlannedSend::new(
+                    Vec::new(),
+                    PlannedMessage::client_content(vec![user("n1", "after rotation")], false),
+                )],
             )
         })
         .route(send_as_asked);

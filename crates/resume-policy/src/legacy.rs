@@ -4,10 +4,9 @@ use std::collections::HashSet;
 
 use ctx_model::{Item, ItemId};
 
-use crate::default_policy::setup_step;
-use crate::default_policy::shared::{client_content, prologue};
+use crate::default_policy::shared::{client_content, prologue, realtime_text, tool_response};
 use crate::{
-    Backoff, Channel, DeliveryState, HandleRecord, OpKind, Operation, Payload, PlannedSend,
+    Backoff, DeliveryState, HandleRecord, OpKind, Operation, PlannedMessage, PlannedSend,
     ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, Seed, Strategy, Trigger,
 };
 
@@ -35,35 +34,43 @@ fn usable_handle<'a>(ctx: &ResumeContext<'a>) -> Option<&'a HandleRecord> {
         .filter(|_| !matches!(ctx.trigger, Trigger::RefusedResume { .. }))
 }
 
-/// Sends everything the obvious way, whatever the model or the session knows.
-fn naive_send(op: &Operation) -> PlannedSend {
-    match &op.kind {
+/// Sends everything the obvious way, whatever the model or the session knows; `None` for
+/// instruction and tool-set changes, which only a new `setup` carries.
+fn naive_send(op: &Operation) -> Option<PlannedSend> {
+    Some(match &op.kind {
         OpKind::Append {
             items,
             turn_complete,
         } => client_content(vec![op.id], items.clone(), *turn_complete),
-        OpKind::ToolResponse { output } => PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ToolResponse,
-            payload: Payload::ToolResponses(vec![output.clone()]),
-        },
-        OpKind::RealtimeText { text, .. } => PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::RealtimeText,
-            payload: Payload::Text(text.clone()),
-        },
-        OpKind::GenerateReply { instructions } => PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ClientContent {
-                turn_complete: true,
-            },
-            payload: Payload::GenerateReply {
+        OpKind::ToolResponse { output } => tool_response(op, output),
+        OpKind::RealtimeText { text, .. } => realtime_text(op, text.clone()),
+        OpKind::GenerateReply { instructions } => PlannedSend::new(
+            vec![op.id],
+            PlannedMessage::ReplyRequest {
                 instructions: instructions.clone(),
             },
-        },
-        OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => {
-            setup_step(&[op]).unwrap_or_else(|| client_content(vec![op.id], Vec::new(), false))
-        }
+        ),
+        OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => return None,
+    })
+}
+
+/// Adds `op` to `plan` the obvious way: as its message, or carried by `setup`.
+fn naive_step(plan: &mut ResumePlan, op: &Operation) {
+    match naive_send(op) {
+        Some(step) => plan.steps.push(step),
+        None => plan.setup_ops.push(op.id),
+    }
+}
+
+/// Sends `op` on the open connection, or reconnects for a configuration change (a new
+/// `setup` carries it).
+fn naive_route(op: &Operation) -> Route {
+    match naive_send(op) {
+        Some(step) => Route::Send(step),
+        None => Route::Reconnect(Trigger::ConfigChange {
+            instructions: matches!(op.kind, OpKind::InstructionChange { .. }),
+            tools: matches!(op.kind, OpKind::ToolSetChange { .. }),
+        }),
     }
 }
 
@@ -76,7 +83,7 @@ fn seed_everything(ctx: &ResumeContext<'_>, plan: &mut ResumePlan, history_confi
         if !ids.is_empty() && ids.iter().all(|id| in_desired.contains(id)) {
             seed_ops.push(op.id);
         } else {
-            plan.steps.push(naive_send(op));
+            naive_step(plan, op);
         }
     }
     if !ctx.desired.is_empty() {
@@ -110,7 +117,7 @@ impl ResumePolicy for ReplayAlways {
     }
 
     fn route(&self, _ctx: &RouteContext<'_>, op: &Operation) -> Route {
-        Route::Send(naive_send(op))
+        naive_route(op)
     }
 
     fn backoff(&self) -> Backoff {
@@ -129,12 +136,11 @@ impl ResumePolicy for SkipReplay {
                 plan.strategy = Strategy::Resume {
                     handle: handle.token.clone(),
                 };
-                plan.steps = ctx
-                    .outbox
-                    .live()
-                    .filter(|op| op.state == DeliveryState::Queued)
-                    .map(naive_send)
-                    .collect();
+                for op in ctx.outbox.live() {
+                    if op.state == DeliveryState::Queued {
+                        naive_step(&mut plan, op);
+                    }
+                }
             }
             None => {
                 plan.strategy = Strategy::Fresh;
@@ -149,7 +155,7 @@ impl ResumePolicy for SkipReplay {
     }
 
     fn route(&self, _ctx: &RouteContext<'_>, op: &Operation) -> Route {
-        Route::Send(naive_send(op))
+        naive_route(op)
     }
 
     fn backoff(&self) -> Backoff {

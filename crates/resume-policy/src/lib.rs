@@ -38,9 +38,10 @@
 //! On every (re)connect the session layer builds a [`ResumeContext`] (handle record, outbox,
 //! desired context `L` and mirror `S`, capabilities, [`Trigger`], attempt, time, jitter) and
 //! asks a [`ResumePolicy`] for a [`ResumePlan`]: resume or fresh (or give up), whether `setup`
-//! carries `historyConfig`, the seed of a fresh session, the ordered [`PlannedSend`]s with
-//! their [`Channel`], the uncertain operations replayed, the superseded ones, the
-//! [`Divergence`]s to report, and the backoff. While connected, [`ResumePolicy::route`] says
+//! carries `historyConfig`, the operations `setup` itself delivers (instruction and tool
+//! changes), the seed of a fresh session, the ordered [`PlannedSend`]s (each one
+//! [`PlannedMessage`]: the wire message with its content), the uncertain operations replayed,
+//! the superseded ones, the [`Divergence`]s to report, and the backoff. While connected, [`ResumePolicy::route`] says
 //! how to deliver a new operation. Three policies ship: [`DefaultPolicy`] (correct),
 //! [`ReplayAlways`] and [`SkipReplay`] (the two classic mistakes, for comparison).
 //!
@@ -63,13 +64,16 @@
 //! [`Outbox::record_plan`]; wait [`ResumePlan::backoff`]; dial; send `setup` with the handle of
 //! [`Strategy::Resume`] (none for [`Strategy::Fresh`]), `historyConfig` iff
 //! [`ResumePlan::history_config`], `transparent` iff [`ResumePlan::transparent`], and the
-//! current instructions and tools. After `setupComplete`: the [`Seed`] as one `clientContent`
+//! current instructions and tools; mark [`ResumePlan::setup_ops`] sent at index
+//! [`ClientMessageIndex::SETUP`]. After `setupComplete`: the [`Seed`] as one `clientContent`
 //! (counted as [`Seed::message_kind`]); the transparent buffer if
-//! [`ResumePlan::replay_transparent_buffer`]; then each [`PlannedSend`] in order, counted as
-//! [`PlannedSend::message_kind`], its operations marked sent at the returned position
-//! (`SetupField` operations at index [`ClientMessageIndex::SETUP`]). Report
+//! [`ResumePlan::replay_transparent_buffer`]; then each [`PlannedSend`] in order, written as
+//! its [`PlannedMessage`] (every variant is one wire message, so a session layer matches them
+//! exhaustively), counted as [`PlannedSend::message_kind`], its operations marked sent at the
+//! returned position. Report
 //! [`ResumePlan::undeliverable`] as divergence events and [`ResumePlan::uncertain`] in the
-//! `Reconnected` event. A [`Strategy::GiveUp`] ends the session with a terminal error.
+//! `Reconnected` event. A [`Strategy::GiveUp`] ends the session with a terminal error; so does
+//! every [`Trigger::Fatal`] plan, whatever its strategy (a policy cannot retry a refused key).
 //!
 //! ```
 //! use ctx_model::ChatContext;
@@ -147,11 +151,11 @@ pub use legacy::{ReplayAlways, SkipReplay};
 pub use mirror::Mirror;
 pub use outbox::{DeliveryState, OpKind, Operation, Outbox};
 pub use plan::{
-    Channel, Divergence, DivergenceReason, GiveUpReason, Payload, PlanNote, PlannedSend,
+    Channel, Divergence, DivergenceReason, GiveUpReason, PlanNote, PlannedMessage, PlannedSend,
     ResumeContext, ResumePlan, Seed, Strategy,
 };
 #[cfg(feature = "mock")]
 pub use policy::MockResumePolicy;
 pub use policy::{ResumePolicy, Route, RouteContext};
 pub use tools::{ToolCallRecord, ToolCallStatus, ToolCalls};
-pub use trigger::{CloseClass, Trigger};
+pub use trigger::{CloseClass, FatalCause, Trigger};

@@ -136,12 +136,20 @@ pub enum GiveUpReason {
         /// The close code.
         code: u16,
     },
+    /// The session layer ended the session for a failure no other attempt can fix
+    /// ([`Trigger::Fatal`]).
+    Unrecoverable {
+        /// Why.
+        cause: crate::FatalCause,
+    },
 }
 
-/// The wire message a planned send uses.
+/// The wire message a planned send uses, without its content: what the model's rules speak
+/// about (which messages a family accepts mid-session) and what a test or a log line compares.
+/// [`PlannedMessage::channel`] gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
-    /// `clientContent` with these turns and this `turnComplete`.
+    /// `clientContent` with this `turnComplete`.
     ClientContent {
         /// `turnComplete`: whether the model answers after it.
         turn_complete: bool,
@@ -152,69 +160,148 @@ pub enum Channel {
     ToolResponse,
     /// `contextUpdate` (models with [`context_update`](ModelCapabilities::context_update)).
     ContextUpdate,
-    /// Carried by the new connection's `setup` (system instruction, tools): nothing is sent
-    /// after `setupComplete`; the listed operations are delivered with the setup (index 0).
-    SetupField,
 }
 
-/// What a planned send carries. Pairs with [`Channel`]: `Items` or `GenerateReply` on
-/// `ClientContent`; `Text` or `GenerateReply` on `RealtimeText`; `ToolResponses` on
-/// `ToolResponse`; `Config` on `ContextUpdate` and `SetupField`.
+impl Channel {
+    /// How the [`CoverageTracker`](crate::CoverageTracker) counts a message on this channel:
+    /// `clientContent` with `turnComplete` and realtime text start a turn, a tool response is
+    /// [`MessageKind::ToolResponse`], history and context updates provoke nothing. (A
+    /// non-blocking tool response sent with `SILENT` scheduling counts as
+    /// [`MessageKind::Silent`] instead; the planner never asks for one.)
+    pub fn message_kind(self) -> MessageKind {
+        match self {
+            Self::ClientContent {
+                turn_complete: true,
+            }
+            | Self::RealtimeText => MessageKind::TurnStart,
+            Self::ClientContent {
+                turn_complete: false,
+            }
+            | Self::ContextUpdate => MessageKind::Silent,
+            Self::ToolResponse => MessageKind::ToolResponse,
+        }
+    }
+}
+
+/// One client message of a plan or a route, with its content. Every variant is a message the
+/// session layer writes after `setupComplete` as it stands: there is no pairing of a channel
+/// with a payload to get wrong, so executing a plan needs no fallback, and the reaction a
+/// message provokes ([`message_kind`](Self::message_kind)) is defined for every one.
+///
+/// Changes that ride in `setup` are not messages: a plan lists them in
+/// [`ResumePlan::setup_ops`], a route asks for [`Route::Reconnect`](crate::Route::Reconnect).
+///
+/// Deliberately not `#[non_exhaustive]`: session layers match it exhaustively, so a new kind
+/// of message is a breaking change they cannot miss.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Payload {
-    /// Turns to append, in order (messages, function calls, function outputs).
-    Items(Vec<Item>),
-    /// Realtime text.
-    Text(String),
-    /// Function responses.
-    ToolResponses(Vec<FunctionOutput>),
-    /// Configuration versions to apply (`None`: unchanged).
-    Config {
+pub enum PlannedMessage {
+    /// `clientContent` with these turns, in order (messages, function calls, function
+    /// outputs), and this `turnComplete`.
+    ClientContent {
+        /// The turns.
+        items: Vec<Item>,
+        /// `turnComplete`: whether the model answers after them.
+        turn_complete: bool,
+    },
+    /// `clientContent` asking the model to answer now: `turnComplete: true`, with the
+    /// instructions as a user turn, or no turn at all.
+    ReplyRequest {
+        /// Extra instructions, if any.
+        instructions: Option<String>,
+    },
+    /// `realtimeInput.text`: typed user text (starts a turn).
+    RealtimeText {
+        /// The text.
+        text: String,
+    },
+    /// `realtimeInput.text` asking the model to answer now, for models without mid-session
+    /// `clientContent`: the instructions, or a short nudge without them.
+    RealtimeReplyRequest {
+        /// Extra instructions, if any.
+        instructions: Option<String>,
+    },
+    /// `toolResponse` with these function responses.
+    ToolResponse {
+        /// The responses, in order.
+        responses: Vec<FunctionOutput>,
+    },
+    /// `contextUpdate` carrying the session's current system instruction and/or tool set
+    /// (`Some`: include it; the version is the one it brings).
+    ContextUpdate {
         /// System instruction version.
         instructions: Option<ConfigVersion>,
         /// Tool-set version.
         tools: Option<ConfigVersion>,
     },
-    /// Ask the model to answer now (on `ClientContent`: `turnComplete: true`, no turns, or
-    /// the instructions as a user turn; on `RealtimeText`: a short nudge with the
-    /// instructions).
-    GenerateReply {
-        /// Extra instructions, if any.
-        instructions: Option<String>,
-    },
+}
+
+impl PlannedMessage {
+    /// `clientContent` carrying `items`.
+    pub fn client_content(items: Vec<Item>, turn_complete: bool) -> Self {
+        Self::ClientContent {
+            items,
+            turn_complete,
+        }
+    }
+
+    /// The wire message it is.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Self::ClientContent { turn_complete, .. } => Channel::ClientContent {
+                turn_complete: *turn_complete,
+            },
+            Self::ReplyRequest { .. } => Channel::ClientContent {
+                turn_complete: true,
+            },
+            Self::RealtimeText { .. } | Self::RealtimeReplyRequest { .. } => Channel::RealtimeText,
+            Self::ToolResponse { .. } => Channel::ToolResponse,
+            Self::ContextUpdate { .. } => Channel::ContextUpdate,
+        }
+    }
+
+    /// How the [`CoverageTracker`](crate::CoverageTracker) should count it (see
+    /// [`Channel::message_kind`]).
+    pub fn message_kind(&self) -> MessageKind {
+        self.channel().message_kind()
+    }
 }
 
 /// One client message of a plan, and the operations it delivers.
+///
+/// ```
+/// use resume_policy::{Channel, MessageKind, OpId, PlannedMessage, PlannedSend};
+///
+/// // A typed user turn on a model without mid-session `clientContent`.
+/// let turn = PlannedSend::new(vec![OpId(3)], PlannedMessage::RealtimeText { text: "Hi".into() });
+/// assert_eq!(turn.channel(), Channel::RealtimeText);
+/// assert_eq!(turn.message_kind(), MessageKind::TurnStart);
+/// // History that asks for nothing.
+/// let note = PlannedSend::new(vec![OpId(4)], PlannedMessage::client_content(Vec::new(), false));
+/// assert_eq!(note.message_kind(), MessageKind::Silent);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedSend {
     /// The operations delivered by this message (empty for restored server-side items and
     /// synthetic answers); mark them sent at the message's position.
     pub ops: Vec<OpId>,
-    /// The wire message to use.
-    pub channel: Channel,
-    /// Its content.
-    pub payload: Payload,
+    /// The message.
+    pub message: PlannedMessage,
 }
 
 impl PlannedSend {
-    /// How the [`CoverageTracker`](crate::CoverageTracker) should count the message; `None`
-    /// for [`Channel::SetupField`] (nothing is sent: mark the operations sent at the new
-    /// connection's [`ClientMessageIndex::SETUP`](crate::ClientMessageIndex::SETUP)).
-    /// Tool responses count as [`MessageKind::ToolResponse`]; send a non-blocking one with
-    /// `SILENT` scheduling as [`MessageKind::Silent`] instead.
-    pub fn message_kind(&self) -> Option<MessageKind> {
-        match self.channel {
-            Channel::ClientContent {
-                turn_complete: true,
-            }
-            | Channel::RealtimeText => Some(MessageKind::TurnStart),
-            Channel::ClientContent {
-                turn_complete: false,
-            }
-            | Channel::ContextUpdate => Some(MessageKind::Silent),
-            Channel::ToolResponse => Some(MessageKind::ToolResponse),
-            Channel::SetupField => None,
-        }
+    /// `message`, delivering `ops`.
+    pub fn new(ops: Vec<OpId>, message: PlannedMessage) -> Self {
+        Self { ops, message }
+    }
+
+    /// The wire message it uses.
+    pub fn channel(&self) -> Channel {
+        self.message.channel()
+    }
+
+    /// How the [`CoverageTracker`](crate::CoverageTracker) should count the message.
+    pub fn message_kind(&self) -> MessageKind {
+        self.message.message_kind()
     }
 }
 
@@ -311,9 +398,10 @@ pub enum PlanNote {
 
 /// The policy's decision for one connection attempt. The session layer executes it in this
 /// order: wait `backoff`; dial; send `setup` (with `strategy`'s handle, `history_config`,
-/// `transparent`, the current instructions and tools); after `setupComplete` send `seed`, then
-/// replay the transparent buffer if `replay_transparent_buffer`, then `steps` in order; mark
-/// `superseded` and `undeliverable` in the outbox and report the divergences.
+/// `transparent`, the current instructions and tools, which deliver `setup_ops`); after
+/// `setupComplete` send `seed`, then replay the transparent buffer if
+/// `replay_transparent_buffer`, then `steps` in order; mark `superseded` and `undeliverable`
+/// in the outbox and report the divergences.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumePlan {
     /// Resume, fresh, or give up.
@@ -324,6 +412,11 @@ pub struct ResumePlan {
     pub transparent: bool,
     /// Replay the transparent buffer (realtime media after the handle's exact coverage).
     pub replay_transparent_buffer: bool,
+    /// Operations the new connection's `setup` delivers: instruction and tool-set changes
+    /// (`setup` carries the session's current system instruction and tools, so it delivers
+    /// every one of them). Mark them sent at the new connection's
+    /// [`ClientMessageIndex::SETUP`](crate::ClientMessageIndex::SETUP).
+    pub setup_ops: Vec<OpId>,
     /// The initial history, sent right after `setupComplete` (`None`: send none). The
     /// default policy sets it only on fresh connections; `ReplayAlways` sets it always.
     pub seed: Option<Seed>,
@@ -354,6 +447,7 @@ impl ResumePlan {
             history_config: false,
             transparent: false,
             replay_transparent_buffer: false,
+            setup_ops: Vec::new(),
             seed: None,
             steps: Vec::new(),
             uncertain: Vec::new(),
@@ -375,11 +469,13 @@ impl ResumePlan {
         matches!(self.strategy, Strategy::GiveUp { .. })
     }
 
-    /// Every operation the plan delivers (seed first, then steps), in order.
+    /// Every operation the plan delivers, in wire order: `setup` first, then the seed, then
+    /// the steps.
     pub fn delivered_ops(&self) -> impl Iterator<Item = OpId> + '_ {
-        self.seed
+        self.setup_ops
             .iter()
-            .flat_map(|seed| seed.ops.iter().copied())
+            .copied()
+            .chain(self.seed.iter().flat_map(|seed| seed.ops.iter().copied()))
             .chain(self.steps.iter().flat_map(|step| step.ops.iter().copied()))
     }
 

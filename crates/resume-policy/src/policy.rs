@@ -43,6 +43,13 @@ pub enum Route {
 /// plan. With the `mock` feature, `MockResumePolicy` implements it for tests of the session
 /// layer.
 ///
+/// Every end goes through the policy. It decides whether to reconnect, and how, after
+/// anything that can be retried (and gives up when it will not), and it is asked for a plan
+/// too when the session layer ends the session for a failure no retry fixes
+/// ([`Trigger::Fatal`]: a refused key, a spent quota, a rejected `setup`, a first connection
+/// that cannot succeed). That plan only says what is not delivered (give up, reporting the
+/// live operations); the session ends whatever strategy it names.
+///
 /// A custom policy can wrap a shipped one and change one decision, here: never resume from a
 /// stale handle, start fresh instead.
 ///

@@ -16,7 +16,28 @@ pub enum CloseClass {
     /// 1008 "not implemented/supported" on a payload: like `InvalidPayload`.
     Unsupported,
     /// Quota exhausted, spent token, bad key, unknown model: retrying cannot help.
+    /// (`agent-glue` reports such an end as [`Trigger::Fatal`].)
     Fatal,
+}
+
+/// Why the session layer ends a session ([`Trigger::Fatal`]): a failure no other attempt can
+/// fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FatalCause {
+    /// Authentication, permission or location refused: HTTP 401 or 403 on the upgrade, or a
+    /// close whose reason names the key, the token, a permission or the location.
+    Auth,
+    /// Quota or rate limit: HTTP 429 on the upgrade, or a close whose reason names the quota.
+    Quota,
+    /// The first request of a new session was refused: its `setup` was closed with 1007 or
+    /// 1008, or the upgrade was refused with an HTTP 4xx. The session's configuration (model,
+    /// endpoint, setup fields) is wrong, and the same request fails the same way.
+    SetupRejected,
+    /// The session never connected, and another attempt would not either: the failure cannot
+    /// change (TLS), it is the one the previous attempt failed with, or the first-connect
+    /// budget is spent. (A wrong URL, key or server is more likely than an outage.)
+    FirstConnectFailed,
 }
 
 /// What made the session open a connection; it shapes the plan.
@@ -50,6 +71,23 @@ pub enum Trigger {
         instructions: bool,
         /// The tool set changed.
         tools: bool,
+    },
+    /// The session layer ends the session: the failure behind the end (`cause`) is one no
+    /// other attempt can fix.
+    ///
+    /// The plan's job is to say what is not delivered: a give-up plan
+    /// ([`Strategy::GiveUp`](crate::Strategy::GiveUp)) whose divergences report the live
+    /// operations ([`DivergenceReason::GaveUp`](crate::DivergenceReason::GaveUp)), as
+    /// [`DefaultPolicy`](crate::DefaultPolicy) plans it. A policy cannot retry such a failure:
+    /// the session layer ends the session whatever strategy the plan names (`agent-glue`
+    /// warns, reports the plan's divergences and anything still live, and closes with the
+    /// failure). Within a session the credential, the place, the quota and the configuration
+    /// do not change, so another attempt would fail the same way, and retrying a refused key
+    /// or a spent quota in a loop only adds load (and can lock an account). To try again
+    /// later, the application starts a new session from its context.
+    Fatal {
+        /// Why.
+        cause: FatalCause,
     },
     /// A new process resumes a session from a persisted handle (scenario S31).
     ProcessRestart {

@@ -134,3 +134,33 @@ fn both_legacy_policies_seed_when_no_handle_exists() {
     }
     let _ = &mut sim;
 }
+
+#[test]
+fn legacy_policies_carry_configuration_changes_in_setup() {
+    let mut sim = settled(M25);
+    let (op, _) = sim.op(resume_policy::OpKind::InstructionChange {
+        version: resume_policy::ConfigVersion(1),
+    });
+    let ctx = resume_policy::RouteContext {
+        connection: resume_policy::ConnectionId(sim.connection),
+        capabilities: &sim.caps,
+        tool_calls: sim.tracker.tool_calls(),
+    };
+    let change = sim.outbox.get(op).unwrap();
+    let reconnect = resume_policy::Route::Reconnect(resume_policy::Trigger::ConfigChange {
+        instructions: true,
+        tools: false,
+    });
+    // While connected: a new connection whose `setup` carries it (no message can).
+    assert_eq!(ReplayAlways::default().route(&ctx, change), reconnect);
+    assert_eq!(SkipReplay::default().route(&ctx, change), reconnect);
+    // In a plan: delivered by the `setup`.
+    sim.drop_connection();
+    for plan in [
+        sim.plan_with(&ReplayAlways::default(), go_away()),
+        sim.plan_with(&SkipReplay::default(), go_away()),
+    ] {
+        assert_eq!(plan.setup_ops, [op]);
+        assert!(plan.steps.iter().all(|step| !step.ops.contains(&op)));
+    }
+}

@@ -16,8 +16,8 @@ use proptest::prelude::{
 };
 use proptest::strategy::Strategy as _;
 use resume_policy::{
-    Channel, CloseClass, ConfigVersion, DefaultPolicy, OpKind, Payload, PlanNote, ResumePlan,
-    ResumePolicy, Strategy, ToolCallStatus, Trigger,
+    Channel, CloseClass, ConfigVersion, DefaultPolicy, OpKind, PlanNote, PlannedMessage,
+    ResumePlan, ResumePolicy, Strategy, ToolCallStatus, Trigger,
 };
 
 #[derive(Debug, Clone)]
@@ -284,10 +284,8 @@ fn check(sim: &Sim, trigger: Trigger, plan: &ResumePlan) -> Result<(), TestCaseE
     }
     for step in &plan.steps {
         // No tool response for a call the session cannot know.
-        if let (Channel::ToolResponse, Payload::ToolResponses(outputs)) =
-            (&step.channel, &step.payload)
-        {
-            for output in outputs {
+        if let PlannedMessage::ToolResponse { responses } = &step.message {
+            for output in responses {
                 let known = handle.is_some_and(|h| ctx.tool_calls.known_to(&output.call_id, h));
                 prop_assert!(
                     known || caps.resumed_session_accepts_unknown_call_result,
@@ -299,7 +297,7 @@ fn check(sim: &Sim, trigger: Trigger, plan: &ResumePlan) -> Result<(), TestCaseE
         // No clientContent mid-session where the family forbids it.
         if !caps.client_content_mid_session {
             prop_assert!(
-                !matches!(step.channel, Channel::ClientContent { .. }),
+                !matches!(step.channel(), Channel::ClientContent { .. }),
                 "clientContent planned on {:?}",
                 caps.family
             );
@@ -310,7 +308,7 @@ fn check(sim: &Sim, trigger: Trigger, plan: &ResumePlan) -> Result<(), TestCaseE
     let answered = answered_in_l(sim);
     for step in &plan.steps {
         let asks = matches!(
-            step.channel,
+            step.channel(),
             Channel::RealtimeText
                 | Channel::ClientContent {
                     turn_complete: true

@@ -242,3 +242,39 @@ fn s12_handle_lag_does_not_count_the_sent_message_as_covered() {
     assert_eq!(client_content_ids(&plan), ["u2"]);
     assert_eq!(plan.uncertain, [u2]);
 }
+
+#[test]
+fn a_fatal_end_gives_up_and_reports_every_live_operation() {
+    use resume_policy::{FatalCause, GiveUpReason, ReplayAlways, SkipReplay};
+    let mut sim = settled(M25);
+    sim.user_turn("u2", "Book it");
+    sim.tool_call("c2", "call-2", "book");
+    let result = sim.tool_result("o2", "call-2", "book");
+    sim.drop_connection();
+    let note = sim.silent_append("a3", "(offline note)");
+    let trigger = Trigger::Fatal {
+        cause: FatalCause::Auth,
+    };
+    let policies: [&dyn ResumePolicy; 3] = [
+        &DefaultPolicy::default(),
+        &ReplayAlways::default(),
+        &SkipReplay::default(),
+    ];
+    for policy in policies {
+        let plan = sim.plan_with(policy, trigger);
+        assert_eq!(
+            plan.strategy,
+            Strategy::GiveUp {
+                reason: GiveUpReason::Unrecoverable {
+                    cause: FatalCause::Auth
+                }
+            }
+        );
+        assert!(plan.seed.is_none() && plan.steps.is_empty());
+        assert_eq!(plan.undeliverable.len(), 1);
+        let gave_up = &plan.undeliverable[0];
+        assert_eq!(gave_up.why, DivergenceReason::GaveUp);
+        assert!(gave_up.ops.contains(&result) && gave_up.ops.contains(&note));
+        assert!(gave_up.calls.contains(&"call-2".to_owned()));
+    }
+}

@@ -8,8 +8,8 @@ use common::*;
 use ctx_model::{Item, Message};
 use resume_policy::{
     Channel, CloseClass, ConfigVersion, DefaultPolicy, DeliveryState, DivergenceReason,
-    EditHandling, HandleRecord, Millis, MirrorVersion, OpKind, Payload, PlanNote, Route, Strategy,
-    ToolCallStatus, Trigger,
+    EditHandling, HandleRecord, Millis, MirrorVersion, OpKind, PlanNote, PlannedMessage, Route,
+    Strategy, ToolCallStatus, Trigger,
 };
 
 #[test]
@@ -62,8 +62,8 @@ fn s13_tool_result_for_a_call_after_the_handle_is_never_an_orphan() {
     assert!(plan.seed.as_ref().unwrap().ops.contains(&o2));
     assert_eq!(channels(&plan), [Channel::RealtimeText]);
     assert!(matches!(
-        plan.steps[0].payload,
-        Payload::GenerateReply { .. }
+        plan.steps[0].message,
+        PlannedMessage::RealtimeReplyRequest { .. }
     ));
 }
 
@@ -85,8 +85,8 @@ fn s15_cancelled_tool_call_result_is_never_sent() {
                 .seed
                 .iter()
                 .flat_map(|seed| seed.items.iter())
-                .chain(plan.steps.iter().flat_map(|s| match &s.payload {
-                    Payload::Items(items) => items.iter().collect::<Vec<_>>(),
+                .chain(plan.steps.iter().flat_map(|s| match &s.message {
+                    PlannedMessage::ClientContent { items, .. } => items.iter().collect::<Vec<_>>(),
                     _ => Vec::new(),
                 }))
                 .filter(|item| item.call_id() == Some("call-2"))
@@ -124,8 +124,8 @@ fn s16_lost_tool_call_on_a_model_that_needs_an_answer_is_answered_first() {
             }
         ]
     );
-    match &plan.steps[0].payload {
-        Payload::ToolResponses(outputs) => {
+    match &plan.steps[0].message {
+        PlannedMessage::ToolResponse { responses: outputs } => {
             assert_eq!(outputs.len(), 1);
             assert_eq!(outputs[0].call_id, "call-2");
             assert!(outputs[0].is_error);
@@ -199,7 +199,7 @@ fn s17_online_append_on_2_5_is_sent_once_and_never_again() {
     match route {
         Some(Route::Send(step)) => {
             assert_eq!(
-                step.channel,
+                step.channel(),
                 Channel::ClientContent {
                     turn_complete: false
                 }
@@ -243,8 +243,10 @@ fn s18_online_append_on_3_1_is_never_client_content() {
     });
     match route {
         Some(Route::Send(step)) => {
-            assert_eq!(step.channel, Channel::RealtimeText);
-            assert_eq!(step.payload, Payload::Text("Hi".into()));
+            assert_eq!(
+                step.message,
+                PlannedMessage::RealtimeText { text: "Hi".into() }
+            );
         }
         other => panic!("unexpected route {other:?}"),
     }
@@ -324,16 +326,8 @@ fn s21_instruction_change_rides_in_setup_without_history_replay() {
         tools: false,
     });
     assert!(resumed_with(&plan, "h1"));
-    assert_eq!(plan.steps.len(), 1);
-    assert_eq!(plan.steps[0].channel, Channel::SetupField);
-    assert_eq!(plan.steps[0].ops, [v2, v3]);
-    assert_eq!(
-        plan.steps[0].payload,
-        Payload::Config {
-            instructions: Some(ConfigVersion(3)),
-            tools: None
-        }
-    );
+    assert!(plan.steps.is_empty());
+    assert_eq!(plan.setup_ops, [v2, v3]);
     assert!(plan.seed.is_none());
 
     // 3.8 applies it in place.
@@ -341,7 +335,7 @@ fn s21_instruction_change_rides_in_setup_without_history_replay() {
     let (_, route) = sim.op(OpKind::InstructionChange {
         version: ConfigVersion(2),
     });
-    assert!(matches!(route, Some(Route::Send(step)) if step.channel == Channel::ContextUpdate));
+    assert!(matches!(route, Some(Route::Send(step)) if step.channel() == Channel::ContextUpdate));
 }
 
 #[test]
@@ -360,11 +354,9 @@ fn s22_tool_set_change_mid_call_keeps_the_handle_and_the_pending_response() {
         tools: true,
     });
     assert!(resumed_with(&plan, "h2"));
-    assert_eq!(
-        channels(&plan),
-        [Channel::SetupField, Channel::ToolResponse]
-    );
-    assert_eq!(plan.steps[1].ops, [o2]);
+    assert_eq!(plan.setup_ops.len(), 1);
+    assert_eq!(channels(&plan), [Channel::ToolResponse]);
+    assert_eq!(plan.steps[0].ops, [o2]);
 }
 
 #[test]
@@ -429,8 +421,9 @@ fn s26_generate_reply_pending_across_a_restart_is_issued_once() {
             tools: true,
         });
         assert!(resumed_with(&plan, "h1"), "{model}");
-        assert_eq!(channels(&plan), [Channel::SetupField, channel], "{model}");
-        assert_eq!(step_ops(&plan), [tools, reply], "{model}");
+        assert_eq!(plan.setup_ops, [tools], "{model}");
+        assert_eq!(channels(&plan), [channel], "{model}");
+        assert_eq!(step_ops(&plan), [reply], "{model}");
     }
 }
 

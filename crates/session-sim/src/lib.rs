@@ -37,7 +37,7 @@
 //! never two open connections; no 1007/1008 on a payload; the server's instructions and tools
 //! are the application's latest; every byte of microphone audio received by the server (its
 //! own records), reported dropped, lost on the wire with its connection, or still waiting, and
-//! none twice.
+//! none twice; no `InvariantBroken` event (a ledger step the core refused).
 //!
 //! A failing schedule is shrunk ([`shrink`]) to the fewest steps that still fail, and printed
 //! with the command that replays it.

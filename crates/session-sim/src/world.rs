@@ -859,6 +859,10 @@ impl<'a> World<'a> {
         if app::is_media(&event) {
             return;
         }
+        if let SessionEvent::InvariantBroken { what } = &event {
+            self.violations
+                .push(Violation::new("invariant", what.clone()));
+        }
         if let SessionEvent::ToolCall { call_id, .. } = &event {
             if self.app.calls.contains(call_id) {
                 self.violations.push(Violation::new(

@@ -7,11 +7,12 @@ use std::time::Duration;
 use gemini_transport::wire::ClientMessage;
 use gemini_transport::{CloseClass as WireClass, CloseInfo, CloseInitiator};
 use resume_policy::{
-    ClientMessageIndex, ConnectMode, ConnectionId, DeliveryState, MessagePosition, Millis, OpId,
-    PlanNote, ResumeContext, ResumePlan, Strategy, Trigger,
+    ClientMessageIndex, ConnectMode, ConnectionId, DeliveryState, FatalCause, MessagePosition,
+    Millis, OpId, PlanNote, ResumeContext, ResumePlan, Strategy, Trigger,
 };
 use tracing::info_span;
 
+use super::end::fatal_cause;
 use super::{Action, SessionCore, millis};
 use crate::events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent};
 use crate::session_error::{SessionError, TransportCause};
@@ -135,44 +136,14 @@ impl SessionCore {
             return;
         };
         let plan = self.make_plan(now, pending.trigger);
-        if let Strategy::GiveUp { reason } = &plan.strategy {
+        if let Strategy::GiveUp { reason } = plan.strategy {
             // Nothing is dropped silently: what the policy gives up on is reported first.
-            self.ledger.outbox.record_plan(&plan);
-            self.report_divergences(&plan);
-            // Items the newest handle does not hold (or holds in an older version) are not
-            // provably in any server session the application could resume: reported too.
-            let named: std::collections::HashSet<&ctx_model::ItemId> = plan
-                .undeliverable
-                .iter()
-                .flat_map(|d| d.items.iter())
-                .collect();
-            // Without a handle (refused, expired, or none yet) nothing is held.
-            let empty = ctx_model::ChatContext::new();
-            let held = match self.ledger.tracker.handle() {
-                Some(_) => self.ledger.mirror.held(),
-                None => &empty,
-            };
-            let unheld: Vec<ctx_model::ItemId> = self
-                .ledger
-                .desired
-                .iter()
-                .filter(|item| held.get(item.id()) != Some(*item) && !named.contains(item.id()))
-                .map(|item| item.id().clone())
-                .collect();
-            if !unheld.is_empty() {
-                self.emit(SessionEvent::Divergence {
-                    operations: Vec::new(),
-                    items: unheld,
-                    calls: Vec::new(),
-                    why: resume_policy::DivergenceReason::GaveUp,
-                });
-            }
             let error = SessionError::GaveUp {
-                reason: *reason,
+                reason,
                 attempts: self.attempts.attempt(),
                 last: self.last_failure.take().map(Box::new),
             };
-            self.shutdown(Some(error));
+            self.end(Some(&plan), error);
             return;
         }
         if !pending.waited && !plan.backoff.is_zero() {
@@ -219,7 +190,7 @@ impl SessionCore {
         self.pending = Some(pending);
     }
 
-    fn make_plan(&mut self, now: Millis, trigger: Trigger) -> ResumePlan {
+    pub(super) fn make_plan(&mut self, now: Millis, trigger: Trigger) -> ResumePlan {
         let jitter = self.jitter();
         let ctx = ResumeContext::new(
             trigger,
@@ -229,7 +200,12 @@ impl SessionCore {
             &self.caps,
             self.ledger.tracker.tool_calls(),
         )
-        .with_handle(self.ledger.tracker.handle())
+        .with_handle(
+            self.ledger
+                .tracker
+                .handle()
+                .filter(|_| !self.handle_distrusted),
+        )
         .with_attempt(self.attempts.attempt())
         .with_now(now)
         .with_jitter(jitter)
@@ -237,7 +213,7 @@ impl SessionCore {
         self.policy.plan(&ctx)
     }
 
-    fn report_divergences(&mut self, plan: &ResumePlan) {
+    pub(super) fn report_divergences(&mut self, plan: &ResumePlan) {
         for divergence in &plan.undeliverable {
             self.emit(SessionEvent::Divergence {
                 operations: divergence.ops.clone(),
@@ -271,12 +247,17 @@ impl SessionCore {
             ConnectMode::Fresh
         };
         if self.ledger.tracker.on_connected(id, mode).is_err() {
-            self.shutdown(Some(SessionError::Policy {
+            let error = SessionError::Policy {
                 detail: "a resume was planned without a handle".to_owned(),
-            }));
+            };
+            self.end(None, error);
             return;
         }
         self.last_failure = None;
+        if mode == ConnectMode::Fresh {
+            // A fresh session holds only what this connection sends: nothing to distrust.
+            self.handle_distrusted = false;
+        }
         self.ledger.on_connected(id, mode);
         self.turn = Default::default();
         self.tools_owed = false;
@@ -329,34 +310,26 @@ impl SessionCore {
                     .to_owned(),
             ));
         }
+        // Delivered by the setup itself.
         let setup_at = MessagePosition::new(id, ClientMessageIndex::SETUP);
+        let marked = self.ledger.outbox.mark_sent(&plan.setup_ops, setup_at);
+        self.checked("marking the operations setup delivers sent", marked);
         if let Some(seed) = &plan.seed {
             let message = ClientMessage::client_content(
                 crate::convert::items_to_contents(&seed.items),
                 seed.turn_complete,
             );
             self.transmit(id, message);
-            let kind = seed.message_kind(plan.history_config);
-            if let Ok(at) = self.ledger.tracker.on_sent(kind) {
-                let _ = self.ledger.outbox.mark_sent(&seed.ops, at);
-                self.ledger.sent_items(&seed.items, at);
-            }
+            self.record_sent(
+                seed.message_kind(plan.history_config),
+                &seed.ops,
+                &seed.items,
+            );
         }
         for step in &plan.steps {
             let send = wire_send(step, &self.ledger);
-            match send.message {
-                Some(message) => {
-                    self.transmit(id, message);
-                    if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
-                        let _ = self.ledger.outbox.mark_sent(&step.ops, at);
-                        self.ledger.sent_items(&send.items, at);
-                    }
-                }
-                None => {
-                    // Delivered by the setup itself.
-                    let _ = self.ledger.outbox.mark_sent(&step.ops, setup_at);
-                }
-            }
+            self.transmit(id, send.message);
+            self.record_sent(send.kind, &step.ops, &send.items);
         }
     }
 
@@ -394,8 +367,13 @@ impl SessionCore {
         };
         let refused_frame = info.initiator == CloseInitiator::Server;
         match (resumed, info.class) {
-            (_, WireClass::AuthOrQuota) | (false, WireClass::NeedsDifferentRequest) => {
-                self.shutdown(Some(failure));
+            (_, WireClass::AuthOrQuota) => {
+                let cause = fatal_cause(&failure, FatalCause::Auth);
+                self.end_fatal(now, cause, failure);
+            }
+            (false, WireClass::NeedsDifferentRequest) => {
+                // The first request of a new session was refused: it would be again.
+                self.end_fatal(now, FatalCause::SetupRejected, failure);
             }
             (true, WireClass::NeedsDifferentRequest | WireClass::Transient) if refused_frame => {
                 self.ledger.tracker.discard_handle();
@@ -420,7 +398,8 @@ impl SessionCore {
                 ) =>
             {
                 // Never connected: a wrong URL, key or server more likely than an outage.
-                self.shutdown(Some(failure));
+                let cause = fatal_cause(&failure, FatalCause::FirstConnectFailed);
+                self.end_fatal(now, cause, failure);
             }
             _ => {
                 self.attempts.on_failed();
@@ -439,7 +418,8 @@ impl SessionCore {
     /// The open connection ended without this side closing it.
     fn lost(&mut self, now: Millis, info: CloseInfo, failure: SessionError) {
         if info.class == WireClass::AuthOrQuota {
-            self.shutdown(Some(failure));
+            let cause = fatal_cause(&failure, FatalCause::Auth);
+            self.end_fatal(now, cause, failure);
             return;
         }
         let trigger = match self.rotation.take() {

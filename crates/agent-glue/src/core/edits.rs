@@ -159,7 +159,8 @@ impl SessionCore {
         self.bump();
         // What has not been sent yet goes out as `L` now says.
         let emptied = self.ledger.outbox.refresh_queued(&self.ledger.desired);
-        let _ = self.ledger.outbox.supersede(&emptied);
+        let superseded = self.ledger.outbox.supersede(&emptied);
+        self.checked("superseding appends emptied by an update", superseded);
         let ids = appended.iter().map(|i| i.id().clone()).collect();
         let op = (!appended.is_empty()).then(|| {
             self.ledger.outbox.push(OpKind::Append {
@@ -202,7 +203,8 @@ impl SessionCore {
             .map(|item| item.id().clone())
             .collect();
         for id in &outputs {
-            let _ = self.ledger.desired.remove(id);
+            let removed = self.ledger.desired.remove(id);
+            self.checked("removing the answer to a cancelled call from L", removed);
             self.ledger.mirror.forget(id);
         }
         if !outputs.is_empty() {

@@ -55,7 +55,8 @@ impl SessionCore {
                         // the application runs it once.
                         continue;
                     }
-                    let _ = self.ledger.tracker.on_tool_call(&call.id, &call.name);
+                    let observed = self.ledger.tracker.on_tool_call(&call.id, &call.name);
+                    self.checked("recording a tool call", observed);
                     let id = self.ledger.new_item_id("call");
                     let arguments = serde_json::Value::Object(call.args.clone());
                     let item =
@@ -99,7 +100,8 @@ impl SessionCore {
                         self.ledger.tracker.ignore(at);
                     }
                 }
-                let _ = self.ledger.outbox.supersede(&owed);
+                let superseded = self.ledger.outbox.supersede(&owed);
+                self.checked("superseding results of cancelled calls", superseded);
                 self.drop_cancelled_outputs(&ids);
                 self.emit(SessionEvent::ToolCallCancelled { call_ids: ids });
             }

@@ -26,6 +26,12 @@
 //! | [`SessionCore::poll_event`] | the next [`SessionEvent`] for the application |
 //! | [`SessionCore::poll_timeout`] | when to call [`SessionCore::handle_timeout`] next |
 //!
+//! Every end the core decides (a refused key, a spent quota, a rejected first `setup`, a
+//! first connect that cannot succeed) goes through the policy as
+//! [`Trigger::Fatal`](resume_policy::Trigger::Fatal): the plan's divergences report what was
+//! owed, then [`SessionEvent::Closed`] carries the failure; the end is final whatever the plan
+//! says. A ledger step that fails is [`SessionEvent::InvariantBroken`], never ignored.
+//!
 //! A shell must execute actions in order and must finish a `Close` before it dials the next
 //! `Open` (never two sockets). Transmits of a connection go out in the order polled, and audio
 //! frames between them are reported with [`SessionCore::audio_sent`] before the next input, so
@@ -43,8 +49,11 @@
 
 mod connect;
 mod edits;
+mod end;
 mod inbound;
 mod outbound;
+#[cfg(test)]
+mod tests;
 mod turn;
 
 use std::collections::VecDeque;
@@ -182,6 +191,9 @@ pub struct SessionCore {
     closed: Option<Option<SessionError>>,
     /// The failure of the last connection that ended (the cause a give-up reports).
     last_failure: Option<SessionError>,
+    /// A ledger step failed ([`SessionEvent::InvariantBroken`]): the next plan is made without
+    /// the handle (a fresh session from `L`), and this is cleared once one is set up.
+    handle_distrusted: bool,
     connected_once: bool,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
@@ -265,6 +277,7 @@ impl SessionCore {
             version: 0,
             closed: None,
             last_failure: None,
+            handle_distrusted: false,
             connected_once: false,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
@@ -404,10 +417,11 @@ impl SessionCore {
         if frames == 0 || self.link.open_id() != Some(connection) {
             return;
         }
-        let _ = self
+        let counted = self
             .ledger
             .tracker
             .on_sent_many(resume_policy::MessageKind::Audio, frames);
+        self.checked("counting audio frames", counted);
     }
 
     /// An application command at `now`.
@@ -518,6 +532,26 @@ impl SessionCore {
 
     fn emit(&mut self, event: SessionEvent) {
         self.events.push_back(event);
+    }
+
+    /// The value of the ledger step `step`, or `None` once its failure is reported as
+    /// [`SessionEvent::InvariantBroken`] (which says why the session goes on) and the handle
+    /// is distrusted. Never ignore a ledger `Result`: pass it here.
+    fn checked<T, E: std::fmt::Display>(
+        &mut self,
+        step: &'static str,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                let what = format!("{step}: {error}");
+                tracing::error!(%what, "session ledger invariant broken");
+                self.handle_distrusted = true;
+                self.emit(SessionEvent::InvariantBroken { what });
+                None
+            }
+        }
     }
 
     fn bump(&mut self) {

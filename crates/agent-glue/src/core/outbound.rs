@@ -1,6 +1,7 @@
 //! Client input on the open connection: context operations as the policy routes them, and
 //! realtime signals.
 
+use ctx_model::Item;
 use gemini_transport::wire::ClientMessage;
 use resume_policy::{MessageKind, Millis, OpId, Route, RouteContext, Trigger};
 
@@ -29,14 +30,8 @@ impl SessionCore {
         match route {
             Route::Send(step) => {
                 let send = wire_send(&step, &self.ledger);
-                let Some(message) = send.message else {
-                    return;
-                };
-                self.transmit(live_id, message);
-                if let Ok(at) = self.ledger.tracker.on_sent(send.kind) {
-                    let _ = self.ledger.outbox.mark_sent(&step.ops, at);
-                    self.ledger.sent_items(&send.items, at);
-                }
+                self.transmit(live_id, send.message);
+                self.record_sent(send.kind, &step.ops, &send.items);
             }
             Route::Defer { why } => {
                 self.deferred.insert(op_id);
@@ -51,10 +46,12 @@ impl SessionCore {
             }
             Route::Reconnect(trigger) => self.request_restart(now, trigger),
             Route::Supersede => {
-                let _ = self.ledger.outbox.supersede(&[op_id]);
+                let superseded = self.ledger.outbox.supersede(&[op_id]);
+                self.checked("superseding a routed operation", superseded);
             }
             Route::Report(why) => {
-                let _ = self.ledger.outbox.report(&[op_id], why);
+                let reported = self.ledger.outbox.report(&[op_id], why);
+                self.checked("reporting a routed operation", reported);
                 self.emit(divergence(&op, why));
             }
             #[allow(unreachable_patterns)]
@@ -67,8 +64,23 @@ impl SessionCore {
     pub(super) fn realtime(&mut self, message: ClientMessage, kind: MessageKind) {
         if let Some(id) = self.link.open_id() {
             self.transmit(id, message);
-            let _ = self.ledger.tracker.on_sent(kind);
+            let counted = self.ledger.tracker.on_sent(kind);
+            self.checked("counting a realtime signal", counted);
         }
+    }
+
+    /// A message of `kind` carrying `ops` and `items` was queued for the open connection: it
+    /// is counted, its operations are marked sent at its position, and its items recorded in
+    /// `L` and `S`.
+    pub(super) fn record_sent(&mut self, kind: MessageKind, ops: &[OpId], items: &[Item]) {
+        let counted = self.ledger.tracker.on_sent(kind);
+        let Some(at) = self.checked("counting a client message", counted) else {
+            return;
+        };
+        let marked = self.ledger.outbox.mark_sent(ops, at);
+        self.checked("marking operations sent", marked);
+        let recorded = self.ledger.sent_items(items, at);
+        self.checked("recording sent items in L", recorded);
     }
 }
 

@@ -74,9 +74,8 @@ impl SessionCore {
         let position = connection
             .filter(|_| anchor > ClientMessageIndex::SETUP)
             .map(|c| resume_policy::MessagePosition::new(c, anchor));
-        if let Err(e) = self.ledger.server_item(item, anchor_id.as_ref(), position) {
-            tracing::warn!(error = %e, "server item not recorded");
-        }
+        let placed = self.ledger.server_item(item, anchor_id.as_ref(), position);
+        self.checked("placing a server item in L", placed);
         self.bump();
     }
 

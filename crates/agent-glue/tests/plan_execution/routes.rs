@@ -5,8 +5,8 @@ use agent_glue::SessionEvent;
 use gemini_fake::{ConnectionEnd, Family};
 use gemini_transport::wire::FunctionDeclaration;
 use resume_policy::{
-    Channel, ConfigVersion, DivergenceReason, OpId, OpKind, Payload, PlannedSend, ResumePlan,
-    Route, Strategy, Trigger,
+    DivergenceReason, OpId, OpKind, PlannedMessage, PlannedSend, ResumePlan, Route, Strategy,
+    Trigger,
 };
 use serde_json::json;
 
@@ -138,27 +138,18 @@ async fn context_update_on_3_8_and_setup_field_after_a_config_reconnect() {
                 .live()
                 .find(|op| matches!(op.kind, OpKind::ToolSetChange { .. }))
                 .map(|op| op.id);
-            resume_with(
-                ctx,
-                vec![PlannedSend {
-                    ops: op.into_iter().collect(),
-                    channel: Channel::SetupField,
-                    payload: Payload::Config {
-                        instructions: None,
-                        tools: Some(ConfigVersion(1)),
-                    },
-                }],
-            )
+            let mut plan = resume_with(ctx, Vec::new());
+            plan.setup_ops = op.into_iter().collect();
+            plan
         })
         .route(|op| match &op.kind {
-            OpKind::InstructionChange { version } => Route::Send(PlannedSend {
-                ops: vec![op.id],
-                channel: Channel::ContextUpdate,
-                payload: Payload::Config {
+            OpKind::InstructionChange { version } => Route::Send(PlannedSend::new(
+                vec![op.id],
+                PlannedMessage::ContextUpdate {
                     instructions: Some(*version),
                     tools: None,
                 },
-            }),
+            )),
             OpKind::ToolSetChange { .. } => Route::Reconnect(Trigger::ConfigChange {
                 instructions: false,
                 tools: true,
@@ -232,20 +223,16 @@ async fn generate_reply_routed_on_either_channel() {
             OpKind::Append {
                 items,
                 turn_complete: true,
-            } => Route::Send(PlannedSend {
-                ops: vec![op.id],
-                channel: Channel::ClientContent {
-                    turn_complete: true,
-                },
-                payload: Payload::Items(items.clone()),
-            }),
-            OpKind::GenerateReply { instructions } => Route::Send(PlannedSend {
-                ops: vec![op.id],
-                channel: Channel::RealtimeText,
-                payload: Payload::GenerateReply {
+            } => Route::Send(PlannedSend::new(
+                vec![op.id],
+                PlannedMessage::client_content(items.clone(), true),
+            )),
+            OpKind::GenerateReply { instructions } => Route::Send(PlannedSend::new(
+                vec![op.id],
+                PlannedMessage::RealtimeReplyRequest {
                     instructions: instructions.clone(),
                 },
-            }),
+            )),
             other => panic!("unexpected operation {other:?}"),
         });
     let (builder, _log) = builder(&server, script);

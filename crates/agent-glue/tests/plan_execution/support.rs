@@ -9,7 +9,7 @@ use gemini_fake::{ConnectionRecord, FakeConfig, FakeServer, Family};
 use gemini_transport::wire::Modality;
 use mockall::Sequence;
 use resume_policy::{
-    Channel, MockResumePolicy, OpId, OpKind, Operation, Payload, PlannedSend, ResumeContext,
+    MockResumePolicy, OpId, OpKind, Operation, PlannedMessage, PlannedSend, ResumeContext,
     ResumePlan, Route, Strategy, Trigger,
 };
 use serde_json::{Value, json};
@@ -106,18 +106,16 @@ pub fn send_as_asked(op: &Operation) -> Route {
         OpKind::Append {
             items,
             turn_complete,
-        } => Route::Send(PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ClientContent {
-                turn_complete: *turn_complete,
+        } => Route::Send(PlannedSend::new(
+            vec![op.id],
+            PlannedMessage::client_content(items.clone(), *turn_complete),
+        )),
+        OpKind::ToolResponse { output } => Route::Send(PlannedSend::new(
+            vec![op.id],
+            PlannedMessage::ToolResponse {
+                responses: vec![output.clone()],
             },
-            payload: Payload::Items(items.clone()),
-        }),
-        OpKind::ToolResponse { output } => Route::Send(PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ToolResponse,
-            payload: Payload::ToolResponses(vec![output.clone()]),
-        }),
+        )),
         other => panic!("unexpected operation {other:?}"),
     }
 }

@@ -4,13 +4,14 @@ mod fresh;
 mod resume;
 pub(crate) mod shared;
 
-use ctx_model::Item;
+use ctx_model::{FunctionOutput, Item};
 
 use crate::{
-    Backoff, Channel, ConfigVersion, DivergenceReason, OpKind, Operation, Payload, PlanNote,
-    PlannedSend, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, Trigger,
+    Backoff, ConfigVersion, DivergenceReason, HandleRecord, ModelCapabilities, OpId, OpKind,
+    Operation, PlanNote, PlannedMessage, PlannedSend, ResumeContext, ResumePlan, ResumePolicy,
+    Route, RouteContext, Trigger,
 };
-use shared::{generate_reply, prologue, single_user_text};
+use shared::{generate_reply, prologue, realtime_text, single_user_text, tool_response};
 
 /// What to do, at a reconnect, with edits and removals of items the server already holds
 /// (scenario S20).
@@ -27,26 +28,36 @@ pub enum EditHandling {
 /// on the channels the model allows; otherwise start fresh with one seed from `L` that
 /// triggers no reply unless one is owed. Anything that cannot be delivered is reported.
 ///
-/// Decisions, in order:
-/// - give up on a fatal close or after [`Backoff::max_attempts`]; otherwise wait the backoff
-///   (none for the first attempt of a planned trigger);
-/// - the handle is unusable when the server refused it, it is older than the model's handle
-///   validity, or a restarted process holds a context of another version: fresh;
-/// - resume: live operations the handle does not cover (queued, or sent and uncertain) are
-///   sent in queue order; items of `L` the server lost after the handle (a model turn, a tool
-///   call) are restored as `clientContent` history; replayed history asks for one reply at
-///   most, at its end, and only for a turn `L` shows unanswered (answers pair with turns in
-///   order); a tool result goes as `toolResponse` when the session knows the call, as
-///   history when the call itself had to be restored; cancelled calls are never answered;
-///   a lost call the session knows is answered with an error first on models that need it;
-///   instruction and tool changes ride in `setup`; after a 1007/1008 on a payload, the last
-///   message sent is reported and never re-sent;
-/// - if resuming would need something the model forbids (`clientContent` mid-session on 3.1,
-///   a result for a call the session cannot know), or `L` edits delivered items: fresh;
-/// - fresh: one seed from `L` (without cancelled calls and refused payloads, trimmed to the
-///   model's limits at a user turn), `historyConfig` and `turnComplete: true` where the model
-///   needs the flag; pending turns at the very end of `L` are sent live after it so they are
-///   answered once; otherwise the seed triggers no reply unless one is owed.
+/// Read it before writing a [`ResumePolicy`] of your own: its source (`src/default_policy/`)
+/// is a sequence of named rules, one function each, whose doc comment says the rule and why.
+/// A plan applies them in this order:
+///
+/// 1. **Give up, or wait** (`shared::prologue`): give up when the session layer reports a
+///    fatal failure or after [`Backoff::max_attempts`], reporting every live operation
+///    ([`DivergenceReason::GaveUp`]); otherwise wait the backoff (none for the first attempt
+///    of a planned trigger).
+/// 2. **Resume only from a handle the server takes back and that holds this context**
+///    (`usable_handle`): not one the server refused, not one older than the model's handle
+///    validity, not one a restarted process stored with another version of `L`.
+/// 3. **Resume** (`resume.rs`, when a handle is usable): report the payload the server
+///    rejected (1007/1008) and never send it again; replay what the handle does not cover
+///    (queued, or sent and uncertain), superseding what became moot; report edits of
+///    delivered items or start fresh for them ([`EditHandling`]); restore what the server
+///    lost after the handle (model turns, tool calls) as `clientContent` history; deliver in
+///    `L`'s order, with instruction and tool changes in `setup`; answer or report calls whose
+///    execution was lost; replay each operation on the channel the model allows (an append
+///    as history or realtime text, a realtime-text question once, a tool result only where
+///    the session knows the call, a reply request once); ask for one reply at most, at the
+///    end; name what is replayed without proof (uncertain).
+/// 4. **Start fresh when resuming cannot deliver everything** (`fresh_instead`): a model that
+///    forbids `clientContent` mid-session (3.1), a result for a call the session cannot know,
+///    or an edit of delivered items under [`EditHandling::Reseed`].
+/// 5. **Fresh** (`fresh.rs`): one seed from `L` (without cancelled calls' answers and refused
+///    payloads, tool results placed after their calls, lost calls answered where the model
+///    needs it, trimmed to the model's limits at a user turn), `historyConfig` and
+///    `turnComplete: true` where the model needs the flag; pending turns at the very end of
+///    `L` go live after it so that they are answered once; otherwise the seed triggers no
+///    reply unless one is owed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct DefaultPolicy {
@@ -69,48 +80,14 @@ impl ResumePolicy for DefaultPolicy {
         if plan.is_give_up() {
             return plan;
         }
-        let first = matches!(
-            ctx.trigger,
-            Trigger::FirstConnect | Trigger::ProcessRestart { .. }
-        );
-        if first && ctx.transparent_requested && !ctx.capabilities.transparent_resumption {
-            plan.notes.push(PlanNote::TransparentUnavailable);
-        }
-        let handle = ctx.handle.filter(|handle| {
-            let refused = matches!(ctx.trigger, Trigger::RefusedResume { .. });
-            let expired = ctx.now.since(handle.received_at) > ctx.capabilities.handle_validity;
-            let mismatch = matches!(
-                ctx.trigger,
-                Trigger::ProcessRestart { stored, current } if stored != current
-            );
-            let note = if refused {
-                Some(PlanNote::HandleRefused)
-            } else if expired {
-                Some(PlanNote::HandleExpired)
-            } else if mismatch {
-                Some(PlanNote::MirrorVersionMismatch)
-            } else {
-                None
-            };
-            match note {
-                Some(note) => {
-                    plan.notes.push(note);
-                    false
-                }
-                None => true,
-            }
-        });
-        if let Some(handle) = handle {
+        note_transparent_unavailable(ctx, &mut plan);
+        if let Some(handle) = usable_handle(ctx, &mut plan) {
             match resume::plan(ctx, handle, self.edits, plan.clone()) {
                 Ok(mut resumed) => {
-                    resumed.replay_transparent_buffer =
-                        resumed.transparent && ctx.transparent_buffer && handle.coverage.exact;
+                    resumed.replay_transparent_buffer = replays_buffer(ctx, handle, &resumed);
                     return resumed;
                 }
-                Err(DivergenceReason::EditOfDeliveredItem) => {
-                    plan.notes.push(PlanNote::EditsReseeded);
-                }
-                Err(why) => plan.notes.push(PlanNote::ResumeInfeasible { why }),
+                Err(why) => plan.notes.push(fresh_instead(why)),
             }
         }
         fresh::plan(ctx, plan)
@@ -121,86 +98,150 @@ impl ResumePolicy for DefaultPolicy {
     }
 
     fn route(&self, ctx: &RouteContext<'_>, op: &Operation) -> Route {
-        let caps = ctx.capabilities;
         match &op.kind {
             OpKind::Append {
                 items,
                 turn_complete,
-            } => {
-                if caps.client_content_mid_session {
-                    return Route::Send(shared::client_content(
-                        vec![op.id],
-                        items.clone(),
-                        *turn_complete,
-                    ));
-                }
-                match single_user_text(items) {
-                    Some(text) if *turn_complete => Route::Send(PlannedSend {
-                        ops: vec![op.id],
-                        channel: Channel::RealtimeText,
-                        payload: Payload::Text(text),
-                    }),
-                    _ => Route::Defer {
-                        why: DivergenceReason::ClientContentForbidden,
-                    },
-                }
+            } => append_route(ctx.capabilities, op, items, *turn_complete),
+            OpKind::ToolResponse { output } => tool_response_route(ctx, op, output),
+            OpKind::RealtimeText { text, .. } => Route::Send(realtime_text(op, text.clone())),
+            OpKind::InstructionChange { version } => {
+                config_route(ctx.capabilities, op, Some(*version), None)
             }
-            OpKind::ToolResponse { output } => {
-                let call = output.call_id.as_str();
-                let calls = ctx.tool_calls;
-                if calls.is_cancelled(call) {
-                    Route::Supersede
-                } else if calls.in_session(call) || caps.resumed_session_accepts_unknown_call_result
-                {
-                    Route::Send(PlannedSend {
-                        ops: vec![op.id],
-                        channel: Channel::ToolResponse,
-                        payload: Payload::ToolResponses(vec![output.clone()]),
-                    })
-                } else if calls.get(call).is_none() {
-                    Route::Report(DivergenceReason::UnknownToolCall)
-                } else if caps.client_content_mid_session {
-                    // The session holds the call only as seeded history: answer as history.
-                    Route::Send(shared::client_content(
-                        vec![op.id],
-                        vec![Item::FunctionOutput(output.clone())],
-                        true,
-                    ))
-                } else {
-                    Route::Defer {
-                        why: DivergenceReason::UnknownToolCall,
-                    }
-                }
+            OpKind::ToolSetChange { version } => {
+                config_route(ctx.capabilities, op, None, Some(*version))
             }
-            OpKind::RealtimeText { text, .. } => Route::Send(PlannedSend {
-                ops: vec![op.id],
-                channel: Channel::RealtimeText,
-                payload: Payload::Text(text.clone()),
-            }),
-            OpKind::InstructionChange { version } => config_route(caps, op, Some(*version), None),
-            OpKind::ToolSetChange { version } => config_route(caps, op, None, Some(*version)),
             OpKind::GenerateReply { instructions } => {
-                Route::Send(generate_reply(caps, op, instructions))
+                Route::Send(generate_reply(ctx.capabilities, op, instructions))
             }
         }
     }
 }
 
+/// **Say when transparent resumption is unavailable.** An application that asked for it on a
+/// model that does not offer it (the Developer API) gets basic resumption, and is told so
+/// once, on the first connection.
+fn note_transparent_unavailable(ctx: &ResumeContext<'_>, plan: &mut ResumePlan) {
+    let first = matches!(
+        ctx.trigger,
+        Trigger::FirstConnect | Trigger::ProcessRestart { .. }
+    );
+    if first && ctx.transparent_requested && !ctx.capabilities.transparent_resumption {
+        plan.notes.push(PlanNote::TransparentUnavailable);
+    }
+}
+
+/// **Resume only from a handle the server takes back and that holds this context.** A handle
+/// the server refused is dead; one older than the model's handle validity has expired; one a
+/// restarted process stored with another version of `L` holds a context this process does
+/// not know. Each is noted, and the plan starts fresh.
+fn usable_handle<'a>(ctx: &ResumeContext<'a>, plan: &mut ResumePlan) -> Option<&'a HandleRecord> {
+    let handle = ctx.handle?;
+    let refused = matches!(ctx.trigger, Trigger::RefusedResume { .. });
+    let expired = ctx.now.since(handle.received_at) > ctx.capabilities.handle_validity;
+    let mismatch = matches!(
+        ctx.trigger,
+        Trigger::ProcessRestart { stored, current } if stored != current
+    );
+    let unusable = if refused {
+        PlanNote::HandleRefused
+    } else if expired {
+        PlanNote::HandleExpired
+    } else if mismatch {
+        PlanNote::MirrorVersionMismatch
+    } else {
+        return Some(handle);
+    };
+    plan.notes.push(unusable);
+    None
+}
+
+/// **Start fresh when resuming cannot deliver everything.** The resumed session would lack
+/// something the model's rules forbid sending it (`why`); a fresh session seeded from `L`
+/// holds it. Edits of delivered items are the expected case ([`EditHandling::Reseed`]).
+fn fresh_instead(why: DivergenceReason) -> PlanNote {
+    match why {
+        DivergenceReason::EditOfDeliveredItem => PlanNote::EditsReseeded,
+        why => PlanNote::ResumeInfeasible { why },
+    }
+}
+
+/// **Replay the transparent buffer only from exact coverage.** Realtime media after the
+/// handle is replayed only when the server said exactly which message the handle holds
+/// (transparent mode); otherwise the buffer's start is unknown.
+fn replays_buffer(ctx: &ResumeContext<'_>, handle: &HandleRecord, plan: &ResumePlan) -> bool {
+    plan.transparent && ctx.transparent_buffer && handle.coverage.exact
+}
+
+/// **Send an append on the channel the model allows, or defer it to a fresh seed.** With
+/// mid-session `clientContent` it goes as it is; otherwise only a typed user turn can go, as
+/// realtime text, and anything else waits for the next fresh seed (reported as deferred).
+fn append_route(
+    caps: &ModelCapabilities,
+    op: &Operation,
+    items: &[Item],
+    turn_complete: bool,
+) -> Route {
+    if caps.client_content_mid_session {
+        return Route::Send(shared::client_content(
+            vec![op.id],
+            items.to_vec(),
+            turn_complete,
+        ));
+    }
+    match single_user_text(items) {
+        Some(text) if turn_complete => Route::Send(realtime_text(op, text)),
+        _ => Route::Defer {
+            why: DivergenceReason::ClientContentForbidden,
+        },
+    }
+}
+
+/// **Answer a call only where the session knows it; never a cancelled one.** A result for a
+/// cancelled call is superseded. It goes as `toolResponse` when the session issued the call
+/// (or the model accepts unknown results); for a call nobody saw it is reported. When the
+/// session holds the call only as seeded history, the result goes as history on models that
+/// allow it, and otherwise waits for the next fresh seed.
+fn tool_response_route(ctx: &RouteContext<'_>, op: &Operation, output: &FunctionOutput) -> Route {
+    let caps = ctx.capabilities;
+    let call = output.call_id.as_str();
+    let calls = ctx.tool_calls;
+    if calls.is_cancelled(call) {
+        Route::Supersede
+    } else if calls.in_session(call) || caps.resumed_session_accepts_unknown_call_result {
+        Route::Send(tool_response(op, output))
+    } else if calls.get(call).is_none() {
+        Route::Report(DivergenceReason::UnknownToolCall)
+    } else if caps.client_content_mid_session {
+        Route::Send(shared::client_content(
+            vec![op.id],
+            vec![Item::FunctionOutput(output.clone())],
+            true,
+        ))
+    } else {
+        Route::Defer {
+            why: DivergenceReason::UnknownToolCall,
+        }
+    }
+}
+
+/// **Change instructions and tools in place where the model can, else through `setup`.** A
+/// model with `contextUpdate` takes the change on the open connection; any other needs a new
+/// connection whose `setup` carries it.
 fn config_route(
-    caps: &crate::ModelCapabilities,
+    caps: &ModelCapabilities,
     op: &Operation,
     instructions: Option<ConfigVersion>,
     tools: Option<ConfigVersion>,
 ) -> Route {
     if caps.context_update {
-        Route::Send(PlannedSend {
-            ops: vec![op.id],
-            channel: Channel::ContextUpdate,
-            payload: Payload::Config {
+        Route::Send(PlannedSend::new(
+            vec![op.id],
+            PlannedMessage::ContextUpdate {
                 instructions,
                 tools,
             },
-        })
+        ))
     } else {
         Route::Reconnect(Trigger::ConfigChange {
             instructions: instructions.is_some(),
@@ -209,29 +250,8 @@ fn config_route(
     }
 }
 
-/// One `SetupField` step for instruction and tool-set changes: the new `setup` carries the
-/// latest versions, which delivers every one of them (no pile-up of instruction turns).
-pub(crate) fn setup_step(config: &[&Operation]) -> Option<PlannedSend> {
-    if config.is_empty() {
-        return None;
-    }
-    let mut instructions = None;
-    let mut tools = None;
-    for op in config {
-        match op.kind {
-            OpKind::InstructionChange { version } => {
-                instructions = instructions.max(Some(version));
-            }
-            OpKind::ToolSetChange { version } => tools = tools.max(Some(version)),
-            _ => {}
-        }
-    }
-    Some(PlannedSend {
-        ops: config.iter().map(|op| op.id).collect(),
-        channel: Channel::SetupField,
-        payload: Payload::Config {
-            instructions,
-            tools,
-        },
-    })
+/// Instruction and tool-set changes ride in the new connection's `setup`, which carries the
+/// latest versions and so delivers every one of them (no pile-up of instruction turns).
+pub(crate) fn setup_ops(config: &[&Operation]) -> Vec<OpId> {
+    config.iter().map(|op| op.id).collect()
 }

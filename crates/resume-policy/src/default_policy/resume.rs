@@ -1,22 +1,28 @@
 //! The default policy's resume plan: replay exactly what the handle does not cover.
+//!
+//! [`plan`] is the rules below, applied in order; each rule is one function whose doc comment
+//! states it and why. A rule that finds something resuming cannot deliver under the model's
+//! rules returns the reason, and [`DefaultPolicy`](super::DefaultPolicy) starts fresh instead.
 
 use std::collections::{HashMap, HashSet};
 
-use ctx_model::{ChatContext, DiffKind, DiffOp, Item, ItemId, Role};
+use ctx_model::{ChatContext, DiffKind, DiffOp, FunctionOutput, Item, ItemId, Role};
 
 use super::EditHandling;
 use super::shared::{
-    answered_turns, ask_once, client_content, excluded_items, generate_reply, lost_call_answers,
-    merge_client_content, output_item, report_rejected, single_user_text, text_item,
+    answered_turns, ask_once, client_content, excluded_items, generate_reply, is_moot,
+    lost_call_answers, merge_client_content, output_item, realtime_text, report_rejected,
+    single_user_text, text_item, tool_response,
 };
 use crate::{
-    Channel, DeliveryState, Divergence, DivergenceReason, HandleRecord, OpKind, Operation, Payload,
+    DeliveryState, Divergence, DivergenceReason, Freshness, HandleRecord, OpId, OpKind, Operation,
     PlanNote, PlannedSend, ResumeContext, ResumePlan, Strategy, ToolCallStatus,
 };
 
-/// A piece of the suffix to deliver, in order.
+/// A piece of what the resumed session lacks, in delivery order.
+#[derive(Clone, Copy)]
 enum Unit<'a> {
-    /// A live operation.
+    /// An owed operation.
     Op(&'a Operation),
     /// An item of `L` the server lost (a model turn, a call) with no operation behind it.
     Lost(&'a Item),
@@ -30,36 +36,64 @@ pub(super) fn plan(
     edits: EditHandling,
     mut plan: ResumePlan,
 ) -> Result<ResumePlan, DivergenceReason> {
-    let caps = ctx.capabilities;
-    let calls = ctx.tool_calls;
     let mut excluded = excluded_items(ctx);
-    let suspect_id = report_rejected(ctx, Some(handle), &mut plan, &mut excluded);
+    let rejected = report_rejected(ctx, Some(handle), &mut plan, &mut excluded);
+    let owed = uncovered_operations(ctx, handle, rejected, &mut plan);
+    edits_of_delivered_items(edits, edited_after_sending(ctx, &owed), &mut plan)?;
+    let lost = lost_after_handle(ctx, handle, &excluded, edits, &mut plan)?;
+    let (units, config) = delivery_order(ctx, &owed, &lost);
+    plan.setup_ops = super::setup_ops(&config);
 
-    // What the handle holds according to the ledger.
-    let held: HashSet<&ItemId> = ctx
-        .outbox
-        .iter()
-        .filter(|op| op.is_covered_by(handle))
-        .flat_map(|op| op.kind.item_ids())
-        .collect();
+    let mut replay = Replay::new(ctx, handle, &excluded);
+    replay.answer_lost_calls(&owed, &mut plan);
+    for (at, unit) in units.iter().enumerate() {
+        let answered_later = replay.answered_later(*unit, &units[at + 1..]);
+        match *unit {
+            Unit::Lost(item) => replay.restore(item)?,
+            Unit::Op(op) => replay.operation(op, answered_later, &mut plan)?,
+        }
+    }
+    plan.steps = replay.finish();
+    plan.uncertain = uncertain(ctx, handle, &plan);
+    if let Freshness::StaleSince(since) = handle.freshness {
+        plan.notes.push(PlanNote::ResumedFromStale { since });
+    }
+    plan.strategy = Strategy::Resume {
+        handle: handle.token.clone(),
+    };
+    Ok(plan)
+}
 
-    // Live operations not covered, minus those that became moot.
-    let mut deliver: Vec<&Operation> = Vec::new();
+/// **Replay what the handle does not cover.** Every live operation the handle does not
+/// provably hold (queued, or sent and uncertain) is owed to the resumed session; what the
+/// handle covers is there already and would be duplicated. The payload the server rejected is
+/// never owed again, and an operation that became moot (a result for a cancelled call, an
+/// append whose items left `L`) is superseded instead of sent.
+fn uncovered_operations<'a>(
+    ctx: &ResumeContext<'a>,
+    handle: &HandleRecord,
+    rejected: Option<OpId>,
+    plan: &mut ResumePlan,
+) -> Vec<&'a Operation> {
+    let mut owed = Vec::new();
     for op in ctx.outbox.live() {
-        if op.is_covered_by(handle) || Some(op.id) == suspect_id {
+        if op.is_covered_by(handle) || Some(op.id) == rejected {
             continue;
         }
         if is_moot(ctx, op) {
             plan.superseded.push(op.id);
         } else {
-            deliver.push(op);
+            owed.push(op);
         }
     }
+    owed
+}
 
-    // An item edited in `L` after it was sent may be in the session already, unedited:
-    // replaying the edit would hold it twice, replaying the original would lose the edit.
-    let edited_in_flight: Vec<ItemId> = deliver
-        .iter()
+/// Items of owed operations already sent that `L` has edited since: the session may hold
+/// them unedited, so replaying the edit would hold the item twice, and not replaying it would
+/// lose the edit.
+fn edited_after_sending(ctx: &ResumeContext<'_>, owed: &[&Operation]) -> Vec<ItemId> {
+    owed.iter()
         .filter(|op| op.state.sent_at().is_some())
         .filter_map(|op| match &op.kind {
             OpKind::Append { items, .. } => Some(items),
@@ -68,26 +102,54 @@ pub(super) fn plan(
         .flatten()
         .filter(|item| ctx.desired.get(item.id()).is_some_and(|now| now != *item))
         .map(|item| item.id().clone())
-        .collect();
-    if !edited_in_flight.is_empty() {
-        match edits {
-            EditHandling::Reseed => return Err(DivergenceReason::EditOfDeliveredItem),
-            EditHandling::Report => plan.undeliverable.push(Divergence {
+        .collect()
+}
+
+/// **Report edits of delivered items, or start fresh for them.** No Gemini message edits,
+/// removes, or inserts before, items a session holds. With [`EditHandling::Reseed`] resuming
+/// is infeasible (a fresh session seeded from `L` applies the edit); with
+/// [`EditHandling::Report`] the session is kept and the edit reported as a divergence.
+fn edits_of_delivered_items(
+    edits: EditHandling,
+    items: Vec<ItemId>,
+    plan: &mut ResumePlan,
+) -> Result<(), DivergenceReason> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    match edits {
+        EditHandling::Reseed => Err(DivergenceReason::EditOfDeliveredItem),
+        EditHandling::Report => {
+            plan.undeliverable.push(Divergence {
                 ops: Vec::new(),
-                items: edited_in_flight,
+                items,
                 calls: Vec::new(),
                 why: DivergenceReason::EditOfDeliveredItem,
-            }),
+            });
+            Ok(())
         }
     }
+}
 
-    // What the server lost beyond the handle: compare `S` and `L` without the items of live
-    // operations (the outbox delivers those, in queue order, wherever the application put
-    // them in `L`).
-    let owner: HashMap<&ItemId, usize> = deliver
+/// **Restore what the server lost after the handle.** A handle is a snapshot: model turns and
+/// tool calls that came after it are in `L` but not in the resumed session. `S` and `L` are
+/// compared without the items of live operations (the outbox delivers those, in queue order,
+/// wherever the application put them in `L`); the items `L` has beyond what the handle holds
+/// are restored, except calls the resumed session knows. Edits found on the way go to
+/// [`edits_of_delivered_items`].
+fn lost_after_handle<'a>(
+    ctx: &ResumeContext<'a>,
+    handle: &HandleRecord,
+    excluded: &HashSet<&ItemId>,
+    edits: EditHandling,
+    plan: &mut ResumePlan,
+) -> Result<HashSet<&'a ItemId>, DivergenceReason> {
+    // What the handle holds according to the ledger.
+    let held: HashSet<&ItemId> = ctx
+        .outbox
         .iter()
-        .enumerate()
-        .flat_map(|(k, op)| op.kind.item_ids().into_iter().map(move |id| (id, k)))
+        .filter(|op| op.is_covered_by(handle))
+        .flat_map(|op| op.kind.item_ids())
         .collect();
     let in_flight: HashSet<&ItemId> = ctx
         .outbox
@@ -103,87 +165,151 @@ pub(super) fn plan(
         // Ids are unique in the source, so they are unique in the view.
         ChatContext::from_items(items).unwrap_or_default()
     };
-    let held_view = view(ctx.mirror);
-    let desired_view = view(ctx.desired);
-    let (edited, missing) = compare(&held_view, &desired_view);
-    if !edited.is_empty() {
-        match edits {
-            EditHandling::Reseed => return Err(DivergenceReason::EditOfDeliveredItem),
-            EditHandling::Report => plan.undeliverable.push(Divergence {
-                ops: Vec::new(),
-                items: edited,
-                calls: Vec::new(),
-                why: DivergenceReason::EditOfDeliveredItem,
-            }),
-        }
-    }
-    let lost: HashSet<&ItemId> = missing
+    let (edited, missing) = compare(&view(ctx.mirror), &view(ctx.desired));
+    edits_of_delivered_items(edits, edited, plan)?;
+    Ok(missing
         .iter()
         .filter(|id| !held.contains(id))
         .filter_map(|id| ctx.desired.get(id))
         .filter(|item| {
-            !matches!(item, Item::FunctionCall(call) if calls.known_to(&call.call_id, handle))
+            !matches!(item, Item::FunctionCall(call) if ctx.tool_calls.known_to(&call.call_id, handle))
         })
         .map(Item::id)
-        .collect();
+        .collect())
+}
 
-    // Walk `L` in order: lost items and live operations, each once.
-    let mut placed = vec![false; deliver.len()];
-    let mut from_suffix: Vec<Unit<'_>> = Vec::new();
+/// **Deliver in `L`'s order.** Lost items and owed operations go in the order `L` holds them
+/// (an operation at its first item), each once, so the resumed session ends up in `L`'s
+/// order. Operations without items in `L` (reply requests, realtime text without an item)
+/// go in queue order among them. Instruction and tool-set changes are returned apart: they
+/// ride in `setup`, which carries the latest versions.
+fn delivery_order<'a>(
+    ctx: &ResumeContext<'a>,
+    owed: &[&'a Operation],
+    lost: &HashSet<&ItemId>,
+) -> (Vec<Unit<'a>>, Vec<&'a Operation>) {
+    let owner: HashMap<&ItemId, usize> = owed
+        .iter()
+        .enumerate()
+        .flat_map(|(k, op)| op.kind.item_ids().into_iter().map(move |id| (id, k)))
+        .collect();
+    let mut placed = vec![false; owed.len()];
+    let mut in_context: Vec<Unit<'a>> = Vec::new();
     for item in ctx.desired.iter() {
         let id = item.id();
         if let Some(&k) = owner.get(id) {
             if !placed[k] {
                 placed[k] = true;
-                from_suffix.push(Unit::Op(deliver[k]));
+                in_context.push(Unit::Op(owed[k]));
             }
         } else if lost.contains(id) {
-            from_suffix.push(Unit::Lost(item));
+            in_context.push(Unit::Lost(item));
         }
     }
-
-    // Operations without items in the suffix go in queue order among the others; changes of
-    // instructions and tools ride in `setup`.
     let mut config: Vec<&Operation> = Vec::new();
-    let mut extras: Vec<&Operation> = Vec::new();
-    for (k, op) in deliver.iter().enumerate() {
-        if placed[k] {
-            continue;
-        }
+    let mut itemless: Vec<&Operation> = Vec::new();
+    for (op, _) in owed.iter().zip(&placed).filter(|(_, placed)| !**placed) {
         match op.kind {
             OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => config.push(op),
-            _ => extras.push(op),
+            _ => itemless.push(op),
         }
     }
-    let mut units: Vec<Unit<'_>> = Vec::with_capacity(from_suffix.len() + extras.len());
-    let mut extras = extras.into_iter().peekable();
-    for unit in from_suffix {
+    let mut units: Vec<Unit<'a>> = Vec::with_capacity(in_context.len() + itemless.len());
+    let mut itemless = itemless.into_iter().peekable();
+    for unit in in_context {
         if let Unit::Op(op) = unit {
-            while let Some(extra) = extras.next_if(|extra| extra.id < op.id) {
-                units.push(Unit::Op(extra));
+            while let Some(earlier) = itemless.next_if(|earlier| earlier.id < op.id) {
+                units.push(Unit::Op(earlier));
             }
         }
         units.push(unit);
     }
-    units.extend(extras.map(Unit::Op));
+    units.extend(itemless.map(Unit::Op));
+    (units, config)
+}
 
-    let mut steps: Vec<PlannedSend> = Vec::new();
-    if let Some(step) = super::setup_step(&config) {
-        steps.push(step);
+/// **Name what is replayed without proof.** Without exact coverage, an operation sent before
+/// and replayed now may or may not have reached the old session: the `Reconnected` event
+/// lists it as uncertain.
+fn uncertain(ctx: &ResumeContext<'_>, handle: &HandleRecord, plan: &ResumePlan) -> Vec<OpId> {
+    if handle.coverage.exact {
+        return Vec::new();
+    }
+    plan.delivered_ops()
+        .filter(|id| {
+            ctx.outbox
+                .get(*id)
+                .is_some_and(|op| matches!(op.state, DeliveryState::Sent { .. }))
+        })
+        .collect()
+}
+
+/// The messages of a resume plan, built unit by unit by the rules below, and what they share.
+struct Replay<'c, 'a> {
+    ctx: &'c ResumeContext<'a>,
+    handle: &'c HandleRecord,
+    /// Items never to send (see [`excluded_items`]).
+    excluded: &'c HashSet<&'a ItemId>,
+    /// The turn operations `L` shows answered.
+    answered: HashSet<OpId>,
+    /// Calls whose `FunctionCall` the resumed session holds as history (in `S`, or restored).
+    history_calls: HashSet<&'a str>,
+    steps: Vec<PlannedSend>,
+    /// A replayed turn has no answer in `L`: the replay asks for one reply, at its end.
+    reply_owed: bool,
+}
+
+impl<'c, 'a> Replay<'c, 'a> {
+    fn new(
+        ctx: &'c ResumeContext<'a>,
+        handle: &'c HandleRecord,
+        excluded: &'c HashSet<&'a ItemId>,
+    ) -> Self {
+        let history_calls = ctx
+            .mirror
+            .iter()
+            .filter_map(Item::as_function_call)
+            .map(|call| call.call_id.as_str())
+            .collect();
+        Self {
+            ctx,
+            handle,
+            excluded,
+            answered: answered_turns(ctx, excluded),
+            history_calls,
+            steps: Vec::new(),
+            reply_owed: false,
+        }
     }
 
-    // Scenario S16: calls the session knows whose execution was lost.
-    let answered: HashSet<&str> = deliver.iter().filter_map(|op| op.kind.call_id()).collect();
-    let lost: Vec<(&str, &str)> = calls
-        .iter()
-        .filter(|call| call.status == ToolCallStatus::Lost)
-        .filter(|call| calls.known_to(&call.call_id, handle))
-        .filter(|call| !answered.contains(call.call_id.as_str()))
-        .map(|call| (call.call_id.as_str(), call.name.as_str()))
-        .collect();
-    if !lost.is_empty() {
-        if caps.tool_call_needs_answer {
-            steps.push(lost_call_answers(&lost));
+    /// Whether `L` shows the turn `unit` starts answered: by an answer to its operation, or by
+    /// a model item restored after it (answers pair with turns in order, see
+    /// [`answered_turns`]).
+    fn answered_later(&self, unit: Unit<'_>, later: &[Unit<'_>]) -> bool {
+        matches!(unit, Unit::Op(op) if self.answered.contains(&op.id))
+            || later
+                .iter()
+                .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model))
+    }
+
+    /// **Answer or report calls whose execution was lost (S16).** Nobody will produce the
+    /// result of a call whose process is gone. A model that needs every call answered (3.8)
+    /// waits for it, so it gets an error answer first; either way the call is reported.
+    fn answer_lost_calls(&mut self, owed: &[&Operation], plan: &mut ResumePlan) {
+        let calls = self.ctx.tool_calls;
+        let answered: HashSet<&str> = owed.iter().filter_map(|op| op.kind.call_id()).collect();
+        let lost: Vec<(&str, &str)> = calls
+            .iter()
+            .filter(|call| call.status == ToolCallStatus::Lost)
+            .filter(|call| calls.known_to(&call.call_id, self.handle))
+            .filter(|call| !answered.contains(call.call_id.as_str()))
+            .map(|call| (call.call_id.as_str(), call.name.as_str()))
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        if self.ctx.capabilities.tool_call_needs_answer {
+            self.steps.push(lost_call_answers(&lost));
         }
         plan.undeliverable.push(Divergence {
             ops: Vec::new(),
@@ -193,151 +319,151 @@ pub(super) fn plan(
         });
     }
 
-    // Calls whose `FunctionCall` the resumed server holds as history.
-    let mut history_calls: HashSet<&str> = ctx
-        .mirror
-        .iter()
-        .filter_map(Item::as_function_call)
-        .map(|call| call.call_id.as_str())
-        .collect();
+    /// **Restore lost server state as history.** A model turn or tool call the handle lost
+    /// goes back as `clientContent` history that asks for nothing. A model without
+    /// mid-session `clientContent` cannot take it: resuming is infeasible.
+    fn restore(&mut self, item: &'a Item) -> Result<(), DivergenceReason> {
+        if !self.ctx.capabilities.client_content_mid_session {
+            return Err(DivergenceReason::ClientContentForbidden);
+        }
+        if let Item::FunctionCall(call) = item {
+            self.history_calls.insert(call.call_id.as_str());
+        }
+        self.steps
+            .push(client_content(Vec::new(), vec![item.clone()], false));
+        Ok(())
+    }
 
-    let answered = answered_turns(ctx, &excluded);
-    // A reply is owed when a replayed turn has no answer in `L`.
-    let mut owed = false;
-    for (i, unit) in units.iter().enumerate() {
-        let answered_later = match unit {
-            Unit::Op(op) => answered.contains(&op.id),
-            Unit::Lost(_) => false,
-        } || units[i + 1..]
-            .iter()
-            .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model));
-        match unit {
-            Unit::Lost(item) => {
-                if !caps.client_content_mid_session {
-                    return Err(DivergenceReason::ClientContentForbidden);
-                }
-                if let Item::FunctionCall(call) = item {
-                    history_calls.insert(call.call_id.as_str());
-                }
-                steps.push(client_content(Vec::new(), vec![(*item).clone()], false));
+    /// An owed operation, by the rule for its kind. Instruction and tool-set changes are not
+    /// among the units: they ride in `setup` ([`delivery_order`]).
+    fn operation(
+        &mut self,
+        op: &Operation,
+        answered_later: bool,
+        plan: &mut ResumePlan,
+    ) -> Result<(), DivergenceReason> {
+        match &op.kind {
+            OpKind::Append {
+                items,
+                turn_complete,
+            } => self.append(op, items, *turn_complete && !answered_later),
+            OpKind::RealtimeText { text, item } => {
+                self.realtime_text(op, text, item.as_ref(), answered_later)
             }
-            Unit::Op(op) => match &op.kind {
-                OpKind::Append {
-                    items,
-                    turn_complete,
-                } => {
-                    let items: Vec<Item> = items
-                        .iter()
-                        .filter(|item| !excluded.contains(item.id()))
-                        .filter_map(|item| ctx.desired.get(item.id()).cloned())
-                        .collect();
-                    let turn_complete = *turn_complete && !answered_later;
-                    if caps.client_content_mid_session {
-                        owed |= turn_complete;
-                        steps.push(client_content(vec![op.id], items, false));
-                    } else {
-                        match single_user_text(&items) {
-                            Some(text) if turn_complete => steps.push(PlannedSend {
-                                ops: vec![op.id],
-                                channel: Channel::RealtimeText,
-                                payload: Payload::Text(text),
-                            }),
-                            _ => return Err(DivergenceReason::ClientContentForbidden),
-                        }
-                    }
+            OpKind::ToolResponse { output } => self.tool_response(op, output, answered_later, plan),
+            OpKind::GenerateReply { instructions } => {
+                if answered_later {
+                    plan.superseded.push(op.id);
+                } else {
+                    self.steps
+                        .push(generate_reply(self.ctx.capabilities, op, instructions));
                 }
-                OpKind::RealtimeText { text, item } => {
-                    if answered_later && !caps.client_content_mid_session {
-                        // Asking again would answer twice; history needs clientContent.
-                        return Err(DivergenceReason::ClientContentForbidden);
-                    }
-                    if answered_later {
-                        // The answer is restored as history: restore the question the same way.
-                        let item = item
-                            .as_ref()
-                            .and_then(|id| ctx.desired.get(id).cloned())
-                            .unwrap_or_else(|| text_item(op, text));
-                        steps.push(client_content(vec![op.id], vec![item], false));
-                    } else {
-                        steps.push(PlannedSend {
-                            ops: vec![op.id],
-                            channel: Channel::RealtimeText,
-                            payload: Payload::Text(text.clone()),
-                        });
-                    }
-                }
-                OpKind::ToolResponse { output } => {
-                    let call = output.call_id.as_str();
-                    if calls.known_to(call, handle)
-                        || caps.resumed_session_accepts_unknown_call_result
-                    {
-                        steps.push(PlannedSend {
-                            ops: vec![op.id],
-                            channel: Channel::ToolResponse,
-                            payload: Payload::ToolResponses(vec![output.clone()]),
-                        });
-                    } else if caps.client_content_mid_session && history_calls.contains(call) {
-                        // Scenario S13: the session lost the call; it now holds it as history,
-                        // so the result goes as history too, and the model continues.
-                        owed |= !answered_later;
-                        steps.push(client_content(
-                            vec![op.id],
-                            vec![output_item(ctx, output)],
-                            false,
-                        ));
-                    } else if !desired_has_call(ctx, call) {
-                        plan.undeliverable.push(Divergence {
-                            ops: vec![op.id],
-                            items: vec![output.id.clone()],
-                            calls: vec![call.to_owned()],
-                            why: DivergenceReason::UnknownToolCall,
-                        });
-                    } else {
-                        return Err(DivergenceReason::UnknownToolCall);
-                    }
-                }
-                OpKind::GenerateReply { instructions } => {
-                    if answered_later {
-                        plan.superseded.push(op.id);
-                    } else {
-                        steps.push(generate_reply(caps, op, instructions));
-                    }
-                }
-                OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => {}
-            },
+                Ok(())
+            }
+            OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. } => Ok(()),
         }
     }
 
-    ask_once(&mut steps, owed);
-    plan.steps = merge_client_content(steps);
-    if !handle.coverage.exact {
-        plan.uncertain = plan
-            .delivered_ops()
-            .filter(|id| {
-                ctx.outbox
-                    .get(*id)
-                    .is_some_and(|op| matches!(op.state, DeliveryState::Sent { .. }))
-            })
+    /// **Replay an append on the channel the model allows.** Its items go as `L` holds them
+    /// now. On models with mid-session `clientContent` they go as history, and a turn `L`
+    /// shows unanswered (`asks`) makes the replay ask for one reply at its end
+    /// ([`ask_once`]). Otherwise only a typed user turn still to be answered can go, as
+    /// realtime text; anything else makes resuming infeasible.
+    fn append(
+        &mut self,
+        op: &Operation,
+        items: &[Item],
+        asks: bool,
+    ) -> Result<(), DivergenceReason> {
+        let items: Vec<Item> = items
+            .iter()
+            .filter(|item| !self.excluded.contains(item.id()))
+            .filter_map(|item| self.ctx.desired.get(item.id()).cloned())
             .collect();
-    }
-    if let crate::Freshness::StaleSince(since) = handle.freshness {
-        plan.notes.push(PlanNote::ResumedFromStale { since });
-    }
-    plan.strategy = Strategy::Resume {
-        handle: handle.token.clone(),
-    };
-    Ok(plan)
-}
-
-/// Whether an operation can no longer matter: a response to a cancelled call, or an append
-/// whose items the application removed from `L` before they were delivered.
-pub(super) fn is_moot(ctx: &ResumeContext<'_>, op: &Operation) -> bool {
-    match &op.kind {
-        OpKind::ToolResponse { output } => ctx.tool_calls.is_cancelled(&output.call_id),
-        OpKind::Append { items, .. } => {
-            !items.is_empty() && items.iter().all(|item| !ctx.desired.contains(item.id()))
+        if self.ctx.capabilities.client_content_mid_session {
+            self.reply_owed |= asks;
+            self.steps.push(client_content(vec![op.id], items, false));
+            return Ok(());
         }
-        _ => false,
+        match single_user_text(&items) {
+            Some(text) if asks => {
+                self.steps.push(realtime_text(op, text));
+                Ok(())
+            }
+            _ => Err(DivergenceReason::ClientContentForbidden),
+        }
+    }
+
+    /// **Ask a realtime-text question once.** Unanswered in `L`, it is sent again as realtime
+    /// text. Answered, its answer is restored as history, so the question goes as history too
+    /// (its item in `L`, or one made from the text); asking again would answer it twice, and a
+    /// model without mid-session `clientContent` cannot take history: resuming is infeasible.
+    fn realtime_text(
+        &mut self,
+        op: &Operation,
+        text: &str,
+        item: Option<&ItemId>,
+        answered_later: bool,
+    ) -> Result<(), DivergenceReason> {
+        if !answered_later {
+            self.steps.push(realtime_text(op, text.to_owned()));
+            return Ok(());
+        }
+        if !self.ctx.capabilities.client_content_mid_session {
+            return Err(DivergenceReason::ClientContentForbidden);
+        }
+        let item = item
+            .and_then(|id| self.ctx.desired.get(id).cloned())
+            .unwrap_or_else(|| text_item(op, text));
+        self.steps
+            .push(client_content(vec![op.id], vec![item], false));
+        Ok(())
+    }
+
+    /// **Answer a call only where the session knows it.** A resumed session rejects a result
+    /// for a call it never issued. The result goes as `toolResponse` when the session knows
+    /// the call (or the model accepts unknown results); as history when the session holds the
+    /// call only as history (S13: the model is then asked to continue); it is reported when
+    /// `L` holds no such call. A call `L` holds that the session cannot know makes resuming
+    /// infeasible: a fresh seed carries the call and its result together.
+    fn tool_response(
+        &mut self,
+        op: &Operation,
+        output: &FunctionOutput,
+        answered_later: bool,
+        plan: &mut ResumePlan,
+    ) -> Result<(), DivergenceReason> {
+        let caps = self.ctx.capabilities;
+        let call = output.call_id.as_str();
+        if self.ctx.tool_calls.known_to(call, self.handle)
+            || caps.resumed_session_accepts_unknown_call_result
+        {
+            self.steps.push(tool_response(op, output));
+        } else if caps.client_content_mid_session && self.history_calls.contains(call) {
+            self.reply_owed |= !answered_later;
+            self.steps.push(client_content(
+                vec![op.id],
+                vec![output_item(self.ctx, output)],
+                false,
+            ));
+        } else if !desired_has_call(self.ctx, call) {
+            plan.undeliverable.push(Divergence {
+                ops: vec![op.id],
+                items: vec![output.id.clone()],
+                calls: vec![call.to_owned()],
+                why: DivergenceReason::UnknownToolCall,
+            });
+        } else {
+            return Err(DivergenceReason::UnknownToolCall);
+        }
+        Ok(())
+    }
+
+    /// The plan's steps: one reply asked for at most, at the end ([`ask_once`]), and
+    /// consecutive history joined into one message.
+    fn finish(mut self) -> Vec<PlannedSend> {
+        ask_once(&mut self.steps, self.reply_owed);
+        merge_client_content(self.steps)
     }
 }
 

@@ -5,15 +5,21 @@ use std::collections::{HashMap, HashSet};
 use ctx_model::{FunctionOutput, Item, ItemId, Message, Role};
 
 use crate::{
-    Backoff, Channel, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason,
-    HandleRecord, ModelCapabilities, OpId, Operation, Payload, PlannedSend, ResumeContext,
-    ResumePlan, Strategy, Trigger,
+    Backoff, CloseClass, DeliveryState, Divergence, DivergenceReason, GiveUpReason, HandleRecord,
+    MessageKind, ModelCapabilities, OpId, OpKind, Operation, PlannedMessage, PlannedSend,
+    ResumeContext, ResumePlan, Strategy, Trigger,
 };
 
-/// The plan skeleton (backoff, attempt, transparent flag), or a complete give-up plan
-/// (check [`ResumePlan::is_give_up`]).
+/// **Give up, or wait.** Gives up (a complete plan: check [`ResumePlan::is_give_up`]) when
+/// the session layer reports a failure no other attempt can fix ([`Trigger::Fatal`], or a
+/// close classified [`CloseClass::Fatal`]: retrying a refused key or a spent quota fails the
+/// same way) or the bounded attempts are spent; otherwise returns the plan skeleton
+/// with the backoff to wait, the attempt and the transparent flag. A failure behind the
+/// trigger is never retried at once, not even on the first attempt; a planned trigger's first
+/// attempt waits nothing.
 pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan {
     let give_up = match ctx.trigger {
+        Trigger::Fatal { cause } => Some(GiveUpReason::Unrecoverable { cause }),
         Trigger::AbnormalClose {
             code,
             class: CloseClass::Fatal,
@@ -24,30 +30,10 @@ pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan
         _ => None,
     };
     if let Some(reason) = give_up {
-        let mut plan = ResumePlan::new(Strategy::GiveUp { reason });
-        plan.attempt = ctx.attempt;
-        let live: Vec<_> = ctx.outbox.live().collect();
-        if !live.is_empty() {
-            plan.undeliverable.push(Divergence {
-                ops: live.iter().map(|op| op.id).collect(),
-                items: live
-                    .iter()
-                    .flat_map(|op| op.kind.item_ids())
-                    .cloned()
-                    .collect(),
-                calls: live
-                    .iter()
-                    .filter_map(|op| op.kind.call_id())
-                    .map(str::to_owned)
-                    .collect(),
-                why: DivergenceReason::GaveUp,
-            });
-        }
-        return plan;
+        return give_up_plan(ctx, reason);
     }
     let mut plan = ResumePlan::new(Strategy::Fresh);
     plan.attempt = ctx.attempt;
-    // A failure behind the trigger: never retry at once, even on the first attempt.
     let attempt =
         if ctx.trigger.is_planned() || matches!(ctx.trigger, Trigger::RefusedResume { .. }) {
             ctx.attempt
@@ -56,6 +42,32 @@ pub(crate) fn prologue(ctx: &ResumeContext<'_>, backoff: &Backoff) -> ResumePlan
         };
     plan.backoff = backoff.delay(attempt, ctx.jitter);
     plan.transparent = ctx.transparent_requested && ctx.capabilities.transparent_resumption;
+    plan
+}
+
+/// **Report everything still owed when giving up.** The session ends, so every live operation
+/// is reported with its items and calls ([`DivergenceReason::GaveUp`]): nothing is dropped
+/// silently.
+pub(crate) fn give_up_plan(ctx: &ResumeContext<'_>, reason: GiveUpReason) -> ResumePlan {
+    let mut plan = ResumePlan::new(Strategy::GiveUp { reason });
+    plan.attempt = ctx.attempt;
+    let live: Vec<&Operation> = ctx.outbox.live().collect();
+    if !live.is_empty() {
+        plan.undeliverable.push(Divergence {
+            ops: live.iter().map(|op| op.id).collect(),
+            items: live
+                .iter()
+                .flat_map(|op| op.kind.item_ids())
+                .cloned()
+                .collect(),
+            calls: live
+                .iter()
+                .filter_map(|op| op.kind.call_id())
+                .map(str::to_owned)
+                .collect(),
+            why: DivergenceReason::GaveUp,
+        });
+    }
     plan
 }
 
@@ -79,8 +91,10 @@ pub(crate) fn rejected_suspect<'a>(
         .map(|(_, op)| (op, code))
 }
 
-/// Reports the operation the server rejected (see [`rejected_suspect`]) as undeliverable in
-/// `plan` and adds its items to `excluded`; returns its id, which must not be planned again.
+/// **Never send a rejected payload again.** After the server closed the connection on a
+/// payload (1007 / 1008), the operation sent last (see [`rejected_suspect`]) is reported
+/// ([`DivergenceReason::RejectedByServer`]): sending it again would fail the same way. Its
+/// items join `excluded`; returns its id, which must not be planned again.
 pub(crate) fn report_rejected<'a>(
     ctx: &ResumeContext<'a>,
     handle: Option<&HandleRecord>,
@@ -98,8 +112,9 @@ pub(crate) fn report_rejected<'a>(
     Some(op.id)
 }
 
-/// Items never to send: those of superseded operations and of operations the server
-/// rejected, and answers to cancelled tool calls.
+/// **Never send what was withdrawn.** Items of superseded operations and of operations the
+/// server rejected, and answers to cancelled tool calls (the server ignores them, and a fresh
+/// session would hold an answer the model never got), are left out of every plan.
 pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId> {
     let mut excluded = HashSet::new();
     for op in ctx.outbox.iter() {
@@ -121,6 +136,18 @@ pub(crate) fn excluded_items<'a>(ctx: &ResumeContext<'a>) -> HashSet<&'a ItemId>
         }
     }
     excluded
+}
+
+/// Whether an operation can no longer matter: a response to a cancelled call, or an append
+/// whose items the application removed from `L` before they were delivered.
+pub(crate) fn is_moot(ctx: &ResumeContext<'_>, op: &Operation) -> bool {
+    match &op.kind {
+        OpKind::ToolResponse { output } => ctx.tool_calls.is_cancelled(&output.call_id),
+        OpKind::Append { items, .. } => {
+            !items.is_empty() && items.iter().all(|item| !ctx.desired.contains(item.id()))
+        }
+        _ => false,
+    }
 }
 
 /// The text of `items` when they are exactly one typed user text message (sendable as
@@ -151,33 +178,33 @@ pub(crate) fn generate_reply(
     op: &Operation,
     instructions: &Option<String>,
 ) -> PlannedSend {
-    let channel = if caps.client_content_mid_session {
-        Channel::ClientContent {
-            turn_complete: true,
-        }
+    let instructions = instructions.clone();
+    let message = if caps.client_content_mid_session {
+        PlannedMessage::ReplyRequest { instructions }
     } else {
-        Channel::RealtimeText
+        PlannedMessage::RealtimeReplyRequest { instructions }
     };
-    PlannedSend {
-        ops: vec![op.id],
-        channel,
-        payload: Payload::GenerateReply {
-            instructions: instructions.clone(),
-        },
-    }
+    PlannedSend::new(vec![op.id], message)
 }
 
 /// `clientContent` carrying `items`.
-pub(crate) fn client_content(
-    ops: Vec<crate::OpId>,
-    items: Vec<Item>,
-    turn_complete: bool,
-) -> PlannedSend {
-    PlannedSend {
-        ops,
-        channel: Channel::ClientContent { turn_complete },
-        payload: Payload::Items(items),
-    }
+pub(crate) fn client_content(ops: Vec<OpId>, items: Vec<Item>, turn_complete: bool) -> PlannedSend {
+    PlannedSend::new(ops, PlannedMessage::client_content(items, turn_complete))
+}
+
+/// Realtime text delivering `op`.
+pub(crate) fn realtime_text(op: &Operation, text: String) -> PlannedSend {
+    PlannedSend::new(vec![op.id], PlannedMessage::RealtimeText { text })
+}
+
+/// A tool response delivering `op`.
+pub(crate) fn tool_response(op: &Operation, output: &FunctionOutput) -> PlannedSend {
+    PlannedSend::new(
+        vec![op.id],
+        PlannedMessage::ToolResponse {
+            responses: vec![output.clone()],
+        },
+    )
 }
 
 /// Joins consecutive `clientContent` item messages when the earlier one does not complete the
@@ -187,22 +214,22 @@ pub(crate) fn merge_client_content(steps: Vec<PlannedSend>) -> Vec<PlannedSend> 
     for step in steps {
         if let Some(last) = merged.last_mut() {
             if let (
-                Channel::ClientContent {
-                    turn_complete: false,
+                PlannedMessage::ClientContent {
+                    items,
+                    turn_complete: joined,
                 },
-                Payload::Items(items),
-                Channel::ClientContent { turn_complete },
-                Payload::Items(more),
-            ) = (
-                &last.channel,
-                &mut last.payload,
-                step.channel,
-                &step.payload,
-            ) {
-                items.extend(more.iter().cloned());
-                last.ops.extend(step.ops.iter().copied());
-                last.channel = Channel::ClientContent { turn_complete };
-                continue;
+                PlannedMessage::ClientContent {
+                    items: more,
+                    turn_complete,
+                },
+            ) = (&mut last.message, &step.message)
+            {
+                if !*joined {
+                    items.extend(more.iter().cloned());
+                    last.ops.extend(step.ops.iter().copied());
+                    *joined = *turn_complete;
+                    continue;
+                }
             }
         }
         merged.push(step);
@@ -235,11 +262,7 @@ pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
         .iter()
         .map(|(call_id, name)| lost_call_output(call_id, name))
         .collect();
-    PlannedSend {
-        ops: Vec::new(),
-        channel: Channel::ToolResponse,
-        payload: Payload::ToolResponses(responses),
-    }
+    PlannedSend::new(Vec::new(), PlannedMessage::ToolResponse { responses })
 }
 
 /// The turn-starting operations that `L` shows answered. The server answers the latest input
@@ -276,30 +299,36 @@ pub(crate) fn answered_turns(
     answered
 }
 
-/// Replayed history asks for one reply at most, at its end: every `clientContent` item message
-/// completes no turn except the last one, which does when a reply is `owed` and no later
-/// message asks on its own (realtime text, a tool response, a reply request).
+/// **Ask for one reply at most, at the end.** Replayed history is not a question: every
+/// `clientContent` item message completes no turn except the last one, which does when a
+/// reply is `owed` and no later message asks on its own (realtime text, a tool response, a
+/// reply request). Two `turnComplete`s would be answered twice.
 pub(crate) fn ask_once(steps: &mut [PlannedSend], owed: bool) {
-    let is_items = |step: &PlannedSend| {
-        matches!(step.channel, Channel::ClientContent { .. })
-            && matches!(step.payload, Payload::Items(_))
-    };
-    let last_items = steps.iter().rposition(is_items);
-    for step in steps.iter_mut().filter(|step| is_items(step)) {
-        step.channel = Channel::ClientContent {
-            turn_complete: false,
-        };
+    let last_items = steps
+        .iter()
+        .rposition(|step| matches!(step.message, PlannedMessage::ClientContent { .. }));
+    for step in steps.iter_mut() {
+        if let PlannedMessage::ClientContent { turn_complete, .. } = &mut step.message {
+            *turn_complete = false;
+        }
     }
     let Some(last) = last_items else {
         return;
     };
-    let asked_later = steps[last + 1..].iter().any(|step| {
-        step.message_kind() == Some(crate::MessageKind::TurnStart)
-            || step.channel == Channel::ToolResponse
-    });
-    if owed && !asked_later {
-        steps[last].channel = Channel::ClientContent {
-            turn_complete: true,
-        };
+    if owed && !asks(&steps[last + 1..]) {
+        if let PlannedMessage::ClientContent { turn_complete, .. } = &mut steps[last].message {
+            *turn_complete = true;
+        }
     }
+}
+
+/// Whether one of `steps` asks the model for an answer on its own (a turn start or a tool
+/// response the model continues from).
+pub(crate) fn asks(steps: &[PlannedSend]) -> bool {
+    steps.iter().any(|step| {
+        matches!(
+            step.message_kind(),
+            MessageKind::TurnStart | MessageKind::ToolResponse
+        )
+    })
 }

@@ -6,8 +6,8 @@ use ctx_model::{ChatContext, FunctionOutput, Item, Message};
 use resume_policy::{
     Channel, ClientMessageIndex, ConnectMode, ConnectionId, CoverageTracker, DefaultPolicy,
     HandleUpdate, MessageKind, MessagePosition, Millis, Mirror, ModelCapabilities, OpId, OpKind,
-    Outbox, Payload, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext, ServerReaction,
-    Strategy, ToolCallStatus, Trigger,
+    Outbox, PlannedMessage, ResumeContext, ResumePlan, ResumePolicy, Route, RouteContext,
+    ServerReaction, Strategy, ToolCallStatus, Trigger,
 };
 
 pub const M25: &str = "models/gemini-2.5-flash-native-audio-preview-12-2025";
@@ -290,6 +290,8 @@ impl Sim {
             Strategy::GiveUp { .. } => panic!("cannot execute a give-up plan"),
         }
         self.outbox.record_plan(plan);
+        let setup = MessagePosition::new(conn, ClientMessageIndex::SETUP);
+        self.outbox.mark_sent(&plan.setup_ops, setup).unwrap();
         if let Some(seed) = &plan.seed {
             let kind = seed.message_kind(plan.history_config);
             self.send(kind, &seed.ops, seed.items.clone());
@@ -300,44 +302,29 @@ impl Sim {
     }
 
     pub fn send_step(&mut self, step: &resume_policy::PlannedSend) {
-        let (kind, items) = match (&step.channel, &step.payload) {
-            (Channel::SetupField, _) => {
-                let at =
-                    MessagePosition::new(ConnectionId(self.connection), ClientMessageIndex::SETUP);
-                self.outbox.mark_sent(&step.ops, at).unwrap();
-                return;
-            }
-            (Channel::ClientContent { turn_complete }, Payload::Items(items)) => (
-                if *turn_complete {
-                    MessageKind::TurnStart
-                } else {
-                    MessageKind::Silent
-                },
-                items.clone(),
-            ),
-            (Channel::ToolResponse, Payload::ToolResponses(outputs)) => {
-                self.server.tool_responses(outputs);
+        let items = match &step.message {
+            PlannedMessage::ClientContent { items, .. } => items.clone(),
+            PlannedMessage::ToolResponse { responses } => {
+                self.server.tool_responses(responses);
                 let at = self.tracker.on_sent(MessageKind::ToolResponse).unwrap();
                 self.last_index = at.index.0;
                 self.outbox.mark_sent(&step.ops, at).unwrap();
-                let items: Vec<Item> = outputs.iter().cloned().map(Item::from).collect();
+                let items: Vec<Item> = responses.iter().cloned().map(Item::from).collect();
                 self.mirror.on_sent(&items, at);
                 return;
             }
-            (Channel::RealtimeText, _) => {
-                let items = step
-                    .ops
-                    .iter()
-                    .filter_map(|id| self.outbox.get(*id))
-                    .flat_map(|op| op.kind.item_ids())
-                    .filter_map(|id| self.desired.get(id).cloned())
-                    .collect();
-                (MessageKind::TurnStart, items)
-            }
-            (Channel::ClientContent { .. }, _) => (MessageKind::TurnStart, Vec::new()),
-            _ => (MessageKind::Silent, Vec::new()),
+            PlannedMessage::RealtimeText { .. } => step
+                .ops
+                .iter()
+                .filter_map(|id| self.outbox.get(*id))
+                .flat_map(|op| op.kind.item_ids())
+                .filter_map(|id| self.desired.get(id).cloned())
+                .collect(),
+            PlannedMessage::ReplyRequest { .. }
+            | PlannedMessage::RealtimeReplyRequest { .. }
+            | PlannedMessage::ContextUpdate { .. } => Vec::new(),
         };
-        self.send(kind, &step.ops.clone(), items);
+        self.send(step.message_kind(), &step.ops.clone(), items);
     }
 }
 
@@ -353,8 +340,8 @@ pub fn step_ops(plan: &ResumePlan) -> Vec<OpId> {
 pub fn client_content_ids(plan: &ResumePlan) -> Vec<String> {
     plan.steps
         .iter()
-        .filter_map(|s| match (&s.channel, &s.payload) {
-            (Channel::ClientContent { .. }, Payload::Items(items)) => Some(items),
+        .filter_map(|s| match &s.message {
+            PlannedMessage::ClientContent { items, .. } => Some(items),
             _ => None,
         })
         .flatten()
@@ -371,7 +358,7 @@ pub fn seed_ids(plan: &ResumePlan) -> Vec<String> {
 }
 
 pub fn channels(plan: &ResumePlan) -> Vec<Channel> {
-    plan.steps.iter().map(|s| s.channel).collect()
+    plan.steps.iter().map(|s| s.channel()).collect()
 }
 
 pub fn go_away() -> Trigger {
