@@ -36,6 +36,8 @@ pub(crate) struct FaultState {
     pub(crate) refuse_next_resume: Option<(u16, String)>,
     /// Remaining upgrades to refuse, and the HTTP status to refuse them with.
     pub(crate) refuse_upgrades: Option<(u32, u16)>,
+    /// Remaining `setup`s to leave unanswered.
+    pub(crate) ignore_setups: u32,
     /// No resumable update (no new handle) is issued while set.
     pub(crate) withhold_handles: bool,
     /// No data frame leaves the server while set.

@@ -2,14 +2,17 @@
 //! loopback soak: the command an operation becomes, the fault it injects, and the state the
 //! application keeps (its snapshots of `L`, its latest instructions and tools).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use agent_glue::core::Command;
 use ctx_model::{ChatContext, Item, Message, Role};
-use gemini_fake::Faults;
+use gemini_fake::{FaultAction, Faults, Trigger};
 use gemini_transport::wire::FunctionDeclaration;
 
-use crate::schedule::Op;
+use resume_policy::{Backoff, DefaultPolicy, EditHandling, ReplayAlways, ResumePolicy, SkipReplay};
+
+use crate::schedule::{Op, Policy};
 
 /// The tools the application declares; texts naming one make the model call it.
 pub const TOOLS: [&str; 2] = ["get_weather", "lookup_order"];
@@ -38,14 +41,19 @@ pub(crate) fn speech(ms: u64) -> Vec<u8> {
 /// 16 kHz PCM16 of `ms` of voiced audio: a tone well above the fake's voice threshold (RMS
 /// about 5,600 against 500).
 pub(crate) fn voice(ms: u64) -> Vec<u8> {
-    let n = samples(ms);
-    let mut pcm = Vec::with_capacity(n * 2);
-    for k in 0..n {
-        let phase = (k % 36) as f64 / 36.0 * std::f64::consts::TAU;
-        let sample = (phase.sin() * 8_000.0) as i16;
-        pcm.extend_from_slice(&sample.to_le_bytes());
-    }
-    pcm
+    // One period of the tone, repeated.
+    let period: Vec<u8> = (0..36)
+        .flat_map(|k| {
+            let phase = f64::from(k) / 36.0 * std::f64::consts::TAU;
+            ((phase.sin() * 8_000.0) as i16).to_le_bytes()
+        })
+        .collect();
+    period
+        .iter()
+        .copied()
+        .cycle()
+        .take(samples(ms) * 2)
+        .collect()
 }
 
 /// 16 kHz PCM16 of `ms` of silence.
@@ -162,6 +170,18 @@ pub(crate) fn answer_delay(seed: u64, n: u64) -> u64 {
     }
 }
 
+/// The reason the service gives with a close `code` (see the protocol's table of close codes).
+pub(crate) fn close_reason(code: u16) -> &'static str {
+    match code {
+        1011 => "Internal error encountered.",
+        1001 => "going away",
+        1007 => "Request contains an invalid argument.",
+        1008 => "Operation is not implemented, or supported, or enabled.",
+        1009 => "Request payload size exceeds the limit.",
+        _ => "",
+    }
+}
+
 /// What one step asks of the world that runs it.
 pub(crate) enum Action {
     /// Run this command.
@@ -182,13 +202,17 @@ pub(crate) enum Action {
     Done,
 }
 
+/// How many snapshots of `L` the application keeps (`Op::StaleUpdate` looks at most 3 back).
+const SNAPSHOTS: usize = 4;
+
 /// The application's state across steps.
 #[derive(Debug, Default)]
 pub(crate) struct AppState {
     /// Steps run so far (numbers the texts: `t7 …` is step 7's).
     pub(crate) counter: u64,
-    /// `(version, L)` after each step (and at the start).
-    snapshots: Vec<(u64, ChatContext)>,
+    /// `(version, L)` after each of the last [`SNAPSHOTS`] steps (and at the start): as far
+    /// back as `Op::StaleUpdate` looks.
+    snapshots: VecDeque<(u64, ChatContext)>,
     /// The latest instructions the application set.
     pub(crate) instructions: Option<String>,
     /// The names of the latest tools the application declared.
@@ -200,7 +224,7 @@ impl AppState {
     /// The state at the start, with `L` at `version`.
     pub(crate) fn new(version: u64, context: ChatContext) -> Self {
         Self {
-            snapshots: vec![(version, context)],
+            snapshots: VecDeque::from([(version, context)]),
             tools: declarations(0).iter().map(|t| t.name.clone()).collect(),
             ..Self::default()
         }
@@ -208,7 +232,10 @@ impl AppState {
 
     /// Records `L` after a step.
     pub(crate) fn snapshot(&mut self, version: u64, context: ChatContext) {
-        self.snapshots.push((version, context));
+        if self.snapshots.len() == SNAPSHOTS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back((version, context));
     }
 
     /// What `op` does, given `L` now (`version`, `context`): faults are injected into
@@ -306,12 +333,31 @@ impl AppState {
                 Action::Done
             }
             Op::Close(code) => {
-                let reason = match code {
-                    1011 => "Internal error encountered.",
-                    1001 => "going away",
-                    _ => "",
-                };
-                faults.close_connections(code, reason);
+                faults.close_connections(code, close_reason(code));
+                Action::Done
+            }
+            Op::AuthClose => {
+                faults.close_connections(1007, "API key not valid. Please pass a valid API key.");
+                Action::Done
+            }
+            Op::QuotaClose => {
+                faults.close_connections(
+                    1011,
+                    "You exceeded your current quota, please check your plan and billing details.",
+                );
+                Action::Done
+            }
+            Op::RefuseSetup(code) => {
+                let action = FaultAction::Close(code, close_reason(code).to_owned());
+                faults.schedule(Trigger::SetupReceived, action);
+                Action::Done
+            }
+            Op::RefuseDial(status) => {
+                faults.refuse_upgrades(1, status);
+                Action::Done
+            }
+            Op::IgnoreSetups(n) => {
+                faults.ignore_setups(u32::from(n));
                 Action::Done
             }
             Op::GoAway(secs) => {
@@ -339,5 +385,106 @@ impl AppState {
                 Action::Done
             }
         }
+    }
+}
+
+/// The resume policy of `policy`, with the default backoff.
+pub(crate) fn resume_policy(policy: Policy) -> Box<dyn ResumePolicy> {
+    match policy {
+        Policy::Default => Box::new(DefaultPolicy::default()),
+        Policy::ReportEdits => {
+            Box::new(DefaultPolicy::new(Backoff::default(), EditHandling::Report))
+        }
+        Policy::ReplayAlways => Box::new(ReplayAlways::default()),
+        Policy::SkipReplay => Box::new(SkipReplay::default()),
+    }
+}
+
+/// Something the application did while the user spoke (between the first voice of an
+/// utterance and its end), or as an answer started: the interleavings the statistics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interleaving {
+    /// A typed turn during speech.
+    TypedTurn,
+    /// A typed turn naming a tool during speech.
+    ToolTurn,
+    /// A tool result during speech.
+    ToolResult,
+    /// An append during speech.
+    Append,
+    /// A reply request (`generate_reply`) during speech.
+    ReplyRequest,
+    /// An `update_chat_ctx` (stale or an edit) during speech.
+    Update,
+    /// An instructions or tools change during speech.
+    Config,
+    /// `interrupt()` during speech.
+    Interrupt,
+    /// A fault during speech.
+    Fault,
+    /// `interrupt()` as an answer starts (its first output arrived).
+    InterruptAnswer,
+}
+
+impl Interleaving {
+    /// Every kind, in the order the statistics print them.
+    pub const ALL: [Interleaving; 10] = [
+        Interleaving::TypedTurn,
+        Interleaving::ToolTurn,
+        Interleaving::ToolResult,
+        Interleaving::Append,
+        Interleaving::ReplyRequest,
+        Interleaving::Update,
+        Interleaving::Config,
+        Interleaving::Interrupt,
+        Interleaving::Fault,
+        Interleaving::InterruptAnswer,
+    ];
+
+    /// Its name in the statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interleaving::TypedTurn => "typed turn during speech",
+            Interleaving::ToolTurn => "tool-naming turn during speech",
+            Interleaving::ToolResult => "tool result during speech",
+            Interleaving::Append => "append during speech",
+            Interleaving::ReplyRequest => "reply request during speech",
+            Interleaving::Update => "update during speech",
+            Interleaving::Config => "instructions/tools change during speech",
+            Interleaving::Interrupt => "interrupt during speech",
+            Interleaving::Fault => "fault during speech",
+            Interleaving::InterruptAnswer => "interrupt as an answer starts",
+        }
+    }
+
+    /// The kind `op` is when the application performs it during speech.
+    pub(crate) fn during_speech(op: Op) -> Option<Interleaving> {
+        Some(match op {
+            Op::Text => Interleaving::TypedTurn,
+            Op::TextTool(_) => Interleaving::ToolTurn,
+            Op::Append(_) => Interleaving::Append,
+            Op::GenerateReply(_) => Interleaving::ReplyRequest,
+            Op::StaleUpdate(_) | Op::Edit => Interleaving::Update,
+            Op::Instructions | Op::Tools => Interleaving::Config,
+            Op::Interrupt => Interleaving::Interrupt,
+            op if op.is_fault() => Interleaving::Fault,
+            _ => return None,
+        })
+    }
+}
+
+/// The interleavings one run performed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Interleavings(u16);
+
+impl Interleavings {
+    /// Adds `kind`.
+    pub fn insert(&mut self, kind: Interleaving) {
+        self.0 |= 1 << (kind as u16);
+    }
+
+    /// Whether the run performed `kind`.
+    pub fn contains(self, kind: Interleaving) -> bool {
+        self.0 & (1 << (kind as u16)) != 0
     }
 }

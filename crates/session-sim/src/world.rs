@@ -18,13 +18,17 @@ use gemini_transport::wire::{
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
-use crate::app::{self, Action, AppState, Mic, declarations};
+use crate::app::{self, Action, AppState, Interleaving, Interleavings, Mic, declarations};
 use crate::checks::{self, AudioTally, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
+
+/// The shell's setup timeout (the transport's default): a dial whose `setupComplete` has not
+/// arrived this long after it is given up on (virtual ms).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the shell's audio path produced in one call.
 #[derive(Default)]
@@ -59,6 +63,8 @@ pub struct Outcome {
     pub context: ChatContext,
     /// The session's events (without media), in order.
     pub events: Vec<SessionEvent>,
+    /// What the application did while the user spoke (or as answers started).
+    pub interleavings: Interleavings,
 }
 
 /// What happens at a point of virtual time.
@@ -78,6 +84,13 @@ enum Ev {
     Answer(String),
     /// The application stops waiting for a transcript (the wait with this number).
     WaitOver(u64),
+    /// The shell's setup timeout for a connection (it gives up unless `setupComplete` came).
+    SetupTimeout(ConnectionId),
+    /// The client's end of a connection vanished (dropped without a close frame) reaches the
+    /// server.
+    VanishAtServer(ConnectionId),
+    /// The application interrupts the answer that just started.
+    InterruptAnswer,
     /// The shell's writer finished a slow write (its backlog goes out).
     WriterIdle,
     Settle,
@@ -92,6 +105,7 @@ impl Ev {
                 | Ev::DialFailed(..)
                 | Ev::ToServer(..)
                 | Ev::CloseAtServer(..)
+                | Ev::VanishAtServer(..)
                 | Ev::ToClient(..)
                 | Ev::ClosedAtClient(..)
         )
@@ -138,6 +152,10 @@ struct Link {
     go_away_sent: bool,
     /// Server frames arriving after this are lost (a reset overtook them).
     reset_at: Option<u64>,
+    /// Its setup carried a handle (a resume).
+    resume: bool,
+    /// A fault closed it (its 1007/1008 is not the server refusing a payload).
+    fault_closed: bool,
 }
 
 /// The application's side.
@@ -161,6 +179,12 @@ pub(crate) struct App {
     waits: u64,
     /// Tool calls whose answer came due during a wait: answered when it ends.
     held_answers: Vec<String>,
+    /// A model turn's output has started (the reactive interrupt acts on its first output).
+    answering: bool,
+    /// Which answers the application interrupts as they start (a stream of its own).
+    interrupts: Option<Rng>,
+    /// What the application did while the user spoke.
+    interleavings: Interleavings,
 }
 
 /// The application waits for a transcript before step `next`.
@@ -199,6 +223,8 @@ pub(crate) struct World<'a> {
     rng: Rng,
     pub(crate) violations: Vec<Violation>,
     pub(crate) trace: Vec<String>,
+    /// Whether `trace` is recorded.
+    tracing: bool,
     settling: bool,
     in_flight: usize,
     answers_due: usize,
@@ -206,11 +232,28 @@ pub(crate) struct World<'a> {
     pub(crate) current: Option<ConnectionId>,
     /// Payload rejections by the server (1007/1008 after setup).
     pub(crate) rejections: Vec<String>,
+    /// The connection the core last asked to open (its link, unless it dropped it since).
+    last_opened: Option<ConnectionId>,
+    /// A close the core was told about that must end the session (authentication, quota, a
+    /// refused fresh setup).
+    must_end: Option<String>,
 }
 
-/// Runs `schedule` to the end and checks the invariants.
+/// Runs `schedule` to the end and checks the invariants. The run is deterministic: one that
+/// fails is run again with its trace recorded (formatting every step's trace line costs more
+/// than the rest of a passing run).
 pub fn run(schedule: &Schedule) -> Outcome {
-    let mut world = match World::new(schedule) {
+    let outcome = run_traced(schedule, false);
+    if outcome.violations.is_empty() {
+        outcome
+    } else {
+        run_traced(schedule, true)
+    }
+}
+
+/// [`run`], recording the trace or not.
+fn run_traced(schedule: &Schedule, tracing: bool) -> Outcome {
+    let mut world = match World::new(schedule, tracing) {
         Ok(world) => world,
         Err(e) => {
             return Outcome {
@@ -219,6 +262,7 @@ pub fn run(schedule: &Schedule) -> Outcome {
                 elapsed: 0,
                 context: ChatContext::new(),
                 events: Vec::new(),
+                interleavings: Interleavings::default(),
             };
         }
     };
@@ -226,9 +270,18 @@ pub fn run(schedule: &Schedule) -> Outcome {
     let observed = world.observed();
     let found = checks::check(&observed);
     world.violations.extend(found);
+    if let Some(close) = &world.must_end {
+        if !matches!(world.core.closed(), Some(Some(_))) {
+            world.violations.push(Violation::new(
+                "not ended",
+                format!("the session went on after {close}"),
+            ));
+        }
+    }
     Outcome {
         context: world.core.chat_ctx().clone(),
         events: world.app.events.into_iter().map(|(_, e)| e).collect(),
+        interleavings: world.app.interleavings,
         violations: world.violations,
         trace: world.trace,
         elapsed: world.now,
@@ -236,7 +289,7 @@ pub fn run(schedule: &Schedule) -> Outcome {
 }
 
 impl<'a> World<'a> {
-    fn new(schedule: &'a Schedule) -> Result<Self, String> {
+    fn new(schedule: &'a Schedule, tracing: bool) -> Result<Self, String> {
         let p = schedule.profile;
         let config = FakeConfig::new()
             .with_family(p.family)
@@ -258,11 +311,13 @@ impl<'a> World<'a> {
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .automatic_activity_detection(!p.manual_activity)
+            .policy(app::resume_policy(p.policy))
             .tools(tools.clone())
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone()),
+            interrupts: (p.interrupt_answers > 0).then(|| Rng::stream(schedule.seed, 4)),
             ..App::default()
         };
         let mut world = World {
@@ -287,11 +342,14 @@ impl<'a> World<'a> {
             rng: Rng::stream(schedule.seed, 2),
             violations: Vec::new(),
             trace: Vec::new(),
+            tracing,
             settling: false,
             in_flight: 0,
             answers_due: 0,
             current: None,
             rejections: Vec::new(),
+            last_opened: None,
+            must_end: None,
         };
         // The first step waits for the first connection (as `connect()` does).
         world.pump();
@@ -318,7 +376,7 @@ impl<'a> World<'a> {
     }
 
     pub(crate) fn note(&mut self, line: String) {
-        if self.trace.len() < 4_000 {
+        if self.tracing && self.trace.len() < 4_000 {
             self.trace.push(format!("{:>7} ms  {line}", self.now));
         }
     }
@@ -457,6 +515,26 @@ impl<'a> World<'a> {
                     self.end_wait();
                 }
             }
+            Ev::SetupTimeout(conn) => self.setup_timeout(conn),
+            Ev::VanishAtServer(conn) => {
+                let target = self
+                    .links
+                    .get_mut(&conn)
+                    .filter(|l| l.server_open)
+                    .and_then(|l| {
+                        l.server_open = false;
+                        l.server
+                    });
+                if let Some(sid) = target {
+                    self.server.client_closed(sid, None, server_now);
+                }
+            }
+            Ev::InterruptAnswer => {
+                if self.core.closed().is_none() {
+                    self.app.interleavings.insert(Interleaving::InterruptAnswer);
+                    let _ = self.command(Command::Interrupt);
+                }
+            }
             Ev::Settle => {
                 self.settling = true;
                 self.server.faults().release_handles();
@@ -499,6 +577,7 @@ impl<'a> World<'a> {
                 };
                 let mut info = CloseInfo::abnormal(cause.to_string(), false);
                 info.class = cause.class();
+                self.expect_end(conn, &info, false);
                 self.core
                     .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
             }
@@ -569,6 +648,11 @@ impl<'a> World<'a> {
                         self.audio.connection_lost(&mut out);
                         self.audio_out(out);
                     }
+                    let fresh_setup = self
+                        .links
+                        .get(&conn)
+                        .is_some_and(|l| !l.set_up && !l.resume);
+                    self.expect_end(conn, &info, fresh_setup);
                     self.core.handle_closed(Millis(now), conn, info, None);
                 }
             }
@@ -609,7 +693,7 @@ impl<'a> World<'a> {
                 moved = true;
                 let mut buf = Vec::new();
                 t.message.write_json(&mut buf);
-                if self.trace.len() < 4_000 {
+                if self.tracing && self.trace.len() < 4_000 {
                     let line = format!(
                         "conn {} <- {}",
                         t.connection.0,
@@ -697,13 +781,17 @@ impl<'a> World<'a> {
                     self.at(done, Ev::ActionsReady);
                 }
                 ShellAction::Open { connection, setup } => {
+                    let resume = matches!(&setup, ClientMessage::Setup(s)
+                        if s.session_resumption.as_ref().is_some_and(|r| r.handle.is_some()));
                     self.links.insert(
                         connection,
                         Link {
                             client_open: true,
+                            resume,
                             ..Link::default()
                         },
                     );
+                    self.last_opened = Some(connection);
                     let mut buf = Vec::new();
                     setup.write_json(&mut buf);
                     let json = String::from_utf8_lossy(&buf).into_owned();
@@ -713,6 +801,8 @@ impl<'a> World<'a> {
                         link.c2s_at = at;
                     }
                     self.at(at, Ev::Dial(connection, json));
+                    let timeout = u64::try_from(SETUP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+                    self.at(at + timeout, Ev::SetupTimeout(connection));
                 }
                 _ => {}
             }
@@ -754,7 +844,11 @@ impl<'a> World<'a> {
                 let at = (now + lat).max(link.s2c_at).max(stall);
                 link.s2c_at = at;
                 let info = CloseInfo::from_server(code, reason.clone(), link.after_go_away);
-                if matches!(code, 1007 | 1008) && set_up && !(code == 1008 && link.go_away_sent) {
+                let refused = matches!(code, 1007 | 1008)
+                    && set_up
+                    && !link.fault_closed
+                    && !(code == 1008 && link.go_away_sent);
+                if refused {
                     self.rejections
                         .push(format!("conn {} closed with {code}: {reason}", conn.0));
                 }
@@ -792,7 +886,24 @@ impl<'a> World<'a> {
             SessionEvent::Reconnecting { .. } | SessionEvent::Closed { .. } => {
                 self.app.mic.connection_ended();
                 self.end_wait();
+                self.app.answering = false;
             }
+            // The first output of a model turn: some applications interrupt it at once.
+            SessionEvent::Text(_)
+            | SessionEvent::Audio { .. }
+            | SessionEvent::OutputTranscript { .. }
+                if !self.app.answering =>
+            {
+                self.app.answering = true;
+                let percent = u64::from(self.schedule.profile.interrupt_answers);
+                if let Some(rng) = self.app.interrupts.as_mut() {
+                    if rng.chance(percent) {
+                        let now = self.now;
+                        self.at(now, Ev::InterruptAnswer);
+                    }
+                }
+            }
+            SessionEvent::TurnComplete | SessionEvent::Interrupted => self.app.answering = false,
             _ => {}
         }
         if app::is_media(&event) {
@@ -811,13 +922,18 @@ impl<'a> World<'a> {
                 self.at(at, Ev::Answer(call_id.clone()));
             }
         }
-        self.note(format!("event {}", short(&format!("{event:?}"))));
+        if self.tracing {
+            self.note(format!("event {}", short(&format!("{event:?}"))));
+        }
         self.app.events.push((self.now, event));
     }
 
     fn answer(&mut self, call_id: &str) {
         if !self.app.answered.insert(call_id.to_owned()) {
             return;
+        }
+        if self.app.mic.speaking() && self.core.closed().is_none() {
+            self.app.interleavings.insert(Interleaving::ToolResult);
         }
         let output = serde_json::json!({ "result": format!("r-{call_id}") });
         self.flush_audio();
@@ -829,10 +945,12 @@ impl<'a> World<'a> {
                 is_error: false,
             },
         );
-        self.note(format!(
-            "app answers {call_id}: {}",
-            short(&format!("{result:?}"))
-        ));
+        if self.tracing {
+            self.note(format!(
+                "app answers {call_id}: {}",
+                short(&format!("{result:?}"))
+            ));
+        }
         if let Err(e) = result {
             if !matches!(e, agent_glue::Error::Closed) {
                 self.app
@@ -846,11 +964,13 @@ impl<'a> World<'a> {
         &mut self,
         command: Command,
     ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
-        let line = short(&format!("{command:?}"));
+        let line = self.tracing.then(|| short(&format!("{command:?}")));
         // As the shell does: audio pushed before the command is numbered before it.
         self.flush_audio();
         let result = self.core.command(Millis(self.now), command);
-        self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
+        if let Some(line) = line {
+            self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
+        }
         result
     }
 
@@ -859,10 +979,23 @@ impl<'a> World<'a> {
         if self.core.closed().is_some() {
             return false;
         }
+        if self.app.mic.speaking() {
+            if let Some(kind) = Interleaving::during_speech(op) {
+                self.app.interleavings.insert(kind);
+            }
+        }
+        if matches!(op, Op::Close(_) | Op::AuthClose | Op::QuotaClose) {
+            // What these closes say about a payload is the fault's doing, not the client's.
+            for link in self.links.values_mut().filter(|l| l.server_open) {
+                link.fault_closed = true;
+            }
+        }
         let faults = self.server.faults();
         let version = self.core.version();
-        let context = self.core.chat_ctx().clone();
-        let action = self.app.state.action(op, version, &context, &faults, 1);
+        let action = self
+            .app
+            .state
+            .action(op, version, self.core.chat_ctx(), &faults, 1);
         if op.is_fault() {
             self.note(format!("fault: {op:?}"));
         }
@@ -1008,6 +1141,48 @@ impl<'a> World<'a> {
         }
     }
 
+    /// The shell's setup timeout for `conn`: unless its `setupComplete` arrived, the shell
+    /// drops the connection (no close frame) and tells the core the dial failed.
+    fn setup_timeout(&mut self, conn: ConnectionId) {
+        let now = self.now;
+        let lat = self.latency();
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        if !link.client_open || link.set_up {
+            return;
+        }
+        link.client_open = false;
+        let vanish = link.server_open.then(|| {
+            let at = (now + lat).max(link.c2s_at);
+            link.c2s_at = at;
+            at
+        });
+        if let Some(at) = vanish {
+            self.at(at, Ev::VanishAtServer(conn));
+        }
+        self.note(format!("conn {}: no setupComplete, setup timeout", conn.0));
+        let cause = gemini_transport::Error::SetupTimeout {
+            after: SETUP_TIMEOUT,
+        };
+        let mut info = CloseInfo::abnormal(cause.to_string(), false);
+        info.class = cause.class();
+        self.core
+            .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
+    }
+
+    /// The core is told that `conn` ended with `info`: if that was its connection and the
+    /// close is one no retry can help (authentication, quota, a refused fresh `setup`), the
+    /// session must end.
+    fn expect_end(&mut self, conn: ConnectionId, info: &CloseInfo, fresh_setup: bool) {
+        use gemini_transport::CloseClass;
+        let terminal = info.class == CloseClass::AuthOrQuota
+            || (fresh_setup && info.class == CloseClass::NeedsDifferentRequest);
+        if terminal && self.last_opened == Some(conn) && self.must_end.is_none() {
+            self.must_end = Some(format!("conn {} {info}", conn.0));
+        }
+    }
+
     /// What the checks read: the application's side and the fake's own state.
     fn observed(&self) -> Observed {
         // The session of the client's last set-up connection (a later dial whose setup never
@@ -1040,6 +1215,7 @@ impl<'a> World<'a> {
             instructions: self.app.state.instructions.clone(),
             tools: self.app.state.tools.clone(),
             gave_up: matches!(self.core.closed(), Some(Some(_))),
+            default_policy: self.schedule.profile.policy.is_default(),
             audio: Some(AudioTally {
                 received: self.server_audio_bytes(),
                 held: self.audio.held_bytes() as u64,
