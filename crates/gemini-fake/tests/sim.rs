@@ -684,3 +684,53 @@ async fn the_sim_sends_what_the_socket_server_sends() {
     };
     assert_eq!(json(&run.messages(conn)), json(&socket));
 }
+
+/// 16 kHz PCM16: `ms` of a loud tone (speech to the fake's voice detection) or of silence.
+fn pcm(ms: u64, voiced: bool) -> Vec<u8> {
+    (0..ms * 16)
+        .flat_map(|n| {
+            let sample: i16 = if voiced && n % 2 == 0 {
+                8_000
+            } else if voiced {
+                -8_000
+            } else {
+                0
+            };
+            sample.to_le_bytes()
+        })
+        .collect()
+}
+
+/// The server answers user turns in the order they complete: a typed turn sent while the user
+/// speaks is answered first, and the spoken turn, completing at `audioStreamEnd`, cuts that
+/// answer off and is answered next. Each turn gets its own reaction.
+#[test]
+fn a_spoken_turn_completing_cuts_off_the_answer_under_way() {
+    let config = FakeConfig::new();
+    let mut run = Run::new(config.clone());
+    let conn = run.connect(Duration::ZERO);
+    run.send(
+        conn,
+        &ClientMessage::setup(text_setup(&config)),
+        Duration::ZERO,
+    );
+    run.send(conn, &ClientMessage::audio(&pcm(200, true), 16_000), ms(10));
+    run.send(conn, &ClientMessage::text("typed while speaking"), ms(20));
+    run.send(conn, &ClientMessage::audio(&pcm(200, true), 16_000), ms(30));
+    run.send(conn, &ClientMessage::audio_stream_end(), ms(31));
+    run.run_to_idle();
+    let turn_ends = run
+        .messages(conn)
+        .iter()
+        .filter(|m| shape(std::slice::from_ref(m)) == ["turnComplete"])
+        .count();
+    assert_eq!(turn_ends, 2, "one reaction per turn");
+    let session = run.sim.latest_session().unwrap();
+    let texts = session.context_texts();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!(texts[0], "typed while speaking");
+    assert!(texts[1].starts_with("echo: typed"), "{texts:?}");
+    assert!(texts[2].starts_with("[audio"), "{texts:?}");
+    assert!(texts[3].starts_with("echo: [audio"), "{texts:?}");
+    assert_eq!(session.generations(), 2);
+}

@@ -8,6 +8,12 @@ use crate::{
     HandleToken, MessagePosition, Millis, SessionEpoch, ToolCallStatus, ToolCalls,
 };
 
+/// The deliberately wrong tracker of feature `mutant-send-order`: a run of audio awaits its
+/// reaction from its first chunk, as a typed turn does, so reactions are credited in the order
+/// turns were *sent*. The simulator's regressions and random schedules must catch it
+/// (`cargo xtask sim --mutant send-order`).
+const SEND_ORDER_MUTANT: bool = cfg!(feature = "mutant-send-order");
+
 /// What kind of reaction a client message can provoke, as the session layer knows when it
 /// sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +34,11 @@ pub enum MessageKind {
     /// `contextUpdate`, a silent (non-blocking) tool response. Only covered through a later
     /// message's reaction (or exactly, in transparent mode).
     Silent,
+    /// Ends the user's speech explicitly: `audioStreamEnd` (automatic activity detection) or
+    /// `activityEnd` (manual). With transcripts, a spoken turn still open ends here (see
+    /// [`CoverageTracker::on_spoken_turn`]); without them, it provokes the reaction of the run
+    /// of audio before it, or a reaction of its own when no run awaits one.
+    SpeechEnd,
 }
 
 /// A server message that proves the server processed a client message.
@@ -37,6 +48,11 @@ pub enum ServerReaction {
     TurnComplete,
     /// `toolCall` (record the calls themselves with [`CoverageTracker::on_tool_call`]).
     ToolCall,
+    /// `serverContent.turnComplete` of a turn the server cut off (`interrupted` came first:
+    /// new input arrived while the model answered). It answers its turn as
+    /// [`TurnComplete`](Self::TurnComplete) does, but the model did not finish it: a lagging
+    /// handle issued after it may predate the turn.
+    InterruptedTurnComplete,
     /// `serverContent.turnComplete` of a turn whose tool calls the server cancelled (a
     /// `toolCallCancellation` came first: new input interrupted the model while it waited for
     /// results). It proves nothing after the call: the interrupting message gets its own
@@ -64,14 +80,28 @@ pub enum ConnectMode {
     Resumed,
 }
 
-/// A pending message (or run of audio messages) that can provoke a reaction.
+/// A user turn (or run of audio messages) that awaits the server's reaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Awaiting {
-    /// The first message (of a run of audio: the first chunk not yet known processed).
+    /// The message that completes the turn (of a run of audio without transcripts: the first
+    /// chunk not yet known processed).
     first: ClientMessageIndex,
     /// The last message of the run (`first` for other kinds).
     last: ClientMessageIndex,
-    kind: MessageKind,
+    kind: Pending,
+}
+
+/// What awaits a reaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// A typed turn (or any message that starts a model turn).
+    Turn,
+    /// A tool response the model continues from.
+    ToolResponse,
+    /// A run of audio (without transcripts: the server's voice detection decides its turns).
+    Audio,
+    /// A spoken turn the server transcribed, completed at `first`.
+    Spoken,
 }
 
 /// The pure state machine that assigns client message indices, watches server reactions and
@@ -81,12 +111,16 @@ struct Awaiting {
 /// - transparent mode: `lastConsumedClientMessageIndex` gives it exactly;
 /// - otherwise the server processes a connection's messages in order, so a handle that arrives
 ///   after the server visibly reacted to message *m* covers *m* and everything before it.
-///   Reactions are matched to messages in order: a `toolCall` or `turnComplete` answers the
-///   oldest message still awaiting one (of a run of audio, only its first chunk, since the
-///   server's voice detection may split it into several turns); after a `toolCall` the same
-///   model turn is still open, so its next reaction answers only the tool responses sent
-///   since (scenario S12: a handle that merely arrives after a message was sent does not
-///   cover it);
+///   Reactions are matched to user turns in the order the turns *complete*, which is the
+///   order the server answers them: a typed turn completes with its own message, a spoken
+///   turn with the message that ends it (see [`on_spoken_turn`](Self::on_spoken_turn)), so a
+///   typed turn sent while the user speaks is answered before the spoken turn around it. A
+///   `toolCall` or `turnComplete` answers the first turn in that order still awaiting one;
+///   after a `toolCall` the same model turn is still open, so its next reaction answers only
+///   the tool responses sent since (scenario S12: a handle that merely arrives after a
+///   message was sent does not cover it). Without transcripts the client does not see where
+///   spoken turns end: a reaction to a run of audio proves only its first chunk processed,
+///   since the server's voice detection may split it into several turns;
 /// - `resumable: false` marks the current handle stale from that moment and keeps it.
 ///
 /// ```
@@ -117,18 +151,26 @@ pub struct CoverageTracker {
     awaiting: VecDeque<Awaiting>,
     tool_turn_open: bool,
     reacted_through: Option<ClientMessageIndex>,
+    /// The last message whose turn the model finished answering (a `toolCall`, or a
+    /// `turnComplete` that was not cut off).
+    finished_through: Option<ClientMessageIndex>,
     handle: Option<HandleRecord>,
     next_serial: u64,
     tool_calls: ToolCalls,
     transcripts: bool,
-    spoken: u32,
-    /// Contiguous runs of audio messages sent on the connection, oldest first.
-    segments: Vec<(ClientMessageIndex, ClientMessageIndex)>,
-    /// The run the last spoken turn came from, and whether one did.
-    segment_cursor: usize,
-    segment_used: bool,
-    /// The last message sent was audio (the newest segment is still growing).
-    in_segment: bool,
+    /// Runs of consecutive audio messages sent since the last spoken turn ended (with
+    /// transcripts), oldest first: a spoken turn ends on a chunk of one of them.
+    runs: VecDeque<(ClientMessageIndex, ClientMessageIndex)>,
+    /// The last message sent was audio (the newest run is still growing).
+    in_run: bool,
+    /// Audio was sent since the last explicit end of speech or spoken turn (an explicit end
+    /// after it can end a turn).
+    audio_since_end: bool,
+    /// Explicit ends of speech (`audioStreamEnd`, `activityEnd`) sent after audio and not yet
+    /// matched to a spoken turn, oldest first.
+    speech_ends: VecDeque<ClientMessageIndex>,
+    /// Where the last spoken turn ended.
+    last_spoken: Option<ClientMessageIndex>,
 }
 
 impl CoverageTracker {
@@ -143,15 +185,16 @@ impl CoverageTracker {
             awaiting: VecDeque::new(),
             tool_turn_open: false,
             reacted_through: None,
+            finished_through: None,
             handle: None,
             next_serial: 1,
             tool_calls: ToolCalls::new(),
             transcripts: false,
-            spoken: 0,
-            segments: Vec::new(),
-            segment_cursor: 0,
-            segment_used: false,
-            in_segment: false,
+            runs: VecDeque::new(),
+            in_run: false,
+            audio_since_end: false,
+            speech_ends: VecDeque::new(),
+            last_spoken: None,
         }
     }
 
@@ -166,25 +209,74 @@ impl CoverageTracker {
     }
 
     /// A finished input transcription arrived: the server made a user turn of speech. Returns
-    /// the last message of the run of audio it came from (the oldest run still awaiting a
-    /// reaction, else the last message sent): the spoken turn sits after that run's
-    /// messages, before later ones.
+    /// the message that ended it, where the turn sits in the server's context (after the items
+    /// of every message up to it, before those of later messages) and where it completes in
+    /// the order of reactions.
     ///
-    /// Which run the speech came from is a guess the protocol cannot settle: a spoken turn
-    /// comes from the run the previous one came from, or from the next run when there is
-    /// one (speech split by other messages).
+    /// The server answers turns in the order they complete, and a turn that completes cuts
+    /// off the one being answered, whose reaction comes first (the default activity handling,
+    /// where user input interrupts the model; a session set to `NO_INTERRUPTION` would need
+    /// another rule). So when the transcript arrives,
+    /// a typed turn already answered completed before the speech ended, and one still awaiting
+    /// its reaction completes after it: the speech ended before the first typed turn still
+    /// awaiting one. Below that bound it ended on the first explicit end of speech
+    /// (`audioStreamEnd`, `activityEnd`) sent after audio, else on a chunk of the last run of
+    /// audio (the server's voice detection ends it on a chunk the client cannot name; the last
+    /// one sent is the latest it can be). Typed turns sent between two chunks of one utterance
+    /// therefore come before the spoken turn, and those sent after it (while it still waited
+    /// to be transcribed) after it, as on the server.
+    ///
+    /// One order the protocol does not settle: a message that starts no turn (an append)
+    /// sent after the chunk on which the server's voice detection ended the speech, but before
+    /// its transcript arrived and before more audio, is taken to come before the spoken turn.
     pub fn on_spoken_turn(&mut self) -> ClientMessageIndex {
-        self.spoken = self.spoken.saturating_add(1);
-        if self.segment_used && self.segment_cursor + 1 < self.segments.len() {
-            self.segment_cursor += 1;
+        let bound = self
+            .awaiting
+            .iter()
+            .find(|a| a.kind == Pending::Turn)
+            .map(|turn| turn.first);
+        let below = |index: &ClientMessageIndex| bound.is_none_or(|b| *index < b);
+        let explicit = self.speech_ends.front().copied().filter(below);
+        let end = match explicit {
+            Some(end) => {
+                self.speech_ends.pop_front();
+                end
+            }
+            None => self
+                .runs
+                .iter()
+                .rev()
+                .map(|(_, last)| *last)
+                .find(below)
+                .unwrap_or(self.last_sent),
+        };
+        let end = self.last_spoken.map_or(end, |last| last.max(end));
+        self.last_spoken = Some(end);
+        // Runs up to the end take no more spoken turns.
+        while self.runs.front().is_some_and(|run| run.1 <= end) {
+            self.runs.pop_front();
         }
-        // Runs before the current one take no more spoken turns.
-        self.segments.drain(..self.segment_cursor);
-        self.segment_cursor = 0;
-        self.segment_used = true;
-        self.segments
-            .get(self.segment_cursor)
-            .map_or(self.last_sent, |(_, last)| *last)
+        if self.runs.is_empty() {
+            self.in_run = false;
+        }
+        self.audio_since_end = !self.runs.is_empty();
+        if self.transcripts && self.connection.is_some() && !SEND_ORDER_MUTANT {
+            // In the order of completion: before the turns sent after its end.
+            let at = self
+                .awaiting
+                .iter()
+                .position(|a| a.first > end)
+                .unwrap_or(self.awaiting.len());
+            self.awaiting.insert(
+                at,
+                Awaiting {
+                    first: end,
+                    last: end,
+                    kind: Pending::Spoken,
+                },
+            );
+        }
+        end
     }
 
     /// A tracker holding a handle restored from a store (another process, scenario S31).
@@ -206,7 +298,7 @@ impl CoverageTracker {
     pub fn awaits_tool_response(&self) -> bool {
         self.awaiting
             .iter()
-            .any(|a| a.kind == MessageKind::ToolResponse)
+            .any(|a| a.kind == Pending::ToolResponse)
     }
 
     /// The last client message of the open connection the server visibly reacted to.
@@ -248,13 +340,22 @@ impl CoverageTracker {
     /// resumable handle until that turn's reaction; so a handle that arrives while a turn
     /// still awaits its reaction was taken before that turn, and holds at most the messages
     /// sent before it. Without such a turn: every message sent so far.
+    ///
+    /// Without transcripts, a turn behind a run of audio that awaits a reaction may have been
+    /// answered by a reaction the tracker credited to the audio (the client cannot tell the
+    /// server's spoken turns apart): the bound would rest on a guess, so it is every message
+    /// sent so far, and a handle whose content that makes uncertain is not trusted.
     pub fn handle_bound(&self) -> ClientMessageIndex {
-        self.awaiting
+        match self
+            .awaiting
             .iter()
-            .find(|a| a.kind == MessageKind::TurnStart)
-            .map_or(self.last_sent, |turn| {
+            .find(|a| a.kind != Pending::ToolResponse)
+        {
+            Some(turn) if matches!(turn.kind, Pending::Turn | Pending::Spoken) => {
                 ClientMessageIndex(turn.first.0.saturating_sub(1))
-            })
+            }
+            _ => self.last_sent,
+        }
     }
 
     /// A `setup` was sent on `connection` (index [`ClientMessageIndex::SETUP`]). `Fresh` starts
@@ -280,14 +381,15 @@ impl CoverageTracker {
         }
         self.connection = Some(connection);
         self.last_sent = ClientMessageIndex::SETUP;
-        self.spoken = 0;
-        self.segments.clear();
-        self.segment_cursor = 0;
-        self.segment_used = false;
-        self.in_segment = false;
+        self.runs.clear();
+        self.in_run = false;
+        self.audio_since_end = false;
+        self.speech_ends.clear();
+        self.last_spoken = None;
         self.awaiting.clear();
         self.tool_turn_open = false;
         self.reacted_through = None;
+        self.finished_through = None;
         Ok(())
     }
 
@@ -304,24 +406,59 @@ impl CoverageTracker {
         let connection = self.connection.ok_or(Error::NotConnected)?;
         self.last_sent = self.last_sent.next();
         let index = self.last_sent;
-        // Runs of audio matter only for spoken turns, which transcripts announce.
-        let track = self.transcripts && kind == MessageKind::Audio;
-        match (track, self.in_segment, self.segments.last_mut()) {
-            (true, true, Some(segment)) => segment.1 = index,
-            (true, _, _) => self.segments.push((index, index)),
-            (false, _, _) => {}
-        }
-        self.in_segment = kind == MessageKind::Audio;
-        match (kind, self.awaiting.back_mut()) {
-            (MessageKind::Silent, _) => {}
-            (MessageKind::Audio, Some(run)) if run.kind == MessageKind::Audio => run.last = index,
-            _ => self.awaiting.push_back(Awaiting {
+        let pending = match kind {
+            MessageKind::Silent => None,
+            MessageKind::TurnStart => Some(Pending::Turn),
+            MessageKind::ToolResponse => Some(Pending::ToolResponse),
+            // With transcripts, spoken turns are announced and placed by their end.
+            MessageKind::Audio => {
+                self.audio_run(index, index);
+                (!self.transcripts || SEND_ORDER_MUTANT).then_some(Pending::Audio)
+            }
+            MessageKind::SpeechEnd if self.transcripts => {
+                if std::mem::take(&mut self.audio_since_end) {
+                    self.speech_ends.push_back(index);
+                }
+                None
+            }
+            // Without transcripts: the run of audio before it gets the reaction.
+            MessageKind::SpeechEnd => match self.awaiting.back() {
+                Some(run) if run.kind == Pending::Audio => None,
+                _ => Some(Pending::Turn),
+            },
+        };
+        match (pending, self.awaiting.back_mut()) {
+            (None, _) => {}
+            (Some(Pending::Audio), Some(run)) if run.kind == Pending::Audio => run.last = index,
+            (Some(kind), _) => self.awaiting.push_back(Awaiting {
                 first: index,
                 last: index,
                 kind,
             }),
         }
+        self.in_run = kind == MessageKind::Audio;
         Ok(MessagePosition::new(connection, index))
+    }
+
+    /// Audio messages `first..=last` were sent (with transcripts: remembered as runs, where a
+    /// spoken turn can end).
+    fn audio_run(&mut self, first: ClientMessageIndex, last: ClientMessageIndex) {
+        /// Runs kept while no transcript comes (speech the server does not transcribe):
+        /// the oldest go first; a spoken turn ends on a recent one.
+        const MAX_RUNS: usize = 1024;
+        if !self.transcripts {
+            return;
+        }
+        self.audio_since_end = true;
+        match self.runs.back_mut() {
+            Some(run) if self.in_run => run.1 = last,
+            _ => {
+                if self.runs.len() == MAX_RUNS {
+                    self.runs.pop_front();
+                }
+                self.runs.push_back((first, last));
+            }
+        }
     }
 
     /// `count` client messages of `kind` were written (a batch of audio frames); returns the
@@ -346,12 +483,12 @@ impl CoverageTracker {
         let last = ClientMessageIndex(self.last_sent.0.saturating_add(u64::from(count - 1)));
         self.last_sent = last;
         if kind == MessageKind::Audio {
-            if self.transcripts {
-                if let Some(segment) = self.segments.last_mut() {
-                    segment.1 = last;
-                }
-            }
-            if let Some(run) = self.awaiting.back_mut() {
+            self.audio_run(last, last);
+            if let Some(run) = self
+                .awaiting
+                .back_mut()
+                .filter(|r| r.kind == Pending::Audio)
+            {
                 run.last = last;
             }
         }
@@ -378,28 +515,23 @@ impl CoverageTracker {
                 .awaiting
                 .iter()
                 .rev()
-                .find(|a| a.kind == MessageKind::ToolResponse)
+                .find(|a| a.kind == Pending::ToolResponse)
                 .map(|a| a.last),
-            // The oldest message that can provoke a reaction; of a run of audio, only its
-            // first chunk is provably processed. With transcripts, audio provokes a reaction
-            // only after a spoken turn was announced.
-            (false, _) => {
-                let audio_turn = !self.transcripts || self.spoken > 0;
-                let matched = self
-                    .awaiting
-                    .iter()
-                    .find(|a| audio_turn || a.kind != MessageKind::Audio)
-                    .copied();
-                if matched.is_some_and(|a| a.kind == MessageKind::Audio) {
-                    self.spoken = self.spoken.saturating_sub(1);
-                }
-                matched.map(|a| a.first)
-            }
+            // The first turn, in the order turns complete, still awaiting a reaction; of a run
+            // of audio (without transcripts), only its first chunk is provably processed.
+            (false, _) => self.awaiting.front().map(|a| a.first),
         };
         self.tool_turn_open = reaction == ServerReaction::ToolCall;
         match answered {
             Some(index) => {
                 self.advance(index);
+                if matches!(
+                    reaction,
+                    ServerReaction::ToolCall | ServerReaction::TurnComplete
+                ) {
+                    self.finished_through =
+                        Some(self.finished_through.map_or(index, |f| f.max(index)));
+                }
                 index
             }
             None => known,
@@ -460,12 +592,14 @@ impl CoverageTracker {
                     connection,
                     through: (index > ClientMessageIndex::SETUP).then_some(index),
                     exact: true,
+                    answered: self.finished_through,
                 }
             }
             _ => Coverage {
                 connection,
                 through: self.reacted_through,
                 exact: false,
+                answered: self.finished_through,
             },
         };
         let serial = HandleSerial(self.next_serial);

@@ -60,9 +60,27 @@ pub struct Coverage {
     /// `false` when it is the sound lower bound from the last server reaction, in which case
     /// later messages are *uncertain*: possibly included, not provably.
     pub exact: bool,
+    /// The last client message on `connection` whose turn the model had finished answering (a
+    /// `toolCall`, or a `turnComplete` that was not cut off) before the server issued the
+    /// handle. The server issues a handle once the model is done, so the handle holds that
+    /// turn, the spoken turns before it and what the model produced for them, even where an
+    /// exact `through` is lower (the client places a spoken turn at the last chunk it may
+    /// have ended on, which the server may not have consumed).
+    pub answered: Option<ClientMessageIndex>,
 }
 
 impl Coverage {
+    /// Whether the handle holds what the server produced (model output, tool calls, a spoken
+    /// user turn) for the turn completed by the message at `position`: it covers that message,
+    /// or the turn was answered before the handle was issued.
+    pub fn holds_output_for(&self, position: MessagePosition) -> bool {
+        self.covers(position)
+            || (position.connection == self.connection
+                && self
+                    .answered
+                    .is_some_and(|answered| position.index <= answered))
+    }
+
     /// Whether the handle includes the message at `position`. The `setup` of its own
     /// connection is always included (what `setup` carries, instructions and tools, is part
     /// of the session the handle snapshots).

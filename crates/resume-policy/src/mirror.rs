@@ -184,7 +184,8 @@ impl Mirror {
         }
         let covered = self.added.iter().filter(|(_, origin)| match origin {
             Origin::Server(None) => true,
-            Origin::Server(Some(at)) | Origin::Client(at) => handle.covers(*at),
+            Origin::Server(Some(at)) => handle.coverage.holds_output_for(*at),
+            Origin::Client(at) => handle.covers(*at),
         });
         let items = self
             .base

@@ -517,3 +517,127 @@ fn a_batch_of_frames_counts_as_the_same_frames_sent_one_by_one() {
         );
     }
 }
+
+fn speaking_tracker() -> CoverageTracker {
+    let mut tracker = CoverageTracker::new(false).with_transcripts(true);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker
+}
+
+/// S41 at the tracker: a typed turn sent between two chunks of an utterance completes before
+/// the spoken turn (which completes at its `audioStreamEnd`), and is answered first.
+#[test]
+fn reactions_follow_the_order_turns_complete() {
+    let mut tracker = speaking_tracker();
+    tracker.on_sent(MessageKind::Audio).unwrap();
+    let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_sent_many(MessageKind::Audio, 8).unwrap();
+    let end = tracker.on_sent(MessageKind::SpeechEnd).unwrap();
+    // The typed turn's answer, cut off when the speech ended.
+    assert_eq!(
+        tracker.on_reaction(ServerReaction::InterruptedTurnComplete),
+        typed.index
+    );
+    assert_eq!(tracker.on_spoken_turn(), end.index);
+    assert_eq!(tracker.on_reaction(ServerReaction::TurnComplete), end.index);
+    let h = tracker
+        .on_handle_update(&resumable("h"), Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(h.covers(end));
+}
+
+/// A spoken turn transcribed after a later typed turn was sent (the typed turn still awaits its
+/// reaction) ended before that typed turn: on the last chunk before it, not on audio sent
+/// after it.
+#[test]
+fn a_spoken_turn_ends_before_the_typed_turns_still_awaiting_a_reaction() {
+    let mut tracker = speaking_tracker();
+    let last_chunk = tracker.on_sent_many(MessageKind::Audio, 5).unwrap();
+    let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_sent_many(MessageKind::Audio, 5).unwrap();
+    assert_eq!(tracker.on_spoken_turn(), last_chunk.index);
+    // The spoken turn is answered first (the typed turn cut that answer off), then the typed
+    // turn.
+    assert_eq!(
+        tracker.on_reaction(ServerReaction::InterruptedTurnComplete),
+        last_chunk.index
+    );
+    assert_eq!(
+        tracker.on_reaction(ServerReaction::TurnComplete),
+        typed.index
+    );
+}
+
+/// Without a typed turn waiting, the speech ended on the last chunk sent (the latest the
+/// server's voice detection can have ended it on); an explicit end after audio ends it there.
+#[test]
+fn a_spoken_turn_ends_at_its_explicit_end_or_the_last_chunk() {
+    let mut tracker = speaking_tracker();
+    tracker.on_sent(MessageKind::Audio).unwrap();
+    tracker.on_sent(MessageKind::Silent).unwrap();
+    let chunk = tracker.on_sent_many(MessageKind::Audio, 3).unwrap();
+    assert_eq!(tracker.on_spoken_turn(), chunk.index);
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    // An end of speech with no audio since the last spoken turn ends nothing.
+    tracker.on_sent(MessageKind::SpeechEnd).unwrap();
+    tracker.on_sent(MessageKind::Audio).unwrap();
+    let end = tracker.on_sent(MessageKind::SpeechEnd).unwrap();
+    let note = tracker.on_sent(MessageKind::Silent).unwrap();
+    assert_eq!(tracker.on_spoken_turn(), end.index);
+    assert!(note.index > end.index);
+}
+
+/// The output of a turn the model finished is in every later handle, even where an exact
+/// coverage is lower; a turn cut off vouches for nothing (a lagging handle may predate it).
+#[test]
+fn only_finished_turns_vouch_for_their_output_in_later_handles() {
+    let mut tracker = CoverageTracker::new(true);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let first = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_reaction(ServerReaction::InterruptedTurnComplete);
+    let update = HandleUpdate {
+        last_consumed: Some(ClientMessageIndex::SETUP),
+        ..resumable("h1")
+    };
+    let h1 = tracker
+        .on_handle_update(&update, Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(!h1.coverage.holds_output_for(first));
+    let second = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    let h2 = tracker
+        .on_handle_update(&update, Millis(2))
+        .unwrap()
+        .unwrap();
+    assert!(!h2.covers(second), "exact coverage says setup only");
+    assert!(h2.coverage.holds_output_for(second));
+}
+
+/// Without transcripts, a typed turn behind a run of audio awaiting a reaction may have been
+/// answered by a reaction credited to the audio: the handle bound does not exclude it (a handle
+/// that may hold it is then uncertain, never taken to lack it).
+#[test]
+fn without_transcripts_a_turn_behind_audio_bounds_nothing() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    assert_eq!(
+        tracker.handle_bound(),
+        ClientMessageIndex(typed.index.0 - 1)
+    );
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    tracker.on_sent_many(MessageKind::Audio, 4).unwrap();
+    let behind = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    tracker.on_reaction(ServerReaction::TurnComplete);
+    assert_eq!(tracker.handle_bound(), behind.index);
+}

@@ -1,4 +1,4 @@
-//! Scenarios S33–S40 of `SCENARIOS.md`: the breaks that random schedules found, each as the
+//! Scenarios S33–S46 of `SCENARIOS.md`: the breaks that random schedules found, each as the
 //! short schedule that reproduced it, run in the simulator (the session core against the fake
 //! server's own logic on virtual time). Each passes only if the whole invariant holds (`L` in
 //! the server's context once and in order, no tool run twice, no turn answered twice, events
@@ -27,6 +27,9 @@ fn holds(profile: Profile, steps: &[(u64, Op)]) -> Outcome {
         steps: steps.iter().map(|&(gap, op)| Step { gap, op }).collect(),
     };
     let outcome = run(&schedule);
+    if std::env::var_os("SIM_TRACE").is_some() {
+        eprintln!("{schedule}{}", outcome.trace.join("\n"));
+    }
     assert!(
         outcome.violations.is_empty(),
         "{schedule}violations: {:#?}\ntrace:\n{}",
@@ -211,5 +214,170 @@ fn s40_update_derived_from_an_older_version() {
         let texts = user_texts(&outcome.context);
         assert!(texts.iter().any(|t| t == "t1 hello"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "t2 update note"), "{texts:?}");
+    }
+}
+
+fn speaking(family: Family) -> Profile {
+    Profile {
+        audio: true,
+        ..profile(family)
+    }
+}
+
+/// Every model echo in `L` ("echo: X") sits after the user turn X it answers.
+fn answers_after_requests(context: &ChatContext) {
+    let messages: Vec<(Role, String)> = context
+        .iter()
+        .filter_map(Item::as_message)
+        .map(|m| (m.role, m.text()))
+        .collect();
+    for (k, (role, text)) in messages.iter().enumerate() {
+        // A reply request without a user turn is answered with an empty echo.
+        let Some(asked) = text
+            .strip_prefix("echo: ")
+            .filter(|asked| *role == Role::Model && !asked.is_empty())
+        else {
+            continue;
+        };
+        let request = messages
+            .iter()
+            .position(|(r, t)| *r == Role::User && (t == asked || asked.starts_with(t.as_str())));
+        assert!(
+            request.is_some_and(|at| at < k),
+            "{text:?} at {k} does not follow its request: {messages:?}"
+        );
+    }
+}
+
+fn count(outcome: &Outcome, pred: impl Fn(&SessionEvent) -> bool) -> usize {
+    outcome.events.iter().filter(|e| pred(e)).count()
+}
+
+/// S41: speech without an end, a reply request (or a typed turn), more speech and
+/// `audioStreamEnd`. The server answers turns in the order they complete: the typed turn first
+/// (it completes when it arrives), the spoken turn when its speech ends. Each answer sits in
+/// `L` after the turn it answers, as the server holds it.
+#[test]
+fn s41_answer_before_its_request() {
+    for family in [Family::Gemini31, Family::Gemini25, Family::Gemini38] {
+        for typed in [Op::GenerateReply(false), Op::Text, Op::TextTool(0)] {
+            let outcome = holds(
+                speaking(family),
+                &[
+                    (0, Op::Voice(10)),
+                    (0, typed),
+                    (0, Op::Voice(17)),
+                    (0, Op::AudioStreamEnd),
+                    (300, Op::AnswerCalls),
+                ],
+            );
+            answers_after_requests(&outcome.context);
+            let texts = user_texts(&outcome.context);
+            let spoken = texts.iter().position(|t| t.starts_with("[audio"));
+            let request = texts.iter().position(|t| !t.starts_with("[audio"));
+            assert!(
+                request.is_none_or(|r| Some(r) < spoken) && spoken.is_some(),
+                "the typed turn completed first: {texts:?}"
+            );
+        }
+    }
+}
+
+/// S42: on 3.8, speech, a typed turn naming a tool (the call is cancelled when the speech
+/// ends), more speech and its end, another typed turn, an append with a model message, then a
+/// goAway. The handle that covers the typed turns sent during speech is trusted for them:
+/// nothing it holds is sent again (the invariant sees every item once on the server).
+#[test]
+fn s42_no_duplicate_on_resume_after_interleaved_speech() {
+    for family in [Family::Gemini38, Family::Gemini25] {
+        let outcome = holds(
+            speaking(family),
+            &[
+                (0, Op::Voice(20)),
+                (0, Op::TextTool(0)),
+                (0, Op::Voice(20)),
+                (0, Op::AudioStreamEnd),
+                (0, Op::Text),
+                (0, Op::Append(2)),
+                (200, Op::GoAway(5)),
+                (100, Op::AnswerCalls),
+            ],
+        );
+        let reconnected = count(&outcome, |e| matches!(e, SessionEvent::Reconnected(_)));
+        assert_eq!(reconnected, 1, "one rotation: {:?}", outcome.events);
+        answers_after_requests(&outcome.context);
+    }
+}
+
+/// S43: interleaved speech and typed turns, then a goAway (or a reset that resumes from the
+/// first handle): no turn is answered twice and no tool is run twice (the invariant's "answered
+/// twice" and "tool run twice" checks), and every answer follows its request.
+#[test]
+fn s43_no_second_answer_or_tool_run_after_interleaved_speech() {
+    for fault in [Op::GoAway(3), Op::Drop, Op::RefuseResume] {
+        for family in [Family::Gemini25, Family::Gemini38] {
+            let outcome = holds(
+                speaking(family),
+                &[
+                    (0, Op::Voice(20)),
+                    (0, Op::TextTool(0)),
+                    (0, Op::Voice(20)),
+                    (0, Op::Text),
+                    (0, Op::Voice(10)),
+                    (0, Op::AudioStreamEnd),
+                    (0, Op::RefuseResume),
+                    (30, fault),
+                    (400, Op::AnswerCalls),
+                ],
+            );
+            answers_after_requests(&outcome.context);
+        }
+    }
+}
+
+/// S44: on 3.8 Vertex with transparent resumption and a handle two messages behind, speech
+/// ended by `audioStreamEnd` (transcribed, in `L`), an append of two messages, then a reset.
+/// The newest handle covers the last chunk of audio but not the message that ended the speech,
+/// so it does not hold the spoken turn: after the resume the turn is on the server again
+/// (restored) or named by a divergence, never silently missing.
+#[test]
+fn s44_spoken_turn_ended_by_a_later_message() {
+    for family in [Family::Gemini38, Family::Gemini25] {
+        let profile = Profile {
+            vertex: true,
+            transparent: true,
+            handle_lag: 2,
+            ..speaking(family)
+        };
+        let outcome = holds(
+            profile,
+            &[
+                (0, Op::Voice(30)),
+                (0, Op::AudioStreamEnd),
+                (0, Op::Append(2)),
+                (30, Op::Drop),
+            ],
+        );
+        let texts = user_texts(&outcome.context);
+        assert!(
+            texts.iter().any(|t| t.starts_with("[audio")),
+            "the spoken turn is in L: {texts:?}"
+        );
+    }
+}
+
+/// S46: `interrupt()` as the answer starts, then a rotation while the muted answer still
+/// arrives (its frames are held past the goAway's deadline): one `Interrupted` for the turn.
+#[test]
+fn s46_one_interrupted_per_cut_turn() {
+    for family in [Family::Gemini25, Family::Gemini38] {
+        let outcome = holds(
+            profile(family),
+            &[(0, Op::Text), (17, Op::Interrupt), (0, Op::GoAway(1))],
+        );
+        let interrupted = count(&outcome, |e| matches!(e, SessionEvent::Interrupted));
+        assert_eq!(interrupted, 1, "{:?}", outcome.events);
+        let reconnected = count(&outcome, |e| matches!(e, SessionEvent::Reconnected(_)));
+        assert_eq!(reconnected, 1, "{:?}", outcome.events);
     }
 }

@@ -469,7 +469,7 @@ impl SessionCore {
         self.ledger.tracker.on_disconnected();
         if self.turn.active {
             // The turn was cut off with the connection.
-            self.emit(SessionEvent::Interrupted);
+            self.turn.report_cut(&mut self.events);
         }
         self.turn = Default::default();
         self.tools_owed = false;
@@ -499,8 +499,8 @@ impl SessionCore {
     /// A forced rotation in the middle of a turn closes it locally as interrupted.
     pub(super) fn force_turn_boundary(&mut self) {
         if self.turn.active {
+            self.turn.report_cut(&mut self.events);
             self.turn = Default::default();
-            self.emit(SessionEvent::Interrupted);
         }
     }
 

@@ -218,12 +218,15 @@ impl SessionCore {
         if content.generation_complete {
             self.emit(SessionEvent::GenerationComplete);
         }
-        if content.interrupted && !self.turn.muted {
-            self.emit(SessionEvent::Interrupted);
+        if content.interrupted {
+            self.turn.interrupted = true;
+            self.turn.report_cut(&mut self.events);
         }
         if content.turn_complete {
             let reaction = if self.turn.cancelled {
                 ServerReaction::CancelledTurnComplete
+            } else if self.turn.interrupted {
+                ServerReaction::InterruptedTurnComplete
             } else {
                 ServerReaction::TurnComplete
             };

@@ -461,7 +461,7 @@ impl SessionCore {
             Command::AudioStreamEnd => {
                 self.realtime(
                     ClientMessage::audio_stream_end(),
-                    resume_policy::MessageKind::Silent,
+                    resume_policy::MessageKind::SpeechEnd,
                 );
                 Receipt::default()
             }
@@ -472,11 +472,11 @@ impl SessionCore {
                 );
                 Receipt::default()
             }
-            // The end of the user's activity starts the model's turn.
+            // The end of the user's activity ends the spoken turn, which the model answers.
             Command::ActivityEnd => {
                 self.realtime(
                     ClientMessage::activity_end(),
-                    resume_policy::MessageKind::TurnStart,
+                    resume_policy::MessageKind::SpeechEnd,
                 );
                 Receipt::default()
             }

@@ -19,8 +19,13 @@ pub(super) struct ModelTurn {
     pub(super) transcript: String,
     /// The server cancelled the turn's tool calls.
     pub(super) cancelled: bool,
+    /// The server cut the turn off (`interrupted`).
+    pub(super) interrupted: bool,
     /// The application called `interrupt()`: the rest of the turn is not delivered to it.
     pub(super) muted: bool,
+    /// The application was told the turn was cut off ([`SessionEvent::Interrupted`]): once per
+    /// turn, whoever cut it (the application, the server, a lost connection, a rotation).
+    pub(super) cut: bool,
 }
 
 impl ModelTurn {
@@ -29,6 +34,15 @@ impl ModelTurn {
     pub(super) fn mute(&mut self, events: &mut VecDeque<SessionEvent>) {
         if self.active && !self.muted {
             self.muted = true;
+            self.report_cut(events);
+        }
+    }
+
+    /// The turn was cut off: [`SessionEvent::Interrupted`], unless the application was told
+    /// already.
+    pub(super) fn report_cut(&mut self, events: &mut VecDeque<SessionEvent>) {
+        if !self.cut {
+            self.cut = true;
             events.push_back(SessionEvent::Interrupted);
         }
     }

@@ -127,9 +127,16 @@ impl Conversation {
         }
     }
 
-    /// A spoken user turn ended.
+    /// A spoken user turn ended. Like a typed turn, it cuts off what the model is doing (the
+    /// model yields to the user who just finished) and is answered at once: every user turn
+    /// gets its own reaction, in the order the turns complete. With `NO_INTERRUPTION` the
+    /// model finishes first and then answers the turn.
     pub(super) fn user_spoke(&mut self, seconds: f64) {
         let text = vad::transcript(seconds);
+        let yields = !self.setup.as_ref().is_some_and(|s| s.no_interruption);
+        if yields {
+            self.interrupt();
+        }
         if self.setup.as_ref().is_some_and(|s| s.input_transcription) {
             self.out.push(outbound::input_transcription(&text));
         }

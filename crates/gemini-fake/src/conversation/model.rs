@@ -4,6 +4,9 @@ use super::*;
 
 impl Conversation {
     pub(super) fn start_generation(&mut self) {
+        // This generation answers all the input so far: a turn deferred behind the one just
+        // finished is answered by it, not by a second, empty one.
+        self.deferred_turn = false;
         let session = self.session.unwrap_or(SessionId(0));
         let connection = self.connection;
         let index = self.index;
