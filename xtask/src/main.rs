@@ -16,7 +16,7 @@
 //! 4. `cargo test --workspace --all-features` (unit, integration and doc tests)
 //! 5. the simulator: 100,000 random schedules of operations and faults against the session
 //!    core from a fresh seed range (printed first, with the command that replays it), plus
-//!    the fixed set (seeds 0..9,999 and past failing seeds) (`cargo run --release -p
+//!    the fixed set (seeds 0..4,999 and past failing seeds) (`cargo run --release -p
 //!    session-sim -- --schedules 100000`); fails on any violation. Then each mutant policy
 //!    (`ReplayAlways`, `SkipReplay`) on 1,000 fresh schedules
 //!    (`session-sim --policy replay-always --schedules 1000 --fixed 0`): fails if no

@@ -208,7 +208,11 @@ impl Shared {
     /// Changes the state and wakes every waiter.
     pub(crate) fn update<T>(&self, f: impl FnOnce(&mut ServerState) -> T) -> T {
         let result = f(&mut self.lock());
-        self.version.send_modify(|v| *v = v.wrapping_add(1));
+        // Nobody subscribed (the simulator; no `wait_for` under way): nobody to wake. A
+        // subscriber checks the state after subscribing, so it misses no change.
+        if self.version.receiver_count() > 0 {
+            self.version.send_modify(|v| *v = v.wrapping_add(1));
+        }
         result
     }
 

@@ -41,19 +41,34 @@ pub(crate) fn speech(ms: u64) -> Vec<u8> {
 /// 16 kHz PCM16 of `ms` of voiced audio: a tone well above the fake's voice threshold (RMS
 /// about 5,600 against 500).
 pub(crate) fn voice(ms: u64) -> Vec<u8> {
-    // One period of the tone, repeated.
-    let period: Vec<u8> = (0..36)
-        .flat_map(|k| {
-            let phase = f64::from(k) / 36.0 * std::f64::consts::TAU;
-            ((phase.sin() * 8_000.0) as i16).to_le_bytes()
-        })
-        .collect();
-    period
-        .iter()
-        .copied()
-        .cycle()
-        .take(samples(ms) * 2)
-        .collect()
+    let len = samples(ms) * 2;
+    let mut pcm = Vec::with_capacity(len);
+    while pcm.len() < len {
+        let take = (len - pcm.len()).min(TONE.len());
+        pcm.extend_from_slice(&TONE[..take]);
+    }
+    pcm
+}
+
+/// One period of the tone (36 samples, 444 Hz at 16 kHz), as PCM16 bytes.
+const TONE: [u8; 72] = tone();
+
+const fn tone() -> [u8; 72] {
+    // sin(2πk/36) for k in 0..36, times 8,000, rounded toward zero.
+    const SAMPLES: [i16; 36] = [
+        0, 1389, 2736, 3999, 5142, 6128, 6928, 7517, 7878, 8000, 7878, 7517, 6928, 6128, 5142,
+        3999, 2736, 1389, 0, -1389, -2736, -4000, -5142, -6128, -6928, -7517, -7878, -8000, -7878,
+        -7517, -6928, -6128, -5142, -4000, -2736, -1389,
+    ];
+    let mut bytes = [0; 72];
+    let mut k = 0;
+    while k < 36 {
+        let [lo, hi] = SAMPLES[k].to_le_bytes();
+        bytes[2 * k] = lo;
+        bytes[2 * k + 1] = hi;
+        k += 1;
+    }
+    bytes
 }
 
 /// 16 kHz PCM16 of `ms` of silence.
@@ -217,6 +232,8 @@ pub(crate) struct AppState {
     pub(crate) instructions: Option<String>,
     /// The names of the latest tools the application declared.
     pub(crate) tools: Vec<String>,
+    /// Items as `L` held them before an edit changed them.
+    pub(crate) prior_versions: Vec<Item>,
     tool_set: u64,
 }
 
@@ -227,6 +244,15 @@ impl AppState {
             snapshots: VecDeque::from([(version, context)]),
             tools: declarations(0).iter().map(|t| t.name.clone()).collect(),
             ..Self::default()
+        }
+    }
+
+    /// Records the items of `before` that `after` holds changed (an edit ran between them).
+    pub(crate) fn edited(&mut self, before: &ChatContext, after: &ChatContext) {
+        for item in before.iter() {
+            if after.get(item.id()).is_some_and(|now| now != item) {
+                self.prior_versions.push(item.clone());
+            }
         }
     }
 

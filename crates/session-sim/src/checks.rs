@@ -39,6 +39,9 @@ impl fmt::Display for Violation {
 pub struct Observed {
     /// `L` at the end.
     pub context: ChatContext,
+    /// Earlier versions of items the application edited (as `L` held them before the edit):
+    /// an item a divergence names may be on the server in any version `L` had.
+    pub prior_versions: Vec<Item>,
     /// The session's events without media, in order.
     pub events: Vec<SessionEvent>,
     /// The tool call ids the application was asked to run, in order.
@@ -293,6 +296,13 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
         } else {
             expected.extend(entries);
         }
+    }
+    for item in o
+        .prior_versions
+        .iter()
+        .filter(|i| diverged.contains(i.id()))
+    {
+        excused.extend(l_entries(item));
     }
     let server = s_entries(session);
     let gave_up = o.gave_up;

@@ -1,15 +1,16 @@
 //! `session-sim`: runs random schedules against the session core and prints what failed.
 //!
 //! ```text
-//! session-sim [--schedules N] [--start S] [--fixed F] [--policy P] [--threads T]
+//! session-sim [--schedules N] [--start S] [--fixed F] [--show K] [--policy P] [--threads T]
 //! session-sim --seed S [--keep i,j,k] [--policy P] [--trace]
 //! session-sim --soak [--schedules N] [--start S] [--concurrency C] [--seed S]
 //! ```
 //!
 //! A run takes `N` schedules from a fresh seed range (drawn from the OS's randomness) unless
 //! `--start` fixes it, and prints the range first with the command that replays it; it also
-//! runs the fixed set, seeds `0..F` (10,000 unless `--fixed` says otherwise) and the past
-//! failing seeds in [`FIXED_SEEDS`], so that regressions stay covered. Failing seeds are
+//! runs the fixed set, seeds `0..F` (5,000 unless `--fixed` says otherwise) and the past
+//! failing seeds in [`FIXED_SEEDS`], so that regressions stay covered. Failing seeds (the
+//! first of each class, then others, `K` in all, 5 unless `--show` says otherwise) are
 //! printed shrunk, with the command that replays them; then the statistics (schedules per
 //! second, violations by class, divergences per schedule, the share of schedules with each
 //! fault and each interleaving of the application's operations with the user's speech). The
@@ -32,19 +33,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use agent_glue::SessionEvent;
-use session_sim::{Interleaving, Policy, Schedule, run, shrink};
+use session_sim::{Interleaving, Policy, Schedule, run, run_traced, shrink};
 
 /// Past failing seeds run every time (beyond seeds `0..F`), so that the breaks they found stay
 /// covered; add a seed here when it found a break that was fixed.
 const FIXED_SEEDS: &[u64] = &[];
 
-/// How many failing schedules are shrunk and printed.
-const SHOWN: usize = 5;
-
 struct Args {
     schedules: u64,
     start: Option<u64>,
     fixed: u64,
+    show: usize,
     threads: usize,
     policy: Option<Policy>,
     seed: Option<u64>,
@@ -54,7 +53,7 @@ struct Args {
     concurrency: usize,
 }
 
-const USAGE: &str = "usage: session-sim [--schedules N] [--start S] [--fixed F] \
+const USAGE: &str = "usage: session-sim [--schedules N] [--start S] [--fixed F] [--show K] \
     [--policy default|report-edits|replay-always|skip-replay] [--threads T] \
     | --seed S [--keep i,j] [--policy P] [--trace] \
     | --soak [--schedules N] [--start S] [--concurrency C] [--seed S]";
@@ -63,7 +62,8 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         schedules: 1_000,
         start: None,
-        fixed: 10_000,
+        fixed: 5_000,
+        show: 5,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         policy: None,
         seed: None,
@@ -79,6 +79,7 @@ fn parse() -> Result<Args, String> {
             "--schedules" => args.schedules = number(&value("--schedules")?)?,
             "--start" => args.start = Some(number(&value("--start")?)?),
             "--fixed" => args.fixed = number(&value("--fixed")?)?,
+            "--show" => args.show = usize::try_from(number(&value("--show")?)?).unwrap_or(5),
             "--threads" => {
                 args.threads = usize::try_from(number(&value("--threads")?)?)
                     .unwrap_or(1)
@@ -339,16 +340,16 @@ fn sweep(args: &Args) -> i32 {
     let seconds = started.elapsed().as_secs_f64();
     let mut stats = total.into_inner().unwrap_or_default();
     stats.failures.sort_unstable();
-    // Shrink and show the first failure of each class, then more up to `SHOWN` (each shrink
+    // Shrink and show the first failure of each class, then more up to `--show` (each shrink
     // re-runs the schedule many times).
     let mut shown: Vec<(u64, &'static str)> = Vec::new();
     for (seed, class) in &stats.failures {
-        if shown.len() < SHOWN && !shown.iter().any(|(_, c)| c == class) {
+        if shown.len() < args.show && !shown.iter().any(|(_, c)| c == class) {
             shown.push((*seed, class));
         }
     }
     for failure in &stats.failures {
-        if shown.len() >= SHOWN {
+        if shown.len() >= args.show {
             break;
         }
         if !shown.contains(failure) {
@@ -359,13 +360,15 @@ fn sweep(args: &Args) -> i32 {
         show_shrunk(*seed, class, args.policy);
     }
     if !stats.failures.is_empty() {
-        let seeds: Vec<String> = stats
-            .failures
-            .iter()
-            .take(20)
-            .map(|(s, _)| s.to_string())
-            .collect();
-        println!("\nfailing seeds: {}", seeds.join(" "));
+        println!("\nfailing seeds (by the class of their first violation):");
+        let mut by_class: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for (seed, class) in &stats.failures {
+            by_class.entry(class).or_default().push(*seed);
+        }
+        for (class, seeds) in by_class {
+            let list: Vec<String> = seeds.iter().take(12).map(ToString::to_string).collect();
+            println!("  {class}: {}", list.join(" "));
+        }
     }
     stats.print(seconds, args.threads);
     let failed = stats.failures.len() as u64;
@@ -432,7 +435,11 @@ fn replay(seed: u64, keep: Option<&[usize]>, trace: bool, policy: Option<Policy>
         None => full,
     };
     print!("{schedule}");
-    let outcome = run(&schedule);
+    let outcome = if trace {
+        run_traced(&schedule)
+    } else {
+        run(&schedule)
+    };
     if trace {
         for line in &outcome.trace {
             println!("  {line}");

@@ -156,6 +156,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     for step in &schedule.steps {
         tokio::time::sleep(Duration::from_millis(step.gap / SCALE)).await;
         let (version, context) = session.snapshot();
+        let before = matches!(step.op, Op::Edit).then(|| context.clone());
         let faults = server.faults();
         if matches!(step.op, Op::Close(_) | Op::AuthClose | Op::QuotaClose) {
             let open = server.connections().into_iter().filter(|r| r.is_open());
@@ -229,6 +230,9 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
             lock(&seen).waiting = false;
         }
         let (version, context) = session.snapshot();
+        if let Some(before) = before {
+            app.edited(&before, &context);
+        }
         app.snapshot(version, context);
     }
     // Settle: faults stop, handles flow, every call answered, the session settled and quiet.
@@ -310,6 +314,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         .collect();
     let observed = Observed {
         context,
+        prior_versions: app.prior_versions.clone(),
         events,
         calls,
         command_errors: errors,

@@ -55,7 +55,8 @@ impl AudioOut for SimAudio {
 pub struct Outcome {
     /// Broken invariants (empty: the schedule passed).
     pub violations: Vec<Violation>,
-    /// What happened, for a failing schedule's report.
+    /// What happened, for a failing schedule's report (empty for a passing run, unless
+    /// traced: see [`run`]).
     pub trace: Vec<String>,
     /// Virtual time at the end (ms).
     pub elapsed: u64,
@@ -239,20 +240,30 @@ pub(crate) struct World<'a> {
     must_end: Option<String>,
 }
 
-/// Runs `schedule` to the end and checks the invariants. The run is deterministic: one that
-/// fails is run again with its trace recorded (formatting every step's trace line costs more
-/// than the rest of a passing run).
+/// Runs `schedule` to the end and checks the invariants. The trace is recorded when the run
+/// fails (the run is deterministic: a failing one runs again with its trace; formatting every
+/// trace line costs more than the rest of a passing run) or when the environment variable
+/// `SIM_TRACE` is set.
 pub fn run(schedule: &Schedule) -> Outcome {
-    let outcome = run_traced(schedule, false);
+    static ALWAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ALWAYS.get_or_init(|| std::env::var_os("SIM_TRACE").is_some()) {
+        return run_traced(schedule);
+    }
+    let outcome = run_with(schedule, false);
     if outcome.violations.is_empty() {
         outcome
     } else {
-        run_traced(schedule, true)
+        run_with(schedule, true)
     }
 }
 
+/// [`run`], always recording the trace.
+pub fn run_traced(schedule: &Schedule) -> Outcome {
+    run_with(schedule, true)
+}
+
 /// [`run`], recording the trace or not.
-fn run_traced(schedule: &Schedule, tracing: bool) -> Outcome {
+fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
     let mut world = match World::new(schedule, tracing) {
         Ok(world) => world,
         Err(e) => {
@@ -990,6 +1001,9 @@ impl<'a> World<'a> {
                 link.fault_closed = true;
             }
         }
+        // The versions an edit replaces (a divergence may name the item; the server may hold
+        // any version of it).
+        let before = matches!(op, Op::Edit).then(|| self.core.chat_ctx().clone());
         let faults = self.server.faults();
         let version = self.core.version();
         let action = self
@@ -1062,6 +1076,9 @@ impl<'a> World<'a> {
         }
         self.server.advance(Duration::from_millis(self.now));
         let (version, context) = (self.core.version(), self.core.chat_ctx().clone());
+        if let Some(before) = before {
+            self.app.state.edited(&before, &context);
+        }
         self.app.state.snapshot(version, context);
         wait
     }
@@ -1201,6 +1218,7 @@ impl<'a> World<'a> {
             .and_then(|id| self.server.session(id));
         Observed {
             context: self.core.chat_ctx().clone(),
+            prior_versions: self.app.state.prior_versions.clone(),
             events: self.app.events.iter().map(|(_, e)| e.clone()).collect(),
             calls: self.app.calls.clone(),
             command_errors: self.app.command_errors.clone(),
