@@ -163,7 +163,7 @@ const CI_STEPS: &[Step] = &[
                 "--schedules",
                 "500",
                 "--concurrency",
-                "16",
+                "32",
             ],
             env: &[],
         },
