@@ -1,4 +1,4 @@
-//! The ledger of DESIGN.md section 4: desired context, server mirror, outbox, handle coverage.
+//! The ledger of docs/design.md section 4: desired context, server mirror, outbox, handle coverage.
 //!
 //! `L` is the application's context. The mirror `S` is `resume_policy::Mirror`: what the live
 //! server session holds, and the part of it the newest handle provably holds (client items by

@@ -7,7 +7,7 @@
 //! resumption handles. Integrations that replay history on a resumed session duplicate it;
 //! those that skip it lose whatever the handle does not hold (a tool result that completed
 //! while the socket was down, a turn sent just before a drop). A [`LiveSession`] keeps three
-//! things apart (DESIGN.md section 4):
+//! things apart (docs/design.md section 4):
 //!
 //! - the **desired** context `L`: what the application wants the model to have
 //!   ([`LiveSession::chat_ctx`]);

@@ -1,6 +1,6 @@
 //! Model families and the capability table the fake enforces.
 //!
-//! The table mirrors section 10 of the protocol notes and `DESIGN.md` section 6. Violations close
+//! The table mirrors docs/protocol.md section 10 and docs/design.md section 6. Violations close
 //! the socket with the service's code (1007), so a client plan that breaks a family's rules fails
 //! loudly in tests.
 

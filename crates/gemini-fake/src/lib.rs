@@ -82,7 +82,7 @@
 //!   makes the turn.
 //! - **History.** With `historyConfig.initialHistoryInClientContent`, every connection (resumed
 //!   or not) first takes `clientContent` as history, appended without any answer, until one has
-//!   `turnComplete: true` (strict behaviour, protocol notes 7.8).
+//!   `turnComplete: true` (strict behaviour, docs/protocol.md section 7.8).
 //!
 //! # Resumption
 //!

@@ -277,7 +277,7 @@ async fn initial_history_is_not_answered() {
     let setup = text_setup(&server).with_initial_history_in_client_content(true);
     let mut client = Client::start(&server, setup).await;
     let history =
-        include_str!("../../../../shared/protocol/vectors/client_content_initial_history.json");
+        include_str!("../../../docs/protocol/vectors/client_content_initial_history.json");
     client.send_raw(history).await;
     // Still history: turnComplete closed the phase, so this one is answered.
     client.send(&ClientMessage::text("and now?")).await;

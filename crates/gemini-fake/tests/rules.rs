@@ -110,15 +110,13 @@ async fn python_sdk_frames_are_accepted() {
     // The literal Python SDK setup (snake_case nested keys) for 3.1, minus its resumption handle.
     let server = serve(FakeConfig::new().with_family(Family::Gemini31)).await;
     let mut client = Client::connect(&server).await;
-    let vector =
-        include_str!("../../../../shared/protocol/vectors/client_setup_python_sdk_form.json");
+    let vector = include_str!("../../../docs/protocol/vectors/client_setup_python_sdk_form.json");
     let mut json: serde_json::Value = serde_json::from_str(vector).unwrap();
     json["setup"]["sessionResumption"] = serde_json::json!({});
     client.send_raw(&json.to_string()).await;
     client.expect_setup_complete().await;
-    let audio = include_str!(
-        "../../../../shared/protocol/vectors/client_realtime_audio_python_sdk_form.json"
-    );
+    let audio =
+        include_str!("../../../docs/protocol/vectors/client_realtime_audio_python_sdk_form.json");
     client.send_raw(audio).await;
     server
         .wait_for_session(common::STEP, "audio frame recorded", |s| {

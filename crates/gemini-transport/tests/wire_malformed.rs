@@ -320,7 +320,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 // ----- never a panic -----
 
 fn vectors() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/protocol/vectors");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/protocol/vectors");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -1,4 +1,4 @@
-//! The model capability table the planner reads instead of model names (DESIGN.md section 6).
+//! The model capability table the planner reads instead of model names (docs/design.md section 6).
 
 use std::time::Duration;
 

@@ -8,11 +8,11 @@ use crate::{
     HandleToken, MessagePosition, Millis, SessionEpoch, ToolCallStatus, ToolCalls,
 };
 
-/// The deliberately wrong tracker of feature `mutant-send-order`: a run of audio awaits its
-/// reaction from its first chunk, as a typed turn does, so reactions are credited in the order
-/// turns were *sent*. The simulator's regressions and random schedules must catch it
-/// (`cargo xtask sim --mutant send-order`).
-const SEND_ORDER_MUTANT: bool = cfg!(feature = "mutant-send-order");
+/// The deliberately wrong tracker built with `--cfg mutant_send_order` (only by
+/// `cargo xtask sim --mutant send-order`): a run of audio awaits its reaction from its first
+/// chunk, as a typed turn does, so reactions are credited in the order turns were *sent*. The
+/// simulator's regressions and random schedules must catch it.
+const SEND_ORDER_MUTANT: bool = cfg!(mutant_send_order);
 
 /// What kind of reaction a client message can provoke, as the session layer knows when it
 /// sends it.
@@ -107,7 +107,7 @@ enum Pending {
 /// The pure state machine that assigns client message indices, watches server reactions and
 /// handle updates, and yields [`HandleRecord`]s whose coverage is sound.
 ///
-/// Coverage rules (DESIGN.md section 4):
+/// Coverage rules (docs/design.md section 4):
 /// - transparent mode: `lastConsumedClientMessageIndex` gives it exactly;
 /// - otherwise the server processes a connection's messages in order, so a handle that arrives
 ///   after the server visibly reacted to message *m* covers *m* and everything before it.

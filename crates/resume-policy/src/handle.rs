@@ -103,7 +103,7 @@ pub enum Freshness {
     StaleSince(Millis),
 }
 
-/// A resumption handle and what it provably contains (DESIGN.md section 4).
+/// A resumption handle and what it provably contains (docs/design.md section 4).
 ///
 /// Built by [`CoverageTracker`](crate::CoverageTracker) from resumption updates; restored from
 /// a handle store with [`HandleRecord::new`].

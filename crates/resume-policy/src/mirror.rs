@@ -18,7 +18,7 @@ enum Origin {
     Server(Option<MessagePosition>),
 }
 
-/// The mirror `S` of DESIGN.md section 4: what the server session holds as far as the client
+/// The mirror `S` of docs/design.md section 4: what the server session holds as far as the client
 /// can tell, and the part of it the latest handle provably holds.
 ///
 /// The rollback has to go message by message, not operation by operation: a fresh session's

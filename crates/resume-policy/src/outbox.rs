@@ -178,7 +178,7 @@ impl Operation {
     }
 }
 
-/// The ordered ledger of operations (DESIGN.md section 4). Nothing leaves it except by being
+/// The ordered ledger of operations (docs/design.md section 4). Nothing leaves it except by being
 /// covered, superseded or reported; offline changes, restarts and channel swaps only append.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outbox {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::MirrorVersion;
 
-/// How the transport classified a close frame (codes in the protocol reference, section 9).
+/// How the transport classified a close frame (codes in docs/protocol.md section 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseClass {

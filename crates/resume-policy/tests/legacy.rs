@@ -40,7 +40,7 @@ fn replay_always_sets_history_config_on_a_resumed_connection_on_3_1() {
     assert!(plan.is_resume());
     assert!(
         plan.history_config,
-        "the flag DESIGN.md forbids on a resumed connection"
+        "the flag docs/design.md section 5 forbids on a resumed connection"
     );
     assert!(plan.seed.is_some());
 }

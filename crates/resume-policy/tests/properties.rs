@@ -1,7 +1,7 @@
 //! Property tests over random ledgers: random sessions are played through the miniature
 //! session layer (connections, drops, replays, handles, tool calls, offline changes), then the
 //! default policy plans one more connection and the plan is checked against the invariants
-//! of DESIGN.md sections 2 and 5.
+//! of docs/design.md sections 2 and 5.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

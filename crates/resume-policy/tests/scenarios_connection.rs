@@ -1,4 +1,4 @@
-//! One pure test of `DefaultPolicy`'s plan per scenario of SCENARIOS.md whose decision is the
+//! One pure test of `DefaultPolicy`'s plan per scenario of docs/scenarios.md whose decision is the
 //! planner's, part 1: rotation, drops, stale and refused handles (S01-S12). Each builds the
 //! ledger the way the session layer would (tests/common).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! One pure test of `DefaultPolicy`'s plan per scenario of SCENARIOS.md whose decision is the
+//! One pure test of `DefaultPolicy`'s plan per scenario of docs/scenarios.md whose decision is the
 //! planner's, part 2: tool calls, context changes, modes, limits, restarts (S13-S31).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,4 +1,4 @@
-//! Scenarios S33–S46 of `SCENARIOS.md`: the breaks that random schedules found, each as the
+//! Scenarios S33–S46 of `docs/scenarios.md`: the breaks that random schedules found, each as the
 //! short schedule that reproduced it, run in the simulator (the session core against the fake
 //! server's own logic on virtual time). Each passes only if the whole invariant holds (`L` in
 //! the server's context once and in order, no tool run twice, no turn answered twice, events

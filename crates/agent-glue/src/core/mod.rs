@@ -1,5 +1,5 @@
 //! The sans-IO session core: one deterministic state machine that owns all session state and
-//! makes every session decision (DESIGN.md section 9).
+//! makes every session decision (docs/design.md section 9).
 //!
 //! **Architecture invariant:** this module imports no tokio, no socket, no clock and no
 //! randomness of its own. Time comes in as [`Millis`] with every input, randomness as the

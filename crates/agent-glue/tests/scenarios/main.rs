@@ -1,4 +1,4 @@
-//! The reconnect scenario suite (`../shared/SCENARIOS.md`, S01–S22).
+//! The reconnect scenario suite (`docs/scenarios.md`, S01–S22).
 //!
 //! Every scenario drives a `LiveSession` against an in-process `gemini-fake` over loopback and
 //! checks the invariant on the **server's** context (the fake's inspection API): every item of

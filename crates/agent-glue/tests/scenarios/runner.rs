@@ -39,7 +39,7 @@ impl PolicyKind {
     }
 }
 
-/// One scenario of SCENARIOS.md.
+/// One scenario of docs/scenarios.md.
 pub struct Scenario {
     /// `"S01"`.
     pub id: &'static str,

@@ -1,4 +1,4 @@
-//! Golden vectors from `../shared/protocol/vectors`: every file decodes to the values it holds,
+//! Golden vectors from `docs/protocol/vectors`: every file decodes to the values it holds,
 //! every canonical file re-encodes to itself (as a JSON value), and the Python-SDK forms decode
 //! to the same messages as their canonical spelling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,7 +29,7 @@ const MODEL_PCM: [u8; 16] = [
 ];
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/protocol/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/protocol/vectors")
 }
 
 fn read(name: &str) -> Vec<u8> {

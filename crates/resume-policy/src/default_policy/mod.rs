@@ -1,4 +1,4 @@
-//! `DefaultPolicy`: the correct policy of DESIGN.md section 5.
+//! `DefaultPolicy`: the correct policy of docs/design.md section 5.
 
 mod fresh;
 mod resume;
