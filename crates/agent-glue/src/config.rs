@@ -262,6 +262,13 @@ impl LiveSessionBuilder {
         self
     }
 
+    /// The resume policy, shared with other sessions or with the test that made it (as
+    /// [`policy`](Self::policy)).
+    pub fn shared_policy(mut self, policy: Arc<dyn ResumePolicy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// The model's capability row (default: derived from the model name).
     pub fn capabilities(mut self, capabilities: ModelCapabilities) -> Self {
         self.capabilities = Some(capabilities);

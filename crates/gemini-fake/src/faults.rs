@@ -59,6 +59,17 @@ impl Faults {
         });
     }
 
+    /// From now on, every client message after `setup` whose JSON contains `needle` is refused
+    /// unprocessed: the connection closes with this code and reason, as the service refuses a
+    /// payload it cannot take (typically 1007 `Request contains an invalid argument.`). The
+    /// frame is recorded as received. An empty `needle` ends the fault.
+    pub fn reject_messages_containing(&self, needle: &str, code: u16, reason: &str) {
+        self.shared.update(|state| {
+            state.faults.reject_containing =
+                (!needle.is_empty()).then(|| (needle.to_owned(), code, reason.to_owned()));
+        });
+    }
+
     /// Forgets every handle issued so far: resuming from any of them closes with 1007.
     pub fn expire_all_handles(&self) {
         self.shared.update(|state| state.handles.expire_all());

@@ -34,6 +34,8 @@ pub(crate) enum Control {
 pub(crate) struct FaultState {
     /// The next resumed setup is closed with this code and reason.
     pub(crate) refuse_next_resume: Option<(u16, String)>,
+    /// Client messages containing this text are refused with this code and reason.
+    pub(crate) reject_containing: Option<(String, u16, String)>,
     /// Remaining upgrades to refuse, and the HTTP status to refuse them with.
     pub(crate) refuse_upgrades: Option<(u32, u16)>,
     /// Remaining `setup`s to leave unanswered.

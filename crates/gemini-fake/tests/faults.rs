@@ -210,3 +210,33 @@ async fn withheld_handles() {
         4
     );
 }
+
+#[tokio::test]
+async fn messages_with_a_refused_payload_close_the_connection_unprocessed() {
+    let server = serve().await;
+    server.faults().reject_messages_containing(
+        "forbidden",
+        1007,
+        "Request contains an invalid argument.",
+    );
+    let mut client = Client::start(&server, text_setup(&server)).await;
+    client.send(&ClientMessage::text("fine")).await;
+    client.turn().await;
+    client.send(&ClientMessage::text("a forbidden word")).await;
+    assert_eq!(
+        client.expect_close().await,
+        (1007, "Request contains an invalid argument.".to_owned())
+    );
+    // Received, never processed.
+    let connection = server.connections().pop().unwrap();
+    assert!(connection.frames.last().unwrap().raw.contains("forbidden"));
+    assert_eq!(
+        server.latest_session().unwrap().context_texts(),
+        ["fine", "echo: fine"]
+    );
+    // Until the fault ends.
+    server.faults().reject_messages_containing("", 0, "");
+    let mut client = Client::start(&server, text_setup(&server)).await;
+    client.send(&ClientMessage::text("a forbidden word")).await;
+    assert!(model_text(&client.turn().await).contains("forbidden"));
+}

@@ -734,3 +734,28 @@ fn a_spoken_turn_completing_cuts_off_the_answer_under_way() {
     assert!(texts[3].starts_with("echo: [audio"), "{texts:?}");
     assert_eq!(session.generations(), 2);
 }
+
+#[test]
+fn a_refused_payload_closes_the_connection_on_virtual_time_too() {
+    let config = FakeConfig::new();
+    let mut run = Run::new(config.clone());
+    run.sim.faults().reject_messages_containing(
+        "forbidden",
+        1007,
+        "Request contains an invalid argument.",
+    );
+    let conn = run.connect(Duration::ZERO);
+    run.send(conn, &ClientMessage::setup(text_setup(&config)), ms(1));
+    run.send(conn, &ClientMessage::text("a forbidden word"), ms(2));
+    assert_eq!(
+        run.ending(conn),
+        Some((
+            ms(2),
+            SimOutput::Close {
+                code: 1007,
+                reason: "Request contains an invalid argument.".to_owned()
+            }
+        ))
+    );
+    assert!(run.sim.latest_session().unwrap().context().is_empty());
+}

@@ -51,6 +51,12 @@
 //! A failing schedule is shrunk ([`shrink`]) to the fewest steps that still fail, and printed
 //! with the command that replays it.
 //!
+//! [`Pair`] drives the same world from a script instead of a schedule: the reconnect
+//! scenarios (`tests/scenarios/`) start a session with a chosen policy, issue commands and
+//! inject faults at chosen virtual times, and assert on the server's own records (contexts,
+//! frames per connection) and on the events the application saw, in milliseconds of wall
+//! time.
+//!
 //! ```
 //! let schedule = session_sim::Schedule::generate(7);
 //! let outcome = session_sim::run(&schedule);
@@ -61,6 +67,7 @@
 
 mod app;
 mod checks;
+mod pair;
 mod rng;
 mod schedule;
 mod shrink;
@@ -69,6 +76,7 @@ mod world;
 
 pub use app::{Interleaving, Interleavings, TOOLS};
 pub use checks::Violation;
+pub use pair::{Pair, PairBuilder};
 pub use rng::Rng;
 pub use schedule::{Op, Policy, Profile, Schedule, Step};
 pub use shrink::shrink;

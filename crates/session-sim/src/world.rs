@@ -2,13 +2,14 @@
 //! by an in-memory network with latency, stalls, resets and refused dials, and an application
 //! that answers tool calls.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use agent_glue::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
 use agent_glue::core::{Action as ShellAction, Command, SessionCore};
-use agent_glue::{LiveSession, SessionEvent};
+use agent_glue::{LiveSession, LiveSessionBuilder, SessionEvent};
 use bytes::Bytes;
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
@@ -185,7 +186,7 @@ pub(crate) struct App {
     /// Which answers the application interrupts as they start (a stream of its own).
     interrupts: Option<Rng>,
     /// What the application did while the user spoke.
-    interleavings: Interleavings,
+    pub(crate) interleavings: Interleavings,
 }
 
 /// The application waits for a transcript before step `next`.
@@ -197,9 +198,29 @@ struct Waiting {
     since: u64,
 }
 
+/// How a scripted run ([`crate::pair`]) changes the world a schedule's profile describes: the
+/// fake server's configuration and the session's builder (policy, tools, instructions, …),
+/// each applied last.
+pub(crate) struct Setup {
+    pub(crate) server: Box<dyn FnOnce(FakeConfig) -> FakeConfig>,
+    pub(crate) session: Box<dyn FnOnce(LiveSessionBuilder) -> LiveSessionBuilder>,
+    /// Record every event in `World::tap`; the script answers tool calls.
+    pub(crate) scripted: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            server: Box::new(|c| c),
+            session: Box::new(|b| b),
+            scripted: false,
+        }
+    }
+}
+
 /// The simulated world of one schedule.
 pub(crate) struct World<'a> {
-    schedule: &'a Schedule,
+    schedule: Cow<'a, Schedule>,
     pub(crate) now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<Queued>>,
@@ -238,6 +259,9 @@ pub(crate) struct World<'a> {
     /// A close the core was told about that must end the session (authentication, quota, a
     /// refused fresh setup).
     must_end: Option<String>,
+    /// A scripted run ([`crate::pair`]): every event, media included, is recorded here, and
+    /// the script answers tool calls itself.
+    pub(crate) tap: Option<Vec<(u64, SessionEvent)>>,
 }
 
 /// Runs `schedule` to the end and checks the invariants. The trace is recorded when the run
@@ -278,17 +302,7 @@ fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
         }
     };
     world.run();
-    let observed = world.observed();
-    let found = checks::check(&observed);
-    world.violations.extend(found);
-    if let Some(close) = &world.must_end {
-        if !matches!(world.core.closed(), Some(Some(_))) {
-            world.violations.push(Violation::new(
-                "not ended",
-                format!("the session went on after {close}"),
-            ));
-        }
-    }
+    world.check();
     Outcome {
         context: world.core.chat_ctx().clone(),
         events: world.app.events.into_iter().map(|(_, e)| e).collect(),
@@ -301,11 +315,23 @@ fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
 
 impl<'a> World<'a> {
     fn new(schedule: &'a Schedule, tracing: bool) -> Result<Self, String> {
+        Self::build(Cow::Borrowed(schedule), Setup::default(), tracing)
+    }
+
+    /// The world of `schedule`'s profile, changed by `setup` (a scripted run keeps its trace).
+    pub(crate) fn with_setup(schedule: Cow<'a, Schedule>, setup: Setup) -> Result<Self, String> {
+        Self::build(schedule, setup, true)
+    }
+
+    fn build(schedule: Cow<'a, Schedule>, setup: Setup, tracing: bool) -> Result<Self, String> {
         let p = schedule.profile;
-        let config = FakeConfig::new()
-            .with_family(p.family)
-            .with_vertex(p.vertex)
-            .with_handle_lag(p.handle_lag);
+        let tap = setup.scripted.then(Vec::new);
+        let config = (setup.server)(
+            FakeConfig::new()
+                .with_family(p.family)
+                .with_vertex(p.vertex)
+                .with_handle_lag(p.handle_lag),
+        );
         let model = config.setup_model();
         let server = SimServer::new(config);
         let endpoint = Endpoint::api_key(SecretString::from("sim"))
@@ -317,15 +343,17 @@ impl<'a> World<'a> {
             Modality::Text
         };
         let tools = declarations(0);
-        let (core, audio) = LiveSession::builder(endpoint, model)
+        let builder = LiveSession::builder(endpoint, model)
             .modality(modality)
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .automatic_activity_detection(!p.manual_activity)
             .policy(app::resume_policy(p.policy))
-            .tools(tools.clone())
+            .tools(tools.clone());
+        let (core, audio) = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
+        let (writer_rng, rng) = (Rng::stream(schedule.seed, 3), Rng::stream(schedule.seed, 2));
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone()),
             interrupts: (p.interrupt_answers > 0).then(|| Rng::stream(schedule.seed, 4)),
@@ -348,9 +376,9 @@ impl<'a> World<'a> {
             audio,
             audio_tally: AudioTally::default(),
             writer_busy_until: 0,
-            writer_rng: Rng::stream(schedule.seed, 3),
+            writer_rng,
             app,
-            rng: Rng::stream(schedule.seed, 2),
+            rng,
             violations: Vec::new(),
             trace: Vec::new(),
             tracing,
@@ -361,6 +389,7 @@ impl<'a> World<'a> {
             rejections: Vec::new(),
             last_opened: None,
             must_end: None,
+            tap,
         };
         // The first step waits for the first connection (as `connect()` does).
         world.pump();
@@ -500,7 +529,30 @@ impl<'a> World<'a> {
         }
     }
 
-    fn settled(&self) -> bool {
+    /// When the next event is due (virtual ms), if any (a scripted run).
+    pub(crate) fn next_at(&self) -> Option<u64> {
+        self.queue.peek().map(|Reverse(next)| next.at)
+    }
+
+    /// Runs the next event, moving the clock to it; `false` if none is left (a scripted run).
+    pub(crate) fn run_next(&mut self) -> bool {
+        let Some(Reverse(next)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = next.at;
+        self.handle(next.ev);
+        true
+    }
+
+    /// Moves the clock to `at` if it is later (the caller ran every event due before it), and
+    /// lets the server and the core act on what the script injected (a scripted run).
+    pub(crate) fn advance_to(&mut self, at: u64) {
+        self.now = self.now.max(at);
+        self.server.advance(Duration::from_millis(self.now));
+        self.pump();
+    }
+
+    pub(crate) fn settled(&self) -> bool {
         if self.core.closed().is_some() {
             return self.in_flight == 0 && self.actions.is_empty();
         }
@@ -885,6 +937,9 @@ impl<'a> World<'a> {
     }
 
     fn on_event(&mut self, event: SessionEvent) {
+        if let Some(tap) = &mut self.tap {
+            tap.push((self.now, event.clone()));
+        }
         match &event {
             // The utterance ended (its transcript), or the server's detection state went with
             // the connection: the wait for the transcript is over.
@@ -926,6 +981,9 @@ impl<'a> World<'a> {
                     "tool call twice",
                     format!("ToolCall event for {call_id} delivered twice"),
                 ));
+            } else if self.tap.is_some() {
+                // The script answers.
+                self.app.calls.push(call_id.clone());
             } else {
                 self.app.calls.push(call_id.clone());
                 let delay = app::answer_delay(self.schedule.seed, self.app.calls.len() as u64);
@@ -971,7 +1029,7 @@ impl<'a> World<'a> {
         }
     }
 
-    fn command(
+    pub(crate) fn command(
         &mut self,
         command: Command,
     ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
@@ -1084,7 +1142,7 @@ impl<'a> World<'a> {
     }
 
     /// The microphone delivers `pcm` (16 kHz PCM16) now, and is busy for its duration.
-    fn microphone(&mut self, pcm: Vec<u8>) {
+    pub(crate) fn microphone(&mut self, pcm: Vec<u8>) {
         let ms = pcm.len() as u64 / 32;
         self.note(format!("app pushes {ms} ms of audio"));
         self.app.mic_until = self.now + ms;
@@ -1200,8 +1258,23 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Every check of the invariant, once the world has settled: `checks.rs` on what the
+    /// checks read, and that a session told of a close no retry can help has ended.
+    pub(crate) fn check(&mut self) {
+        let observed = self.observed();
+        self.violations.extend(checks::check(&observed));
+        if let Some(close) = &self.must_end {
+            if !matches!(self.core.closed(), Some(Some(_))) {
+                self.violations.push(Violation::new(
+                    "not ended",
+                    format!("the session went on after {close}"),
+                ));
+            }
+        }
+    }
+
     /// What the checks read: the application's side and the fake's own state.
-    fn observed(&self) -> Observed {
+    pub(crate) fn observed(&self) -> Observed {
         // The session of the client's last set-up connection (a later dial whose setup never
         // completed on the client does not count).
         let current = self

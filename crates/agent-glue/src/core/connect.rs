@@ -8,7 +8,7 @@ use gemini_transport::wire::ClientMessage;
 use gemini_transport::{CloseClass as WireClass, CloseInfo, CloseInitiator};
 use resume_policy::{
     ClientMessageIndex, ConnectMode, ConnectionId, DeliveryState, MessagePosition, Millis, OpId,
-    ResumeContext, ResumePlan, Strategy, Trigger,
+    PlanNote, ResumeContext, ResumePlan, Strategy, Trigger,
 };
 use tracing::info_span;
 
@@ -321,6 +321,14 @@ impl SessionCore {
         // Superseded and undeliverable operations first: they never reach the wire.
         self.ledger.outbox.record_plan(plan);
         self.report_divergences(plan);
+        if plan.notes.contains(&PlanNote::TransparentUnavailable) {
+            // The policy notes it on the first connection only (scenario S24).
+            self.emit(SessionEvent::Warning(
+                "transparent resumption was requested, but this model does not offer it \
+                 (Developer API): the session uses basic resumption"
+                    .to_owned(),
+            ));
+        }
         let setup_at = MessagePosition::new(id, ClientMessageIndex::SETUP);
         if let Some(seed) = &plan.seed {
             let message = ClientMessage::client_content(

@@ -1,58 +1,44 @@
-//! What every scenario group shares: the session it opens against the fake, the events the
+//! What the smoke scenarios share: the session they open against the fake, the events the
 //! application saw (waits that fail the scenario instead of panicking), and the checks of the
 //! invariant (reconnects paired, no tool run twice, no answer generated twice, `L == S`, never
 //! two sockets).
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
-use std::future::Future;
 use std::time::Duration;
 
 use agent_glue::{
     LiveSession, LiveSessionBuilder, ReconnectReason, Reconnected, SessionEvent, SessionEvents,
 };
-use gemini_fake::{ConnectionRecord, FakeServer, Family, ResponseFate, SessionSnapshot};
+use gemini_fake::{ConnectionRecord, FakeServer, ResponseFate, SessionSnapshot};
 use gemini_transport::wire::Modality;
-use resume_policy::{
-    Backoff, DefaultPolicy, DivergenceReason, EditHandling, ReplayAlways, ResumePolicy, SkipReplay,
-};
+use resume_policy::ResumePolicy;
 use serde_json::Value;
 
 use crate::common::*;
-use crate::runner::{Outcome, PolicyKind, ensure, ensure_eq};
 
-/// How long one awaited event may take before the scenario reports the wait as its failure
-/// (short, so a legacy policy stuck in a reconnect loop fails fast instead of stalling the
-/// table).
+/// The outcome of a scenario: `Err` says which part of the invariant broke.
+pub type Outcome = Result<(), String>;
+
+/// `Err(msg)` unless `cond`.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Outcome {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+/// `Err` unless `left == right`, showing both.
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(what: &str, left: T, right: T) -> Outcome {
+    if left == right {
+        Ok(())
+    } else {
+        Err(format!("{what}: {left:?} != {right:?}"))
+    }
+}
+
+/// How long one awaited event may take before the scenario reports the wait as its failure.
 pub const STEP: Duration = Duration::from_secs(3);
 
 /// Milliseconds.
 pub const fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// `policy` with a short backoff (20 ms base), so that scenarios with failed dials stay fast.
-pub fn fast_policy(policy: PolicyKind) -> Box<dyn ResumePolicy> {
-    let mut backoff = Backoff::default();
-    backoff.base = ms(20);
-    backoff.max = ms(200);
-    match policy {
-        PolicyKind::Default => Box::new(DefaultPolicy::new(backoff, EditHandling::default())),
-        PolicyKind::ReplayAlways => Box::new(ReplayAlways { backoff }),
-        PolicyKind::SkipReplay => Box::new(SkipReplay { backoff }),
-    }
-}
-
-/// Runs `run` for each case in turn; the first failure, prefixed with its case, is the
-/// scenario's.
-pub async fn each_case<C: Copy + Debug, F: Future<Output = Outcome>>(
-    cases: impl IntoIterator<Item = C>,
-    mut run: impl FnMut(C) -> F,
-) -> Outcome {
-    for case in cases {
-        run(case).await.map_err(|e| format!("{case:?}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Connects a TEXT-modality session to `server` with `policy` and `tweak` applied to the
@@ -198,33 +184,12 @@ impl Seen {
         }
     }
 
-    /// Position of the first event that satisfies `pred`.
-    pub fn position(&self, pred: impl Fn(&SessionEvent) -> bool) -> Option<usize> {
-        self.events.iter().position(pred)
-    }
-
-    /// Number of events that satisfy `pred`.
-    pub fn count(&self, pred: impl Fn(&SessionEvent) -> bool) -> usize {
-        self.events.iter().filter(|e| pred(e)).count()
-    }
-
     /// The reasons of every `Reconnecting`, in order.
     pub fn reasons(&self) -> Vec<ReconnectReason> {
         self.events
             .iter()
             .filter_map(|e| match e {
                 SessionEvent::Reconnecting { reason } => Some(reason.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The reasons of the `Divergence` events recorded so far.
-    pub fn divergences(&self) -> Vec<DivergenceReason> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                SessionEvent::Divergence { why, .. } => Some(*why),
                 _ => None,
             })
             .collect()
@@ -438,11 +403,6 @@ pub fn contexts_are(
     l_equals_s(server, session)
 }
 
-/// How often `entry` occurs in the server's context.
-pub fn occurrences_in_s(server: &FakeServer, entry: &str) -> usize {
-    s_entries(server).iter().filter(|e| *e == entry).count()
-}
-
 /// Generations of the latest server session.
 pub fn generations(server: &FakeServer) -> u32 {
     server.latest_session().map_or(0, |s| s.generations())
@@ -486,15 +446,6 @@ pub fn kinds_after_setup(conn: &ConnectionRecord) -> Vec<String> {
         .collect()
 }
 
-/// [`kinds_after_setup`] of connection `k` (0-based, accept order); empty without it.
-pub fn kinds_after_setup_on(server: &FakeServer, k: usize) -> Vec<String> {
-    server
-        .connections()
-        .get(k)
-        .map(kinds_after_setup)
-        .unwrap_or_default()
-}
-
 /// `Err` unless the frames after the setup of `conn` are exactly `kinds` (showing them all).
 pub fn expect_kinds(what: &str, conn: &ConnectionRecord, kinds: &[&str]) -> Outcome {
     let got = kinds_after_setup(conn);
@@ -504,20 +455,18 @@ pub fn expect_kinds(what: &str, conn: &ConnectionRecord, kinds: &[&str]) -> Outc
     })
 }
 
-/// The kind of frame a typed turn travels in on `family`.
-pub fn typed_turn_kind(family: Family) -> String {
-    match family {
-        Family::Gemini31 => "realtimeInput".to_owned(),
-        _ => "clientContent".to_owned(),
-    }
+/// The setup frame of `conn`, as JSON.
+pub fn setup_of(conn: &ConnectionRecord) -> Value {
+    conn.frames.first().map(|f| f.json()).unwrap_or(Value::Null)
 }
 
-/// Whether a setup frame announces the initial history in `clientContent` (`historyConfig`).
-pub fn history_in_client_content(setup: &Value) -> bool {
-    setup["setup"]["historyConfig"]["initialHistoryInClientContent"] == Value::Bool(true)
-}
-
-/// Whether a `clientContent` frame asks for an answer (`turnComplete: true`).
-pub fn asks_for_answer(frame: &Value) -> bool {
-    frame["clientContent"]["turnComplete"].as_bool() == Some(true)
+/// The system instruction text carried by a setup frame.
+pub fn setup_instruction(setup: &Value) -> Option<String> {
+    let parts = setup["setup"]["systemInstruction"]["parts"].as_array()?;
+    Some(
+        parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<String>(),
+    )
 }

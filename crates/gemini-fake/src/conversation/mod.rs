@@ -193,6 +193,9 @@ impl Conversation {
                 _ => Step::invalid(),
             };
         }
+        if let Some((code, reason)) = self.refused_payload(raw) {
+            return Step::Close(code, reason);
+        }
         let (step, changed) = self.on_message(message);
         if step != Step::Continue {
             return step;
@@ -266,6 +269,16 @@ impl Conversation {
             let ignore = *left > 0;
             *left = left.saturating_sub(1);
             ignore
+        })
+    }
+
+    /// The close for a message [`Faults::reject_messages_containing`](crate::Faults::reject_messages_containing) refuses.
+    fn refused_payload(&self, raw: &[u8]) -> Option<(u16, String)> {
+        self.shared.read(|state| {
+            let (needle, code, reason) = state.faults.reject_containing.as_ref()?;
+            let text = String::from_utf8_lossy(raw);
+            text.contains(needle.as_str())
+                .then(|| (*code, reason.clone()))
         })
     }
 

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use agent_glue::{ReconnectStrategy, SessionEvent};
+use agent_glue::ReconnectStrategy;
 use gemini_fake::Family;
 
-use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
 use crate::support::*;
 
@@ -14,19 +13,19 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "S10",
             title: "resumable=false then a drop: the stale handle's uncovered suffix is replayed",
-            body: |p| Box::pin(s10(p)),
+            body: s10,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S11",
             title: "resume refused (1007, expired handle): fresh session, one full seed",
-            body: |p| Box::pin(s11(p)),
+            body: s11,
             exposes: &[],
         },
         Scenario {
             id: "S12",
             title: "handle lag: a message the handle does not hold is not counted as covered",
-            body: |p| Box::pin(s12(p)),
+            body: s12,
             // ReplayAlways's flaw (history replayed onto a resumed session) shows in S01-S11;
             // here the session core adopts no handle whose coverage is uncertain, so after the
             // drop ReplayAlways has none, starts fresh, and its replay is a correct seed.
@@ -35,43 +34,41 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s10_not_resumable_then_drop() {
-    check("S10").await;
+#[test]
+fn s10_not_resumable_then_drop() {
+    check("S10");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s11_resume_refused() {
-    check("S11").await;
+#[test]
+fn s11_resume_refused() {
+    check("S11");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s12_handle_lag() {
-    check("S12").await;
+#[test]
+fn s12_handle_lag() {
+    check("S12");
 }
 
 /// S10, for one model family: a drop while the model speaks (the server sent
 /// `resumable: false`, so the newest handle predates the user turn).
-async fn s10_on(policy: PolicyKind, family: Family) -> Outcome {
-    let server = server(family, |c| c.with_chunk_interval(Duration::from_millis(20))).await;
-    let (session, mut seen) = open(&server, policy.boxed(), |b| b).await?;
-    seen.barrier(&session, "one").await?;
+fn s10_on(policy: PolicyKind, family: Family) -> Outcome {
+    let mut pair = open(family, policy.arc(), |b| {
+        b.server(|c| c.with_chunk_interval(Duration::from_millis(20)))
+    })?;
+    barrier(&mut pair, "one")?;
     let question = "two and a long question with many words to answer";
-    session.send_text(question).map_err(|e| e.to_string())?;
-    seen.until("the first chunk of the answer", |e| {
-        matches!(e, SessionEvent::Text(_))
-    })
-    .await?;
-    let stale = last_handle_on(&server, 0).ok_or("no handle before the turn")?;
-    server.faults().drop_connections();
-    let report = seen.reconnected().await?;
-    seen.turn_complete("the answer after the resume").await?;
-    seen.barrier(&session, "three").await?;
-    seen.drain();
+    pair.send_text(question).map_err(err)?;
+    first_chunk(&mut pair, "the first chunk of the answer")?;
+    let stale = last_handle_on(pair.server(), 0).ok_or("no handle before the turn")?;
+    pair.faults().drop_connections();
+    let report = reconnected(&mut pair)?;
+    turn_complete(&mut pair, "the answer after the resume")?;
+    barrier(&mut pair, "three")?;
+    pair.drain();
 
     // Resumed from the stale handle (the newest one; it predates the turn), or fresh and
     // seeded: both can keep the context exactly once.
-    let connections = server.connections();
+    let connections = pair.server().connections();
     ensure_eq("connections", connections.len(), 2)?;
     let resumed_from = connections[1].resumed_from.clone();
     match report.strategy {
@@ -82,11 +79,11 @@ async fn s10_on(policy: PolicyKind, family: Family) -> Outcome {
         format!("state_restored disagrees with lost: {report:?}")
     })?;
     ensure(
-        report.lost.is_empty() || !seen.divergences().is_empty(),
+        report.lost.is_empty() || !divergences(&pair).is_empty(),
         || "lost operations without a Divergence event".into(),
     )?;
-    seen.reconnects_exactly(1)?;
-    let answered: Vec<_> = all_sessions(&server)
+    reconnects_exactly(&mut pair, 1)?;
+    let answered: Vec<_> = all_sessions(pair.server())
         .iter()
         .flat_map(|s| s.answers().to_vec())
         .filter(|a| !a.interrupted && a.text == format!("echo: {question}"))
@@ -94,18 +91,17 @@ async fn s10_on(policy: PolicyKind, family: Family) -> Outcome {
     ensure_eq("complete answers to the question", answered.len(), 1)?;
     ensure_eq(
         "the question in S",
-        occurrences_in_s(&server, &format!("user: {question}")),
+        occurrences_in_s(pair.server(), &format!("user: {question}")),
         1,
     )?;
-    l_equals_s(&server, &session)?;
-    close(session).await
+    l_equals_s(&pair)?;
+    finish(pair)
 }
 
-async fn s10(policy: PolicyKind) -> Outcome {
+fn s10(policy: PolicyKind) -> Outcome {
     each_case([Family::Gemini25, Family::Gemini31], |family| {
         s10_on(policy, family)
     })
-    .await
 }
 
 /// How a resume gets refused.
@@ -118,43 +114,43 @@ enum Refusal {
 
 /// S11, for one family and one refusal: the server refuses the resumed setup; the session
 /// forgets the handle and seeds a fresh session once with all of `L`, without a reply.
-async fn s11_on(policy: PolicyKind, family: Family, refusal: Refusal) -> Outcome {
-    let server = server(family, |c| c).await;
-    let (session, mut seen) = open(&server, policy.boxed(), |b| b).await?;
-    seen.barrier(&session, "one").await?;
-    seen.barrier(&session, "two").await?;
-    let before = s_entries(&server);
-    let old_session = server.latest_session().map(|s| s.id());
+fn s11_on(policy: PolicyKind, family: Family, refusal: Refusal) -> Outcome {
+    let mut pair = open(family, policy.arc(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    barrier(&mut pair, "two")?;
+    let before = s_entries(pair.server());
+    let old_session = pair.server().latest_session().map(|s| s.id());
     match refusal {
-        Refusal::Code1007 => server
+        Refusal::Code1007 => pair
             .faults()
             .refuse_next_resume(1007, "Request contains an invalid argument."),
-        Refusal::Code1011 => server.faults().refuse_next_resume(1011, "Internal error."),
-        Refusal::Expired => server.faults().expire_all_handles(),
+        Refusal::Code1011 => pair.faults().refuse_next_resume(1011, "Internal error."),
+        Refusal::Expired => pair.faults().expire_all_handles(),
     }
-    server.faults().drop_connections();
-    let report = seen.reconnected().await?;
+    pair.faults().drop_connections();
+    let report = reconnected(&mut pair)?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Fresh)?;
     ensure(report.state_restored, || {
         format!("nothing was lost, but: {report:?}")
     })?;
-    seen.reconnects_exactly(1)?;
+    reconnects_exactly(&mut pair, 1)?;
     ensure_eq("attempts", report.attempts, 2)?;
-    let warnings =
-        seen.count(|e| matches!(e, SessionEvent::Warning(w) if w.contains("refused to resume")));
-    ensure_eq("refusals reported", warnings, 1)?;
+    let refusals = warnings(&pair)
+        .iter()
+        .filter(|w| w.contains("refused to resume"))
+        .count();
+    ensure_eq("refusals reported", refusals, 1)?;
     // Connection 2 was the refused resume; connection 3 is fresh with one seed, and the seed
     // is in a new server session.
-    server
-        .wait_for(WAIT, "the seed in a new session", |v| {
+    let n = before.len();
+    pair.until_server("the seed in a new session", WAIT, |s| {
+        s.inspect(|v| {
             v.connections().get(2).is_some_and(|c| c.frames.len() >= 2)
-                && v.latest_session().is_some_and(|s| {
-                    Some(s.id()) != old_session && s.context().len() >= before.len()
-                })
+                && v.latest_session()
+                    .is_some_and(|s| Some(s.id()) != old_session && s.context().len() >= n)
         })
-        .await
-        .map_err(|e| e.to_string())?;
-    let connections = server.connections();
+    })?;
+    let connections = pair.server().connections();
     let tried = connections[1]
         .frames
         .first()
@@ -168,7 +164,7 @@ async fn s11_on(policy: PolicyKind, family: Family, refusal: Refusal) -> Outcome
     })?;
     ensure_eq("connections", connections.len(), 3)?;
     // The seed reaches the fresh session before anything else.
-    let fresh = server.latest_session().ok_or("no server session")?;
+    let fresh = pair.server().latest_session().ok_or("no server session")?;
     ensure_eq("seeded S", from_s(fresh.context()), before.clone())?;
     ensure_eq("answers in the fresh session", fresh.generations(), 0)?;
     let setup = connections[2].frames[0].json();
@@ -182,20 +178,20 @@ async fn s11_on(policy: PolicyKind, family: Family, refusal: Refusal) -> Outcome
         .json();
     ensure_eq("seed turnComplete", asks_for_answer(&seed), needs_flag)?;
     // The next typed turn is answered (not swallowed as history).
-    seen.barrier(&session, "three").await?;
-    seen.drain();
+    barrier(&mut pair, "three")?;
+    pair.drain();
     ensure_eq(
         "frames after the fresh setup",
-        kinds_after_setup_on(&server, 2),
+        kinds_after_setup_on(pair.server(), 2),
         vec!["clientContent".to_owned(), typed_turn_kind(family)],
     )?;
     let mut expected = before;
     expected.extend(["user: three".to_owned(), "model: echo: three".to_owned()]);
-    contexts_are(&server, &session, &expected)?;
-    close(session).await
+    contexts_are(&pair, &expected)?;
+    finish(pair)
 }
 
-async fn s11(policy: PolicyKind) -> Outcome {
+fn s11(policy: PolicyKind) -> Outcome {
     each_case(
         [
             (Family::Gemini25, Refusal::Code1007),
@@ -205,64 +201,60 @@ async fn s11(policy: PolicyKind) -> Outcome {
         ],
         |(family, refusal)| s11_on(policy, family, refusal),
     )
-    .await
 }
 
 /// S12: the server's handles lag `lag` client messages behind (never behind the last message
 /// it visibly answered). A silent append (history without a turn) gets a handle right away,
 /// but the handle's snapshot does not hold it; after a drop it must be delivered, once.
-async fn s12_on(policy: PolicyKind, lag: u64) -> Outcome {
-    let server = server(Family::Gemini25, |c| c.with_handle_lag(lag)).await;
-    let (session, mut seen) = open(&server, policy.boxed(), |b| b).await?;
-    seen.barrier(&session, "one").await?;
+fn s12_on(policy: PolicyKind, lag: u64) -> Outcome {
+    let mut pair = open(Family::Gemini25, policy.arc(), |b| {
+        b.server(move |c| c.with_handle_lag(lag))
+    })?;
+    barrier(&mut pair, "one")?;
     let notes = ["note A"];
-    let handles_before = server
+    let handles_before = pair
+        .server()
         .latest_session()
         .map_or(0, |s| s.handles_issued().len());
     for (k, note) in notes.iter().enumerate() {
-        let (version, mut ctx) = session.snapshot();
-        ctx.push_user(format!("s12-note-{k}"), *note)
-            .map_err(|e| e.to_string())?;
-        session
-            .update_chat_ctx(ctx, version)
-            .map_err(|e| e.to_string())?;
+        let (version, mut ctx) = pair.snapshot();
+        ctx.push_user(format!("s12-note-{k}"), *note).map_err(err)?;
+        pair.update_chat_ctx(ctx, version).map_err(err)?;
     }
     // The server took the note and issued a handle after it (a lagging one).
     let n = notes.len();
-    server
-        .wait_for(WAIT, "a handle after the note", |v| {
+    pair.until_server("a handle after the note", WAIT, |s| {
+        s.inspect(|v| {
             v.latest_session().is_some_and(|s| {
                 s.context().len() >= 2 + n && s.handles_issued().len() > handles_before
             })
         })
-        .await
-        .map_err(|e| e.to_string())?;
-    let snapshot = server.latest_session().ok_or("no server session")?;
+    })?;
+    let snapshot = pair.server().latest_session().ok_or("no server session")?;
     let newest = snapshot
         .handles_issued()
         .last()
         .cloned()
         .ok_or("no handle")?;
     ensure_eq("the newest handle's snapshot", newest.context_len, 2)?;
-    server.faults().drop_connections();
-    let report = seen.reconnected().await?;
+    pair.faults().drop_connections();
+    let report = reconnected(&mut pair)?;
     ensure(report.state_restored, || {
         format!("nothing was lost, but: {report:?}")
     })?;
-    seen.barrier(&session, "two").await?;
-    seen.drain();
-    seen.reconnects_exactly(1)?;
+    barrier(&mut pair, "two")?;
+    reconnects_exactly(&mut pair, 1)?;
     for note in notes {
         ensure_eq(
             &format!("{note:?} in S"),
-            occurrences_in_s(&server, &format!("user: {note}")),
+            occurrences_in_s(pair.server(), &format!("user: {note}")),
             1,
         )?;
     }
-    l_equals_s(&server, &session)?;
-    close(session).await
+    l_equals_s(&pair)?;
+    finish(pair)
 }
 
-async fn s12(policy: PolicyKind) -> Outcome {
-    each_case([1, 2], |lag| s12_on(policy, lag)).await
+fn s12(policy: PolicyKind) -> Outcome {
+    each_case([1, 2], |lag| s12_on(policy, lag))
 }

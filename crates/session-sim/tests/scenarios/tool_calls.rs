@@ -1,10 +1,11 @@
 //! Tool calls across reconnects: S13–S16.
 
+use std::time::Duration;
+
 use agent_glue::SessionEvent;
-use gemini_fake::Family;
+use gemini_fake::{Family, SimServer};
 use serde_json::json;
 
-use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
 use crate::support::*;
 
@@ -13,56 +14,56 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "S13",
             title: "tool result completes while disconnected: delivered once, no orphan, no re-run",
-            body: |p| Box::pin(s13(p)),
+            body: s13,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S14",
             title: "tool result queued while a restart is pending: carried over, delivered once",
-            body: |p| Box::pin(s14(p)),
+            body: s14,
             // The legacy policies never restart for a tool-set change (they fail S22 for it).
             exposes: &[],
         },
         Scenario {
             id: "S15",
             title: "tool call cancelled, then a drop: its result is never sent",
-            body: |p| Box::pin(s15(p)),
+            body: s15,
             exposes: &[],
         },
         Scenario {
             id: "S16",
             title: "lost tool call on 3.8: answered with an error before new input, reported",
-            body: |p| Box::pin(s16(p)),
+            body: s16,
             exposes: &[],
         },
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s13_tool_result_while_disconnected() {
-    check("S13").await;
+#[test]
+fn s13_tool_result_while_disconnected() {
+    check("S13");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s14_tool_result_queued_during_restart() {
-    check("S14").await;
+#[test]
+fn s14_tool_result_queued_during_restart() {
+    check("S14");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s15_cancelled_call_then_drop() {
-    check("S15").await;
+#[test]
+fn s15_cancelled_call_then_drop() {
+    check("S15");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s16_lost_tool_call_on_38() {
-    check("S16").await;
+#[test]
+fn s16_lost_tool_call_on_38() {
+    check("S16");
 }
 
 /// The user's question that makes the scripted model call `get_weather`.
 const ASK_WEATHER: &str = "what is the weather in Paris? get_weather";
 
 /// The answers the model produced on connections after the first, except `skip`.
-fn answers_after_first(server: &gemini_fake::FakeServer, skip: &str) -> Vec<String> {
+fn answers_after_first(server: &SimServer, skip: &str) -> Vec<String> {
     let first = server.connections().first().map(|c| c.id);
     all_sessions(server)
         .iter()
@@ -102,90 +103,80 @@ enum Done {
 /// drop. The result must not be sent as an orphan `toolResponse`: it reaches the server once
 /// (with its call), the model answers it once, and the tool is not run again; or the session
 /// reports that it could not deliver it.
-async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> Outcome {
-    let server = server(family, |c| {
-        c.with_chunk_interval(std::time::Duration::from_millis(20))
-    })
-    .await;
-    let (session, mut seen) =
-        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
-    seen.barrier(&session, "hello").await?;
-    session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
-    let call_id = seen.tool_call().await?;
+fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> Outcome {
+    let mut pair = open(family, policy.arc(), |b| {
+        b.tools(vec![weather_tool()])
+            .server(|c| c.with_chunk_interval(Duration::from_millis(20)))
+    })?;
+    barrier(&mut pair, "hello")?;
+    pair.send_text(ASK_WEATHER).map_err(err)?;
+    let call_id = tool_call(&mut pair)?;
     let result = json!({"temperature": 21});
     if done == Done::BeforeDrop {
-        session
-            .send_tool_result(call_id.clone(), result.clone())
-            .map_err(|e| e.to_string())?;
-        seen.until("the first chunk of the answer", |e| {
-            matches!(e, SessionEvent::Text(_))
-        })
-        .await?;
+        pair.send_tool_result(&call_id, result.clone())
+            .map_err(err)?;
+        first_chunk(&mut pair, "the first chunk of the answer")?;
     }
     if let Back::Expired = back {
-        server.faults().expire_all_handles();
+        pair.faults().expire_all_handles();
     }
-    server.faults().drop_connections();
-    seen.until("reconnecting", |e| {
-        matches!(e, SessionEvent::Reconnecting { .. })
-    })
-    .await?;
+    pair.faults().drop_connections();
+    reconnecting(&mut pair)?;
     if done == Done::WhileDown {
-        session
-            .send_tool_result(call_id.clone(), result.clone())
-            .map_err(|e| e.to_string())?;
+        pair.send_tool_result(&call_id, result.clone())
+            .map_err(err)?;
     }
-    seen.reconnected().await?;
+    reconnected(&mut pair)?;
     if done == Done::AfterReconnect {
-        session
-            .send_tool_result(call_id.clone(), result)
-            .map_err(|e| e.to_string())?;
+        pair.send_tool_result(&call_id, result).map_err(err)?;
     }
     // The model answers the result (or the session reported that it could not deliver it).
-    let answer = seen
-        .until("the answer to the result, or a divergence", |e| {
+    let answer = until(
+        &mut pair,
+        "the answer to the result, or a divergence",
+        |e| {
             matches!(
                 e,
                 SessionEvent::TurnComplete | SessionEvent::Divergence { .. }
             )
-        })
-        .await
-        .map_err(|e| {
-            // Say why the model hangs when the server ignored the result.
-            format!(
-                "{e}; toolResponses the server ignored: {:?}",
-                rejected_responses(&server)
-            )
-        })?;
+        },
+    )
+    .map_err(|e| {
+        // Say why the model hangs when the server ignored the result.
+        format!(
+            "{e}; toolResponses the server ignored: {:?}",
+            rejected_responses(pair.server())
+        )
+    })?;
     let reported = matches!(answer, SessionEvent::Divergence { .. });
     ensure_eq(
         "rejected toolResponses",
-        rejected_responses(&server),
+        rejected_responses(pair.server()),
         vec![],
     )?;
-    seen.barrier(&session, "thanks").await?;
-    seen.drain();
+    barrier(&mut pair, "thanks")?;
+    pair.drain();
 
     ensure_eq(
         "rejected toolResponses",
-        rejected_responses(&server),
+        rejected_responses(pair.server()),
         vec![],
     )?;
-    ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
+    ensure_eq("tool calls the model made", calls_issued(pair.server()), 1)?;
     if done == Done::BeforeDrop {
         // Sent once while the session knew the call, never again as a `toolResponse`.
-        let accepted: usize = all_sessions(&server)
+        let received: usize = all_sessions(pair.server())
             .iter()
             .map(|s| s.tool_responses().len())
             .sum();
-        ensure_eq("toolResponses received", accepted, 1)?;
+        ensure_eq("toolResponses received", received, 1)?;
     }
-    tools_ran_once(&server, &seen)?;
-    seen.reconnects_exactly(1)?;
+    tools_ran_once(&pair)?;
+    reconnects_exactly(&mut pair, 1)?;
     if reported {
-        return close(session).await;
+        return finish(pair);
     }
-    let s = s_entries(&server);
+    let s = s_entries(pair.server());
     let result_at: Vec<usize> = s
         .iter()
         .enumerate()
@@ -212,11 +203,11 @@ async fn s13_on(policy: PolicyKind, family: Family, back: Back, done: Done) -> O
             || format!("the answer ignores the result: {answers:?}"),
         )?;
     }
-    l_equals_s(&server, &session)?;
-    close(session).await
+    l_equals_s(&pair)?;
+    finish(pair)
 }
 
-async fn s13(policy: PolicyKind) -> Outcome {
+fn s13(policy: PolicyKind) -> Outcome {
     each_case(
         [
             (Family::Gemini25, Back::Drop, Done::WhileDown),
@@ -230,7 +221,6 @@ async fn s13(policy: PolicyKind) -> Outcome {
         ],
         |(family, back, done)| s13_on(policy, family, back, done),
     )
-    .await
 }
 
 /// When the application answers in S14.
@@ -246,77 +236,76 @@ enum Answer {
 /// can carry it, so the session restarts the connection) and answers the call. The result
 /// reaches the server once, on a connection whose session knows the call, the new setup
 /// carries both tools, and the model answers once.
-async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
-    let server = server(family, |c| c).await;
-    let (session, mut seen) =
-        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
-    seen.barrier(&session, "hello").await?;
-    session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
-    let call_id = seen.tool_call().await?;
+fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
+    let mut pair = open(family, policy.arc(), |b| b.tools(vec![weather_tool()]))?;
+    barrier(&mut pair, "hello")?;
+    pair.send_text(ASK_WEATHER).map_err(err)?;
+    let call_id = tool_call(&mut pair)?;
     let result = json!({"temperature": 21});
     if let Answer::BeforeUpdate = answer {
-        session
-            .send_tool_result(call_id.clone(), result.clone())
-            .map_err(|e| e.to_string())?;
+        pair.send_tool_result(&call_id, result.clone())
+            .map_err(err)?;
     }
-    session
-        .update_tools(vec![weather_tool(), clock_tool()])
-        .map_err(|e| e.to_string())?;
+    pair.update_tools(vec![weather_tool(), clock_tool()])
+        .map_err(err)?;
     if let Answer::AfterUpdate = answer {
-        session
-            .send_tool_result(call_id.clone(), result)
-            .map_err(|e| e.to_string())?;
+        pair.send_tool_result(&call_id, result).map_err(err)?;
     }
     // The restart and the answer to the result, in whichever order the session chose.
     let restarts = usize::from(family != Family::Gemini38);
-    let answered = |v: &gemini_fake::ServerView<'_>| {
-        v.latest_session().is_some_and(|s| {
-            from_s(s.context())
-                .iter()
-                .any(|e| e.starts_with("model: get_weather returned"))
+    let answered = |s: &SimServer| {
+        s.inspect(|v| {
+            v.latest_session().is_some_and(|s| {
+                from_s(s.context())
+                    .iter()
+                    .any(|e| e.starts_with("model: get_weather returned"))
+            })
         })
     };
-    let waited = server
-        .wait_for(STEP, "the answer to the result and the restart", |v| {
-            v.connections().len() > restarts && answered(v)
-        })
-        .await;
+    let waited = pair.until_server("the answer to the result and the restart", 3_000, |s| {
+        s.connections().len() > restarts && answered(s)
+    });
     if waited.is_err() {
-        let (connections, answer) = server.inspect(|v| (v.connections().len(), answered(v)));
         return Err(format!(
-            "after {STEP:?}: {connections} connection(s) ({} expected), the model {} the \
-             result; toolResponses the server ignored: {:?}",
+            "after 3 s: {} connection(s) ({} expected), the model {} the result; \
+             toolResponses the server ignored: {:?}",
+            pair.server().connections().len(),
             restarts + 1,
-            if answer { "answered" } else { "never answered" },
-            rejected_responses(&server)
+            if answered(pair.server()) {
+                "answered"
+            } else {
+                "never answered"
+            },
+            rejected_responses(pair.server())
         ));
     }
     // And the session has taken the answer in (so the next turn follows it in `L` as in `S`).
-    seen.until("the answer in L", |e| {
-        matches!(e, SessionEvent::TurnComplete)
-            && l_entries(&session.chat_ctx())
-                .iter()
-                .any(|e| e.starts_with("model: get_weather returned"))
-    })
-    .await?;
-    seen.barrier(&session, "thanks").await?;
-    seen.drain();
+    let in_l = |pair: &session_sim::Pair| {
+        l_entries(pair.chat_ctx())
+            .iter()
+            .any(|e| e.starts_with("model: get_weather returned"))
+    };
+    while !in_l(&pair) {
+        turn_complete(&mut pair, "the answer in L")?;
+    }
+    barrier(&mut pair, "thanks")?;
+    pair.drain();
 
-    seen.reconnects_exactly(restarts)?;
+    reconnects_exactly(&mut pair, restarts)?;
     ensure_eq(
         "rejected toolResponses",
-        rejected_responses(&server),
+        rejected_responses(pair.server()),
         vec![],
     )?;
-    ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
-    tools_ran_once(&server, &seen)?;
-    let snapshot = server.latest_session().ok_or("no server session")?;
+    ensure_eq("tool calls the model made", calls_issued(pair.server()), 1)?;
+    tools_ran_once(&pair)?;
+    let snapshot = pair.server().latest_session().ok_or("no server session")?;
     ensure_eq(
         "the server's tools",
         snapshot.tools().to_vec(),
         vec!["get_weather".to_owned(), "get_time".to_owned()],
     )?;
-    let s = s_entries(&server);
+    let s = s_entries(pair.server());
     let results = s
         .iter()
         .filter(|e| e.starts_with(&format!("response {call_id} ")))
@@ -328,11 +317,11 @@ async fn s14_on(policy: PolicyKind, family: Family, answer: Answer) -> Outcome {
         .cloned()
         .collect();
     ensure_eq("answers to the result in S", answers.len(), 1)?;
-    l_equals_s(&server, &session)?;
-    close(session).await
+    l_equals_s(&pair)?;
+    finish(pair)
 }
 
-async fn s14(policy: PolicyKind) -> Outcome {
+fn s14(policy: PolicyKind) -> Outcome {
     each_case(
         [
             (Family::Gemini25, Answer::AfterUpdate),
@@ -341,7 +330,6 @@ async fn s14(policy: PolicyKind) -> Outcome {
         ],
         |(family, answer)| s14_on(policy, family, answer),
     )
-    .await
 }
 
 /// When the drop comes in S15.
@@ -356,23 +344,19 @@ enum CancelDrop {
 /// S15: the user interrupts a pending tool call (the server cancels it), the connection
 /// drops, and the application's tool finishes anyway. Its result must reach no connection,
 /// and the model must not be asked the cancelled question again.
-async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome {
-    let server = server(family, |c| {
-        c.with_chunk_interval(std::time::Duration::from_millis(20))
-    })
-    .await;
-    let (session, mut seen) =
-        open(&server, policy.boxed(), |b| b.tools(vec![weather_tool()])).await?;
-    seen.barrier(&session, "hello").await?;
-    session.send_text(ASK_WEATHER).map_err(|e| e.to_string())?;
-    let call_id = seen.tool_call().await?;
+fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome {
+    let mut pair = open(family, policy.arc(), |b| {
+        b.tools(vec![weather_tool()])
+            .server(|c| c.with_chunk_interval(Duration::from_millis(20)))
+    })?;
+    barrier(&mut pair, "hello")?;
+    pair.send_text(ASK_WEATHER).map_err(err)?;
+    let call_id = tool_call(&mut pair)?;
     let interrupt = "never mind, tell me a joke about many things";
-    session.send_text(interrupt).map_err(|e| e.to_string())?;
-    let cancelled = seen
-        .until("the cancellation", |e| {
-            matches!(e, SessionEvent::ToolCallCancelled { .. })
-        })
-        .await?;
+    pair.send_text(interrupt).map_err(err)?;
+    let cancelled = until(&mut pair, "the cancellation", |e| {
+        matches!(e, SessionEvent::ToolCallCancelled { .. })
+    })?;
     ensure_eq(
         "cancelled ids",
         cancelled,
@@ -381,37 +365,31 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
         },
     )?;
     // The cancelled turn ends.
-    seen.turn_complete("the end of the cancelled turn").await?;
+    turn_complete(&mut pair, "the end of the cancelled turn")?;
     match when {
         CancelDrop::AfterAnswer => {
-            seen.turn_complete("the answer to the interruption").await?;
+            turn_complete(&mut pair, "the answer to the interruption")?;
         }
         CancelDrop::DuringAnswer => {
-            seen.until("the first chunk of the answer", |e| {
-                matches!(e, SessionEvent::Text(_))
-            })
-            .await?;
+            first_chunk(&mut pair, "the first chunk of the answer")?;
         }
     }
-    server.faults().drop_connections();
-    seen.until("reconnecting", |e| {
-        matches!(e, SessionEvent::Reconnecting { .. })
-    })
-    .await?;
+    pair.faults().drop_connections();
+    reconnecting(&mut pair)?;
     // The tool finishes anyway; the session drops the result.
-    let _ = session.send_tool_result(call_id.clone(), json!({"temperature": 21}));
-    seen.reconnected().await?;
+    let _ = pair.send_tool_result(&call_id, json!({"temperature": 21}));
+    reconnected(&mut pair)?;
     if let CancelDrop::DuringAnswer = when {
-        seen.turn_complete("the answer to the interruption, again")
-            .await?;
+        turn_complete(&mut pair, "the answer to the interruption, again")?;
     }
-    seen.barrier(&session, "thanks").await?;
-    seen.drain();
+    barrier(&mut pair, "thanks")?;
+    pair.drain();
 
-    seen.reconnects_exactly(1)?;
-    tools_ran_once(&server, &seen)?;
-    ensure_eq("tool calls the model made", calls_issued(&server), 1)?;
-    let sent: usize = server
+    reconnects_exactly(&mut pair, 1)?;
+    tools_ran_once(&pair)?;
+    ensure_eq("tool calls the model made", calls_issued(pair.server()), 1)?;
+    let sent: usize = pair
+        .server()
         .connections()
         .iter()
         .map(|c| {
@@ -425,17 +403,17 @@ async fn s15_on(policy: PolicyKind, family: Family, when: CancelDrop) -> Outcome
     ensure_eq("frames carrying the cancelled call's result", sent, 0)?;
     ensure_eq(
         "rejected toolResponses",
-        rejected_responses(&server),
+        rejected_responses(pair.server()),
         vec![],
     )?;
-    let answers = answers_after_first(&server, "echo: thanks");
+    let answers = answers_after_first(pair.server(), "echo: thanks");
     let expected = usize::from(matches!(when, CancelDrop::DuringAnswer));
     ensure_eq("answers after the reconnect", answers.len(), expected)?;
-    l_equals_s(&server, &session)?;
-    close(session).await
+    l_equals_s(&pair)?;
+    finish(pair)
 }
 
-async fn s15(policy: PolicyKind) -> Outcome {
+fn s15(policy: PolicyKind) -> Outcome {
     each_case(
         [
             (Family::Gemini25, CancelDrop::AfterAnswer),
@@ -444,7 +422,6 @@ async fn s15(policy: PolicyKind) -> Outcome {
         ],
         |(family, when)| s15_on(policy, family, when),
     )
-    .await
 }
 
 /// S16: the application restarts with a context whose last tool call never got its result
@@ -452,26 +429,24 @@ async fn s15(policy: PolicyKind) -> Outcome {
 /// the session knows must be answered before new input, so the session answers it with an
 /// error before the user's next turn reaches the model; on 2.5 it only reports it. Either way
 /// it is reported once, and a later reconnect neither answers nor reports it again.
-async fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
-    let server = server(family, |c| c).await;
+fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
     let initial = ctx_model::ChatContext::builder()
         .user("u1", "hello")
         .model("m1", "echo: hello")
         .user("u2", ASK_WEATHER)
         .function_call("c1", "call-0-1", "get_weather", json!({}))
         .build()
-        .map_err(|e| e.to_string())?;
-    let (session, mut seen) = open(&server, policy.boxed(), |b| {
+        .map_err(err)?;
+    let mut pair = open(family, policy.arc(), |b| {
         b.tools(vec![weather_tool()]).initial_context(initial)
-    })
-    .await?;
-    seen.barrier(&session, "are you there?").await?;
-    server.faults().drop_connections();
-    seen.reconnected().await?;
-    seen.barrier(&session, "still there?").await?;
-    seen.drain();
+    })?;
+    barrier(&mut pair, "are you there?")?;
+    pair.faults().drop_connections();
+    reconnected(&mut pair)?;
+    barrier(&mut pair, "still there?")?;
+    pair.drain();
 
-    let reports = seen.count(|e| {
+    let reports = count(&pair, |e| {
         matches!(
             e,
             SessionEvent::Divergence {
@@ -481,7 +456,7 @@ async fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
         )
     });
     ensure_eq("reports of the lost call", reports, 1)?;
-    let s = s_entries(&server);
+    let s = s_entries(pair.server());
     let answers: Vec<usize> = s
         .iter()
         .enumerate()
@@ -502,18 +477,17 @@ async fn s16_on(policy: PolicyKind, family: Family) -> Outcome {
     }
     ensure_eq(
         "rejected toolResponses",
-        rejected_responses(&server),
+        rejected_responses(pair.server()),
         vec![],
     )?;
-    ensure_eq("tool calls the model made", calls_issued(&server), 0)?;
-    seen.reconnects_exactly(1)?;
-    l_equals_s(&server, &session)?;
-    close(session).await
+    ensure_eq("tool calls the model made", calls_issued(pair.server()), 0)?;
+    reconnects_exactly(&mut pair, 1)?;
+    l_equals_s(&pair)?;
+    finish(pair)
 }
 
-async fn s16(policy: PolicyKind) -> Outcome {
+fn s16(policy: PolicyKind) -> Outcome {
     each_case([Family::Gemini38, Family::Gemini25], |family| {
         s16_on(policy, family)
     })
-    .await
 }

@@ -7,7 +7,6 @@
 use crate::runner::{PolicyKind, Scenario, check};
 
 mod appends;
-mod observe;
 mod reconfigure;
 
 use appends::{s17, s18, s19};
@@ -18,68 +17,68 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "S17",
             title: "online append on 2.5: one clientContent(turnComplete:false), never re-sent",
-            body: |p| Box::pin(s17(p)),
+            body: s17,
             exposes: &[PolicyKind::ReplayAlways],
         },
         Scenario {
             id: "S18",
             title: "online append on 3.1: no clientContent, reported, deferred to a fresh seed",
-            body: |p| Box::pin(s18(p)),
+            body: s18,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S19",
             title: "offline append: delivered once after resume (2.5), reported then seeded (3.1)",
-            body: |p| Box::pin(s19(p)),
+            body: s19,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S20",
             title: "edit and removal of old items: fresh session seeded from L, or reported",
-            body: |p| Box::pin(s20(p)),
+            body: s20,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S21",
             title: "instruction change: setup of a resumed connection (2.5), contextUpdate (3.8)",
-            body: |p| Box::pin(s21(p)),
+            body: s21,
             exposes: &[PolicyKind::ReplayAlways],
         },
         Scenario {
             id: "S22",
             title: "tool-set change mid-call: one resumed reconnect, the result delivered once",
-            body: |p| Box::pin(s22(p)),
+            body: s22,
             exposes: &[PolicyKind::ReplayAlways],
         },
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s17_online_append_on_25() {
-    check("S17").await;
+#[test]
+fn s17_online_append_on_25() {
+    check("S17");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s18_online_append_on_31() {
-    check("S18").await;
+#[test]
+fn s18_online_append_on_31() {
+    check("S18");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s19_offline_append() {
-    check("S19").await;
+#[test]
+fn s19_offline_append() {
+    check("S19");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s20_edits_and_removals() {
-    check("S20").await;
+#[test]
+fn s20_edits_and_removals() {
+    check("S20");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s21_instruction_change() {
-    check("S21").await;
+#[test]
+fn s21_instruction_change() {
+    check("S21");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s22_tool_set_change_mid_call() {
-    check("S22").await;
+#[test]
+fn s22_tool_set_change_mid_call() {
+    check("S22");
 }

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use agent_glue::{LiveSession, ReconnectReason, ReconnectStrategy, SessionEvent};
+use agent_glue::{ReconnectReason, ReconnectStrategy};
 use ctx_model::ChatContext;
-use gemini_fake::{FakeServer, Family, FaultAction, Trigger};
+use gemini_fake::{Family, FaultAction, Trigger};
 use serde_json::Value;
+use session_sim::Pair;
 
-use crate::common::*;
 use crate::runner::{Outcome, PolicyKind, Scenario, check, ensure, ensure_eq};
 use crate::support::*;
 
@@ -16,7 +16,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "S04",
             title: "abnormal close while idle: resume with backoff, S unchanged",
-            body: |p| Box::pin(s04(p)),
+            body: s04,
             // ReplayAlways duplicates the history; SkipReplay types into `clientContent` on
             // 3.1 (closed with 1007).
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
@@ -24,65 +24,65 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             id: "S05",
             title: "drop before any handle: fresh session, one seed that asks for no reply",
-            body: |p| Box::pin(s05(p)),
+            body: s05,
             // Both send a typed turn as `clientContent` on 3.1 (closed with 1007).
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S06",
             title: "failed re-dials: retried with backoff, outbox intact, nothing duplicated",
-            body: |p| Box::pin(s06(p)),
+            body: s06,
             exposes: &[PolicyKind::ReplayAlways],
         },
         Scenario {
             id: "S07",
             title: "flapping: drops in the handshake and in the replay, S as without faults",
-            body: |p| Box::pin(s07(p)),
+            body: s07,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S08",
             title: "handle arrives after a replay, then a drop: the replay is not sent twice",
-            body: |p| Box::pin(s08(p)),
+            body: s08,
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
         Scenario {
             id: "S09",
             title: "never two sockets: each old socket closed before the next dial; 1011 retried",
-            body: |p| Box::pin(s09(p)),
+            body: s09,
             exposes: &[PolicyKind::ReplayAlways],
         },
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s04_abnormal_close_while_idle() {
-    check("S04").await;
+#[test]
+fn s04_abnormal_close_while_idle() {
+    check("S04");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s05_drop_before_any_handle() {
-    check("S05").await;
+#[test]
+fn s05_drop_before_any_handle() {
+    check("S05");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s06_failed_redials() {
-    check("S06").await;
+#[test]
+fn s06_failed_redials() {
+    check("S06");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s07_flapping() {
-    check("S07").await;
+#[test]
+fn s07_flapping() {
+    check("S07");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s08_handle_after_replay_then_drop() {
-    check("S08").await;
+#[test]
+fn s08_handle_after_replay_then_drop() {
+    check("S08");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s09_never_two_sockets() {
-    check("S09").await;
+#[test]
+fn s09_never_two_sockets() {
+    check("S09");
 }
 
 /// The `Reconnecting` reason is a lost connection with this close code.
@@ -93,48 +93,44 @@ fn lost_with(reason: Option<&ReconnectReason>, code: u16) -> bool {
 // ---------------------------------------------------------------------------------------------
 // S04
 
-async fn s04(policy: PolicyKind) -> Outcome {
+fn s04(policy: PolicyKind) -> Outcome {
     each_case([Family::Gemini25, Family::Gemini31], |family| {
         s04_on(policy, family)
     })
-    .await
 }
 
-async fn s04_on(policy: PolicyKind, family: Family) -> Outcome {
-    let server = server(family, |c| c).await;
-    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
-    seen.barrier(&session, "one").await?;
-    seen.barrier(&session, "two").await?;
-    let handle = last_handle_on(&server, 0);
-    server.faults().drop_connections();
-    let report = seen.reconnected().await?;
-    ensure(lost_with(seen.reasons().first(), 1006), || {
-        format!("reasons: {:?}", seen.reasons())
+fn s04_on(policy: PolicyKind, family: Family) -> Outcome {
+    let mut pair = open(family, policy.fast(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    barrier(&mut pair, "two")?;
+    let handle = last_handle_on(pair.server(), 0);
+    pair.faults().drop_connections();
+    let report = reconnected(&mut pair)?;
+    ensure(lost_with(reasons(&pair).first(), 1006), || {
+        format!("reasons: {:?}", reasons(&pair))
     })?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
     ensure_eq("attempts", report.attempts, 1)?;
     // A failure is never retried at once: the fast policy waits at least 20 ms.
-    ensure(report.gap >= ms(15), || {
+    ensure(report.gap >= Duration::from_millis(15), || {
         format!("no backoff: gap {:?}", report.gap)
     })?;
     ensure_eq(
         "resumed from",
-        server
+        pair.server()
             .connections()
             .get(1)
             .and_then(|c| c.resumed_from.clone()),
         handle,
     )?;
-    seen.barrier(&session, "three").await?;
+    barrier(&mut pair, "three")?;
     ensure_eq(
         "frames after the resumed setup",
-        kinds_after_setup_on(&server, 1),
+        kinds_after_setup_on(pair.server(), 1),
         vec![typed_turn_kind(family)],
     )?;
     ends_with(
-        &server,
-        session,
-        &mut seen,
+        pair,
         &[
             "user: one",
             "model: echo: one",
@@ -146,46 +142,45 @@ async fn s04_on(policy: PolicyKind, family: Family) -> Outcome {
         3,
         1,
     )
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
 // S05
 
-async fn s05(policy: PolicyKind) -> Outcome {
+fn s05(policy: PolicyKind) -> Outcome {
     each_case([Family::Gemini25, Family::Gemini31], |family| {
         s05_on(policy, family)
     })
-    .await
 }
 
 /// History seeded at connect, one live turn, no handle ever issued, then a drop: a fresh
 /// session with one seed holding everything, sent so that it asks for no answer.
-async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
-    let server = server(family, |c| c).await;
-    server.faults().withhold_handles();
+fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
     let history = ChatContext::builder()
         .user("h1", "my name is Ada")
         .model("h2", "nice to meet you Ada")
         .build()
-        .map_err(|e| e.to_string())?;
-    let (session, mut seen) =
-        open(&server, fast_policy(policy), |b| b.initial_context(history)).await?;
-    seen.barrier(&session, "hello").await?;
+        .map_err(err)?;
+    let mut pair = open(family, policy.fast(), |b| {
+        b.initial_context(history).faults(|f| f.withhold_handles())
+    })?;
+    barrier(&mut pair, "hello")?;
     ensure_eq(
         "handles issued before the drop",
-        server.latest_session().map(|s| s.handles_issued().len()),
+        pair.server()
+            .latest_session()
+            .map(|s| s.handles_issued().len()),
         Some(0),
     )?;
-    server.faults().drop_connections();
-    let report = seen.reconnected().await?;
+    pair.faults().drop_connections();
+    let report = reconnected(&mut pair)?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Fresh)?;
-    ensure_eq("server sessions", server.sessions().len(), 2)?;
-    server.faults().release_handles();
-    seen.barrier(&session, "again").await?;
+    ensure_eq("server sessions", pair.server().sessions().len(), 2)?;
+    pair.faults().release_handles();
+    barrier(&mut pair, "again")?;
 
     // The fresh connection: setup, one seed, the new turn.
-    let connections = server.connections();
+    let connections = pair.server().connections();
     let Some(fresh) = connections.get(1) else {
         return Err("no second connection".into());
     };
@@ -224,9 +219,7 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
 
     // The seed asked for nothing: the fresh session generated only the answer to "again".
     ends_with(
-        &server,
-        session,
-        &mut seen,
+        pair,
         &[
             "user: my name is Ada",
             "model: nice to meet you Ada",
@@ -238,7 +231,6 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
         1,
         1,
     )
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,34 +238,26 @@ async fn s05_on(policy: PolicyKind, family: Family) -> Outcome {
 
 /// The connection drops and the next two dials are refused (HTTP 503); a turn typed during
 /// the outage waits in the outbox and is delivered once when the third dial succeeds.
-async fn s06(policy: PolicyKind) -> Outcome {
-    let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
-    seen.barrier(&session, "one").await?;
-    server.faults().refuse_upgrades(2, 503);
-    server.faults().drop_connections();
-    seen.until("Reconnecting", |e| {
-        matches!(e, SessionEvent::Reconnecting { .. })
-    })
-    .await?;
-    session
-        .send_text("typed during the outage")
-        .map_err(|e| e.to_string())?;
-    let report = seen.reconnected().await?;
+fn s06(policy: PolicyKind) -> Outcome {
+    let mut pair = open(Family::Gemini25, policy.fast(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    pair.faults().refuse_upgrades(2, 503);
+    pair.faults().drop_connections();
+    reconnecting(&mut pair)?;
+    pair.send_text("typed during the outage").map_err(err)?;
+    let report = reconnected(&mut pair)?;
     ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
     ensure_eq("attempts", report.attempts, 3)?;
     // Three waits of at least 20, 40 and 80 ms with the fast policy.
-    ensure(report.gap >= ms(100), || {
+    ensure(report.gap >= Duration::from_millis(100), || {
         format!("retried without backoff: gap {:?}", report.gap)
     })?;
-    seen.turn_complete("answer to the outage turn").await?;
-    seen.barrier(&session, "three").await?;
+    turn_complete(&mut pair, "answer to the outage turn")?;
+    barrier(&mut pair, "three")?;
     // Refused upgrades never became connections.
-    ensure_eq("connections", server.connections().len(), 2)?;
+    ensure_eq("connections", pair.server().connections().len(), 2)?;
     ends_with(
-        &server,
-        session,
-        &mut seen,
+        pair,
         &[
             "user: one",
             "model: echo: one",
@@ -285,7 +269,6 @@ async fn s06(policy: PolicyKind) -> Outcome {
         3,
         1,
     )
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,63 +289,57 @@ const S07_EXPECTED: &[&str] = &[
     "model: echo: four",
 ];
 
-/// Drives the S07 conversation up to (not including) the faults; handles withheld from
-/// `withhold_after_first` on so that the exchange after "one" is covered by no handle.
-async fn s07_conversation(server: &FakeServer, session: &LiveSession, seen: &mut Seen) -> Outcome {
-    seen.barrier(session, "one").await?;
-    server.faults().withhold_handles();
-    let (version, mut ctx) = session.snapshot();
+/// Drives the S07 conversation up to (not including) the faults; handles withheld after the
+/// first turn so that the exchange after "one" is covered by no handle.
+fn s07_conversation(pair: &mut Pair) -> Outcome {
+    barrier(pair, "one")?;
+    pair.faults().withhold_handles();
+    let (version, mut ctx) = pair.snapshot();
     ctx.push_user("note-1", "note from the app")
         .and_then(|c| c.push_model("note-2", "noted"))
-        .map_err(|e| e.to_string())?;
-    session
-        .update_chat_ctx(ctx, version)
-        .map_err(|e| e.to_string())?;
-    session
-        .send_text("what does get_weather say")
-        .map_err(|e| e.to_string())?;
-    let call = seen.tool_call().await?;
-    session
-        .send_tool_result(call, serde_json::json!({"celsius": 18}))
-        .map_err(|e| e.to_string())?;
-    seen.turn_complete("answer after the tool result").await
+        .map_err(err)?;
+    pair.update_chat_ctx(ctx, version).map_err(err)?;
+    pair.send_text("what does get_weather say").map_err(err)?;
+    let call = tool_call(pair)?;
+    pair.send_tool_result(&call, serde_json::json!({"celsius": 18}))
+        .map_err(err)?;
+    turn_complete(pair, "answer after the tool result")
 }
 
 /// Handles flow again; the next setup is dropped right after setupComplete, and the
 /// connection after it right after its first message (the `first` one: a replay or a seed).
-async fn flap(server: &FakeServer, first: &str) -> Outcome {
-    server.faults().release_handles();
-    server
-        .faults()
+fn flap(pair: &mut Pair, first: &str) -> Outcome {
+    pair.faults().release_handles();
+    pair.faults()
         .schedule(Trigger::SetupCompleteSent, FaultAction::Drop);
-    server
-        .faults()
+    pair.faults()
         .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
-    server.faults().drop_connections();
+    pair.faults().drop_connections();
+    let up = |n: usize| {
+        move |s: &gemini_fake::SimServer| {
+            s.inspect(|v| {
+                v.connections().len() >= n && v.latest_connection().is_some_and(|c| c.is_open())
+            })
+        }
+    };
     // The handshake drop fires on the first reconnect (it may fail that setup itself, so it
     // takes one or two reconnects); a connection then comes up and sends its `first`.
-    server
-        .wait_for(ms(3_000), "the handshake drop, then a connection up", |v| {
-            v.connections().len() >= 3 && v.latest_connection().is_some_and(|c| c.is_open())
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    pair.until_server("the handshake drop, then a connection up", 3_000, up(3))?;
     // That message is dropped after it arrives, and the next connection takes over. (A
     // policy that sends no such message leaves the fault armed: it is cleared here.)
-    let _ = server
-        .wait_for(
-            ms(500),
-            &format!("the {first} drop, then a connection up"),
-            |v| v.connections().len() >= 4 && v.latest_connection().is_some_and(|c| c.is_open()),
-        )
-        .await;
-    server.faults().clear_scheduled();
+    let _ = pair.until_server(
+        &format!("the {first} drop, then a connection up"),
+        500,
+        up(4),
+    );
+    pair.faults().clear_scheduled();
     Ok(())
 }
 
 /// Paired reconnect events, between one and three of them for the three drops of S07.
-fn no_reconnect_loop(seen: &Seen) -> Outcome {
-    let replays = seen.paired_reconnects()?;
+fn no_reconnect_loop(pair: &mut Pair) -> Outcome {
+    pair.drain();
+    let replays = paired_reconnects(pair)?;
     ensure((1..=3).contains(&replays), || {
         format!("{replays} reconnects for three drops (a loop?)")
     })
@@ -370,71 +347,66 @@ fn no_reconnect_loop(seen: &Seen) -> Outcome {
 
 /// The conversation once without faults, then with: the handshake of the first reconnect
 /// dropped, and the next connection dropped right after the first message of its replay.
-async fn s07(policy: PolicyKind) -> Outcome {
-    s07_on_25(policy).await.map_err(|e| format!("(2.5) {e}"))?;
-    s07_on_31(policy).await.map_err(|e| format!("(3.1) {e}"))
+fn s07(policy: PolicyKind) -> Outcome {
+    s07_on_25(policy).map_err(|e| format!("(2.5) {e}"))?;
+    s07_on_31(policy).map_err(|e| format!("(3.1) {e}"))
 }
 
-async fn s07_on_25(policy: PolicyKind) -> Outcome {
+fn s07_on_25(policy: PolicyKind) -> Outcome {
     // The fault-free run, for comparison.
-    let calm = server(Family::Gemini25, |c| c).await;
-    let (session, mut seen) = open(&calm, fast_policy(policy), |b| {
+    let mut calm = open(Family::Gemini25, policy.fast(), |b| {
         b.tools(vec![weather_tool()])
-    })
-    .await?;
-    s07_conversation(&calm, &session, &mut seen).await?;
-    seen.barrier(&session, "four").await?;
-    let fault_free = s_entries(&calm);
+    })?;
+    s07_conversation(&mut calm)?;
+    barrier(&mut calm, "four")?;
+    let fault_free = s_entries(calm.server());
     ensure_eq(
         "the fault-free run",
         fault_free.clone(),
         strings(S07_EXPECTED),
     )?;
-    close(session).await?;
+    finish(calm)?;
 
-    let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut seen) = open(&server, fast_policy(policy), |b| {
+    let mut pair = open(Family::Gemini25, policy.fast(), |b| {
         b.tools(vec![weather_tool()])
-    })
-    .await?;
-    s07_conversation(&server, &session, &mut seen).await?;
-    flap(&server, "replay").await?;
-    seen.barrier(&session, "four").await?;
+    })?;
+    s07_conversation(&mut pair)?;
+    flap(&mut pair, "replay")?;
+    barrier(&mut pair, "four")?;
     ensure_eq(
         "S equals the fault-free run",
-        s_entries(&server),
+        s_entries(pair.server()),
         fault_free,
     )?;
-    contexts_are(&server, &session, S07_EXPECTED)?;
-    no_reconnect_loop(&seen)?;
+    contexts_are(&pair, S07_EXPECTED)?;
+    no_reconnect_loop(&mut pair)?;
     // one, the call, the continuation after the result, four: nothing asked again.
-    ensure_eq("generations", generations(&server), 4).map_err(|e| {
-        let setups: Vec<Option<String>> = server
+    ensure_eq("generations", generations(pair.server()), 4).map_err(|e| {
+        let setups: Vec<Option<String>> = pair
+            .server()
             .connections()
             .iter()
             .map(|c| c.resumed_from.clone())
             .collect();
-        format!("{e}; resumed from {setups:?}; {:?}", summary(&seen.events))
+        format!("{e}; resumed from {setups:?}; {:?}", summary(&pair))
     })?;
-    nothing_twice(&server, &seen)?;
-    close(session).await
+    nothing_twice(&pair)?;
+    finish(pair)
 }
 
 /// On 3.1 the turn no handle covers cannot be restored mid-session, so every reconnect is a
 /// fresh session with one seed: the first one's handshake is dropped, the next one is dropped
 /// right after its seed (a handle taken after that seed arrives first), and the last one must
 /// hold the conversation once, without having been asked to answer it again.
-async fn s07_on_31(policy: PolicyKind) -> Outcome {
-    let server = server(Family::Gemini31, |c| c).await;
-    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
-    seen.barrier(&session, "one").await?;
-    server.faults().withhold_handles();
-    seen.barrier(&session, "two").await?;
-    flap(&server, "seed").await?;
-    seen.barrier(&session, "four").await?;
+fn s07_on_31(policy: PolicyKind) -> Outcome {
+    let mut pair = open(Family::Gemini31, policy.fast(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    pair.faults().withhold_handles();
+    barrier(&mut pair, "two")?;
+    flap(&mut pair, "seed")?;
+    barrier(&mut pair, "four")?;
     contexts_are(
-        &server,
-        &session,
+        &pair,
         &[
             "user: one",
             "model: echo: one",
@@ -445,10 +417,14 @@ async fn s07_on_31(policy: PolicyKind) -> Outcome {
         ],
     )?;
     // The last session only answered "four": its seed asked for nothing.
-    ensure_eq("generations of the last session", generations(&server), 1)?;
-    nothing_twice(&server, &seen)?;
-    no_reconnect_loop(&seen)?;
-    close(session).await
+    ensure_eq(
+        "generations of the last session",
+        generations(pair.server()),
+        1,
+    )?;
+    nothing_twice(&pair)?;
+    no_reconnect_loop(&mut pair)?;
+    finish(pair)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,40 +433,35 @@ async fn s07_on_31(policy: PolicyKind) -> Outcome {
 /// A turn no handle covers is replayed as history after a drop; the server issues a handle
 /// right after processing that replay (it includes it), and the connection drops again: the
 /// next connection must not deliver the replay a second time.
-async fn s08(policy: PolicyKind) -> Outcome {
-    let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
-    seen.barrier(&session, "one").await?;
-    server.faults().withhold_handles();
-    seen.barrier(&session, "two").await?;
-    server.faults().release_handles();
+fn s08(policy: PolicyKind) -> Outcome {
+    let mut pair = open(Family::Gemini25, policy.fast(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    pair.faults().withhold_handles();
+    barrier(&mut pair, "two")?;
+    pair.faults().release_handles();
     // The replay on the next connection is its first message: drop right after it (the
     // handle issued for it is sent first).
-    server
-        .faults()
+    pair.faults()
         .schedule(Trigger::ClientMessages(1), FaultAction::Drop);
-    server.faults().drop_connections();
-    seen.reconnected().await?;
+    pair.faults().drop_connections();
+    reconnected(&mut pair)?;
     // A policy that replays nothing leaves the fault armed; it is cleared before "three".
-    let replayed = server
-        .wait_for(ms(1_000), "the replay processed and dropped", |v| {
-            v.connections().get(1).is_some_and(|c| c.end.is_some())
+    let replayed = pair
+        .until_server("the replay processed and dropped", 1_000, |s| {
+            s.inspect(|v| v.connections().get(1).is_some_and(|c| c.end.is_some()))
         })
-        .await
         .is_ok();
-    server.faults().clear_scheduled();
+    pair.faults().clear_scheduled();
     if replayed {
         // The trap: a handle issued after the replay, which holds it.
-        ensure(last_handle_on(&server, 1).is_some(), || {
+        ensure(last_handle_on(pair.server(), 1).is_some(), || {
             "the fake issued no handle after the replay".into()
         })?;
-        seen.reconnected().await?;
+        reconnected(&mut pair)?;
     }
-    seen.barrier(&session, "three").await?;
+    barrier(&mut pair, "three")?;
     ends_with(
-        &server,
-        session,
-        &mut seen,
+        pair,
         &[
             "user: one",
             "model: echo: one",
@@ -502,7 +473,6 @@ async fn s08(policy: PolicyKind) -> Outcome {
         3,
         if replayed { 2 } else { 1 },
     )
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,43 +481,39 @@ async fn s08(policy: PolicyKind) -> Outcome {
 /// A goAway rotation, a TCP reset and a 1011 close in a row: every reconnect closes (or has
 /// lost) the old socket before dialing, the fake never sees two sockets of the session open,
 /// and the 1011 is retried as a transient failure by resuming.
-async fn s09(policy: PolicyKind) -> Outcome {
-    let server = server(Family::Gemini25, |c| c).await;
-    let (session, mut seen) = open(&server, fast_policy(policy), |b| b).await?;
-    seen.barrier(&session, "one").await?;
-    server.faults().go_away(Duration::from_secs(50));
-    seen.reconnected().await?;
-    seen.barrier(&session, "two").await?;
-    server.faults().drop_connections();
-    seen.reconnected().await?;
-    seen.barrier(&session, "three").await?;
-    server
-        .faults()
+fn s09(policy: PolicyKind) -> Outcome {
+    let mut pair = open(Family::Gemini25, policy.fast(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    pair.faults().go_away(Duration::from_secs(50));
+    reconnected(&mut pair)?;
+    barrier(&mut pair, "two")?;
+    pair.faults().drop_connections();
+    reconnected(&mut pair)?;
+    barrier(&mut pair, "three")?;
+    pair.faults()
         .close_connections(1011, "Internal error encountered.");
-    let report = seen.reconnected().await?;
+    let report = reconnected(&mut pair)?;
     ensure_eq(
         "strategy after 1011",
         report.strategy,
         ReconnectStrategy::Resumed,
     )?;
-    seen.barrier(&session, "four").await?;
-    let reasons = seen.reasons();
+    barrier(&mut pair, "four")?;
+    let reasons = reasons(&pair);
     ensure(
         matches!(reasons.first(), Some(ReconnectReason::GoAway { .. }))
             && lost_with(reasons.get(1), 1006)
             && lost_with(reasons.get(2), 1011),
         || format!("reasons: {reasons:?}"),
     )?;
-    let connections = server.connections();
+    let connections = pair.server().connections();
     ensure_eq("connections", connections.len(), 4)?;
     ensure(
         connections.iter().skip(1).all(|c| c.resumed_from.is_some()),
         || "a reconnect did not resume".into(),
     )?;
     ends_with(
-        &server,
-        session,
-        &mut seen,
+        pair,
         &[
             "user: one",
             "model: echo: one",
@@ -561,5 +527,4 @@ async fn s09(policy: PolicyKind) -> Outcome {
         4,
         3,
     )
-    .await
 }

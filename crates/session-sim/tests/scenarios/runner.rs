@@ -1,15 +1,15 @@
 //! Runs a scenario under each policy and checks the row of the table.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-use resume_policy::{DefaultPolicy, ReplayAlways, ResumePolicy, SkipReplay};
+use resume_policy::{Backoff, DefaultPolicy, EditHandling, ReplayAlways, ResumePolicy, SkipReplay};
 
 /// The outcome of one scenario run: `Err` says which part of the invariant broke.
 pub type Outcome = Result<(), String>;
 
 /// A scenario body, run once per policy.
-pub type Body = fn(PolicyKind) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+pub type Body = fn(PolicyKind) -> Outcome;
 
 /// The shipped policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +22,25 @@ pub enum PolicyKind {
 impl PolicyKind {
     pub const ALL: [PolicyKind; 3] = [Self::Default, Self::ReplayAlways, Self::SkipReplay];
 
-    pub fn boxed(self) -> Box<dyn ResumePolicy> {
+    /// The policy with its default backoff.
+    pub fn arc(self) -> Arc<dyn ResumePolicy> {
         match self {
-            Self::Default => Box::new(DefaultPolicy::default()),
-            Self::ReplayAlways => Box::new(ReplayAlways::default()),
-            Self::SkipReplay => Box::new(SkipReplay::default()),
+            Self::Default => Arc::new(DefaultPolicy::default()),
+            Self::ReplayAlways => Arc::new(ReplayAlways::default()),
+            Self::SkipReplay => Arc::new(SkipReplay::default()),
+        }
+    }
+
+    /// The policy with a short backoff (20 ms base, 200 ms at most), for scenarios whose
+    /// figures (gaps, attempts) are stated for it.
+    pub fn fast(self) -> Arc<dyn ResumePolicy> {
+        let mut backoff = Backoff::default();
+        backoff.base = Duration::from_millis(20);
+        backoff.max = Duration::from_millis(200);
+        match self {
+            Self::Default => Arc::new(DefaultPolicy::new(backoff, EditHandling::default())),
+            Self::ReplayAlways => Arc::new(ReplayAlways { backoff }),
+            Self::SkipReplay => Arc::new(SkipReplay { backoff }),
         }
     }
 
@@ -85,12 +99,11 @@ impl Row {
 }
 
 /// Runs `scenario` under every policy.
-pub async fn run_row(scenario: &Scenario) -> Row {
-    let mut results = Vec::new();
-    for policy in PolicyKind::ALL {
-        let outcome = (scenario.body)(policy).await;
-        results.push((policy, outcome));
-    }
+pub fn run_row(scenario: &Scenario) -> Row {
+    let results = PolicyKind::ALL
+        .into_iter()
+        .map(|policy| (policy, (scenario.body)(policy)))
+        .collect();
     Row {
         id: scenario.id,
         title: scenario.title,
@@ -101,12 +114,12 @@ pub async fn run_row(scenario: &Scenario) -> Row {
 
 /// Runs the row of the scenario `id` and fails the test on a bad verdict (used by the
 /// per-scenario tests, e.g. `s13_tool_result_while_disconnected`).
-pub async fn check(id: &str) {
+pub fn check(id: &str) {
     let scenario = crate::all()
         .into_iter()
         .find(|s| s.id == id)
         .expect("scenario listed");
-    let row = run_row(&scenario).await;
+    let row = run_row(&scenario);
     println!("{}", table(std::slice::from_ref(&row)));
     if let Err(problems) = row.verdict() {
         panic!("{problems}");
@@ -139,7 +152,8 @@ pub fn table(rows: &[Row]) -> String {
     for row in rows {
         for (policy, outcome) in &row.results {
             if let Err(why) = outcome {
-                out.push_str(&format!("  {} {}: {why}\n", row.id, policy.name()));
+                let first = why.lines().next().unwrap_or_default();
+                out.push_str(&format!("  {} {}: {first}\n", row.id, policy.name()));
             }
         }
     }
