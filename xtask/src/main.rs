@@ -15,14 +15,19 @@
 //!    already set in the environment is used as it is, and nothing is installed.
 //! 4. `cargo test --workspace --all-features` (unit, integration and doc tests)
 //! 5. the simulator: 100,000 random schedules of operations and faults against the session
-//!    core (`cargo run --release -p session-sim -- --schedules 100000`); fails on any violation
+//!    core from a fresh seed range (printed first, with the command that replays it), plus
+//!    the fixed set (seeds 0..4,999 and past failing seeds) (`cargo run --release -p
+//!    session-sim -- --schedules 100000`); fails on any violation. Then each mutant policy
+//!    (`ReplayAlways`, `SkipReplay`) on 1,000 fresh schedules
+//!    (`session-sim --policy replay-always --schedules 1000 --fixed 0`): fails if no
+//!    schedule catches it (fails under the mutant and passes under the default policy)
 //! 6. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
 //! 7. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
 //! 8. `cargo run --example quickstart` (the README's first command must keep working)
 //!
-//! `cargo xtask sim [--schedules N | --seed S [--keep i,j] [--trace]]` runs the deterministic
-//! simulator (`crates/session-sim`) in release mode.
+//! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] | --seed S [--keep i,j]
+//! [--trace]` runs the deterministic simulator (`crates/session-sim`) in release mode.
 //!
 //! `cargo xtask load [--sessions N[,N…]] [--seconds S] [--find-max] …` runs the whole-process
 //! load benchmark (`crates/load`, built in release; see `load.rs`). CI does not run it.
@@ -105,6 +110,46 @@ const CI_STEPS: &[Step] = &[
         },
     },
     Step {
+        name: "simulator: mutant replay-always is caught",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--policy",
+                "replay-always",
+                "--schedules",
+                "1000",
+                "--fixed",
+                "0",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "simulator: mutant skip-replay is caught",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--policy",
+                "skip-replay",
+                "--schedules",
+                "1000",
+                "--fixed",
+                "0",
+            ],
+            env: &[],
+        },
+    },
+    Step {
         name: "loopback soak",
         action: Action::Cargo {
             args: &[
@@ -118,7 +163,7 @@ const CI_STEPS: &[Step] = &[
                 "--schedules",
                 "500",
                 "--concurrency",
-                "16",
+                "32",
             ],
             env: &[],
         },

@@ -95,6 +95,14 @@ impl Faults {
         });
     }
 
+    /// Leaves the next `count` `setup` frames unanswered (replacing any count not used up):
+    /// each is recorded and never acted on, and the connection it came on stays open and
+    /// ignores whatever else arrives, until the client gives up on it (its setup timeout).
+    pub fn ignore_setups(&self, count: u32) {
+        self.shared
+            .update(|state| state.faults.ignore_setups = count);
+    }
+
     /// Stops sending data frames, on open and future connections, until [`Faults::unstall`].
     /// Frames produced meanwhile are held and sent in order afterwards; closes still happen.
     pub fn stall(&self) {

@@ -495,6 +495,28 @@ fn refused_upgrades_return_the_status() {
 }
 
 #[test]
+fn ignored_setups_are_never_answered() {
+    let config = FakeConfig::new();
+    let setup = ClientMessage::setup(text_setup(&config));
+    let mut run = Run::new(config);
+    run.sim.faults().ignore_setups(1);
+    let ignored = run.connect(Duration::ZERO);
+    run.send(ignored, &setup, ms(1));
+    run.send(ignored, &ClientMessage::text("hello"), ms(2));
+    run.run_until(ms(60_000));
+    assert!(run.messages(ignored).is_empty(), "nothing answered");
+    assert_eq!(run.ending(ignored), None, "the connection stays open");
+    let answered = run.connect(ms(60_001));
+    run.send(answered, &setup, ms(60_002));
+    assert!(matches!(
+        run.messages(answered)
+            .first()
+            .and_then(|m| m.payload.as_ref()),
+        Some(ServerPayload::SetupComplete(_))
+    ));
+}
+
+#[test]
 fn a_wrong_key_is_closed_with_1007() {
     let mut sim = SimServer::new(FakeConfig::new().with_api_key("k"));
     let good = sim.connect(Duration::ZERO).unwrap();

@@ -141,7 +141,7 @@ mod trigger;
 pub use backoff::{Attempts, Backoff};
 pub use capabilities::{ModelCapabilities, ModelFamily, SeedLimit};
 pub use coverage::{ConnectMode, CoverageTracker, HandleUpdate, MessageKind, ServerReaction};
-pub use default_policy::{DefaultPolicy, EditHandling};
+pub use default_policy::{DefaultPolicy, EditHandling, UNDELIVERABLE};
 pub use error::Error;
 pub use handle::{Coverage, Freshness, HandleRecord, HandleSerial, HandleToken, SessionEpoch};
 pub use ids::{

@@ -2,14 +2,17 @@
 //! loopback soak: the command an operation becomes, the fault it injects, and the state the
 //! application keeps (its snapshots of `L`, its latest instructions and tools).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use agent_glue::core::Command;
 use ctx_model::{ChatContext, Item, Message, Role};
-use gemini_fake::Faults;
+use gemini_fake::{FaultAction, Faults, Trigger};
 use gemini_transport::wire::FunctionDeclaration;
 
-use crate::schedule::Op;
+use resume_policy::{Backoff, DefaultPolicy, EditHandling, ReplayAlways, ResumePolicy, SkipReplay};
+
+use crate::schedule::{Op, Policy};
 
 /// The tools the application declares; texts naming one make the model call it.
 pub const TOOLS: [&str; 2] = ["get_weather", "lookup_order"];
@@ -38,14 +41,34 @@ pub(crate) fn speech(ms: u64) -> Vec<u8> {
 /// 16 kHz PCM16 of `ms` of voiced audio: a tone well above the fake's voice threshold (RMS
 /// about 5,600 against 500).
 pub(crate) fn voice(ms: u64) -> Vec<u8> {
-    let n = samples(ms);
-    let mut pcm = Vec::with_capacity(n * 2);
-    for k in 0..n {
-        let phase = (k % 36) as f64 / 36.0 * std::f64::consts::TAU;
-        let sample = (phase.sin() * 8_000.0) as i16;
-        pcm.extend_from_slice(&sample.to_le_bytes());
+    let len = samples(ms) * 2;
+    let mut pcm = Vec::with_capacity(len);
+    while pcm.len() < len {
+        let take = (len - pcm.len()).min(TONE.len());
+        pcm.extend_from_slice(&TONE[..take]);
     }
     pcm
+}
+
+/// One period of the tone (36 samples, 444 Hz at 16 kHz), as PCM16 bytes.
+const TONE: [u8; 72] = tone();
+
+const fn tone() -> [u8; 72] {
+    // sin(2πk/36) for k in 0..36, times 8,000, rounded toward zero.
+    const SAMPLES: [i16; 36] = [
+        0, 1389, 2736, 3999, 5142, 6128, 6928, 7517, 7878, 8000, 7878, 7517, 6928, 6128, 5142,
+        3999, 2736, 1389, 0, -1389, -2736, -4000, -5142, -6128, -6928, -7517, -7878, -8000, -7878,
+        -7517, -6928, -6128, -5142, -4000, -2736, -1389,
+    ];
+    let mut bytes = [0; 72];
+    let mut k = 0;
+    while k < 36 {
+        let [lo, hi] = SAMPLES[k].to_le_bytes();
+        bytes[2 * k] = lo;
+        bytes[2 * k + 1] = hi;
+        k += 1;
+    }
+    bytes
 }
 
 /// 16 kHz PCM16 of `ms` of silence.
@@ -162,6 +185,18 @@ pub(crate) fn answer_delay(seed: u64, n: u64) -> u64 {
     }
 }
 
+/// The reason the service gives with a close `code` (see the protocol's table of close codes).
+pub(crate) fn close_reason(code: u16) -> &'static str {
+    match code {
+        1011 => "Internal error encountered.",
+        1001 => "going away",
+        1007 => "Request contains an invalid argument.",
+        1008 => "Operation is not implemented, or supported, or enabled.",
+        1009 => "Request payload size exceeds the limit.",
+        _ => "",
+    }
+}
+
 /// What one step asks of the world that runs it.
 pub(crate) enum Action {
     /// Run this command.
@@ -182,17 +217,23 @@ pub(crate) enum Action {
     Done,
 }
 
+/// How many snapshots of `L` the application keeps (`Op::StaleUpdate` looks at most 3 back).
+const SNAPSHOTS: usize = 4;
+
 /// The application's state across steps.
 #[derive(Debug, Default)]
 pub(crate) struct AppState {
     /// Steps run so far (numbers the texts: `t7 …` is step 7's).
     pub(crate) counter: u64,
-    /// `(version, L)` after each step (and at the start).
-    snapshots: Vec<(u64, ChatContext)>,
+    /// `(version, L)` after each of the last [`SNAPSHOTS`] steps (and at the start): as far
+    /// back as `Op::StaleUpdate` looks.
+    snapshots: VecDeque<(u64, ChatContext)>,
     /// The latest instructions the application set.
     pub(crate) instructions: Option<String>,
     /// The names of the latest tools the application declared.
     pub(crate) tools: Vec<String>,
+    /// Items as `L` held them before an edit changed them.
+    pub(crate) prior_versions: Vec<Item>,
     tool_set: u64,
 }
 
@@ -200,15 +241,27 @@ impl AppState {
     /// The state at the start, with `L` at `version`.
     pub(crate) fn new(version: u64, context: ChatContext) -> Self {
         Self {
-            snapshots: vec![(version, context)],
+            snapshots: VecDeque::from([(version, context)]),
             tools: declarations(0).iter().map(|t| t.name.clone()).collect(),
             ..Self::default()
         }
     }
 
+    /// Records the items of `before` that `after` holds changed (an edit ran between them).
+    pub(crate) fn edited(&mut self, before: &ChatContext, after: &ChatContext) {
+        for item in before.iter() {
+            if after.get(item.id()).is_some_and(|now| now != item) {
+                self.prior_versions.push(item.clone());
+            }
+        }
+    }
+
     /// Records `L` after a step.
     pub(crate) fn snapshot(&mut self, version: u64, context: ChatContext) {
-        self.snapshots.push((version, context));
+        if self.snapshots.len() == SNAPSHOTS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back((version, context));
     }
 
     /// What `op` does, given `L` now (`version`, `context`): faults are injected into
@@ -306,12 +359,31 @@ impl AppState {
                 Action::Done
             }
             Op::Close(code) => {
-                let reason = match code {
-                    1011 => "Internal error encountered.",
-                    1001 => "going away",
-                    _ => "",
-                };
-                faults.close_connections(code, reason);
+                faults.close_connections(code, close_reason(code));
+                Action::Done
+            }
+            Op::AuthClose => {
+                faults.close_connections(1007, "API key not valid. Please pass a valid API key.");
+                Action::Done
+            }
+            Op::QuotaClose => {
+                faults.close_connections(
+                    1011,
+                    "You exceeded your current quota, please check your plan and billing details.",
+                );
+                Action::Done
+            }
+            Op::RefuseSetup(code) => {
+                let action = FaultAction::Close(code, close_reason(code).to_owned());
+                faults.schedule(Trigger::SetupReceived, action);
+                Action::Done
+            }
+            Op::RefuseDial(status) => {
+                faults.refuse_upgrades(1, status);
+                Action::Done
+            }
+            Op::IgnoreSetups(n) => {
+                faults.ignore_setups(u32::from(n));
                 Action::Done
             }
             Op::GoAway(secs) => {
@@ -339,5 +411,106 @@ impl AppState {
                 Action::Done
             }
         }
+    }
+}
+
+/// The resume policy of `policy`, with the default backoff.
+pub(crate) fn resume_policy(policy: Policy) -> Box<dyn ResumePolicy> {
+    match policy {
+        Policy::Default => Box::new(DefaultPolicy::default()),
+        Policy::ReportEdits => {
+            Box::new(DefaultPolicy::new(Backoff::default(), EditHandling::Report))
+        }
+        Policy::ReplayAlways => Box::new(ReplayAlways::default()),
+        Policy::SkipReplay => Box::new(SkipReplay::default()),
+    }
+}
+
+/// Something the application did while the user spoke (between the first voice of an
+/// utterance and its end), or as an answer started: the interleavings the statistics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interleaving {
+    /// A typed turn during speech.
+    TypedTurn,
+    /// A typed turn naming a tool during speech.
+    ToolTurn,
+    /// A tool result during speech.
+    ToolResult,
+    /// An append during speech.
+    Append,
+    /// A reply request (`generate_reply`) during speech.
+    ReplyRequest,
+    /// An `update_chat_ctx` (stale or an edit) during speech.
+    Update,
+    /// An instructions or tools change during speech.
+    Config,
+    /// `interrupt()` during speech.
+    Interrupt,
+    /// A fault during speech.
+    Fault,
+    /// `interrupt()` as an answer starts (its first output arrived).
+    InterruptAnswer,
+}
+
+impl Interleaving {
+    /// Every kind, in the order the statistics print them.
+    pub const ALL: [Interleaving; 10] = [
+        Interleaving::TypedTurn,
+        Interleaving::ToolTurn,
+        Interleaving::ToolResult,
+        Interleaving::Append,
+        Interleaving::ReplyRequest,
+        Interleaving::Update,
+        Interleaving::Config,
+        Interleaving::Interrupt,
+        Interleaving::Fault,
+        Interleaving::InterruptAnswer,
+    ];
+
+    /// Its name in the statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interleaving::TypedTurn => "typed turn during speech",
+            Interleaving::ToolTurn => "tool-naming turn during speech",
+            Interleaving::ToolResult => "tool result during speech",
+            Interleaving::Append => "append during speech",
+            Interleaving::ReplyRequest => "reply request during speech",
+            Interleaving::Update => "update during speech",
+            Interleaving::Config => "instructions/tools change during speech",
+            Interleaving::Interrupt => "interrupt during speech",
+            Interleaving::Fault => "fault during speech",
+            Interleaving::InterruptAnswer => "interrupt as an answer starts",
+        }
+    }
+
+    /// The kind `op` is when the application performs it during speech.
+    pub(crate) fn during_speech(op: Op) -> Option<Interleaving> {
+        Some(match op {
+            Op::Text => Interleaving::TypedTurn,
+            Op::TextTool(_) => Interleaving::ToolTurn,
+            Op::Append(_) => Interleaving::Append,
+            Op::GenerateReply(_) => Interleaving::ReplyRequest,
+            Op::StaleUpdate(_) | Op::Edit => Interleaving::Update,
+            Op::Instructions | Op::Tools => Interleaving::Config,
+            Op::Interrupt => Interleaving::Interrupt,
+            op if op.is_fault() => Interleaving::Fault,
+            _ => return None,
+        })
+    }
+}
+
+/// The interleavings one run performed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Interleavings(u16);
+
+impl Interleavings {
+    /// Adds `kind`.
+    pub fn insert(&mut self, kind: Interleaving) {
+        self.0 |= 1 << (kind as u16);
+    }
+
+    /// Whether the run performed `kind`.
+    pub fn contains(self, kind: Interleaving) -> bool {
+        self.0 & (1 << (kind as u16)) != 0
     }
 }

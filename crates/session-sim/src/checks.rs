@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// Its class (`context`, `tool run twice`, `answered twice`, …).
+    /// Its class (`context`, `context after giving up`, `tool run twice`, `answered twice`,
+    /// …).
     pub class: &'static str,
     /// What exactly.
     pub detail: String,
@@ -38,6 +39,9 @@ impl fmt::Display for Violation {
 pub struct Observed {
     /// `L` at the end.
     pub context: ChatContext,
+    /// Earlier versions of items the application edited (as `L` held them before the edit):
+    /// an item a divergence names may be on the server in any version `L` had.
+    pub prior_versions: Vec<Item>,
     /// The session's events without media, in order.
     pub events: Vec<SessionEvent>,
     /// The tool call ids the application was asked to run, in order.
@@ -56,6 +60,9 @@ pub struct Observed {
     pub tools: Vec<String>,
     /// The session gave up reconnecting.
     pub gave_up: bool,
+    /// The session ran a `DefaultPolicy`: every divergence must carry a reason it documents
+    /// as undeliverable ([`resume_policy::UNDELIVERABLE`]).
+    pub default_policy: bool,
     /// Where the microphone's audio went (the simulator only: over sockets, what was lost
     /// in flight is not known).
     pub audio: Option<AudioTally>,
@@ -223,6 +230,9 @@ pub fn check(o: &Observed) -> Vec<Violation> {
     context(o, &mut found);
     tools_and_answers(o, &mut found);
     reconnect_pairs(o, &mut found);
+    if o.default_policy {
+        divergence_reasons(o, &mut found);
+    }
     for rejection in &o.rejections {
         found.push(Violation::new("rejected payload", rejection.clone()));
     }
@@ -287,6 +297,13 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
             expected.extend(entries);
         }
     }
+    for item in o
+        .prior_versions
+        .iter()
+        .filter(|i| diverged.contains(i.id()))
+    {
+        excused.extend(l_entries(item));
+    }
     let server = s_entries(session);
     let gave_up = o.gave_up;
     // Walk the server's context: each entry is the next expected one, or an item named by a
@@ -307,7 +324,7 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
     if gave_up {
         if next < expected.len() {
             found.push(Violation::new(
-                "context",
+                "context after giving up",
                 format!(
                     "after giving up, {} is neither on the server (in order) nor reported",
                     expected[next]
@@ -398,6 +415,20 @@ fn tools_and_answers(o: &Observed, found: &mut Vec<Violation>) {
                 "answered twice",
                 format!("{turn:?} answered {n} times in L"),
             ));
+        }
+    }
+}
+
+/// Under the default policy, a divergence only for a reason the protocol cannot deliver.
+fn divergence_reasons(o: &Observed, found: &mut Vec<Violation>) {
+    for event in &o.events {
+        if let SessionEvent::Divergence { why, items, .. } = event {
+            if !resume_policy::UNDELIVERABLE.contains(why) {
+                found.push(Violation::new(
+                    "divergence reason",
+                    format!("{why:?} is not a reason the default policy documents as undeliverable (items {items:?})"),
+                ));
+            }
         }
     }
 }

@@ -13,14 +13,20 @@
 //! - operations: typed turns, turns that name a tool, tool results at random moments (the
 //!   application answers every call after a random delay), appends, stale and current
 //!   `update_chat_ctx`, edits, `generate_reply` with and without instructions, instruction
-//!   and tool changes, `interrupt`, speech: whole utterances, utterances in pieces (voice and
-//!   silence pushed in real time, other operations between them) ended by silence or
-//!   `audioStreamEnd`, and, with manual activity detection, `activityStart`/`activityEnd`;
-//! - faults: drops (with frames lost behind the reset), 1011/1000/1001 closes, goAways,
-//!   refused resumes, expired and withheld handles, refused dials, stalls, handle lag, slow
-//!   writes (audio pushed meanwhile waits in the shell's backlog);
+//!   and tool changes, `interrupt` (also, in some schedules, as an answer starts), speech:
+//!   whole utterances, utterances in pieces (voice and silence pushed in real time, other
+//!   operations and faults between them) ended by silence or `audioStreamEnd`, and, with manual
+//!   activity detection, `activityStart`/`activityEnd`;
+//! - faults: drops (with frames lost behind the reset), 1011/1000/1001 closes, 1007/1008/1009
+//!   after setup, authentication and quota closes, goAways, refused resumes and setups,
+//!   expired and withheld handles, dials refused with 503 or 401/403/429, setups never
+//!   answered, stalls, handle lag, slow writes (audio pushed meanwhile waits in the shell's
+//!   backlog); one schedule in eight meets a fault that must end the session;
 //! - profiles: families 2.5, 3.1 and 3.8, the Developer API and Vertex, transparent or not,
-//!   TEXT or AUDIO, network latency 1–20 ms.
+//!   TEXT or AUDIO, automatic or manual activity detection, network latency 1–20 ms,
+//!   `DefaultPolicy` reseeding or reporting edits ([`Policy`]; the mutants `ReplayAlways` and
+//!   `SkipReplay` on request);
+//! - 8 to 200 steps, most short ([`Schedule::generate`]).
 //!
 //! The application acts while the user speaks, with one rule that keeps the check decidable:
 //! after audio that may have ended an utterance by the server's activity detection, it waits
@@ -31,13 +37,16 @@
 //!
 //! After the schedule's last step the world settles (faults stop, handles flow, calls are
 //! answered) and [`check`](run) compares: every item of `L` in the server's context once and
-//! in its order, except items a `Divergence` named, and nothing on the server that `L` lacks;
-//! no tool response the server ignored as unknown or duplicate; no tool run twice for one
-//! turn; no turn answered twice; every `Reconnecting` closed by one `Reconnected` or `Closed`;
-//! never two open connections; no 1007/1008 on a payload; the server's instructions and tools
-//! are the application's latest; every byte of microphone audio received by the server (its
-//! own records), reported dropped, lost on the wire with its connection, or still waiting, and
-//! none twice; no `InvariantBroken` event (a ledger step the core refused).
+//! in its order, except items a `Divergence` named (in any version `L` held), and nothing on
+//! the server that `L` lacks; after giving up, every item on the server or reported; under
+//! `DefaultPolicy`, every divergence for a reason in `resume_policy::UNDELIVERABLE`; a session
+//! told of an authentication, quota or refused fresh `setup` close ends; no tool response the
+//! server ignored as unknown or duplicate; no tool run twice for one turn; no turn answered
+//! twice; every `Reconnecting` closed by one `Reconnected` or `Closed`; never two open
+//! connections; no 1007/1008 on a payload (other than a fault's); the server's instructions
+//! and tools are the application's latest; every byte of microphone audio received by the
+//! server (its own records), reported dropped, lost on the wire with its connection, or still
+//! waiting, and none twice; no `InvariantBroken` event (a ledger step the core refused).
 //!
 //! A failing schedule is shrunk ([`shrink`]) to the fewest steps that still fail, and printed
 //! with the command that replays it.
@@ -51,7 +60,9 @@
 //! ```
 //! let schedule = session_sim::Schedule::generate(7);
 //! let outcome = session_sim::run(&schedule);
-//! assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+//! for violation in &outcome.violations {
+//!     println!("{violation}");
+//! }
 //! ```
 
 mod app;
@@ -63,11 +74,11 @@ mod shrink;
 mod soak;
 mod world;
 
-pub use app::TOOLS;
+pub use app::{Interleaving, Interleavings, TOOLS};
 pub use checks::Violation;
 pub use pair::{Pair, PairBuilder};
 pub use rng::Rng;
-pub use schedule::{Op, Profile, Schedule, Step};
+pub use schedule::{Op, Policy, Profile, Schedule, Step};
 pub use shrink::shrink;
 pub use soak::soak_one;
-pub use world::{Outcome, run};
+pub use world::{Outcome, run, run_traced};

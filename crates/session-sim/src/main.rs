@@ -1,24 +1,51 @@
 //! `session-sim`: runs random schedules against the session core and prints what failed.
 //!
 //! ```text
-//! session-sim [--schedules N] [--start S] [--threads T] [--seed S [--keep i,j,k] [--trace]]
+//! session-sim [--schedules N] [--start S] [--fixed F] [--show K] [--policy P] [--threads T]
+//! session-sim --seed S [--keep i,j,k] [--policy P] [--trace]
 //! session-sim --soak [--schedules N] [--start S] [--concurrency C] [--seed S]
 //! ```
 //!
-//! The last line printed is `N schedules, V violations`; each failing seed is printed shrunk,
-//! with the command that replays it. Exit code 1 when a violation was found. `--soak` runs the
-//! schedules over real loopback sockets against `gemini-fake` instead (real time, scaled down).
+//! A run takes `N` schedules from a fresh seed range (drawn from the OS's randomness) unless
+//! `--start` fixes it, and prints the range first with the command that replays it; it also
+//! runs the fixed set, seeds `0..F` (5,000 unless `--fixed` says otherwise) and the past
+//! failing seeds in [`FIXED_SEEDS`], so that regressions stay covered. Failing seeds (the
+//! first of each class, then others, `K` in all, 5 unless `--show` says otherwise) are
+//! printed shrunk, with the command that replays them; then the statistics (schedules per
+//! second, violations by class, divergences per schedule, the share of schedules with each
+//! fault and each interleaving of the application's operations with the user's speech). The
+//! last line printed is `N schedules, V violations` (`V`: schedules with a violation).
+//!
+//! `--policy default|report-edits|replay-always|skip-replay` runs every schedule with that
+//! resume policy. Under the default policy (drawn per schedule between `default` and
+//! `report-edits` when no `--policy` is given) the exit code is 1 when a violation was found.
+//! `replay-always` and `skip-replay` are mutants the checks must catch: the run reports how
+//! many schedules caught it, and how many of those pass under their default policy (caught
+//! by the mutant alone); the exit code is 1 when none are.
+//!
+//! `--soak` runs the schedules over real loopback sockets against `gemini-fake` instead (real
+//! time, scaled down).
 
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use session_sim::{Schedule, run, shrink};
+use agent_glue::SessionEvent;
+use session_sim::{Interleaving, Policy, Schedule, run, run_traced, shrink};
+
+/// Past failing seeds run every time (beyond seeds `0..F`), so that the breaks they found stay
+/// covered; add a seed here when it found a break that was fixed.
+const FIXED_SEEDS: &[u64] = &[];
 
 struct Args {
     schedules: u64,
-    start: u64,
+    start: Option<u64>,
+    fixed: u64,
+    show: usize,
     threads: usize,
+    policy: Option<Policy>,
     seed: Option<u64>,
     keep: Option<Vec<usize>>,
     trace: bool,
@@ -26,11 +53,19 @@ struct Args {
     concurrency: usize,
 }
 
+const USAGE: &str = "usage: session-sim [--schedules N] [--start S] [--fixed F] [--show K] \
+    [--policy default|report-edits|replay-always|skip-replay] [--threads T] \
+    | --seed S [--keep i,j] [--policy P] [--trace] \
+    | --soak [--schedules N] [--start S] [--concurrency C] [--seed S]";
+
 fn parse() -> Result<Args, String> {
     let mut args = Args {
         schedules: 1_000,
-        start: 0,
+        start: None,
+        fixed: 5_000,
+        show: 5,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        policy: None,
         seed: None,
         keep: None,
         trace: false,
@@ -42,11 +77,19 @@ fn parse() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
             "--schedules" => args.schedules = number(&value("--schedules")?)?,
-            "--start" => args.start = number(&value("--start")?)?,
+            "--start" => args.start = Some(number(&value("--start")?)?),
+            "--fixed" => args.fixed = number(&value("--fixed")?)?,
+            "--show" => args.show = usize::try_from(number(&value("--show")?)?).unwrap_or(5),
             "--threads" => {
                 args.threads = usize::try_from(number(&value("--threads")?)?)
                     .unwrap_or(1)
                     .max(1)
+            }
+            "--policy" => {
+                let name = value("--policy")?;
+                args.policy = Some(Policy::from_name(&name).ok_or(format!(
+                    "--policy {name}: one of default, report-edits, replay-always, skip-replay"
+                ))?);
             }
             "--seed" => args.seed = Some(number(&value("--seed")?)?),
             "--keep" => {
@@ -69,10 +112,8 @@ fn parse() -> Result<Args, String> {
                     .unwrap_or(1)
                     .max(1);
             }
-            "--help" | "-h" => {
-                return Err("usage: session-sim [--soak] [--schedules N] [--start S] [--threads T] [--concurrency C] [--seed S [--keep i,j] [--trace]]".to_owned());
-            }
-            other => return Err(format!("unknown argument {other}")),
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     Ok(args)
@@ -82,6 +123,27 @@ fn number(text: &str) -> Result<u64, String> {
     text.replace('_', "")
         .parse()
         .map_err(|e| format!("not a number: {text}: {e}"))
+}
+
+/// A fresh start for the seed range: from the OS's randomness (std's hasher keys) and the
+/// clock, below 2^48 so that it stays readable and `S + N` cannot overflow.
+fn fresh_start() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish() >> 16
+}
+
+/// The schedule of `seed`, with the policy `--policy` asks for.
+fn schedule(seed: u64, policy: Option<Policy>) -> Schedule {
+    let mut schedule = Schedule::generate(seed);
+    if let Some(policy) = policy {
+        schedule.profile.policy = policy;
+    }
+    schedule
 }
 
 fn main() {
@@ -96,96 +158,288 @@ fn main() {
         std::process::exit(soak(&args));
     }
     if let Some(seed) = args.seed {
-        std::process::exit(replay(seed, args.keep.as_deref(), args.trace));
+        std::process::exit(replay(seed, args.keep.as_deref(), args.trace, args.policy));
     }
+    std::process::exit(sweep(&args));
+}
+
+/// What the runs found, merged across threads.
+#[derive(Default)]
+struct Stats {
+    schedules: u64,
+    steps: u64,
+    max_steps: u64,
+    /// Failing seeds, with the class of their first violation.
+    failures: Vec<(u64, &'static str)>,
+    /// Schedules with at least one violation of each class.
+    classes: BTreeMap<&'static str, u64>,
+    divergences: u64,
+    max_divergences: u64,
+    with_divergence: u64,
+    /// Divergence events by reason.
+    reasons: BTreeMap<String, u64>,
+    /// Schedules drawing each fault.
+    faults: BTreeMap<&'static str, u64>,
+    /// Schedules performing each interleaving.
+    interleavings: [u64; Interleaving::ALL.len()],
+}
+
+impl Stats {
+    fn add(&mut self, schedule: &Schedule, outcome: &session_sim::Outcome) {
+        self.schedules += 1;
+        let steps = schedule.steps.len() as u64;
+        self.steps += steps;
+        self.max_steps = self.max_steps.max(steps);
+        if let Some(first) = outcome.violations.first() {
+            self.failures.push((schedule.seed, first.class));
+        }
+        let mut classes: Vec<&'static str> = outcome.violations.iter().map(|v| v.class).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        for class in classes {
+            *self.classes.entry(class).or_default() += 1;
+        }
+        let mut divergences = 0;
+        for event in &outcome.events {
+            if let SessionEvent::Divergence { why, .. } = event {
+                divergences += 1;
+                *self.reasons.entry(format!("{why:?}")).or_default() += 1;
+            }
+        }
+        self.divergences += divergences;
+        self.max_divergences = self.max_divergences.max(divergences);
+        self.with_divergence += u64::from(divergences > 0);
+        let mut faults: Vec<&'static str> =
+            schedule.steps.iter().filter_map(|s| s.op.fault()).collect();
+        faults.sort_unstable();
+        faults.dedup();
+        for fault in faults {
+            *self.faults.entry(fault).or_default() += 1;
+        }
+        for (k, kind) in Interleaving::ALL.iter().enumerate() {
+            if outcome.interleavings.contains(*kind) {
+                self.interleavings[k] += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.schedules += other.schedules;
+        self.steps += other.steps;
+        self.max_steps = self.max_steps.max(other.max_steps);
+        self.failures.extend(other.failures);
+        for (class, n) in other.classes {
+            *self.classes.entry(class).or_default() += n;
+        }
+        self.divergences += other.divergences;
+        self.max_divergences = self.max_divergences.max(other.max_divergences);
+        self.with_divergence += other.with_divergence;
+        for (reason, n) in other.reasons {
+            *self.reasons.entry(reason).or_default() += n;
+        }
+        for (fault, n) in other.faults {
+            *self.faults.entry(fault).or_default() += n;
+        }
+        for (mine, theirs) in self.interleavings.iter_mut().zip(other.interleavings) {
+            *mine += theirs;
+        }
+    }
+
+    fn share(&self, n: u64) -> String {
+        format!("{:.1}%", 100.0 * n as f64 / self.schedules.max(1) as f64)
+    }
+
+    fn print(&self, seconds: f64, threads: usize) {
+        let n = self.schedules.max(1) as f64;
+        println!("\nstatistics");
+        println!(
+            "  {} schedules in {seconds:.1} s: {:.0} schedules/s on {threads} threads",
+            self.schedules,
+            self.schedules as f64 / seconds.max(1e-9)
+        );
+        println!(
+            "  steps per schedule: mean {:.1}, max {}",
+            self.steps as f64 / n,
+            self.max_steps
+        );
+        println!(
+            "  divergences per schedule: mean {:.2}, max {} ({} of schedules have one)",
+            self.divergences as f64 / n,
+            self.max_divergences,
+            self.share(self.with_divergence)
+        );
+        let reasons: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        if !reasons.is_empty() {
+            println!("    by reason: {}", reasons.join(", "));
+        }
+        if self.classes.is_empty() {
+            println!("  violations by class: none");
+        } else {
+            println!("  violations by class (schedules with one):");
+            for (class, count) in &self.classes {
+                println!("    {class:<28} {count:>7}  {}", self.share(*count));
+            }
+        }
+        println!("  faults (share of schedules drawing one):");
+        for (fault, count) in &self.faults {
+            println!("    {fault:<28} {}", self.share(*count));
+        }
+        println!("  interleavings (share of schedules performing one):");
+        for (kind, count) in Interleaving::ALL.iter().zip(self.interleavings) {
+            println!("    {:<40} {}", kind.name(), self.share(count));
+        }
+    }
+}
+
+/// Runs the fresh range and the fixed set; prints failures, statistics and the last line.
+fn sweep(args: &Args) -> i32 {
+    let start = args.start.unwrap_or_else(fresh_start);
+    let end = start.saturating_add(args.schedules);
+    println!(
+        "seeds {start}..{end} (replay: cargo xtask sim --start {start} --schedules {}{})",
+        args.schedules,
+        policy_flag(args.policy)
+    );
+    let mut seeds: Vec<u64> = (start..end).collect();
+    let fixed: Vec<u64> = (0..args.fixed)
+        .chain(FIXED_SEEDS.iter().copied())
+        .filter(|s| !(start..end).contains(s))
+        .collect();
+    if !fixed.is_empty() {
+        println!(
+            "and the fixed set: seeds 0..{} and {} past failing seeds",
+            args.fixed,
+            FIXED_SEEDS.len()
+        );
+    }
+    seeds.extend(fixed);
+    seeds.sort_unstable();
+    seeds.dedup();
     let started = Instant::now();
-    let next = AtomicU64::new(args.start);
-    let end = args.start.saturating_add(args.schedules);
-    let failures: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
-    let done = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    let total = Mutex::new(Stats::default());
     std::thread::scope(|scope| {
         for _ in 0..args.threads {
             scope.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end {
-                        break;
-                    }
-                    let outcome = run(&Schedule::generate(seed));
-                    done.fetch_add(1, Ordering::Relaxed);
-                    if let Some(first) = outcome.violations.first() {
-                        let class = first.class.to_owned();
-                        if let Ok(mut f) = failures.lock() {
-                            f.push((seed, class));
-                        }
-                    }
+                let mut stats = Stats::default();
+                while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let schedule = schedule(seed, args.policy);
+                    let outcome = run(&schedule);
+                    stats.add(&schedule, &outcome);
+                }
+                if let Ok(mut total) = total.lock() {
+                    total.merge(stats);
                 }
             });
         }
     });
-    let elapsed = started.elapsed();
-    let mut failures = failures.into_inner().unwrap_or_default();
-    failures.sort();
-    let ran = done.load(Ordering::Relaxed);
-    let per_second = ran as f64 / elapsed.as_secs_f64().max(1e-9);
-    // Shrink and show the first few (each shrink re-runs the schedule many times).
-    for (seed, class) in failures.iter().take(5) {
-        let schedule = Schedule::generate(*seed);
-        let keep = shrink(&schedule, class);
-        let shrunk = schedule.keep(&keep);
-        let outcome = run(&shrunk);
-        println!(
-            "\nFAILED seed {seed}: {class}, shrunk to {} of {} steps",
-            keep.len(),
-            schedule.steps.len()
-        );
-        print!("{shrunk}");
-        for v in outcome
-            .violations
-            .iter()
-            .filter(|v| v.class == *class)
-            .take(3)
-        {
-            println!("  {v}");
+    let seconds = started.elapsed().as_secs_f64();
+    let mut stats = total.into_inner().unwrap_or_default();
+    stats.failures.sort_unstable();
+    // Shrink and show the first failure of each class, then more up to `--show` (each shrink
+    // re-runs the schedule many times).
+    let mut shown: Vec<(u64, &'static str)> = Vec::new();
+    for (seed, class) in &stats.failures {
+        if shown.len() < args.show && !shown.iter().any(|(_, c)| c == class) {
+            shown.push((*seed, class));
         }
-        let list: Vec<String> = keep.iter().map(ToString::to_string).collect();
-        println!(
-            "  replay: cargo xtask sim --seed {seed} --keep {} --trace",
-            list.join(",")
-        );
     }
-    let mut by_class: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for (_, class) in &failures {
-        *by_class.entry(class.as_str()).or_default() += 1;
+    for failure in &stats.failures {
+        if shown.len() >= args.show {
+            break;
+        }
+        if !shown.contains(failure) {
+            shown.push(*failure);
+        }
     }
-    if !by_class.is_empty() {
-        println!("\nviolations by class: {by_class:?}");
-        let seeds: Vec<String> = failures
-            .iter()
-            .take(20)
-            .map(|(s, _)| s.to_string())
-            .collect();
-        println!("failing seeds: {}", seeds.join(" "));
+    for (seed, class) in &shown {
+        show_shrunk(*seed, class, args.policy);
     }
-    println!(
-        "ran in {:.1} s, {per_second:.0} schedules/s on {} threads",
-        elapsed.as_secs_f64(),
-        args.threads
-    );
-    println!("{ran} schedules, {} violations", failures.len());
-    if !failures.is_empty() {
-        std::process::exit(1);
+    if !stats.failures.is_empty() {
+        println!("\nfailing seeds (by the class of their first violation):");
+        let mut by_class: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for (seed, class) in &stats.failures {
+            by_class.entry(class).or_default().push(*seed);
+        }
+        for (class, seeds) in by_class {
+            let list: Vec<String> = seeds.iter().take(12).map(ToString::to_string).collect();
+            println!("  {class}: {}", list.join(" "));
+        }
     }
+    stats.print(seconds, args.threads);
+    let failed = stats.failures.len() as u64;
+    let code = match args.policy {
+        Some(policy) if !policy.is_default() => {
+            // Caught by the mutant alone: the schedule passes under its default policy.
+            let only = stats
+                .failures
+                .iter()
+                .filter(|(seed, _)| run(&Schedule::generate(*seed)).violations.is_empty())
+                .count() as u64;
+            println!(
+                "mutant {} caught by {failed} of {} schedules ({}); {only} ({}) pass under \
+                 the default policy",
+                policy.name(),
+                stats.schedules,
+                stats.share(failed),
+                stats.share(only),
+            );
+            i32::from(only == 0)
+        }
+        _ => i32::from(failed > 0),
+    };
+    println!("{} schedules, {failed} violations", stats.schedules);
+    code
 }
 
-fn replay(seed: u64, keep: Option<&[usize]>, trace: bool) -> i32 {
-    let full = Schedule::generate(seed);
+fn policy_flag(policy: Option<Policy>) -> String {
+    policy.map_or_else(String::new, |p| format!(" --policy {}", p.name()))
+}
+
+/// Shrinks failing `seed` to the fewest steps that still fail with `class` and prints it.
+fn show_shrunk(seed: u64, class: &str, policy: Option<Policy>) {
+    let schedule = schedule(seed, policy);
+    let keep = shrink(&schedule, class);
+    let shrunk = schedule.keep(&keep);
+    let outcome = run(&shrunk);
+    println!(
+        "\nFAILED seed {seed}: {class}, shrunk to {} of {} steps",
+        keep.len(),
+        schedule.steps.len()
+    );
+    print!("{shrunk}");
+    for v in outcome
+        .violations
+        .iter()
+        .filter(|v| v.class == class)
+        .take(3)
+    {
+        println!("  {v}");
+    }
+    let list: Vec<String> = keep.iter().map(ToString::to_string).collect();
+    println!(
+        "  replay: cargo xtask sim --seed {seed} --keep {}{} --trace",
+        list.join(","),
+        policy_flag(policy)
+    );
+}
+
+fn replay(seed: u64, keep: Option<&[usize]>, trace: bool, policy: Option<Policy>) -> i32 {
+    let full = schedule(seed, policy);
     let schedule = match keep {
         Some(keep) => full.keep(keep),
         None => full,
     };
     print!("{schedule}");
-    let outcome = run(&schedule);
+    let outcome = if trace {
+        run_traced(&schedule)
+    } else {
+        run(&schedule)
+    };
     if trace {
         for line in &outcome.trace {
             println!("  {line}");
@@ -212,11 +466,13 @@ fn soak(args: &Args) -> i32 {
             return 2;
         }
     };
+    let start = args.start.unwrap_or(0);
     let seeds: Vec<u64> = match args.seed {
         Some(seed) => vec![seed],
-        None => (args.start..args.start.saturating_add(args.schedules)).collect(),
+        None => (start..start.saturating_add(args.schedules)).collect(),
     };
     let started = Instant::now();
+    let policy = args.policy;
     let failures = runtime.block_on(async {
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(args.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
@@ -224,7 +480,7 @@ fn soak(args: &Args) -> i32 {
             let limit = std::sync::Arc::clone(&limit);
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (seed, session_sim::soak_one(&Schedule::generate(seed)).await)
+                (seed, session_sim::soak_one(&schedule(seed, policy)).await)
             });
         }
         let mut failures = Vec::new();
@@ -246,11 +502,14 @@ fn soak(args: &Args) -> i32 {
     failures.sort_by_key(|(seed, _)| *seed);
     for (seed, violations) in failures.iter().take(10) {
         println!("\nFAILED seed {seed} over loopback");
-        print!("{}", Schedule::generate(*seed));
+        print!("{}", schedule(*seed, policy));
         for v in violations.iter().take(3) {
             println!("  {v}");
         }
-        println!("  replay: cargo xtask sim --soak --seed {seed}");
+        println!(
+            "  replay: cargo xtask sim --soak --seed {seed}{}",
+            policy_flag(policy)
+        );
     }
     println!(
         "loopback soak ran in {:.1} s, {} at a time",

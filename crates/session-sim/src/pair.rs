@@ -12,7 +12,7 @@ use gemini_transport::wire::FunctionDeclaration;
 use resume_policy::ResumePolicy;
 use serde_json::Value;
 
-use crate::checks::{self, Violation};
+use crate::checks::Violation;
 use crate::schedule::{Profile, Schedule};
 use crate::world::{Outcome, Setup, World};
 
@@ -525,10 +525,8 @@ impl Pair {
                 .violations
                 .push(Violation::new("liveness", state));
         }
-        let observed = self.world.observed();
-        let found = checks::check(&observed);
         let mut world = self.world;
-        world.violations.extend(found);
+        world.check();
         Outcome {
             context: world.core.chat_ctx().clone(),
             events: world
@@ -539,6 +537,7 @@ impl Pair {
                 .map(|(_, e)| e)
                 .filter(|e| !crate::app::is_media(e))
                 .collect(),
+            interleavings: world.app.interleavings,
             violations: world.violations,
             trace: world.trace,
             elapsed: world.now,

@@ -1,11 +1,55 @@
-//! Schedules: a profile (model family, surface, modality, network) and a list of timed steps
-//! (the application's operations and the faults), all drawn from one seed.
+//! Schedules: a profile (model family, surface, modality, network, policy, the application's
+//! habits) and a list of timed steps (the application's operations and the faults), all drawn
+//! from one seed.
 
 use std::fmt;
 
 use gemini_fake::Family;
 
 use crate::rng::Rng;
+
+/// The resume policy a schedule's session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// `DefaultPolicy` as the builder makes it (edits of delivered items reseed).
+    #[default]
+    Default,
+    /// `DefaultPolicy` with `EditHandling::Report` (edits of delivered items are reported).
+    ReportEdits,
+    /// `resume_policy::legacy::ReplayAlways`: a mutant the checks must catch.
+    ReplayAlways,
+    /// `resume_policy::legacy::SkipReplay`: a mutant the checks must catch.
+    SkipReplay,
+}
+
+impl Policy {
+    /// Whether this is a `DefaultPolicy` (the invariant must hold; the mutants must fail it).
+    pub fn is_default(self) -> bool {
+        matches!(self, Policy::Default | Policy::ReportEdits)
+    }
+
+    /// The name `--policy` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Default => "default",
+            Policy::ReportEdits => "report-edits",
+            Policy::ReplayAlways => "replay-always",
+            Policy::SkipReplay => "skip-replay",
+        }
+    }
+
+    /// The policy named `name` (see [`Policy::name`]).
+    pub fn from_name(name: &str) -> Option<Policy> {
+        [
+            Policy::Default,
+            Policy::ReportEdits,
+            Policy::ReplayAlways,
+            Policy::SkipReplay,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+}
 
 /// What a schedule runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +70,16 @@ pub struct Profile {
     /// brackets utterances with `activityStart`/`activityEnd` ([`Op::ActivityStart`],
     /// [`Op::ActivityEnd`]).
     pub manual_activity: bool,
+    /// The resume policy.
+    pub policy: Policy,
+    /// The application calls `interrupt()` as some answers start (when the first output of a
+    /// model turn arrives): this share of them, in percent.
+    pub interrupt_answers: u8,
 }
 
 impl Default for Profile {
     /// Gemini 2.5 on the Developer API, TEXT, no handle lag, 5 ms latency, automatic
-    /// activity detection.
+    /// activity detection, the default policy, no reactive interrupts.
     fn default() -> Self {
         Self {
             family: Family::Gemini25,
@@ -40,6 +89,8 @@ impl Default for Profile {
             handle_lag: 0,
             latency: 5,
             manual_activity: false,
+            policy: Policy::Default,
+            interrupt_answers: 0,
         }
     }
 }
@@ -48,7 +99,7 @@ impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}{} {}{} lag={} latency={}ms",
+            "{} {}{} {}{} lag={} latency={}ms policy={}",
             self.family.short_name(),
             if self.vertex {
                 "vertex"
@@ -63,8 +114,13 @@ impl fmt::Display for Profile {
                 ""
             },
             self.handle_lag,
-            self.latency
-        )
+            self.latency,
+            self.policy.name(),
+        )?;
+        if self.interrupt_answers > 0 {
+            write!(f, " interrupts {}% of answers", self.interrupt_answers)?;
+        }
+        Ok(())
     }
 }
 
@@ -109,12 +165,24 @@ pub enum Op {
     ActivityEnd,
     /// The server drops the connection (TCP reset).
     Drop,
-    /// The server closes with this code (1011, 1000, 1001).
+    /// The server closes with this code and the reason the service gives with it: 1011
+    /// (internal error), 1000, 1001, and 1007 / 1008 / 1009 after setup (a payload refused:
+    /// invalid argument, operation not supported, message too big).
     Close(u16),
+    /// The server closes with 1007 `API key not valid. Please pass a valid API key.`
+    /// (authentication: the session must end).
+    AuthClose,
+    /// The server closes with 1011 `You exceeded your current quota…` (quota: the session
+    /// must end).
+    QuotaClose,
     /// The server sends `goAway` with this many seconds left.
     GoAway(u8),
     /// The next resumed setup is refused (1007, unknown handle).
     RefuseResume,
+    /// One more setup (resumed or not; faults of this kind queue) is closed with this code
+    /// (1007 invalid argument, 1008 not supported): a refused resume starts fresh, a refused
+    /// fresh setup ends the session.
+    RefuseSetup(u16),
     /// Every handle expires.
     ExpireHandles,
     /// No new handle is issued until released.
@@ -123,6 +191,12 @@ pub enum Op {
     ReleaseHandles,
     /// The next `n` dials are refused (HTTP 503).
     RefuseDials(u8),
+    /// The next dial is refused with this HTTP status (401, 403, 429: authentication or
+    /// quota; the session must end).
+    RefuseDial(u16),
+    /// The server never answers the next `n` setups (the client's setup timeout ends each
+    /// attempt).
+    IgnoreSetups(u8),
     /// The server's frames are held for this many tens of ms (a stalled path).
     Stall(u8),
 }
@@ -134,20 +208,37 @@ impl Op {
         matches!(self, Op::Speech(_) | Op::Voice(_) | Op::Silence(_))
     }
 
-    /// Whether this is a fault (removed first when shrinking is not the point).
+    /// Whether this is a fault.
     pub fn is_fault(self) -> bool {
-        matches!(
-            self,
-            Op::Drop
-                | Op::Close(_)
-                | Op::GoAway(_)
-                | Op::RefuseResume
-                | Op::ExpireHandles
-                | Op::WithholdHandles
-                | Op::ReleaseHandles
-                | Op::RefuseDials(_)
-                | Op::Stall(_)
-        )
+        self.fault().is_some()
+    }
+
+    /// The fault's name in the statistics (`None` for the application's operations).
+    pub fn fault(self) -> Option<&'static str> {
+        Some(match self {
+            Op::Drop => "drop",
+            Op::Close(1000) => "close 1000",
+            Op::Close(1001) => "close 1001",
+            Op::Close(1007) => "close 1007 after setup",
+            Op::Close(1008) => "close 1008 after setup",
+            Op::Close(1009) => "close 1009 after setup",
+            Op::Close(_) => "close 1011",
+            Op::AuthClose => "auth close",
+            Op::QuotaClose => "quota close",
+            Op::GoAway(_) => "goAway",
+            Op::RefuseResume => "refused resume",
+            Op::RefuseSetup(_) => "refused setup",
+            Op::ExpireHandles => "expired handles",
+            Op::WithholdHandles => "withheld handles",
+            Op::ReleaseHandles => return None,
+            Op::RefuseDials(_) => "dial refused 503",
+            Op::RefuseDial(401) => "dial refused 401",
+            Op::RefuseDial(403) => "dial refused 403",
+            Op::RefuseDial(_) => "dial refused 429",
+            Op::IgnoreSetups(_) => "setup never answered",
+            Op::Stall(_) => "stall",
+            _ => return None,
+        })
     }
 }
 
@@ -172,7 +263,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule of `seed`: 8 to 40 steps.
+    /// The schedule of `seed`: 8 to 200 steps (72% 8-24, 23% 25-80, 5% 81-200).
     pub fn generate(seed: u64) -> Schedule {
         let mut rng = Rng::stream(seed, 1);
         let family = match rng.below(3) {
@@ -182,10 +273,20 @@ impl Schedule {
         };
         let vertex = rng.chance(40);
         let transparent = vertex && rng.chance(50);
-        let audio = rng.chance(30);
+        let audio = rng.chance(45);
         let handle_lag = if rng.chance(25) { rng.range(1, 2) } else { 0 };
         let latency = rng.range(1, 20);
         let manual_activity = audio && rng.chance(20);
+        let policy = if rng.chance(15) {
+            Policy::ReportEdits
+        } else {
+            Policy::Default
+        };
+        let interrupt_answers = if rng.chance(15) {
+            u8::try_from(rng.range(20, 100)).unwrap_or(50)
+        } else {
+            0
+        };
         let profile = Profile {
             family,
             vertex,
@@ -194,14 +295,57 @@ impl Schedule {
             handle_lag,
             latency,
             manual_activity,
+            policy,
+            interrupt_answers,
         };
-        let count = rng.range(8, 40);
-        let steps = (0..count)
-            .map(|_| Step {
-                gap: gap(&mut rng),
-                op: op(&mut rng, audio),
-            })
-            .collect();
+        // Most schedules short, some long (the mean, about 31 steps, keeps CI's 100,000 within
+        // the time 24-step schedules took before the simulator widened).
+        let count = usize::try_from(match rng.below(100) {
+            0..=71 => rng.range(8, 24),
+            72..=94 => rng.range(25, 80),
+            // Room for the three steps of a terminal fault.
+            _ => rng.range(81, 197),
+        })
+        .unwrap_or(40);
+        let mut steps = Vec::with_capacity(count + 8);
+        while steps.len() < count {
+            if audio && rng.chance(12) {
+                utterance(&mut rng, manual_activity, &mut steps);
+            } else {
+                single(&mut rng, audio, &mut steps);
+            }
+        }
+        steps.truncate(count);
+        // One schedule in eight meets a fault that ends the session (authentication, quota,
+        // a refused fresh setup), at a random step.
+        if rng.chance(12) {
+            let at = usize::try_from(rng.below(count as u64)).unwrap_or(0);
+            let mut terminal = Vec::new();
+            match rng.below(4) {
+                0 => terminal.push(Op::AuthClose),
+                1 => terminal.push(Op::QuotaClose),
+                2 => {
+                    let status = [401, 403, 429][usize::try_from(rng.below(3)).unwrap_or(0)];
+                    terminal.push(Op::RefuseDial(status));
+                    terminal.push(trigger(&mut rng));
+                }
+                _ => {
+                    // A resume refused starts fresh; the fresh setup refused too ends it.
+                    let code = if rng.chance(50) { 1007 } else { 1008 };
+                    terminal.push(Op::RefuseSetup(code));
+                    terminal.push(Op::RefuseSetup(code));
+                    terminal.push(trigger(&mut rng));
+                }
+            }
+            for (k, op) in terminal.into_iter().enumerate() {
+                let gap = if k == 0 {
+                    gap(&mut rng)
+                } else {
+                    rng.range(0, 20)
+                };
+                steps.insert((at + k).min(steps.len()), Step { gap, op });
+            }
+        }
         Schedule {
             seed,
             profile,
@@ -230,7 +374,78 @@ fn gap(rng: &mut Rng) -> u64 {
     }
 }
 
-fn op(rng: &mut Rng, audio: bool) -> Op {
+/// A duration in tens of ms, a multiple of 40 ms (the audio frame) between `lo` and `hi` tens.
+fn tens(rng: &mut Rng, lo: u64, hi: u64) -> u8 {
+    u8::try_from(rng.range(lo / 4, hi / 4) * 4).unwrap_or(40)
+}
+
+/// A fault that makes the session dial: a drop or a transient close.
+fn trigger(rng: &mut Rng) -> Op {
+    if rng.chance(60) {
+        Op::Drop
+    } else {
+        Op::Close(1011)
+    }
+}
+
+/// One operation or fault, drawn alone; dial faults come with a fault that makes the session
+/// dial.
+fn single(rng: &mut Rng, audio: bool, steps: &mut Vec<Step>) {
+    let op = op(rng, audio, false);
+    steps.push(Step { gap: gap(rng), op });
+    if matches!(op, Op::RefuseDials(_) | Op::IgnoreSetups(_)) && rng.chance(70) {
+        steps.push(Step {
+            gap: rng.range(0, 20),
+            op: trigger(rng),
+        });
+    }
+}
+
+/// An utterance in pieces: voice pushed in real time, the application's operations (and
+/// faults) between the pieces, ended by silence, `audioStreamEnd`, or (manual detection)
+/// `activityEnd`.
+fn utterance(rng: &mut Rng, manual: bool, steps: &mut Vec<Step>) {
+    if manual {
+        steps.push(Step {
+            gap: gap(rng),
+            op: Op::ActivityStart,
+        });
+    }
+    steps.push(Step {
+        gap: if manual { rng.range(0, 40) } else { gap(rng) },
+        op: Op::Voice(tens(rng, 4, 60)),
+    });
+    let pieces = rng.range(1, 6);
+    for _ in 0..pieces {
+        let piece = match rng.below(10) {
+            0..=4 => op(rng, true, true),
+            5..=7 => Op::Voice(tens(rng, 4, 48)),
+            // A pause too short to end the utterance.
+            _ => Op::Silence(tens(rng, 4, 24)),
+        };
+        steps.push(Step {
+            gap: rng.range(0, 200),
+            op: piece,
+        });
+    }
+    let end = match (manual, rng.below(10)) {
+        (true, 0) => Op::AudioStreamEnd,
+        (true, _) => Op::ActivityEnd,
+        // Sometimes no end: the next operations come after an utterance left open.
+        (false, 0) => return,
+        (false, 1..=3) => Op::AudioStreamEnd,
+        (false, _) => Op::Silence(tens(rng, 60, 100)),
+    };
+    steps.push(Step {
+        gap: rng.range(0, 200),
+        op: end,
+    });
+}
+
+/// One operation or fault. `during` (within an utterance): the operations the application
+/// performs while the user speaks, and faults less often.
+fn op(rng: &mut Rng, audio: bool, during: bool) -> Op {
+    let faults = if during { 0 } else { 1 };
     let ops: &[(u64, Op)] = &[
         (14, Op::Text),
         (8, Op::TextTool(0)),
@@ -245,25 +460,38 @@ fn op(rng: &mut Rng, audio: bool) -> Op {
         (3, Op::Instructions),
         (2, Op::Tools),
         (3, Op::Interrupt),
-        (2, Op::AnswerCalls),
-        (if audio { 6 } else { 0 }, Op::Speech(0)),
-        (if audio { 1 } else { 0 }, Op::AudioStreamEnd),
-        (5, Op::Drop),
-        (2, Op::Close(1011)),
-        (1, Op::Close(1000)),
-        (1, Op::Close(1001)),
-        (4, Op::GoAway(0)),
-        (2, Op::RefuseResume),
-        (1, Op::ExpireHandles),
-        (2, Op::WithholdHandles),
-        (2, Op::ReleaseHandles),
-        (2, Op::RefuseDials(0)),
+        (if during { 6 } else { 2 }, Op::AnswerCalls),
+        (if audio && !during { 6 } else { 0 }, Op::Speech(0)),
+        (if audio && !during { 1 } else { 0 }, Op::AudioStreamEnd),
+        (if during { 2 } else { 5 }, Op::Drop),
+        (2 * faults + 1, Op::Close(1011)),
+        (faults, Op::Close(1000)),
+        (faults, Op::Close(1001)),
+        (faults, Op::Close(1007)),
+        (faults, Op::Close(1008)),
+        (faults, Op::Close(1009)),
+        (if during { 2 } else { 4 }, Op::GoAway(0)),
+        (2 * faults, Op::RefuseResume),
+        (faults, Op::ExpireHandles),
+        (2 * faults, Op::WithholdHandles),
+        (2 * faults, Op::ReleaseHandles),
+        (2 * faults, Op::RefuseDials(0)),
+        (faults, Op::IgnoreSetups(0)),
         (2, Op::Stall(0)),
     ];
     match rng.weighted(ops).unwrap_or(Op::Text) {
-        Op::Speech(_) => Op::Speech(u8::try_from(rng.range(30, 150)).unwrap_or(60)),
+        Op::Speech(_) => Op::Speech(u8::try_from(rng.range(30, 100)).unwrap_or(60)),
         Op::GoAway(_) => Op::GoAway(u8::try_from(rng.range(1, 20)).unwrap_or(5)),
-        Op::RefuseDials(_) => Op::RefuseDials(u8::try_from(rng.range(1, 3)).unwrap_or(1)),
+        Op::RefuseDials(_) => Op::RefuseDials(if rng.chance(10) {
+            9
+        } else {
+            u8::try_from(rng.range(1, 3)).unwrap_or(1)
+        }),
+        Op::IgnoreSetups(_) => Op::IgnoreSetups(if rng.chance(10) {
+            9
+        } else {
+            u8::try_from(rng.range(1, 2)).unwrap_or(1)
+        }),
         Op::Stall(_) => Op::Stall(u8::try_from(rng.range(5, 150)).unwrap_or(20)),
         other => other,
     }
@@ -273,7 +501,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "seed {} ({})", self.seed, self.profile)?;
         for (k, step) in self.steps.iter().enumerate() {
-            writeln!(f, "  {k:>2}. +{:>4} ms  {:?}", step.gap, step.op)?;
+            writeln!(f, "  {k:>3}. +{:>4} ms  {:?}", step.gap, step.op)?;
         }
         Ok(())
     }

@@ -9,16 +9,17 @@ use std::time::Duration;
 use agent_glue::core::Command;
 use agent_glue::{Error, LiveSession, SessionEvent};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer};
+use gemini_transport::ConnectConfig;
 use gemini_transport::wire::Modality;
 use gemini_transport::{Endpoint, SecretString};
-use resume_policy::{Backoff, DefaultPolicy, EditHandling};
+use resume_policy::{Backoff, DefaultPolicy, EditHandling, ReplayAlways, ResumePolicy, SkipReplay};
 
 use crate::app::{
     Action, AppState, Mic, TRANSCRIPT_WAIT_MS, answer_delay, declarations, is_media, silence,
     speech, voice,
 };
 use crate::checks::{self, Observed, Violation};
-use crate::schedule::Schedule;
+use crate::schedule::{Op, Policy, Schedule};
 
 /// Real time is virtual time divided by this.
 const SCALE: u64 = 10;
@@ -41,6 +42,16 @@ struct Seen {
 
 fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The profile's policy with a short backoff (real time).
+fn policy(policy: Policy, backoff: Backoff) -> Box<dyn ResumePolicy> {
+    match policy {
+        Policy::Default => Box::new(DefaultPolicy::new(backoff, EditHandling::Reseed)),
+        Policy::ReportEdits => Box::new(DefaultPolicy::new(backoff, EditHandling::Report)),
+        Policy::ReplayAlways => Box::new(ReplayAlways { backoff }),
+        Policy::SkipReplay => Box::new(SkipReplay { backoff }),
+    }
 }
 
 /// Runs `schedule` over loopback; returns the violations found.
@@ -79,8 +90,10 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         .automatic_activity_detection(!p.manual_activity)
         .tools(declarations(0))
         .go_away_margin(Duration::from_millis(30))
+        // The transport's 10 s, scaled.
+        .connect_config(ConnectConfig::default().with_setup_timeout(Duration::from_secs(1)))
         .jitter_seed(schedule.seed)
-        .policy(Box::new(DefaultPolicy::new(backoff, EditHandling::Reseed)))
+        .policy(policy(p.policy, backoff))
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -138,10 +151,17 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     let (version, context) = session.snapshot();
     let mut app = AppState::new(version, context);
     let manual = p.manual_activity;
+    // Connections a close fault ended: their 1007/1008 is the fault's, not a refused payload.
+    let mut fault_closed = std::collections::HashSet::new();
     for step in &schedule.steps {
         tokio::time::sleep(Duration::from_millis(step.gap / SCALE)).await;
         let (version, context) = session.snapshot();
+        let before = matches!(step.op, Op::Edit).then(|| context.clone());
         let faults = server.faults();
+        if matches!(step.op, Op::Close(_) | Op::AuthClose | Op::QuotaClose) {
+            let open = server.connections().into_iter().filter(|r| r.is_open());
+            fault_closed.extend(open.map(|r| r.id));
+        }
         let mut wait = false;
         let result = match app.action(step.op, version, &context, &faults, SCALE) {
             Action::Command(command) => {
@@ -210,6 +230,9 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
             lock(&seen).waiting = false;
         }
         let (version, context) = session.snapshot();
+        if let Some(before) = before {
+            app.edited(&before, &context);
+        }
         app.snapshot(version, context);
     }
     // Settle: faults stop, handles flow, every call answered, the session settled and quiet.
@@ -281,7 +304,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         .and_then(|id| server.session(id));
     let rejections = records
         .iter()
-        .filter(|r| r.session.is_some())
+        .filter(|r| r.session.is_some() && !fault_closed.contains(&r.id))
         .filter_map(|r| match &r.end {
             Some((ConnectionEnd::ServerClose { code: 1007, reason }, _)) => {
                 Some(format!("connection {} closed with 1007: {reason}", r.id))
@@ -291,6 +314,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         .collect();
     let observed = Observed {
         context,
+        prior_versions: app.prior_versions.clone(),
         events,
         calls,
         command_errors: errors,
@@ -304,6 +328,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         instructions: app.instructions.clone(),
         tools: app.tools.clone(),
         gave_up,
+        default_policy: p.policy.is_default(),
         // Over sockets, what a broken connection had on the wire is not known.
         audio: None,
     };

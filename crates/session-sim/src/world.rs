@@ -19,13 +19,17 @@ use gemini_transport::wire::{
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
-use crate::app::{self, Action, AppState, Mic, declarations};
+use crate::app::{self, Action, AppState, Interleaving, Interleavings, Mic, declarations};
 use crate::checks::{self, AudioTally, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
+
+/// The shell's setup timeout (the transport's default): a dial whose `setupComplete` has not
+/// arrived this long after it is given up on (virtual ms).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the shell's audio path produced in one call.
 #[derive(Default)]
@@ -52,7 +56,8 @@ impl AudioOut for SimAudio {
 pub struct Outcome {
     /// Broken invariants (empty: the schedule passed).
     pub violations: Vec<Violation>,
-    /// What happened, for a failing schedule's report.
+    /// What happened, for a failing schedule's report (empty for a passing run, unless
+    /// traced: see [`run`]).
     pub trace: Vec<String>,
     /// Virtual time at the end (ms).
     pub elapsed: u64,
@@ -60,6 +65,8 @@ pub struct Outcome {
     pub context: ChatContext,
     /// The session's events (without media), in order.
     pub events: Vec<SessionEvent>,
+    /// What the application did while the user spoke (or as answers started).
+    pub interleavings: Interleavings,
 }
 
 /// What happens at a point of virtual time.
@@ -79,6 +86,13 @@ enum Ev {
     Answer(String),
     /// The application stops waiting for a transcript (the wait with this number).
     WaitOver(u64),
+    /// The shell's setup timeout for a connection (it gives up unless `setupComplete` came).
+    SetupTimeout(ConnectionId),
+    /// The client's end of a connection vanished (dropped without a close frame) reaches the
+    /// server.
+    VanishAtServer(ConnectionId),
+    /// The application interrupts the answer that just started.
+    InterruptAnswer,
     /// The shell's writer finished a slow write (its backlog goes out).
     WriterIdle,
     Settle,
@@ -93,6 +107,7 @@ impl Ev {
                 | Ev::DialFailed(..)
                 | Ev::ToServer(..)
                 | Ev::CloseAtServer(..)
+                | Ev::VanishAtServer(..)
                 | Ev::ToClient(..)
                 | Ev::ClosedAtClient(..)
         )
@@ -139,6 +154,10 @@ struct Link {
     go_away_sent: bool,
     /// Server frames arriving after this are lost (a reset overtook them).
     reset_at: Option<u64>,
+    /// Its setup carried a handle (a resume).
+    resume: bool,
+    /// A fault closed it (its 1007/1008 is not the server refusing a payload).
+    fault_closed: bool,
 }
 
 /// The application's side.
@@ -162,6 +181,12 @@ pub(crate) struct App {
     waits: u64,
     /// Tool calls whose answer came due during a wait: answered when it ends.
     held_answers: Vec<String>,
+    /// A model turn's output has started (the reactive interrupt acts on its first output).
+    answering: bool,
+    /// Which answers the application interrupts as they start (a stream of its own).
+    interrupts: Option<Rng>,
+    /// What the application did while the user spoke.
+    pub(crate) interleavings: Interleavings,
 }
 
 /// The application waits for a transcript before step `next`.
@@ -220,6 +245,8 @@ pub(crate) struct World<'a> {
     rng: Rng,
     pub(crate) violations: Vec<Violation>,
     pub(crate) trace: Vec<String>,
+    /// Whether `trace` is recorded.
+    tracing: bool,
     settling: bool,
     in_flight: usize,
     answers_due: usize,
@@ -227,14 +254,41 @@ pub(crate) struct World<'a> {
     pub(crate) current: Option<ConnectionId>,
     /// Payload rejections by the server (1007/1008 after setup).
     pub(crate) rejections: Vec<String>,
+    /// The connection the core last asked to open (its link, unless it dropped it since).
+    last_opened: Option<ConnectionId>,
+    /// A close the core was told about that must end the session (authentication, quota, a
+    /// refused fresh setup).
+    must_end: Option<String>,
     /// A scripted run ([`crate::pair`]): every event, media included, is recorded here, and
     /// the script answers tool calls itself.
     pub(crate) tap: Option<Vec<(u64, SessionEvent)>>,
 }
 
-/// Runs `schedule` to the end and checks the invariants.
+/// Runs `schedule` to the end and checks the invariants. The trace is recorded when the run
+/// fails (the run is deterministic: a failing one runs again with its trace; formatting every
+/// trace line costs more than the rest of a passing run) or when the environment variable
+/// `SIM_TRACE` is set.
 pub fn run(schedule: &Schedule) -> Outcome {
-    let mut world = match World::new(schedule) {
+    static ALWAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ALWAYS.get_or_init(|| std::env::var_os("SIM_TRACE").is_some()) {
+        return run_traced(schedule);
+    }
+    let outcome = run_with(schedule, false);
+    if outcome.violations.is_empty() {
+        outcome
+    } else {
+        run_with(schedule, true)
+    }
+}
+
+/// [`run`], always recording the trace.
+pub fn run_traced(schedule: &Schedule) -> Outcome {
+    run_with(schedule, true)
+}
+
+/// [`run`], recording the trace or not.
+fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
+    let mut world = match World::new(schedule, tracing) {
         Ok(world) => world,
         Err(e) => {
             return Outcome {
@@ -243,16 +297,16 @@ pub fn run(schedule: &Schedule) -> Outcome {
                 elapsed: 0,
                 context: ChatContext::new(),
                 events: Vec::new(),
+                interleavings: Interleavings::default(),
             };
         }
     };
     world.run();
-    let observed = world.observed();
-    let found = checks::check(&observed);
-    world.violations.extend(found);
+    world.check();
     Outcome {
         context: world.core.chat_ctx().clone(),
         events: world.app.events.into_iter().map(|(_, e)| e).collect(),
+        interleavings: world.app.interleavings,
         violations: world.violations,
         trace: world.trace,
         elapsed: world.now,
@@ -260,12 +314,16 @@ pub fn run(schedule: &Schedule) -> Outcome {
 }
 
 impl<'a> World<'a> {
-    fn new(schedule: &'a Schedule) -> Result<Self, String> {
-        Self::with_setup(Cow::Borrowed(schedule), Setup::default())
+    fn new(schedule: &'a Schedule, tracing: bool) -> Result<Self, String> {
+        Self::build(Cow::Borrowed(schedule), Setup::default(), tracing)
     }
 
-    /// The world of `schedule`'s profile, changed by `setup`.
+    /// The world of `schedule`'s profile, changed by `setup` (a scripted run keeps its trace).
     pub(crate) fn with_setup(schedule: Cow<'a, Schedule>, setup: Setup) -> Result<Self, String> {
+        Self::build(schedule, setup, true)
+    }
+
+    fn build(schedule: Cow<'a, Schedule>, setup: Setup, tracing: bool) -> Result<Self, String> {
         let p = schedule.profile;
         let tap = setup.scripted.then(Vec::new);
         let config = (setup.server)(
@@ -290,6 +348,7 @@ impl<'a> World<'a> {
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .automatic_activity_detection(!p.manual_activity)
+            .policy(app::resume_policy(p.policy))
             .tools(tools.clone());
         let (core, audio) = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
@@ -297,6 +356,7 @@ impl<'a> World<'a> {
         let (writer_rng, rng) = (Rng::stream(schedule.seed, 3), Rng::stream(schedule.seed, 2));
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone()),
+            interrupts: (p.interrupt_answers > 0).then(|| Rng::stream(schedule.seed, 4)),
             ..App::default()
         };
         let mut world = World {
@@ -321,11 +381,14 @@ impl<'a> World<'a> {
             rng,
             violations: Vec::new(),
             trace: Vec::new(),
+            tracing,
             settling: false,
             in_flight: 0,
             answers_due: 0,
             current: None,
             rejections: Vec::new(),
+            last_opened: None,
+            must_end: None,
             tap,
         };
         // The first step waits for the first connection (as `connect()` does).
@@ -353,7 +416,7 @@ impl<'a> World<'a> {
     }
 
     pub(crate) fn note(&mut self, line: String) {
-        if self.trace.len() < 4_000 {
+        if self.tracing && self.trace.len() < 4_000 {
             self.trace.push(format!("{:>7} ms  {line}", self.now));
         }
     }
@@ -515,6 +578,26 @@ impl<'a> World<'a> {
                     self.end_wait();
                 }
             }
+            Ev::SetupTimeout(conn) => self.setup_timeout(conn),
+            Ev::VanishAtServer(conn) => {
+                let target = self
+                    .links
+                    .get_mut(&conn)
+                    .filter(|l| l.server_open)
+                    .and_then(|l| {
+                        l.server_open = false;
+                        l.server
+                    });
+                if let Some(sid) = target {
+                    self.server.client_closed(sid, None, server_now);
+                }
+            }
+            Ev::InterruptAnswer => {
+                if self.core.closed().is_none() {
+                    self.app.interleavings.insert(Interleaving::InterruptAnswer);
+                    let _ = self.command(Command::Interrupt);
+                }
+            }
             Ev::Settle => {
                 self.settling = true;
                 self.server.faults().release_handles();
@@ -557,6 +640,7 @@ impl<'a> World<'a> {
                 };
                 let mut info = CloseInfo::abnormal(cause.to_string(), false);
                 info.class = cause.class();
+                self.expect_end(conn, &info, false);
                 self.core
                     .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
             }
@@ -627,6 +711,11 @@ impl<'a> World<'a> {
                         self.audio.connection_lost(&mut out);
                         self.audio_out(out);
                     }
+                    let fresh_setup = self
+                        .links
+                        .get(&conn)
+                        .is_some_and(|l| !l.set_up && !l.resume);
+                    self.expect_end(conn, &info, fresh_setup);
                     self.core.handle_closed(Millis(now), conn, info, None);
                 }
             }
@@ -667,7 +756,7 @@ impl<'a> World<'a> {
                 moved = true;
                 let mut buf = Vec::new();
                 t.message.write_json(&mut buf);
-                if self.trace.len() < 4_000 {
+                if self.tracing && self.trace.len() < 4_000 {
                     let line = format!(
                         "conn {} <- {}",
                         t.connection.0,
@@ -755,13 +844,17 @@ impl<'a> World<'a> {
                     self.at(done, Ev::ActionsReady);
                 }
                 ShellAction::Open { connection, setup } => {
+                    let resume = matches!(&setup, ClientMessage::Setup(s)
+                        if s.session_resumption.as_ref().is_some_and(|r| r.handle.is_some()));
                     self.links.insert(
                         connection,
                         Link {
                             client_open: true,
+                            resume,
                             ..Link::default()
                         },
                     );
+                    self.last_opened = Some(connection);
                     let mut buf = Vec::new();
                     setup.write_json(&mut buf);
                     let json = String::from_utf8_lossy(&buf).into_owned();
@@ -771,6 +864,8 @@ impl<'a> World<'a> {
                         link.c2s_at = at;
                     }
                     self.at(at, Ev::Dial(connection, json));
+                    let timeout = u64::try_from(SETUP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+                    self.at(at + timeout, Ev::SetupTimeout(connection));
                 }
                 _ => {}
             }
@@ -812,7 +907,11 @@ impl<'a> World<'a> {
                 let at = (now + lat).max(link.s2c_at).max(stall);
                 link.s2c_at = at;
                 let info = CloseInfo::from_server(code, reason.clone(), link.after_go_away);
-                if matches!(code, 1007 | 1008) && set_up && !(code == 1008 && link.go_away_sent) {
+                let refused = matches!(code, 1007 | 1008)
+                    && set_up
+                    && !link.fault_closed
+                    && !(code == 1008 && link.go_away_sent);
+                if refused {
                     self.rejections
                         .push(format!("conn {} closed with {code}: {reason}", conn.0));
                 }
@@ -853,7 +952,24 @@ impl<'a> World<'a> {
             SessionEvent::Reconnecting { .. } | SessionEvent::Closed { .. } => {
                 self.app.mic.connection_ended();
                 self.end_wait();
+                self.app.answering = false;
             }
+            // The first output of a model turn: some applications interrupt it at once.
+            SessionEvent::Text(_)
+            | SessionEvent::Audio { .. }
+            | SessionEvent::OutputTranscript { .. }
+                if !self.app.answering =>
+            {
+                self.app.answering = true;
+                let percent = u64::from(self.schedule.profile.interrupt_answers);
+                if let Some(rng) = self.app.interrupts.as_mut() {
+                    if rng.chance(percent) {
+                        let now = self.now;
+                        self.at(now, Ev::InterruptAnswer);
+                    }
+                }
+            }
+            SessionEvent::TurnComplete | SessionEvent::Interrupted => self.app.answering = false,
             _ => {}
         }
         if app::is_media(&event) {
@@ -879,13 +995,18 @@ impl<'a> World<'a> {
                 self.at(at, Ev::Answer(call_id.clone()));
             }
         }
-        self.note(format!("event {}", short(&format!("{event:?}"))));
+        if self.tracing {
+            self.note(format!("event {}", short(&format!("{event:?}"))));
+        }
         self.app.events.push((self.now, event));
     }
 
     fn answer(&mut self, call_id: &str) {
         if !self.app.answered.insert(call_id.to_owned()) {
             return;
+        }
+        if self.app.mic.speaking() && self.core.closed().is_none() {
+            self.app.interleavings.insert(Interleaving::ToolResult);
         }
         let output = serde_json::json!({ "result": format!("r-{call_id}") });
         self.flush_audio();
@@ -897,10 +1018,12 @@ impl<'a> World<'a> {
                 is_error: false,
             },
         );
-        self.note(format!(
-            "app answers {call_id}: {}",
-            short(&format!("{result:?}"))
-        ));
+        if self.tracing {
+            self.note(format!(
+                "app answers {call_id}: {}",
+                short(&format!("{result:?}"))
+            ));
+        }
         if let Err(e) = result {
             if !matches!(e, agent_glue::Error::Closed) {
                 self.app
@@ -914,11 +1037,13 @@ impl<'a> World<'a> {
         &mut self,
         command: Command,
     ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
-        let line = short(&format!("{command:?}"));
+        let line = self.tracing.then(|| short(&format!("{command:?}")));
         // As the shell does: audio pushed before the command is numbered before it.
         self.flush_audio();
         let result = self.core.command(Millis(self.now), command);
-        self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
+        if let Some(line) = line {
+            self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
+        }
         result
     }
 
@@ -927,10 +1052,26 @@ impl<'a> World<'a> {
         if self.core.closed().is_some() {
             return false;
         }
+        if self.app.mic.speaking() {
+            if let Some(kind) = Interleaving::during_speech(op) {
+                self.app.interleavings.insert(kind);
+            }
+        }
+        if matches!(op, Op::Close(_) | Op::AuthClose | Op::QuotaClose) {
+            // What these closes say about a payload is the fault's doing, not the client's.
+            for link in self.links.values_mut().filter(|l| l.server_open) {
+                link.fault_closed = true;
+            }
+        }
+        // The versions an edit replaces (a divergence may name the item; the server may hold
+        // any version of it).
+        let before = matches!(op, Op::Edit).then(|| self.core.chat_ctx().clone());
         let faults = self.server.faults();
         let version = self.core.version();
-        let context = self.core.chat_ctx().clone();
-        let action = self.app.state.action(op, version, &context, &faults, 1);
+        let action = self
+            .app
+            .state
+            .action(op, version, self.core.chat_ctx(), &faults, 1);
         if op.is_fault() {
             self.note(format!("fault: {op:?}"));
         }
@@ -997,6 +1138,9 @@ impl<'a> World<'a> {
         }
         self.server.advance(Duration::from_millis(self.now));
         let (version, context) = (self.core.version(), self.core.chat_ctx().clone());
+        if let Some(before) = before {
+            self.app.state.edited(&before, &context);
+        }
         self.app.state.snapshot(version, context);
         wait
     }
@@ -1076,6 +1220,63 @@ impl<'a> World<'a> {
         }
     }
 
+    /// The shell's setup timeout for `conn`: unless its `setupComplete` arrived, the shell
+    /// drops the connection (no close frame) and tells the core the dial failed.
+    fn setup_timeout(&mut self, conn: ConnectionId) {
+        let now = self.now;
+        let lat = self.latency();
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        if !link.client_open || link.set_up {
+            return;
+        }
+        link.client_open = false;
+        let vanish = link.server_open.then(|| {
+            let at = (now + lat).max(link.c2s_at);
+            link.c2s_at = at;
+            at
+        });
+        if let Some(at) = vanish {
+            self.at(at, Ev::VanishAtServer(conn));
+        }
+        self.note(format!("conn {}: no setupComplete, setup timeout", conn.0));
+        let cause = gemini_transport::Error::SetupTimeout {
+            after: SETUP_TIMEOUT,
+        };
+        let mut info = CloseInfo::abnormal(cause.to_string(), false);
+        info.class = cause.class();
+        self.core
+            .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
+    }
+
+    /// The core is told that `conn` ended with `info`: if that was its connection and the
+    /// close is one no retry can help (authentication, quota, a refused fresh `setup`), the
+    /// session must end.
+    fn expect_end(&mut self, conn: ConnectionId, info: &CloseInfo, fresh_setup: bool) {
+        use gemini_transport::CloseClass;
+        let terminal = info.class == CloseClass::AuthOrQuota
+            || (fresh_setup && info.class == CloseClass::NeedsDifferentRequest);
+        if terminal && self.last_opened == Some(conn) && self.must_end.is_none() {
+            self.must_end = Some(format!("conn {} {info}", conn.0));
+        }
+    }
+
+    /// Every check of the invariant, once the world has settled: `checks.rs` on what the
+    /// checks read, and that a session told of a close no retry can help has ended.
+    pub(crate) fn check(&mut self) {
+        let observed = self.observed();
+        self.violations.extend(checks::check(&observed));
+        if let Some(close) = &self.must_end {
+            if !matches!(self.core.closed(), Some(Some(_))) {
+                self.violations.push(Violation::new(
+                    "not ended",
+                    format!("the session went on after {close}"),
+                ));
+            }
+        }
+    }
+
     /// What the checks read: the application's side and the fake's own state.
     pub(crate) fn observed(&self) -> Observed {
         // The session of the client's last set-up connection (a later dial whose setup never
@@ -1094,6 +1295,7 @@ impl<'a> World<'a> {
             .and_then(|id| self.server.session(id));
         Observed {
             context: self.core.chat_ctx().clone(),
+            prior_versions: self.app.state.prior_versions.clone(),
             events: self.app.events.iter().map(|(_, e)| e.clone()).collect(),
             calls: self.app.calls.clone(),
             command_errors: self.app.command_errors.clone(),
@@ -1108,6 +1310,7 @@ impl<'a> World<'a> {
             instructions: self.app.state.instructions.clone(),
             tools: self.app.state.tools.clone(),
             gave_up: matches!(self.core.closed(), Some(Some(_))),
+            default_policy: self.schedule.profile.policy.is_default(),
             audio: Some(AudioTally {
                 received: self.server_audio_bytes(),
                 held: self.audio.held_bytes() as u64,

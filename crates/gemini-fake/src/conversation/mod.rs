@@ -97,6 +97,9 @@ pub(crate) struct Conversation {
     vad: Vad,
     activity: Option<f64>,
     deferred_turn: bool,
+    /// Its `setup` is left unanswered ([`Faults::ignore_setups`](crate::Faults::ignore_setups)):
+    /// nothing that arrives is acted on.
+    ignoring: bool,
     ring: VecDeque<(u64, ModelState)>,
     last_reacted: u64,
     out: Vec<ServerMessage>,
@@ -121,6 +124,7 @@ impl Conversation {
             vad,
             activity: None,
             deferred_turn: false,
+            ignoring: false,
             ring: VecDeque::new(),
             last_reacted: 0,
             out: Vec::new(),
@@ -176,8 +180,15 @@ impl Conversation {
                 return Step::invalid();
             }
         };
+        if self.ignoring {
+            return Step::Continue;
+        }
         if self.setup.is_none() {
             return match message {
+                ClientMessage::Setup(_) if self.take_ignored_setup() => {
+                    self.ignoring = true;
+                    Step::Continue
+                }
                 ClientMessage::Setup(setup) => self.on_setup(&SetupRequest::from_wire(&setup)),
                 _ => Step::invalid(),
             };
@@ -249,6 +260,16 @@ impl Conversation {
         let id = self.session?;
         self.shared
             .update(|state| state.sessions.get_mut(&id).map(f))
+    }
+
+    /// Consumes one [`Faults::ignore_setups`](crate::Faults::ignore_setups) fault, if any.
+    fn take_ignored_setup(&self) -> bool {
+        self.shared.update(|state| {
+            let left = &mut state.faults.ignore_setups;
+            let ignore = *left > 0;
+            *left = left.saturating_sub(1);
+            ignore
+        })
     }
 
     /// The close for a message [`Faults::reject_messages_containing`](crate::Faults::reject_messages_containing) refuses.

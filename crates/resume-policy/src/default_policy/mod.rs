@@ -255,3 +255,36 @@ fn config_route(
 pub(crate) fn setup_ops(config: &[&Operation]) -> Vec<OpId> {
     config.iter().map(|op| op.id).collect()
 }
+
+/// The reasons for which [`DefaultPolicy`] reports something as undeliverable, each because
+/// the protocol offers no way to deliver it; a divergence it reports for any other reason is a
+/// defect (the simulator checks this under the default policy):
+///
+/// - [`DivergenceReason::ClientContentForbidden`]: on a model that takes `clientContent`
+///   only as initial history (3.1), an item that is not a single user text (a model turn, a
+///   note the application appends) has no message that adds it to the session after its
+///   first turn; it waits for the next fresh session's seed.
+/// - [`DivergenceReason::UnknownToolCall`]: a result for a call no session issued; the server
+///   takes a `toolResponse` only for a call it issued, and nothing makes it issue one.
+/// - [`DivergenceReason::ToolCallLost`]: a call whose server state was lost (the handle
+///   resumed predates it, or the session started fresh); no message makes a session issue a
+///   call again or wait for its result.
+/// - [`DivergenceReason::EditOfDeliveredItem`] (with [`EditHandling::Report`] only): no
+///   message edits, moves or removes content a session holds.
+/// - [`DivergenceReason::SeedTrimmed`]: the model's limits cap what a seed may carry.
+/// - [`DivergenceReason::RejectedByServer`] with 1007, 1008 or 1009: the server closed the
+///   connection on this payload (invalid argument, not supported, too big); sending it again
+///   gets the same close.
+/// - [`DivergenceReason::GaveUp`]: the session ended (authentication, quota, a refused
+///   `setup`, or the policy's attempts used up): no connection is left to deliver on.
+pub const UNDELIVERABLE: &[DivergenceReason] = &[
+    DivergenceReason::ClientContentForbidden,
+    DivergenceReason::UnknownToolCall,
+    DivergenceReason::ToolCallLost,
+    DivergenceReason::EditOfDeliveredItem,
+    DivergenceReason::SeedTrimmed,
+    DivergenceReason::RejectedByServer { code: 1007 },
+    DivergenceReason::RejectedByServer { code: 1008 },
+    DivergenceReason::RejectedByServer { code: 1009 },
+    DivergenceReason::GaveUp,
+];
