@@ -130,6 +130,20 @@ impl Ledger {
         Ok(())
     }
 
+    /// The server made the spoken user turn `item`, which ended on a client message between
+    /// `earliest` and `end`: it is in `L`, right after `after`, and in `S`.
+    pub(crate) fn spoken_item(
+        &mut self,
+        item: Item,
+        after: Option<&ctx_model::ItemId>,
+        earliest: MessagePosition,
+        end: MessagePosition,
+    ) -> Result<(), Error> {
+        self.desired.insert_after(after, item.clone())?;
+        self.mirror.on_spoken_turn(&item, earliest, end);
+        Ok(())
+    }
+
     /// A resumable handle arrived: covered operations are marked, and the mirror learns what
     /// the handle holds.
     pub(crate) fn on_handle(&mut self, record: &HandleRecord) {

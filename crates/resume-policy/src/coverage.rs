@@ -34,11 +34,28 @@ pub enum MessageKind {
     /// `contextUpdate`, a silent (non-blocking) tool response. Only covered through a later
     /// message's reaction (or exactly, in transparent mode).
     Silent,
-    /// Ends the user's speech explicitly: `audioStreamEnd` (automatic activity detection) or
-    /// `activityEnd` (manual). With transcripts, a spoken turn still open ends here (see
-    /// [`CoverageTracker::on_spoken_turn`]); without them, it provokes the reaction of the run
-    /// of audio before it, or a reaction of its own when no run awaits one.
-    SpeechEnd,
+    /// `audioStreamEnd` (automatic activity detection): speech in progress ends here, if audio
+    /// was sent since the last end. With transcripts the spoken turn is placed here (see
+    /// [`CoverageTracker::on_spoken_turn`]); without them, the run of audio before it gets the
+    /// reaction.
+    AudioStreamEnd,
+    /// `activityStart` (manual activity detection): the user's activity opens; it provokes
+    /// nothing by itself.
+    ActivityStart,
+    /// `activityEnd` (manual activity detection): the open activity, if any, ends here and
+    /// becomes a spoken turn the model answers (an `activityEnd` with no activity open ends
+    /// nothing).
+    ActivityEnd,
+}
+
+/// Where a spoken user turn ended ([`CoverageTracker::on_spoken_turn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpokenTurnEnd {
+    /// The earliest client message it may have ended on.
+    pub earliest: ClientMessageIndex,
+    /// The message it ended on, as far as the client can tell (the latest it may have ended
+    /// on): where it sits in the server's context and in the order of reactions.
+    pub end: ClientMessageIndex,
 }
 
 /// A server message that proves the server processed a client message.
@@ -163,6 +180,10 @@ pub struct CoverageTracker {
     runs: VecDeque<(ClientMessageIndex, ClientMessageIndex)>,
     /// The last message sent was audio (the newest run is still growing).
     in_run: bool,
+    /// Manual activity detection: only activities make spoken turns, not runs of audio.
+    manual_activity: bool,
+    /// An `activityStart` was sent and its `activityEnd` was not.
+    activity_open: bool,
     /// Audio was sent since the last explicit end of speech or spoken turn (an explicit end
     /// after it can end a turn).
     audio_since_end: bool,
@@ -192,6 +213,8 @@ impl CoverageTracker {
             transcripts: false,
             runs: VecDeque::new(),
             in_run: false,
+            manual_activity: false,
+            activity_open: false,
             audio_since_end: false,
             speech_ends: VecDeque::new(),
             last_spoken: None,
@@ -205,6 +228,15 @@ impl CoverageTracker {
     #[must_use]
     pub fn with_transcripts(mut self, on: bool) -> Self {
         self.transcripts = on;
+        self
+    }
+
+    /// Tells the tracker that the session uses manual activity detection: the user's turns
+    /// are bracketed by `activityStart` / `activityEnd` ([`MessageKind::ActivityStart`],
+    /// [`MessageKind::ActivityEnd`]), and audio outside them makes no turn.
+    #[must_use]
+    pub fn with_manual_activity(mut self, on: bool) -> Self {
+        self.manual_activity = on;
         self
     }
 
@@ -229,7 +261,11 @@ impl CoverageTracker {
     /// One order the protocol does not settle: a message that starts no turn (an append)
     /// sent after the chunk on which the server's voice detection ended the speech, but before
     /// its transcript arrived and before more audio, is taken to come before the spoken turn.
-    pub fn on_spoken_turn(&mut self) -> ClientMessageIndex {
+    ///
+    /// Returns where it ended ([`SpokenTurnEnd::end`]) and the earliest message it may have
+    /// ended on ([`SpokenTurnEnd::earliest`]: the same for an explicit end, else the first
+    /// chunk of that run of audio).
+    pub fn on_spoken_turn(&mut self) -> SpokenTurnEnd {
         let bound = self
             .awaiting
             .iter()
@@ -237,20 +273,24 @@ impl CoverageTracker {
             .map(|turn| turn.first);
         let below = |index: &ClientMessageIndex| bound.is_none_or(|b| *index < b);
         let explicit = self.speech_ends.front().copied().filter(below);
-        let end = match explicit {
+        let (earliest, end) = match explicit {
             Some(end) => {
                 self.speech_ends.pop_front();
-                end
+                (end, end)
             }
             None => self
                 .runs
                 .iter()
                 .rev()
-                .map(|(_, last)| *last)
-                .find(below)
-                .unwrap_or(self.last_sent),
+                .find(|(_, last)| below(last))
+                .copied()
+                .unwrap_or((self.last_sent, self.last_sent)),
         };
         let end = self.last_spoken.map_or(end, |last| last.max(end));
+        let earliest = self
+            .last_spoken
+            .map_or(earliest, |last| earliest.max(last.next()))
+            .min(end);
         self.last_spoken = Some(end);
         // Runs up to the end take no more spoken turns.
         while self.runs.front().is_some_and(|run| run.1 <= end) {
@@ -276,7 +316,7 @@ impl CoverageTracker {
                 },
             );
         }
-        end
+        SpokenTurnEnd { earliest, end }
     }
 
     /// A tracker holding a handle restored from a store (another process, scenario S31).
@@ -383,6 +423,7 @@ impl CoverageTracker {
         self.last_sent = ClientMessageIndex::SETUP;
         self.runs.clear();
         self.in_run = false;
+        self.activity_open = false;
         self.audio_since_end = false;
         self.speech_ends.clear();
         self.last_spoken = None;
@@ -413,19 +454,33 @@ impl CoverageTracker {
             // With transcripts, spoken turns are announced and placed by their end.
             MessageKind::Audio => {
                 self.audio_run(index, index);
-                (!self.transcripts || SEND_ORDER_MUTANT).then_some(Pending::Audio)
+                let awaits = !(self.transcripts || self.manual_activity) || SEND_ORDER_MUTANT;
+                awaits.then_some(Pending::Audio)
             }
-            MessageKind::SpeechEnd if self.transcripts => {
-                if std::mem::take(&mut self.audio_since_end) {
+            // Under manual activity detection it ends nothing.
+            MessageKind::AudioStreamEnd => {
+                if self.transcripts
+                    && !self.manual_activity
+                    && std::mem::take(&mut self.audio_since_end)
+                {
                     self.speech_ends.push_back(index);
                 }
+                // Without transcripts the run of audio before it gets the reaction.
                 None
             }
-            // Without transcripts: the run of audio before it gets the reaction.
-            MessageKind::SpeechEnd => match self.awaiting.back() {
-                Some(run) if run.kind == Pending::Audio => None,
-                _ => Some(Pending::Turn),
-            },
+            MessageKind::ActivityStart => {
+                self.activity_open = true;
+                None
+            }
+            MessageKind::ActivityEnd if std::mem::take(&mut self.activity_open) => {
+                if self.transcripts {
+                    self.speech_ends.push_back(index);
+                    None
+                } else {
+                    Some(Pending::Turn)
+                }
+            }
+            MessageKind::ActivityEnd => None,
         };
         match (pending, self.awaiting.back_mut()) {
             (None, _) => {}

@@ -140,7 +140,9 @@ mod trigger;
 
 pub use backoff::{Attempts, Backoff};
 pub use capabilities::{ModelCapabilities, ModelFamily, SeedLimit};
-pub use coverage::{ConnectMode, CoverageTracker, HandleUpdate, MessageKind, ServerReaction};
+pub use coverage::{
+    ConnectMode, CoverageTracker, HandleUpdate, MessageKind, ServerReaction, SpokenTurnEnd,
+};
 pub use default_policy::{DefaultPolicy, EditHandling, UNDELIVERABLE};
 pub use error::Error;
 pub use handle::{Coverage, Freshness, HandleRecord, HandleSerial, HandleToken, SessionEpoch};

@@ -16,6 +16,13 @@ enum Origin {
     /// handle holds it when it covers that message (the server holds its output before it
     /// sends it).
     Server(Option<MessagePosition>),
+    /// A spoken user turn the server transcribed: it ended on a message between `earliest`
+    /// and `end` (exactly `end` when an explicit end of speech ended it). A handle holds it
+    /// when it holds `end`; one that covers `earliest` but not `end` may or may not.
+    Spoken {
+        earliest: MessagePosition,
+        end: MessagePosition,
+    },
 }
 
 /// The mirror `S` of docs/design.md section 4: what the server session holds as far as the client
@@ -109,6 +116,12 @@ impl Mirror {
         self.add(items, Origin::Server(Some(anchor)));
     }
 
+    /// The server made the spoken user turn `item`, which ended on a client message between
+    /// `earliest` and `end` ([`CoverageTracker::on_spoken_turn`](crate::CoverageTracker::on_spoken_turn)).
+    pub fn on_spoken_turn(&mut self, item: &Item, earliest: MessagePosition, end: MessagePosition) {
+        self.add(std::slice::from_ref(item), Origin::Spoken { earliest, end });
+    }
+
     fn add(&mut self, items: &[Item], origin: Origin) {
         for item in items {
             if self.base.contains(item.id()) || self.added_ids.contains_key(item.id()) {
@@ -118,7 +131,7 @@ impl Mirror {
             // the client items of messages after the one it answers that were added since
             // (those came later, or interrupted it).
             let mut at = self.added.len();
-            if let Origin::Server(Some(anchor)) = origin {
+            if let Origin::Server(Some(anchor)) | Origin::Spoken { end: anchor, .. } = origin {
                 while at > 0
                     && matches!(self.added[at - 1].1, Origin::Client(sent)
                         if sent.connection == anchor.connection && sent.index > anchor.index)
@@ -176,6 +189,17 @@ impl Mirror {
             })
     }
 
+    /// Whether `handle` may or may not hold a spoken turn of its connection: it covers a message
+    /// the turn may have ended on, but not the last one, and no finished answer vouches for it.
+    /// Resuming from it would either duplicate the turn (restored) or lose it (not restored).
+    pub fn unsure_of_spoken_turns(&self, handle: &HandleRecord) -> bool {
+        self.connection == Some(handle.connection)
+            && self.added.iter().any(|(_, origin)| {
+                matches!(origin, Origin::Spoken { earliest, end }
+                    if handle.covers(*earliest) && !handle.coverage.holds_output_for(*end))
+            })
+    }
+
     /// A resumable handle arrived: it holds the connection's starting state, every server item
     /// so far, and the client items of the messages it covers.
     pub fn on_handle(&mut self, handle: &HandleRecord) {
@@ -184,7 +208,9 @@ impl Mirror {
         }
         let covered = self.added.iter().filter(|(_, origin)| match origin {
             Origin::Server(None) => true,
-            Origin::Server(Some(at)) => handle.coverage.holds_output_for(*at),
+            Origin::Server(Some(at)) | Origin::Spoken { end: at, .. } => {
+                handle.coverage.holds_output_for(*at)
+            }
             Origin::Client(at) => handle.covers(*at),
         });
         let items = self

@@ -534,13 +534,13 @@ fn reactions_follow_the_order_turns_complete() {
     tracker.on_sent(MessageKind::Audio).unwrap();
     let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
     tracker.on_sent_many(MessageKind::Audio, 8).unwrap();
-    let end = tracker.on_sent(MessageKind::SpeechEnd).unwrap();
+    let end = tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
     // The typed turn's answer, cut off when the speech ended.
     assert_eq!(
         tracker.on_reaction(ServerReaction::InterruptedTurnComplete),
         typed.index
     );
-    assert_eq!(tracker.on_spoken_turn(), end.index);
+    assert_eq!(tracker.on_spoken_turn().end, end.index);
     assert_eq!(tracker.on_reaction(ServerReaction::TurnComplete), end.index);
     let h = tracker
         .on_handle_update(&resumable("h"), Millis(1))
@@ -558,7 +558,7 @@ fn a_spoken_turn_ends_before_the_typed_turns_still_awaiting_a_reaction() {
     let last_chunk = tracker.on_sent_many(MessageKind::Audio, 5).unwrap();
     let typed = tracker.on_sent(MessageKind::TurnStart).unwrap();
     tracker.on_sent_many(MessageKind::Audio, 5).unwrap();
-    assert_eq!(tracker.on_spoken_turn(), last_chunk.index);
+    assert_eq!(tracker.on_spoken_turn().end, last_chunk.index);
     // The spoken turn is answered first (the typed turn cut that answer off), then the typed
     // turn.
     assert_eq!(
@@ -579,14 +579,18 @@ fn a_spoken_turn_ends_at_its_explicit_end_or_the_last_chunk() {
     tracker.on_sent(MessageKind::Audio).unwrap();
     tracker.on_sent(MessageKind::Silent).unwrap();
     let chunk = tracker.on_sent_many(MessageKind::Audio, 3).unwrap();
-    assert_eq!(tracker.on_spoken_turn(), chunk.index);
+    let ended = tracker.on_spoken_turn();
+    assert_eq!(ended.end, chunk.index);
+    // It may have ended on any chunk of that run.
+    assert_eq!(ended.earliest, ClientMessageIndex(chunk.index.0 - 2));
     tracker.on_reaction(ServerReaction::TurnComplete);
     // An end of speech with no audio since the last spoken turn ends nothing.
-    tracker.on_sent(MessageKind::SpeechEnd).unwrap();
+    tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
     tracker.on_sent(MessageKind::Audio).unwrap();
-    let end = tracker.on_sent(MessageKind::SpeechEnd).unwrap();
+    let end = tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
     let note = tracker.on_sent(MessageKind::Silent).unwrap();
-    assert_eq!(tracker.on_spoken_turn(), end.index);
+    let ended = tracker.on_spoken_turn();
+    assert_eq!((ended.earliest, ended.end), (end.index, end.index));
     assert!(note.index > end.index);
 }
 
@@ -640,4 +644,68 @@ fn without_transcripts_a_turn_behind_audio_bounds_nothing() {
     let behind = tracker.on_sent(MessageKind::TurnStart).unwrap();
     tracker.on_reaction(ServerReaction::TurnComplete);
     assert_eq!(tracker.handle_bound(), behind.index);
+}
+
+/// Under manual activity detection only an `activityEnd` closing an open activity ends a
+/// spoken turn; an `audioStreamEnd`, or an `activityEnd` with no activity open, ends nothing.
+#[test]
+fn manual_activity_ends_turns_only_at_the_end_of_an_activity() {
+    let mut tracker = CoverageTracker::new(false)
+        .with_transcripts(true)
+        .with_manual_activity(true);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker.on_sent_many(MessageKind::Audio, 3).unwrap();
+    tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
+    tracker.on_sent(MessageKind::ActivityEnd).unwrap();
+    tracker.on_sent(MessageKind::ActivityStart).unwrap();
+    let note = tracker.on_sent(MessageKind::Silent).unwrap();
+    let end = tracker.on_sent(MessageKind::ActivityEnd).unwrap();
+    let ended = tracker.on_spoken_turn();
+    assert_eq!(ended.end, end.index);
+    assert!(note.index < ended.earliest);
+}
+
+/// A spoken turn ended by the server's voice detection may have ended on any chunk of its run:
+/// an exact handle that covers some of them but not the last neither surely holds it nor
+/// surely lacks it.
+#[test]
+fn a_handle_inside_a_spoken_turns_run_is_unsure_of_it() {
+    use ctx_model::Item;
+    use resume_policy::Mirror;
+    let mut tracker = CoverageTracker::new(true).with_transcripts(true);
+    let mut mirror = Mirror::new();
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    mirror.on_connected(ConnectionId(1), ConnectMode::Fresh);
+    let last = tracker.on_sent_many(MessageKind::Audio, 10).unwrap();
+    let ended = tracker.on_spoken_turn();
+    let spoken: Item = Message::user("s1", "[audio]").into();
+    mirror.on_spoken_turn(
+        &spoken,
+        MessagePosition::new(ConnectionId(1), ended.earliest),
+        MessagePosition::new(ConnectionId(1), ended.end),
+    );
+    let inside = HandleUpdate {
+        last_consumed: Some(ClientMessageIndex(last.index.0 - 2)),
+        ..resumable("h1")
+    };
+    let h1 = tracker
+        .on_handle_update(&inside, Millis(1))
+        .unwrap()
+        .unwrap();
+    assert!(mirror.unsure_of_spoken_turns(&h1));
+    let through = HandleUpdate {
+        last_consumed: Some(last.index),
+        ..resumable("h2")
+    };
+    let h2 = tracker
+        .on_handle_update(&through, Millis(2))
+        .unwrap()
+        .unwrap();
+    assert!(!mirror.unsure_of_spoken_turns(&h2));
+    mirror.on_handle(&h2);
+    assert!(mirror.held().contains("s1"));
 }

@@ -61,7 +61,7 @@ impl SessionCore {
                     let arguments = serde_json::Value::Object(call.args.clone());
                     let item =
                         CallItem::new(id, call.id.clone(), call.name.clone(), arguments.clone());
-                    self.place_server_item(Item::FunctionCall(item), anchor);
+                    self.place_server_item(Item::FunctionCall(item), anchor, None);
                     calls.push((call.id, call.name, arguments));
                 }
                 self.tools_owed = true;
@@ -198,12 +198,12 @@ impl SessionCore {
                 finished: t.finished,
             });
             if t.finished {
-                let anchor = self.ledger.tracker.on_spoken_turn();
+                let ended = self.ledger.tracker.on_spoken_turn();
                 if !t.text.trim().is_empty() {
                     // The server holds the spoken turn from the moment it transcribed it.
                     let id = self.ledger.new_item_id("user");
                     let item = Message::user(id, t.text.trim()).transcript();
-                    self.place_server_item(Item::Message(item), anchor);
+                    self.place_server_item(Item::Message(item), ended.end, Some(ended.earliest));
                 }
             }
         }
@@ -244,6 +244,10 @@ impl SessionCore {
     /// provably holds (items in the mirror, or operations sent and not covered), among the
     /// messages it can hold at all.
     fn uncertain(&self, record: &resume_policy::HandleRecord) -> bool {
+        // Where a spoken turn ended is a range of messages, even under exact coverage.
+        if self.ledger.mirror.unsure_of_spoken_turns(record) {
+            return true;
+        }
         if record.coverage.exact {
             return false;
         }

@@ -245,7 +245,8 @@ impl SessionCore {
         ledger.tracker = ledger
             .tracker
             .clone()
-            .with_transcripts(session.transcription);
+            .with_transcripts(session.transcription)
+            .with_manual_activity(!session.automatic_activity_detection);
         let items: Vec<Item> = ledger.desired.items().to_vec();
         // A call without its output came from a process that is gone: nobody will answer it
         // (scenario S16; the policy answers or reports it).
@@ -475,14 +476,14 @@ impl SessionCore {
             Command::AudioStreamEnd => {
                 self.realtime(
                     ClientMessage::audio_stream_end(),
-                    resume_policy::MessageKind::SpeechEnd,
+                    resume_policy::MessageKind::AudioStreamEnd,
                 );
                 Receipt::default()
             }
             Command::ActivityStart => {
                 self.realtime(
                     ClientMessage::activity_start(),
-                    resume_policy::MessageKind::Silent,
+                    resume_policy::MessageKind::ActivityStart,
                 );
                 Receipt::default()
             }
@@ -490,7 +491,7 @@ impl SessionCore {
             Command::ActivityEnd => {
                 self.realtime(
                     ClientMessage::activity_end(),
-                    resume_policy::MessageKind::SpeechEnd,
+                    resume_policy::MessageKind::ActivityEnd,
                 );
                 Receipt::default()
             }

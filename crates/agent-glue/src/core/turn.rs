@@ -52,8 +52,13 @@ impl SessionCore {
     /// Puts `item`, produced by the server for the turn anchored at client message `anchor` of
     /// the open connection, where the server holds it: after every item of a message up to
     /// `anchor` and every server item before it, before items of later messages and items not
-    /// sent yet.
-    pub(super) fn place_server_item(&mut self, item: Item, anchor: ClientMessageIndex) {
+    /// sent yet. A spoken user turn gives the `earliest` message it may have ended on.
+    pub(super) fn place_server_item(
+        &mut self,
+        item: Item,
+        anchor: ClientMessageIndex,
+        earliest: Option<ClientMessageIndex>,
+    ) {
         let connection = self.link.open_id();
         let desired = &self.ledger.desired;
         let mirror = &self.ledger.mirror;
@@ -74,7 +79,15 @@ impl SessionCore {
         let position = connection
             .filter(|_| anchor > ClientMessageIndex::SETUP)
             .map(|c| resume_policy::MessagePosition::new(c, anchor));
-        let placed = self.ledger.server_item(item, anchor_id.as_ref(), position);
+        let placed = match (position, earliest) {
+            (Some(end), Some(earliest)) => self.ledger.spoken_item(
+                item,
+                anchor_id.as_ref(),
+                resume_policy::MessagePosition::new(end.connection, earliest),
+                end,
+            ),
+            _ => self.ledger.server_item(item, anchor_id.as_ref(), position),
+        };
         self.checked("placing a server item in L", placed);
         self.bump();
     }
@@ -93,7 +106,7 @@ impl SessionCore {
             if spoken {
                 item = item.transcript();
             }
-            self.place_server_item(Item::Message(item), anchor);
+            self.place_server_item(Item::Message(item), anchor, None);
         }
     }
 }
