@@ -85,6 +85,10 @@ pub(crate) enum Action {
     AnswerCalls,
     /// Hold the server's frames this many ms.
     Stall(u64),
+    /// The server stops reading for this many ms.
+    PeerStopsReading(u64),
+    /// The server answers pings this many ms late.
+    SlowPongs(u64),
     /// Nothing more to do (a fault was injected, or there was nothing to edit).
     Done,
 }
@@ -204,6 +208,8 @@ impl AppState {
             Op::Speech(tens) => Action::Speech(u64::from(tens) * 10),
             Op::AudioStreamEnd => Action::Command(Command::AudioStreamEnd),
             Op::Stall(tens) => Action::Stall(u64::from(tens) * 10 / scale),
+            Op::PeerStopsReading(secs) => Action::PeerStopsReading(u64::from(secs) * 1_000 / scale),
+            Op::SlowPongs(secs) => Action::SlowPongs(u64::from(secs) * 1_000 / scale),
             Op::Drop => {
                 faults.drop_connections();
                 Action::Done

@@ -89,6 +89,13 @@ pub enum Op {
     RefuseDials(u8),
     /// The server's frames are held for this many tens of ms (a stalled path).
     Stall(u8),
+    /// The server stops reading the current connection for this many seconds: the client's
+    /// socket takes no more writes (past the write timeout, the session gives the connection
+    /// up and reports the audio it had written).
+    PeerStopsReading(u8),
+    /// The server answers pings on the current connection this many seconds late (past the
+    /// keepalive timeout, the session gives the connection up).
+    SlowPongs(u8),
 }
 
 impl Op {
@@ -105,6 +112,8 @@ impl Op {
                 | Op::ReleaseHandles
                 | Op::RefuseDials(_)
                 | Op::Stall(_)
+                | Op::PeerStopsReading(_)
+                | Op::SlowPongs(_)
         )
     }
 }
@@ -215,12 +224,18 @@ fn op(rng: &mut Rng, audio: bool) -> Op {
         (2, Op::ReleaseHandles),
         (2, Op::RefuseDials(0)),
         (2, Op::Stall(0)),
+        (1, Op::PeerStopsReading(0)),
+        (1, Op::SlowPongs(0)),
     ];
     match rng.weighted(ops).unwrap_or(Op::Text) {
         Op::Speech(_) => Op::Speech(u8::try_from(rng.range(30, 150)).unwrap_or(60)),
         Op::GoAway(_) => Op::GoAway(u8::try_from(rng.range(1, 20)).unwrap_or(5)),
         Op::RefuseDials(_) => Op::RefuseDials(u8::try_from(rng.range(1, 3)).unwrap_or(1)),
         Op::Stall(_) => Op::Stall(u8::try_from(rng.range(5, 150)).unwrap_or(20)),
+        Op::PeerStopsReading(_) => {
+            Op::PeerStopsReading(u8::try_from(rng.range(2, 20)).unwrap_or(8))
+        }
+        Op::SlowPongs(_) => Op::SlowPongs(u8::try_from(rng.range(8, 30)).unwrap_or(12)),
         other => other,
     }
 }

@@ -132,8 +132,13 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
                 tokio::time::sleep(Duration::from_millis(speaking(tens) / SCALE)).await;
                 pushed
             }
-            // The application answers every call on its own, after a delay.
-            Action::AnswerCalls | Action::Done => Ok(()),
+            // The application answers every call on its own, after a delay. A peer that stops
+            // reading and slow pongs are faults of the simulated network only (loopback has
+            // `tests/stalled_peer.rs`).
+            Action::AnswerCalls
+            | Action::Done
+            | Action::PeerStopsReading(_)
+            | Action::SlowPongs(_) => Ok(()),
             Action::Stall(ms) => {
                 faults.stall();
                 tokio::spawn(async move {

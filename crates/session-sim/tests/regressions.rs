@@ -1,4 +1,4 @@
-//! Scenarios S33–S40 of `SCENARIOS.md`: the breaks that random schedules found, each as the
+//! Scenarios S33–S40 and S45 of `SCENARIOS.md`: the breaks that random schedules found, each as the
 //! short schedule that reproduced it, run in the simulator (the session core against the fake
 //! server's own logic on virtual time). Each passes only if the whole invariant holds (`L` in
 //! the server's context once and in order, no tool run twice, no turn answered twice, events
@@ -215,4 +215,47 @@ fn s40_update_derived_from_an_older_version() {
         assert!(texts.iter().any(|t| t == "t1 hello"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "t2 update note"), "{texts:?}");
     }
+}
+
+/// S45: a rotation close that resets, and a server's normal close while audio is written:
+/// every chunk is received or reported by `AudioDropped`. The server stops reading; the user
+/// speaks (the audio waits, unread, in the socket buffers); a goAway makes the session rotate,
+/// and the server resets the connection before it reads the close frame: the audio was lost,
+/// and is reported although this side started the close. Then the server closes with 1000
+/// just before the user speaks again: the audio written before its close frame arrives is
+/// lost too, and a normal close is no proof of delivery.
+#[test]
+fn s45_audio_on_every_close() {
+    let mut p = profile(Family::Gemini25);
+    p.audio = true;
+    let outcome = holds(
+        p,
+        &[
+            (0, Op::PeerStopsReading(3)),
+            (0, Op::Speech(30)),
+            (0, Op::GoAway(5)),
+            (8, Op::Drop),
+            (2_000, Op::Close(1000)),
+            (1, Op::Speech(99)),
+        ],
+    );
+    let dropped: Vec<std::time::Duration> = outcome
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::AudioDropped { duration } => Some(*duration),
+            _ => None,
+        })
+        .collect();
+    // All of the first speech (300 ms and 700 ms of silence) at the reset, and what was
+    // written of the second before the server's close frame arrived.
+    assert_eq!(dropped.len(), 2, "{:?}", outcome.events);
+    assert_eq!(dropped[0], std::time::Duration::from_secs(1));
+    assert!(!dropped[1].is_zero());
+    let reasons: Vec<&SessionEvent> = outcome
+        .events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::Reconnecting { .. }))
+        .collect();
+    assert_eq!(reasons.len(), 2, "a rotation and a reconnect: {reasons:?}");
 }
