@@ -35,7 +35,8 @@ use crate::schedule::{Op, Schedule};
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
 
-/// What the client's socket buffers take while the peer does not read, before writes block.
+/// What the client's socket buffers take while the peer does not read, before writes block
+/// (checked when a write starts).
 const SOCKET_BUFFER: usize = 64 << 10;
 
 /// What a run found.
@@ -191,8 +192,15 @@ impl FrameSink for SimSocket<'_> {
         if !self.link.client_open {
             return Poll::Ready(Err(SinkFailed));
         }
-        if self.now < self.link.unread_until && self.link.buffered >= SOCKET_BUFFER {
-            // The buffers are full: the socket blocks until the peer reads again.
+        if self.now < self.link.unread_until
+            && self.link.buffered >= SOCKET_BUFFER
+            && self.took.is_empty()
+        {
+            // The buffers are full: the socket blocks until the peer reads again. Checked when
+            // a write starts: what one write hands over is taken whole. A run of audio cut
+            // between two connections is not modelled here: its tail, when it is silence, is
+            // taken by `CoverageTracker::on_spoken_turn` as the run the next spoken turn came
+            // from (an open issue of the coverage tracker).
             self.link.writable_at = self.link.writable_at.max(self.link.unread_until);
         }
         if self.now < self.link.writable_at {
