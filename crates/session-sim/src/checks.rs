@@ -539,3 +539,51 @@ fn reconnect_pairs(o: &Observed, found: &mut Vec<Violation>) {
         ));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    use super::*;
+
+    fn tally() -> AudioTally {
+        AudioTally {
+            pushed: 100,
+            received: vec![0..40],
+            lost: vec![40..60],
+            unconfirmed: vec![40..70],
+            dropped: vec![90..100],
+            waiting: 30,
+            ..AudioTally::default()
+        }
+    }
+
+    fn classes(t: &AudioTally) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        audio(t, &mut found);
+        found.iter().map(|v| v.class).collect()
+    }
+
+    #[test]
+    fn every_byte_is_received_reported_or_waiting() {
+        assert!(classes(&tally()).is_empty());
+        assert_eq!(minus(&[0..10, 20..30], &[5..25]), (10, Some(0..5)));
+        assert_eq!(union(&[20..30, 0..10, 5..12]), vec![0..12, 20..30]);
+    }
+
+    #[test]
+    fn an_unreported_loss_a_byte_twice_or_a_silent_drop_is_a_violation() {
+        let mut t = tally();
+        t.unconfirmed = vec![50..70];
+        assert_eq!(classes(&t), ["audio lost"]);
+        let mut t = tally();
+        t.received.push(30..41);
+        assert!(classes(&t).contains(&"audio twice"));
+        let mut t = tally();
+        t.waiting = 20;
+        assert_eq!(classes(&t), ["audio lost"]);
+        let mut t = tally();
+        t.reports = 1;
+        t.reported_bytes = 10;
+        assert_eq!(classes(&t), ["audio reports"]);
+    }
+}

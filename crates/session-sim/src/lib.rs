@@ -52,6 +52,7 @@ mod rng;
 mod schedule;
 mod shrink;
 mod soak;
+mod socket;
 mod world;
 
 pub use app::TOOLS;

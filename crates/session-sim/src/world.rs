@@ -10,12 +10,10 @@
 //! decides.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::ops::Range;
-use std::task::Poll;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
-use agent_glue::conduit::{AtBound, Conduit, Frame, FrameSink, Order, SinkFailed};
+use agent_glue::conduit::{AtBound, Conduit, Order};
 use agent_glue::core::Command;
 use agent_glue::{LiveSession, SessionEvent};
 use ctx_model::ChatContext;
@@ -23,7 +21,7 @@ use gemini_fake::{FakeConfig, SimOutput, SimServer};
 use gemini_transport::wire::{
     ClientMessage, Modality, RealtimeInput, ServerMessage, ServerPayload,
 };
-use gemini_transport::{CloseInfo, CloseInitiator, Endpoint, SecretString};
+use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
 use crate::app::{self, Action, AppState, declarations};
@@ -31,13 +29,10 @@ use crate::audio_trail::AudioTrail;
 use crate::checks::{self, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
+use crate::socket::{Link, SimSocket, Took, Wire, as_transport_records};
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
-
-/// What the client's socket buffers take while the peer does not read, before writes block
-/// (checked when a write starts).
-const SOCKET_BUFFER: usize = 64 << 10;
 
 /// What a run found.
 #[derive(Debug)]
@@ -97,15 +92,6 @@ impl Ev {
     }
 }
 
-/// A frame on its way to the server.
-#[derive(Debug)]
-enum Wire {
-    /// A client message as JSON.
-    Message(Vec<u8>),
-    Ping,
-    Close(u16, String),
-}
-
 #[derive(Debug)]
 struct Queued {
     at: u64,
@@ -127,128 +113,6 @@ impl PartialOrd for Queued {
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-/// Both ends of one connection.
-#[derive(Debug, Default)]
-struct Link {
-    server: Option<gemini_fake::ConnectionId>,
-    /// When the last client frame reaches the server (in-order delivery).
-    c2s_at: u64,
-    /// When the last server frame reaches the client.
-    s2c_at: u64,
-    server_open: bool,
-    /// The client holds a socket for it (dialing, or open).
-    client_open: bool,
-    set_up: bool,
-    after_go_away: bool,
-    /// The server sent `goAway` (its end of lifetime may come as 1008).
-    go_away_sent: bool,
-    /// Server frames arriving after this are lost (a reset overtook them).
-    reset_at: Option<u64>,
-    /// The client wrote its close frame (the transport records the end as this side's close).
-    close_written: bool,
-    /// The socket would block until then (a slow write, a peer that stopped reading).
-    writable_at: u64,
-    /// The server reads nothing until then; what arrives meanwhile waits in `unread`, and the
-    /// socket takes up to [`SOCKET_BUFFER`] bytes before it blocks.
-    unread_until: u64,
-    /// Bytes the socket took while the peer does not read.
-    buffered: usize,
-    unread: VecDeque<Wire>,
-    /// How late the server answers pings (slow pongs).
-    pong_delay: u64,
-    /// Pongs the client received.
-    pongs: u64,
-}
-
-/// The client's socket of one connection, as the conduit writes to it: it takes frames onto
-/// the network, or would block while the link is slow or the peer stopped reading. A write
-/// that carried audio is sometimes slow to flush (a socket buffer full: a stream of its own,
-/// so the schedules stay what they were).
-struct SimSocket<'a> {
-    now: u64,
-    link: &'a mut Link,
-    rng: &'a mut Rng,
-    trail: &'a AudioTrail,
-    /// What the socket took, in order.
-    took: Vec<Took>,
-    audio: bool,
-    rolled: bool,
-}
-
-/// A frame the socket took.
-enum Took {
-    /// Which bytes of what was pushed (if it is a slice of them), and the frame.
-    Audio(Result<Range<u64>, usize>, Vec<u8>),
-    Message(Vec<u8>),
-    Ping,
-    Close(u16, String),
-}
-
-impl FrameSink for SimSocket<'_> {
-    fn poll_ready(&mut self) -> Poll<Result<(), SinkFailed>> {
-        if !self.link.client_open {
-            return Poll::Ready(Err(SinkFailed));
-        }
-        if self.now < self.link.unread_until
-            && self.link.buffered >= SOCKET_BUFFER
-            && self.took.is_empty()
-        {
-            // The buffers are full: the socket blocks until the peer reads again. Checked when
-            // a write starts: what one write hands over is taken whole. A run of audio cut
-            // between two connections is not modelled here: its tail, when it is silence, is
-            // taken by `CoverageTracker::on_spoken_turn` as the run the next spoken turn came
-            // from (an open issue of the coverage tracker).
-            self.link.writable_at = self.link.writable_at.max(self.link.unread_until);
-        }
-        if self.now < self.link.writable_at {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    fn start_send(&mut self, frame: Frame<'_>) -> Result<(), SinkFailed> {
-        let took = match frame {
-            Frame::Audio(pcm) => {
-                self.audio = true;
-                let mut buf = Vec::new();
-                ClientMessage::write_audio_json(&mut buf, pcm, 16_000);
-                Took::Audio(self.trail.locate(pcm).ok_or(pcm.len()), buf)
-            }
-            Frame::Message(message) => {
-                let mut buf = Vec::new();
-                message.write_json(&mut buf);
-                Took::Message(buf)
-            }
-            Frame::Ping => Took::Ping,
-            Frame::Close { code, reason } => Took::Close(code, reason.to_owned()),
-            _ => return Err(SinkFailed),
-        };
-        if self.now < self.link.unread_until {
-            self.link.buffered += match &took {
-                Took::Audio(_, json) | Took::Message(json) => json.len(),
-                Took::Ping | Took::Close(..) => 6,
-            };
-        }
-        self.took.push(took);
-        Ok(())
-    }
-
-    fn poll_flush(&mut self) -> Poll<Result<(), SinkFailed>> {
-        if self.now < self.link.writable_at {
-            return Poll::Pending;
-        }
-        if self.audio && !self.rolled {
-            self.rolled = true;
-            if self.rng.below(4) == 0 {
-                self.link.writable_at = self.now + 1 + self.rng.below(2_500);
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -816,18 +680,9 @@ impl<'a> World<'a> {
         if now < link.writable_at {
             return false;
         }
-        let mut socket = SimSocket {
-            now,
-            link,
-            rng: &mut self.writer_rng,
-            trail: &self.audio,
-            took: Vec::new(),
-            audio: false,
-            rolled: false,
-        };
+        let mut socket = SimSocket::new(now, link, &mut self.writer_rng, &self.audio);
         let poll = self.conduit.write(Millis(now), conn, &mut socket);
-        let took = std::mem::take(&mut socket.took);
-        let blocked_until = socket.link.writable_at;
+        let (took, blocked_until) = socket.finish();
         if poll.is_pending() && blocked_until > now {
             self.note(format!(
                 "the socket of conn {} blocks for {} ms",
@@ -1149,21 +1004,6 @@ impl<'a> World<'a> {
                 Some((conn, frames))
             })
             .collect()
-    }
-}
-
-/// The end of a connection as the client's transport records it: once this side wrote its
-/// close frame, a close frame from the server is recorded as this side's close (with the
-/// server's code and reason), and an end without one as a normal close with no reason.
-fn as_transport_records(info: CloseInfo, close_written: bool) -> CloseInfo {
-    if !close_written || info.initiator == CloseInitiator::Client {
-        return info;
-    }
-    match info.initiator {
-        CloseInitiator::Server => {
-            CloseInfo::from_client(info.code, info.reason, info.after_go_away)
-        }
-        _ => CloseInfo::from_client(1000, "", info.after_go_away),
     }
 }
 

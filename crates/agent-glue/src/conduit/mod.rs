@@ -46,11 +46,12 @@
 //!
 //! [`LiveSession`]: crate::LiveSession
 
+mod lifecycle;
 mod line;
 mod outgoing;
+mod writing;
 
 use std::collections::VecDeque;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,12 +59,13 @@ use gemini_transport::CloseInfo;
 use gemini_transport::wire::{ClientMessage, ServerMessage, ServerPayload};
 use resume_policy::{ConnectionId, Millis};
 
+use self::lifecycle::End;
 pub use self::line::{CLOSE_FRAME_BUDGET, RECEIPT_INTERVAL};
 use self::line::{Due, Line, Timing};
 use self::outgoing::Outgoing;
 pub use self::outgoing::{Frame, FrameSink, SinkFailed};
 pub use crate::audio_path::AtBound;
-use crate::audio_path::{AudioOut, AudioPath};
+use crate::audio_path::AudioPath;
 use crate::config::SessionConfig;
 use crate::core::{Action, Command, Receipt, SessionCore};
 use crate::{Error, SessionEvent, TransportCause};
@@ -105,16 +107,6 @@ pub enum AudioLoss {
     },
 }
 
-/// How a line ended.
-enum End {
-    /// Its reader saw the end.
-    Closed(CloseInfo, Option<TransportCause>),
-    /// The conduit judged it lost (1006).
-    Lost(String),
-    /// The closing handshake was given up, or nobody wants the connection.
-    Abandoned,
-}
-
 /// The sans-IO layer of one session. See the [module docs](self).
 pub struct Conduit {
     core: SessionCore,
@@ -148,44 +140,6 @@ impl std::fmt::Debug for Conduit {
             .field("dialing", &self.dialing)
             .field("actions", &self.actions.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Where the audio path's output goes: frames onto the write queue, drops to the events.
-struct Staging<'a> {
-    out: &'a mut Outgoing,
-    losses: Losses<'a>,
-}
-
-/// The reports of lost audio.
-struct Losses<'a> {
-    events: &'a mut VecDeque<SessionEvent>,
-    audit: &'a mut Option<VecDeque<AudioLoss>>,
-    bytes_per_second: u64,
-}
-
-impl Losses<'_> {
-    fn report(&mut self, bytes: u64, loss: impl FnOnce() -> AudioLoss) {
-        if bytes == 0 {
-            return;
-        }
-        let duration = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
-        self.events
-            .push_back(SessionEvent::AudioDropped { duration });
-        if let Some(audit) = self.audit.as_mut() {
-            audit.push_back(loss());
-        }
-    }
-}
-
-impl AudioOut for Staging<'_> {
-    fn audio(&mut self, connection: ConnectionId, pcm: Bytes, frame_len: usize) {
-        self.out.audio(connection, pcm, frame_len);
-    }
-
-    fn dropped(&mut self, chunks: Vec<Bytes>) {
-        let bytes = chunks.iter().map(|c| c.len() as u64).sum();
-        self.losses.report(bytes, || AudioLoss::Dropped(chunks));
     }
 }
 
@@ -257,17 +211,6 @@ impl Conduit {
     /// [`write`](Self::write) again when it can.
     pub fn writer_blocked(&self) -> bool {
         self.line.as_ref().is_some_and(|l| l.blocked)
-    }
-
-    /// Whether [`write`](Self::write) has something to do for `connection`'s socket now.
-    pub fn wants_write(&self, connection: ConnectionId) -> bool {
-        self.line.as_ref().is_some_and(|l| {
-            l.id == connection
-                && !l.failed
-                && (!self.out.is_empty()
-                    || l.unflushed()
-                    || (l.healthy() && !self.audio.is_empty()))
-        })
     }
 
     /// Settled: the core is ([`SessionCore::is_settled`]), nothing is queued, waiting or
@@ -476,262 +419,5 @@ impl Conduit {
             None => {}
         }
         self.drain(now);
-    }
-
-    /// Writes what is queued for `connection` to its socket, as far as the socket takes it:
-    /// `Ready` once everything is written and flushed (what waited is then handed over and
-    /// written too), or nothing can be written (the connection failed or is not the current
-    /// one); `Pending` when the socket cannot take more now ([`writer_blocked`]).
-    ///
-    /// [`writer_blocked`]: Self::writer_blocked
-    pub fn write(
-        &mut self,
-        now: Millis,
-        connection: ConnectionId,
-        sink: &mut impl FrameSink,
-    ) -> Poll<()> {
-        let poll = self.write_queued(now, connection, sink);
-        if self
-            .line
-            .as_ref()
-            .is_some_and(|l| l.id == connection && l.failed)
-        {
-            // The connection is gone (its end comes from its reader or the write deadline):
-            // its audio waits for the next one, its messages are lost with it.
-            let audio = self.out.purge(connection);
-            self.unwritten(audio, false);
-        }
-        poll
-    }
-
-    fn write_queued(
-        &mut self,
-        now: Millis,
-        connection: ConnectionId,
-        sink: &mut impl FrameSink,
-    ) -> Poll<()> {
-        loop {
-            if let Some(front) = self.out.front_connection().filter(|&c| c != connection) {
-                // Entries of a connection that is gone.
-                let audio = self.out.purge(front);
-                self.unwritten(audio, false);
-                continue;
-            }
-            let Some(line) = self
-                .line
-                .as_mut()
-                .filter(|l| l.id == connection && !l.failed)
-            else {
-                return Poll::Ready(());
-            };
-            if !self.out.is_empty() {
-                match sink.poll_ready() {
-                    Poll::Pending => {
-                        line.block();
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Err(SinkFailed)) => {
-                        line.fail();
-                        return Poll::Ready(());
-                    }
-                    Poll::Ready(Ok(())) => {}
-                }
-                match self.out.write_front(sink) {
-                    Some(Ok(took)) => line.took(now, took),
-                    Some(Err(SinkFailed)) => {
-                        line.fail();
-                        return Poll::Ready(());
-                    }
-                    None => {}
-                }
-                continue;
-            }
-            if line.receipt_due(now) {
-                line.ping_queued(now);
-                self.out.ping(connection);
-                continue;
-            }
-            if line.unflushed() {
-                match sink.poll_flush() {
-                    Poll::Pending => {
-                        line.block();
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Err(SinkFailed)) => {
-                        line.fail();
-                        return Poll::Ready(());
-                    }
-                    Poll::Ready(Ok(())) => line.flushed(now),
-                }
-            }
-            line.blocked = false;
-            // The writer is idle again: what waited goes out.
-            if !line.healthy() || self.audio.is_empty() {
-                return Poll::Ready(());
-            }
-            self.flush_waiting();
-            if self.out.is_empty() {
-                return Poll::Ready(());
-            }
-        }
-    }
-
-    /// The audio path with its output wired to the write queue and the reports.
-    fn audio_parts(&mut self) -> (&mut AudioPath, &mut SessionCore, Staging<'_>) {
-        (
-            &mut self.audio,
-            &mut self.core,
-            Staging {
-                out: &mut self.out,
-                losses: Losses {
-                    events: &mut self.events,
-                    audit: &mut self.audit,
-                    bytes_per_second: self.bytes_per_second,
-                },
-            },
-        )
-    }
-
-    /// Hands what waits (the gap, then the backlog) to the connection that takes audio, if its
-    /// socket is healthy (behind a busy writer too: the frames queue after the write under way).
-    fn flush_waiting(&mut self) {
-        let target = self.core.audio_target();
-        if self
-            .line
-            .as_ref()
-            .is_some_and(|l| l.healthy() && Some(l.id) == target)
-        {
-            let (audio, core, mut staging) = self.audio_parts();
-            audio.flush(core, &mut staging);
-        }
-    }
-
-    /// Audio framed for a connection that did not write it goes back to the gap buffer, in
-    /// order, and with it the backlog when the connection `ended`.
-    fn unwritten(&mut self, audio: Vec<Bytes>, ended: bool) {
-        let (path, _, mut staging) = self.audio_parts();
-        path.unwritten(audio, ended, &mut staging);
-    }
-
-    /// Moves what the core produced into the queues and starts the actions that may start.
-    fn drain(&mut self, now: Millis) {
-        while let Some(t) = self.core.poll_transmit() {
-            if self
-                .line
-                .as_ref()
-                .is_some_and(|l| l.id == t.connection && l.healthy())
-            {
-                self.out.message(t.connection, t.message);
-            }
-            // Else it is lost with its connection: the ledger replays what it must.
-        }
-        while let Some(event) = self.core.poll_event() {
-            if matches!(event, SessionEvent::Closed { .. }) {
-                self.closed_event = Some(event);
-            } else {
-                self.events.push_back(event);
-            }
-        }
-        while let Some(action) = self.core.poll_action() {
-            self.actions.push_back(action);
-        }
-        self.run_actions(now);
-        if self.core.closed().is_some() {
-            if let Some(connection) = self.dialing.take() {
-                self.orders.push_back(Order::Release { connection });
-            }
-        }
-        if self.line.is_none() {
-            if let Some(closed) = self.closed_event.take() {
-                self.events.push_back(closed);
-                self.finished = true;
-            }
-        }
-    }
-
-    /// Starts the core's actions in order: a `Close` at once (its close frame queued behind
-    /// nothing else of its connection), an `Open` once no socket is left.
-    fn run_actions(&mut self, now: Millis) {
-        while let Some(action) = self.actions.front() {
-            match action {
-                Action::Close {
-                    connection,
-                    code,
-                    reason,
-                } => {
-                    let (connection, code, reason) = (*connection, *code, *reason);
-                    self.actions.pop_front();
-                    self.close(now, connection, code, reason);
-                }
-                Action::Open { .. } if self.core.closed().is_some() => {
-                    self.actions.pop_front();
-                }
-                Action::Open { .. } if self.line.is_some() || self.dialing.is_some() => break,
-                Action::Open { .. } => {
-                    if let Some(Action::Open { connection, setup }) = self.actions.pop_front() {
-                        self.dialing = Some(connection);
-                        self.orders.push_back(Order::Dial { connection, setup });
-                    }
-                }
-            }
-        }
-    }
-
-    /// The core closes `connection` (and has forgotten it).
-    fn close(&mut self, now: Millis, connection: ConnectionId, code: u16, reason: &'static str) {
-        if self.dialing == Some(connection) {
-            self.dialing = None;
-            self.orders.push_back(Order::Release { connection });
-            return;
-        }
-        let Some(line) = self
-            .line
-            .as_mut()
-            .filter(|l| l.id == connection && l.closing.is_none())
-        else {
-            return;
-        };
-        line.close(now, code, reason);
-        let failed = line.failed;
-        // What was queued for it and not written goes to the next connection instead.
-        let audio = self.out.purge(connection);
-        self.unwritten(audio, true);
-        if failed {
-            self.end_line(now, End::Abandoned);
-        } else {
-            self.out.close(connection, code, reason);
-        }
-    }
-
-    /// The current line ended: its unconfirmed audio is reported (unless `end` is the answer
-    /// to our close), its socket released, what it did not write waits for the next
-    /// connection, and the core is told if the connection was still its own.
-    fn end_line(&mut self, now: Millis, end: End) {
-        let Some(line) = self.line.take() else {
-            return;
-        };
-        let answered = matches!(&end, End::Closed(info, _) if line.answered(info));
-        if !answered {
-            let (connection, bytes) = (line.id, line.unconfirmed());
-            let (_, _, mut staging) = self.audio_parts();
-            staging
-                .losses
-                .report(bytes, || AudioLoss::Unconfirmed { connection, bytes });
-        }
-        self.orders.push_back(Order::Release {
-            connection: line.id,
-        });
-        let audio = self.out.purge(line.id);
-        self.unwritten(audio, true);
-        if line.closing.is_some() {
-            return;
-        }
-        let (info, cause) = match end {
-            End::Closed(info, cause) => (info, cause),
-            End::Lost(reason) => (CloseInfo::abnormal(reason, false), None),
-            End::Abandoned => return,
-        };
-        tracing::debug!(connection = line.id.0, %info, "connection ended");
-        self.core.handle_closed(now, line.id, info, cause);
     }
 }
