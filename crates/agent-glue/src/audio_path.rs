@@ -1,8 +1,8 @@
 //! The microphone's path from `push_audio` to audio frames, without IO: which connection a
 //! chunk goes to, when it waits (in the gap buffer while no connection takes audio, in the
 //! backlog while the writer is busy), when what waited goes out, and what is dropped at the
-//! bounds. [`LiveSession`](crate::LiveSession) drives it under its lock; the simulator drives
-//! the same code on virtual time, so the audio it checks took the shell's own path.
+//! bounds. The [`Conduit`](crate::conduit::Conduit) drives it, so the shell and the simulator
+//! run the same code.
 //!
 //! Audio that waits is not counted by the core until it is handed to a connection, so it can
 //! be dropped without disturbing the ledger's numbering; audio handed to a connection is
@@ -20,14 +20,15 @@ use crate::core::SessionCore;
 use crate::gap::AudioGap;
 
 /// Where the path puts what it produces.
-pub trait AudioOut {
+pub(crate) trait AudioOut {
     /// A run of audio for `connection`, to be written as frames of `frame_len` bytes (the last
-    /// one may be shorter; see [`frames`]), in this order, after whatever was queued before.
+    /// one may be shorter), in this order, after whatever was queued before.
     /// The core has counted its frames already. One call per run, not per frame: the frames
     /// are cut as they are written, without a reference count per frame.
     fn audio(&mut self, connection: ConnectionId, pcm: Bytes, frame_len: usize);
-    /// Audio dropped at a bound: report it ([`SessionEvent::AudioDropped`](crate::SessionEvent::AudioDropped)).
-    fn dropped(&mut self, duration: Duration);
+    /// Audio dropped at a bound, oldest first: report it
+    /// ([`SessionEvent::AudioDropped`](crate::SessionEvent::AudioDropped)).
+    fn dropped(&mut self, chunks: Vec<Bytes>);
 }
 
 /// What a full buffer does with the next push.
@@ -39,21 +40,9 @@ pub enum AtBound {
     Refuse,
 }
 
-/// What became of a push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    /// Cut into frames for the connection that takes audio (given to [`AudioOut::audio`]).
-    Framed,
-    /// Kept in the backlog: the writer was busy, or audio was already waiting.
-    Backlog,
-    /// Kept in the gap buffer (or dropped and reported, as its policy says): no connection
-    /// takes audio now.
-    Gap,
-}
-
 /// The microphone path of one session.
 #[derive(Debug)]
-pub struct AudioPath {
+pub(crate) struct AudioPath {
     gap: AudioGap,
     backlog: AudioGap,
     /// Frame length in bytes.
@@ -77,14 +66,14 @@ impl AudioPath {
     /// # Errors
     /// [`Error::Full`] with [`AtBound::Refuse`] when the buffer the audio would wait in is at
     /// its bound (nothing is taken).
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         core: &mut SessionCore,
         pcm: Bytes,
         writer_idle: bool,
         at_bound: AtBound,
         out: &mut impl AudioOut,
-    ) -> Result<Pushed, Error> {
+    ) -> Result<(), Error> {
         let Some(target) = core.audio_target() else {
             // A gap that keeps nothing (`AudioGapPolicy::Drop`) drops and reports, never refuses.
             if self.gap.keeps_audio()
@@ -96,28 +85,29 @@ impl AudioPath {
                 });
             }
             self.hold_in_gap(pcm, out);
-            return Ok(Pushed::Gap);
+            return Ok(());
         };
         if writer_idle && self.backlog.is_empty() && self.gap.is_empty() {
             self.frames(core, target, pcm, out);
-            return Ok(Pushed::Framed);
+            return Ok(());
         }
         if !self.backlog.has_room(pcm.len()) && at_bound == AtBound::Refuse {
             return Err(Error::Full {
                 held: self.backlog.held(),
             });
         }
-        if let Some(dropped) = self.backlog.push(pcm) {
+        let dropped = self.backlog.push(pcm);
+        if !dropped.is_empty() {
             out.dropped(dropped);
         }
-        Ok(Pushed::Backlog)
+        Ok(())
     }
 
     /// Hands what waits (the gap first, then the backlog) to the connection that takes audio,
     /// counted from now: after a setup (once its plan is queued), before an application
     /// command (so that the core numbers the audio pushed before it first), and whenever the
     /// writer is idle again. Nothing happens while no connection takes audio.
-    pub fn flush(&mut self, core: &mut SessionCore, out: &mut impl AudioOut) {
+    pub(crate) fn flush(&mut self, core: &mut SessionCore, out: &mut impl AudioOut) {
         if core.audio_target().is_none() {
             return;
         }
@@ -132,55 +122,44 @@ impl AudioPath {
         }
     }
 
-    /// A frame that did not go out on the connection it was meant for: onto the connection
-    /// that takes audio now if that is another one, else into the gap buffer (flushed after
-    /// the next setup). Never back to the connection that failed: the writer would loop on it.
-    pub fn requeue(
+    /// Audio framed for a connection that did not write it (the connection failed, ended or
+    /// is closing): it waits in the gap buffer, in its order, for the next connection's setup,
+    /// and so does the backlog behind it when the connection `ended` (with a failed connection
+    /// the backlog stays: the connection may not take audio, and the core does not know yet).
+    /// Never back to the connection it was meant for: the writer would loop on it.
+    pub(crate) fn unwritten(
         &mut self,
-        core: &mut SessionCore,
-        meant_for: ConnectionId,
-        pcm: Bytes,
+        pcm: impl IntoIterator<Item = Bytes>,
+        ended: bool,
         out: &mut impl AudioOut,
     ) {
-        if core
-            .audio_target()
-            .is_some_and(|target| target != meant_for)
-        {
-            self.audio(core, pcm, out);
-        } else {
+        for pcm in pcm {
             self.hold_in_gap(pcm, out);
         }
-    }
-
-    /// The connection is gone: what waited behind its writer waits for the next one.
-    pub fn connection_lost(&mut self, out: &mut impl AudioOut) {
-        for pcm in self.backlog.take() {
-            self.hold_in_gap(pcm, out);
+        if ended {
+            for pcm in self.backlog.take() {
+                self.hold_in_gap(pcm, out);
+            }
         }
     }
 
     /// Bytes waiting in the backlog and the gap.
-    pub fn held_bytes(&self) -> usize {
+    pub(crate) fn held_bytes(&self) -> usize {
         self.backlog.held_bytes() + self.gap.held_bytes()
     }
 
     /// Audio waiting behind a busy writer.
-    pub fn backlog(&self) -> Duration {
+    pub(crate) fn backlog(&self) -> Duration {
         self.backlog.held()
     }
 
     /// Audio held while no connection takes audio.
-    pub fn gap(&self) -> Duration {
+    pub(crate) fn gap(&self) -> Duration {
         self.gap.held()
     }
 
-    /// Whether the backlog is empty.
-    pub fn backlog_is_empty(&self) -> bool {
-        self.backlog.is_empty()
-    }
-
     /// Whether nothing waits at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.backlog.is_empty() && self.gap.is_empty()
     }
 
@@ -210,14 +189,9 @@ impl AudioPath {
 
     /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.
     fn hold_in_gap(&mut self, pcm: Bytes, out: &mut impl AudioOut) {
-        if let Some(dropped) = self.gap.push(pcm) {
+        let dropped = self.gap.push(pcm);
+        if !dropped.is_empty() {
             out.dropped(dropped);
         }
     }
-}
-
-/// The frames of a run of audio of [`AudioOut::audio`]: `frame_len` bytes each, the last one
-/// possibly shorter.
-pub fn frames(pcm: &[u8], frame_len: usize) -> std::slice::Chunks<'_, u8> {
-    pcm.chunks(frame_len.max(1))
 }

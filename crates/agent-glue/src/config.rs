@@ -303,7 +303,8 @@ impl LiveSessionBuilder {
     }
 
     /// The ping that proves the server still reads (default: [`Keepalive::default`]); `None`
-    /// turns it off.
+    /// turns it off (no ping on a quiet connection, no verdict). The pings that confirm
+    /// written audio ([`RECEIPT_INTERVAL`](crate::conduit::RECEIPT_INTERVAL)) go out either way.
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.config.keepalive = keepalive;
         self

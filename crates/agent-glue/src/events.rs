@@ -80,11 +80,17 @@ pub enum SessionEvent {
         /// Why.
         why: DivergenceReason,
     },
-    /// Microphone audio that may not have reached the model: audio captured while
-    /// disconnected that was dropped (by configuration or because the gap buffer was full), or
-    /// audio written in the last second before a connection broke (TCP gives no receipt, so
-    /// whether the server read it is unknown). Audio the session could not write at all goes
-    /// out on the next connection instead.
+    /// Microphone audio that may not have reached the model: audio dropped at a bound (the
+    /// gap buffer while disconnected, by configuration or because it was full; the backlog
+    /// behind a busy socket), or audio a connection took that the server had not proven to
+    /// have read when the connection ended. TCP gives no receipt: the session pings behind
+    /// the audio at most once a second ([`RECEIPT_INTERVAL`](crate::conduit::RECEIPT_INTERVAL)),
+    /// and a pong proves the server read what was written before its ping; the server's answer
+    /// to this side's close frame proves everything. Any other end (a reset, a close the
+    /// server started, whatever its code, a write deadline, a keepalive verdict, a close of
+    /// ours left unanswered) reports what was written since the last proof: some of it may
+    /// have arrived. Audio the session could not write at all goes out on the next connection
+    /// instead.
     AudioDropped {
         /// How much audio was dropped.
         duration: Duration,

@@ -67,21 +67,29 @@ impl AudioGap {
         Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64)
     }
 
-    /// Keeps `pcm`; returns how much audio was dropped to stay within the bound, if any.
-    pub(crate) fn push(&mut self, pcm: Bytes) -> Option<Duration> {
-        let mut dropped = 0usize;
+    /// How much audio `chunks` hold (`None` for none).
+    #[cfg(test)]
+    fn dropped(&self, chunks: &[Bytes]) -> Option<Duration> {
+        let bytes: usize = chunks.iter().map(Bytes::len).sum();
+        (bytes > 0).then(|| self.duration(bytes))
+    }
+
+    /// Keeps `pcm`; returns the chunks dropped (oldest first) to stay within the bound: none
+    /// (and no allocation) most of the time.
+    pub(crate) fn push(&mut self, pcm: Bytes) -> Vec<Bytes> {
+        let mut dropped = Vec::new();
         self.held += pcm.len();
         self.chunks.push_back(pcm);
         while self.held > self.max_bytes {
             match self.chunks.pop_front() {
                 Some(old) => {
                     self.held -= old.len();
-                    dropped += old.len();
+                    dropped.push(old);
                 }
                 None => break,
             }
         }
-        (dropped > 0).then(|| self.duration(dropped))
+        dropped
     }
 
     /// Everything held, oldest first.
@@ -104,15 +112,14 @@ mod tests {
             },
             16_000,
         );
-        assert_eq!(gap.push(vec![1; 1_600].into()), None);
+        assert!(gap.push(vec![1; 1_600].into()).is_empty());
         assert!(gap.has_room(1_600));
-        assert_eq!(gap.push(vec![2; 1_600].into()), None);
+        assert!(gap.push(vec![2; 1_600].into()).is_empty());
         assert!(!gap.has_room(2));
         assert_eq!(gap.held(), Duration::from_millis(100));
-        assert_eq!(
-            gap.push(vec![3; 640].into()),
-            Some(Duration::from_millis(50))
-        );
+        let dropped = gap.push(vec![3; 640].into());
+        assert_eq!(dropped, vec![Bytes::from(vec![1; 1_600])]);
+        assert_eq!(gap.dropped(&dropped), Some(Duration::from_millis(50)));
         assert_eq!(
             gap.take(),
             vec![Bytes::from(vec![2; 1_600]), Bytes::from(vec![3; 640])]
@@ -124,10 +131,8 @@ mod tests {
     fn drop_policy_keeps_nothing() {
         let mut gap = AudioGap::new(AudioGapPolicy::Drop, 16_000);
         assert!(!gap.has_room(640));
-        assert_eq!(
-            gap.push(vec![0; 640].into()),
-            Some(Duration::from_millis(20))
-        );
+        let dropped = gap.push(vec![0; 640].into());
+        assert_eq!(gap.dropped(&dropped), Some(Duration::from_millis(20)));
         assert!(gap.take().is_empty());
     }
 }

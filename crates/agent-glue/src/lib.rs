@@ -26,17 +26,19 @@
 //! [`SessionEvent::Reconnecting`] and one [`SessionEvent::Reconnected`] (or a terminal
 //! [`SessionEvent::Closed`]).
 //!
-//! # The core and the shell
+//! # The core, the conduit and the shell
 //!
 //! Every session decision is made by [`core::SessionCore`], a deterministic state machine with
 //! no tokio, no socket, no clock and no randomness of its own (quinn-proto's `Connection` is
 //! the model): the application's commands, decoded server messages, connection ends and the
 //! time go in; client messages, open/close requests, events and the next timer come out.
-//! [`LiveSession`] is the async shell that moves frames and timers for it. The core is public
-//! so that it can be driven without sockets ([`LiveSessionBuilder::into_core`]), and so is the
-//! shell's microphone path ([`audio_path`], with the core from
-//! [`LiveSessionBuilder::into_sans_io`]); the `session-sim` crate runs both under random
-//! schedules of operations and faults.
+//! Every decision on the socket's side (the write queue and its flush order, the microphone's
+//! buffers, keepalive and write deadlines, which audio a connection that ended took
+//! unconfirmed, close sequencing) is made by [`conduit::Conduit`], sans-IO too, which owns the
+//! core. [`LiveSession`] is the async shell that moves frames and timers for the conduit and
+//! decides nothing. Both are public so that they can be driven without sockets
+//! ([`LiveSessionBuilder::into_sans_io`], [`LiveSessionBuilder::into_core`]); the `session-sim`
+//! crate runs the conduit under random schedules of operations and faults.
 //!
 //! # The API
 //!
@@ -101,14 +103,17 @@
 //! # }
 //! ```
 
-pub mod audio_path;
+mod audio_path;
+pub mod conduit;
 mod config;
 mod convert;
 pub mod core;
 mod error;
 mod events;
 mod gap;
+mod handle;
 mod ledger;
+mod pcm;
 mod queue;
 mod session;
 mod session_error;
@@ -117,7 +122,8 @@ mod wire_plan;
 pub use config::{AudioGapPolicy, Keepalive, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
-pub use session::{Buffered, IntoPcm, LiveSession, SessionEvents};
+pub use handle::{Buffered, LiveSession, SessionEvents};
+pub use pcm::IntoPcm;
 pub use session_error::{SessionError, TransportCause};
 
 /// The README's Rust examples, compiled as doctests so that they stay true to the API.

@@ -1,7 +1,7 @@
 //! Scenario S39: microphone audio around an abnormal close. Every chunk pushed reaches the
-//! server or is reported by `AudioDropped`: audio the shell could not write goes to the gap
-//! buffer and out on the next connection; audio written in the last second before the
-//! connection broke (TCP gives no receipt) is reported.
+//! server or is reported by `AudioDropped`: audio the session could not write goes to the gap
+//! buffer and out on the next connection; audio written since the last receipt (a pong to a
+//! ping written after it, at most a second apart) when the connection broke is reported.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -69,7 +69,7 @@ async fn s39_audio_around_an_abnormal_close() {
     );
     assert!(
         dropped <= Duration::from_millis(1_100),
-        "only the last second before the break is unconfirmed: {dropped:?}"
+        "only what was written since the last receipt is unconfirmed: {dropped:?}"
     );
     assert!(
         received <= total,

@@ -470,6 +470,23 @@ impl ConnectionSender {
         result.map_err(|e| self.write_failure(e))
     }
 
+    /// Queues the close frame with `code` and `reason`, as [`close`](Self::close) sends it,
+    /// after [`poll_ready`](Self::poll_ready) returned `Ready(Ok)`; it reaches the socket by
+    /// [`poll_flush`](Self::poll_flush).
+    ///
+    /// # Errors
+    /// As [`ConnectionSender::send`].
+    pub fn start_send_close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
+        self.shared.client_closing.store(true, Ordering::Release);
+        tracing::debug!(authority = %self.shared.authority, code, "closing");
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from(reason),
+        };
+        let result = self.sink.start_send_unpin(Message::Close(Some(frame)));
+        result.map_err(|e| self.write_failure(e))
+    }
+
     /// Writes what was queued to the socket; `Pending` until the socket took all of it.
     ///
     /// # Errors

@@ -213,6 +213,10 @@ pub(crate) enum Action {
     AnswerCalls,
     /// Hold the server's frames this many ms.
     Stall(u64),
+    /// The server stops reading for this many ms.
+    PeerStopsReading(u64),
+    /// The server answers pings this many ms late.
+    SlowPongs(u64),
     /// Nothing more to do (a fault was injected, or there was nothing to edit).
     Done,
 }
@@ -354,6 +358,8 @@ impl AppState {
             Op::ActivityStart => Action::Command(Command::ActivityStart),
             Op::ActivityEnd => Action::Command(Command::ActivityEnd),
             Op::Stall(tens) => Action::Stall(u64::from(tens) * 10 / scale),
+            Op::PeerStopsReading(secs) => Action::PeerStopsReading(u64::from(secs) * 1_000 / scale),
+            Op::SlowPongs(secs) => Action::SlowPongs(u64::from(secs) * 1_000 / scale),
             Op::Drop => {
                 faults.drop_connections();
                 Action::Done

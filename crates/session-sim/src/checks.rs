@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 
 use agent_glue::SessionEvent;
 use ctx_model::{ChatContext, Item, Role};
@@ -63,28 +64,156 @@ pub struct Observed {
     /// The session ran a `DefaultPolicy`: every divergence must carry a reason it documents
     /// as undeliverable ([`resume_policy::UNDELIVERABLE`]).
     pub default_policy: bool,
-    /// Where the microphone's audio went (the simulator only: over sockets, what was lost
-    /// in flight is not known).
+    /// Where the microphone's audio went (the simulator only: over sockets, which bytes a
+    /// frame lost with its connection carried is not known).
     pub audio: Option<AudioTally>,
 }
 
-/// Bytes of microphone audio: pushed by the application, and where they went.
-#[derive(Debug, Clone, Copy, Default)]
+/// Where every byte of microphone audio went, each byte named by its offset in everything the
+/// application pushed (the simulator only: it knows which bytes each frame carried).
+#[derive(Debug, Clone, Default)]
 pub struct AudioTally {
-    /// Pushed by the application.
+    /// Bytes pushed by the application.
     pub pushed: u64,
-    /// Received by the server (its own records).
-    pub received: u64,
-    /// Reported dropped (`AudioDropped`), and in how many reports.
-    pub dropped: u64,
-    /// See `dropped`.
-    pub drops: u64,
-    /// On the wire when its connection broke.
-    pub lost_in_flight: u64,
-    /// Framed for a connection that could no longer take it.
-    pub unsent: u64,
-    /// Still waiting in the shell's audio path.
-    pub held: u64,
+    /// What the server received, by its own records (each received frame matched, content
+    /// and all, to the frame written in its place on its connection). Overlaps are bytes
+    /// received twice.
+    pub received: Vec<Range<u64>>,
+    /// Written on a connection and not received by the server: lost with the connection.
+    pub lost: Vec<Range<u64>>,
+    /// What the reports of unconfirmed audio cover (the last bytes written on their
+    /// connection, as many as each report says).
+    pub unconfirmed: Vec<Range<u64>>,
+    /// Dropped at a buffer's bound before it was written.
+    pub dropped: Vec<Range<u64>>,
+    /// Bytes the session still holds, not written.
+    pub waiting: u64,
+    /// Reports of unconfirmed audio that reach back before the connection's last receipt
+    /// (a pong the client had received).
+    pub over_reported: Vec<String>,
+    /// Server records that do not match what was written (altered, extra, out of place).
+    pub mismatches: Vec<String>,
+    /// `AudioDropped` events: how many, and their total in bytes.
+    pub reports: u64,
+    /// See `reports`.
+    pub reported_bytes: u64,
+    /// The total in bytes of what the session says those events were about.
+    pub audited_bytes: u64,
+}
+
+/// The union of `ranges`, sorted and merged.
+fn union(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| !r.is_empty()).cloned().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
+fn size(ranges: &[Range<u64>]) -> u64 {
+    ranges.iter().map(|r| r.end - r.start).sum()
+}
+
+/// Bytes of `a` (merged) that are not in `b` (merged), and the first such range.
+fn minus(a: &[Range<u64>], b: &[Range<u64>]) -> (u64, Option<Range<u64>>) {
+    let mut missing = 0;
+    let mut first = None;
+    let mut j = 0;
+    for r in a {
+        let mut at = r.start;
+        while j < b.len() && b[j].end <= at {
+            j += 1;
+        }
+        let mut k = j;
+        while at < r.end {
+            match b.get(k) {
+                Some(c) if c.start < r.end => {
+                    if c.start > at {
+                        missing += c.start - at;
+                        first.get_or_insert(at..c.start);
+                    }
+                    at = at.max(c.end);
+                    k += 1;
+                }
+                _ => {
+                    missing += r.end - at;
+                    first.get_or_insert(at..r.end);
+                    at = r.end;
+                }
+            }
+        }
+    }
+    (missing, first)
+}
+
+/// Every byte of microphone audio pushed was received by the server once (its own records),
+/// or written on a connection that ended and covered by a report of unconfirmed audio, or
+/// dropped at a bound and reported, or still waits in the session; no byte twice, no loss the
+/// application was not told about. Reports may cover audio that did arrive, but only audio
+/// written after the connection's last receipt.
+fn audio(t: &AudioTally, found: &mut Vec<Violation>) {
+    for mismatch in &t.mismatches {
+        found.push(Violation::new("audio altered", mismatch.clone()));
+    }
+    let received = union(&t.received);
+    let twice = size(&t.received) - size(&received);
+    if twice > 0 {
+        found.push(Violation::new(
+            "audio twice",
+            format!("{twice} bytes received more than once"),
+        ));
+    }
+    let lost = union(&t.lost);
+    let (unreported, first) = minus(&lost, &union(&t.unconfirmed));
+    if unreported > 0 {
+        found.push(Violation::new(
+            "audio lost",
+            format!(
+                "{unreported} bytes written on a connection that ended were neither received nor reported (first: {first:?})"
+            ),
+        ));
+    }
+    let written = union(&[received.clone(), lost].concat());
+    let dropped = union(&t.dropped);
+    let (dropped_alone, _) = minus(&dropped, &written);
+    if dropped_alone < size(&dropped) {
+        found.push(Violation::new(
+            "audio twice",
+            format!(
+                "{} bytes reported dropped at a bound were written",
+                size(&dropped) - dropped_alone
+            ),
+        ));
+    }
+    let accounted = size(&union(&[written, dropped].concat()));
+    let unaccounted = t.pushed.saturating_sub(accounted);
+    if unaccounted != t.waiting {
+        found.push(Violation::new(
+            "audio lost",
+            format!(
+                "{unaccounted} bytes pushed were neither written nor dropped, and {} still wait",
+                t.waiting
+            ),
+        ));
+    }
+    for over in &t.over_reported {
+        found.push(Violation::new("audio over-reported", over.clone()));
+    }
+    // A report's duration may round by a byte.
+    if t.reported_bytes.abs_diff(t.audited_bytes) > t.reports {
+        found.push(Violation::new(
+            "audio reports",
+            format!(
+                "AudioDropped events say {} bytes, the losses behind them {} bytes",
+                t.reported_bytes, t.audited_bytes
+            ),
+        ));
+    }
 }
 
 impl Observed {
@@ -98,31 +227,6 @@ impl Observed {
             })
             .flatten()
             .collect()
-    }
-}
-
-/// Every byte of microphone audio reached the server, was reported dropped, was lost on the
-/// wire with its connection, or still waits; none was sent twice (a report's duration may
-/// round by a byte).
-fn audio(t: &AudioTally, found: &mut Vec<Violation>) {
-    let accounted = t.received + t.dropped + t.lost_in_flight + t.held;
-    if t.unsent > 0 || accounted + t.drops < t.pushed {
-        found.push(Violation::new(
-            "audio lost",
-            format!(
-                "{t:?}: {} bytes unaccounted for",
-                t.pushed.saturating_sub(accounted)
-            ),
-        ));
-    }
-    if t.received > t.pushed || accounted > t.pushed + t.drops {
-        found.push(Violation::new(
-            "audio twice",
-            format!(
-                "{t:?}: {} bytes more than pushed",
-                accounted.saturating_sub(t.pushed)
-            ),
-        ));
     }
 }
 
@@ -464,5 +568,53 @@ fn reconnect_pairs(o: &Observed, found: &mut Vec<Violation>) {
             "events",
             "a Reconnecting never followed by Reconnected or Closed".to_owned(),
         ));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    use super::*;
+
+    fn tally() -> AudioTally {
+        AudioTally {
+            pushed: 100,
+            received: vec![0..40],
+            lost: vec![40..60],
+            unconfirmed: vec![40..70],
+            dropped: vec![90..100],
+            waiting: 30,
+            ..AudioTally::default()
+        }
+    }
+
+    fn classes(t: &AudioTally) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        audio(t, &mut found);
+        found.iter().map(|v| v.class).collect()
+    }
+
+    #[test]
+    fn every_byte_is_received_reported_or_waiting() {
+        assert!(classes(&tally()).is_empty());
+        assert_eq!(minus(&[0..10, 20..30], &[5..25]), (10, Some(0..5)));
+        assert_eq!(union(&[20..30, 0..10, 5..12]), vec![0..12, 20..30]);
+    }
+
+    #[test]
+    fn an_unreported_loss_a_byte_twice_or_a_silent_drop_is_a_violation() {
+        let mut t = tally();
+        t.unconfirmed = vec![50..70];
+        assert_eq!(classes(&t), ["audio lost"]);
+        let mut t = tally();
+        t.received.push(30..41);
+        assert!(classes(&t).contains(&"audio twice"));
+        let mut t = tally();
+        t.waiting = 20;
+        assert_eq!(classes(&t), ["audio lost"]);
+        let mut t = tally();
+        t.reports = 1;
+        t.reported_bytes = 10;
+        assert_eq!(classes(&t), ["audio reports"]);
     }
 }

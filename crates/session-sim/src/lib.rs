@@ -5,10 +5,11 @@
 //! The promise (every item the application puts in its context reaches the model's session
 //! once, in order, across any number of reconnects; what cannot is reported) fails in the
 //! combinations nobody writes down. So, as FoundationDB and TigerBeetle do, this crate runs the
-//! session's sans-IO core ([`agent_glue::core::SessionCore`]) and the shell's own microphone
-//! path ([`agent_glue::audio_path`]) against the fake server's own session logic
-//! ([`gemini_fake::SimServer`], never the client's model of it) on virtual time, under
-//! schedules of random operations and faults drawn from a seed:
+//! session's whole sans-IO layer ([`agent_glue::conduit::Conduit`], the decisions
+//! [`LiveSession`](agent_glue::LiveSession) drives over sockets, with the session core inside)
+//! against the fake server's own session logic ([`gemini_fake::SimServer`], never the client's
+//! model of it) on virtual time, under schedules of random operations and faults drawn from a
+//! seed:
 //!
 //! - operations: typed turns, turns that name a tool, tool results at random moments (the
 //!   application answers every call after a random delay), appends, stale and current
@@ -21,7 +22,9 @@
 //!   after setup, authentication and quota closes, goAways, refused resumes and setups,
 //!   expired and withheld handles, dials refused with 503 or 401/403/429, setups never
 //!   answered, stalls, handle lag, slow writes (audio pushed meanwhile waits in the shell's
-//!   backlog); one schedule in eight meets a fault that must end the session;
+//!   backlog), a peer that stops reading (its socket buffers fill, then writes block until
+//!   the write deadline), slow pongs (past the keepalive timeout); one schedule in eight
+//!   meets a fault that must end the session;
 //! - profiles: families 2.5, 3.1 and 3.8, the Developer API and Vertex, transparent or not,
 //!   TEXT or AUDIO, automatic or manual activity detection, network latency 1–20 ms,
 //!   `DefaultPolicy` reseeding or reporting edits ([`Policy`]; the mutants `ReplayAlways` and
@@ -44,9 +47,13 @@
 //! server ignored as unknown or duplicate; no tool run twice for one turn; no turn answered
 //! twice; every `Reconnecting` closed by one `Reconnected` or `Closed`; never two open
 //! connections; no 1007/1008 on a payload (other than a fault's); the server's instructions
-//! and tools are the application's latest; every byte of microphone audio received by the
-//! server (its own records), reported dropped, lost on the wire with its connection, or still
-//! waiting, and none twice; no `InvariantBroken` event (a ledger step the core refused).
+//! and tools are the application's latest; no `InvariantBroken` event (a ledger step the core
+//! refused); and byte by byte (each sample stamped, each frame matched to the bytes it
+//! carried), every byte of microphone audio received by the server once (its own records), or
+//! covered by an `AudioDropped` report (dropped at a bound, or written on a connection that
+//! ended and not proven received), or still waiting. A loss nobody reported is a violation; a
+//! report may cover audio that did arrive, but only audio written since the connection's last
+//! receipt.
 //!
 //! A failing schedule is shrunk ([`shrink`]) to the fewest steps that still fail, and printed
 //! with the command that replays it.
@@ -66,12 +73,14 @@
 //! ```
 
 mod app;
+mod audio_trail;
 mod checks;
 mod pair;
 mod rng;
 mod schedule;
 mod shrink;
 mod soak;
+mod socket;
 mod world;
 
 pub use app::{Interleaving, Interleavings, TOOLS};

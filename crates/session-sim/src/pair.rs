@@ -156,14 +156,14 @@ impl PairBuilder {
             step: STEP_MS,
         };
         pair.run_until(CONNECT_MS, |p| {
-            p.world.core.has_connected() || p.world.core.closed().is_some()
+            p.world.conduit.core().has_connected() || p.world.conduit.core().closed().is_some()
         });
-        if pair.world.core.has_connected() {
+        if pair.world.conduit.core().has_connected() {
             Ok(pair)
         } else {
             Err(format!(
                 "connect: the first setup never completed: {:?}; events {:?}",
-                pair.world.core.closed(),
+                pair.world.conduit.core().closed(),
                 pair.events()
             ))
         }
@@ -214,7 +214,7 @@ impl std::fmt::Debug for Pair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pair")
             .field("now", &self.world.now)
-            .field("core", &self.world.core)
+            .field("core", &self.world.conduit)
             .field("server", &self.world.server)
             .finish_non_exhaustive()
     }
@@ -480,22 +480,22 @@ impl Pair {
     /// `L`, the application's context.
     #[must_use]
     pub fn chat_ctx(&self) -> &ChatContext {
-        self.world.core.chat_ctx()
+        self.world.conduit.core().chat_ctx()
     }
 
     /// `L` and its version, as `LiveSession::snapshot`.
     #[must_use]
     pub fn snapshot(&self) -> (u64, ChatContext) {
         (
-            self.world.core.version(),
-            self.world.core.chat_ctx().clone(),
+            self.world.conduit.core().version(),
+            self.world.conduit.core().chat_ctx().clone(),
         )
     }
 
     /// `Some` once the session has ended (with the error, if it failed).
     #[must_use]
     pub fn closed(&self) -> Option<&Option<SessionError>> {
-        self.world.core.closed()
+        self.world.conduit.core().closed()
     }
 
     /// The fake server: its sessions (context, tool calls and responses, answers, handles)
@@ -519,7 +519,7 @@ impl Pair {
         if !settled {
             let state = format!(
                 "not settled at {} ms: core {:?}",
-                self.world.now, self.world.core
+                self.world.now, self.world.conduit
             );
             self.world
                 .violations
@@ -528,7 +528,7 @@ impl Pair {
         let mut world = self.world;
         world.check();
         Outcome {
-            context: world.core.chat_ctx().clone(),
+            context: world.conduit.core().chat_ctx().clone(),
             events: world
                 .tap
                 .take()

@@ -199,6 +199,13 @@ pub enum Op {
     IgnoreSetups(u8),
     /// The server's frames are held for this many tens of ms (a stalled path).
     Stall(u8),
+    /// The server stops reading the current connection for this many seconds: the client's
+    /// socket takes no more writes (past the write timeout, the session gives the connection
+    /// up and reports the audio it had written).
+    PeerStopsReading(u8),
+    /// The server answers pings on the current connection this many seconds late (past the
+    /// keepalive timeout, the session gives the connection up).
+    SlowPongs(u8),
 }
 
 impl Op {
@@ -237,6 +244,8 @@ impl Op {
             Op::RefuseDial(_) => "dial refused 429",
             Op::IgnoreSetups(_) => "setup never answered",
             Op::Stall(_) => "stall",
+            Op::PeerStopsReading(_) => "peer stops reading",
+            Op::SlowPongs(_) => "slow pongs",
             _ => return None,
         })
     }
@@ -478,6 +487,8 @@ fn op(rng: &mut Rng, audio: bool, during: bool) -> Op {
         (2 * faults, Op::RefuseDials(0)),
         (faults, Op::IgnoreSetups(0)),
         (2, Op::Stall(0)),
+        (1, Op::PeerStopsReading(0)),
+        (1, Op::SlowPongs(0)),
     ];
     match rng.weighted(ops).unwrap_or(Op::Text) {
         Op::Speech(_) => Op::Speech(u8::try_from(rng.range(30, 100)).unwrap_or(60)),
@@ -493,6 +504,10 @@ fn op(rng: &mut Rng, audio: bool, during: bool) -> Op {
             u8::try_from(rng.range(1, 2)).unwrap_or(1)
         }),
         Op::Stall(_) => Op::Stall(u8::try_from(rng.range(5, 150)).unwrap_or(20)),
+        Op::PeerStopsReading(_) => {
+            Op::PeerStopsReading(u8::try_from(rng.range(2, 20)).unwrap_or(8))
+        }
+        Op::SlowPongs(_) => Op::SlowPongs(u8::try_from(rng.range(8, 30)).unwrap_or(12)),
         other => other,
     }
 }

@@ -202,8 +202,13 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
                 wait = !manual && lock(&seen).mic.silence(ms);
                 pushed
             }
-            // The application answers every call on its own, after a delay.
-            Action::AnswerCalls | Action::Done => Ok(()),
+            // The application answers every call on its own, after a delay. A peer that stops
+            // reading and slow pongs are faults of the simulated network only (loopback has
+            // `tests/stalled_peer.rs`).
+            Action::AnswerCalls
+            | Action::Done
+            | Action::PeerStopsReading(_)
+            | Action::SlowPongs(_) => Ok(()),
             Action::Stall(ms) => {
                 faults.stall();
                 tokio::spawn(async move {

@@ -1,16 +1,22 @@
-//! One schedule run: the session core and the fake server's own logic on virtual time, joined
-//! by an in-memory network with latency, stalls, resets and refused dials, and an application
-//! that answers tool calls.
+//! One schedule run: the session's sans-IO layer ([`Conduit`], which owns the session core)
+//! and the fake server's own logic on virtual time, joined by an in-memory network with
+//! latency, stalls, resets, refused dials, slow writes, a peer that stops reading and slow
+//! pongs, and an application that answers tool calls.
+//!
+//! The world is the conduit's IO side, as the shell is over real sockets: it carries out its
+//! orders (dial, release a socket), gives it a socket to write to ([`SimSocket`], which takes
+//! frames onto the network or says it would block), delivers what the network brings (server
+//! messages, pongs, closes) and calls it when its timer is due. It decides nothing the conduit
+//! decides.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
-use agent_glue::audio_path::{self, AtBound, AudioOut, AudioPath, Pushed};
-use agent_glue::core::{Action as ShellAction, Command, SessionCore};
+use agent_glue::conduit::{AtBound, Conduit, Order};
+use agent_glue::core::Command;
 use agent_glue::{LiveSession, LiveSessionBuilder, SessionEvent};
-use bytes::Bytes;
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
 use gemini_transport::wire::{
@@ -20,9 +26,11 @@ use gemini_transport::{CloseInfo, Endpoint, SecretString};
 use resume_policy::{ConnectionId, Millis};
 
 use crate::app::{self, Action, AppState, Interleaving, Interleavings, Mic, declarations};
-use crate::checks::{self, AudioTally, Observed, Violation};
+use crate::audio_trail::AudioTrail;
+use crate::checks::{self, Observed, Violation};
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
+use crate::socket::{Link, SimSocket, Took, Wire, as_transport_records};
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
@@ -30,26 +38,6 @@ const SETTLE_LIMIT: u64 = 300_000;
 /// The shell's setup timeout (the transport's default): a dial whose `setupComplete` has not
 /// arrived this long after it is given up on (virtual ms).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the shell's audio path produced in one call.
-#[derive(Default)]
-struct SimAudio {
-    /// Frames, cut from the runs as the shell cuts them when it writes.
-    frames: Vec<(ConnectionId, Bytes)>,
-    dropped: Vec<Duration>,
-}
-
-impl AudioOut for SimAudio {
-    fn audio(&mut self, connection: ConnectionId, pcm: Bytes, frame_len: usize) {
-        for frame in audio_path::frames(&pcm, frame_len) {
-            self.frames.push((connection, pcm.slice_ref(frame)));
-        }
-    }
-
-    fn dropped(&mut self, duration: Duration) {
-        self.dropped.push(duration);
-    }
-}
 
 /// What a run found.
 #[derive(Debug)]
@@ -75,39 +63,43 @@ enum Ev {
     Step(usize),
     Dial(ConnectionId, String),
     DialFailed(ConnectionId, u16),
-    /// A frame and the bytes of microphone audio it carries (0 for other messages).
-    ToServer(ConnectionId, Vec<u8>, usize),
-    CloseAtServer(ConnectionId, u16),
+    /// A frame reaches the server's end of the connection.
+    ToServer(ConnectionId, Wire),
+    /// The server's WebSocket answers a ping (late, with slow pongs).
+    ServerPong(ConnectionId),
+    PongAtClient(ConnectionId),
+    /// The client dropped its socket: the server sees the connection end.
+    VanishAtServer(ConnectionId),
+    /// A peer that stopped reading reads again.
+    PeerReads(ConnectionId),
     ToClient(ConnectionId, ServerMessage),
     ClosedAtClient(ConnectionId, CloseInfo),
-    ActionsReady,
-    CoreTimer(u64),
+    /// The socket can take writes again.
+    Writable,
+    ConduitTimer(u64),
     ServerTimer(u64),
     Answer(String),
     /// The application stops waiting for a transcript (the wait with this number).
     WaitOver(u64),
     /// The shell's setup timeout for a connection (it gives up unless `setupComplete` came).
     SetupTimeout(ConnectionId),
-    /// The client's end of a connection vanished (dropped without a close frame) reaches the
-    /// server.
-    VanishAtServer(ConnectionId),
     /// The application interrupts the answer that just started.
     InterruptAnswer,
-    /// The shell's writer finished a slow write (its backlog goes out).
-    WriterIdle,
     Settle,
 }
 
 impl Ev {
-    /// Whether it is something on the network (a dial, a frame, a close on its way).
+    /// Whether it is something on the network (a dial, a frame, a pong, a close on its way).
     fn in_flight(&self) -> bool {
         matches!(
             self,
             Ev::Dial(..)
                 | Ev::DialFailed(..)
                 | Ev::ToServer(..)
-                | Ev::CloseAtServer(..)
+                | Ev::ServerPong(..)
+                | Ev::PongAtClient(..)
                 | Ev::VanishAtServer(..)
+                | Ev::PeerReads(..)
                 | Ev::ToClient(..)
                 | Ev::ClosedAtClient(..)
         )
@@ -136,28 +128,6 @@ impl Ord for Queued {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
-}
-
-/// Both ends of one connection.
-#[derive(Debug, Default)]
-struct Link {
-    server: Option<gemini_fake::ConnectionId>,
-    /// When the last client frame reaches the server (in-order delivery).
-    c2s_at: u64,
-    /// When the last server frame reaches the client.
-    s2c_at: u64,
-    server_open: bool,
-    client_open: bool,
-    set_up: bool,
-    after_go_away: bool,
-    /// The server sent `goAway` (its end of lifetime may come as 1008).
-    go_away_sent: bool,
-    /// Server frames arriving after this are lost (a reset overtook them).
-    reset_at: Option<u64>,
-    /// Its setup carried a handle (a resume).
-    resume: bool,
-    /// A fault closed it (its 1007/1008 is not the server refusing a payload).
-    fault_closed: bool,
 }
 
 /// The application's side.
@@ -225,20 +195,17 @@ pub(crate) struct World<'a> {
     seq: u64,
     queue: BinaryHeap<Reverse<Queued>>,
     pub(crate) server: SimServer,
-    pub(crate) core: SessionCore,
+    /// The session's sans-IO layer, with the core inside.
+    pub(crate) conduit: Conduit,
     links: BTreeMap<ConnectionId, Link>,
     by_server: HashMap<gemini_fake::ConnectionId, ConnectionId>,
-    actions: VecDeque<ShellAction>,
-    actions_blocked_until: u64,
-    core_timer: Option<u64>,
+    /// The connection whose socket the client holds (set up), if any.
+    socket: Option<ConnectionId>,
+    conduit_timer: Option<u64>,
     server_timer: Option<u64>,
     stall_until: u64,
-    /// The shell's own microphone path (`agent_glue::audio_path`), with its default bounds.
-    audio: AudioPath,
-    /// Where the microphone's bytes went, as the network model saw it.
-    audio_tally: AudioTally,
-    /// Until when the shell's writer is busy with a slow write (virtual ms).
-    writer_busy_until: u64,
+    /// Where every byte of the microphone went.
+    audio: AudioTrail,
     /// Which writes are slow (a stream of its own: the schedules stay what they were).
     writer_rng: Rng,
     pub(crate) app: App,
@@ -250,7 +217,7 @@ pub(crate) struct World<'a> {
     settling: bool,
     in_flight: usize,
     answers_due: usize,
-    /// The connection the core last completed a setup on.
+    /// The connection the client last completed a setup on.
     pub(crate) current: Option<ConnectionId>,
     /// Payload rejections by the server (1007/1008 after setup).
     pub(crate) rejections: Vec<String>,
@@ -304,7 +271,7 @@ fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
     world.run();
     world.check();
     Outcome {
-        context: world.core.chat_ctx().clone(),
+        context: world.conduit.core().chat_ctx().clone(),
         events: world.app.events.into_iter().map(|(_, e)| e).collect(),
         interleavings: world.app.interleavings,
         violations: world.violations,
@@ -350,10 +317,12 @@ impl<'a> World<'a> {
             .automatic_activity_detection(!p.manual_activity)
             .policy(app::resume_policy(p.policy))
             .tools(tools.clone());
-        let (core, audio) = (setup.session)(builder)
+        let mut conduit = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
         let (writer_rng, rng) = (Rng::stream(schedule.seed, 3), Rng::stream(schedule.seed, 2));
+        conduit.audit_audio();
+        let core = conduit.core();
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone()),
             interrupts: (p.interrupt_answers > 0).then(|| Rng::stream(schedule.seed, 4)),
@@ -365,17 +334,14 @@ impl<'a> World<'a> {
             seq: 0,
             queue: BinaryHeap::new(),
             server,
-            core,
+            conduit,
             links: BTreeMap::new(),
             by_server: HashMap::new(),
-            actions: VecDeque::new(),
-            actions_blocked_until: 0,
-            core_timer: None,
+            socket: None,
+            conduit_timer: None,
             server_timer: None,
             stall_until: 0,
-            audio,
-            audio_tally: AudioTally::default(),
-            writer_busy_until: 0,
+            audio: AudioTrail::default(),
             writer_rng,
             app,
             rng,
@@ -426,7 +392,8 @@ impl<'a> World<'a> {
         let mut first_step_at = None;
         let limit_first = 60_000;
         while first_step_at.is_none() {
-            if self.core.has_connected() || self.core.closed().is_some() {
+            let core = self.conduit.core();
+            if core.has_connected() || core.closed().is_some() {
                 first_step_at = Some(self.now);
                 break;
             }
@@ -467,15 +434,12 @@ impl<'a> World<'a> {
             return;
         }
         let state = format!(
-            "not settled at {} ms: core settled {}, actions {}, in flight {}, answers due {}, server timer {:?}, closed {:?}, core {:?}",
+            "not settled at {} ms: in flight {}, answers due {}, server timer {:?}, {:?}",
             self.now,
-            self.core.is_settled(),
-            self.actions.len(),
             self.in_flight,
             self.answers_due,
             self.server.next_timer(),
-            self.core.closed(),
-            self.core
+            self.conduit
         );
         self.violations.push(Violation::new("liveness", state));
     }
@@ -553,14 +517,12 @@ impl<'a> World<'a> {
     }
 
     pub(crate) fn settled(&self) -> bool {
-        if self.core.closed().is_some() {
-            return self.in_flight == 0 && self.actions.is_empty();
+        if self.conduit.core().closed().is_some() {
+            return self.in_flight == 0 && self.conduit.is_finished();
         }
-        self.core.is_settled()
-            && self.actions.is_empty()
+        self.conduit.is_settled()
             && self.in_flight == 0
             && self.answers_due == 0
-            && self.audio.is_empty()
             && self.server.next_timer().is_none()
             && self.app.calls.iter().all(|c| self.app.answered.contains(c))
     }
@@ -579,21 +541,8 @@ impl<'a> World<'a> {
                 }
             }
             Ev::SetupTimeout(conn) => self.setup_timeout(conn),
-            Ev::VanishAtServer(conn) => {
-                let target = self
-                    .links
-                    .get_mut(&conn)
-                    .filter(|l| l.server_open)
-                    .and_then(|l| {
-                        l.server_open = false;
-                        l.server
-                    });
-                if let Some(sid) = target {
-                    self.server.client_closed(sid, None, server_now);
-                }
-            }
             Ev::InterruptAnswer => {
-                if self.core.closed().is_none() {
+                if self.conduit.core().closed().is_none() {
                     self.app.interleavings.insert(Interleaving::InterruptAnswer);
                     let _ = self.command(Command::Interrupt);
                 }
@@ -603,34 +552,7 @@ impl<'a> World<'a> {
                 self.server.faults().release_handles();
                 self.server.advance(server_now);
             }
-            Ev::Dial(conn, setup) => {
-                let open = self.server.open_connections();
-                if !open.is_empty() {
-                    self.violations.push(Violation::new(
-                        "two sockets",
-                        format!(
-                            "dialing connection {} while the server has {open:?} open",
-                            conn.0
-                        ),
-                    ));
-                }
-                match self.server.connect(server_now) {
-                    Ok(sid) => {
-                        self.by_server.insert(sid, conn);
-                        if let Some(link) = self.links.get_mut(&conn) {
-                            link.server = Some(sid);
-                            link.server_open = true;
-                        }
-                        self.note(format!("conn {} dialed (server {})", conn.0, sid.0));
-                        self.server.receive(sid, setup.as_bytes(), server_now);
-                    }
-                    Err(status) => {
-                        self.note(format!("conn {} dial refused ({status})", conn.0));
-                        let at = now + self.latency();
-                        self.at(at, Ev::DialFailed(conn, status));
-                    }
-                }
-            }
+            Ev::Dial(conn, setup) => self.dial(conn, &setup),
             Ev::DialFailed(conn, status) => {
                 // What the transport reports for a refused upgrade.
                 let cause = gemini_transport::Error::Handshake {
@@ -641,32 +563,59 @@ impl<'a> World<'a> {
                 let mut info = CloseInfo::abnormal(cause.to_string(), false);
                 info.class = cause.class();
                 self.expect_end(conn, &info, false);
-                self.core
-                    .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
+                self.conduit.handle_dial_failed(
+                    Millis(now),
+                    conn,
+                    info,
+                    Some(std::sync::Arc::new(cause)),
+                );
             }
-            Ev::ToServer(conn, frame, audio) => {
-                let target = self
+            Ev::ToServer(conn, wire) => self.at_server(conn, wire),
+            Ev::PeerReads(conn) => {
+                let unread = self
                     .links
-                    .get(&conn)
-                    .filter(|l| l.server_open)
-                    .and_then(|l| l.server);
-                match target {
-                    Some(sid) => self.server.receive(sid, &frame, server_now),
-                    // The connection broke with the frame on the wire.
-                    None => self.audio_tally.lost_in_flight += audio as u64,
+                    .get_mut(&conn)
+                    .map(|l| std::mem::take(&mut l.unread))
+                    .unwrap_or_default();
+                for wire in unread {
+                    self.read_at_server(conn, wire);
                 }
             }
-            Ev::CloseAtServer(conn, code) => {
+            Ev::ServerPong(conn) => {
+                let lat = self.latency();
+                let stall = self.stall_until;
+                if let Some(link) = self.links.get_mut(&conn).filter(|l| l.server_open) {
+                    let at = (now + lat).max(link.s2c_at).max(stall);
+                    link.s2c_at = at;
+                    self.at(at, Ev::PongAtClient(conn));
+                }
+            }
+            Ev::PongAtClient(conn) => {
+                let pongs = self.links.get_mut(&conn).and_then(|l| {
+                    let ok = l.client_open && l.reset_at.is_none_or(|r| now <= r);
+                    ok.then(|| {
+                        l.pongs += 1;
+                        l.pongs
+                    })
+                });
+                if let Some(pongs) = pongs {
+                    self.audio.pong(conn);
+                    self.conduit.handle_pongs(conn, pongs);
+                }
+            }
+            Ev::VanishAtServer(conn) => {
                 let target = self
                     .links
                     .get_mut(&conn)
                     .filter(|l| l.server_open)
                     .and_then(|l| {
                         l.server_open = false;
+                        // What the server had not read is lost with the connection.
+                        l.unread.clear();
                         l.server
                     });
                 if let Some(sid) = target {
-                    self.server.client_closed(sid, Some(code), server_now);
+                    self.server.client_closed(sid, None, server_now);
                 }
             }
             Ev::ToClient(conn, message) => {
@@ -682,6 +631,7 @@ impl<'a> World<'a> {
                         if let Some(link) = self.links.get_mut(&conn) {
                             link.set_up = true;
                         }
+                        self.socket = Some(conn);
                         self.current = Some(conn);
                         self.note(format!("conn {} setupComplete", conn.0));
                     }
@@ -692,38 +642,40 @@ impl<'a> World<'a> {
                         );
                         self.note(line);
                     }
-                    self.core.handle_message(Millis(now), conn, message);
+                    self.conduit.handle_message(Millis(now), conn, message);
                 }
             }
             Ev::ClosedAtClient(conn, info) => {
-                let deliver = self.links.get_mut(&conn).is_some_and(|l| {
+                let info = self.links.get_mut(&conn).and_then(|l| {
                     let was = l.client_open;
                     l.client_open = false;
-                    was
+                    was.then(|| (as_transport_records(info, l.close_written), l.set_up))
                 });
-                if deliver {
+                if let Some((info, set_up)) = info {
                     self.note(format!("conn {} closed at the client: {info}", conn.0));
-                    if self.core.audio_target() == Some(conn) {
-                        // As the shell does when its link ends: the writer is gone, what
-                        // waited behind it waits in the gap for the next connection.
-                        self.writer_busy_until = 0;
-                        let mut out = SimAudio::default();
-                        self.audio.connection_lost(&mut out);
-                        self.audio_out(out);
+                    if self.socket == Some(conn) {
+                        self.socket = None;
                     }
                     let fresh_setup = self
                         .links
                         .get(&conn)
                         .is_some_and(|l| !l.set_up && !l.resume);
                     self.expect_end(conn, &info, fresh_setup);
-                    self.core.handle_closed(Millis(now), conn, info, None);
+                    if set_up {
+                        self.conduit.handle_closed(Millis(now), conn, info, None);
+                    } else {
+                        // The dial failed during its setup.
+                        self.conduit
+                            .handle_dial_failed(Millis(now), conn, info, None);
+                    }
                 }
             }
-            Ev::ActionsReady => {}
-            Ev::CoreTimer(at) => {
-                if self.core_timer == Some(at) {
-                    self.core_timer = None;
-                    self.core.handle_timeout(Millis(now));
+            // The pump writes once the socket takes frames again.
+            Ev::Writable => {}
+            Ev::ConduitTimer(at) => {
+                if self.conduit_timer == Some(at) {
+                    self.conduit_timer = None;
+                    self.conduit.handle_timeout(Millis(now));
                 }
             }
             Ev::ServerTimer(at) => {
@@ -741,41 +693,108 @@ impl<'a> World<'a> {
                     self.answer(&call_id);
                 }
             }
-            // `flush_gap` in `pump` hands the backlog over once the writer is idle.
-            Ev::WriterIdle => {}
         }
         self.pump();
     }
 
-    /// Moves every output of the core and the server onto the network, runs the actions the
-    /// shell may run now, and re-arms the timers.
+    /// A dial reaches the server.
+    fn dial(&mut self, conn: ConnectionId, setup: &str) {
+        let now = self.now;
+        let server_now = Duration::from_millis(now);
+        if !self.links.get(&conn).is_some_and(|l| l.client_open) {
+            // Released while dialing: the client gave it up.
+            return;
+        }
+        let open = self.server.open_connections();
+        if !open.is_empty() {
+            self.violations.push(Violation::new(
+                "two sockets",
+                format!(
+                    "dialing connection {} while the server has {open:?} open",
+                    conn.0
+                ),
+            ));
+        }
+        match self.server.connect(server_now) {
+            Ok(sid) => {
+                self.by_server.insert(sid, conn);
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.server = Some(sid);
+                    link.server_open = true;
+                }
+                self.note(format!("conn {} dialed (server {})", conn.0, sid.0));
+                self.server.receive(sid, setup.as_bytes(), server_now);
+            }
+            Err(status) => {
+                self.note(format!("conn {} dial refused ({status})", conn.0));
+                let at = now + self.latency();
+                self.at(at, Ev::DialFailed(conn, status));
+            }
+        }
+    }
+
+    /// A frame reaches the server's end: read now, or kept unread while the peer does not read.
+    fn at_server(&mut self, conn: ConnectionId, wire: Wire) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&conn).filter(|l| l.server_open) else {
+            // The connection broke with the frame on the wire.
+            return;
+        };
+        if now < link.unread_until || !link.unread.is_empty() {
+            link.unread.push_back(wire);
+            return;
+        }
+        self.read_at_server(conn, wire);
+    }
+
+    /// The server reads a frame: its WebSocket answers pings and closes, the rest goes to the
+    /// fake's own logic.
+    fn read_at_server(&mut self, conn: ConnectionId, wire: Wire) {
+        let now = self.now;
+        let server_now = Duration::from_millis(now);
+        let lat = self.latency();
+        let stall = self.stall_until;
+        let Some(link) = self.links.get_mut(&conn).filter(|l| l.server_open) else {
+            return;
+        };
+        let Some(sid) = link.server else {
+            return;
+        };
+        match wire {
+            Wire::Message(frame) => self.server.receive(sid, &frame, server_now),
+            Wire::Ping => {
+                let at = now + link.pong_delay;
+                self.at(at, Ev::ServerPong(conn));
+            }
+            Wire::Close(code, reason) => {
+                link.server_open = false;
+                // The server's WebSocket answers with the same code and reason.
+                let at = (now + lat).max(link.s2c_at).max(stall);
+                link.s2c_at = at;
+                let info = CloseInfo::from_client(code, reason, link.after_go_away);
+                self.server.client_closed(sid, Some(code), server_now);
+                self.at(at, Ev::ClosedAtClient(conn, info));
+            }
+        }
+    }
+
+    /// Moves every output of the conduit and the server onto the network, carries out the
+    /// conduit's orders, writes to the socket while it takes frames, and re-arms the timers.
     fn pump(&mut self) {
         for _ in 0..64 {
             let mut moved = false;
-            while let Some(t) = self.core.poll_transmit() {
+            while let Some(order) = self.conduit.poll_order() {
                 moved = true;
-                let mut buf = Vec::new();
-                t.message.write_json(&mut buf);
-                if self.tracing && self.trace.len() < 4_000 {
-                    let line = format!(
-                        "conn {} <- {}",
-                        t.connection.0,
-                        short(&String::from_utf8_lossy(&buf))
-                    );
-                    self.note(line);
-                }
-                self.send_to_server(t.connection, buf, 0);
+                self.order(order);
             }
-            while let Some(action) = self.core.poll_action() {
-                moved = true;
-                self.actions.push_back(action);
-            }
-            while let Some(event) = self.core.poll_event() {
+            moved |= self.write();
+            while let Some(event) = self.conduit.poll_event() {
                 moved = true;
                 self.on_event(event);
             }
-            moved |= self.run_actions();
-            moved |= self.flush_gap();
+            while let Some(loss) = self.conduit.poll_audio_loss() {
+                self.audio.loss(loss);
+            }
             while let Some((sid, output)) = self.server.poll_output() {
                 moved = true;
                 self.on_server_output(sid, output);
@@ -784,10 +803,10 @@ impl<'a> World<'a> {
                 break;
             }
         }
-        if let Some(t) = self.core.poll_timeout() {
-            if self.core_timer != Some(t.0) {
-                self.core_timer = Some(t.0);
-                self.at(t.0, Ev::CoreTimer(t.0));
+        if let Some(t) = self.conduit.poll_timeout() {
+            if self.conduit_timer != Some(t.0) {
+                self.conduit_timer = Some(t.0);
+                self.at(t.0, Ev::ConduitTimer(t.0));
             }
         }
         if let Some(t) = self.server.next_timer() {
@@ -799,78 +818,118 @@ impl<'a> World<'a> {
         }
     }
 
-    fn send_to_server(&mut self, conn: ConnectionId, frame: Vec<u8>, audio: usize) {
+    /// Carries out an order of the conduit.
+    fn order(&mut self, order: Order) {
         let lat = self.latency();
         let now = self.now;
-        let Some(link) = self.links.get_mut(&conn).filter(|l| l.client_open) else {
-            // The shell requeues what it cannot write; here it would be lost.
-            self.audio_tally.unsent += audio as u64;
-            return;
-        };
-        let at = (now + lat).max(link.c2s_at);
-        link.c2s_at = at;
-        self.at(at, Ev::ToServer(conn, frame, audio));
+        match order {
+            Order::Dial { connection, setup } => {
+                let resume = matches!(&setup, ClientMessage::Setup(s)
+                    if s.session_resumption.as_ref().is_some_and(|r| r.handle.is_some()));
+                let mut buf = Vec::new();
+                setup.write_json(&mut buf);
+                let json = String::from_utf8_lossy(&buf).into_owned();
+                self.note(format!("conn {} opening: {}", connection.0, short(&json)));
+                let at = now + 2 * lat;
+                self.links.insert(
+                    connection,
+                    Link {
+                        client_open: true,
+                        c2s_at: at,
+                        resume,
+                        ..Link::default()
+                    },
+                );
+                self.last_opened = Some(connection);
+                self.at(at, Ev::Dial(connection, json));
+                let timeout = u64::try_from(SETUP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+                self.at(at + timeout, Ev::SetupTimeout(connection));
+            }
+            Order::Release { connection } => {
+                if self.socket == Some(connection) {
+                    self.socket = None;
+                }
+                let Some(link) = self.links.get_mut(&connection) else {
+                    return;
+                };
+                if !link.client_open {
+                    return;
+                }
+                link.client_open = false;
+                // Frames already on the wire arrive first; then the server sees the end.
+                let at = (now + lat).max(link.c2s_at);
+                link.c2s_at = at;
+                self.note(format!("conn {} released by the client", connection.0));
+                self.at(at, Ev::VanishAtServer(connection));
+            }
+            other => self
+                .violations
+                .push(Violation::new("order", format!("unknown order {other:?}"))),
+        }
     }
 
-    fn run_actions(&mut self) -> bool {
-        let mut ran = false;
-        while self.now >= self.actions_blocked_until {
-            let Some(action) = self.actions.pop_front() else {
-                break;
+    /// Lets the conduit write to the client's socket, if it takes frames now; returns whether
+    /// anything was written.
+    fn write(&mut self) -> bool {
+        let Some(conn) = self.socket else {
+            return false;
+        };
+        let now = self.now;
+        let lat = self.latency();
+        let Some(link) = self.links.get_mut(&conn) else {
+            return false;
+        };
+        if now < link.writable_at {
+            return false;
+        }
+        let mut socket = SimSocket::new(now, link, &mut self.writer_rng, &self.audio);
+        let poll = self.conduit.write(Millis(now), conn, &mut socket);
+        let (took, blocked_until) = socket.finish();
+        if poll.is_pending() && blocked_until > now {
+            self.note(format!(
+                "the socket of conn {} blocks for {} ms",
+                conn.0,
+                blocked_until - now
+            ));
+            self.at(blocked_until, Ev::Writable);
+        }
+        let wrote = !took.is_empty();
+        for took in took {
+            let wire = match took {
+                Took::Audio(bytes, json) => {
+                    self.audio.wrote_audio(conn, bytes);
+                    Wire::Message(json)
+                }
+                Took::Message(json) => {
+                    if self.trace.len() < 4_000 {
+                        let line = format!(
+                            "conn {} <- {}",
+                            conn.0,
+                            short(&String::from_utf8_lossy(&json))
+                        );
+                        self.note(line);
+                    }
+                    Wire::Message(json)
+                }
+                Took::Ping => {
+                    self.audio.wrote_ping(conn);
+                    Wire::Ping
+                }
+                Took::Close(code, reason) => {
+                    self.note(format!("conn {} closed by the client ({code})", conn.0));
+                    if let Some(link) = self.links.get_mut(&conn) {
+                        link.close_written = true;
+                    }
+                    Wire::Close(code, reason)
+                }
             };
-            ran = true;
-            let lat = self.latency();
-            match action {
-                ShellAction::Close {
-                    connection, code, ..
-                } => {
-                    self.note(format!(
-                        "conn {} closed by the client ({code})",
-                        connection.0
-                    ));
-                    let now = self.now;
-                    let mut done = now;
-                    if let Some(link) = self.links.get_mut(&connection) {
-                        link.client_open = false;
-                        if link.server_open {
-                            let at = (now + lat).max(link.c2s_at);
-                            link.c2s_at = at;
-                            done = at + lat;
-                            self.at(at, Ev::CloseAtServer(connection, code));
-                        }
-                    }
-                    // The shell waits for the close handshake before it dials again.
-                    self.actions_blocked_until = done;
-                    self.at(done, Ev::ActionsReady);
-                }
-                ShellAction::Open { connection, setup } => {
-                    let resume = matches!(&setup, ClientMessage::Setup(s)
-                        if s.session_resumption.as_ref().is_some_and(|r| r.handle.is_some()));
-                    self.links.insert(
-                        connection,
-                        Link {
-                            client_open: true,
-                            resume,
-                            ..Link::default()
-                        },
-                    );
-                    self.last_opened = Some(connection);
-                    let mut buf = Vec::new();
-                    setup.write_json(&mut buf);
-                    let json = String::from_utf8_lossy(&buf).into_owned();
-                    self.note(format!("conn {} opening: {}", connection.0, short(&json)));
-                    let at = self.now + 2 * lat;
-                    if let Some(link) = self.links.get_mut(&connection) {
-                        link.c2s_at = at;
-                    }
-                    self.at(at, Ev::Dial(connection, json));
-                    let timeout = u64::try_from(SETUP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-                    self.at(at + timeout, Ev::SetupTimeout(connection));
-                }
-                _ => {}
+            if let Some(link) = self.links.get_mut(&conn) {
+                let at = (now + lat).max(link.c2s_at);
+                link.c2s_at = at;
+                self.at(at, Ev::ToServer(conn, wire));
             }
         }
-        ran
+        wrote
     }
 
     fn on_server_output(&mut self, sid: gemini_fake::ConnectionId, output: SimOutput) {
@@ -995,6 +1054,10 @@ impl<'a> World<'a> {
                 self.at(at, Ev::Answer(call_id.clone()));
             }
         }
+        if let SessionEvent::AudioDropped { duration } = &event {
+            self.audio
+                .reported((duration.as_secs_f64() * 32_000.0).round() as u64);
+        }
         if self.tracing {
             self.note(format!("event {}", short(&format!("{event:?}"))));
         }
@@ -1005,12 +1068,11 @@ impl<'a> World<'a> {
         if !self.app.answered.insert(call_id.to_owned()) {
             return;
         }
-        if self.app.mic.speaking() && self.core.closed().is_none() {
+        if self.app.mic.speaking() && self.conduit.core().closed().is_none() {
             self.app.interleavings.insert(Interleaving::ToolResult);
         }
         let output = serde_json::json!({ "result": format!("r-{call_id}") });
-        self.flush_audio();
-        let result = self.core.command(
+        let result = self.conduit.command(
             Millis(self.now),
             Command::ToolResult {
                 call_id: call_id.to_owned(),
@@ -1038,9 +1100,7 @@ impl<'a> World<'a> {
         command: Command,
     ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
         let line = self.tracing.then(|| short(&format!("{command:?}")));
-        // As the shell does: audio pushed before the command is numbered before it.
-        self.flush_audio();
-        let result = self.core.command(Millis(self.now), command);
+        let result = self.conduit.command(Millis(self.now), command);
         if let Some(line) = line {
             self.note(format!("app {line} -> {}", short(&format!("{result:?}"))));
         }
@@ -1049,7 +1109,7 @@ impl<'a> World<'a> {
 
     /// Runs `op`; `true` if the application now waits for a transcript (see [`Mic`]).
     fn step(&mut self, op: Op) -> bool {
-        if self.core.closed().is_some() {
+        if self.conduit.core().closed().is_some() {
             return false;
         }
         if self.app.mic.speaking() {
@@ -1065,13 +1125,11 @@ impl<'a> World<'a> {
         }
         // The versions an edit replaces (a divergence may name the item; the server may hold
         // any version of it).
-        let before = matches!(op, Op::Edit).then(|| self.core.chat_ctx().clone());
+        let before = matches!(op, Op::Edit).then(|| self.conduit.core().chat_ctx().clone());
         let faults = self.server.faults();
-        let version = self.core.version();
-        let action = self
-            .app
-            .state
-            .action(op, version, self.core.chat_ctx(), &faults, 1);
+        let version = self.conduit.core().version();
+        let context = self.conduit.core().chat_ctx().clone();
+        let action = self.app.state.action(op, version, &context, &faults, 1);
         if op.is_fault() {
             self.note(format!("fault: {op:?}"));
         }
@@ -1129,6 +1187,16 @@ impl<'a> World<'a> {
                 self.stall_until = self.stall_until.max(self.now + ms);
                 Ok(())
             }
+            Action::PeerStopsReading(ms) => {
+                self.peer_stops_reading(ms);
+                Ok(())
+            }
+            Action::SlowPongs(ms) => {
+                if let Some(link) = self.socket.and_then(|c| self.links.get_mut(&c)) {
+                    link.pong_delay = ms;
+                }
+                Ok(())
+            }
             Action::Done => Ok(()),
         };
         if let Err(e) = result {
@@ -1137,7 +1205,8 @@ impl<'a> World<'a> {
             }
         }
         self.server.advance(Duration::from_millis(self.now));
-        let (version, context) = (self.core.version(), self.core.chat_ctx().clone());
+        let core = self.conduit.core();
+        let (version, context) = (core.version(), core.chat_ctx().clone());
         if let Some(before) = before {
             self.app.state.edited(&before, &context);
         }
@@ -1145,78 +1214,36 @@ impl<'a> World<'a> {
         wait
     }
 
+    /// The server stops reading the current connection for `ms`: what is on the wire waits
+    /// unread, and the client's socket takes [`SOCKET_BUFFER`] more bytes, then blocks.
+    fn peer_stops_reading(&mut self, ms: u64) {
+        let now = self.now;
+        let Some(conn) = self.socket else {
+            return;
+        };
+        if let Some(link) = self.links.get_mut(&conn) {
+            if now >= link.unread_until {
+                link.buffered = 0;
+            }
+            link.unread_until = link.unread_until.max(now + ms);
+            let until = link.unread_until;
+            self.at(until, Ev::PeerReads(conn));
+        }
+    }
+
     /// The microphone delivers `pcm` (16 kHz PCM16) now, and is busy for its duration.
     pub(crate) fn microphone(&mut self, pcm: Vec<u8>) {
         let ms = pcm.len() as u64 / 32;
         self.note(format!("app pushes {ms} ms of audio"));
         self.app.mic_until = self.now + ms;
-        self.audio_tally.pushed += pcm.len() as u64;
-        self.push_audio(&pcm);
-    }
-
-    /// Microphone audio through the shell's audio path. A write is sometimes slow (a socket
-    /// buffer full): for a while the writer is busy, and audio pushed meanwhile waits in the
-    /// backlog; while no connection takes audio it waits in the gap buffer.
-    fn push_audio(&mut self, pcm: &[u8]) {
-        let mut out = SimAudio::default();
-        let idle = self.now >= self.writer_busy_until;
-        let pushed = self.audio.push(
-            &mut self.core,
-            Bytes::copy_from_slice(pcm),
-            idle,
-            AtBound::DropOldest,
-            &mut out,
-        );
-        match pushed {
-            Ok(Pushed::Framed) if self.writer_rng.below(4) == 0 => {
-                let busy = 1 + self.writer_rng.below(2_500);
-                self.writer_busy_until = self.now + busy;
-                self.note(format!("the writer is busy for {busy} ms"));
-                self.at(self.writer_busy_until, Ev::WriterIdle);
+        let pcm = self.audio.push(pcm);
+        if let Err(e) = self.conduit.push_audio(pcm, AtBound::DropOldest) {
+            if !matches!(e, agent_glue::Error::Closed) {
+                self.violations.push(Violation::new(
+                    "audio",
+                    format!("push_audio that drops at its bound was refused: {e}"),
+                ));
             }
-            Ok(_) => {}
-            Err(e) => self.violations.push(Violation::new(
-                "audio",
-                format!("push_audio that drops at its bound was refused: {e}"),
-            )),
-        }
-        self.audio_out(out);
-    }
-
-    /// What waits goes out as the shell sends it: the gap right after a setup (behind the
-    /// plan's messages), the backlog once the writer is idle again.
-    fn flush_gap(&mut self) -> bool {
-        if self.audio.is_empty() || self.now < self.writer_busy_until {
-            return false;
-        }
-        self.flush_audio()
-    }
-
-    /// Hands whatever waits to the connection that takes audio (before a command, the shell
-    /// does so even behind a busy writer: the frames queue after the write under way).
-    fn flush_audio(&mut self) -> bool {
-        if self.audio.is_empty() {
-            return false;
-        }
-        let mut out = SimAudio::default();
-        self.audio.flush(&mut self.core, &mut out);
-        let moved = !out.frames.is_empty();
-        self.audio_out(out);
-        moved
-    }
-
-    /// The audio path's frames to the server (through the real encoder), its drops to the
-    /// application as the shell reports them.
-    fn audio_out(&mut self, out: SimAudio) {
-        for (conn, pcm) in out.frames {
-            let mut buf = Vec::new();
-            ClientMessage::write_audio_json(&mut buf, &pcm, 16_000);
-            self.send_to_server(conn, buf, pcm.len());
-        }
-        for duration in out.dropped {
-            self.audio_tally.dropped += (duration.as_secs_f64() * 32_000.0).round() as u64;
-            self.audio_tally.drops += 1;
-            self.on_event(SessionEvent::AudioDropped { duration });
         }
     }
 
@@ -1246,8 +1273,8 @@ impl<'a> World<'a> {
         };
         let mut info = CloseInfo::abnormal(cause.to_string(), false);
         info.class = cause.class();
-        self.core
-            .handle_closed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
+        self.conduit
+            .handle_dial_failed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
     }
 
     /// The core is told that `conn` ended with `info`: if that was its connection and the
@@ -1268,7 +1295,7 @@ impl<'a> World<'a> {
         let observed = self.observed();
         self.violations.extend(checks::check(&observed));
         if let Some(close) = &self.must_end {
-            if !matches!(self.core.closed(), Some(Some(_))) {
+            if !matches!(self.conduit.core().closed(), Some(Some(_))) {
                 self.violations.push(Violation::new(
                     "not ended",
                     format!("the session went on after {close}"),
@@ -1293,8 +1320,9 @@ impl<'a> World<'a> {
                     .and_then(|r| r.session)
             })
             .and_then(|id| self.server.session(id));
+        let core = self.conduit.core();
         Observed {
-            context: self.core.chat_ctx().clone(),
+            context: core.chat_ctx().clone(),
             prior_versions: self.app.state.prior_versions.clone(),
             events: self.app.events.iter().map(|(_, e)| e.clone()).collect(),
             calls: self.app.calls.clone(),
@@ -1309,29 +1337,37 @@ impl<'a> World<'a> {
             current,
             instructions: self.app.state.instructions.clone(),
             tools: self.app.state.tools.clone(),
-            gave_up: matches!(self.core.closed(), Some(Some(_))),
+            gave_up: matches!(core.closed(), Some(Some(_))),
             default_policy: self.schedule.profile.policy.is_default(),
-            audio: Some(AudioTally {
-                received: self.server_audio_bytes(),
-                held: self.audio.held_bytes() as u64,
-                ..self.audio_tally
-            }),
+            audio: Some(self.audio.tally(
+                &self.server_audio(),
+                self.conduit.waiting_audio_bytes() as u64,
+            )),
         }
     }
 
-    /// Microphone audio the server's own records show it received, on every connection.
-    fn server_audio_bytes(&self) -> u64 {
-        self.server
-            .connections()
+    /// Microphone audio the server's own records show it received, frame by frame, on each
+    /// of the client's connections.
+    fn server_audio(&self) -> BTreeMap<ConnectionId, Vec<Vec<u8>>> {
+        let records = self.server.connections();
+        self.links
             .iter()
-            .flat_map(|c| c.frames.iter())
-            .filter_map(|f| match f.decode() {
-                Ok(ClientMessage::RealtimeInput(RealtimeInput::Audio(blob))) => {
-                    Some(blob.data.len() as u64)
-                }
-                _ => None,
+            .filter_map(|(&conn, link)| {
+                let sid = link.server?;
+                let record = records.iter().find(|r| r.id == sid)?;
+                let frames = record
+                    .frames
+                    .iter()
+                    .filter_map(|f| match f.decode() {
+                        Ok(ClientMessage::RealtimeInput(RealtimeInput::Audio(blob))) => {
+                            Some(blob.data.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Some((conn, frames))
             })
-            .sum()
+            .collect()
     }
 }
 

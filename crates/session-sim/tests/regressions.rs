@@ -355,7 +355,7 @@ fn s44_spoken_turn_ended_by_a_later_message() {
                 (0, Op::Voice(30)),
                 (0, Op::AudioStreamEnd),
                 (0, Op::Append(2)),
-                (30, Op::Drop),
+                (1_000, Op::Drop),
             ],
         );
         let texts = user_texts(&outcome.context);
@@ -380,4 +380,47 @@ fn s46_one_interrupted_per_cut_turn() {
         let reconnected = count(&outcome, |e| matches!(e, SessionEvent::Reconnected(_)));
         assert_eq!(reconnected, 1, "{:?}", outcome.events);
     }
+}
+
+/// S45: a rotation close that resets, and a server's normal close while audio is written:
+/// every chunk is received or reported by `AudioDropped`. The server stops reading; the user
+/// speaks (the audio waits, unread, in the socket buffers); a goAway makes the session rotate,
+/// and the server resets the connection before it reads the close frame: the audio was lost,
+/// and is reported although this side started the close. Then the server closes with 1000
+/// just before the user speaks again: the audio written before its close frame arrives is
+/// lost too, and a normal close is no proof of delivery.
+#[test]
+fn s45_audio_on_every_close() {
+    let mut p = profile(Family::Gemini25);
+    p.audio = true;
+    let outcome = holds(
+        p,
+        &[
+            (0, Op::PeerStopsReading(3)),
+            (0, Op::Speech(30)),
+            (0, Op::GoAway(5)),
+            (8, Op::Drop),
+            (2_000, Op::Close(1000)),
+            (1, Op::Speech(99)),
+        ],
+    );
+    let dropped: Vec<std::time::Duration> = outcome
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::AudioDropped { duration } => Some(*duration),
+            _ => None,
+        })
+        .collect();
+    // All of the first speech (300 ms and 700 ms of silence) at the reset, and what was
+    // written of the second before the server's close frame arrived.
+    assert_eq!(dropped.len(), 2, "{:?}", outcome.events);
+    assert_eq!(dropped[0], std::time::Duration::from_secs(1));
+    assert!(!dropped[1].is_zero());
+    let reasons: Vec<&SessionEvent> = outcome
+        .events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::Reconnecting { .. }))
+        .collect();
+    assert_eq!(reasons.len(), 2, "a rotation and a reconnect: {reasons:?}");
 }
