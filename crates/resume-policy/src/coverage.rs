@@ -250,8 +250,10 @@ impl CoverageTracker {
     /// where user input interrupts the model; a session set to `NO_INTERRUPTION` would need
     /// another rule). So when the transcript arrives,
     /// a typed turn already answered completed before the speech ended, and one still awaiting
-    /// its reaction completes after it: the speech ended before the first typed turn still
-    /// awaiting one. Below that bound it ended on the first explicit end of speech
+    /// its reaction completes after it: the speech ended after the last message answered and
+    /// before the first typed turn still awaiting a reaction (an explicit end of speech before
+    /// that floor ended nothing: speech too short for the server's detection, or only
+    /// silence). Between the two it ended on the first explicit end of speech
     /// (`audioStreamEnd`, `activityEnd`) sent after audio, else on a chunk of the last run of
     /// audio (the server's voice detection ends it on a chunk the client cannot name; the last
     /// one sent is the latest it can be). Typed turns sent between two chunks of one utterance
@@ -272,6 +274,14 @@ impl CoverageTracker {
             .find(|a| a.kind == Pending::Turn)
             .map(|turn| turn.first);
         let below = |index: &ClientMessageIndex| bound.is_none_or(|b| *index < b);
+        // And after every turn answered before its transcript came (those completed first):
+        // an explicit end before them ended nothing (speech too short for the server's
+        // detection, or only silence).
+        let floor = self.reacted_through;
+        let above = |index: &ClientMessageIndex| floor.is_none_or(|f| *index > f);
+        while self.speech_ends.front().is_some_and(|end| !above(end)) {
+            self.speech_ends.pop_front();
+        }
         let explicit = self.speech_ends.front().copied().filter(below);
         let (earliest, end) = match explicit {
             Some(end) => {
@@ -282,8 +292,8 @@ impl CoverageTracker {
                 .runs
                 .iter()
                 .rev()
-                .find(|(_, last)| below(last))
-                .copied()
+                .find(|(_, last)| below(last) && above(last))
+                .map(|&(first, last)| (floor.map_or(first, |f| first.max(f.next())), last))
                 .unwrap_or((self.last_sent, self.last_sent)),
         };
         let end = self.last_spoken.map_or(end, |last| last.max(end));

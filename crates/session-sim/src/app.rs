@@ -85,8 +85,10 @@ fn samples(ms: u64) -> usize {
 pub(crate) const VAD_SILENCE_MS: u64 = 500;
 
 /// The longest the application waits for the transcript of an utterance the activity
-/// detection may have ended, in ms of virtual time.
-pub(crate) const TRANSCRIPT_WAIT_MS: u64 = 2_000;
+/// detection may have ended, in ms of virtual time: longer than a slow write (up to 2.5 s) or
+/// a peer that stops reading (up to 20 s) keeps the audio from the server, so that the wait
+/// does not end before the server heard it.
+pub(crate) const TRANSCRIPT_WAIT_MS: u64 = 25_000;
 
 /// The microphone's utterance as the application knows it, for the one rule that keeps the
 /// check decidable.

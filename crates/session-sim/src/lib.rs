@@ -33,7 +33,7 @@
 //!
 //! The application acts while the user speaks, with one rule that keeps the check decidable:
 //! after audio that may have ended an utterance by the server's activity detection, it waits
-//! for that utterance's input transcript (or the end of the connection, or 2 s of virtual
+//! for that utterance's input transcript (or the end of the connection, or 25 s of virtual
 //! time) before its next step or tool answer. Which of a message sent between the detected end
 //! of speech and the transcript's arrival the server took first, the protocol does not tell
 //! the client. Explicit ends (`audioStreamEnd`, `activityEnd`) need no wait.

@@ -450,8 +450,11 @@ impl<'a> World<'a> {
         match self.schedule.steps.get(k) {
             Some(step) => {
                 let mut at = (since + step.gap).max(not_before);
-                if step.op.is_audio() {
-                    // The microphone delivers audio in real time.
+                if !step.op.is_fault() {
+                    // The microphone delivers audio in real time, and a push puts all its
+                    // frames on the wire at once: the application's next push, and anything
+                    // else it does, comes once the push has played out, so that the wire
+                    // order is the order in time.
                     at = at.max(self.app.mic_until);
                 }
                 self.at(at, Ev::Step(k));
@@ -683,6 +686,13 @@ impl<'a> World<'a> {
                     self.server_timer = None;
                     self.server.advance(server_now);
                 }
+            }
+            Ev::Answer(call_id) if now < self.app.mic_until => {
+                // The microphone's push is still playing out (its frames are all on the wire
+                // already): the answer comes after it, as it would on the wire in real time.
+                let at = self.app.mic_until;
+                self.answers_due -= 1;
+                self.at(at, Ev::Answer(call_id));
             }
             Ev::Answer(call_id) => {
                 self.answers_due -= 1;

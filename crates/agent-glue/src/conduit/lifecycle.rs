@@ -131,6 +131,13 @@ impl Conduit {
         let audio = self.out.purge(line.id);
         self.unwritten(audio, true);
         if line.closing.is_some() {
+            // The core forgot this connection; an authentication or quota close still concerns
+            // it (the credential and the quota are the session's, not the connection's).
+            if let End::Closed(info, cause) = end {
+                if info.class == gemini_transport::CloseClass::AuthOrQuota {
+                    self.core.handle_closed(now, line.id, info, cause);
+                }
+            }
             return;
         }
         let (info, cause) = match end {

@@ -347,7 +347,19 @@ impl SessionCore {
         mut info: CloseInfo,
         cause: Option<TransportCause>,
     ) {
-        if self.closed.is_some() || self.link.id() != Some(connection) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.link.id() != Some(connection) {
+            // A connection the core already closed (a rotation). An authentication or quota
+            // close ends the session all the same: the credential and the quota are the
+            // session's, and the next connection would meet them too.
+            if info.class == WireClass::AuthOrQuota {
+                let failure = SessionError::from_close(&info, cause);
+                self.last_failure = Some(failure.clone());
+                let cause = fatal_cause(&failure, FatalCause::Auth);
+                self.end_fatal(now, cause, failure);
+            }
             return;
         }
         let failure = SessionError::from_close(&info, cause);
