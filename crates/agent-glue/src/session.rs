@@ -256,9 +256,12 @@ type Opened = Result<(ConnectionSender, ConnectionReceiver), gemini_transport::E
 /// A dial under way.
 type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 
-/// Dials, sends `setup` and waits for `setupComplete`.
+/// Dials, sends `setup` and waits for `setupComplete`. How long a dial may take is the
+/// conduit's to decide (it releases the connection, and this future is dropped), so the
+/// transport's own setup timeout is not armed.
 async fn open(config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
-    let mut conn = Connection::connect(&config.endpoint, &config.connect).await?;
+    let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
+    let mut conn = Connection::connect(&config.endpoint, &connect).await?;
     conn.setup(&setup).await?;
     Ok(conn.split())
 }
@@ -477,8 +480,17 @@ impl LiveSessionBuilder {
             }
         };
         if let Some((connection, setup)) = first {
-            let opened = open(Arc::clone(&shared.config), setup).await;
-            opened_connection(&shared, connection, opened);
+            // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
+            let deadline = shared.lock().conduit.poll_timeout();
+            let deadline = deadline.map(|at| epoch + Duration::from_millis(at.0));
+            let dial = open(Arc::clone(&shared.config), setup);
+            match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {
+                    Ok(opened) => opened_connection(&shared, connection, opened),
+                    Err(_) => shared.with(|state, now| state.conduit.handle_timeout(now)),
+                },
+                None => opened_connection(&shared, connection, dial.await),
+            }
         }
         let driver = Driver {
             shared: Arc::clone(&shared),

@@ -35,10 +35,6 @@ use crate::socket::{Link, SimSocket, Took, Wire, as_transport_records};
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
 
-/// The shell's setup timeout (the transport's default): a dial whose `setupComplete` has not
-/// arrived this long after it is given up on (virtual ms).
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What a run found.
 #[derive(Debug)]
 pub struct Outcome {
@@ -81,8 +77,6 @@ enum Ev {
     Answer(String),
     /// The application stops waiting for a transcript (the wait with this number).
     WaitOver(u64),
-    /// The shell's setup timeout for a connection (it gives up unless `setupComplete` came).
-    SetupTimeout(ConnectionId),
     /// The application interrupts the answer that just started.
     InterruptAnswer,
     Settle,
@@ -543,7 +537,6 @@ impl<'a> World<'a> {
                     self.end_wait();
                 }
             }
-            Ev::SetupTimeout(conn) => self.setup_timeout(conn),
             Ev::InterruptAnswer => {
                 if self.conduit.core().closed().is_none() {
                     self.app.interleavings.insert(Interleaving::InterruptAnswer);
@@ -852,8 +845,6 @@ impl<'a> World<'a> {
                 );
                 self.last_opened = Some(connection);
                 self.at(at, Ev::Dial(connection, json));
-                let timeout = u64::try_from(SETUP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-                self.at(at + timeout, Ev::SetupTimeout(connection));
             }
             Order::Release { connection } => {
                 if self.socket == Some(connection) {
@@ -1255,36 +1246,6 @@ impl<'a> World<'a> {
                 ));
             }
         }
-    }
-
-    /// The shell's setup timeout for `conn`: unless its `setupComplete` arrived, the shell
-    /// drops the connection (no close frame) and tells the core the dial failed.
-    fn setup_timeout(&mut self, conn: ConnectionId) {
-        let now = self.now;
-        let lat = self.latency();
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        if !link.client_open || link.set_up {
-            return;
-        }
-        link.client_open = false;
-        let vanish = link.server_open.then(|| {
-            let at = (now + lat).max(link.c2s_at);
-            link.c2s_at = at;
-            at
-        });
-        if let Some(at) = vanish {
-            self.at(at, Ev::VanishAtServer(conn));
-        }
-        self.note(format!("conn {}: no setupComplete, setup timeout", conn.0));
-        let cause = gemini_transport::Error::SetupTimeout {
-            after: SETUP_TIMEOUT,
-        };
-        let mut info = CloseInfo::abnormal(cause.to_string(), false);
-        info.class = cause.class();
-        self.conduit
-            .handle_dial_failed(Millis(now), conn, info, Some(std::sync::Arc::new(cause)));
     }
 
     /// The core is told that `conn` ended with `info`: if that was its connection and the

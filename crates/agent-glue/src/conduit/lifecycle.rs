@@ -45,6 +45,7 @@ impl Conduit {
         self.run_actions(now);
         if self.core.closed().is_some() {
             if let Some(connection) = self.dialing.take() {
+                self.dial_deadline = None;
                 self.orders.push_back(Order::Release { connection });
             }
         }
@@ -77,6 +78,9 @@ impl Conduit {
                 Action::Open { .. } => {
                     if let Some(Action::Open { connection, setup }) = self.actions.pop_front() {
                         self.dialing = Some(connection);
+                        let after = u64::try_from(self.timing.setup_timeout.as_millis())
+                            .unwrap_or(u64::MAX);
+                        self.dial_deadline = Some(Millis(now.0.saturating_add(after)));
                         self.orders.push_back(Order::Dial { connection, setup });
                     }
                 }
@@ -88,6 +92,7 @@ impl Conduit {
     fn close(&mut self, now: Millis, connection: ConnectionId, code: u16, reason: &'static str) {
         if self.dialing == Some(connection) {
             self.dialing = None;
+            self.dial_deadline = None;
             self.orders.push_back(Order::Release { connection });
             return;
         }

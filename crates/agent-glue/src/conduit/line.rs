@@ -33,6 +33,9 @@ pub(crate) struct Timing {
     pub(crate) write_timeout: Duration,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) close_timeout: Duration,
+    /// The longest a dial may take from its order to `setupComplete` (the connect
+    /// configuration's setup timeout): past it the dial is given up as a setup timeout.
+    pub(crate) setup_timeout: Duration,
 }
 
 /// A ping on its way: queued, then written, then answered.

@@ -116,6 +116,8 @@ pub struct Conduit {
     line: Option<Line>,
     /// The connection being dialed.
     dialing: Option<ConnectionId>,
+    /// When the dial under way is given up ([`Timing::setup_timeout`] after its order).
+    dial_deadline: Option<Millis>,
     /// The core's actions not started yet (an `Open` waits for the previous socket to go).
     actions: VecDeque<Action>,
     orders: VecDeque<Order>,
@@ -153,6 +155,7 @@ impl Conduit {
             out: Outgoing::default(),
             line: None,
             dialing: None,
+            dial_deadline: None,
             actions: VecDeque::new(),
             orders: VecDeque::new(),
             events: VecDeque::new(),
@@ -163,6 +166,7 @@ impl Conduit {
                 write_timeout: config.write_timeout,
                 keepalive: config.keepalive,
                 close_timeout: config.connect.close_timeout,
+                setup_timeout: config.connect.setup_timeout,
             },
             bytes_per_second: u64::from(config.input_sample_rate).max(1) * 2,
             audit: None,
@@ -204,7 +208,10 @@ impl Conduit {
             .line
             .as_ref()
             .and_then(|l| l.deadline(&self.timing, self.reading_paused));
-        [self.core.poll_timeout(), line].into_iter().flatten().min()
+        [self.core.poll_timeout(), line, self.dial_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The socket said it cannot take more ([`FrameSink`] returned `Pending`): call
@@ -316,6 +323,7 @@ impl Conduit {
             return;
         }
         self.dialing = None;
+        self.dial_deadline = None;
         self.line = Some(Line::new(connection, now));
         self.core.handle_setup_complete(now, connection);
         self.drain(now);
@@ -343,8 +351,31 @@ impl Conduit {
             return;
         }
         self.dialing = None;
+        self.dial_deadline = None;
         self.core.handle_closed(now, connection, info, cause);
         self.drain(now);
+    }
+
+    /// A dial that has not completed its setup by its deadline is given up: its socket
+    /// released, the core told of a setup timeout.
+    fn dial_overdue(&mut self, now: Millis) {
+        let Some(connection) = self
+            .dialing
+            .filter(|_| self.dial_deadline.is_some_and(|deadline| deadline <= now))
+        else {
+            return;
+        };
+        self.orders.push_back(Order::Release { connection });
+        let cause = gemini_transport::Error::SetupTimeout {
+            after: self.timing.setup_timeout,
+        };
+        let mut info = CloseInfo::abnormal(cause.to_string(), false);
+        info.class = cause.class();
+        tracing::debug!(
+            connection = connection.0,
+            "no setupComplete: the dial is given up"
+        );
+        self.handle_dial_failed(now, connection, info, Some(std::sync::Arc::new(cause)));
     }
 
     /// A decoded server message on `connection` (`setupComplete` is
@@ -401,6 +432,7 @@ impl Conduit {
     /// Runs every timer due at `now`: the core's, the write deadline, the keepalive, the
     /// closing handshake's.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.dial_overdue(now);
         self.core.handle_timeout(now);
         self.drain(now);
         let due = self
