@@ -309,6 +309,7 @@ mod tests {
             write_timeout: Duration::from_secs(5),
             keepalive: Some(Keepalive::default()),
             close_timeout: Duration::from_secs(2),
+            setup_timeout: Duration::from_secs(10),
         }
     }
 
