@@ -20,14 +20,18 @@
 //!    session-sim -- --schedules 100000`); fails on any violation. Then each mutant policy
 //!    (`ReplayAlways`, `SkipReplay`) on 1,000 fresh schedules
 //!    (`session-sim --policy replay-always --schedules 1000 --fixed 0`): fails if no
-//!    schedule catches it (fails under the mutant and passes under the default policy)
+//!    schedule catches it (fails under the mutant and passes under the default policy), and
+//!    the send-order mutant of the coverage tracker (`cargo xtask sim --mutant send-order
+//!    --schedules 1000 --fixed 0`, a release build with `--cfg mutant_send_order` in
+//!    `<target dir>/mutant-send-order`): fails if no schedule catches it
 //! 6. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
 //! 7. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
 //! 8. `cargo run --example quickstart` (the README's first command must keep working)
 //!
-//! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] | --seed S [--keep i,j]
-//! [--trace]` runs the deterministic simulator (`crates/session-sim`) in release mode.
+//! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] [--mutant M] | --seed S
+//! [--keep i,j] [--trace]` runs the deterministic simulator (`crates/session-sim`) in release
+//! mode; `--mutant send-order` runs it on a build of the client's code with that mutation.
 //!
 //! `cargo xtask load [--sessions N[,N…]] [--seconds S] [--find-max] …` runs the whole-process
 //! load benchmark (`crates/load`, built in release; see `load.rs`). CI does not run it.
@@ -52,6 +56,8 @@ enum Action {
     },
     /// Provision the Python compatibility venv (see the module docs, step 3).
     PythonCompat,
+    /// `cargo xtask sim ARGS` (a mutant of the client's code is a build of its own).
+    Sim(&'static [&'static str]),
 }
 
 struct Step {
@@ -150,6 +156,17 @@ const CI_STEPS: &[Step] = &[
         },
     },
     Step {
+        name: "simulator: mutant send-order is caught",
+        action: Action::Sim(&[
+            "--mutant",
+            "send-order",
+            "--schedules",
+            "1000",
+            "--fixed",
+            "0",
+        ]),
+    },
+    Step {
         name: "loopback soak",
         action: Action::Cargo {
             args: &[
@@ -196,9 +213,31 @@ fn usage() -> ExitCode {
 /// `crates/session-sim/src/main.rs`).
 fn run_sim(args: &[String]) -> ExitCode {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    let mut rest: Vec<&String> = args.iter().collect();
+    if let Some(at) = rest.iter().position(|a| a.as_str() == "--mutant") {
+        // A mutant of the client's own code: a build of its own, in a target directory of its
+        // own (the normal build stays as it is); the run succeeds only if it is caught.
+        let Some(name) = rest.get(at + 1).map(|s| s.as_str()) else {
+            eprintln!("xtask sim: --mutant needs a name (send-order)");
+            return ExitCode::from(2);
+        };
+        let cfg = match name {
+            "send-order" => "mutant_send_order",
+            other => {
+                eprintln!("xtask sim: unknown mutant {other} (send-order)");
+                return ExitCode::from(2);
+            }
+        };
+        rest.drain(at..at + 2);
+        command.env("RUSTFLAGS", format!("--cfg {cfg}")).env(
+            "CARGO_TARGET_DIR",
+            target_dir(&workspace_root()).join(format!("mutant-{name}")),
+        );
+    }
+    let status = command
         .args(["run", "--release", "--quiet", "-p", "session-sim", "--"])
-        .args(args)
+        .args(rest)
         .status();
     match status {
         Ok(status) if status.success() => ExitCode::SUCCESS,
@@ -222,6 +261,14 @@ fn run_ci() -> ExitCode {
                     Ok(Some(python)) => carried.push((PYTHON_VAR, python)),
                     Ok(None) => {}
                     Err(()) => return ExitCode::FAILURE,
+                }
+            }
+            Action::Sim(args) => {
+                eprintln!("==> xtask ci: {} (xtask sim {})", step.name, args.join(" "));
+                let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+                if run_sim(&args) != ExitCode::SUCCESS {
+                    eprintln!("xtask ci: step `{}` failed", step.name);
+                    return ExitCode::FAILURE;
                 }
             }
             Action::Cargo { args, env } => {
