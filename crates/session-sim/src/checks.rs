@@ -334,6 +334,7 @@ pub fn check(o: &Observed) -> Vec<Violation> {
     context(o, &mut found);
     tools_and_answers(o, &mut found);
     reconnect_pairs(o, &mut found);
+    one_interrupted_per_turn(o, &mut found);
     if o.default_policy {
         divergence_reasons(o, &mut found);
     }
@@ -533,6 +534,25 @@ fn divergence_reasons(o: &Observed, found: &mut Vec<Violation>) {
                     format!("{why:?} is not a reason the default policy documents as undeliverable (items {items:?})"),
                 ));
             }
+        }
+    }
+}
+
+/// The application is told once that a turn was cut off: between two turn boundaries (a
+/// `TurnComplete`, a new connection, the end), at most one `Interrupted` (scenario S46).
+fn one_interrupted_per_turn(o: &Observed, found: &mut Vec<Violation>) {
+    let mut cut = false;
+    for (at, event) in o.events.iter().enumerate() {
+        match event {
+            SessionEvent::Interrupted if cut => found.push(Violation::new(
+                "events",
+                format!("event {at}: a second Interrupted for one turn"),
+            )),
+            SessionEvent::Interrupted => cut = true,
+            SessionEvent::TurnComplete
+            | SessionEvent::Reconnected(_)
+            | SessionEvent::Closed { .. } => cut = false,
+            _ => {}
         }
     }
 }
