@@ -453,6 +453,12 @@ impl Pair {
         self.world.advance_to(self.world.now);
     }
 
+    /// The server's WebSocket answers pings on the current connection `ms` late (slow pongs:
+    /// past the keepalive timeout the session gives the connection up).
+    pub fn slow_pongs(&mut self, ms: u64) {
+        self.world.slow_pongs(ms);
+    }
+
     /// Fault injection, as `FakeServer::faults`: a control addressed to connections (drop,
     /// close, `goAway`, raw frames, stall) acts at the current virtual time, when the pair
     /// next runs; the others (refused resumes and dials, expired or withheld handles,

@@ -1193,9 +1193,7 @@ impl<'a> World<'a> {
                 Ok(())
             }
             Action::SlowPongs(ms) => {
-                if let Some(link) = self.socket.and_then(|c| self.links.get_mut(&c)) {
-                    link.pong_delay = ms;
-                }
+                self.slow_pongs(ms);
                 Ok(())
             }
             Action::Done => Ok(()),
@@ -1213,6 +1211,13 @@ impl<'a> World<'a> {
         }
         self.app.state.snapshot(version, context);
         wait
+    }
+
+    /// The server answers pings on the current connection `ms` late (slow pongs).
+    pub(crate) fn slow_pongs(&mut self, ms: u64) {
+        if let Some(link) = self.socket.and_then(|c| self.links.get_mut(&c)) {
+            link.pong_delay = ms;
+        }
     }
 
     /// The server stops reading the current connection for `ms`: what is on the wire waits

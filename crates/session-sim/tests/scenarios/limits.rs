@@ -1,5 +1,4 @@
-//! Limits and errors: S28–S29. (S30, keepalive, needs a keepalive the core decides: the
-//! shell's ping timer is not modelled on virtual time yet.)
+//! Limits and errors: S28–S30.
 
 use agent_glue::{ReconnectStrategy, SessionEvent};
 use gemini_fake::Family;
@@ -27,6 +26,13 @@ pub fn scenarios() -> Vec<Scenario> {
             // drops it without a word.
             exposes: &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay],
         },
+        Scenario {
+            id: "S30",
+            title: "keepalive: a long silence keeps the connection; a ping timeout is transient",
+            body: s30,
+            // ReplayAlways sends the history again on the resumed connection.
+            exposes: &[PolicyKind::ReplayAlways],
+        },
     ]
 }
 
@@ -38,6 +44,11 @@ fn s28_seed_within_size_limits() {
 #[test]
 fn s29_1007_mid_session() {
     check("S29");
+}
+
+#[test]
+fn s30_keepalive() {
+    check("S30");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,4 +229,48 @@ fn s29_on(policy: PolicyKind, family: Family) -> Outcome {
     // The simulator counts every 1007 after a setup as a refused payload: this one is the
     // scenario's own fault. Everything else of the invariant holds.
     finish_except(pair, &["rejected payload"])
+}
+
+// ---------------------------------------------------------------------------------------------
+// S30
+
+/// Ten minutes of silence on a healthy connection: the keepalive pings it (a ping every 10 s,
+/// answered at once) and keeps it, with no reconnect. Then the server answers pings 25 s late:
+/// past the keepalive timeout (10 s) the connection is given up as lost (1006, transient), the
+/// session resumes once, and the conversation goes on with nothing lost or repeated.
+fn s30(policy: PolicyKind) -> Outcome {
+    let mut pair = open(Family::Gemini25, policy.fast(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    pair.run_for(10 * 60_000);
+    ensure_eq("reconnects over a long silence", reasons(&pair).len(), 0)?;
+    ensure_eq(
+        "connections after a long silence",
+        pair.server().connections().len(),
+        1,
+    )?;
+    pair.slow_pongs(25_000);
+    // The next ping within 10 s, its verdict 10 s later.
+    pair.set_step(40_000);
+    let report = reconnected(&mut pair)?;
+    pair.set_step(3_000);
+    ensure(
+        matches!(
+            reasons(&pair).first(),
+            Some(agent_glue::ReconnectReason::ConnectionLost { code: 1006, .. })
+        ),
+        || format!("reasons: {:?}", reasons(&pair)),
+    )?;
+    ensure_eq("strategy", report.strategy, ReconnectStrategy::Resumed)?;
+    barrier(&mut pair, "two")?;
+    ends_with(
+        pair,
+        &[
+            "user: one",
+            "model: echo: one",
+            "user: two",
+            "model: echo: two",
+        ],
+        2,
+        1,
+    )
 }

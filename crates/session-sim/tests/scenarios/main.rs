@@ -1,4 +1,4 @@
-//! The reconnect scenario suite (S01–S29 of the scenario list) on the scripted pair: the real
+//! The reconnect scenario suite (S01–S30 of the scenario list) on the scripted pair: the real
 //! session core and the fake server's real session logic on virtual time
 //! (`session_sim::Pair`), so the whole suite runs in a fraction of a second of wall time.
 //!
@@ -13,10 +13,7 @@
 //! the table cannot quietly become meaningless). Run one scenario by name, e.g.
 //! `cargo test -p session-sim --test scenarios s13`; print the whole table with
 //! `cargo test -p session-sim --test scenarios scenario_table -- --nocapture`.
-//!
-//! S30 (keepalive: long silence does not kill a healthy connection, a ping timeout is
-//! transient) is not here: the ping timer and its verdict are the shell's, not yet decided on
-//! virtual time.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod runner;
