@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::Family;
+use crate::family::{Capabilities, SetupRule};
 
 /// The close code the server uses when a connection reaches the end of its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,12 +75,19 @@ pub enum FrameKind {
 /// | setting | default |
 /// |---|---|
 /// | listen address | `127.0.0.1:0` (a free port) |
-/// | family | [`Family::Gemini25`] |
+/// | default family | [`Family::Gemini25`]: the model [`FakeConfig::setup_model`] names (every family is served; the `setup`'s model id chooses) |
+/// | 3.1 | strict: `clientContent` only as initial history ([`FakeConfig::with_lenient_3_1`]) |
+/// | `TEXT` responses on 3.8 | refused with 1007, as on the service ([`FakeConfig::with_text_on_3_8`], a test switch) |
 /// | vertex | `false` (Developer API paths and model names) |
 /// | API key | none: any or no key is accepted |
-/// | connection lifetime | none (connections last until closed) |
+/// | TLS | off: `ws://` ([`FakeConfig::with_tls`]) |
+/// | connection lifetime | the family's ([`Family::default_lifetime`]: 10 min on 2.5 and 3.1, none on 3.8) |
 /// | goAway lead | 50 s before the end of the lifetime |
 /// | lifetime end | [`LifetimeEnd::PolicyViolation`] (1008) |
+/// | hard close | the family's ([`Family::default_hard_close`]: 58:00 on 3.8, 1011) |
+/// | one socket per session | a resume while another connection of the session is open is closed with 1011 ([`FakeConfig::with_concurrent_connections`]) |
+/// | fillers (extended thinking) | every 3 s while a call is pending, at most 3 per wait |
+/// | context window | 128,000 tokens; without compression 15 min of audio, 2 min with video ([`FakeConfig::with_context_limits`]) |
 /// | handle expiry | 2 h after issuance or after the session's last connection ended, whichever is later |
 /// | handle lag | 0 messages |
 /// | index convention | [`IndexConvention::SetupIsZero`] |
@@ -94,9 +102,19 @@ pub enum FrameKind {
 pub struct FakeConfig {
     pub(crate) listen: SocketAddr,
     pub(crate) family: Family,
+    pub(crate) lenient_3_1: bool,
+    pub(crate) text_on_3_8: bool,
     pub(crate) vertex: bool,
     pub(crate) api_key: Option<String>,
-    pub(crate) lifetime: Option<Duration>,
+    pub(crate) tls: Option<crate::TlsIdentity>,
+    /// `None`: the family's default.
+    pub(crate) lifetime: Option<Option<Duration>>,
+    /// `None`: the family's default.
+    pub(crate) hard_close: Option<Option<Duration>>,
+    pub(crate) concurrent_connections: bool,
+    pub(crate) filler_interval: Duration,
+    pub(crate) max_fillers: u32,
+    pub(crate) limits: ContextLimits,
     pub(crate) go_away_lead: Duration,
     pub(crate) lifetime_end: LifetimeEnd,
     pub(crate) handle_expiry: Duration,
@@ -116,9 +134,17 @@ impl Default for FakeConfig {
         FakeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             family: Family::Gemini25,
+            lenient_3_1: false,
+            text_on_3_8: false,
             vertex: false,
             api_key: None,
+            tls: None,
             lifetime: None,
+            hard_close: None,
+            concurrent_connections: false,
+            filler_interval: Duration::from_secs(3),
+            max_fillers: 3,
+            limits: ContextLimits::default(),
             go_away_lead: Duration::from_secs(50),
             lifetime_end: LifetimeEnd::PolicyViolation,
             handle_expiry: Duration::from_secs(2 * 60 * 60),
@@ -147,9 +173,65 @@ impl FakeConfig {
         self
     }
 
-    /// Model family whose rules the server enforces.
+    /// The default family: the model [`FakeConfig::setup_model`] names. Every family is
+    /// served whatever this says: the model id in each `setup` chooses the family whose rules
+    /// that connection follows ([`Family::from_model_id`]).
     pub fn with_family(mut self, family: Family) -> Self {
         self.family = family;
+        self
+    }
+
+    /// Accept `clientContent` for the whole session on 3.1 (the later documentation's reading,
+    /// docs/protocol.md section 7.8); off by default: 3.1 takes it only as initial history.
+    pub fn with_lenient_3_1(mut self, lenient: bool) -> Self {
+        self.lenient_3_1 = lenient;
+        self
+    }
+
+    /// A test switch: accept `TEXT` as the response modality on 3.8, which the service refuses
+    /// with 1007 (docs/protocol.md section 10.1). Off by default and never on in the binary
+    /// unless `--text-on-3.8` is given; for tests whose client still asks for text.
+    pub fn with_text_on_3_8(mut self, allow: bool) -> Self {
+        self.text_on_3_8 = allow;
+        self
+    }
+
+    /// Serve `wss://` with this certificate and key ([`TlsIdentity::self_signed`](crate::TlsIdentity::self_signed)
+    /// makes one for 127.0.0.1 and localhost).
+    pub fn with_tls(mut self, identity: crate::TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
+    /// Allow a resume while another connection of the same session is still open (the older
+    /// one stays open; [`SessionSnapshot::overlaps`](crate::SessionSnapshot::overlaps) counts
+    /// it). Off by default: such a resume is closed with 1011, as the service was reported to
+    /// do (docs/protocol.md section 10.1); once that connection has closed, the handle resumes.
+    pub fn with_concurrent_connections(mut self, allow: bool) -> Self {
+        self.concurrent_connections = allow;
+        self
+    }
+
+    /// The connection age at which the server closes with 1011 `Deadline expired …` and no
+    /// `goAway` (`None`: never), for every family; by default the family's
+    /// ([`Family::default_hard_close`]). [`Faults::hard_close_at`](crate::Faults::hard_close_at)
+    /// changes it while serving.
+    pub fn with_hard_close(mut self, age: Option<Duration>) -> Self {
+        self.hard_close = Some(age);
+        self
+    }
+
+    /// Extended thinking: while a call is pending and the model is idle, a filler turn every
+    /// `interval`, at most `max` per wait (defaults 3 s and 3).
+    pub fn with_fillers(mut self, interval: Duration, max: u32) -> Self {
+        self.filler_interval = interval;
+        self.max_fillers = max;
+        self
+    }
+
+    /// The context window and the session limits without compression (see [`ContextLimits`]).
+    pub fn with_context_limits(mut self, limits: ContextLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -165,9 +247,12 @@ impl FakeConfig {
         self
     }
 
-    /// Each connection ends this long after its upgrade (`None`: never).
+    /// Each connection ends this long after its upgrade (`None`: never), with a `goAway` the
+    /// [lead](FakeConfig::with_go_away_lead) before it, for every family. By default the
+    /// family's ([`Family::default_lifetime`]: about ten minutes on 2.5 and 3.1, as on the
+    /// service); a test that relies on connections lasting says `with_lifetime(None)`.
     pub fn with_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.lifetime = lifetime;
+        self.lifetime = Some(lifetime);
         self
     }
 
@@ -233,7 +318,7 @@ impl FakeConfig {
         self
     }
 
-    /// Accept this bare model id as well as the family's own ids.
+    /// Accept this bare model id as well, as a model of the default family.
     pub fn with_extra_model(mut self, id: impl Into<String>) -> Self {
         self.extra_models.push(id.into());
         self
@@ -269,10 +354,38 @@ impl FakeConfig {
         self.audio_load
     }
 
-    /// The configured family.
+    /// The default family ([`FakeConfig::with_family`]).
     #[must_use]
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// The connection lifetime of a family's connections (`None`: no lifetime).
+    #[must_use]
+    pub fn lifetime_of(&self, family: Family) -> Option<Duration> {
+        self.lifetime.unwrap_or_else(|| family.default_lifetime())
+    }
+
+    /// The hard-close age of a family's connections, unless a fault changed it.
+    #[must_use]
+    pub fn hard_close_of(&self, family: Family) -> Option<Duration> {
+        self.hard_close
+            .unwrap_or_else(|| family.default_hard_close())
+    }
+
+    /// The capabilities a connection of `family` follows: the family's row, with 3.1's
+    /// `clientContent` allowed all session under [`FakeConfig::with_lenient_3_1`] and `TEXT`
+    /// allowed on 3.8 under [`FakeConfig::with_text_on_3_8`].
+    #[must_use]
+    pub fn capabilities_of(&self, family: Family) -> Capabilities {
+        let mut caps = family.capabilities();
+        if self.lenient_3_1 && family == Family::Gemini31 {
+            caps.client_content_mid_session = true;
+        }
+        if self.text_on_3_8 && family.is_3_8() {
+            caps.text_responses = SetupRule::Accepted;
+        }
+        caps
     }
 
     /// Whether the Vertex surface is served.
@@ -287,8 +400,50 @@ impl FakeConfig {
         self.family.setup_model(self.vertex)
     }
 
-    pub(crate) fn accepts_model(&self, bare_id: &str) -> bool {
-        self.family.model_ids(self.vertex).contains(&bare_id)
-            || self.extra_models.iter().any(|m| m == bare_id)
+    /// The family of a bare model id on the served surface (`None`: unknown, 1008).
+    pub(crate) fn family_of(&self, bare_id: &str) -> Option<Family> {
+        Family::from_model_id(bare_id, self.vertex).or_else(|| {
+            self.extra_models
+                .iter()
+                .any(|m| m == bare_id)
+                .then_some(self.family)
+        })
+    }
+}
+
+/// The context window and how long a session may run without `contextWindowCompression`
+/// (docs/protocol.md section 7.1). Token counts are the fake's (`SessionSnapshot::context_tokens`):
+/// a word of text is a token, a second of audio 25 tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContextLimits {
+    /// The model's context window in tokens (128,000). With compression the default trigger is
+    /// 80 % of it and the default target half the trigger.
+    pub window_tokens: u64,
+    /// Client audio a session without compression may send (15 minutes).
+    pub audio_only: Duration,
+    /// The same once video has been sent (2 minutes).
+    pub audio_with_video: Duration,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        ContextLimits {
+            window_tokens: 128_000,
+            audio_only: Duration::from_secs(15 * 60),
+            audio_with_video: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
+impl ContextLimits {
+    /// These limits (for tests that reach them quickly).
+    #[must_use]
+    pub fn new(window_tokens: u64, audio_only: Duration, audio_with_video: Duration) -> Self {
+        ContextLimits {
+            window_tokens,
+            audio_only,
+            audio_with_video,
+        }
     }
 }

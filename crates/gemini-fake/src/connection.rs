@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::FrameKind;
 use crate::conversation::Step;
 use crate::endpoint::{self, Route};
-use crate::link::{self, Action, LinkCore, Outgoing};
+use crate::link::{self, Action, DataFlow, LinkCore, Outgoing};
+use crate::pong::{LatePongs, OnTcp};
 use crate::server::until_shutdown;
 use crate::session::ConnectionEnd;
 use crate::shared::Shared;
@@ -27,10 +28,10 @@ use crate::shared::Shared;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What the upgrade request said.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Upgrade {
     route: Option<Route>,
-    key_ok: bool,
+    credentials: Result<(), (u16, &'static str)>,
 }
 
 fn refuse(status: u16, text: &str) -> ErrorResponse {
@@ -55,17 +56,24 @@ fn check_upgrade(
     let found = endpoint::credentials(request.uri().query(), |name| {
         headers.get(name).and_then(|v| v.to_str().ok())
     });
-    upgrade.key_ok = link::key_accepted(&shared.config, found.iter().map(String::as_str));
+    upgrade.credentials = link::check_credentials(shared, found.iter().map(String::as_str));
     upgrade.route = Some(route);
     Ok(())
 }
 
-/// Serves one accepted TCP connection to its end.
+/// Serves one accepted connection (TCP, or TLS over TCP) to its end.
 // The upgrade callback's `Result<Response, ErrorResponse>` is tungstenite's signature.
 #[allow(clippy::result_large_err)]
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let mut upgrade = Upgrade::default();
+pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + OnTcp + Unpin,
+{
+    let flow = Arc::new(DataFlow::default());
+    let stream = LatePongs::new(stream, Arc::clone(&shared), Arc::clone(&flow));
+    let mut upgrade = Upgrade {
+        route: None,
+        credentials: Ok(()),
+    };
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         check_upgrade(&shared, request, &mut upgrade)
             .map(|()| response)
@@ -76,29 +84,33 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     // small; 8 KiB holds several.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 << 10);
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
-        .await
-    {
-        Ok(ws) => ws,
-        Err(error) => {
-            tracing::debug!(%error, "upgrade failed");
-            return;
-        }
-    };
+    let mut ws =
+        match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
+        {
+            Ok(ws) => ws,
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed");
+                return;
+            }
+        };
+    ws.get_mut().start_framing();
     let version = upgrade.route.map(|r| r.version).unwrap_or_default();
-    let (core, first) = LinkCore::open(Arc::clone(&shared), version, upgrade.key_ok);
+    let (core, first) = LinkCore::open(Arc::clone(&shared), version, upgrade.credentials, flow);
     let mut link = Link { core, ws };
     let end = link.run(first).await;
     link.core.finish(&end);
 }
 
 /// One live WebSocket and its connection core.
-struct Link {
+struct Link<S> {
     core: LinkCore,
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<LatePongs<S>>,
 }
 
-impl Link {
+impl<S> Link<S>
+where
+    S: AsyncRead + AsyncWrite + OnTcp + Unpin,
+{
     /// Executes `action`, then serves until the connection ends.
     async fn run(&mut self, mut action: Action) -> ConnectionEnd {
         let mut shutdown = self.core.shared().shutdown.subscribe();
@@ -202,7 +214,7 @@ impl Link {
 
     fn drop_now(&mut self) -> ConnectionEnd {
         // A zero linger makes the kernel send RST instead of FIN: no close frame, no goodbye.
-        let _ = self.ws.get_ref().set_zero_linger();
+        let _ = self.ws.get_ref().tcp().set_zero_linger();
         ConnectionEnd::Dropped
     }
 }

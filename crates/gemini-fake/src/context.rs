@@ -110,13 +110,16 @@ impl Turn {
     }
 }
 
-/// A function call issued by the model and not yet answered or cancelled.
+/// A function call issued by the model and not yet answered (finally) or cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCall {
     /// Call id.
     pub id: String,
     /// Function name.
     pub name: String,
+    /// Whether the model waits for it (`BLOCKING`); a non-blocking call's model turn goes on
+    /// and completes, and its response is answered by a later turn, as its `scheduling` says.
+    pub blocking: bool,
 }
 
 /// What a resumption handle captures: the model's context and its open calls.

@@ -152,6 +152,67 @@ impl Faults {
         });
     }
 
+    /// Closes every connection at this age (from its upgrade) with 1011 `Deadline expired
+    /// before operation could complete.` and no `goAway`, whatever its family and compression;
+    /// `None`: never. Acts on open connections too (one already older closes at once). Until
+    /// called, the configuration's age holds ([`FakeConfig::with_hard_close`](crate::FakeConfig::with_hard_close),
+    /// by default 58:00 on 3.8: docs/protocol.md section 10.1).
+    pub fn hard_close_at(&self, age: Option<Duration>) {
+        self.shared.update(|state| {
+            state.faults.hard_close = Some(age);
+            state.broadcast(&Control::Wake);
+        });
+    }
+
+    /// The next `count` resumes of sessions whose last connection ended with a hard close are
+    /// refused with 1007 `Request contains an invalid argument.` (reported after 58:00 closes;
+    /// the session is not lost: a later resume works).
+    pub fn refuse_resumes_after_hard_close(&self, count: u32) {
+        self.shared
+            .update(|state| state.faults.refuse_after_hard_close = count);
+    }
+
+    /// Answers WebSocket pings `delay` late while data flows (the connection sent a data frame
+    /// within the last second); a quiet connection answers at once. `Duration::ZERO` ends it.
+    /// The socket server holds each ping back in its WebSocket; [`SimServer`](crate::SimServer)
+    /// sees no pings: a simulator models the pong itself, with
+    /// [`SimServer::pong_delay`](crate::SimServer::pong_delay).
+    pub fn delay_pongs(&self, delay: Duration) {
+        self.shared.update(|state| state.faults.pong_delay = delay);
+    }
+
+    /// The delay set by [`Faults::delay_pongs`].
+    #[must_use]
+    pub fn pong_delay(&self) -> Duration {
+        self.shared.read(|state| state.faults.pong_delay)
+    }
+
+    /// Issues an ephemeral token (presented as `Authorization: Token …` or `?access_token=`)
+    /// that opens `uses` connections within `valid_for` from now. Every connection spends one
+    /// use, a resume too (as reported, docs/protocol.md section 7.9: a `uses: 1` token cannot
+    /// resume); past them the server closes at once with 1011 `Token has been used too many
+    /// times`, past its expiry with 1007 `Token has expired.`. A valid token is accepted
+    /// whatever API key is configured.
+    pub fn issue_token(&self, token: &str, uses: u32, valid_for: Duration) {
+        let expires_at = self.shared.now() + valid_for;
+        self.shared.update(|state| {
+            state.faults.tokens.insert(
+                token.to_owned(),
+                crate::shared::EphemeralToken {
+                    uses_left: uses,
+                    expires_at,
+                },
+            );
+        });
+    }
+
+    /// Uses left on an ephemeral token (`None`: never issued).
+    #[must_use]
+    pub fn token_uses_left(&self, token: &str) -> Option<u32> {
+        self.shared
+            .read(|state| state.faults.tokens.get(token).map(|t| t.uses_left))
+    }
+
     fn set_sending(&self, change: impl FnOnce(&mut crate::shared::FaultState)) {
         self.shared.update(|state| {
             change(&mut state.faults);

@@ -153,7 +153,8 @@
 //! use gemini_fake::{FakeConfig, SimOutput, SimServer};
 //! use gemini_transport::wire::{ClientMessage, Modality, Setup};
 //!
-//! let config = FakeConfig::new();
+//! // No connection lifetime: once the answer is out, nothing is pending.
+//! let config = FakeConfig::new().with_lifetime(None);
 //! let mut sim = SimServer::new(config.clone());
 //! let conn = sim.connect(Duration::ZERO).expect("no upgrade is refused");
 //! let setup = Setup::new(config.setup_model()).with_response_modality(Modality::Text);
@@ -200,27 +201,31 @@ mod family;
 mod faults;
 mod handles;
 mod inspect;
+mod limits;
 mod link;
 mod load;
 mod outbound;
+mod pong;
 mod script;
 mod server;
 mod session;
 mod setup;
 mod shared;
 mod sim;
+mod tls;
 mod vad;
 
-pub use config::{FakeConfig, FrameKind, IndexConvention, LifetimeEnd};
+pub use config::{ContextLimits, FakeConfig, FrameKind, IndexConvention, LifetimeEnd};
 pub use context::{Part, PendingCall, Role, Turn};
 pub use error::Error;
-pub use family::{Capabilities, Family};
+pub use family::{Capabilities, Family, SetupRule};
 pub use faults::{FaultAction, Faults, Trigger};
 pub use inspect::ServerView;
 pub use load::LoadCounts;
 pub use server::FakeServer;
 pub use session::{
     AnswerRecord, ConnectionEnd, ConnectionId, ConnectionRecord, IssuedHandle, ReceivedFrame,
-    ResponseFate, SessionId, SessionSnapshot, ToolCallRecord, ToolResponseRecord,
+    ResponseFate, SessionId, SessionSnapshot, ToolCallRecord, ToolResponseRecord, TrimRecord,
 };
 pub use sim::{SimOutput, SimServer};
+pub use tls::TlsIdentity;

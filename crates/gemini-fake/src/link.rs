@@ -15,7 +15,6 @@ use gemini_transport::wire::ServerMessage;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::FakeConfig;
 use crate::conversation::{Conversation, Step};
 use crate::load::{self, LoadStream};
 use crate::outbound;
@@ -88,14 +87,71 @@ pub(crate) fn refused_upgrade(shared: &Shared) -> Option<u16> {
     })
 }
 
-/// Whether the credentials presented satisfy the configured key (any will do when none is set).
-pub(crate) fn key_accepted<'a>(
-    config: &FakeConfig,
-    mut presented: impl Iterator<Item = &'a str>,
-) -> bool {
-    match &config.api_key {
-        Some(key) => presented.any(|k| k == key),
-        None => true,
+/// Checks the credentials presented: an ephemeral token the test side issued is spent (one
+/// use per connection) or refused when used up (1011) or expired (1007); otherwise the
+/// configured key must be among them (any will do when none is set), else 1007.
+pub(crate) fn check_credentials<'a>(
+    shared: &Shared,
+    presented: impl Iterator<Item = &'a str>,
+) -> Result<(), (u16, &'static str)> {
+    let presented: Vec<&str> = presented.collect();
+    let now = shared.now();
+    shared.update(|state| {
+        let name = presented
+            .iter()
+            .find(|p| state.faults.tokens.contains_key(**p));
+        if let Some(token) = name.and_then(|name| state.faults.tokens.get_mut(*name)) {
+            if now >= token.expires_at {
+                return Err((1007, TOKEN_EXPIRED));
+            }
+            if token.uses_left == 0 {
+                return Err((1011, TOKEN_USED_UP));
+            }
+            token.uses_left -= 1;
+            return Ok(());
+        }
+        match &shared.config.api_key {
+            Some(key) if !presented.iter().any(|p| p == key) => Err((1007, BAD_KEY)),
+            _ => Ok(()),
+        }
+    })
+}
+
+/// The reason for an ephemeral token past its uses (docs/protocol.md section 7.9).
+const TOKEN_USED_UP: &str = "Token has been used too many times";
+/// The reason for an ephemeral token past its expiry.
+const TOKEN_EXPIRED: &str = "Token has expired.";
+/// The reason for the hard close at a connection's age (docs/protocol.md section 10.1).
+const HARD_CLOSE: &str = "Deadline expired before operation could complete.";
+
+/// A ping arriving while the connection sent a data frame this recently is answered late under
+/// [`Faults::delay_pongs`](crate::Faults::delay_pongs) ("while data flows").
+pub(crate) const DATA_FLOW_WINDOW: Duration = Duration::from_secs(1);
+
+/// When a connection last sent a data frame, shared with the socket's pong delay.
+#[derive(Debug, Default)]
+pub(crate) struct DataFlow {
+    last_sent: std::sync::Mutex<Option<Instant>>,
+}
+
+impl DataFlow {
+    fn sent(&self, now: Instant) {
+        if let Ok(mut last) = self.last_sent.lock() {
+            *last = Some(now);
+        }
+    }
+
+    /// How late a ping arriving now is answered.
+    pub(crate) fn pong_delay(&self, shared: &Shared) -> Duration {
+        let delay = shared.read(|state| state.faults.pong_delay);
+        let now = shared.now();
+        let flowing = self
+            .last_sent
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|last| now.saturating_duration_since(last) <= DATA_FLOW_WINDOW);
+        if flowing { delay } else { Duration::ZERO }
     }
 }
 
@@ -108,18 +164,26 @@ pub(crate) struct LinkCore {
     control: mpsc::UnboundedReceiver<Control>,
     go_away_at: Option<Instant>,
     end_at: Option<Instant>,
+    /// When the connection reaches its hard-close age (1011, no `goAway`).
+    hard_close_at: Option<Instant>,
+    opened_at: Instant,
+    /// Whether the lifetime timers were armed (once the setup named the family).
+    armed: bool,
+    flow: Arc<DataFlow>,
     /// Load mode's model audio stream (`None` when load mode is off).
     load: Option<LoadStream>,
 }
 
 impl LinkCore {
-    /// Registers an accepted connection (its record and its control channel) and starts its
-    /// lifetime. The action is the first thing to do: close with 1007 when the key was refused
-    /// (the upgrade succeeds and the server closes at once, as the service does).
+    /// Registers an accepted connection (its record and its control channel); its lifetime
+    /// starts now and is armed once its `setup` names the family. The action is the first
+    /// thing to do: close when the credentials were refused (the upgrade succeeds and the
+    /// server closes at once, as the service does).
     pub(crate) fn open(
         shared: Arc<Shared>,
         route_version: String,
-        key_ok: bool,
+        credentials: Result<(), (u16, &'static str)>,
+        flow: Arc<DataFlow>,
     ) -> (LinkCore, Action) {
         let (control_tx, control) = mpsc::unbounded_channel();
         let now = shared.now();
@@ -137,13 +201,6 @@ impl LinkCore {
             state.live.insert(id, control_tx);
             id
         });
-        let (go_away_at, end_at) = match shared.config.lifetime {
-            Some(lifetime) => (
-                Some(now + lifetime.saturating_sub(shared.config.go_away_lead)),
-                Some(now + lifetime),
-            ),
-            None => (None, None),
-        };
         let load = shared.config.audio_load.then(LoadStream::default);
         let core = LinkCore {
             conversation: Conversation::new(Arc::clone(&shared), id, route_version),
@@ -151,16 +208,55 @@ impl LinkCore {
             id,
             queue: VecDeque::new(),
             control,
-            go_away_at,
-            end_at,
+            go_away_at: None,
+            end_at: None,
+            hard_close_at: None,
+            opened_at: now,
+            armed: false,
+            flow,
             load,
         };
-        let first = if key_ok {
-            Action::Continue
-        } else {
-            Action::close(1007, BAD_KEY)
+        let first = match credentials {
+            Ok(()) => Action::Continue,
+            Err((code, reason)) => Action::close(code, reason),
         };
         (core, first)
+    }
+
+    /// How late a ping arriving now would be answered ([`Faults::delay_pongs`](crate::Faults::delay_pongs)).
+    pub(crate) fn pong_delay(&self) -> Duration {
+        self.flow.pong_delay(&self.shared)
+    }
+
+    /// Arms the family's lifetime (`goAway`, then the end) and hard close, counted from the
+    /// upgrade, once the setup named the family.
+    fn arm(&mut self) {
+        if self.armed || !self.conversation.is_set_up() {
+            return;
+        }
+        self.armed = true;
+        let family = self.conversation.family();
+        if let Some(lifetime) = self.shared.config.lifetime_of(family) {
+            let end = self.opened_at + lifetime;
+            let go_away = self.opened_at + lifetime.saturating_sub(self.shared.config.go_away_lead);
+            self.go_away_at = Some(self.go_away_at.map_or(go_away, |at| at.min(go_away)));
+            self.end_at = Some(self.end_at.map_or(end, |at| at.min(end)));
+        }
+        self.rearm_hard_close();
+    }
+
+    /// The hard close in force: a fault's age, else the configuration's for the family.
+    fn rearm_hard_close(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let family = self.conversation.family();
+        let config = &self.shared.config;
+        let age = self
+            .shared
+            .read(|state| state.faults.hard_close)
+            .unwrap_or_else(|| config.hard_close_of(family));
+        self.hard_close_at = age.map(|age| self.opened_at + age);
     }
 
     pub(crate) fn id(&self) -> ConnectionId {
@@ -209,7 +305,10 @@ impl LinkCore {
                 Step::Continue
             }
             Control::GoAway(time_left) => Step::GoAway(time_left),
-            Control::Wake => Step::Continue,
+            Control::Wake => {
+                self.rearm_hard_close();
+                Step::Continue
+            }
         };
         self.after(step)
     }
@@ -229,6 +328,7 @@ impl LinkCore {
             self.load.as_ref().and_then(LoadStream::next_tick),
             self.go_away_at,
             self.end_at,
+            self.hard_close_at,
         ]
         .into_iter()
         .flatten()
@@ -242,6 +342,9 @@ impl LinkCore {
         if self.conversation.next_tick().is_some_and(|at| at <= now) {
             self.conversation.on_tick(now);
             self.take_conversation_out();
+            if let Some(step) = self.conversation.take_close() {
+                return self.after(step);
+            }
         }
         if self.load.as_mut().is_some_and(|stream| stream.on_tick(now)) {
             if let Some(frame) = self.shared.load_frame.clone() {
@@ -256,7 +359,10 @@ impl LinkCore {
                 .map_or(Duration::ZERO, |end| end.saturating_duration_since(now));
             self.enqueue(Outgoing::Message(outbound::go_away(left)));
         }
-        let step = if self.end_at.is_some_and(|at| at <= now) {
+        let step = if self.hard_close_at.is_some_and(|at| at <= now) {
+            self.mark_hard_closed();
+            Step::Close(1011, HARD_CLOSE.to_owned())
+        } else if self.end_at.is_some_and(|at| at <= now) {
             let (code, reason) = self.shared.config.lifetime_end.close();
             Step::Close(code, reason.to_owned())
         } else {
@@ -265,9 +371,21 @@ impl LinkCore {
         self.after(step)
     }
 
+    /// Notes on the session that its connection ended with a hard close.
+    fn mark_hard_closed(&self) {
+        if let Some(id) = self.conversation.session() {
+            self.shared.update(|state| {
+                if let Some(session) = state.sessions.get_mut(&id) {
+                    session.hard_closed = true;
+                }
+            });
+        }
+    }
+
     /// Queues what the conversation produced and turns its step into an action.
     pub(crate) fn after(&mut self, step: Step) -> Action {
         self.take_conversation_out();
+        self.arm();
         match step {
             Step::Continue => Action::Continue,
             Step::GoAway(time_left) => {
@@ -289,6 +407,9 @@ impl LinkCore {
         } else {
             self.queue.iter().take_while(|q| q.due <= now).count()
         };
+        if due > 0 {
+            self.flow.sent(now);
+        }
         self.queue.drain(..due).map(|q| q.frame)
     }
 

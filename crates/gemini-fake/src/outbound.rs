@@ -3,16 +3,24 @@
 use std::time::Duration;
 
 use gemini_transport::wire::{
-    Content, FunctionCall, Modality, ModalityTokenCount, Part, Role, ServerContent, ServerMessage,
-    ServerPayload, SessionResumptionUpdate, ToolCall, ToolCallCancellation, Transcription,
-    UsageMetadata,
+    Content, FunctionCall, InteractionStatus, Modality, ModalityTokenCount, Part, Role,
+    ServerContent, ServerMessage, ServerPayload, SessionResumptionUpdate, SetupComplete, ToolCall,
+    ToolCallCancellation, Transcription, UsageMetadata, VoiceActivity, VoiceActivityType,
 };
 
 use crate::script::OUTPUT_RATE;
 
-/// `{"setupComplete": {}}`.
-pub(crate) fn setup_complete() -> ServerMessage {
-    ServerMessage::setup_complete()
+/// `{"setupComplete": {}}`, with `sessionId` on Vertex.
+pub(crate) fn setup_complete(session_id: Option<String>) -> ServerMessage {
+    ServerMessage::new(ServerPayload::SetupComplete(SetupComplete { session_id }))
+}
+
+/// `{"voiceActivity": {"type": …}}`.
+pub(crate) fn voice_activity(kind: VoiceActivityType) -> ServerMessage {
+    ServerMessage::new(ServerPayload::VoiceActivity(VoiceActivity {
+        activity_type: kind,
+        audio_offset: None,
+    }))
 }
 
 /// A `modelTurn` text chunk.
@@ -90,10 +98,12 @@ pub(crate) struct Usage {
     pub(crate) vertex: bool,
 }
 
-/// `{"serverContent": {"turnComplete": true}, "usageMetadata": {...}}`.
-pub(crate) fn turn_complete(usage: Usage) -> ServerMessage {
+/// `{"serverContent": {"turnComplete": true}, "usageMetadata": {...}}`, with
+/// `interactionStatus` on the families that send it.
+pub(crate) fn turn_complete(usage: Usage, status: Option<InteractionStatus>) -> ServerMessage {
     let mut message = ServerMessage::server_content(ServerContent {
         turn_complete: true,
+        interaction_status: status,
         ..ServerContent::default()
     });
     let modality = if usage.audio {

@@ -37,6 +37,17 @@ pub(crate) fn tool_answer(name: &str, response: &Value) -> String {
     format!("{name} returned {response}")
 }
 
+/// What the model says after calling a non-blocking function: it goes on and completes its
+/// turn.
+pub(crate) fn call_filler(name: &str) -> String {
+    format!("working on {name}")
+}
+
+/// Extended thinking: what the model says while a call is still pending.
+pub(crate) fn waiting_filler(name: &str) -> String {
+    format!("still working on {name}")
+}
+
 /// Cuts an answer into chunks, one word each with its trailing space, so that the chunks
 /// concatenate to exactly the answer.
 pub(crate) fn chunks(answer: &str) -> Vec<String> {

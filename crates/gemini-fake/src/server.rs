@@ -40,8 +40,13 @@ impl FakeServer {
             addr: listen.to_string(),
             source,
         })?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::TlsIdentity::acceptor)
+            .transpose()?;
         let shared = Arc::new(Shared::new(config));
-        let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
+        let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener, tls));
         tracing::info!(%addr, family = %shared.config.family, vertex = shared.config.vertex, "fake Gemini Live server listening");
         Ok(FakeServer {
             shared,
@@ -50,10 +55,16 @@ impl FakeServer {
         })
     }
 
-    /// The base URL, `ws://127.0.0.1:PORT`; a client appends the service path to it.
+    /// The base URL, `ws://127.0.0.1:PORT` (`wss://` with [`FakeConfig::with_tls`]); a client
+    /// appends the service path to it.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.shared.config.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The full URL of the default path: `.../ws/google.ai.generativelanguage.v1beta.
@@ -201,7 +212,11 @@ fn wall_clock_timer(timeout: Duration) -> oneshot::Receiver<()> {
     rx
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut connections = JoinSet::new();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
@@ -209,7 +224,21 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "accepted");
-                    connections.spawn(connection::serve(Arc::clone(&shared), stream));
+                    let _ = stream.set_nodelay(true);
+                    let shared = Arc::clone(&shared);
+                    match tls.clone() {
+                        None => {
+                            connections.spawn(connection::serve(shared, stream));
+                        }
+                        Some(acceptor) => {
+                            connections.spawn(async move {
+                                match acceptor.accept(stream).await {
+                                    Ok(stream) => connection::serve(shared, stream).await,
+                                    Err(error) => tracing::debug!(%error, "TLS handshake failed"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "accept failed"),
             },

@@ -5,6 +5,7 @@ use std::fmt;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::Family;
 use crate::context::{ModelState, PendingCall, Turn};
 
 /// Identifies a session: the model's conversation state, spanning connections through handles.
@@ -145,6 +146,9 @@ pub enum ResponseFate {
     Duplicate,
     /// The session never issued (or, after a resume, no longer knows) its call; ignored.
     Unknown,
+    /// An interim result (`willContinue: true`) of a pending call: it entered the context and
+    /// the call stays open until a final response.
+    Interim,
 }
 
 /// A function response received.
@@ -188,6 +192,20 @@ pub struct IssuedHandle {
     pub issued_at: Instant,
 }
 
+/// Turns the sliding window removed from a session's context (`contextWindowCompression`,
+/// docs/protocol.md section 7.7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrimRecord {
+    /// The connection whose user turn started the trim.
+    pub connection: ConnectionId,
+    /// Context tokens before the trim (the fake's count, [`SessionSnapshot::context_tokens`]).
+    pub tokens_before: u64,
+    /// Context tokens after it.
+    pub tokens_after: u64,
+    /// The turns removed, oldest first.
+    pub removed: Vec<Turn>,
+}
+
 /// Everything the fake knows about one session. Returned by value from the inspection API.
 ///
 /// Two kinds of data live here: the model state (context and pending calls), which resuming from
@@ -197,7 +215,17 @@ pub struct IssuedHandle {
 pub struct SessionSnapshot {
     pub(crate) id: SessionId,
     pub(crate) model: String,
+    pub(crate) family: Family,
     pub(crate) state: ModelState,
+    /// Names of the declared functions whose calls do not block (the family's default applied).
+    pub(crate) non_blocking: Vec<String>,
+    pub(crate) trims: Vec<TrimRecord>,
+    /// Seconds of client audio received over the session's connections.
+    pub(crate) audio_seconds: f64,
+    /// Whether the client has sent video.
+    pub(crate) video: bool,
+    /// Its last connection ended with a hard close (a fault may refuse the next resume).
+    pub(crate) hard_closed: bool,
     pub(crate) system_instruction: Option<String>,
     pub(crate) tools: Vec<String>,
     pub(crate) generations: u32,
@@ -213,11 +241,17 @@ pub struct SessionSnapshot {
 }
 
 impl SessionSnapshot {
-    pub(crate) fn new(id: SessionId, model: String) -> Self {
+    pub(crate) fn new(id: SessionId, model: String, family: Family) -> Self {
         SessionSnapshot {
             id,
             model,
+            family,
             state: ModelState::default(),
+            non_blocking: Vec::new(),
+            trims: Vec::new(),
+            audio_seconds: 0.0,
+            video: false,
+            hard_closed: false,
             system_instruction: None,
             tools: Vec::new(),
             generations: 0,
@@ -245,6 +279,12 @@ impl SessionSnapshot {
         &self.model
     }
 
+    /// The family its model belongs to (chosen by the model id of its first `setup`).
+    #[must_use]
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
     /// The context the model holds now, in order.
     #[must_use]
     pub fn context(&self) -> &[Turn] {
@@ -255,6 +295,26 @@ impl SessionSnapshot {
     #[must_use]
     pub fn context_texts(&self) -> Vec<String> {
         self.state.context.iter().map(Turn::text).collect()
+    }
+
+    /// The context's size in the fake's tokens: a word of text (or of a model answer) is a
+    /// token, a second of user speech 25 tokens, a function call or response one token plus the
+    /// words of its JSON, an inline blob 258 (docs/protocol.md section 8).
+    #[must_use]
+    pub fn context_tokens(&self) -> u64 {
+        crate::limits::context_tokens(&self.state.context)
+    }
+
+    /// What the sliding window removed, in order (`contextWindowCompression`).
+    #[must_use]
+    pub fn trims(&self) -> &[TrimRecord] {
+        &self.trims
+    }
+
+    /// Seconds of client audio received over all the session's connections.
+    #[must_use]
+    pub fn audio_seconds(&self) -> f64 {
+        self.audio_seconds
     }
 
     /// Calls issued and neither answered nor cancelled.
@@ -324,8 +384,10 @@ impl SessionSnapshot {
         &self.connections
     }
 
-    /// How many times a connection joined this session while another one of its connections
-    /// was still open (never two sockets: this should stay 0).
+    /// How many times a resume of this session arrived while another one of its connections
+    /// was still open (refused with 1011 unless
+    /// [`FakeConfig::with_concurrent_connections`](crate::FakeConfig::with_concurrent_connections);
+    /// never two sockets: this should stay 0).
     #[must_use]
     pub fn overlaps(&self) -> u32 {
         self.overlaps

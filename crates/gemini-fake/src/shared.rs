@@ -50,6 +50,23 @@ pub(crate) struct FaultState {
     pub(crate) scheduled: VecDeque<(Trigger, FaultAction)>,
     /// Client messages seen by the armed `Trigger::ClientMessages` head.
     pub(crate) counted: u32,
+    /// The hard-close age in force (`None`: the configuration's, by family).
+    pub(crate) hard_close: Option<Option<Duration>>,
+    /// Resumes still to refuse with 1007 after a hard close.
+    pub(crate) refuse_after_hard_close: u32,
+    /// How late pings are answered while data flows.
+    pub(crate) pong_delay: Duration,
+    /// Ephemeral tokens, by token.
+    pub(crate) tokens: HashMap<String, EphemeralToken>,
+}
+
+/// An ephemeral token the test side issued (`Faults::issue_token`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EphemeralToken {
+    /// Connections it may still open (each connection spends one: a resume too).
+    pub(crate) uses_left: u32,
+    /// When it stops working.
+    pub(crate) expires_at: Instant,
 }
 
 impl FaultState {

@@ -130,19 +130,32 @@ impl SimServer {
     /// `Ok` with the new connection's id if the upgrade succeeds; `Err` with the HTTP status if
     /// a [`Faults::refuse_upgrades`] fault refuses it (no connection is recorded then).
     pub fn connect(&mut self, now: Duration) -> Result<ConnectionId, u16> {
-        self.dial(true, now)
+        let key = self.shared.config.api_key.clone();
+        self.dial(key.as_deref(), now)
     }
 
-    /// Like [`SimServer::connect`], presenting `key` (or nothing). When a key is configured and
-    /// `key` is not it, the upgrade succeeds and the server closes at once with 1007
-    /// `API key not valid. Please pass a valid API key.`, as the socket server does.
+    /// Like [`SimServer::connect`], presenting `key` (or nothing): an API key or an ephemeral
+    /// token ([`Faults::issue_token`]). When a key is configured and `key` is not it, the
+    /// upgrade succeeds and the server closes at once with 1007 `API key not valid. Please
+    /// pass a valid API key.`, as the socket server does; a token past its uses or expiry is
+    /// closed as [`Faults::issue_token`] says.
     pub fn connect_with_key(
         &mut self,
         key: Option<&str>,
         now: Duration,
     ) -> Result<ConnectionId, u16> {
-        let key_ok = link::key_accepted(&self.shared.config, key.into_iter());
-        self.dial(key_ok, now)
+        self.dial(key, now)
+    }
+
+    /// How late the server's WebSocket would answer a ping arriving on `conn` now
+    /// ([`Faults::delay_pongs`]: the delay while the connection sent data within the last
+    /// second, else zero). The simulation has no pings: a simulator that models them answers
+    /// each one this late. Zero for a connection that is not open.
+    #[must_use]
+    pub fn pong_delay(&self, conn: ConnectionId) -> Duration {
+        self.links
+            .get(&conn)
+            .map_or(Duration::ZERO, LinkCore::pong_delay)
     }
 
     /// A client frame arrives on `conn` at `now`: JSON bytes as the client sends them on the
@@ -258,12 +271,18 @@ impl SimServer {
         self.links.keys().copied().collect()
     }
 
-    fn dial(&mut self, key_ok: bool, now: Duration) -> Result<ConnectionId, u16> {
+    fn dial(&mut self, key: Option<&str>, now: Duration) -> Result<ConnectionId, u16> {
         self.advance(now);
         if let Some(status) = link::refused_upgrade(&self.shared) {
             return Err(status);
         }
-        let (link, first) = LinkCore::open(Arc::clone(&self.shared), self.version.clone(), key_ok);
+        let credentials = link::check_credentials(&self.shared, key.into_iter());
+        let (link, first) = LinkCore::open(
+            Arc::clone(&self.shared),
+            self.version.clone(),
+            credentials,
+            Arc::default(),
+        );
         let id = link.id();
         self.links.insert(id, link);
         self.execute(id, first);

@@ -54,6 +54,8 @@ async fn livekit_google_realtime_session_talks_to_the_fake() {
                     args: json!({}),
                 }],
             },
+            // Non-blocking by default on 3.8: the model went on after the call.
+            spoken(Role::Model, "working on get_time"),
             Turn {
                 role: Role::User,
                 parts: vec![Part::FunctionResponse {

@@ -294,7 +294,13 @@ async fn initial_history_is_not_answered() {
 
 #[tokio::test]
 async fn history_phase_swallows_turns_until_turn_complete() {
-    let server = serve(FakeConfig::new().with_family(Family::Gemini38)).await;
+    // TEXT on 3.8 needs the test switch.
+    let server = serve(
+        FakeConfig::new()
+            .with_family(Family::Gemini38)
+            .with_text_on_3_8(true),
+    )
+    .await;
     let setup = text_setup(&server).with_initial_history_in_client_content(true);
     let mut client = Client::start(&server, setup).await;
     client

@@ -13,9 +13,8 @@ async fn google_genai_sdk_talks_to_the_fake() {
     let Some(python) = harness::interpreter_with(&["google.genai"]) else {
         return;
     };
-    let server = FakeServer::start(FakeConfig::new().with_family(Family::Gemini38))
-        .await
-        .unwrap();
+    // smoke.py names a 2.5 model; the model id chooses the family.
+    let server = FakeServer::start(FakeConfig::new()).await.unwrap();
     let base_url = server.url();
     let output =
         tokio::task::spawn_blocking(move || harness::run_script(&python, "smoke.py", &base_url))
@@ -36,4 +35,5 @@ async fn google_genai_sdk_talks_to_the_fake() {
     assert_eq!(texts.last().map(String::as_str), Some("echo: again"));
     assert_eq!(session.tool_calls().len(), 1);
     assert_eq!(session.connections().len(), 2);
+    assert_eq!(session.family(), Family::Gemini25);
 }

@@ -239,7 +239,12 @@ async fn context_update_only_on_3_8() {
         client.send(&update).await;
         assert_eq!(client.expect_close().await.0, 1007, "{family}");
     }
-    let server = serve(FakeConfig::new().with_family(Family::Gemini38)).await;
+    let server = serve(
+        FakeConfig::new()
+            .with_family(Family::Gemini38)
+            .with_text_on_3_8(true),
+    )
+    .await;
     let setup = common::with_functions(text_setup(&server), &["lookup"]);
     let mut client = Client::start(&server, setup).await;
     client.send(&update).await;

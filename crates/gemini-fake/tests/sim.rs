@@ -125,7 +125,7 @@ impl Run {
 
 #[test]
 fn a_text_turn_is_echoed_one_chunk_per_interval() {
-    let config = FakeConfig::new();
+    let config = FakeConfig::new().with_lifetime(None);
     let mut run = Run::new(config.clone());
     let conn = run.connect(Duration::ZERO);
     run.send(
@@ -231,7 +231,7 @@ fn audio_chunks_follow_the_configured_interval() {
 
 #[test]
 fn a_tool_call_round_trip() {
-    let config = FakeConfig::new();
+    let config = FakeConfig::new().with_lifetime(None);
     let mut run = Run::new(config.clone());
     let conn = run.connect(Duration::ZERO);
     let setup = with_functions(text_setup(&config), &["get_weather"]);
@@ -354,7 +354,7 @@ fn a_go_away_fault_ends_the_connection_at_its_deadline() {
 
 #[test]
 fn resuming_from_a_handle_restores_its_snapshot() {
-    let config = FakeConfig::new();
+    let config = FakeConfig::new().with_lifetime(None);
     let mut run = Run::new(config.clone());
     let first = run.connect(Duration::ZERO);
     run.send(
@@ -644,7 +644,7 @@ fn usable_from_another_thread_without_a_runtime() {
 /// The simulated server and the socket server send the same messages for the same input.
 #[tokio::test]
 async fn the_sim_sends_what_the_socket_server_sends() {
-    let config = FakeConfig::new();
+    let config = FakeConfig::new().with_lifetime(None);
     let setup = with_functions(resumable(&config), &["lookup"]);
     let inputs = [
         ClientMessage::text("hello world"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent_glue::core::Command;
 use ctx_model::{ChatContext, Item, Message, Role};
 use gemini_fake::{FaultAction, Faults, Trigger};
-use gemini_transport::wire::FunctionDeclaration;
+use gemini_transport::wire::{Behavior, FunctionDeclaration};
 
 use resume_policy::{Backoff, DefaultPolicy, EditHandling, ReplayAlways, ResumePolicy, SkipReplay};
 
@@ -18,14 +18,18 @@ use crate::schedule::{Op, Policy};
 pub const TOOLS: [&str; 2] = ["get_weather", "lookup_order"];
 
 /// The tools the application declares: the two tools, and a third in odd sets (so that a
-/// change of tools is visible on the server).
+/// change of tools is visible on the server). Each says `behavior: BLOCKING`, which every
+/// family accepts: on 3.8 a declaration without it is NON_BLOCKING (docs/protocol.md section
+/// 10.1), which the session does not handle yet.
 pub(crate) fn declarations(set: u64) -> Vec<FunctionDeclaration> {
     let mut tools: Vec<FunctionDeclaration> = TOOLS
         .iter()
-        .map(|name| FunctionDeclaration::new(*name, "a tool"))
+        .map(|name| FunctionDeclaration::new(*name, "a tool").with_behavior(Behavior::Blocking))
         .collect();
     if set % 2 == 1 {
-        tools.push(FunctionDeclaration::new("set_alarm", "a tool"));
+        tools.push(
+            FunctionDeclaration::new("set_alarm", "a tool").with_behavior(Behavior::Blocking),
+        );
     }
     tools
 }

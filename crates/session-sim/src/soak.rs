@@ -67,7 +67,12 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     let config = FakeConfig::new()
         .with_family(p.family)
         .with_vertex(p.vertex)
-        .with_handle_lag(p.handle_lag);
+        .with_handle_lag(p.handle_lag)
+        // As in the simulator (`world.rs`): no lifetime, no hard close, TEXT on 3.8 by the
+        // fake's test switch.
+        .with_lifetime(None)
+        .with_hard_close(None)
+        .with_text_on_3_8(!p.audio);
     let server = FakeServer::start(config).await.map_err(|e| e.to_string())?;
     let endpoint = if p.vertex {
         Endpoint::vertex("us-central1", SecretString::from("soak")).map_err(|e| e.to_string())?

@@ -291,7 +291,14 @@ impl<'a> World<'a> {
             FakeConfig::new()
                 .with_family(p.family)
                 .with_vertex(p.vertex)
-                .with_handle_lag(p.handle_lag),
+                .with_handle_lag(p.handle_lag)
+                // Explicit until the session learns these rules: no connection lifetime and no
+                // 3.8 hard close (a schedule must settle: the fake idle, no timer pending),
+                // and TEXT profiles on 3.8 through the fake's test switch (the service refuses
+                // TEXT there: docs/protocol.md section 10.1).
+                .with_lifetime(None)
+                .with_hard_close(None)
+                .with_text_on_3_8(!p.audio),
         );
         let model = config.setup_model();
         let server = SimServer::new(config);

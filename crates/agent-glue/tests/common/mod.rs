@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent_glue::{LiveSession, SessionEvent, SessionEvents};
 use ctx_model::{ChatContext, Item, Role as LRole};
 use gemini_fake::{FakeConfig, FakeServer, Family, Part, Role as SRole, Turn};
-use gemini_transport::wire::{FunctionDeclaration, Modality};
+use gemini_transport::wire::{Behavior, FunctionDeclaration, Modality};
 use gemini_transport::{Endpoint, SecretString};
 use resume_policy::ResumePolicy;
 use serde_json::{Value, json};
@@ -17,7 +17,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A fake server for `family` with `tweak` applied.
 pub async fn server(family: Family, tweak: impl FnOnce(FakeConfig) -> FakeConfig) -> FakeServer {
-    let config = tweak(FakeConfig::new().with_family(family));
+    // The sessions here are TEXT, which 3.8 refuses: the fake's test switch allows it.
+    let config = tweak(FakeConfig::new().with_family(family).with_text_on_3_8(true));
     FakeServer::start(config).await.expect("fake server starts")
 }
 
@@ -28,9 +29,11 @@ pub fn endpoint(server: &FakeServer) -> Endpoint {
         .expect("loopback URL")
 }
 
-/// The declaration of a `get_weather` tool.
+/// The declaration of a `get_weather` tool, `BLOCKING` (on 3.8 a declaration without
+/// `behavior` is NON_BLOCKING, which the session does not handle yet).
 pub fn weather_tool() -> FunctionDeclaration {
     FunctionDeclaration::new("get_weather", "Current weather for a city")
+        .with_behavior(Behavior::Blocking)
 }
 
 /// Connects a TEXT-modality session with `policy` and `tools`.

@@ -3,7 +3,7 @@
 
 use agent_glue::SessionEvent;
 use gemini_fake::{ConnectionEnd, Family};
-use gemini_transport::wire::FunctionDeclaration;
+use gemini_transport::wire::{Behavior, FunctionDeclaration};
 use resume_policy::{
     DivergenceReason, OpId, OpKind, PlannedMessage, PlannedSend, ResumePlan, Route, Strategy,
     Trigger,
@@ -129,7 +129,8 @@ async fn tool_result_routed_as_tool_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_update_on_3_8_and_setup_field_after_a_config_reconnect() {
     let server = server(Family::Gemini38).await;
-    let lookup = FunctionDeclaration::new("lookup_order", "Finds an order");
+    let lookup = FunctionDeclaration::new("lookup_order", "Finds an order")
+        .with_behavior(Behavior::Blocking);
     let script = Script::new()
         .plan(|_| ResumePlan::new(Strategy::Fresh))
         .plan(|ctx| {

@@ -73,9 +73,10 @@ impl Script {
     }
 }
 
-/// A fake server for `family`.
+/// A fake server for `family`. The sessions here are TEXT, which 3.8 refuses: the fake's test
+/// switch allows it.
 pub async fn server(family: Family) -> FakeServer {
-    FakeServer::start(FakeConfig::new().with_family(family))
+    FakeServer::start(FakeConfig::new().with_family(family).with_text_on_3_8(true))
         .await
         .expect("fake server starts")
 }

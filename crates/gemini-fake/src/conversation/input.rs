@@ -1,6 +1,17 @@
 //! Client messages after `setup`.
 
+use gemini_transport::wire::VoiceActivityType;
+
 use super::*;
+use crate::setup::function_behaviors;
+
+/// A function response that answered (finally or for now) a pending call.
+struct Taken {
+    part: Part,
+    blocking: bool,
+    interim: bool,
+    scheduling: Option<Scheduling>,
+}
 
 impl Conversation {
     pub(super) fn on_message(&mut self, message: ClientMessage) -> (Step, bool) {
@@ -8,10 +19,9 @@ impl Conversation {
             ClientMessage::Setup(_) => (Step::invalid(), false),
             ClientMessage::ClientContent(content) => self.on_client_content(content),
             ClientMessage::RealtimeInput(input) => self.on_realtime(input),
-            ClientMessage::ToolResponse(response) => (
-                Step::Continue,
-                self.on_tool_response(response.function_responses),
-            ),
+            ClientMessage::ToolResponse(response) => {
+                self.on_tool_response(response.function_responses)
+            }
             ClientMessage::ContextUpdate(update) => self.on_context_update(update),
         }
     }
@@ -27,16 +37,16 @@ impl Conversation {
             self.with_session(|s| s.state.answered_upto = s.state.context.len());
             return (Step::Continue, true);
         }
-        if !self
-            .shared
-            .config
-            .family
-            .capabilities()
-            .client_content_mid_session
-        {
+        if !self.caps.client_content_mid_session {
             return (Step::invalid(), false);
         }
-        self.interrupt();
+        // Any `clientContent` cuts a reply in progress, except on 3.8, where only one with
+        // `turnComplete: true` does; without it the model goes on (docs/protocol.md 10.1).
+        if content.turn_complete || self.caps.append_interrupts {
+            self.interrupt();
+        } else {
+            self.note_append();
+        }
         self.with_session(|s| {
             // A model turn the client puts in the context (history it carries) answers the
             // user turns before it: they are not new input for the next generation.
@@ -73,7 +83,10 @@ impl Conversation {
                 }
                 _ => (Step::Continue, false),
             },
-            RealtimeInput::Video(_) => (Step::Continue, false),
+            RealtimeInput::Video(_) => {
+                self.count_media(0.0, true);
+                (Step::Continue, false)
+            }
             RealtimeInput::ActivityStart | RealtimeInput::ActivityEnd if !manual => {
                 (Step::invalid(), false)
             }
@@ -91,6 +104,7 @@ impl Conversation {
             },
             RealtimeInput::AudioStreamEnd => match self.vad.flush() {
                 Some(VadEvent::SpeechEnded { seconds }) if !manual => {
+                    self.voice_activity(VoiceActivityType::ActivityEnd);
                     self.user_spoke(seconds);
                     (Step::Continue, true)
                 }
@@ -101,6 +115,7 @@ impl Conversation {
 
     pub(super) fn on_audio(&mut self, pcm: &[u8], mime_type: &str) -> bool {
         let rate = vad::rate_of(mime_type);
+        self.count_media(vad::duration_of(pcm, rate), false);
         if self.setup.as_ref().is_some_and(|s| s.manual_activity) {
             if let Some(seconds) = self.activity.as_mut() {
                 *seconds += vad::duration_of(pcm, rate);
@@ -109,14 +124,44 @@ impl Conversation {
         }
         match self.vad.feed(pcm, rate) {
             Some(VadEvent::SpeechStarted) => {
+                self.voice_activity(VoiceActivityType::ActivityStart);
                 self.barge_in();
                 false
             }
             Some(VadEvent::SpeechEnded { seconds }) => {
+                self.voice_activity(VoiceActivityType::ActivityEnd);
                 self.user_spoke(seconds);
                 true
             }
             None => false,
+        }
+    }
+
+    /// `voiceActivity` from the server's activity detection, on the families that send it.
+    fn voice_activity(&mut self, kind: VoiceActivityType) {
+        if self.caps.voice_activity {
+            self.out.push(outbound::voice_activity(kind));
+        }
+    }
+
+    /// Counts client audio (and notes video) against the session's limits without compression:
+    /// past them the session ends (`crate::limits`).
+    pub(super) fn count_media(&mut self, seconds: f64, video: bool) {
+        let compressed = self.setup.as_ref().is_some_and(|s| s.compression.is_some());
+        let limits = self.shared.config.limits;
+        let over = self.with_session(|s| {
+            s.audio_seconds += seconds;
+            s.video |= video;
+            let limit = if s.video {
+                limits.audio_with_video
+            } else {
+                limits.audio_only
+            };
+            !compressed && s.audio_seconds > limit.as_secs_f64()
+        });
+        if over == Some(true) && self.close.is_none() {
+            let (code, reason) = crate::limits::LIMIT_CLOSE;
+            self.close = Some(Step::Close(code, reason.to_owned()));
         }
     }
 
@@ -153,90 +198,148 @@ impl Conversation {
         }
     }
 
-    pub(super) fn on_tool_response(&mut self, responses: Vec<FunctionResponse>) -> bool {
+    /// Function responses: each final one closes its pending call (an interim one,
+    /// `willContinue: true`, leaves it open); both enter the context as one user turn. A
+    /// blocking call's responses resume the model once no blocking call is pending (unless all
+    /// are `SILENT`); a non-blocking call's response is answered by a later model turn as its
+    /// `scheduling` says: `INTERRUPT` cuts a reply in progress, `WHEN_IDLE` (and no
+    /// `scheduling`) waits until the model is idle, `SILENT` only enters the context.
+    pub(super) fn on_tool_response(&mut self, responses: Vec<FunctionResponse>) -> (Step, bool) {
+        if self.caps.scheduling == SetupRule::Refused
+            && responses.iter().any(|r| r.scheduling.is_some())
+        {
+            return (Step::invalid(), false);
+        }
         let connection = self.connection;
-        let mut accepted = Vec::new();
-        let mut silent = true;
-        self.with_session(|s| {
-            for response in responses {
-                let pending = s
-                    .state
-                    .pending_calls
-                    .iter()
-                    .position(|c| c.id == response.id);
-                let fate = if let Some(at) = pending {
-                    s.state.pending_calls.remove(at);
-                    ResponseFate::Accepted
-                } else if s.cancelled_calls.contains(&response.id) {
-                    ResponseFate::Cancelled
-                } else if s
-                    .tool_responses
-                    .iter()
-                    .any(|r| r.id == response.id && r.fate == ResponseFate::Accepted)
-                {
-                    ResponseFate::Duplicate
-                } else {
-                    ResponseFate::Unknown
-                };
-                let value = Value::Object(response.response.clone());
-                s.tool_responses.push(ToolResponseRecord {
-                    id: response.id.clone(),
-                    name: response.name.clone(),
-                    response: value.clone(),
-                    connection,
-                    fate,
-                });
-                if fate == ResponseFate::Accepted {
-                    silent &= response.scheduling == Some(Scheduling::Silent);
-                    accepted.push(Part::FunctionResponse {
-                        id: response.id,
-                        name: response.name,
-                        response: value,
-                    });
-                }
-            }
-            if !accepted.is_empty() {
-                s.state.context.push(Turn {
-                    role: Role::User,
-                    parts: accepted.clone(),
-                });
-            }
-        });
-        if accepted.is_empty() {
-            return false;
-        }
-        let all_answered = self
-            .with_session(|s| s.state.pending_calls.is_empty())
-            .unwrap_or(true);
-        if all_answered && matches!(self.turn, TurnState::AwaitingTools) {
-            self.turn = TurnState::Idle;
-            if !silent {
-                let answer = accepted
-                    .iter()
-                    .filter_map(|part| match part {
-                        Part::FunctionResponse { name, response, .. } => {
-                            Some(script::tool_answer(name, response))
+        let taken = self
+            .with_session(|s| {
+                let mut taken = Vec::new();
+                for response in responses {
+                    let pending = s
+                        .state
+                        .pending_calls
+                        .iter()
+                        .position(|c| c.id == response.id);
+                    let interim = response.will_continue == Some(true);
+                    let (fate, blocking) = match pending {
+                        Some(at) if interim => {
+                            (ResponseFate::Interim, s.state.pending_calls[at].blocking)
                         }
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.begin_answer(answer);
+                        Some(at) => {
+                            let call = s.state.pending_calls.remove(at);
+                            (ResponseFate::Accepted, call.blocking)
+                        }
+                        None if s.cancelled_calls.contains(&response.id) => {
+                            (ResponseFate::Cancelled, false)
+                        }
+                        None if s
+                            .tool_responses
+                            .iter()
+                            .any(|r| r.id == response.id && r.fate == ResponseFate::Accepted) =>
+                        {
+                            (ResponseFate::Duplicate, false)
+                        }
+                        None => (ResponseFate::Unknown, false),
+                    };
+                    let value = Value::Object(response.response.clone());
+                    s.tool_responses.push(ToolResponseRecord {
+                        id: response.id.clone(),
+                        name: response.name.clone(),
+                        response: value.clone(),
+                        connection,
+                        fate,
+                    });
+                    if matches!(fate, ResponseFate::Accepted | ResponseFate::Interim) {
+                        taken.push(Taken {
+                            part: Part::FunctionResponse {
+                                id: response.id,
+                                name: response.name,
+                                response: value,
+                            },
+                            blocking,
+                            interim,
+                            scheduling: response.scheduling,
+                        });
+                    }
+                }
+                taken
+            })
+            .unwrap_or_default();
+        if taken.is_empty() {
+            return (Step::Continue, false);
+        }
+        self.note_append();
+        self.with_session(|s| {
+            s.state.context.push(Turn {
+                role: Role::User,
+                parts: taken.iter().map(|t| t.part.clone()).collect(),
+            });
+        });
+        let blocking_pending = self
+            .with_session(|s| s.state.pending_calls.iter().any(|c| c.blocking))
+            .unwrap_or(false);
+        let resumes = matches!(self.turn, TurnState::AwaitingTools)
+            && !blocking_pending
+            && taken.iter().any(|t| t.blocking);
+        let mut answers = Vec::new();
+        let mut cut = false;
+        for t in &taken {
+            let answered = if t.blocking {
+                resumes && !t.interim && t.scheduling != Some(Scheduling::Silent)
+            } else {
+                match t.scheduling {
+                    Some(Scheduling::Silent) => false,
+                    Some(Scheduling::Interrupt) => {
+                        cut = true;
+                        true
+                    }
+                    _ => true,
+                }
+            };
+            if let (true, Part::FunctionResponse { name, response, .. }) = (answered, &t.part) {
+                answers.push(script::tool_answer(name, response));
             }
         }
-        true
+        if resumes {
+            self.turn = TurnState::Idle;
+        }
+        if !answers.is_empty() {
+            let answer = answers.join(" ");
+            match &self.turn {
+                TurnState::Idle => self.begin_answer(answer),
+                TurnState::Generating(_) if cut => {
+                    self.interrupt();
+                    self.begin_answer(answer);
+                }
+                _ => self.deferred_answers.push(answer),
+            }
+        }
+        (Step::Continue, true)
     }
 
     pub(super) fn on_context_update(&mut self, update: ContextUpdate) -> (Step, bool) {
-        if !self.shared.config.family.capabilities().context_update {
+        if !self.caps.context_update {
             return (Step::invalid(), false);
         }
+        let behaviors = update.tools.as_deref().map(function_behaviors);
+        if behaviors
+            .as_deref()
+            .is_some_and(|b| rules::refuse_declarations(&self.caps, b))
+        {
+            return (Step::invalid(), false);
+        }
+        let non_blocking = behaviors
+            .as_deref()
+            .map(|b| rules::non_blocking(&self.caps, b));
         self.with_session(|s| {
             if let Some(instruction) = &update.system_instruction {
                 s.system_instruction = Some(content_text(instruction));
             }
             if let Some(tools) = &update.tools {
                 s.tools = function_names(tools);
+            }
+            if let Some(non_blocking) = non_blocking {
+                s.non_blocking = non_blocking;
             }
         });
         (Step::Continue, true)

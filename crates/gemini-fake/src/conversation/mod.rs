@@ -8,6 +8,7 @@
 mod checkpoints;
 mod input;
 mod model;
+mod rules;
 mod setup_phase;
 
 use std::collections::VecDeque;
@@ -15,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gemini_transport::wire::{
-    ClientContent, ClientMessage, Content, ContextUpdate, FunctionCall, FunctionResponse, PartData,
-    RealtimeInput, Scheduling, ServerMessage,
+    ClientContent, ClientMessage, Content, ContextUpdate, FunctionCall, FunctionResponse,
+    InteractionStatus, PartData, RealtimeInput, Scheduling, ServerMessage,
 };
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::context::{ModelState, Part, PendingCall, Role, Turn};
-use crate::family::bare_model_id;
+use crate::family::{Capabilities, Family, SetupRule, bare_model_id};
 use crate::faults::{FaultAction, Trigger};
 use crate::handles::HandleRefusal;
 use crate::outbound::{self, Usage};
@@ -74,6 +75,10 @@ struct Generation {
     chunk_number: u64,
     next_at: Instant,
     trigger_index: u64,
+    /// Where the answer goes in the context when content was added while it streamed (on 3.8
+    /// `clientContent` without `turnComplete`, a tool response): right after the input it
+    /// answers, before what came during it. `None`: at the end.
+    insert_at: Option<usize>,
 }
 
 /// Where the model is in its turn.
@@ -91,6 +96,18 @@ pub(crate) struct Conversation {
     route_version: String,
     session: Option<SessionId>,
     setup: Option<SetupRequest>,
+    /// The family of this connection's model (the default family until `setup` names one).
+    family: Family,
+    /// Its capabilities as configured ([`FakeConfig::capabilities_of`](crate::FakeConfig::capabilities_of)).
+    caps: Capabilities,
+    /// Answers to non-blocking tool responses waiting for the model to be idle (`WHEN_IDLE`).
+    deferred_answers: Vec<String>,
+    /// Extended thinking: when the next filler is due while a call is pending.
+    filler_at: Option<Instant>,
+    /// Fillers spoken since calls were last all answered.
+    fillers_spoken: u32,
+    /// A close decided while acting (a session limit), for the shell to carry out.
+    close: Option<Step>,
     index: u64,
     history_phase: bool,
     turn: TurnState,
@@ -112,12 +129,20 @@ impl Conversation {
         route_version: String,
     ) -> Self {
         let vad = Vad::new(shared.config.vad_threshold, shared.config.vad_silence);
+        let family = shared.config.family;
+        let caps = shared.config.capabilities_of(family);
         Conversation {
             shared,
             connection,
             route_version,
             session: None,
             setup: None,
+            family,
+            caps,
+            deferred_answers: Vec::new(),
+            filler_at: None,
+            fillers_spoken: 0,
+            close: None,
             index: 0,
             history_phase: false,
             turn: TurnState::Idle,
@@ -141,11 +166,27 @@ impl Conversation {
         self.setup.is_some()
     }
 
-    /// When the generation wants its next tick.
+    /// The family of the model this connection's `setup` named (the default family before).
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The session this connection joined, once its setup was accepted.
+    pub(crate) fn session(&self) -> Option<SessionId> {
+        self.session
+    }
+
+    /// A close decided while acting on a tick (a session limit), taken once.
+    pub(crate) fn take_close(&mut self) -> Option<Step> {
+        self.close.take()
+    }
+
+    /// When the generation wants its next tick (or, idle, the next filler).
     pub(crate) fn next_tick(&self) -> Option<Instant> {
         match &self.turn {
             TurnState::Generating(generation) => Some(generation.next_at),
-            _ => None,
+            TurnState::Idle => self.filler_at,
+            TurnState::AwaitingTools => None,
         }
     }
 
@@ -200,6 +241,9 @@ impl Conversation {
         if step != Step::Continue {
             return step;
         }
+        if let Some(step) = self.close.take() {
+            return step;
+        }
         self.record_ring();
         if changed || self.transparent() {
             self.offer_handle();
@@ -210,16 +254,15 @@ impl Conversation {
         }
     }
 
-    /// Advances a generation whose tick is due.
+    /// Advances a generation whose tick is due (or speaks a filler that is due).
     pub(crate) fn on_tick(&mut self, now: Instant) {
+        if matches!(self.turn, TurnState::Idle) && self.filler_at.is_some_and(|at| at <= now) {
+            self.speak_filler();
+            return;
+        }
         let interval = self.shared.config.chunk_interval;
         let audio = self.response_kind() == ResponseKind::Audio;
-        let packs = self
-            .shared
-            .config
-            .family
-            .capabilities()
-            .packs_server_content;
+        let packs = self.caps.packs_server_content;
         let transcribe = self.setup.as_ref().is_some_and(|s| s.output_transcription);
         let TurnState::Generating(generation) = &mut self.turn else {
             return;

@@ -3,10 +3,15 @@
 use super::*;
 
 impl Conversation {
+    /// A model turn answers the user's input: the context window is applied first (trimmed by
+    /// compression, or the session ended past its limits: `crate::limits`).
     pub(super) fn start_generation(&mut self) {
         // This generation answers all the input so far: a turn deferred behind the one just
         // finished is answered by it, not by a second, empty one.
         self.deferred_turn = false;
+        if !self.apply_window() {
+            return;
+        }
         let session = self.session.unwrap_or(SessionId(0));
         let connection = self.connection;
         let index = self.index;
@@ -21,10 +26,11 @@ impl Conversation {
                     .iter()
                     .map(|(name, response)| script::tool_answer(name, response))
                     .collect();
-                return Reply::Say(answers.join(" "));
+                return (Reply::Say(answers.join(" ")), true);
             }
-            match script::reply_to(&text, &s.tools) {
+            let reply = match script::reply_to(&text, &s.tools) {
                 Reply::Call(name) => {
+                    let blocking = !s.non_blocking.contains(&name);
                     let id = format!("call-{session}-{}", s.tool_calls.len() + 1);
                     s.state.context.push(Turn {
                         role: Role::Model,
@@ -37,6 +43,7 @@ impl Conversation {
                     s.state.pending_calls.push(PendingCall {
                         id: id.clone(),
                         name: name.clone(),
+                        blocking,
                     });
                     s.tool_calls.push(ToolCallRecord {
                         id: id.clone(),
@@ -48,27 +55,123 @@ impl Conversation {
                     Reply::Call(id)
                 }
                 say => say,
-            }
+            };
+            (reply, false)
         });
+        let Some((reply, answered_results)) = reply else {
+            return;
+        };
+        if answered_results {
+            self.deferred_answers.clear();
+        }
         match reply {
-            Some(Reply::Call(id)) => {
-                let name = self
-                    .with_session(|s| s.state.pending_calls.last().map(|c| c.name.clone()))
-                    .flatten()
-                    .unwrap_or_default();
-                self.not_resumable();
-                self.out.push(outbound::tool_call(vec![FunctionCall::new(
-                    id,
-                    name,
-                    Map::new(),
-                )]));
-                self.turn = TurnState::AwaitingTools;
+            Reply::Call(id) => {
+                let call = self
+                    .with_session(|s| s.state.pending_calls.last().cloned())
+                    .flatten();
+                let (name, blocking) = call.map_or((String::new(), true), |c| (c.name, c.blocking));
+                let message = outbound::tool_call(vec![FunctionCall::new(id, &name, Map::new())]);
+                if blocking {
+                    self.not_resumable();
+                    self.out.push(message);
+                    self.turn = TurnState::AwaitingTools;
+                } else {
+                    // Non-blocking: the model goes on and completes its turn.
+                    self.stream(script::call_filler(&name));
+                    self.out.push(message);
+                }
                 self.last_reacted = index;
                 self.record_ring();
             }
-            Some(Reply::Say(answer)) => self.stream(answer),
-            None => {}
+            Reply::Say(answer) => self.stream(answer),
         }
+    }
+
+    /// Applies the context window before a user turn is answered: past the compression
+    /// trigger the oldest turns are removed down to the target; without compression, a
+    /// context past the window ends the session. `false`: the session ends (the close is set).
+    fn apply_window(&mut self) -> bool {
+        let window = self.shared.config.limits.window_tokens;
+        let compression = self.setup.as_ref().and_then(|s| s.compression);
+        let connection = self.connection;
+        let fits = self.with_session(|s| {
+            let Some(compression) = compression else {
+                return crate::limits::context_tokens(&s.state.context) <= window;
+            };
+            let (trigger, target) = crate::limits::thresholds(compression, window);
+            let cut = crate::limits::trim_count(&s.state.context, trigger, target);
+            if cut > 0 {
+                let before = crate::limits::context_tokens(&s.state.context);
+                let removed: Vec<Turn> = s.state.context.drain(..cut).collect();
+                s.state.answered_upto = s.state.answered_upto.saturating_sub(cut);
+                s.trims.push(crate::session::TrimRecord {
+                    connection,
+                    tokens_before: before,
+                    tokens_after: crate::limits::context_tokens(&s.state.context),
+                    removed,
+                });
+            }
+            true
+        });
+        if fits == Some(false) {
+            let (code, reason) = crate::limits::LIMIT_CLOSE;
+            self.close = Some(Step::Close(code, reason.to_owned()));
+            return false;
+        }
+        true
+    }
+
+    /// Extended thinking: a filler turn while a call is pending and the model is idle.
+    pub(super) fn speak_filler(&mut self) {
+        self.filler_at = None;
+        let name = self
+            .with_session(|s| s.state.pending_calls.first().map(|c| c.name.clone()))
+            .flatten();
+        if let Some(name) = name {
+            self.fillers_spoken += 1;
+            self.begin_answer(script::waiting_filler(&name));
+        }
+    }
+
+    /// Content arrives while an answer streams without cutting it: the answer goes before it
+    /// in the context, right after the input it answers.
+    pub(super) fn note_append(&mut self) {
+        let len = self.with_session(|s| s.state.context.len()).unwrap_or(0);
+        if let TurnState::Generating(generation) = &mut self.turn {
+            generation.insert_at.get_or_insert(len);
+        }
+    }
+
+    /// `interactionStatus` for a `turnComplete` now: none before 3.8; `IN_PROGRESS` on
+    /// extended thinking while a call is pending; `IDLE` otherwise.
+    pub(super) fn interaction_status(&self) -> Option<InteractionStatus> {
+        if !self.caps.interaction_status {
+            return None;
+        }
+        let pending = self
+            .with_session(|s| !s.state.pending_calls.is_empty())
+            .unwrap_or(false);
+        Some(if pending && self.caps.in_progress_while_calls_pending {
+            InteractionStatus::InProgress
+        } else {
+            InteractionStatus::Idle
+        })
+    }
+
+    /// The model is idle again: on extended thinking, a filler is due later while a call is
+    /// pending (at most the configured number per wait).
+    fn arm_filler(&mut self) {
+        let pending = self
+            .with_session(|s| !s.state.pending_calls.is_empty())
+            .unwrap_or(false);
+        if !pending {
+            self.fillers_spoken = 0;
+        }
+        let config = &self.shared.config;
+        self.filler_at = (self.caps.in_progress_while_calls_pending
+            && pending
+            && self.fillers_spoken < config.max_fillers)
+            .then(|| self.shared.now() + config.filler_interval);
     }
 
     /// Starts streaming an answer that counts as a new generation (after tool responses).
@@ -82,6 +185,7 @@ impl Conversation {
 
     pub(super) fn stream(&mut self, answer: String) {
         self.not_resumable();
+        self.filler_at = None;
         self.turn = TurnState::Generating(Generation {
             chunks: script::chunks(&answer).into(),
             answer,
@@ -89,6 +193,7 @@ impl Conversation {
             chunk_number: 0,
             next_at: self.shared.now() + self.shared.config.chunk_interval,
             trigger_index: self.index,
+            insert_at: None,
         });
     }
 
@@ -99,14 +204,24 @@ impl Conversation {
         };
         self.out.push(outbound::generation_complete());
         let usage = self.usage(&generation.answer);
-        self.out.push(outbound::turn_complete(usage));
-        self.record_answer(generation.answer, false, generation.trigger_index);
+        self.record_answer(
+            generation.answer,
+            false,
+            generation.trigger_index,
+            generation.insert_at,
+        );
+        self.out
+            .push(outbound::turn_complete(usage, self.interaction_status()));
         self.last_reacted = generation.trigger_index;
         self.record_ring();
         if std::mem::take(&mut self.deferred_turn) {
             self.start_generation();
+        } else if !self.deferred_answers.is_empty() {
+            let answer = std::mem::take(&mut self.deferred_answers).join(" ");
+            self.begin_answer(answer);
         } else {
             self.offer_handle();
+            self.arm_filler();
         }
     }
 
@@ -118,14 +233,27 @@ impl Conversation {
             TurnState::Generating(generation) => {
                 self.out.push(outbound::interrupted());
                 let usage = self.usage(&generation.produced);
-                self.out.push(outbound::turn_complete(usage));
-                self.record_answer(generation.produced, true, generation.trigger_index);
+                self.record_answer(
+                    generation.produced,
+                    true,
+                    generation.trigger_index,
+                    generation.insert_at,
+                );
+                self.out
+                    .push(outbound::turn_complete(usage, self.interaction_status()));
             }
             TurnState::AwaitingTools => {
+                // The blocking calls the model waited for are withdrawn; non-blocking calls
+                // run on.
                 let ids = self
                     .with_session(|s| {
-                        let ids: Vec<String> =
-                            s.state.pending_calls.drain(..).map(|c| c.id).collect();
+                        let mut ids = Vec::new();
+                        s.state.pending_calls.retain(|c| {
+                            if c.blocking {
+                                ids.push(c.id.clone());
+                            }
+                            !c.blocking
+                        });
                         s.cancelled_calls.extend(ids.iter().cloned());
                         ids
                     })
@@ -134,7 +262,9 @@ impl Conversation {
                     self.out.push(outbound::tool_call_cancellation(ids));
                 }
                 self.out.push(outbound::interrupted());
-                self.out.push(outbound::turn_complete(self.usage("")));
+                let usage = self.usage("");
+                self.out
+                    .push(outbound::turn_complete(usage, self.interaction_status()));
             }
         }
     }
@@ -143,7 +273,13 @@ impl Conversation {
     /// client message from `trigger` (the message it answers) on: a lagging handle leaves out
     /// the effects of the last client messages, never the model's own output for an earlier
     /// one.
-    pub(super) fn record_answer(&mut self, text: String, interrupted: bool, trigger: u64) {
+    pub(super) fn record_answer(
+        &mut self,
+        text: String,
+        interrupted: bool,
+        trigger: u64,
+        insert_at: Option<usize>,
+    ) {
         let audio = self.response_kind() == ResponseKind::Audio;
         let connection = self.connection;
         let turn = (!text.is_empty()).then(|| Turn {
@@ -154,16 +290,20 @@ impl Conversation {
                 Part::Text(text.clone())
             }],
         });
+        let place = |context: &mut Vec<Turn>, turn: Turn| match insert_at {
+            Some(at) if at < context.len() => context.insert(at, turn),
+            _ => context.push(turn),
+        };
         if let Some(turn) = &turn {
             for (index, state) in self.ring.iter_mut() {
                 if *index >= trigger && *index < self.index {
-                    state.context.push(turn.clone());
+                    place(&mut state.context, turn.clone());
                 }
             }
         }
         self.with_session(|s| {
             if let Some(turn) = turn {
-                s.state.context.push(turn);
+                place(&mut s.state.context, turn);
             }
             s.answers.push(AnswerRecord {
                 text,

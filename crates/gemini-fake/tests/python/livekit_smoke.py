@@ -1,6 +1,6 @@
 """Drives the fake server with LiveKit's Google plugin (`livekit-plugins-google`).
 
-Usage: python livekit_smoke.py BASE_URL   (for example ws://127.0.0.1:PORT; the fake serves family 3.8)
+Usage: python livekit_smoke.py BASE_URL   (for example ws://127.0.0.1:PORT; the model is 3.8)
 
 No LiveKit server and no room: the plugin's `RealtimeSession` is used directly, the way an
 `AgentSession` would use it (chat context updates, `generate_reply`, tool outputs written back
@@ -90,6 +90,11 @@ async def main(base_url):
         _, _, calls = await asyncio.wait_for(read_generation(reply), 10)
         await created.get()
         assert [c.name for c in calls] == ["get_time"], calls
+        # On 3.8 a declaration without `behavior` is NON_BLOCKING: the model goes on and
+        # completes its turn after the call.
+        going_on = await asyncio.wait_for(created.get(), 10)
+        text, _, _ = await asyncio.wait_for(read_generation(going_on), 10)
+        assert text == "working on get_time", text
         call = calls[0]
         output = await get_time()
         chat = session.chat_ctx

@@ -1,6 +1,8 @@
 """Drives the fake server with the official google-genai SDK.
 
-Usage: python3 smoke.py BASE_URL   (for example ws://127.0.0.1:PORT; the fake serves family 3.8)
+Usage: python3 smoke.py BASE_URL   (for example ws://127.0.0.1:PORT)
+
+It talks to a 2.5 model in TEXT (3.8 refuses TEXT; `tls_smoke.py` covers 3.8 over wss://).
 
 Exits 0 when every step behaves as the fake's scripted model promises; prints what it saw.
 """
@@ -13,7 +15,7 @@ from google import genai
 from google.genai import _api_client
 from google.genai import types
 
-MODEL = "gemini-3.8-live"
+MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 
 
 async def one_turn(session):

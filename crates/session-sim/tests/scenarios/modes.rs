@@ -416,7 +416,8 @@ fn s26_on(policy: PolicyKind, replaced: Replaced, instructions: Option<&str>) ->
         Replaced::Restart => {
             pair.update_tools(vec![
                 weather_tool(),
-                gemini_transport::wire::FunctionDeclaration::new("get_time", "The time"),
+                gemini_transport::wire::FunctionDeclaration::new("get_time", "The time")
+                    .with_behavior(gemini_transport::wire::Behavior::Blocking),
             ])
             .map_err(err)?;
             pair.generate_reply(instructions)

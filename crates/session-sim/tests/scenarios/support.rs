@@ -12,7 +12,7 @@ use gemini_fake::{
     ConnectionEnd, ConnectionRecord, Family, Part, ResponseFate, Role as SRole, SessionSnapshot,
     SimServer, Turn,
 };
-use gemini_transport::wire::FunctionDeclaration;
+use gemini_transport::wire::{Behavior, FunctionDeclaration};
 use resume_policy::{DivergenceReason, ResumePolicy};
 use serde_json::{Value, json};
 use session_sim::{Pair, PairBuilder, Profile};
@@ -368,9 +368,11 @@ pub fn occurrences_in_s(server: &SimServer, entry: &str) -> usize {
 
 // --- the server's records -----------------------------------------------------------------
 
-/// The declaration of a `get_weather` tool.
+/// The declaration of a `get_weather` tool, `BLOCKING` (on 3.8 a declaration without
+/// `behavior` is NON_BLOCKING, which the session does not handle yet).
 pub fn weather_tool() -> FunctionDeclaration {
     FunctionDeclaration::new("get_weather", "Current weather for a city")
+        .with_behavior(Behavior::Blocking)
 }
 
 /// Generations of the latest server session.

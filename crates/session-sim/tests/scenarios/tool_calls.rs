@@ -76,6 +76,7 @@ fn answers_after_first(server: &SimServer, skip: &str) -> Vec<String> {
 /// `clock` tool.
 fn clock_tool() -> gemini_transport::wire::FunctionDeclaration {
     gemini_transport::wire::FunctionDeclaration::new("get_time", "The current time")
+        .with_behavior(gemini_transport::wire::Behavior::Blocking)
 }
 
 /// How the session comes back in S13.

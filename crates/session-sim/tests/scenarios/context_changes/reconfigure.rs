@@ -5,7 +5,7 @@ use std::sync::Arc;
 use agent_glue::{ReconnectReason, ReconnectStrategy, SessionEvent};
 use ctx_model::{ChatContext, Message};
 use gemini_fake::{Family, ResponseFate};
-use gemini_transport::wire::FunctionDeclaration;
+use gemini_transport::wire::{Behavior, FunctionDeclaration};
 use resume_policy::{Backoff, DefaultPolicy, DivergenceReason, EditHandling};
 use serde_json::{Value, json};
 use session_sim::Pair;
@@ -262,7 +262,7 @@ fn s21_on_38(policy: PolicyKind) -> Outcome {
 // S22 ------------------------------------------------------------------------------------
 
 fn time_tool() -> FunctionDeclaration {
-    FunctionDeclaration::new("get_time", "Current time in a city")
+    FunctionDeclaration::new("get_time", "Current time in a city").with_behavior(Behavior::Blocking)
 }
 
 pub(super) fn s22(policy: PolicyKind) -> Outcome {
