@@ -244,6 +244,30 @@ fn unknown_fields_are_errors_for_clients_only() {
 }
 
 #[test]
+fn transcription_configs_keep_unknown_fields_even_for_clients() {
+    // The service treats them as opaque (docs/protocol.md section 4.1): a strict decoder that
+    // refused `customVocabulary` would close sessions the service accepts.
+    let frame = br#"{"setup":{"model":"m","inputAudioTranscription":{"languageCodes":["en-US"],"customVocabulary":{"phrases":["Gemini"]}},"output_audio_transcription":{"newer_field":true}}}"#;
+    let Ok(ClientMessage::Setup(setup)) = ClientMessage::from_json(frame) else {
+        panic!("a setup");
+    };
+    let input = setup.input_audio_transcription.as_ref().unwrap();
+    assert_eq!(input.language_codes, ["en-US"]);
+    assert_eq!(
+        input.other.get("customVocabulary"),
+        Some(&serde_json::json!({"phrases": ["Gemini"]}))
+    );
+    let output = setup.output_audio_transcription.as_ref().unwrap();
+    assert_eq!(output.other.get("newer_field"), Some(&Value::Bool(true)));
+    // Encoded as received, so a proxy passes them on.
+    let again = ClientMessage::Setup(setup).to_json();
+    assert!(
+        again.contains(r#""customVocabulary":{"phrases":["Gemini"]}"#),
+        "{again}"
+    );
+}
+
+#[test]
 fn both_spellings_of_one_field() {
     let (path, kind, _) =
         client_err(br#"{"realtimeInput":{"audio":{"mimeType":"a","mime_type":"b"}}}"#);

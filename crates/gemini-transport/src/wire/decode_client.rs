@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::client::{ClientContent, ClientMessage, ContextUpdate, RealtimeInput, ToolResponse};
 use super::decode::{
-    DecodeErrorKind, Mode, Obj, Path, array, boolean, float, integer, parse_frame, string,
-    wire_enum,
+    DecodeErrorKind, Mode, Obj, Path, array, boolean, float, integer, is_snake_of, parse_frame,
+    string, wire_enum,
 };
 use super::decode_content::{blob, content, function_response, tool};
 use super::setup::{
@@ -263,13 +263,21 @@ fn context_window_compression(
     Ok(out)
 }
 
+/// Opaque even to the strict decoder: fields other than `languageCodes` are kept as sent
+/// (`AudioTranscriptionConfig::other`), as the service accepts them.
 fn transcription_config(v: &Value, path: &Path<'_>) -> Result<AudioTranscriptionConfig, Error> {
-    let mut o = Obj::new(v, path, MODE)?;
+    let mut o = Obj::new(v, path, Mode::Lenient)?;
     let mut out = AudioTranscriptionConfig::default();
     if let Some(v) = o.get("languageCodes")? {
         out.language_codes = array(v, &path.key("languageCodes"), string)?;
     }
-    o.finish()?;
+    if let Value::Object(map) = v {
+        out.other = map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "languageCodes" && !is_snake_of(k, "languageCodes"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
     Ok(out)
 }
 

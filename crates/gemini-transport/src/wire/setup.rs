@@ -512,6 +512,11 @@ pub struct AudioTranscriptionConfig {
     /// Expected languages (newer SDKs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub language_codes: Vec<String>,
+    /// Every other field, kept as sent (keys and values verbatim): the service treats this
+    /// config as opaque and adds fields to it (`customVocabulary`, …), so even the strict
+    /// decoder accepts them here.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// `proactivity`.
