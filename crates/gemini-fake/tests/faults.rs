@@ -240,3 +240,44 @@ async fn messages_with_a_refused_payload_close_the_connection_unprocessed() {
     client.send(&ClientMessage::text("a forbidden word")).await;
     assert!(model_text(&client.turn().await).contains("forbidden"));
 }
+
+#[tokio::test]
+async fn the_socket_answers_pings_late_while_data_flows() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = serve().await;
+    let delay = Duration::from_millis(400);
+    server.faults().delay_pongs(delay);
+    let mut client = Client::start(&server, text_setup(&server)).await;
+    // setupComplete just went out and an answer streams: data flows.
+    client
+        .send(&ClientMessage::text("one two three four five six"))
+        .await;
+    let sent = Instant::now();
+    client
+        .ws
+        .send(Message::Ping(b"late".to_vec().into()))
+        .await
+        .unwrap();
+    let mut data_first = 0;
+    loop {
+        let frame = tokio::time::timeout(common::STEP, client.ws.next())
+            .await
+            .unwrap();
+        match frame {
+            Some(Ok(Message::Pong(payload))) => {
+                assert_eq!(&payload[..], b"late");
+                break;
+            }
+            Some(Ok(Message::Binary(_))) => data_first += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        sent.elapsed() >= delay,
+        "answered after {:?}",
+        sent.elapsed()
+    );
+    assert!(data_first > 0, "the data went on meanwhile");
+}

@@ -21,7 +21,7 @@ async fn livekit_google_realtime_session_talks_to_the_fake() {
         .unwrap();
     let base_url = server.url();
     let output = tokio::task::spawn_blocking(move || {
-        harness::run_script(&python, "livekit_smoke.py", &base_url)
+        harness::run_script(&python, "livekit_smoke.py", &base_url, &[])
     })
     .await
     .unwrap();

@@ -199,7 +199,8 @@ impl Conversation {
     }
 
     /// Function responses: each final one closes its pending call (an interim one,
-    /// `willContinue: true`, leaves it open); both enter the context as one user turn. A
+    /// `willContinue: true` for a non-blocking call, leaves it open); both enter the context as
+    /// one user turn. A
     /// blocking call's responses resume the model once no blocking call is pending (unless all
     /// are `SILENT`); a non-blocking call's response is answered by a later model turn as its
     /// `scheduling` says: `INTERRUPT` cuts a reply in progress, `WHEN_IDLE` (and no
@@ -220,11 +221,12 @@ impl Conversation {
                         .pending_calls
                         .iter()
                         .position(|c| c.id == response.id);
-                    let interim = response.will_continue == Some(true);
+                    // `willContinue` applies to non-blocking calls only; a blocking call's
+                    // response is final whatever it says.
+                    let interim = response.will_continue == Some(true)
+                        && pending.is_some_and(|at| !s.state.pending_calls[at].blocking);
                     let (fate, blocking) = match pending {
-                        Some(at) if interim => {
-                            (ResponseFate::Interim, s.state.pending_calls[at].blocking)
-                        }
+                        Some(_) if interim => (ResponseFate::Interim, false),
                         Some(at) => {
                             let call = s.state.pending_calls.remove(at);
                             (ResponseFate::Accepted, call.blocking)

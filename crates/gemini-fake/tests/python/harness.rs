@@ -50,12 +50,14 @@ pub fn interpreter_with(modules: &[&str]) -> Option<String> {
     None
 }
 
-/// Runs `tests/python/<script> <base_url>` with `python`, killing it after a minute.
-pub fn run_script(python: &str, script: &str, base_url: &str) -> Output {
+/// Runs `tests/python/<script> <base_url>` with `python` and the variables `env` added, killing
+/// it after a minute.
+pub fn run_script(python: &str, script: &str, base_url: &str, env: &[(&str, &str)]) -> Output {
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(python)
         .arg(&path)
         .arg(base_url)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
