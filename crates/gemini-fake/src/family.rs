@@ -282,9 +282,10 @@ impl Family {
             ("`scheduling` in a response", |f| {
                 f.capabilities().scheduling.cell().to_owned()
             }),
-            ("`thinkingConfig`", |f| {
-                f.capabilities().thinking_config.cell().to_owned()
-            }),
+            (
+                "`thinkingConfig` (extended thinking: with `thinkingLevel`)",
+                |f| f.capabilities().thinking_config.cell().to_owned(),
+            ),
             ("`TEXT` responses", |f| {
                 f.capabilities().text_responses.cell().to_owned()
             }),

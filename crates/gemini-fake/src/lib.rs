@@ -28,17 +28,33 @@
 //! - Server JSON in binary frames by default ([`FrameKind`]); client frames of either kind;
 //!   pings answered. Client frames are decoded strictly by
 //!   [`gemini_transport::wire::ClientMessage::from_json`]: both key spellings and both base64
-//!   alphabets, unknown fields rejected with 1007.
+//!   alphabets, unknown fields rejected with 1007 (transcription configs excepted: they are
+//!   opaque, as on the service).
+//! - With [`FakeConfig::with_tls`] (the binary's `--tls`), `wss://` with a certificate
+//!   ([`TlsIdentity::self_signed`] makes one for 127.0.0.1 and localhost).
 //!
 //! # Rules enforced (close codes as the service uses them)
 //!
+//! One server serves every model: the model id in each `setup` chooses the [`Family`] whose rules
+//! the connection follows ([`Family::from_model_id`]; [`FakeConfig::with_family`] only names the
+//! default model). The families' table is docs/protocol.md section 10
+//! ([`Family::capability_table`]; a test checks the two agree).
+//!
 //! - The first frame must be `setup` and there must be only one: otherwise 1007
 //!   `Request contains an invalid argument.`; an undecodable frame also gets 1007.
-//! - Unknown model (not one of [`Family::model_ids`] for the configured family and surface): 1008
+//! - Unknown model (not one of any family's [`Family::model_ids`] on the surface served): 1008
 //!   `models/X is not found for API version V, …`.
-//! - [`Family`] capabilities: on 3.1, `clientContent` outside the initial-history phase → 1007;
-//!   `contextUpdate` outside 3.8 → 1007; `sessionResumption.transparent` outside Vertex → 1007.
+//! - [`Family`] capabilities: on 3.1, `clientContent` outside the initial-history phase → 1007
+//!   (unless [`FakeConfig::with_lenient_3_1`]); `contextUpdate` outside 3.8 → 1007;
+//!   `sessionResumption.transparent` outside Vertex → 1007.
+//! - 3.8: `thinkingConfig`, `proactivity.proactiveAudio: false`, `enableAffectiveDialog` (Developer
+//!   API) and a `TEXT` response modality (unless the test switch [`FakeConfig::with_text_on_3_8`])
+//!   → 1007. Extended thinking: no `thinkingLevel`, a `BLOCKING` declaration (in `setup` or
+//!   `contextUpdate`), or `scheduling` in a function response → 1007.
 //! - `activityStart`/`activityEnd` while automatic activity detection is on → 1007.
+//! - One socket per session: a resume while another connection of the session is open → 1011
+//!   (unless [`FakeConfig::with_concurrent_connections`]).
+//! - Without `contextWindowCompression`, a session past its limits ([`ContextLimits`]) → 1011.
 //!
 //! # The scripted model
 //!
@@ -62,24 +78,44 @@
 //! - **Tools.** If a function declared in the setup (or by `contextUpdate`) has its name in `T`
 //!   (the first declared one that occurs), the model instead sends
 //!   `{"toolCall":{"functionCalls":[{"id":"call-<session>-<n>","name":NAME}]}}` (n counts calls
-//!   per session from 1, args empty), appends a model turn with the call, and waits. A
-//!   `toolResponse` answering every pending call appends a user turn with the responses and
-//!   starts a new generation answering `NAME returned <response as compact JSON>` (several
-//!   responses joined by a space), unless every response has `scheduling: SILENT`. Responses for
-//!   cancelled, answered or unknown ids are recorded ([`ResponseFate`]) and ignored. When the
-//!   last turn a user turn adds is a `clientContent` turn carrying `functionResponse` parts
-//!   (results delivered as history), the answer is the same `NAME returned …` text.
-//! - **Interruption.** `clientContent`, realtime text, `activityStart`, or the start of speech
-//!   (unless `NO_INTERRUPTION`) while the model generates or waits for a tool response cuts it
-//!   off: `toolCallCancellation` with the pending ids (if any), `{"interrupted":true}`, then
-//!   `turnComplete` with usage (no `generationComplete`). The part already produced is appended to
-//!   the context as the model turn. Then the new input is processed.
+//!   per session from 1, args empty) and appends a model turn with the call. A **blocking** call
+//!   (the default before 3.8, `behavior: BLOCKING` on 3.8; 3.1 ignores `behavior`) makes the
+//!   model wait: a `toolResponse` answering every blocking call appends a user turn with the
+//!   responses and starts a new generation answering `NAME returned <response as compact JSON>`
+//!   (several responses joined by a space), unless every response has `scheduling: SILENT`. After
+//!   a **non-blocking** call (the 3.8 default, `behavior: NON_BLOCKING` on 2.5) the model goes on
+//!   and completes its turn saying `working on NAME`; the call stays pending, and its response
+//!   enters the context and is answered (`NAME returned …`) by a later turn as its `scheduling`
+//!   says: `INTERRUPT` cuts a reply in progress, `WHEN_IDLE` (or none) waits until the model is
+//!   idle, `SILENT` is not answered. `willContinue: true` on a non-blocking call's response is an
+//!   interim result: it enters the context (and is answered as scheduled), and the call stays
+//!   open until a final one. Responses for cancelled, answered or unknown ids are recorded
+//!   ([`ResponseFate`]) and ignored. When the last turn a user turn adds is a `clientContent`
+//!   turn carrying `functionResponse` parts (results delivered as history), the answer is the
+//!   same `NAME returned …` text.
+//! - **3.8 turns.** Every `turnComplete` carries `interactionStatus: IDLE`; on extended thinking
+//!   a turn completes `IN_PROGRESS` while a call is pending, and while it stays pending and the
+//!   model is idle it speaks fillers (`still working on NAME`, every 3 s, at most 3 per wait:
+//!   [`FakeConfig::with_fillers`]). A `clientContent` without `turnComplete: true` does not cut
+//!   a reply on 3.8; content that arrives while a reply streams (that, or a function response)
+//!   goes after the reply in the context.
+//! - **Interruption.** `clientContent` (on 3.8 only with `turnComplete: true`), realtime text,
+//!   `activityStart`, or the start of speech (unless `NO_INTERRUPTION`) while the model generates
+//!   or waits for a blocking call cuts it off: `toolCallCancellation` with the blocking calls'
+//!   ids (if any; non-blocking calls run on), `{"interrupted":true}`, then `turnComplete` with
+//!   usage (no `generationComplete`). The part already produced is appended to the context as
+//!   the model turn. Then the new input is processed.
 //! - **Speech.** With automatic activity detection, an audio chunk whose RMS exceeds the threshold
 //!   (500) is speech; after `silenceDurationMs` (setup) or 500 ms of silence, or on
 //!   `audioStreamEnd`, the speech becomes a user turn `[audio 1.20s]` (seconds from the first to
-//!   the last voiced chunk), sent as a finished `inputTranscription` when enabled. With
-//!   `automaticActivityDetection.disabled`, the audio between `activityStart` and `activityEnd`
-//!   makes the turn.
+//!   the last voiced chunk), sent as a finished `inputTranscription` when enabled. On 3.1 and 3.8
+//!   the start and end of speech are also sent as `voiceActivity` (`ACTIVITY_START`,
+//!   `ACTIVITY_END`). With `automaticActivityDetection.disabled`, the audio between
+//!   `activityStart` and `activityEnd` makes the turn.
+//! - **Context window.** With `contextWindowCompression`, before a user turn is answered a
+//!   context past the trigger loses its oldest turns, cut where a user turn begins, down to the
+//!   target ([`SessionSnapshot::trims`] shows what went); without it the session ends past its
+//!   [`ContextLimits`]. Token counts: [`SessionSnapshot::context_tokens`].
 //! - **History.** With `historyConfig.initialHistoryInClientContent`, every connection (resumed
 //!   or not) first takes `clientContent` as history, appended without any answer, until one has
 //!   `turnComplete: true` (strict behaviour, docs/protocol.md section 7.8).
@@ -101,12 +137,18 @@
 //! of N, a handle's snapshot is the state N client messages back (never before the last message
 //! the model visibly answered), and the index says so.
 //!
-//! With a connection lifetime, `goAway{timeLeft}` is sent `go_away_lead` before the end, and the
-//! connection is closed at the end with the configured [`LifetimeEnd`].
+//! With a connection lifetime (by default the family's: about ten minutes on 2.5 and 3.1, none on
+//! 3.8), `goAway{timeLeft}` is sent `go_away_lead` before the end, and the connection is closed at
+//! the end with the configured [`LifetimeEnd`]. On 3.8 a connection is closed at 58:00 with 1011
+//! `Deadline expired …` and no `goAway` ([`FakeConfig::with_hard_close`],
+//! [`Faults::hard_close_at`]). Both count from the upgrade.
 //!
-//! A resumed setup whose session still has an open connection is accepted and the older
-//! connection stays open; [`SessionSnapshot::overlaps`] counts such events so a test can assert
-//! "never two sockets".
+//! A resumed setup whose session still has an open connection is closed with 1011 (one socket per
+//! session, as the service does); once that connection has closed, the same handle resumes.
+//! [`SessionSnapshot::overlaps`] counts such attempts so a test can assert "never two sockets";
+//! [`FakeConfig::with_concurrent_connections`] accepts them instead (the older connection stays
+//! open). On Vertex `setupComplete` carries `sessionId` (`fake-session-<n>`, the same on every
+//! connection of the session).
 //!
 //! # For tests
 //!
@@ -119,9 +161,31 @@
 //!   sleeps; its timeout is wall-clock time, safe under paused tokio time.
 //! - **Faults** ([`FakeServer::faults`]): drop (TCP reset, no close frame), close with a code,
 //!   refuse the next resume, expire all handles, withhold handles, refuse upgrades (dial
-//!   failures), stall, delay frames, send a malformed or raw frame, `goAway` now, and faults
-//!   scheduled on later events ([`Trigger`]: the next setup, the next `setupComplete`, the N-th
-//!   client message).
+//!   failures), stall, delay frames, send a malformed or raw frame, `goAway` now, pongs late
+//!   while data flows ([`Faults::delay_pongs`]; [`SimServer::pong_delay`] for a simulator that
+//!   models pings), the hard close at an age ([`Faults::hard_close_at`]) and resumes refused
+//!   after it ([`Faults::refuse_resumes_after_hard_close`]), ephemeral tokens with uses and
+//!   expiry ([`Faults::issue_token`]: every connection spends a use, so a `uses: 1` token cannot
+//!   resume), and faults scheduled on later events ([`Trigger`]: the next setup, the next
+//!   `setupComplete`, the N-th client message).
+//!
+//! # Guesses
+//!
+//! Where the service's behaviour is not documented, the fake follows these guesses (each is
+//! flagged where docs/protocol.md describes the rule):
+//!
+//! - Context window and limits: the token count, when the sliding window runs and where it cuts,
+//!   and the 1011 that ends a session past its limits (`limits.rs`, [`ContextLimits`]).
+//! - 3.1 ignores `behavior` (its calls are synchronous only); 2.5 honours `NON_BLOCKING`.
+//! - A non-blocking response without `scheduling` is delivered `WHEN_IDLE`; a handle is issued
+//!   while the model is idle even with non-blocking calls pending (it holds them).
+//! - Extended thinking's fillers: every 3 s while a call is pending and the model is idle, at
+//!   most 3 per wait.
+//! - `voiceActivity` is sent on 3.1 and 3.8, under automatic activity detection only.
+//! - 3.8 connections have no ten-minute lifetime; the 58:00 hard close comes without `goAway`.
+//!   The 1011 refusing a second socket says `The service is currently unavailable.`.
+//! - An ephemeral token's use is spent by every connection (the reported behaviour, not the
+//!   documented intent); an expired one is closed with 1007 `Token has expired.`.
 //!
 //! All timers (chunks, lifetime, `goAway`, handle expiry) read one clock: tokio time for
 //! [`FakeServer`], so tests can pause it, and virtual time for [`SimServer`].

@@ -2,8 +2,9 @@
 //! `contextWindowCompression`, and the limits that end a session without it
 //! (docs/protocol.md sections 7.1 and 7.7).
 //!
-//! **The fake's guesses, in one place** (the service documents the limits, not how it enforces
-//! them; docs/protocol.md section 7.7 points here):
+//! **The fake's guesses** (the service documents the limits, not how it enforces them;
+//! docs/protocol.md section 7.7 points here, and the crate documentation's *Guesses* lists every
+//! other one):
 //!
 //! - Tokens: a word of text or of a model answer is a token (one 40 ms chunk of model audio
 //!   carries one word), a second of user speech 25 tokens (docs/protocol.md section 8), a
