@@ -91,9 +91,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A benchmark's connections last as long as it runs: no lifetime, no hard close (the
+    // fake's defaults are the service's).
     let config = FakeConfig::new()
         .with_listen(args.listen)
-        .with_audio_load(true);
+        .with_audio_load(true)
+        .with_lifetime(None)
+        .with_hard_close(None);
     let server = match runtime.block_on(FakeServer::start(config)) {
         Ok(server) => server,
         Err(error) => {
