@@ -136,8 +136,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for LatePongs<S> {
             }
             if let Some(len) = frame_len(&this.incoming) {
                 let frame: Vec<u8> = this.incoming.drain(..len).collect();
-                let delay = this.flow.pong_delay(&this.shared);
                 let ping = frame.first().is_some_and(|b| b & 0x0f == PING);
+                // Only a ping asks how late it may be answered (the fault's state is shared).
+                let delay = if ping {
+                    this.flow.pong_delay(&this.shared)
+                } else {
+                    std::time::Duration::ZERO
+                };
                 if ping && (!delay.is_zero() || !this.held.is_empty()) {
                     // Pings keep their order among themselves.
                     let due = this

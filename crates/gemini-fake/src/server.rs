@@ -232,7 +232,14 @@ async fn accept_loop(
                         }
                         Some(acceptor) => {
                             connections.spawn(async move {
-                                match acceptor.accept(stream).await {
+                                // A client that never completes the handshake does not hold
+                                // up shutdown.
+                                let mut shutdown = shared.shutdown.subscribe();
+                                let accepted = tokio::select! {
+                                    accepted = acceptor.accept(stream) => accepted,
+                                    () = until_shutdown(&mut shutdown) => return,
+                                };
+                                match accepted {
                                     Ok(stream) => connection::serve(shared, stream).await,
                                     Err(error) => tracing::debug!(%error, "TLS handshake failed"),
                                 }

@@ -71,8 +71,11 @@ impl From<Outgoing> for SimOutput {
 /// raw frames, stall changes) take effect at the current virtual time on the next call.
 ///
 /// Creating one is cheap (no thread, socket or runtime), and two servers given the same calls
-/// produce the same outputs and the same records. Without a connection lifetime, an idle
-/// connection has no timer: [`SimServer::next_timer`] is `None` once every answer is out.
+/// produce the same outputs and the same records. Without a connection lifetime and hard close
+/// (by default the family's: `FakeConfig::with_lifetime(None)` and
+/// `FakeConfig::with_hard_close(None)` turn them off), an idle connection has no timer:
+/// [`SimServer::next_timer`] is `None` once every answer is out (on extended thinking, once its
+/// fillers for a pending call are spoken).
 pub struct SimServer {
     shared: Arc<Shared>,
     origin: Instant,
