@@ -44,16 +44,19 @@ impl Default for AudioGapPolicy {
 pub struct Keepalive {
     /// Time between pings.
     pub interval: Duration,
-    /// How long a ping may stay unanswered.
+    /// How long a ping may stay unanswered while nothing else comes from the server either
+    /// (any frame proves the connection alive).
     pub timeout: Duration,
 }
 
 impl Default for Keepalive {
-    /// A ping every 10 s, answered within 10 s.
+    /// A ping every 10 s, answered (or any frame received) within 40 s: the service's pongs
+    /// have been seen to take 8–30 s while it is busy, and a late pong on a connection that
+    /// works is no reason to drop it.
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(40),
         }
     }
 }

@@ -34,6 +34,11 @@ pub enum MessageKind {
     /// `contextUpdate`, a silent (non-blocking) tool response. Only covered through a later
     /// message's reaction (or exactly, in transparent mode).
     Silent,
+    /// Realtime audio with no sample loud enough to be speech (the session layer's judgement,
+    /// e.g. a floor far below any voice detector's): counted and matched like
+    /// [`Audio`](Self::Audio), but an `audioStreamEnd` after nothing but such audio ends no
+    /// spoken turn.
+    QuietAudio,
     /// `audioStreamEnd` (automatic activity detection): speech in progress ends here, if audio
     /// was sent since the last end. With transcripts the spoken turn is placed here (see
     /// [`CoverageTracker::on_spoken_turn`]); without them, the run of audio before it gets the
@@ -462,8 +467,8 @@ impl CoverageTracker {
             MessageKind::TurnStart => Some(Pending::Turn),
             MessageKind::ToolResponse => Some(Pending::ToolResponse),
             // With transcripts, spoken turns are announced and placed by their end.
-            MessageKind::Audio => {
-                self.audio_run(index, index);
+            MessageKind::Audio | MessageKind::QuietAudio => {
+                self.audio_run(index, index, kind == MessageKind::Audio);
                 let awaits = !(self.transcripts || self.manual_activity) || SEND_ORDER_MUTANT;
                 awaits.then_some(Pending::Audio)
             }
@@ -501,20 +506,20 @@ impl CoverageTracker {
                 kind,
             }),
         }
-        self.in_run = kind == MessageKind::Audio;
+        self.in_run = matches!(kind, MessageKind::Audio | MessageKind::QuietAudio);
         Ok(MessagePosition::new(connection, index))
     }
 
     /// Audio messages `first..=last` were sent (with transcripts: remembered as runs, where a
     /// spoken turn can end).
-    fn audio_run(&mut self, first: ClientMessageIndex, last: ClientMessageIndex) {
+    fn audio_run(&mut self, first: ClientMessageIndex, last: ClientMessageIndex, voiced: bool) {
         /// Runs kept while no transcript comes (speech the server does not transcribe):
         /// the oldest go first; a spoken turn ends on a recent one.
         const MAX_RUNS: usize = 1024;
         if !self.transcripts {
             return;
         }
-        self.audio_since_end = true;
+        self.audio_since_end |= voiced;
         match self.runs.back_mut() {
             Some(run) if self.in_run => run.1 = last,
             _ => {
@@ -538,7 +543,10 @@ impl CoverageTracker {
         if count <= 1 {
             return Ok(at);
         }
-        if !matches!(kind, MessageKind::Audio | MessageKind::Silent) {
+        if !matches!(
+            kind,
+            MessageKind::Audio | MessageKind::QuietAudio | MessageKind::Silent
+        ) {
             for _ in 1..count {
                 at = self.on_sent(kind)?;
             }
@@ -547,8 +555,8 @@ impl CoverageTracker {
         // The first call opened (or extended) the run; the rest extend it to the last index.
         let last = ClientMessageIndex(self.last_sent.0.saturating_add(u64::from(count - 1)));
         self.last_sent = last;
-        if kind == MessageKind::Audio {
-            self.audio_run(last, last);
+        if matches!(kind, MessageKind::Audio | MessageKind::QuietAudio) {
+            self.audio_run(last, last, kind == MessageKind::Audio);
             if let Some(run) = self
                 .awaiting
                 .back_mut()

@@ -709,3 +709,18 @@ fn a_handle_inside_a_spoken_turns_run_is_unsure_of_it() {
     mirror.on_handle(&h2);
     assert!(mirror.held().contains("s1"));
 }
+
+/// An `audioStreamEnd` after nothing but audio too quiet to be speech ends no spoken turn: the
+/// next spoken turn ends at the next end after speech, not at that one.
+#[test]
+fn an_end_after_quiet_audio_ends_no_spoken_turn() {
+    let mut tracker = speaking_tracker();
+    tracker.on_sent_many(MessageKind::QuietAudio, 10).unwrap();
+    tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
+    let note = tracker.on_sent(MessageKind::Silent).unwrap();
+    tracker.on_sent_many(MessageKind::Audio, 10).unwrap();
+    let end = tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
+    let ended = tracker.on_spoken_turn();
+    assert_eq!(ended.end, end.index);
+    assert!(note.index < ended.earliest);
+}

@@ -203,8 +203,9 @@ pub enum Op {
     /// socket takes no more writes (past the write timeout, the session gives the connection
     /// up and reports the audio it had written).
     PeerStopsReading(u8),
-    /// The server answers pings on the current connection this many seconds late (past the
-    /// keepalive timeout, the session gives the connection up).
+    /// The server answers pings on the current connection this many seconds late (8–60 s:
+    /// within the keepalive timeout, 40 s, the session keeps the connection; past it, with no
+    /// other frame from the server meanwhile, it gives the connection up).
     SlowPongs(u8),
 }
 
@@ -507,7 +508,7 @@ fn op(rng: &mut Rng, audio: bool, during: bool) -> Op {
         Op::PeerStopsReading(_) => {
             Op::PeerStopsReading(u8::try_from(rng.range(2, 20)).unwrap_or(8))
         }
-        Op::SlowPongs(_) => Op::SlowPongs(u8::try_from(rng.range(8, 30)).unwrap_or(12)),
+        Op::SlowPongs(_) => Op::SlowPongs(u8::try_from(rng.range(8, 60)).unwrap_or(12)),
         other => other,
     }
 }

@@ -413,15 +413,19 @@ impl SessionCore {
     }
 
     /// The shell wrote `frames` audio messages on `connection` (after every transmit polled
-    /// so far). Counted for message indices; nothing else is done per frame.
-    pub fn audio_sent(&mut self, connection: ConnectionId, frames: u32) {
+    /// so far); `voiced`: some sample of them was loud enough to be speech (see
+    /// [`MessageKind::QuietAudio`](resume_policy::MessageKind::QuietAudio)). Counted for
+    /// message indices; nothing else is done per frame.
+    pub fn audio_sent(&mut self, connection: ConnectionId, frames: u32, voiced: bool) {
         if frames == 0 || self.link.open_id() != Some(connection) {
             return;
         }
-        let counted = self
-            .ledger
-            .tracker
-            .on_sent_many(resume_policy::MessageKind::Audio, frames);
+        let kind = if voiced {
+            resume_policy::MessageKind::Audio
+        } else {
+            resume_policy::MessageKind::QuietAudio
+        };
+        let counted = self.ledger.tracker.on_sent_many(kind, frames);
         self.checked("counting audio frames", counted);
     }
 
