@@ -47,6 +47,8 @@ pub(crate) struct AudioPath {
     backlog: AudioGap,
     /// Frame length in bytes.
     chunk: usize,
+    /// Bytes of audio per second (16-bit samples at the input rate).
+    bytes_per_second: u64,
 }
 
 impl AudioPath {
@@ -57,6 +59,7 @@ impl AudioPath {
             gap: AudioGap::new(config.audio_gap, rate),
             backlog: AudioGap::bounded(config.audio_backlog, rate),
             chunk: config.audio_chunk_bytes(),
+            bytes_per_second: u64::from(rate).max(1) * 2,
         }
     }
 
@@ -182,10 +185,39 @@ impl AudioPath {
         if pcm.is_empty() {
             return;
         }
-        let count = u32::try_from(pcm.len().div_ceil(self.chunk)).unwrap_or(u32::MAX);
-        let voiced = may_be_speech(&pcm);
-        out.audio(connection, pcm, self.chunk);
-        core.audio_sent(connection, count, voiced);
+        // Counted in stretches of frames of one length, all voiced or all quiet (where speech
+        // may end is a matter of frames and their durations).
+        let chunk = self.chunk.max(1);
+        let mut stretch: Option<(bool, usize, u32, usize)> = None;
+        for frame in pcm.chunks(chunk) {
+            let voiced = may_be_speech(frame);
+            match stretch.as_mut() {
+                Some((v, len, count, bytes)) if *v == voiced && *len == frame.len() => {
+                    *count += 1;
+                    *bytes += frame.len();
+                }
+                _ => {
+                    if let Some((v, _, count, bytes)) = stretch.take() {
+                        core.audio_sent(connection, count, self.duration(bytes), v);
+                    }
+                    stretch = Some((voiced, frame.len(), 1, frame.len()));
+                }
+            }
+        }
+        if let Some((v, _, count, bytes)) = stretch {
+            core.audio_sent(connection, count, self.duration(bytes), v);
+        }
+        out.audio(connection, pcm, chunk);
+    }
+
+    /// How long `bytes` of audio last.
+    fn duration(&self, bytes: usize) -> Duration {
+        Duration::from_nanos(
+            u64::try_from(bytes)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(1_000_000_000)
+                / self.bytes_per_second,
+        )
     }
 
     /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.

@@ -72,6 +72,9 @@ pub(crate) struct SessionConfig {
     pub(crate) voice: Option<String>,
     pub(crate) transcription: bool,
     pub(crate) automatic_activity_detection: bool,
+    /// The silence after which the server's activity detection ends speech, when the session
+    /// asks for one.
+    pub(crate) end_of_speech_silence: Option<Duration>,
     pub(crate) compression: Option<ContextWindowCompression>,
     pub(crate) transparent: bool,
     pub(crate) connect: ConnectConfig,
@@ -144,6 +147,9 @@ impl SessionConfig {
         }
         if !self.automatic_activity_detection {
             setup = setup.with_realtime_input_config(RealtimeInputConfig::manual_activity());
+        } else if let Some(silence) = self.end_of_speech_silence {
+            let ms = i32::try_from(silence.as_millis()).unwrap_or(i32::MAX);
+            setup = setup.with_realtime_input_config(RealtimeInputConfig::silence_duration_ms(ms));
         }
         setup
     }
@@ -183,6 +189,7 @@ impl LiveSessionBuilder {
                 voice: None,
                 transcription: true,
                 automatic_activity_detection: true,
+                end_of_speech_silence: None,
                 compression: None,
                 transparent: false,
                 connect: ConnectConfig::default(),
@@ -243,6 +250,20 @@ impl LiveSessionBuilder {
     /// them is not a turn.
     pub fn automatic_activity_detection(mut self, on: bool) -> Self {
         self.config.automatic_activity_detection = on;
+        self
+    }
+
+    /// How much silence ends the user's speech, for the server's automatic activity detection
+    /// (`realtimeInputConfig.automaticActivityDetection.silenceDurationMs` in `setup`; default:
+    /// the service's, which it does not document). Set, the session also knows where each
+    /// spoken turn ended: on the chunk of audio that completed that silence after speech (the
+    /// session judges speech by level, far below any detector's: see
+    /// [`MessageKind::QuietAudio`](resume_policy::MessageKind::QuietAudio)), so a spoken turn
+    /// and the messages sent around its end keep the server's order in `L` even when audio
+    /// arrives in batches. Unset, the session can only place a spoken turn at the latest chunk
+    /// it may have ended on.
+    pub fn end_of_speech_silence(mut self, silence: Duration) -> Self {
+        self.config.end_of_speech_silence = Some(silence);
         self
     }
 

@@ -309,6 +309,9 @@ impl<'a> World<'a> {
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .automatic_activity_detection(!p.manual_activity)
+            // The application says how much silence ends speech (the fake's default, 500 ms),
+            // so the session knows where each spoken turn ended.
+            .end_of_speech_silence(Duration::from_millis(app::VAD_SILENCE_MS))
             .policy(app::resume_policy(p.policy))
             .tools(tools.clone());
         let mut conduit = (setup.session)(builder)

@@ -246,7 +246,8 @@ impl SessionCore {
             .tracker
             .clone()
             .with_transcripts(session.transcription)
-            .with_manual_activity(!session.automatic_activity_detection);
+            .with_manual_activity(!session.automatic_activity_detection)
+            .with_end_of_speech_silence(session.end_of_speech_silence);
         let items: Vec<Item> = ledger.desired.items().to_vec();
         // A call without its output came from a process that is gone: nobody will answer it
         // (scenario S16; the policy answers or reports it).
@@ -412,20 +413,22 @@ impl SessionCore {
         }
     }
 
-    /// The shell wrote `frames` audio messages on `connection` (after every transmit polled
-    /// so far); `voiced`: some sample of them was loud enough to be speech (see
+    /// The shell wrote `frames` audio messages of `duration` in all on `connection` (after
+    /// every transmit polled so far), frames of one length; `voiced`: some sample of each was
+    /// loud enough to be speech, or none of any (see
     /// [`MessageKind::QuietAudio`](resume_policy::MessageKind::QuietAudio)). Counted for
-    /// message indices; nothing else is done per frame.
-    pub fn audio_sent(&mut self, connection: ConnectionId, frames: u32, voiced: bool) {
+    /// message indices and where speech may end; nothing else is done per frame.
+    pub fn audio_sent(
+        &mut self,
+        connection: ConnectionId,
+        frames: u32,
+        duration: Duration,
+        voiced: bool,
+    ) {
         if frames == 0 || self.link.open_id() != Some(connection) {
             return;
         }
-        let kind = if voiced {
-            resume_policy::MessageKind::Audio
-        } else {
-            resume_policy::MessageKind::QuietAudio
-        };
-        let counted = self.ledger.tracker.on_sent_many(kind, frames);
+        let counted = self.ledger.tracker.on_audio(frames, duration, voiced);
         self.checked("counting audio frames", counted);
     }
 
