@@ -194,18 +194,21 @@ fn connects_errors_and_tracing_output_never_hold_a_secret() {
             .unwrap_err();
             let _ = writeln!(formatted, "{}", format_all(&error));
 
+            // A peer that accepts and never answers: the connect timeout elapses on paused
+            // tokio time, not the wall clock.
             let (listener, base) = bind().await;
             let silent = tokio::spawn(async move {
-                let (tcp, _) = listener.accept().await.unwrap();
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                drop(tcp);
+                let (_tcp, _) = listener.accept().await.unwrap();
+                std::future::pending::<()>().await;
             });
+            tokio::time::pause();
             let error = Connection::connect(
                 &endpoint.with_base_url(&base).unwrap(),
                 &ConnectConfig::default().with_connect_timeout(Duration::from_millis(50)),
             )
             .await
             .unwrap_err();
+            tokio::time::resume();
             let _ = writeln!(formatted, "{}", format_all(&error));
             silent.abort();
         }
