@@ -773,6 +773,14 @@ impl<'a> World<'a> {
                 self.at(at, Ev::ServerPong(conn));
             }
             Wire::Close(code, reason) => {
+                // What the server sent before it read this close frame goes first: if that was
+                // a close of its own (crossing ours), it answers nothing.
+                while let Some((sid, output)) = self.server.poll_output() {
+                    self.on_server_output(sid, output);
+                }
+                let Some(link) = self.links.get_mut(&conn).filter(|l| l.server_open) else {
+                    return;
+                };
                 link.server_open = false;
                 // The server's WebSocket answers with the same code and reason.
                 let at = (now + lat).max(link.s2c_at).max(stall);
