@@ -461,6 +461,7 @@ impl SessionCore {
                 }
             }
             Command::UpdateTools(tools) => {
+                crate::config::check_tools(&self.config.session.model, &tools, &self.caps)?;
                 let version = resume_policy::ConfigVersion(self.ledger.tools.0.0 + 1);
                 self.ledger.tools = (version, tools);
                 let op = self.ledger.outbox.push(OpKind::ToolSetChange { version });
