@@ -62,6 +62,46 @@ impl Default for Keepalive {
     }
 }
 
+/// When the session replaces a connection of its own accord, however well it works: the
+/// service may end a long connection without notice (3.8 connections are closed at exactly
+/// 58:00 with 1011 `Deadline expired`, compression or not, and the resume after such a close
+/// is sometimes refused with 1007, which costs a fresh session: docs/protocol.md section
+/// 10.1). A rotation the session chooses resumes from a fresh handle at a quiet moment
+/// instead.
+///
+/// Once a connection is older than `rotate_after`, the session rotates at the first idle
+/// point: the model not in a turn, no tool response owed, a fresh resumable handle (the
+/// conditions of a `goAway` rotation, docs/design.md section 7). At `max` it rotates in any
+/// case, closing a turn under way locally as interrupted, as a `goAway` deadline does. A
+/// connection's age counts from the moment its dial was ordered, which is no later than the
+/// server's count starts. Each rotation is one
+/// [`Reconnecting`](crate::SessionEvent::Reconnecting) with
+/// [`ReconnectReason::ConnectionAge`](crate::ReconnectReason::ConnectionAge) and one
+/// [`Reconnected`](crate::SessionEvent::Reconnected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAge {
+    /// From this age on, rotate at the first idle point with a fresh handle.
+    pub rotate_after: Duration,
+    /// At this age, rotate in any case (at least `rotate_after`).
+    pub max: Duration,
+}
+
+impl Default for ConnectionAge {
+    /// Rotate from 45 minutes, forced by 50. The 13 minutes before 58:00 give a session that
+    /// is busy at 45:00 (a long answer, a slow tool) time to reach an idle point; forcing at
+    /// 50:00 still leaves 8 minutes for the forced close, for the difference between the
+    /// session's count and the server's, and for a service whose limit is a report, not a
+    /// documented figure. Other families announce their end with a `goAway` after about 10
+    /// minutes, so the limit does not come into play there; a rotation every 45 minutes costs
+    /// one resume.
+    fn default() -> Self {
+        Self {
+            rotate_after: Duration::from_secs(45 * 60),
+            max: Duration::from_secs(50 * 60),
+        }
+    }
+}
+
 /// Everything a session needs to open connections. Built by [`LiveSessionBuilder`].
 #[derive(Clone)]
 pub(crate) struct SessionConfig {
@@ -89,6 +129,7 @@ pub(crate) struct SessionConfig {
     pub(crate) event_capacity: usize,
     pub(crate) max_handle_bytes: usize,
     pub(crate) first_connect_budget: Option<Duration>,
+    pub(crate) connection_age: Option<ConnectionAge>,
     pub(crate) thinking_level: Option<ThinkingLevel>,
     pub(crate) proactive_audio: Option<bool>,
     pub(crate) affective_dialog: bool,
@@ -296,6 +337,7 @@ impl LiveSessionBuilder {
                 event_capacity: 1024,
                 max_handle_bytes: 16 << 10,
                 first_connect_budget: None,
+                connection_age: Some(ConnectionAge::default()),
                 thinking_level: None,
                 proactive_audio: None,
                 affective_dialog: false,
@@ -487,6 +529,14 @@ impl LiveSessionBuilder {
         self
     }
 
+    /// When the session replaces a connection of its own accord (default:
+    /// [`ConnectionAge::default`], from 45 minutes at an idle point, by 50 minutes in any
+    /// case); `None` never does (a connection then lasts until the server ends it).
+    pub fn connection_age(mut self, age: Option<ConnectionAge>) -> Self {
+        self.config.connection_age = age;
+        self
+    }
+
     /// The model's thinking depth (`generationConfig.thinkingConfig.thinkingLevel`; default:
     /// none, the model's). Required by `gemini-3.8-live-extended-thinking`, refused by
     /// `gemini-3.8-live`: [`connect`](Self::connect) fails with [`Error::Unsupported`] on a
@@ -540,6 +590,14 @@ impl LiveSessionBuilder {
                 ))
             })?,
         };
+        if let Some(age) = self.config.connection_age {
+            if age.rotate_after > age.max {
+                return Err(Error::Config(format!(
+                    "connection_age: rotate_after ({:?}) is later than max ({:?})",
+                    age.rotate_after, age.max
+                )));
+            }
+        }
         self.config.check_model_rules(&capabilities)?;
         Ok((policy, capabilities))
     }
@@ -547,11 +605,13 @@ impl LiveSessionBuilder {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use gemini_transport::wire::{Behavior, FunctionDeclaration, Modality, ThinkingLevel};
     use gemini_transport::{Endpoint, SecretString};
     use resume_policy::{Millis, ModelCapabilities};
 
-    use super::LiveSessionBuilder;
+    use super::{ConnectionAge, LiveSessionBuilder};
     use crate::Error;
     use crate::core::Command;
 
@@ -686,5 +746,33 @@ mod tests {
                 .is_none()
         );
         assert!(plain.get("proactivity").is_none());
+    }
+
+    #[test]
+    fn a_connection_age_must_rotate_before_its_maximum() {
+        let backwards = ConnectionAge {
+            rotate_after: Duration::from_secs(60),
+            max: Duration::from_secs(30),
+        };
+        let error = builder(GEMINI_38)
+            .connection_age(Some(backwards))
+            .into_core(Millis(0), 1)
+            .err();
+        assert!(matches!(error, Some(Error::Config(_))), "{error:?}");
+    }
+
+    #[test]
+    fn automatic_activity_detection_off_disables_it_in_setup() {
+        let endpoint = Endpoint::api_key(SecretString::from("k"));
+        let on = LiveSessionBuilder::new(endpoint.clone(), "models/m");
+        let setup = on.config.setup(None, &[], None, false, false);
+        assert_eq!(setup.realtime_input_config, None);
+        let off = LiveSessionBuilder::new(endpoint, "models/m").automatic_activity_detection(false);
+        let setup = off.config.setup(None, &[], None, false, false);
+        let detection = setup
+            .realtime_input_config
+            .and_then(|r| r.automatic_activity_detection)
+            .and_then(|d| d.disabled);
+        assert_eq!(detection, Some(true));
     }
 }

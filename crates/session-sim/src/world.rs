@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use agent_glue::conduit::{AtBound, Conduit, Order};
 use agent_glue::core::Command;
-use agent_glue::{LiveSession, LiveSessionBuilder, SessionEvent};
+use agent_glue::{ConnectionAge, LiveSession, LiveSessionBuilder, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
 use gemini_transport::wire::{
@@ -332,6 +332,12 @@ impl<'a> World<'a> {
             .tools(tools.clone());
         if !p.audio {
             builder = text_anyway(builder, &model)?;
+        }
+        if let Some((after, max)) = p.age_limit {
+            builder = builder.connection_age(Some(ConnectionAge {
+                rotate_after: Duration::from_millis(after),
+                max: Duration::from_millis(max),
+            }));
         }
         let mut conduit = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
