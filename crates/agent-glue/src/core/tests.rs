@@ -454,3 +454,66 @@ fn without_an_age_limit_nothing_is_armed() {
     core.handle_timeout(Millis(24 * 60 * MINUTE));
     assert!(reconnect_reasons(&events(&mut core)).is_empty());
 }
+
+/// The close the shell reports for a dial whose credential source failed.
+fn credential_failure(permanent: bool) -> (CloseInfo, crate::TransportCause) {
+    let cause = std::io::Error::other("backend unavailable");
+    let error = gemini_transport::Error::Credential(if permanent {
+        gemini_transport::CredentialError::permanent(cause)
+    } else {
+        gemini_transport::CredentialError::transient(cause)
+    });
+    let mut info = CloseInfo::abnormal(error.to_string(), false);
+    info.class = error.class();
+    (info, Arc::new(error))
+}
+
+#[test]
+fn a_transient_credential_failure_is_retried_and_a_permanent_one_ends_through_the_policy() {
+    // Transient: the dial is retried with backoff, and the session goes on.
+    let (mut core, triggers) = recording(false);
+    let dialing = reconnecting_with_a_tool_call(&mut core);
+    let (info, cause) = credential_failure(false);
+    core.handle_closed(Millis(30), dialing, info, Some(cause));
+    assert!(core.closed().is_none());
+    let again = open(&mut core, Millis(30));
+    assert_ne!(again, dialing);
+    assert!(matches!(
+        triggers.lock().unwrap().last(),
+        Some(Trigger::AbnormalClose { .. })
+    ));
+
+    // Permanent: the policy plans the end as an authentication failure, then `Closed`.
+    let (mut core, triggers) = recording(false);
+    let dialing = reconnecting_with_a_tool_call(&mut core);
+    let (info, cause) = credential_failure(true);
+    core.handle_closed(Millis(30), dialing, info, Some(cause));
+    assert_eq!(
+        triggers.lock().unwrap().last(),
+        Some(&Trigger::Fatal {
+            cause: FatalCause::Auth
+        })
+    );
+    assert!(matches!(
+        core.closed(),
+        Some(Some(SessionError::Credential {
+            permanent: true,
+            ..
+        }))
+    ));
+    let seen = events(&mut core);
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            SessionEvent::Divergence {
+                why: DivergenceReason::GaveUp,
+                ..
+            }
+        )),
+        "what was owed is reported: {seen:?}"
+    );
+    assert!(matches!(
+        seen.last(),
+        Some(SessionEvent::Closed { error: Some(_) })
+    ));
+}
