@@ -47,6 +47,8 @@ pub(crate) struct AudioPath {
     backlog: AudioGap,
     /// Frame length in bytes.
     chunk: usize,
+    /// Bytes of audio per second (16-bit samples at the input rate).
+    bytes_per_second: u64,
 }
 
 impl AudioPath {
@@ -57,6 +59,7 @@ impl AudioPath {
             gap: AudioGap::new(config.audio_gap, rate),
             backlog: AudioGap::bounded(config.audio_backlog, rate),
             chunk: config.audio_chunk_bytes(),
+            bytes_per_second: u64::from(rate).max(1) * 2,
         }
     }
 
@@ -182,9 +185,39 @@ impl AudioPath {
         if pcm.is_empty() {
             return;
         }
-        let count = u32::try_from(pcm.len().div_ceil(self.chunk)).unwrap_or(u32::MAX);
-        out.audio(connection, pcm, self.chunk);
-        core.audio_sent(connection, count);
+        // Counted in stretches of frames of one length, all voiced or all quiet (where speech
+        // may end is a matter of frames and their durations).
+        let chunk = self.chunk.max(1);
+        let mut stretch: Option<(bool, usize, u32, usize)> = None;
+        for frame in pcm.chunks(chunk) {
+            let voiced = may_be_speech(frame);
+            match stretch.as_mut() {
+                Some((v, len, count, bytes)) if *v == voiced && *len == frame.len() => {
+                    *count += 1;
+                    *bytes += frame.len();
+                }
+                _ => {
+                    if let Some((v, _, count, bytes)) = stretch.take() {
+                        core.audio_sent(connection, count, self.duration(bytes), v);
+                    }
+                    stretch = Some((voiced, frame.len(), 1, frame.len()));
+                }
+            }
+        }
+        if let Some((v, _, count, bytes)) = stretch {
+            core.audio_sent(connection, count, self.duration(bytes), v);
+        }
+        out.audio(connection, pcm, chunk);
+    }
+
+    /// How long `bytes` of audio last.
+    fn duration(&self, bytes: usize) -> Duration {
+        Duration::from_nanos(
+            u64::try_from(bytes)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(1_000_000_000)
+                / self.bytes_per_second,
+        )
     }
 
     /// Keeps `pcm` in the gap buffer, reporting what the bound made it drop.
@@ -193,5 +226,41 @@ impl AudioPath {
         if !dropped.is_empty() {
             out.dropped(dropped);
         }
+    }
+}
+
+/// The peak below which 16-bit PCM is taken for silence: about -42 dBFS. No voice detector
+/// takes audio that never reaches it for speech (the fake's needs an RMS of 500, about
+/// -36 dBFS), and room noise on a live microphone usually does reach it, which only makes the
+/// audio count as possible speech, as all audio did before.
+pub(crate) const SPEECH_FLOOR: u16 = 256;
+
+/// Whether some sample of `pcm` (16-bit little-endian) reaches [`SPEECH_FLOOR`]: audio that
+/// does not cannot be speech, so an `audioStreamEnd` after nothing else ends no spoken turn.
+/// Stops at the first loud sample, so speech costs next to nothing; silence is read once.
+pub(crate) fn may_be_speech(pcm: &[u8]) -> bool {
+    pcm.chunks_exact(2)
+        .any(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() >= SPEECH_FLOOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcm(samples: impl IntoIterator<Item = i16>) -> Vec<u8> {
+        samples.into_iter().flat_map(i16::to_le_bytes).collect()
+    }
+
+    #[test]
+    fn only_audio_reaching_the_floor_may_be_speech() {
+        assert!(!may_be_speech(&pcm([0; 320])));
+        // Low-level noise (the simulator stamps its samples with up to 128).
+        assert!(!may_be_speech(&pcm(
+            (0..320).map(|n| (n % 256) as i16 - 128)
+        )));
+        assert!(may_be_speech(&pcm([0, 0, 300, 0])));
+        assert!(may_be_speech(&pcm([0, -300])));
+        // An odd trailing byte is not a sample.
+        assert!(!may_be_speech(&[0xff]));
     }
 }

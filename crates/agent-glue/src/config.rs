@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gemini_transport::wire::{
-    AudioTranscriptionConfig, ContextWindowCompression, FunctionDeclaration, Modality,
-    RealtimeInputConfig, SessionResumptionConfig, Setup, SpeechConfig, Tool,
+    AudioTranscriptionConfig, Behavior, ContextWindowCompression, FunctionDeclaration, Modality,
+    ProactivityConfig, RealtimeInputConfig, SessionResumptionConfig, Setup, SpeechConfig,
+    ThinkingConfig, ThinkingLevel, Tool,
 };
 use gemini_transport::{ConnectConfig, Endpoint};
-use resume_policy::{DefaultPolicy, ModelCapabilities, ResumePolicy};
+use resume_policy::{DefaultPolicy, ModelCapabilities, ResumePolicy, SetupRule};
 
 use crate::Error;
 
@@ -44,16 +45,59 @@ impl Default for AudioGapPolicy {
 pub struct Keepalive {
     /// Time between pings.
     pub interval: Duration,
-    /// How long a ping may stay unanswered.
+    /// How long a ping may stay unanswered while nothing else comes from the server either
+    /// (any frame proves the connection alive).
     pub timeout: Duration,
 }
 
 impl Default for Keepalive {
-    /// A ping every 10 s, answered within 10 s.
+    /// A ping every 10 s, answered (or any frame received) within 40 s: the service's pongs
+    /// have been seen to take 8–30 s while it is busy, and a late pong on a connection that
+    /// works is no reason to drop it.
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(40),
+        }
+    }
+}
+
+/// When the session replaces a connection of its own accord, however well it works: the
+/// service may end a long connection without notice (3.8 connections are closed at exactly
+/// 58:00 with 1011 `Deadline expired`, compression or not, and the resume after such a close
+/// is sometimes refused with 1007, which costs a fresh session: docs/protocol.md section
+/// 10.1). A rotation the session chooses resumes from a fresh handle at a quiet moment
+/// instead.
+///
+/// Once a connection is older than `rotate_after`, the session rotates at the first idle
+/// point: the model not in a turn, no tool response owed, a fresh resumable handle (the
+/// conditions of a `goAway` rotation, docs/design.md section 7). At `max` it rotates in any
+/// case, closing a turn under way locally as interrupted, as a `goAway` deadline does. A
+/// connection's age counts from the moment its dial was ordered, which is no later than the
+/// server's count starts. Each rotation is one
+/// [`Reconnecting`](crate::SessionEvent::Reconnecting) with
+/// [`ReconnectReason::ConnectionAge`](crate::ReconnectReason::ConnectionAge) and one
+/// [`Reconnected`](crate::SessionEvent::Reconnected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAge {
+    /// From this age on, rotate at the first idle point with a fresh handle.
+    pub rotate_after: Duration,
+    /// At this age, rotate in any case (at least `rotate_after`).
+    pub max: Duration,
+}
+
+impl Default for ConnectionAge {
+    /// Rotate from 45 minutes, forced by 50. The 13 minutes before 58:00 give a session that
+    /// is busy at 45:00 (a long answer, a slow tool) time to reach an idle point; forcing at
+    /// 50:00 still leaves 8 minutes for the forced close, for the difference between the
+    /// session's count and the server's, and for a service whose limit is a report, not a
+    /// documented figure. Other families announce their end with a `goAway` after about 10
+    /// minutes, so the limit does not come into play there; a rotation every 45 minutes costs
+    /// one resume.
+    fn default() -> Self {
+        Self {
+            rotate_after: Duration::from_secs(45 * 60),
+            max: Duration::from_secs(50 * 60),
         }
     }
 }
@@ -69,6 +113,9 @@ pub(crate) struct SessionConfig {
     pub(crate) voice: Option<String>,
     pub(crate) transcription: bool,
     pub(crate) automatic_activity_detection: bool,
+    /// The silence after which the server's activity detection ends speech, when the session
+    /// asks for one.
+    pub(crate) end_of_speech_silence: Option<Duration>,
     pub(crate) compression: Option<ContextWindowCompression>,
     pub(crate) transparent: bool,
     pub(crate) connect: ConnectConfig,
@@ -82,6 +129,10 @@ pub(crate) struct SessionConfig {
     pub(crate) event_capacity: usize,
     pub(crate) max_handle_bytes: usize,
     pub(crate) first_connect_budget: Option<Duration>,
+    pub(crate) connection_age: Option<ConnectionAge>,
+    pub(crate) thinking_level: Option<ThinkingLevel>,
+    pub(crate) proactive_audio: Option<bool>,
+    pub(crate) affective_dialog: bool,
 }
 
 impl SessionConfig {
@@ -110,10 +161,19 @@ impl SessionConfig {
     ) -> Setup {
         let mut setup =
             Setup::new(self.model.clone()).with_response_modality(self.modality.clone());
-        if let Some(voice) = &self.voice {
-            if let Some(generation) = setup.generation_config.as_mut() {
+        if let Some(generation) = setup.generation_config.as_mut() {
+            if let Some(voice) = &self.voice {
                 generation.speech_config = Some(SpeechConfig::voice(voice.clone()));
             }
+            if let Some(level) = &self.thinking_level {
+                generation.thinking_config = Some(ThinkingConfig::level(level.clone()));
+            }
+            if self.affective_dialog {
+                generation.enable_affective_dialog = Some(true);
+            }
+        }
+        if let Some(on) = self.proactive_audio {
+            setup = setup.with_proactivity(ProactivityConfig::audio(on));
         }
         if let Some(text) = instructions {
             setup = setup.with_system_instruction(text);
@@ -141,8 +201,91 @@ impl SessionConfig {
         }
         if !self.automatic_activity_detection {
             setup = setup.with_realtime_input_config(RealtimeInputConfig::manual_activity());
+        } else if let Some(silence) = self.end_of_speech_silence {
+            let ms = i32::try_from(silence.as_millis()).unwrap_or(i32::MAX);
+            setup = setup.with_realtime_input_config(RealtimeInputConfig::silence_duration_ms(ms));
         }
         setup
+    }
+}
+
+impl SessionConfig {
+    /// Refuses, before any dial, a configuration the model's capability row says its `setup`
+    /// would be closed for (docs/protocol.md section 10.1): on 3.8 a thinking level
+    /// (`thinkingConfig`), `proactiveAudio: false`, affective dialog (Developer API) and the
+    /// TEXT response modality; on extended thinking also a missing thinking level and a
+    /// `BLOCKING` declaration. The row can be overridden with
+    /// [`LiveSessionBuilder::capabilities`].
+    pub(crate) fn check_model_rules(&self, caps: &ModelCapabilities) -> Result<(), Error> {
+        let refuse = |setting: &str, why: &str| {
+            Err(Error::Unsupported {
+                model: self.model.clone(),
+                setting: setting.to_owned(),
+                why: why.to_owned(),
+            })
+        };
+        if self.modality == Modality::Text && !caps.text_responses {
+            return refuse(
+                "the TEXT response modality",
+                "it answers in audio only (its text comes as the output transcription); if \
+                 this model does take TEXT, pass its capability row with `text_responses` set \
+                 through `.capabilities(…)`",
+            );
+        }
+        match (&self.thinking_level, caps.thinking_config) {
+            (Some(_), SetupRule::Refused) => {
+                return refuse(
+                    "a thinking level (`thinkingConfig`)",
+                    "the service closes such a setup with 1007; leave `.thinking_level(…)` out",
+                );
+            }
+            (None, SetupRule::Required) => {
+                return refuse(
+                    "a setup without a thinking level",
+                    "it requires `thinkingConfig.thinkingLevel`: set `.thinking_level(…)`",
+                );
+            }
+            _ => {}
+        }
+        if self.proactive_audio == Some(false) && !caps.proactive_audio_off {
+            return refuse(
+                "`proactiveAudio: false`",
+                "proactive audio is always on for this model; leave `.proactive_audio(false)` out",
+            );
+        }
+        if self.affective_dialog && !caps.affective_dialog {
+            return refuse(
+                "affective dialog (`enableAffectiveDialog`)",
+                "the service closes such a setup with 1007 on this surface",
+            );
+        }
+        check_tools(&self.model, &self.tools, caps)
+    }
+}
+
+/// Refuses a `BLOCKING` declaration on a model whose tools are asynchronous only (extended
+/// thinking: docs/protocol.md section 10.1), at the builder and at
+/// [`LiveSession::update_tools`](crate::LiveSession::update_tools).
+pub(crate) fn check_tools(
+    model: &str,
+    tools: &[FunctionDeclaration],
+    caps: &ModelCapabilities,
+) -> Result<(), Error> {
+    if caps.blocking_tools {
+        return Ok(());
+    }
+    match tools
+        .iter()
+        .find(|tool| tool.behavior == Some(Behavior::Blocking))
+    {
+        Some(tool) => Err(Error::Unsupported {
+            model: model.to_owned(),
+            setting: format!("the `BLOCKING` declaration of `{}`", tool.name),
+            why: "its tools are asynchronous only; declare the function without `behavior` (or \
+                  `NON_BLOCKING`)"
+                .to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -180,6 +323,7 @@ impl LiveSessionBuilder {
                 voice: None,
                 transcription: true,
                 automatic_activity_detection: true,
+                end_of_speech_silence: None,
                 compression: None,
                 transparent: false,
                 connect: ConnectConfig::default(),
@@ -193,6 +337,10 @@ impl LiveSessionBuilder {
                 event_capacity: 1024,
                 max_handle_bytes: 16 << 10,
                 first_connect_budget: None,
+                connection_age: Some(ConnectionAge::default()),
+                thinking_level: None,
+                proactive_audio: None,
+                affective_dialog: false,
             },
             policy: None,
             capabilities: None,
@@ -243,6 +391,20 @@ impl LiveSessionBuilder {
         self
     }
 
+    /// How much silence ends the user's speech, for the server's automatic activity detection
+    /// (`realtimeInputConfig.automaticActivityDetection.silenceDurationMs` in `setup`; default:
+    /// the service's, which it does not document). Set, the session also knows where each
+    /// spoken turn ended: on the chunk of audio that completed that silence after speech (the
+    /// session judges speech by level, far below any detector's: see
+    /// [`MessageKind::QuietAudio`](resume_policy::MessageKind::QuietAudio)), so a spoken turn
+    /// and the messages sent around its end keep the server's order in `L` even when audio
+    /// arrives in batches. Unset, the session can only place a spoken turn at the latest chunk
+    /// it may have ended on.
+    pub fn end_of_speech_silence(mut self, silence: Duration) -> Self {
+        self.config.end_of_speech_silence = Some(silence);
+        self
+    }
+
     /// Server-side context window compression (default: off).
     pub fn compression(mut self, compression: ContextWindowCompression) -> Self {
         self.config.compression = Some(compression);
@@ -269,7 +431,10 @@ impl LiveSessionBuilder {
         self
     }
 
-    /// The model's capability row (default: derived from the model name).
+    /// The model's capability row (default: derived from the model name; a name no family
+    /// matches is an [`Error::Config`]). The session plans with it and refuses, before
+    /// dialing, a configuration it says the model rejects ([`Error::Unsupported`]); override a
+    /// field when a model behaves otherwise than the row says.
     pub fn capabilities(mut self, capabilities: ModelCapabilities) -> Self {
         self.capabilities = Some(capabilities);
         self
@@ -364,6 +529,39 @@ impl LiveSessionBuilder {
         self
     }
 
+    /// When the session replaces a connection of its own accord (default:
+    /// [`ConnectionAge::default`], from 45 minutes at an idle point, by 50 minutes in any
+    /// case); `None` never does (a connection then lasts until the server ends it).
+    pub fn connection_age(mut self, age: Option<ConnectionAge>) -> Self {
+        self.config.connection_age = age;
+        self
+    }
+
+    /// The model's thinking depth (`generationConfig.thinkingConfig.thinkingLevel`; default:
+    /// none, the model's). Required by `gemini-3.8-live-extended-thinking`, refused by
+    /// `gemini-3.8-live`: [`connect`](Self::connect) fails with [`Error::Unsupported`] on a
+    /// model whose capability row refuses it, and without it on one that requires it.
+    pub fn thinking_level(mut self, level: ThinkingLevel) -> Self {
+        self.config.thinking_level = Some(level);
+        self
+    }
+
+    /// Proactive audio (`proactivity.proactiveAudio`: the model may stay silent when the audio
+    /// is not meant for it; default: not sent, the model's). Always on for 3.8, whose `setup`
+    /// is closed for `false`: [`connect`](Self::connect) refuses `false` there.
+    pub fn proactive_audio(mut self, on: bool) -> Self {
+        self.config.proactive_audio = Some(on);
+        self
+    }
+
+    /// Affective dialog (`generationConfig.enableAffectiveDialog: true`; default: off, the
+    /// field left out). 3.8 on the Developer API closes such a `setup`:
+    /// [`connect`](Self::connect) refuses it there.
+    pub fn affective_dialog(mut self, on: bool) -> Self {
+        self.config.affective_dialog = on;
+        self
+    }
+
     /// The seed of the reconnect backoff's jitter (default: drawn per session, so that
     /// clients do not retry in lock-step after an outage). Fixed seeds are for tests.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
@@ -385,18 +583,183 @@ impl LiveSessionBuilder {
             .unwrap_or_else(|| Arc::new(DefaultPolicy::default()));
         let capabilities = match self.capabilities.take() {
             Some(caps) => caps,
-            None => ModelCapabilities::for_model(&self.config.model)
-                .map_err(|e| Error::Config(e.to_string()))?,
+            None => ModelCapabilities::for_model(&self.config.model).map_err(|e| {
+                Error::Config(format!(
+                    "{e}; pass the model's capability row with \
+                     `.capabilities(ModelCapabilities::for_family(ModelFamily::…))`"
+                ))
+            })?,
         };
+        if let Some(age) = self.config.connection_age {
+            if age.rotate_after > age.max {
+                return Err(Error::Config(format!(
+                    "connection_age: rotate_after ({:?}) is later than max ({:?})",
+                    age.rotate_after, age.max
+                )));
+            }
+        }
+        self.config.check_model_rules(&capabilities)?;
         Ok((policy, capabilities))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use gemini_transport::{Endpoint, SecretString};
+    use std::time::Duration;
 
-    use super::LiveSessionBuilder;
+    use gemini_transport::wire::{Behavior, FunctionDeclaration, Modality, ThinkingLevel};
+    use gemini_transport::{Endpoint, SecretString};
+    use resume_policy::{Millis, ModelCapabilities};
+
+    use super::{ConnectionAge, LiveSessionBuilder};
+    use crate::Error;
+    use crate::core::Command;
+
+    const GEMINI_38: &str = "models/gemini-3.8-live";
+    const EXTENDED: &str = "models/gemini-3.8-live-extended-thinking";
+
+    fn builder(model: &str) -> LiveSessionBuilder {
+        LiveSessionBuilder::new(Endpoint::api_key(SecretString::from("k")), model)
+    }
+
+    /// What `into_core` (and so `connect`, before any dial) says of `builder`: `Ok` or the
+    /// refused setting.
+    fn verdict(builder: LiveSessionBuilder) -> Result<(), String> {
+        match builder.into_core(Millis(0), 1) {
+            Ok(_) => Ok(()),
+            Err(Error::Unsupported { setting, .. }) => Err(setting),
+            Err(other) => Err(format!("not Unsupported: {other}")),
+        }
+    }
+
+    fn blocking() -> FunctionDeclaration {
+        FunctionDeclaration::new("book", "Books a table").with_behavior(Behavior::Blocking)
+    }
+
+    #[test]
+    fn what_3_8_refuses_is_refused_before_any_dial() {
+        assert_eq!(verdict(builder(GEMINI_38)), Ok(()));
+        let text = verdict(builder(GEMINI_38).modality(Modality::Text));
+        assert!(text.as_ref().is_err_and(|s| s.contains("TEXT")), "{text:?}");
+        let thinking = verdict(builder(GEMINI_38).thinking_level(ThinkingLevel::Low));
+        assert!(thinking.is_err_and(|s| s.contains("thinking")));
+        let proactive = verdict(builder(GEMINI_38).proactive_audio(false));
+        assert!(proactive.is_err_and(|s| s.contains("proactiveAudio")));
+        assert_eq!(verdict(builder(GEMINI_38).proactive_audio(true)), Ok(()));
+        let affective = verdict(builder(GEMINI_38).affective_dialog(true));
+        assert!(affective.is_err_and(|s| s.contains("affective")));
+        // Refused on the Developer API only.
+        let vertex = "projects/p/locations/l/publishers/google/models/gemini-3.8-live";
+        assert_eq!(verdict(builder(vertex).affective_dialog(true)), Ok(()));
+        // 3.8 takes BLOCKING declarations; other families take all of the above.
+        assert_eq!(verdict(builder(GEMINI_38).tools(vec![blocking()])), Ok(()));
+        let older = builder("models/gemini-2.5-flash-native-audio-preview-12-2025")
+            .modality(Modality::Text)
+            .thinking_level(ThinkingLevel::Low)
+            .proactive_audio(false)
+            .affective_dialog(true);
+        assert_eq!(verdict(older), Ok(()));
+    }
+
+    #[test]
+    fn text_on_3_8_is_allowed_by_overriding_the_capability_row() {
+        let mut caps = ModelCapabilities::for_model(GEMINI_38).unwrap();
+        caps.text_responses = true;
+        let allowed = builder(GEMINI_38)
+            .modality(Modality::Text)
+            .capabilities(caps);
+        assert_eq!(verdict(allowed), Ok(()));
+        let refused = builder(GEMINI_38)
+            .modality(Modality::Text)
+            .into_core(Millis(0), 1);
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(".capabilities("), "{message}");
+    }
+
+    #[test]
+    fn extended_thinking_needs_a_thinking_level_and_asynchronous_tools() {
+        let missing = verdict(builder(EXTENDED));
+        assert!(missing.is_err_and(|s| s.contains("without a thinking level")));
+        let with_level = builder(EXTENDED).thinking_level(ThinkingLevel::High);
+        assert_eq!(verdict(with_level), Ok(()));
+        let blocking_tool = builder(EXTENDED)
+            .thinking_level(ThinkingLevel::High)
+            .tools(vec![blocking()]);
+        assert!(
+            verdict(blocking_tool).is_err_and(|s| s.contains("BLOCKING") && s.contains("book"))
+        );
+        // The same rule holds for a tool set changed during the session.
+        let mut core = builder(EXTENDED)
+            .thinking_level(ThinkingLevel::High)
+            .tools(vec![FunctionDeclaration::new("book", "Books a table")])
+            .into_core(Millis(0), 1)
+            .unwrap();
+        let changed = core.command(Millis(1), Command::UpdateTools(vec![blocking()]));
+        assert!(
+            matches!(changed, Err(Error::Unsupported { .. })),
+            "{changed:?}"
+        );
+        let non_blocking =
+            FunctionDeclaration::new("book", "Books a table").with_behavior(Behavior::NonBlocking);
+        assert!(
+            core.command(Millis(2), Command::UpdateTools(vec![non_blocking]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_unknown_model_says_how_to_pass_its_capabilities() {
+        let error = builder("models/gemini-9-live")
+            .into_core(Millis(0), 1)
+            .err();
+        let message = error.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(matches!(error, Some(Error::Config(_))), "{error:?}");
+        assert!(message.contains("gemini-9-live"), "{message}");
+        assert!(
+            message.contains(".capabilities(ModelCapabilities::for_family("),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_new_setup_fields_are_on_the_wire() {
+        let b = builder("models/gemini-3.1-flash-live-preview")
+            .thinking_level(ThinkingLevel::Medium)
+            .proactive_audio(true)
+            .affective_dialog(true);
+        let setup = serde_json::to_value(b.config.setup(None, &[], None, false, false)).unwrap();
+        let generation = &setup["generationConfig"];
+        assert_eq!(generation["thinkingConfig"]["thinkingLevel"], "MEDIUM");
+        assert_eq!(generation["enableAffectiveDialog"], true);
+        assert_eq!(setup["proactivity"]["proactiveAudio"], true);
+        let plain =
+            serde_json::to_value(
+                builder(GEMINI_38)
+                    .config
+                    .setup(None, &[], None, false, false),
+            )
+            .unwrap();
+        assert!(plain["generationConfig"].get("thinkingConfig").is_none());
+        assert!(
+            plain["generationConfig"]
+                .get("enableAffectiveDialog")
+                .is_none()
+        );
+        assert!(plain.get("proactivity").is_none());
+    }
+
+    #[test]
+    fn a_connection_age_must_rotate_before_its_maximum() {
+        let backwards = ConnectionAge {
+            rotate_after: Duration::from_secs(60),
+            max: Duration::from_secs(30),
+        };
+        let error = builder(GEMINI_38)
+            .connection_age(Some(backwards))
+            .into_core(Millis(0), 1)
+            .err();
+        assert!(matches!(error, Some(Error::Config(_))), "{error:?}");
+    }
 
     #[test]
     fn automatic_activity_detection_off_disables_it_in_setup() {

@@ -7,6 +7,20 @@ pub enum Error {
     /// The configuration is unusable (for example an unknown model family).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The chosen model refuses this configuration: the service would close its `setup` with
+    /// 1007 (docs/protocol.md section 10.1). Checked before any dial, against the model's
+    /// capability row ([`LiveSessionBuilder::capabilities`](crate::LiveSessionBuilder::capabilities)
+    /// overrides it), and for the tools of
+    /// [`update_tools`](crate::LiveSession::update_tools).
+    #[error("model `{model}` does not accept {setting}: {why}")]
+    Unsupported {
+        /// The model, as configured.
+        model: String,
+        /// What it does not accept.
+        setting: String,
+        /// Why, and what to do instead.
+        why: String,
+    },
     /// The first connection could not be established.
     #[error("could not connect: {0}")]
     Connect(#[source] gemini_transport::Error),

@@ -179,6 +179,21 @@ pub enum ReconnectReason {
         /// The configured limit.
         max: usize,
     },
+    /// The connection reached the session's age limit
+    /// ([`LiveSessionBuilder::connection_age`](crate::LiveSessionBuilder::connection_age)):
+    /// the session replaces it before the service ends it without notice (3.8 connections are
+    /// closed at 58:00 with 1011, docs/protocol.md section 10.1). At an idle point (the model
+    /// not in a turn, no tool response owed, a fresh handle) once it is older than
+    /// [`ConnectionAge::rotate_after`](crate::ConnectionAge::rotate_after), or at
+    /// [`ConnectionAge::max`](crate::ConnectionAge::max) in any case (`forced`: a turn under way
+    /// is closed locally as interrupted, as at a `goAway` deadline).
+    ConnectionAge {
+        /// How old the connection was.
+        age: Duration,
+        /// The maximum age forced the rotation (the session was not idle with a fresh handle
+        /// before it).
+        forced: bool,
+    },
     /// The configuration changed (instructions, tools, or an edit of delivered items) and the
     /// model only accepts it in `setup` or a fresh session. A resume the server refuses
     /// during any reconnect is reported as a [`SessionEvent::Warning`] and does not start

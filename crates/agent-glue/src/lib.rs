@@ -119,7 +119,7 @@ mod session;
 mod session_error;
 mod wire_plan;
 
-pub use config::{AudioGapPolicy, Keepalive, LiveSessionBuilder};
+pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
 pub use handle::{Buffered, LiveSession, SessionEvents};

@@ -49,6 +49,17 @@ pub enum SessionError {
         /// The transport error.
         source: TransportCause,
     },
+    /// The endpoint's [`CredentialSource`](gemini_transport::CredentialSource) gave no
+    /// credential for a dial. A `permanent` failure ends the session (through the policy, as
+    /// an authentication failure); a transient one is retried like a refused dial, and ends
+    /// the session only when the policy gives up (or the first connect fails fast).
+    Credential {
+        /// The source said no retry would help.
+        permanent: bool,
+        /// The transport error ([`gemini_transport::Error::Credential`], whose source is the
+        /// application's own error).
+        source: TransportCause,
+    },
     /// The TLS handshake failed (for example a `wss://` URL to a plain TCP port).
     Tls {
         /// The transport error.
@@ -164,6 +175,10 @@ impl SessionError {
                     Self::Connect { source }
                 }
                 T::Tls { .. } => Self::Tls { source },
+                T::Credential(e) => Self::Credential {
+                    permanent: e.is_permanent(),
+                    source,
+                },
                 T::Handshake {
                     status: Some(status @ (401 | 403)),
                     ..
@@ -242,6 +257,7 @@ impl SessionError {
     pub(crate) fn is_deterministic(&self) -> bool {
         match self {
             Self::Tls { .. } | Self::Auth { .. } | Self::Quota { .. } => true,
+            Self::Credential { permanent, .. } => *permanent,
             Self::RejectedPayload { .. } | Self::Policy { .. } => true,
             Self::Upgrade {
                 status: Some(status),
@@ -270,6 +286,7 @@ impl SessionError {
     pub fn transport(&self) -> Option<&gemini_transport::Error> {
         match self {
             Self::Connect { source }
+            | Self::Credential { source, .. }
             | Self::Tls { source }
             | Self::Upgrade { source, .. }
             | Self::SetupTimeout { source, .. }
@@ -289,6 +306,11 @@ impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect { source } => write!(f, "could not connect: {source}"),
+            Self::Credential { permanent, .. } => write!(
+                f,
+                "the endpoint's credential source gave no credential ({})",
+                if *permanent { "permanent" } else { "transient" }
+            ),
             Self::Tls { source } => write!(f, "TLS failed: {source}"),
             Self::Upgrade {
                 status: Some(status),

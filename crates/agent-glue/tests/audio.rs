@@ -2,6 +2,10 @@
 //! server or is reported by `AudioDropped`: audio the session could not write goes to the gap
 //! buffer and out on the next connection; audio written since the last receipt (a pong to a
 //! ping written after it, at most a second apart) when the connection broke is reported.
+//!
+//! The microphone's real time is tokio's paused clock (a current-thread runtime): each 20 ms
+//! between chunks ends once the runtime has nothing left to run, and the session's receipts,
+//! backoff and keepalive run on the same virtual time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,7 +21,7 @@ use gemini_transport::wire::{ClientMessage, Modality, RealtimeInput};
 /// 20 ms of 16 kHz PCM16: 640 bytes.
 const CHUNK: usize = 640;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn s39_audio_around_an_abnormal_close() {
     let server = server(Family::Gemini25, |c| c).await;
     let (session, mut events) =

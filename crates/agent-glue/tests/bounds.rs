@@ -2,29 +2,36 @@
 //! its events, and a resumption handle of 10 MB, each against a scripted server on loopback
 //! and a real `LiveSession`. (The stalled peer and the frame flood measure the process's
 //! memory, so each runs in a test binary of its own: `stalled_peer.rs`, `flood.rs`.)
+//!
+//! Every test runs on paused tokio time (a current-thread runtime): the session's timers
+//! (backoff, keepalive, receipts) are virtual, and nothing waits on the wall clock. A wait is
+//! on an event, on what the scripted server saw, or on the runtime having nothing left to run
+//! ([`scripted::idle_until`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod scripted;
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use agent_glue::{LiveSession, SessionEvent};
 use futures_util::SinkExt;
 use gemini_transport::ConnectConfig;
 use gemini_transport::wire::Modality;
-use scripted::{CHUNK, MODEL, Scripted, Seen, drain, talk, tally};
+use scripted::{CHUNK, MODEL, Scripted, Seen, drain, hold, idle_until, talk, tally};
+use tokio::sync::{Notify, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A producer that never waits and never pauses (drop-oldest at the bound) against a server
-/// that never reads: the backlog stays at its bound and what is shed is reported.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// that never reads: the backlog stays at its bound and what is shed is reported. The
+/// producer yields to the session's tasks but never waits, so the paused clock stands still:
+/// no write deadline or keepalive verdict ends the connection, the backlog alone bounds it.
+#[tokio::test(start_paused = true)]
 async fn a_producer_that_never_waits_is_bounded_by_the_backlog_and_told_what_was_dropped() {
-    let server = Scripted::start(|_, ws| async move {
-        tokio::time::sleep(Duration::from_secs(3_600)).await;
-        drop(ws);
-    })
-    .await;
+    /// 1,000 s of audio: far more than any socket buffer holds.
+    const CHUNKS: u64 = 50_000;
+    let server = Scripted::start(|_, ws| hold(ws)).await;
     let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
         .modality(Modality::Text)
         .transcription(false)
@@ -33,9 +40,8 @@ async fn a_producer_that_never_waits_is_bounded_by_the_backlog_and_told_what_was
         .connect()
         .await
         .expect("connects");
-    let start = Instant::now();
     let mut pushed = 0u64;
-    while start.elapsed() < Duration::from_secs(3) {
+    while pushed < CHUNKS {
         for _ in 0..100 {
             session.push_audio(vec![0u8; CHUNK]).expect("push");
             pushed += 1;
@@ -67,23 +73,29 @@ async fn a_producer_that_never_waits_is_bounded_by_the_backlog_and_told_what_was
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_resumption_handle_over_the_bound_is_refused_and_never_sent_back() {
-    let server = Scripted::start(|n, mut ws| async move {
-        if n == 0 {
-            let small =
-                r#"{"sessionResumptionUpdate":{"newHandle":"small-handle","resumable":true}}"#;
-            let huge = format!(
-                r#"{{"sessionResumptionUpdate":{{"newHandle":"{}","resumable":true}}}}"#,
-                "h".repeat(10 << 20)
-            );
-            let _ = ws.send(Message::text(small)).await;
-            let _ = ws.send(Message::text(huge)).await;
-            // Wait for the client to have read both, then drop the connection (1006).
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            drop(ws);
-        } else {
-            drain(ws).await;
+    // Told by the test once the session has read both handles.
+    let both_read = Arc::new(Notify::new());
+    let read = Arc::clone(&both_read);
+    let server = Scripted::start(move |n, mut ws| {
+        let read = Arc::clone(&read);
+        async move {
+            if n == 0 {
+                let small =
+                    r#"{"sessionResumptionUpdate":{"newHandle":"small-handle","resumable":true}}"#;
+                let huge = format!(
+                    r#"{{"sessionResumptionUpdate":{{"newHandle":"{}","resumable":true}}}}"#,
+                    "h".repeat(10 << 20)
+                );
+                let _ = ws.send(Message::text(small)).await;
+                let _ = ws.send(Message::text(huge)).await;
+                // Once the client has read both, drop the connection (1006).
+                read.notified().await;
+                drop(ws);
+            } else {
+                drain(ws).await;
+            }
         }
     })
     .await;
@@ -103,7 +115,11 @@ async fn a_resumption_handle_over_the_bound_is_refused_and_never_sent_back() {
             .expect("events")
             .expect("open")
         {
-            SessionEvent::HandleTooLarge { size, max } => refused = Some((size, max)),
+            SessionEvent::HandleTooLarge { size, max } => {
+                // Read after the small one: both are in, the connection can go.
+                refused = Some((size, max));
+                both_read.notify_one();
+            }
             SessionEvent::Reconnected(_) => reconnected = true,
             _ => {}
         }
@@ -119,7 +135,7 @@ async fn a_resumption_handle_over_the_bound_is_refused_and_never_sent_back() {
     assert!(setups[1].len() < 4_096, "the huge handle went back out");
     session.close().await.expect("close");
 }
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_is_told() {
     const CHUNKS: usize = 5_000;
     let server = Scripted::start(|_, mut ws| async move {
@@ -135,7 +151,14 @@ async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_i
         .await
         .expect("connects");
     // The application does not read for a while: past the capacity model audio is shed;
-    // usage reports are not, and at twice the capacity the session stops reading.
+    // usage reports are not, and at twice the capacity the session stops reading. Far more
+    // is on its way (10,001 frames): the reader reaches the bound, and stays there (the 2 s
+    // on paused time end only once nothing is left to run: a reader going on would be
+    // reading still).
+    idle_until("the reader to stop", Duration::from_secs(5), || {
+        session.buffered().events >= 512
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let waiting = session.buffered().events;
     assert!(
@@ -176,17 +199,27 @@ async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_i
 /// The real-time hot path: a chunk pushed while the socket is idle is written from the
 /// caller's thread; the driver task is not woken for it (before the shell rework every chunk
 /// was handed to the session task). The server receives every chunk, in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// On paused time, each 2 ms pause between chunks ends once the runtime has nothing left to
+/// run: the chunk is on the server's side and the writer idle again, as at real time.
+#[tokio::test(start_paused = true)]
 async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let seen = std::sync::Arc::clone(&received);
+    // Every text frame the server received, and how many of them were audio so far.
+    let received = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (audio_count, mut audio_received) = watch::channel(0usize);
+    let audio_count = Arc::new(audio_count);
+    let seen = Arc::clone(&received);
     let server = Scripted::start(move |_, mut ws| {
-        let seen = std::sync::Arc::clone(&seen);
+        let (seen, audio_count) = (Arc::clone(&seen), Arc::clone(&audio_count));
         async move {
             use futures_util::StreamExt;
             while let Some(Ok(frame)) = ws.next().await {
                 if let Message::Text(text) = frame {
+                    let audio = text.contains("realtimeInput");
                     seen.lock().unwrap().push(text.to_string());
+                    if audio {
+                        audio_count.send_modify(|n| *n += 1);
+                    }
                 }
             }
         }
@@ -216,7 +249,14 @@ async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
         "the driver was woken {woken} times for {chunks} chunks"
     );
     session.settled().await.expect("settled");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until the server has read as many audio frames as were pushed (one chunk, one frame).
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        audio_received.wait_for(|n| *n >= usize::from(chunks)),
+    )
+    .await
+    .expect("every chunk reaches the server")
+    .expect("the server runs");
     let audio: Vec<String> = received
         .lock()
         .unwrap()

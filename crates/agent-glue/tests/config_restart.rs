@@ -1,5 +1,7 @@
 //! Configuration restarts (instructions, tools on models without `contextUpdate`) wait for a
 //! turn boundary with a fresh handle, and for at most a short grace once the model is idle.
+//! On paused tokio time (a current-thread runtime): the fake's answer streams, the grace and
+//! its measure are virtual time.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -11,7 +13,7 @@ use common::*;
 use gemini_fake::Family;
 use resume_policy::DefaultPolicy;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_instruction_change_mid_turn_waits_for_the_turn_and_its_handle() {
     let server = server(Family::Gemini25, |c| {
         c.with_chunk_interval(Duration::from_millis(20))
@@ -72,7 +74,7 @@ async fn an_instruction_change_mid_turn_waits_for_the_turn_and_its_handle() {
     session.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn without_a_fresh_handle_the_restart_goes_ahead_after_the_grace() {
     let server = server(Family::Gemini25, |c| c).await;
     let (session, mut events) = session(&server, Box::new(DefaultPolicy::default()), vec![]).await;

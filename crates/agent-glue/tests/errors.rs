@@ -5,6 +5,10 @@
 //! upgrade with 503 and 401, the fake server stalled before `setupComplete`, the fake server's
 //! reply over a small `max_message_size`, and the fake refusing the key on a reconnect while a
 //! tool result and a note are owed.
+//!
+//! On paused tokio time (a current-thread runtime): the backoff between attempts and the setup
+//! timeout elapse on virtual time, and how long a failing connect took is virtual time, the
+//! session's own timers and nothing else.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +17,7 @@ mod common;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_glue::{Error, LiveSession, ReconnectReason, SessionError, SessionEvent};
 use common::{WAIT, endpoint, server, until, weather_tool};
@@ -23,6 +27,7 @@ use gemini_transport::{ConnectConfig, Endpoint, SecretString};
 use resume_policy::DivergenceReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 /// A builder for `base_url` (any model name the capability table knows).
 fn builder(base_url: &str) -> agent_glue::LiveSessionBuilder {
@@ -80,7 +85,7 @@ async fn answering(response: &'static [u8]) -> (String, Arc<AtomicUsize>) {
     (addr.to_string(), accepted)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_closed_port_fails_connect_fast_with_the_tcp_cause() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -99,7 +104,7 @@ async fn a_closed_port_fails_connect_fast_with_the_tcp_cause() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn tls_to_a_plain_port_fails_on_the_first_attempt() {
     let (addr, accepted) =
         answering(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
@@ -116,7 +121,7 @@ async fn tls_to_a_plain_port_fails_on_the_first_attempt() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn http_503_on_the_upgrade_fails_fast_with_the_status() {
     let (addr, accepted) =
         answering(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
@@ -146,7 +151,7 @@ async fn http_503_on_the_upgrade_fails_fast_with_the_status() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn http_401_on_the_upgrade_is_an_auth_error_at_once() {
     let (addr, accepted) =
         answering(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").await;
@@ -180,7 +185,7 @@ async fn http_401_on_the_upgrade_is_an_auth_error_at_once() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_server_that_never_completes_setup_fails_within_about_one_setup_timeout() {
     const SETUP_TIMEOUT: Duration = Duration::from_millis(500);
     let server = server(Family::Gemini25, |c| c).await;
@@ -206,7 +211,7 @@ async fn a_server_that_never_completes_setup_fails_within_about_one_setup_timeou
     assert_eq!(server.connections().len(), 1, "one attempt");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_reply_over_the_clients_size_limit_reconnects_and_keeps_the_users_turn() {
     const LIMIT: usize = 1024;
     let server = server(Family::Gemini25, |c| c).await;
@@ -269,7 +274,7 @@ async fn a_reply_over_the_clients_size_limit_reconnects_and_keeps_the_users_turn
     session.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_key_refused_on_a_reconnect_ends_the_session_reporting_what_was_owed() {
     let server = server(Family::Gemini25, |c| c).await;
     let (session, mut events) =

@@ -1,7 +1,8 @@
 //! A flood of a million tiny server frames: the session reads one frame at a time and stops
 //! reading while the application's event queue is full, so memory stays flat (TCP pushes back
 //! on the server), and the application receives every event, in order. Runs in a binary of
-//! its own: it measures the process's memory.
+//! its own: it measures the process's memory. On paused tokio time (a current-thread runtime):
+//! nothing here waits on a clock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,10 +13,10 @@ use std::time::Duration;
 use agent_glue::{LiveSession, SessionEvent};
 use futures_util::{SinkExt, StreamExt};
 use gemini_transport::wire::Modality;
-use scripted::{MODEL, Scripted, rss};
+use scripted::{MODEL, Scripted, idle_until, rss};
 use tokio_tungstenite::tungstenite::Message;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_flood_of_a_million_tiny_server_frames_keeps_memory_flat_and_loses_nothing() {
     const FRAMES: usize = 1_000_000;
     let server = Scripted::start(|_, ws| async move {
@@ -29,7 +30,8 @@ async fn a_flood_of_a_million_tiny_server_frames_keeps_memory_flat_and_loses_not
             }
         }
         let _ = sink.flush().await;
-        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        // Then holds the connection open until the test ends.
+        std::future::pending::<()>().await;
     })
     .await;
     let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
@@ -39,9 +41,15 @@ async fn a_flood_of_a_million_tiny_server_frames_keeps_memory_flat_and_loses_not
         .await
         .expect("connects");
     let before = rss();
-    // Not read for a second: the session holds its queue's worth and the server waits.
+    // Not read for a while: the session holds its queue's worth and the server waits.
+    // Reading stops at twice the capacity (usage reports are never shed): the queue reaches
+    // it, and stays there (a second on paused time ends only once nothing is left to run: a
+    // reader going on would be reading still).
+    idle_until("the reader to stop", Duration::from_secs(5), || {
+        session.buffered().events >= 2 * 1_024
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // Reading stops at twice the capacity (usage reports are never shed).
     assert!(
         session.buffered().events <= 2 * 1_024 + 4,
         "{:?}",

@@ -335,7 +335,9 @@ async fn give_up_plan_on_the_first_connect_fails_connect() {
     assert!(server.connections().is_empty(), "nothing was dialed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused tokio time: the backoff elapses on virtual time, and the wait is measured on it
+/// (the fake's record of the dial and the test's clock are both tokio's).
+#[tokio::test(start_paused = true)]
 async fn backoff_is_waited_before_the_dial() {
     const BACKOFF: Duration = Duration::from_millis(200);
     let server = server(Family::Gemini25).await;
@@ -482,7 +484,8 @@ async fn transparent_flag_of_the_plan_goes_into_the_setup() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused tokio time: the second plan's 300 ms backoff elapses on virtual time.
+#[tokio::test(start_paused = true)]
 async fn operations_a_plan_delivers_are_sent_once_and_then_covered() {
     let server = server(Family::Gemini25).await;
     // No route expectation: the mock panics if the session routes while disconnected.

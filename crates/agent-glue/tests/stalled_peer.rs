@@ -3,6 +3,12 @@
 //! process's memory stay flat, the session gives the stalled connection up (write deadline,
 //! keepalive) and reconnects, and `close()` returns in under a second while the socket is
 //! still stalled. Runs in a binary of its own: it measures the process's memory.
+//!
+//! Time is tokio's paused clock: the 60 s take milliseconds. While the runtime has nothing to
+//! do (the pusher waits for its next tick or for room, the peer reads nothing) the clock jumps
+//! to the next timer, so the session's write deadline and keepalive fire on virtual time, as
+//! they would on the wall clock against a peer that is stalled on purpose; every duration
+//! measured here (the stall, the close) is virtual time, the session's own timers included.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,11 +16,12 @@ mod scripted;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_glue::LiveSession;
 use gemini_transport::wire::Modality;
 use scripted::{CHUNK, MODEL, Scripted, Seen, drain, rss, tally};
+use tokio::time::Instant;
 
 /// How long the peer stops reading.
 const STALL: Duration = Duration::from_secs(60);
@@ -23,10 +30,9 @@ const STALL: Duration = Duration::from_secs(60);
 /// socket stays open: a half-open peer, or a proxy that stalled); connections made after
 /// that are read normally.
 async fn stalling_server() -> Scripted {
-    let started = Instant::now();
+    let stall_ends = Instant::now() + STALL;
     Scripted::start(move |_, ws| async move {
-        let left = STALL.saturating_sub(started.elapsed());
-        tokio::time::sleep(left).await;
+        tokio::time::sleep_until(stall_ends).await;
         drain(ws).await;
     })
     .await
@@ -120,12 +126,12 @@ async fn stalled_peer(realtime: bool) {
     assert!(pushed > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_server_that_stops_reading_for_60_s_while_audio_is_pushed_at_real_time() {
     stalled_peer(true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_server_that_stops_reading_for_60_s_while_audio_is_pushed_as_fast_as_possible() {
     stalled_peer(false).await;
 }

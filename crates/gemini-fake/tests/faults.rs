@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Client, Event, model_text, resumable_setup, text_setup};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer, FaultAction, Trigger};
 use gemini_transport::wire::{ClientMessage, Content, ServerPayload, SessionResumptionConfig};
+use tokio::time::Instant;
 
 async fn serve() -> FakeServer {
     FakeServer::start(FakeConfig::new()).await.unwrap()
@@ -92,7 +93,9 @@ async fn refused_upgrades_are_dial_failures() {
     let _client = Client::start(&server, text_setup(&server)).await;
 }
 
-#[tokio::test]
+/// On paused tokio time: the 300 ms of quiet are virtual; they end only once the runtime has
+/// nothing left to run, so a frame the stall let through would have arrived first.
+#[tokio::test(start_paused = true)]
 async fn stall_holds_frames_until_unstalled() {
     let server = serve().await;
     let mut client = Client::start(&server, text_setup(&server)).await;
@@ -110,7 +113,8 @@ async fn stall_holds_frames_until_unstalled() {
     assert_eq!(model_text(&client.turn().await), "echo: quiet");
 }
 
-#[tokio::test]
+/// On paused tokio time: the delay elapses, and is measured, on virtual time.
+#[tokio::test(start_paused = true)]
 async fn delayed_frames_keep_their_order() {
     let server = serve().await;
     let mut client = Client::start(&server, text_setup(&server)).await;
@@ -133,7 +137,8 @@ async fn malformed_frame() {
     }
 }
 
-#[tokio::test]
+/// On paused tokio time: the 200 ms to the close are virtual.
+#[tokio::test(start_paused = true)]
 async fn go_away_now_then_the_lifetime_close() {
     let server = serve().await;
     let mut client = Client::start(&server, text_setup(&server)).await;

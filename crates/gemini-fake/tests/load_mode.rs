@@ -1,5 +1,8 @@
 //! Load mode (`FakeConfig::with_audio_load`): model audio at real time while client audio
 //! arrives, the audio frames neither recorded nor made into turns; off by default.
+//!
+//! On paused tokio time (a current-thread runtime): the client's 20 ms between chunks, the
+//! drain and the server's real-time model audio all run on virtual time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -62,7 +65,7 @@ async fn stream(client: &mut Client, chunks: usize, drain: Duration) -> Vec<Serv
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn streams_model_audio_while_client_audio_arrives() {
     let server = FakeServer::start(FakeConfig::new().with_audio_load(true))
         .await
@@ -94,7 +97,7 @@ async fn streams_model_audio_while_client_audio_arrives() {
     assert_eq!(frames[0].kind, "setup");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn off_by_default_audio_is_speech_again() {
     let server = FakeServer::start(FakeConfig::new().with_vad_silence(Duration::from_millis(100)))
         .await

@@ -123,7 +123,10 @@ async fn tool_call_then_response_then_answer() {
     assert_eq!(context[3].text(), r#"get_weather returned {"temp_c":18}"#);
 }
 
-#[tokio::test]
+/// On paused tokio time: the answer's chunks are 300 ms apart on virtual time, and the next
+/// one is due only once the runtime has nothing left to run, so "stop" always lands between
+/// the first and the second.
+#[tokio::test(start_paused = true)]
 async fn input_during_generation_interrupts() {
     let server = serve(FakeConfig::new().with_chunk_interval(Duration::from_millis(300))).await;
     let mut client = Client::start(&server, text_setup(&server)).await;
@@ -317,7 +320,9 @@ async fn history_phase_swallows_turns_until_turn_complete() {
     assert_eq!(session.generations(), 1);
 }
 
-#[tokio::test]
+/// On paused tokio time: the answer's 300 ms chunks and the voice detection's silence are
+/// virtual time.
+#[tokio::test(start_paused = true)]
 async fn speech_barges_in_unless_no_interruption() {
     use gemini_transport::wire::ActivityHandling;
     let server = serve(FakeConfig::new().with_chunk_interval(Duration::from_millis(300))).await;

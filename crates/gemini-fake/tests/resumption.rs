@@ -141,7 +141,9 @@ async fn resuming_restores_exactly_the_snapshot() {
     assert_eq!(session.context_texts(), ["first", "echo: first"]);
 }
 
-#[tokio::test]
+/// On paused tokio time: the handle's expiry and the wait past it are virtual time, and so is
+/// the server's close grace for the refused client (which never answers the close frame).
+#[tokio::test(start_paused = true)]
 async fn unknown_and_expired_handles_close_1007() {
     let server = serve(FakeConfig::new().with_handle_expiry(Duration::from_millis(300))).await;
     let mut client = Client::connect(&server).await;

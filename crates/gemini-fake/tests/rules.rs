@@ -286,7 +286,9 @@ async fn activity_markers_need_manual_detection() {
     assert_eq!(client.expect_close().await.0, 1007);
 }
 
-#[tokio::test]
+/// On paused tokio time: the server's grace for a client that never answers its close frame
+/// (this one reads the close and nothing after) elapses on virtual time.
+#[tokio::test(start_paused = true)]
 async fn shutdown_closes_with_1001() {
     let server = serve(FakeConfig::new()).await;
     let mut client = Client::start(&server, text_setup(&server)).await;

@@ -21,7 +21,8 @@ use crate::{config::ConnectConfig, endpoint::Endpoint, error::Error, tls};
 /// The socket type under every connection.
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Connects to `endpoint` and completes the WebSocket upgrade.
+/// Connects to `endpoint` and completes the WebSocket upgrade; with a credential source, asks
+/// it for the credential first (within the connect timeout).
 pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, Error> {
     let authority = endpoint.authority();
     let span = tracing::info_span!(
@@ -29,10 +30,21 @@ pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<
         kind = %endpoint.kind(),
         authority = %authority,
         tls = endpoint.uses_tls(),
+        credential_per_dial = endpoint.credential_source().is_some(),
     );
     async {
         let started = Instant::now();
-        let result = tokio::time::timeout(config.connect_timeout, open(endpoint, config)).await;
+        let dial = async {
+            match endpoint.credential_source() {
+                Some(source) => {
+                    let credential = source.fetch().await.map_err(Error::Credential)?;
+                    tracing::trace!("credential minted for the dial");
+                    open(&endpoint.with_credential(credential), config).await
+                }
+                None => open(endpoint, config).await,
+            }
+        };
+        let result = tokio::time::timeout(config.connect_timeout, dial).await;
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(_) => Err(Error::ConnectTimeout {

@@ -6,8 +6,16 @@
 //!
 //! Credentials always travel in request headers, never in the URL, so [`Endpoint::url`] holds no
 //! secret. The credential itself is a [`SecretString`] and is printed as `[REDACTED]` by `Debug`.
+//!
+//! An endpoint can also take its credential from a [`CredentialSource`], called before every
+//! dial, so that each connection of a session gets a fresh one: an ephemeral token minted with
+//! `uses: 1` cannot open a second connection, and the resume after a reconnect is one
+//! (docs/protocol.md sections 2 and 7.9).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
@@ -102,6 +110,129 @@ enum Surface {
     },
 }
 
+/// What one call of a [`CredentialSource`] returns: the credential for one dial, or why there
+/// is none.
+pub type CredentialFuture =
+    Pin<Box<dyn Future<Output = Result<SecretString, CredentialError>> + Send + 'static>>;
+
+/// Where an [`Endpoint`]'s credential comes from on each dial: an async callback, called
+/// once before every dial (the first one and every reconnect), whose credential replaces the
+/// endpoint's own for that dial. Typically it asks the application's backend to mint an
+/// ephemeral token (`POST …/v1alpha/auth_tokens`), so that no connection reuses a token whose
+/// uses are spent; it can as well refresh a Vertex AI access token.
+///
+/// The call counts against the connect timeout
+/// ([`ConnectConfig::connect_timeout`](crate::ConnectConfig::connect_timeout)). A failure is
+/// a failed dial, [`Error::Credential`]: [`CredentialError::permanent`] is classified
+/// [`AuthOrQuota`](crate::CloseClass::AuthOrQuota) (a session ends), a
+/// [`CredentialError::transient`] one [`Transient`](crate::CloseClass::Transient) (retried
+/// with backoff). The credential never appears in `Debug`, `Display`, errors or logs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// use gemini_transport::{CredentialError, CredentialSource, Endpoint, SecretString};
+///
+/// let minted = Arc::new(AtomicU32::new(0));
+/// let counter = Arc::clone(&minted);
+/// let source = CredentialSource::new(move || {
+///     let n = counter.fetch_add(1, Ordering::Relaxed);
+///     async move {
+///         // A real source asks the application's backend for a new token here.
+///         Ok::<_, CredentialError>(SecretString::from(format!("auth_tokens/t-{n}")))
+///     }
+/// });
+/// let endpoint = Endpoint::ephemeral_tokens(source);
+/// assert!(format!("{endpoint:?}").contains("per dial"));
+/// ```
+#[derive(Clone)]
+pub struct CredentialSource(Arc<dyn Fn() -> CredentialFuture + Send + Sync>);
+
+impl CredentialSource {
+    /// A source that calls `mint` before every dial.
+    pub fn new<F, Fut>(mint: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<SecretString, CredentialError>> + Send + 'static,
+    {
+        Self(Arc::new(move || -> CredentialFuture { Box::pin(mint()) }))
+    }
+
+    /// One call: the credential for the next dial.
+    pub(crate) fn fetch(&self) -> CredentialFuture {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialSource(..)")
+    }
+}
+
+/// Why a [`CredentialSource`] gave no credential for a dial. Its cause is the application's
+/// own error: kept as the [`source`](std::error::Error::source), never formatted by this crate
+/// (`Debug` and `Display` say only whether it is permanent).
+pub struct CredentialError {
+    permanent: bool,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CredentialError {
+    /// A failure another attempt may not meet (the backend was unreachable, overloaded): the
+    /// dial fails as a transient error and a session retries it with backoff.
+    pub fn transient(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            permanent: false,
+            cause: cause.into(),
+        }
+    }
+
+    /// A failure no retry fixes (the user is not allowed a token, the account is closed): the
+    /// dial fails as an authentication failure and a session ends.
+    pub fn permanent(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            permanent: true,
+            cause: cause.into(),
+        }
+    }
+
+    /// Whether the failure is permanent.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.permanent {
+            "permanent"
+        } else {
+            "transient"
+        }
+    }
+}
+
+impl fmt::Debug for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialError")
+            .field("permanent", &self.permanent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the credential source failed ({})", self.kind())
+    }
+}
+
+impl std::error::Error for CredentialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
+    }
+}
+
 /// Scheme, authority and optional path prefix that the method path is appended to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Base {
@@ -128,6 +259,7 @@ pub struct Endpoint {
     surface: Surface,
     base: Option<Base>,
     user_project: Option<String>,
+    credential_source: Option<CredentialSource>,
 }
 
 impl Endpoint {
@@ -167,12 +299,46 @@ impl Endpoint {
         }))
     }
 
+    /// The Developer API with an ephemeral token minted by `source` before every dial (see
+    /// [`CredentialSource`]), as [`ephemeral_token`](Self::ephemeral_token) otherwise: every
+    /// connection, the first and each reconnect, gets a token of its own.
+    #[must_use]
+    pub fn ephemeral_tokens(source: CredentialSource) -> Self {
+        Self::ephemeral_token(SecretString::from(String::new())).with_credential_source(source)
+    }
+
     fn with_surface(surface: Surface) -> Self {
         Self {
             surface,
             base: None,
             user_project: None,
+            credential_source: None,
         }
+    }
+
+    /// Takes the credential from `source` before every dial: the credential it returns
+    /// replaces this endpoint's own (the API key, the ephemeral token or the Vertex AI access
+    /// token) for that dial. See [`CredentialSource`].
+    #[must_use]
+    pub fn with_credential_source(mut self, source: CredentialSource) -> Self {
+        self.credential_source = Some(source);
+        self
+    }
+
+    /// The credential source, if the endpoint has one.
+    pub(crate) fn credential_source(&self) -> Option<&CredentialSource> {
+        self.credential_source.as_ref()
+    }
+
+    /// This endpoint with `credential` in place of its own, for one dial.
+    pub(crate) fn with_credential(&self, credential: SecretString) -> Self {
+        let mut endpoint = self.clone();
+        match &mut endpoint.surface {
+            Surface::ApiKey { key, .. } => *key = credential,
+            Surface::EphemeralToken { token, .. } => *token = credential,
+            Surface::VertexAi { access_token, .. } => *access_token = credential,
+        }
+        endpoint
     }
 
     /// Selects the Developer API version (`v1`, `v1beta`, `v1alpha`). Vertex AI endpoints ignore
@@ -400,7 +566,14 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("kind", &self.kind())
             .field("url", &self.url())
-            .field("credential", &"[REDACTED]")
+            .field(
+                "credential",
+                &if self.credential_source.is_some() {
+                    "[minted per dial]"
+                } else {
+                    "[REDACTED]"
+                },
+            )
             .field("user_project", &self.user_project)
             .finish()
     }

@@ -25,6 +25,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The endpoint's [`CredentialSource`](crate::CredentialSource) gave no credential for
+    /// this dial, so nothing was dialled. [`Error::class`] reads
+    /// [`CredentialError::is_permanent`](crate::CredentialError::is_permanent).
+    #[error("no credential for the dial: {0}")]
+    Credential(#[source] crate::CredentialError),
     /// The TCP connection to `authority` could not be opened (DNS, refused, unreachable).
     #[error("cannot connect to {authority}: {source}")]
     Connect {
@@ -101,7 +106,8 @@ impl Error {
     /// - [`Error::Closed`]: the close's own class.
     /// - dial failures, timeouts, TLS and WebSocket failures, HTTP 5xx or 408 on the upgrade, an
     ///   unexpected reply to `setup`, a server frame that does not decode: `Transient`.
-    /// - HTTP 401, 403 or 429 on the upgrade: `AuthOrQuota`.
+    /// - HTTP 401, 403 or 429 on the upgrade, a permanent failure of the credential source:
+    ///   `AuthOrQuota`; a transient failure of the credential source: `Transient`.
     /// - an invalid endpoint, other HTTP 4xx, an oversized message, and everything about
     ///   encoding a client message: `NeedsDifferentRequest`.
     #[must_use]
@@ -117,7 +123,9 @@ impl Error {
                 408 | 500..=599 => CloseClass::Transient,
                 _ => CloseClass::NeedsDifferentRequest,
             },
-            Self::Connect { .. }
+            Self::Credential(e) if e.is_permanent() => CloseClass::AuthOrQuota,
+            Self::Credential(_)
+            | Self::Connect { .. }
             | Self::ConnectTimeout { .. }
             | Self::Tls { .. }
             | Self::Handshake { status: None, .. }
@@ -141,6 +149,7 @@ impl Error {
         matches!(
             self,
             Self::InvalidEndpoint { .. }
+                | Self::Credential(_)
                 | Self::Connect { .. }
                 | Self::ConnectTimeout { .. }
                 | Self::Tls { .. }

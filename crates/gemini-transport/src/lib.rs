@@ -25,7 +25,9 @@
 //!   ([`Endpoint::api_key`]), an ephemeral token ([`Endpoint::ephemeral_token`]), Vertex AI
 //!   ([`Endpoint::vertex`], with [`vertex_model_name`]), each optionally re-pointed at a local
 //!   server or proxy ([`Endpoint::with_base_url`]). Credentials are [`secrecy::SecretString`]s
-//!   sent in headers; they never appear in `Debug`, `Display`, errors or tracing output.
+//!   sent in headers; they never appear in `Debug`, `Display`, errors or tracing output. A
+//!   [`CredentialSource`] mints one before every dial ([`Endpoint::ephemeral_tokens`],
+//!   [`Endpoint::with_credential_source`]).
 //! - [`Connection`]: the WebSocket (rustls with webpki roots and the `ring` provider, `TCP_NODELAY`),
 //!   configured by [`ConnectConfig`]. It sends [`wire::ClientMessage`]s, yields
 //!   [`wire::ServerMessage`]s, answers pings, and turns every end into [`Error::Closed`] with a
@@ -65,8 +67,8 @@ pub use close::{CloseClass, CloseInfo, CloseInitiator};
 pub use config::ConnectConfig;
 pub use connection::{Connection, ConnectionReceiver, ConnectionSender};
 pub use endpoint::{
-    API_CLIENT, ApiVersion, DEVELOPER_API_HOST, Endpoint, EndpointKind, VERTEX_PATH,
-    vertex_model_name,
+    API_CLIENT, ApiVersion, CredentialError, CredentialFuture, CredentialSource,
+    DEVELOPER_API_HOST, Endpoint, EndpointKind, VERTEX_PATH, vertex_model_name,
 };
 pub use error::Error;
 /// Credentials are kept in this type (re-exported from `secrecy`), which never prints its value.

@@ -1,10 +1,12 @@
 //! Each close code's class over loopback, refused upgrades, and the connect and setup timeouts.
+//! The timeouts run on paused tokio time: a silent peer's timeout elapses on virtual time, and
+//! how long the call took is measured on it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod connection_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connection_support::{
     ServerSocket, accept, await_client_close, bind, close_with, next_json, refuse, send_binary,
@@ -14,6 +16,7 @@ use gemini_transport::{
     wire::{ClientMessage, ServerPayload, Setup},
 };
 use secrecy::SecretString;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 fn endpoint(base: &str) -> Endpoint {
@@ -199,14 +202,13 @@ async fn refused_tcp_is_a_transient_connect_error() {
     assert_eq!(error.class(), CloseClass::Transient);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn silent_server_hits_the_connect_timeout() {
     let (listener, base) = bind().await;
-    // Accept TCP, never answer the upgrade.
+    // Accept TCP, never answer the upgrade (the socket is held until the task is aborted).
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(tcp);
+        let (_tcp, _) = listener.accept().await.unwrap();
+        std::future::pending::<()>().await;
     });
     let config = ConnectConfig::default().with_connect_timeout(Duration::from_millis(200));
     let started = Instant::now();
@@ -219,21 +221,21 @@ async fn silent_server_hits_the_connect_timeout() {
         other => panic!("{other:?}"),
     }
     assert!(
-        waited >= Duration::from_millis(200) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(300),
         "{waited:?}"
     );
     assert_eq!(error.class(), CloseClass::Transient);
     server.abort();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn missing_setup_complete_hits_the_setup_timeout() {
     let (listener, base) = bind().await;
+    // Reads the setup, never answers it (the socket is held until the task is aborted).
     let server = tokio::spawn(async move {
         let (mut ws, _) = accept(&listener).await;
-        let setup = next_json(&mut ws).await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        setup
+        let _setup = next_json(&mut ws).await;
+        std::future::pending::<()>().await;
     });
     let config = ConnectConfig::default().with_setup_timeout(Duration::from_millis(200));
     let mut connection = Connection::connect(&endpoint(&base), &config)
@@ -248,7 +250,11 @@ async fn missing_setup_complete_hits_the_setup_timeout() {
         matches!(error, Error::SetupTimeout { after } if after == Duration::from_millis(200)),
         "{error:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(300),
+        "{waited:?}"
+    );
     server.abort();
 }
 
@@ -325,14 +331,13 @@ async fn wss_to_a_plain_server_is_a_tls_error_not_a_panic() {
     server.await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_gives_up_waiting_after_the_close_timeout() {
     let (listener, base) = bind().await;
-    // Accepts the upgrade, then neither reads nor answers.
+    // Accepts the upgrade, then neither reads nor answers (until the task is aborted).
     let server = tokio::spawn(async move {
-        let (ws, _) = accept(&listener).await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(ws);
+        let (_ws, _) = accept(&listener).await;
+        std::future::pending::<()>().await;
     });
     let config = ConnectConfig::default().with_close_timeout(Duration::from_millis(200));
     let mut connection = Connection::connect(&endpoint(&base), &config)
@@ -340,7 +345,11 @@ async fn close_gives_up_waiting_after_the_close_timeout() {
         .unwrap();
     let started = Instant::now();
     let info = connection.close(4000, "going").await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(300),
+        "{waited:?}"
+    );
     assert_eq!((info.code, info.class), (4000, CloseClass::Normal));
     assert_eq!(info.initiator, CloseInitiator::Client);
     server.abort();
@@ -358,17 +367,26 @@ async fn receiver_task_sees_the_close_that_the_sender_started() {
         .await
         .unwrap();
     let (mut sender, mut receiver) = connection.split();
+    // Told when the reader has the first message (`setupComplete`).
+    let (first, first_read) = tokio::sync::oneshot::channel();
     let reader = tokio::spawn(async move {
+        let mut first = Some(first);
         let mut payloads = Vec::new();
         loop {
             match receiver.recv().await {
-                Ok(message) => payloads.extend(message.payload),
+                Ok(message) => {
+                    payloads.extend(message.payload);
+                    if let Some(first) = first.take() {
+                        let _ = first.send(());
+                    }
+                }
                 Err(Error::Closed(info)) => return (payloads, info),
                 Err(other) => panic!("{other:?}"),
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The reader has read `setupComplete` and waits for the next message: now the close.
+    first_read.await.unwrap();
     sender.close(1000, "bye").await.unwrap();
     let (payloads, info) = reader.await.unwrap();
     assert!(matches!(

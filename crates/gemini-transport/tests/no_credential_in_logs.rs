@@ -1,15 +1,16 @@
 //! No credential in any log record: with a TRACE logger installed for the `log` facade (as
 //! applications that bridge `log` into `tracing`, or use `env_logger`, have), connecting with
-//! an API key or an ephemeral token writes no record that contains it. tungstenite logs the
-//! whole upgrade request at TRACE when it performs the upgrade, so the transport performs the
-//! upgrade itself; this test fails if that changes.
+//! an API key, an ephemeral token or a token a credential source mints for the dial writes no
+//! record that contains it. tungstenite logs the whole upgrade request at TRACE when it
+//! performs the upgrade, so the transport performs the upgrade itself; this test fails if that
+//! changes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Mutex;
 
 use gemini_transport::wire::{ClientMessage, Setup};
-use gemini_transport::{ConnectConfig, Connection, Endpoint, SecretString};
+use gemini_transport::{ConnectConfig, Connection, CredentialSource, Endpoint, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -34,6 +35,8 @@ static LOGGER: Capture = Capture;
 
 const KEY: &str = "AIzaSyTHIS-IS-THE-SECRET-KEY-0123456789";
 const TOKEN: &str = "auth_tokens/THIS-IS-THE-SECRET-TOKEN-987";
+/// What a credential source mints before every dial.
+const MINTED: &str = "auth_tokens/THIS-IS-THE-SECRET-MINTED-TOKEN-654";
 
 /// A server that answers the upgrade by hand (so that it logs nothing itself), then reads
 /// frames until the client goes.
@@ -79,9 +82,11 @@ async fn a_trace_logger_sees_no_credential() {
     log::set_logger(&LOGGER).unwrap();
     log::set_max_level(log::LevelFilter::Trace);
     let base = server().await;
+    let minted = CredentialSource::new(|| async { Ok(SecretString::from(MINTED)) });
     let endpoints = [
         Endpoint::api_key(SecretString::from(KEY)),
         Endpoint::ephemeral_token(SecretString::from(TOKEN)),
+        Endpoint::ephemeral_tokens(minted),
     ];
     for endpoint in endpoints {
         let endpoint = endpoint.with_base_url(&base).unwrap();
@@ -98,7 +103,7 @@ async fn a_trace_logger_sees_no_credential() {
         records.iter().any(|r| r.contains("tungstenite")),
         "the logger sees the WebSocket library's TRACE records: {records:#?}"
     );
-    for secret in [KEY, TOKEN, "SECRET"] {
+    for secret in [KEY, TOKEN, MINTED, "SECRET"] {
         let leaked: Vec<&String> = records.iter().filter(|r| r.contains(secret)).collect();
         assert!(leaked.is_empty(), "{secret} in a log record: {leaked:#?}");
     }

@@ -15,7 +15,7 @@ use std::{
 
 use connection_support::{accept, await_client_close, bind, next_json, refuse, send_binary};
 use gemini_transport::{
-    ConnectConfig, Connection, Endpoint, Error,
+    ConnectConfig, Connection, CredentialError, CredentialSource, Endpoint, Error,
     wire::{ClientMessage, Setup},
 };
 use secrecy::SecretString;
@@ -29,7 +29,9 @@ use tracing::{
 const KEY: &str = "AIzaSyD-THIS-IS-THE-SECRET-KEY-0123456789";
 const TOKEN: &str = "auth_tokens/SECRET-EPHEMERAL-TOKEN-abcdef";
 const BEARER: &str = "ya29.SECRET-ACCESS-TOKEN-zyxw";
-const SECRETS: [&str; 3] = [KEY, TOKEN, BEARER];
+/// What a credential source mints before every dial.
+const MINTED: &str = "auth_tokens/SECRET-MINTED-TOKEN-4242";
+const SECRETS: [&str; 4] = [KEY, TOKEN, BEARER, MINTED];
 
 fn assert_clean(what: &str, text: &str) {
     for secret in SECRETS {
@@ -40,7 +42,9 @@ fn assert_clean(what: &str, text: &str) {
 }
 
 fn endpoints(base: Option<&str>) -> Vec<Endpoint> {
+    let minted = CredentialSource::new(|| async { Ok(SecretString::from(MINTED)) });
     let all = vec![
+        Endpoint::ephemeral_tokens(minted),
         Endpoint::api_key(SecretString::from(KEY)),
         Endpoint::ephemeral_token(SecretString::from(TOKEN)),
         Endpoint::vertex("us-central1", SecretString::from(BEARER))
@@ -61,13 +65,31 @@ fn format_all(value: &(impl std::fmt::Debug + std::fmt::Display)) -> String {
 }
 
 #[test]
+fn credential_source_failures_never_print_the_applications_error() {
+    // The application's error may say anything (here: the token it could not use); this
+    // crate keeps it as the source and never formats it.
+    for error in [
+        CredentialError::permanent(format!("backend refused {MINTED}")),
+        CredentialError::transient(format!("backend timed out minting {MINTED}")),
+    ] {
+        let source = CredentialSource::new(|| async { Ok(SecretString::from(MINTED)) });
+        assert_clean("CredentialSource", &format!("{source:?}"));
+        let error = Error::Credential(error);
+        assert_clean("Error::Credential", &format_all(&error));
+    }
+}
+
+#[test]
 fn endpoints_never_print_their_credential() {
     for endpoint in endpoints(None)
         .into_iter()
         .chain(endpoints(Some("ws://127.0.0.1:1/x")))
     {
         let text = format_all(&endpoint);
-        assert!(text.contains("[REDACTED]"), "{text}");
+        assert!(
+            text.contains("[REDACTED]") || text.contains("[minted per dial]"),
+            "{text}"
+        );
         assert_clean("Endpoint", &text);
         assert_clean("Endpoint::url", &endpoint.url());
     }
@@ -128,7 +150,7 @@ fn connects_errors_and_tracing_output_never_hold_a_secret() {
         // Successful connect, setup, a message, a client close.
         let (listener, base) = bind().await;
         let server = tokio::spawn(async move {
-            for _ in 0..3 {
+            for _ in 0..SECRETS.len() {
                 let (mut ws, _) = accept(&listener).await;
                 let _ = next_json(&mut ws).await;
                 send_binary(&mut ws, r#"{"setupComplete":{}}"#).await;
@@ -194,18 +216,21 @@ fn connects_errors_and_tracing_output_never_hold_a_secret() {
             .unwrap_err();
             let _ = writeln!(formatted, "{}", format_all(&error));
 
+            // A peer that accepts and never answers: the connect timeout elapses on paused
+            // tokio time, not the wall clock.
             let (listener, base) = bind().await;
             let silent = tokio::spawn(async move {
-                let (tcp, _) = listener.accept().await.unwrap();
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                drop(tcp);
+                let (_tcp, _) = listener.accept().await.unwrap();
+                std::future::pending::<()>().await;
             });
+            tokio::time::pause();
             let error = Connection::connect(
                 &endpoint.with_base_url(&base).unwrap(),
                 &ConnectConfig::default().with_connect_timeout(Duration::from_millis(50)),
             )
             .await
             .unwrap_err();
+            tokio::time::resume();
             let _ = writeln!(formatted, "{}", format_all(&error));
             silent.abort();
         }

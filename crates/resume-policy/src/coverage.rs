@@ -34,6 +34,11 @@ pub enum MessageKind {
     /// `contextUpdate`, a silent (non-blocking) tool response. Only covered through a later
     /// message's reaction (or exactly, in transparent mode).
     Silent,
+    /// Realtime audio with no sample loud enough to be speech (the session layer's judgement,
+    /// e.g. a floor far below any voice detector's): counted and matched like
+    /// [`Audio`](Self::Audio), but an `audioStreamEnd` after nothing but such audio ends no
+    /// spoken turn.
+    QuietAudio,
     /// `audioStreamEnd` (automatic activity detection): speech in progress ends here, if audio
     /// was sent since the last end. With transcripts the spoken turn is placed here (see
     /// [`CoverageTracker::on_spoken_turn`]); without them, the run of audio before it gets the
@@ -182,6 +187,12 @@ pub struct CoverageTracker {
     in_run: bool,
     /// Manual activity detection: only activities make spoken turns, not runs of audio.
     manual_activity: bool,
+    /// The silence after which the server's activity detection ends speech, when the session
+    /// asked for one ([`with_end_of_speech_silence`](Self::with_end_of_speech_silence)).
+    end_silence: Option<std::time::Duration>,
+    /// While speech may be in progress (voice since the last end): the silence since its last
+    /// voiced audio.
+    quiet: Option<std::time::Duration>,
     /// An `activityStart` was sent and its `activityEnd` was not.
     activity_open: bool,
     /// Audio was sent since the last explicit end of speech or spoken turn (an explicit end
@@ -214,6 +225,8 @@ impl CoverageTracker {
             runs: VecDeque::new(),
             in_run: false,
             manual_activity: false,
+            end_silence: None,
+            quiet: None,
             activity_open: false,
             audio_since_end: false,
             speech_ends: VecDeque::new(),
@@ -238,6 +251,62 @@ impl CoverageTracker {
     pub fn with_manual_activity(mut self, on: bool) -> Self {
         self.manual_activity = on;
         self
+    }
+
+    /// Tells the tracker how much silence ends speech for the server's automatic activity
+    /// detection (the `silenceDurationMs` the session's `setup` asks for). Audio reported with
+    /// its duration ([`on_audio`](Self::on_audio)) then says where speech ended: on the chunk
+    /// that completed that silence after voiced audio, as the server's detection counts it.
+    #[must_use]
+    pub fn with_end_of_speech_silence(mut self, silence: Option<std::time::Duration>) -> Self {
+        self.end_silence = silence;
+        self
+    }
+
+    /// `count` audio frames of `duration` in all were written, all voiced or all quiet
+    /// ([`MessageKind::Audio`] or [`MessageKind::QuietAudio`], frames of one length): as
+    /// [`on_sent_many`](Self::on_sent_many), and with the end-of-speech silence known
+    /// ([`with_end_of_speech_silence`](Self::with_end_of_speech_silence)), the chunk on which
+    /// the server's detection ends speech is an end of speech for the next spoken turn.
+    pub fn on_audio(
+        &mut self,
+        count: u32,
+        duration: std::time::Duration,
+        voiced: bool,
+    ) -> Result<MessagePosition, Error> {
+        let first = self.last_sent.next();
+        let kind = if voiced {
+            MessageKind::Audio
+        } else {
+            MessageKind::QuietAudio
+        };
+        let at = self.on_sent_many(kind, count)?;
+        if !self.transcripts || self.manual_activity || count == 0 {
+            return Ok(at);
+        }
+        if voiced {
+            self.quiet = Some(std::time::Duration::ZERO);
+            return Ok(at);
+        }
+        if let (Some(quiet), Some(limit)) = (self.quiet, self.end_silence) {
+            let remaining = limit.saturating_sub(quiet).as_nanos();
+            let per_frame = (duration.as_nanos() / u128::from(count)).max(1);
+            let needed = remaining.div_ceil(per_frame).max(1);
+            match u64::try_from(needed)
+                .ok()
+                .filter(|n| *n <= u64::from(count))
+            {
+                Some(n) => {
+                    // The chunk that completed the silence: speech ended on it.
+                    self.speech_ends
+                        .push_back(ClientMessageIndex(first.0.saturating_add(n - 1)));
+                    self.quiet = None;
+                    self.audio_since_end = false;
+                }
+                None => self.quiet = Some(quiet.saturating_add(duration)),
+            }
+        }
+        Ok(at)
     }
 
     /// A finished input transcription arrived: the server made a user turn of speech. Returns
@@ -309,7 +378,11 @@ impl CoverageTracker {
         if self.runs.is_empty() {
             self.in_run = false;
         }
-        self.audio_since_end = !self.runs.is_empty();
+        if explicit.is_none() {
+            // Placed on the last chunk it may have ended on: audio after it may be speech.
+            self.audio_since_end = !self.runs.is_empty();
+            self.quiet = None;
+        }
         if self.transcripts && self.connection.is_some() && !SEND_ORDER_MUTANT {
             // In the order of completion: before the turns sent after its end.
             let at = self
@@ -434,6 +507,7 @@ impl CoverageTracker {
         self.runs.clear();
         self.in_run = false;
         self.activity_open = false;
+        self.quiet = None;
         self.audio_since_end = false;
         self.speech_ends.clear();
         self.last_spoken = None;
@@ -462,8 +536,8 @@ impl CoverageTracker {
             MessageKind::TurnStart => Some(Pending::Turn),
             MessageKind::ToolResponse => Some(Pending::ToolResponse),
             // With transcripts, spoken turns are announced and placed by their end.
-            MessageKind::Audio => {
-                self.audio_run(index, index);
+            MessageKind::Audio | MessageKind::QuietAudio => {
+                self.audio_run(index, index, kind == MessageKind::Audio);
                 let awaits = !(self.transcripts || self.manual_activity) || SEND_ORDER_MUTANT;
                 awaits.then_some(Pending::Audio)
             }
@@ -475,6 +549,7 @@ impl CoverageTracker {
                 {
                     self.speech_ends.push_back(index);
                 }
+                self.quiet = None;
                 // Without transcripts the run of audio before it gets the reaction.
                 None
             }
@@ -501,20 +576,20 @@ impl CoverageTracker {
                 kind,
             }),
         }
-        self.in_run = kind == MessageKind::Audio;
+        self.in_run = matches!(kind, MessageKind::Audio | MessageKind::QuietAudio);
         Ok(MessagePosition::new(connection, index))
     }
 
     /// Audio messages `first..=last` were sent (with transcripts: remembered as runs, where a
     /// spoken turn can end).
-    fn audio_run(&mut self, first: ClientMessageIndex, last: ClientMessageIndex) {
+    fn audio_run(&mut self, first: ClientMessageIndex, last: ClientMessageIndex, voiced: bool) {
         /// Runs kept while no transcript comes (speech the server does not transcribe):
         /// the oldest go first; a spoken turn ends on a recent one.
         const MAX_RUNS: usize = 1024;
         if !self.transcripts {
             return;
         }
-        self.audio_since_end = true;
+        self.audio_since_end |= voiced;
         match self.runs.back_mut() {
             Some(run) if self.in_run => run.1 = last,
             _ => {
@@ -538,7 +613,10 @@ impl CoverageTracker {
         if count <= 1 {
             return Ok(at);
         }
-        if !matches!(kind, MessageKind::Audio | MessageKind::Silent) {
+        if !matches!(
+            kind,
+            MessageKind::Audio | MessageKind::QuietAudio | MessageKind::Silent
+        ) {
             for _ in 1..count {
                 at = self.on_sent(kind)?;
             }
@@ -547,8 +625,8 @@ impl CoverageTracker {
         // The first call opened (or extended) the run; the rest extend it to the last index.
         let last = ClientMessageIndex(self.last_sent.0.saturating_add(u64::from(count - 1)));
         self.last_sent = last;
-        if kind == MessageKind::Audio {
-            self.audio_run(last, last);
+        if matches!(kind, MessageKind::Audio | MessageKind::QuietAudio) {
+            self.audio_run(last, last, kind == MessageKind::Audio);
             if let Some(run) = self
                 .awaiting
                 .back_mut()

@@ -48,7 +48,7 @@ pub enum Error {
         to: &'static str,
     },
     /// A model name from which no family can be derived.
-    #[error("model `{model}` matches no known model family (2.5, 3.1, 3.8)")]
+    #[error("model `{model}` matches no known model family (2.5, 3.1, 3.8, 3.8 extended thinking)")]
     UnknownModel {
         /// The name given.
         model: String,

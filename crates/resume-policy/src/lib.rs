@@ -139,7 +139,7 @@ mod tools;
 mod trigger;
 
 pub use backoff::{Attempts, Backoff};
-pub use capabilities::{ModelCapabilities, ModelFamily, SeedLimit};
+pub use capabilities::{ModelCapabilities, ModelFamily, SeedLimit, SetupRule};
 pub use coverage::{
     ConnectMode, CoverageTracker, HandleUpdate, MessageKind, ServerReaction, SpokenTurnEnd,
 };

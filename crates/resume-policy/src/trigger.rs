@@ -51,6 +51,13 @@ pub enum Trigger {
         /// `goAway.timeLeft`.
         time_left: Duration,
     },
+    /// Planned rotation of a connection that reached the session's age limit, before the
+    /// service ends it without notice (3.8 connections are closed at 58:00 with 1011:
+    /// docs/protocol.md section 10.1).
+    AgeLimit {
+        /// How old the connection was.
+        age: Duration,
+    },
     /// The connection closed without a `goAway` (or failed to open).
     AbnormalClose {
         /// The close code (1006 when there was no close frame).
@@ -105,6 +112,7 @@ impl Trigger {
             self,
             Self::FirstConnect
                 | Self::GoAway { .. }
+                | Self::AgeLimit { .. }
                 | Self::ConfigChange { .. }
                 | Self::ProcessRestart { .. }
         )

@@ -709,3 +709,49 @@ fn a_handle_inside_a_spoken_turns_run_is_unsure_of_it() {
     mirror.on_handle(&h2);
     assert!(mirror.held().contains("s1"));
 }
+
+/// An `audioStreamEnd` after nothing but audio too quiet to be speech ends no spoken turn: the
+/// next spoken turn ends at the next end after speech, not at that one.
+#[test]
+fn an_end_after_quiet_audio_ends_no_spoken_turn() {
+    let mut tracker = speaking_tracker();
+    tracker.on_sent_many(MessageKind::QuietAudio, 10).unwrap();
+    tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
+    let note = tracker.on_sent(MessageKind::Silent).unwrap();
+    tracker.on_sent_many(MessageKind::Audio, 10).unwrap();
+    let end = tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
+    let ended = tracker.on_spoken_turn();
+    assert_eq!(ended.end, end.index);
+    assert!(note.index < ended.earliest);
+}
+
+/// With the end-of-speech silence the session asked for, the chunk that completes that silence
+/// after voice is where speech ended, as the server's detection counts it: a message after it
+/// comes after the spoken turn, one before it before, even when all of it was sent at once and
+/// the next utterance's audio followed before the transcript came.
+#[test]
+fn the_chunk_completing_the_silence_ends_the_spoken_turn() {
+    use std::time::Duration;
+    let mut tracker = CoverageTracker::new(false)
+        .with_transcripts(true)
+        .with_end_of_speech_silence(Some(Duration::from_millis(500)));
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    let frame = Duration::from_millis(40);
+    tracker.on_audio(10, frame * 10, true).unwrap();
+    let before = tracker.on_sent(MessageKind::Silent).unwrap();
+    // 20 quiet frames: the 13th completes 520 ms of silence.
+    let quiet = tracker.on_audio(20, frame * 20, false).unwrap();
+    let note = tracker.on_sent(MessageKind::Silent).unwrap();
+    tracker.on_audio(10, frame * 10, true).unwrap();
+    let ended = tracker.on_spoken_turn();
+    assert_eq!(ended.end, ClientMessageIndex(quiet.index.0 - 7));
+    assert_eq!(ended.earliest, ended.end);
+    assert!(before.index < ended.end && ended.end < note.index);
+    // The voice after the note is the next utterance, ended by `audioStreamEnd`.
+    let end = tracker.on_sent(MessageKind::AudioStreamEnd).unwrap();
+    tracker.on_audio(14, frame * 14, false).unwrap();
+    let second = tracker.on_spoken_turn();
+    assert_eq!(second.end, end.index);
+}

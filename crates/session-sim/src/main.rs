@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use agent_glue::SessionEvent;
+use agent_glue::{ReconnectReason, SessionEvent};
 use session_sim::{Interleaving, Policy, Schedule, run, run_traced, shrink};
 
 /// Past failing seeds run every time (beyond seeds `0..F`), so that the breaks they found stay
@@ -178,6 +178,8 @@ struct Stats {
     with_divergence: u64,
     /// Divergence events by reason.
     reasons: BTreeMap<String, u64>,
+    /// Reconnects (`Reconnecting` events) by reason.
+    reconnects: BTreeMap<&'static str, u64>,
     /// Schedules drawing each fault.
     faults: BTreeMap<&'static str, u64>,
     /// Schedules performing each interleaving.
@@ -201,9 +203,15 @@ impl Stats {
         }
         let mut divergences = 0;
         for event in &outcome.events {
-            if let SessionEvent::Divergence { why, .. } = event {
-                divergences += 1;
-                *self.reasons.entry(format!("{why:?}")).or_default() += 1;
+            match event {
+                SessionEvent::Divergence { why, .. } => {
+                    divergences += 1;
+                    *self.reasons.entry(format!("{why:?}")).or_default() += 1;
+                }
+                SessionEvent::Reconnecting { reason } => {
+                    *self.reconnects.entry(reconnect_kind(reason)).or_default() += 1;
+                }
+                _ => {}
             }
         }
         self.divergences += divergences;
@@ -236,6 +244,9 @@ impl Stats {
         self.with_divergence += other.with_divergence;
         for (reason, n) in other.reasons {
             *self.reasons.entry(reason).or_default() += n;
+        }
+        for (reason, n) in other.reconnects {
+            *self.reconnects.entry(reason).or_default() += n;
         }
         for (fault, n) in other.faults {
             *self.faults.entry(fault).or_default() += n;
@@ -276,6 +287,14 @@ impl Stats {
         if !reasons.is_empty() {
             println!("    by reason: {}", reasons.join(", "));
         }
+        let reconnects: Vec<String> = self
+            .reconnects
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        if !reconnects.is_empty() {
+            println!("  reconnects by reason: {}", reconnects.join(", "));
+        }
         if self.classes.is_empty() {
             println!("  violations by class: none");
         } else {
@@ -292,6 +311,19 @@ impl Stats {
         for (kind, count) in Interleaving::ALL.iter().zip(self.interleavings) {
             println!("    {:<40} {}", kind.name(), self.share(count));
         }
+    }
+}
+
+/// A reconnect's reason, for the statistics.
+fn reconnect_kind(reason: &ReconnectReason) -> &'static str {
+    match reason {
+        ReconnectReason::GoAway { .. } => "goAway",
+        ReconnectReason::ConnectionLost { .. } => "connection lost",
+        ReconnectReason::MessageTooLarge { .. } => "message too large",
+        ReconnectReason::ConfigChange => "configuration change",
+        ReconnectReason::ConnectionAge { forced: false, .. } => "age (idle)",
+        ReconnectReason::ConnectionAge { forced: true, .. } => "age (forced)",
+        _ => "other",
     }
 }
 

@@ -75,6 +75,10 @@ pub struct Profile {
     /// The application calls `interrupt()` as some answers start (when the first output of a
     /// model turn arrives): this share of them, in percent.
     pub interrupt_answers: u8,
+    /// A connection age limit short enough for a schedule to meet, as `(rotate_after, max)`
+    /// in virtual ms (`LiveSessionBuilder::connection_age`); `None`: the session's default
+    /// (45 and 50 minutes), which no schedule reaches.
+    pub age_limit: Option<(u64, u64)>,
 }
 
 impl Default for Profile {
@@ -91,6 +95,7 @@ impl Default for Profile {
             manual_activity: false,
             policy: Policy::Default,
             interrupt_answers: 0,
+            age_limit: None,
         }
     }
 }
@@ -119,6 +124,9 @@ impl fmt::Display for Profile {
         )?;
         if self.interrupt_answers > 0 {
             write!(f, " interrupts {}% of answers", self.interrupt_answers)?;
+        }
+        if let Some((after, max)) = self.age_limit {
+            write!(f, " age limit {after}/{max}ms")?;
         }
         Ok(())
     }
@@ -203,8 +211,9 @@ pub enum Op {
     /// socket takes no more writes (past the write timeout, the session gives the connection
     /// up and reports the audio it had written).
     PeerStopsReading(u8),
-    /// The server answers pings on the current connection this many seconds late (past the
-    /// keepalive timeout, the session gives the connection up).
+    /// The server answers pings on the current connection this many seconds late (8–60 s:
+    /// within the keepalive timeout, 40 s, the session keeps the connection; past it, with no
+    /// other frame from the server meanwhile, it gives the connection up).
     SlowPongs(u8),
 }
 
@@ -296,6 +305,14 @@ impl Schedule {
         } else {
             0
         };
+        // One schedule in four rotates for its connections' age (from 5 to 40 s, forced 2 to
+        // 20 s later), drawn from a stream of its own so that the other draws of a seed stay
+        // what they were.
+        let mut ages = Rng::stream(seed, 5);
+        let age_limit = ages.chance(25).then(|| {
+            let after = ages.range(5_000, 40_000);
+            (after, after + ages.range(2_000, 20_000))
+        });
         let profile = Profile {
             family,
             vertex,
@@ -306,6 +323,7 @@ impl Schedule {
             manual_activity,
             policy,
             interrupt_answers,
+            age_limit,
         };
         // Most schedules short, some long (the mean, about 31 steps, keeps CI's 100,000 within
         // the time 24-step schedules took before the simulator widened).
@@ -507,7 +525,7 @@ fn op(rng: &mut Rng, audio: bool, during: bool) -> Op {
         Op::PeerStopsReading(_) => {
             Op::PeerStopsReading(u8::try_from(rng.range(2, 20)).unwrap_or(8))
         }
-        Op::SlowPongs(_) => Op::SlowPongs(u8::try_from(rng.range(8, 30)).unwrap_or(12)),
+        Op::SlowPongs(_) => Op::SlowPongs(u8::try_from(rng.range(8, 60)).unwrap_or(12)),
         other => other,
     }
 }

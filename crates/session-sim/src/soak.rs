@@ -84,7 +84,8 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     let mut backoff = Backoff::default();
     backoff.base = Duration::from_millis(20);
     backoff.max = Duration::from_millis(300);
-    let (session, mut events) = LiveSession::builder(endpoint, server.config().setup_model())
+    let model = server.config().setup_model();
+    let mut builder = LiveSession::builder(endpoint, model.clone())
         .modality(if p.audio {
             Modality::Audio
         } else {
@@ -98,7 +99,17 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         // The transport's 10 s, scaled.
         .connect_config(ConnectConfig::default().with_setup_timeout(Duration::from_secs(1)))
         .jitter_seed(schedule.seed)
-        .policy(policy(p.policy, backoff))
+        .policy(policy(p.policy, backoff));
+    if !p.audio {
+        builder = crate::world::text_anyway(builder, &model)?;
+    }
+    if let Some((after, max)) = p.age_limit {
+        builder = builder.connection_age(Some(agent_glue::ConnectionAge {
+            rotate_after: Duration::from_millis(after / SCALE),
+            max: Duration::from_millis(max / SCALE),
+        }));
+    }
+    let (session, mut events) = builder
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;

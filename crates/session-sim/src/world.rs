@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use agent_glue::conduit::{AtBound, Conduit, Order};
 use agent_glue::core::Command;
-use agent_glue::{LiveSession, LiveSessionBuilder, SessionEvent};
+use agent_glue::{ConnectionAge, LiveSession, LiveSessionBuilder, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
 use gemini_transport::wire::{
     ClientMessage, Modality, RealtimeInput, ServerMessage, ServerPayload,
 };
 use gemini_transport::{CloseInfo, Endpoint, SecretString};
-use resume_policy::{ConnectionId, Millis};
+use resume_policy::{ConnectionId, Millis, ModelCapabilities};
 
 use crate::app::{self, Action, AppState, Interleaving, Interleavings, Mic, declarations};
 use crate::audio_trail::AudioTrail;
@@ -274,6 +274,22 @@ fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
     }
 }
 
+/// A TEXT profile on a model that answers in audio only (3.8, whose capability row refuses
+/// the TEXT modality): the simulator asks for text anyway, through the documented override of
+/// the row ([`LiveSessionBuilder::capabilities`]), because its TEXT profiles check every answer
+/// word for word and the fake serves them. Other models keep their row.
+pub(crate) fn text_anyway(
+    builder: LiveSessionBuilder,
+    model: &str,
+) -> Result<LiveSessionBuilder, String> {
+    let mut caps = ModelCapabilities::for_model(model).map_err(|e| e.to_string())?;
+    if caps.text_responses {
+        return Ok(builder);
+    }
+    caps.text_responses = true;
+    Ok(builder.capabilities(caps))
+}
+
 impl<'a> World<'a> {
     fn new(schedule: &'a Schedule, tracing: bool) -> Result<Self, String> {
         Self::build(Cow::Borrowed(schedule), Setup::default(), tracing)
@@ -311,13 +327,25 @@ impl<'a> World<'a> {
             Modality::Text
         };
         let tools = declarations(0);
-        let builder = LiveSession::builder(endpoint, model)
+        let mut builder = LiveSession::builder(endpoint, model.clone())
             .modality(modality)
             .transcription(p.audio)
             .transparent_resumption(p.transparent)
             .automatic_activity_detection(!p.manual_activity)
+            // The application says how much silence ends speech (the fake's default, 500 ms),
+            // so the session knows where each spoken turn ended.
+            .end_of_speech_silence(Duration::from_millis(app::VAD_SILENCE_MS))
             .policy(app::resume_policy(p.policy))
             .tools(tools.clone());
+        if !p.audio {
+            builder = text_anyway(builder, &model)?;
+        }
+        if let Some((after, max)) = p.age_limit {
+            builder = builder.connection_age(Some(ConnectionAge {
+                rotate_after: Duration::from_millis(after),
+                max: Duration::from_millis(max),
+            }));
+        }
         let mut conduit = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
@@ -777,6 +805,14 @@ impl<'a> World<'a> {
                 self.at(at, Ev::ServerPong(conn));
             }
             Wire::Close(code, reason) => {
+                // What the server sent before it read this close frame goes first: if that was
+                // a close of its own (crossing ours), it answers nothing.
+                while let Some((sid, output)) = self.server.poll_output() {
+                    self.on_server_output(sid, output);
+                }
+                let Some(link) = self.links.get_mut(&conn).filter(|l| l.server_open) else {
+                    return;
+                };
                 link.server_open = false;
                 // The server's WebSocket answers with the same code and reason.
                 let at = (now + lat).max(link.s2c_at).max(stall);

@@ -95,6 +95,9 @@ pub(crate) struct Line {
     pongs: u64,
     ping: Option<Ping>,
     last_ping: Millis,
+    /// The last time anything came from the server on the connection (a frame or a pong):
+    /// proof that it is alive, whatever a ping waits for.
+    last_inbound: Millis,
 }
 
 impl Line {
@@ -112,7 +115,18 @@ impl Line {
             pongs: 0,
             ping: None,
             last_ping: now,
+            last_inbound: now,
         }
+    }
+
+    /// A frame came from the server at `now`: the connection is alive.
+    pub(crate) fn inbound(&mut self, now: Millis) {
+        self.last_inbound = self.last_inbound.max(now);
+    }
+
+    /// Since when the connection has shown no sign of life while `ping` waits for its pong.
+    fn silent_since(&self, ping: Ping) -> Millis {
+        ping.since.max(self.last_inbound)
     }
 
     /// Open (not closing) and writing normally.
@@ -264,7 +278,7 @@ impl Line {
         let keepalive = match (timing.keepalive, self.ping) {
             (Some(_), _) if self.failed => None,
             (Some(_), Some(_)) if reading_paused => None,
-            (Some(k), Some(ping)) => Some(ping.since.after(k.timeout)),
+            (Some(k), Some(ping)) => Some(self.silent_since(ping).after(k.timeout)),
             (Some(k), None) => Some(self.last_ping.after(k.interval)),
             (None, _) => None,
         };
@@ -289,10 +303,12 @@ impl Line {
         let keepalive = timing.keepalive.filter(|_| !self.failed)?;
         match self.ping {
             Some(_) if reading_paused => None,
-            Some(ping) if now >= ping.since.after(keepalive.timeout) => Some(Due::Lost(format!(
-                "no pong within {:?}: the server stopped reading",
-                keepalive.timeout
-            ))),
+            Some(ping) if now >= self.silent_since(ping).after(keepalive.timeout) => {
+                Some(Due::Lost(format!(
+                    "no pong and no frame within {:?}: the server stopped reading",
+                    keepalive.timeout
+                )))
+            }
             Some(_) => None,
             None if now >= self.last_ping.after(keepalive.interval) => Some(Due::Ping),
             None => None,
@@ -307,7 +323,10 @@ mod tests {
     fn timing() -> Timing {
         Timing {
             write_timeout: Duration::from_secs(5),
-            keepalive: Some(Keepalive::default()),
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(10),
+            }),
             close_timeout: Duration::from_secs(2),
             setup_timeout: Duration::from_secs(10),
         }
@@ -350,6 +369,24 @@ mod tests {
         assert_eq!(line.deadline(&t, false), Some(Millis(35_000)));
         assert!(matches!(
             line.due(Millis(35_000), &t, false),
+            Some(Due::Lost(_))
+        ));
+    }
+
+    /// Any frame from the server proves the connection alive: a late pong on a connection that
+    /// carries data is no reason to give it up.
+    #[test]
+    fn a_frame_from_the_server_postpones_the_pong_verdict() {
+        let t = timing();
+        let mut line = Line::new(ConnectionId(1), Millis(0));
+        line.ping_queued(Millis(10_000));
+        line.inbound(Millis(18_000));
+        assert_eq!(line.due(Millis(20_000), &t, false), None);
+        assert_eq!(line.deadline(&t, false), Some(Millis(28_000)));
+        line.inbound(Millis(27_000));
+        assert_eq!(line.due(Millis(28_000), &t, false), None);
+        assert!(matches!(
+            line.due(Millis(37_000), &t, false),
             Some(Due::Lost(_))
         ));
     }

@@ -390,6 +390,9 @@ impl Conduit {
             self.handle_setup_complete(now, connection);
             return;
         }
+        if let Some(line) = self.line.as_mut().filter(|l| l.id == connection) {
+            line.inbound(now);
+        }
         self.core.handle_message(now, connection, message);
         self.drain(now);
     }

@@ -58,6 +58,47 @@ pub(super) struct Rotation {
     pub(super) deadline: Millis,
 }
 
+/// The age limit of the open connection
+/// ([`LiveSessionBuilder::connection_age`](crate::LiveSessionBuilder::connection_age)).
+#[derive(Debug)]
+pub(super) struct Ageing {
+    /// When the connection's dial was ordered: its age counts from here.
+    opened: Millis,
+    /// From here on, rotate at the first idle point with a fresh handle.
+    rotate_at: Millis,
+    /// Here, rotate in any case.
+    force_at: Millis,
+    /// `rotate_at` has passed (then the timer waits for `force_at`).
+    due: bool,
+}
+
+impl Ageing {
+    /// The next time the core must look at the connection's age.
+    pub(super) fn deadline(&self) -> Millis {
+        if self.due {
+            self.force_at
+        } else {
+            self.rotate_at
+        }
+    }
+
+    /// Whether the connection is old enough to rotate at an idle point (noted at `now`).
+    fn due(&mut self, now: Millis) -> bool {
+        self.due |= now >= self.rotate_at;
+        self.due
+    }
+
+    /// Whether the rotation is forced at `now`.
+    pub(super) fn forced(&self, now: Millis) -> bool {
+        now >= self.force_at
+    }
+
+    /// The connection's age at `now`.
+    pub(super) fn age(&self, now: Millis) -> Duration {
+        Duration::from_millis(now.since(self.opened).as_millis() as u64)
+    }
+}
+
 /// A restart for a configuration change (instructions, tools, an edit of delivered items)
 /// waiting for a turn boundary with a fresh handle, so that the new connection resumes from a
 /// handle that holds everything (nothing replayed) and no tool call is pending across it.
@@ -262,6 +303,13 @@ impl SessionCore {
         self.turn = Default::default();
         self.tools_owed = false;
         self.attempts.on_connected(now);
+        let opened = pending.as_ref().map_or(now, |p| p.opened_at);
+        self.age = self.config.session.connection_age.map(|limit| Ageing {
+            opened,
+            rotate_at: Millis(opened.0.saturating_add(millis(limit.rotate_after))),
+            force_at: Millis(opened.0.saturating_add(millis(limit.max))),
+            due: false,
+        });
         self.execute(id, &plan);
         let first = !self.connected_once;
         self.connected_once = true;
@@ -466,6 +514,7 @@ impl SessionCore {
             });
         }
         self.link = Link::None;
+        self.age = None;
         self.ledger.tracker.on_disconnected();
         if self.turn.active {
             // The turn was cut off with the connection.
@@ -504,11 +553,17 @@ impl SessionCore {
         }
     }
 
-    /// Rotates now if a goAway (or a configuration restart) is pending, the model is idle and
-    /// a fresh handle exists. A configuration restart waits at most
-    /// [`RESTART_HANDLE_GRACE`] for the handle once the model is idle.
+    /// Rotates now if a goAway (or a configuration restart) is pending, or the connection is
+    /// past its age limit's `rotate_after`, the model is idle and a fresh handle exists. A
+    /// configuration restart waits at most [`RESTART_HANDLE_GRACE`] for the handle once the
+    /// model is idle. A goAway goes first, then a configuration restart (whose setup the
+    /// rotation needs), then the age.
     pub(super) fn maybe_rotate(&mut self, now: Millis) {
-        if (self.rotation.is_none() && self.restart.is_none()) || self.link.open_id().is_none() {
+        if self.link.open_id().is_none() {
+            return;
+        }
+        let aged = self.age.as_mut().is_some_and(|age| age.due(now));
+        if self.rotation.is_none() && self.restart.is_none() && !aged {
             return;
         }
         let idle = !self.turn.active && !self.tools_owed && !self.owes_tool_response();
@@ -524,20 +579,39 @@ impl SessionCore {
                 return;
             }
         }
-        let Some(restart) = self.restart.as_mut() else {
+        if let Some(restart) = self.restart.as_mut() {
+            if !idle {
+                restart.deadline = None;
+                return;
+            }
+            let deadline = *restart
+                .deadline
+                .get_or_insert(Millis(now.0 + millis(RESTART_HANDLE_GRACE)));
+            if fresh || now >= deadline {
+                let trigger = restart.trigger;
+                self.reconnect(now, trigger, ReconnectReason::ConfigChange);
+            }
+            return;
+        }
+        if aged && idle && fresh {
+            self.rotate_for_age(now, false);
+        }
+    }
+
+    /// Replaces the connection for its age (`forced`: at the maximum, whatever the model is
+    /// doing; a turn under way is closed locally as interrupted).
+    pub(super) fn rotate_for_age(&mut self, now: Millis, forced: bool) {
+        let Some(age) = self.age.as_ref().map(|a| a.age(now)) else {
             return;
         };
-        if !idle {
-            restart.deadline = None;
-            return;
+        if forced {
+            self.force_turn_boundary();
         }
-        let deadline = *restart
-            .deadline
-            .get_or_insert(Millis(now.0 + millis(RESTART_HANDLE_GRACE)));
-        if fresh || now >= deadline {
-            let trigger = restart.trigger;
-            self.reconnect(now, trigger, ReconnectReason::ConfigChange);
-        }
+        self.reconnect(
+            now,
+            Trigger::AgeLimit { age },
+            ReconnectReason::ConnectionAge { age, forced },
+        );
     }
 
     /// Queues a configuration restart (merged with one already waiting) and makes it now if

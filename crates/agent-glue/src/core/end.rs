@@ -113,10 +113,14 @@ impl SessionCore {
 }
 
 /// What the policy is told about a failure the core ends the session for: authentication and
-/// quota by what failed, anything else as `otherwise`.
+/// quota by what failed (a credential source's permanent failure is authentication), anything
+/// else as `otherwise`.
 pub(super) fn fatal_cause(failure: &SessionError, otherwise: FatalCause) -> FatalCause {
     match failure {
-        SessionError::Auth { .. } => FatalCause::Auth,
+        SessionError::Auth { .. }
+        | SessionError::Credential {
+            permanent: true, ..
+        } => FatalCause::Auth,
         SessionError::Quota { .. } => FatalCause::Quota,
         _ => otherwise,
     }

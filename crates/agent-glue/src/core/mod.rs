@@ -66,7 +66,7 @@ use resume_policy::{
     Attempts, ConnectionId, Millis, ModelCapabilities, OpId, OpKind, ResumePolicy,
 };
 
-use self::connect::{Link, Pending, Restart, Rotation};
+use self::connect::{Ageing, Link, Pending, Restart, Rotation};
 use self::turn::ModelTurn;
 use crate::config::SessionConfig;
 use crate::events::SessionEvent;
@@ -179,6 +179,8 @@ pub struct SessionCore {
     turn: ModelTurn,
     rotation: Option<Rotation>,
     restart: Option<Restart>,
+    /// The open connection's age limit, if the session has one.
+    age: Option<Ageing>,
     pending: Option<Pending>,
     attempts: Attempts,
     next_connection: u64,
@@ -215,6 +217,7 @@ impl std::fmt::Debug for SessionCore {
             .field("pending", &self.pending)
             .field("rotation", &self.rotation)
             .field("restart", &self.restart)
+            .field("age", &self.age)
             .field("turn_active", &self.turn.active)
             .field("tools_owed", &self.tools_owed)
             .field("live_ops", &live)
@@ -246,7 +249,8 @@ impl SessionCore {
             .tracker
             .clone()
             .with_transcripts(session.transcription)
-            .with_manual_activity(!session.automatic_activity_detection);
+            .with_manual_activity(!session.automatic_activity_detection)
+            .with_end_of_speech_silence(session.end_of_speech_silence);
         let items: Vec<Item> = ledger.desired.items().to_vec();
         // A call without its output came from a process that is gone: nobody will answer it
         // (scenario S16; the policy answers or reports it).
@@ -269,6 +273,7 @@ impl SessionCore {
             turn: ModelTurn::default(),
             rotation: None,
             restart: None,
+            age: None,
             pending: None,
             attempts: Attempts::default(),
             next_connection: 0,
@@ -372,6 +377,7 @@ impl SessionCore {
             pending,
             self.rotation.as_ref().map(|r| r.deadline),
             self.restart.as_ref().and_then(|r| r.deadline),
+            self.age.as_ref().map(Ageing::deadline),
         ]
         .into_iter()
         .flatten()
@@ -396,6 +402,13 @@ impl SessionCore {
         {
             self.maybe_rotate(now);
         }
+        if self.age.as_ref().is_some_and(|a| a.deadline() <= now) {
+            if self.age.as_ref().is_some_and(|a| a.forced(now)) {
+                self.rotate_for_age(now, true);
+            } else {
+                self.maybe_rotate(now);
+            }
+        }
         if self.rotation.as_ref().is_some_and(|r| r.deadline <= now) {
             if let Some(rotation) = self.rotation.take() {
                 self.force_turn_boundary();
@@ -412,16 +425,22 @@ impl SessionCore {
         }
     }
 
-    /// The shell wrote `frames` audio messages on `connection` (after every transmit polled
-    /// so far). Counted for message indices; nothing else is done per frame.
-    pub fn audio_sent(&mut self, connection: ConnectionId, frames: u32) {
+    /// The shell wrote `frames` audio messages of `duration` in all on `connection` (after
+    /// every transmit polled so far), frames of one length; `voiced`: some sample of each was
+    /// loud enough to be speech, or none of any (see
+    /// [`MessageKind::QuietAudio`](resume_policy::MessageKind::QuietAudio)). Counted for
+    /// message indices and where speech may end; nothing else is done per frame.
+    pub fn audio_sent(
+        &mut self,
+        connection: ConnectionId,
+        frames: u32,
+        duration: Duration,
+        voiced: bool,
+    ) {
         if frames == 0 || self.link.open_id() != Some(connection) {
             return;
         }
-        let counted = self
-            .ledger
-            .tracker
-            .on_sent_many(resume_policy::MessageKind::Audio, frames);
+        let counted = self.ledger.tracker.on_audio(frames, duration, voiced);
         self.checked("counting audio frames", counted);
     }
 
@@ -454,6 +473,7 @@ impl SessionCore {
                 }
             }
             Command::UpdateTools(tools) => {
+                crate::config::check_tools(&self.config.session.model, &tools, &self.caps)?;
                 let version = resume_policy::ConfigVersion(self.ledger.tools.0.0 + 1);
                 self.ledger.tools = (version, tools);
                 let op = self.ledger.outbox.push(OpKind::ToolSetChange { version });
@@ -515,6 +535,7 @@ impl SessionCore {
         self.pending = None;
         self.rotation = None;
         self.restart = None;
+        self.age = None;
         self.events.push_back(SessionEvent::Closed {
             error: error.clone(),
         });

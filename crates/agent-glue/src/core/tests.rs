@@ -325,3 +325,195 @@ fn a_rejected_first_setup_ends_through_the_policy() {
         "{events:#?}"
     );
 }
+
+const MINUTE: u64 = 60_000;
+
+/// The events the core emitted so far.
+fn events(core: &mut SessionCore) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| core.poll_event()).collect()
+}
+
+/// The reasons of the `Reconnecting` events among `events`.
+fn reconnect_reasons(events: &[SessionEvent]) -> Vec<crate::ReconnectReason> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Reconnecting { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A core with the default connection age, connected at 0 with a fresh handle at 10 ms.
+fn aged_core() -> (SessionCore, ConnectionId) {
+    let mut core = LiveSessionBuilder::new(Endpoint::api_key(SecretString::from("k")), MODEL)
+        .into_core(Millis(0), 7)
+        .unwrap();
+    let first = open(&mut core, Millis(0));
+    exchange(&mut core, first, Millis(10));
+    events(&mut core);
+    (core, first)
+}
+
+#[test]
+fn an_idle_connection_is_rotated_at_its_age() {
+    let (mut core, first) = aged_core();
+    // The timer is the age: nothing else is pending.
+    assert_eq!(core.poll_timeout(), Some(Millis(45 * MINUTE)));
+    core.handle_timeout(Millis(45 * MINUTE - 1));
+    assert!(events(&mut core).is_empty());
+    core.handle_timeout(Millis(45 * MINUTE));
+    assert_eq!(
+        reconnect_reasons(&events(&mut core)),
+        [crate::ReconnectReason::ConnectionAge {
+            age: Duration::from_secs(45 * 60),
+            forced: false,
+        }]
+    );
+    let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Close { connection, .. }, Action::Open { setup, .. }]
+                if *connection == first && format!("{setup:?}").contains("handle: Some(\"h\")")
+        ),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_busy_connection_rotates_at_its_idle_point_or_is_forced_at_the_maximum() {
+    let model_speaks = r#"{"serverContent":{"modelTurn":{"parts":[{"text":"a"}]}}}"#;
+    // While the model answers, the server's updates are not resumable (the handle is stale).
+    let not_resumable = r#"{"sessionResumptionUpdate":{}}"#;
+    // Busy at 45:00, idle at 46:00 with a fresh handle: rotated then, not forced.
+    let (mut core, first) = aged_core();
+    core.command(Millis(44 * MINUTE), Command::Text("long".to_owned()))
+        .unwrap();
+    core.handle_message(Millis(44 * MINUTE), first, message(model_speaks));
+    core.handle_message(Millis(44 * MINUTE), first, message(not_resumable));
+    core.handle_timeout(Millis(45 * MINUTE));
+    assert!(reconnect_reasons(&events(&mut core)).is_empty());
+    assert_eq!(core.poll_timeout(), Some(Millis(50 * MINUTE)));
+    core.handle_message(
+        Millis(46 * MINUTE),
+        first,
+        message(r#"{"serverContent":{"turnComplete":true}}"#),
+    );
+    // The turn is over, but the handle predates it: wait for the one issued after it.
+    assert!(reconnect_reasons(&events(&mut core)).is_empty());
+    core.handle_message(
+        Millis(46 * MINUTE),
+        first,
+        message(r#"{"sessionResumptionUpdate":{"newHandle":"h2","resumable":true}}"#),
+    );
+    assert_eq!(
+        reconnect_reasons(&events(&mut core)),
+        [crate::ReconnectReason::ConnectionAge {
+            age: Duration::from_secs(46 * 60),
+            forced: false,
+        }]
+    );
+
+    // Busy until 50:00: forced, the turn closed locally as interrupted first.
+    let (mut core, first) = aged_core();
+    core.command(Millis(44 * MINUTE), Command::Text("long".to_owned()))
+        .unwrap();
+    core.handle_message(Millis(44 * MINUTE), first, message(model_speaks));
+    core.handle_timeout(Millis(45 * MINUTE));
+    core.handle_timeout(Millis(50 * MINUTE));
+    let seen = events(&mut core);
+    let interrupted = seen
+        .iter()
+        .position(|e| matches!(e, SessionEvent::Interrupted));
+    let reconnecting = seen
+        .iter()
+        .position(|e| matches!(e, SessionEvent::Reconnecting { .. }));
+    assert!(
+        matches!((interrupted, reconnecting), (Some(i), Some(r)) if i < r),
+        "{seen:?}"
+    );
+    assert_eq!(
+        reconnect_reasons(&seen),
+        [crate::ReconnectReason::ConnectionAge {
+            age: Duration::from_secs(50 * 60),
+            forced: true,
+        }]
+    );
+}
+
+#[test]
+fn without_an_age_limit_nothing_is_armed() {
+    let mut core = LiveSessionBuilder::new(Endpoint::api_key(SecretString::from("k")), MODEL)
+        .connection_age(None)
+        .into_core(Millis(0), 7)
+        .unwrap();
+    let first = open(&mut core, Millis(0));
+    exchange(&mut core, first, Millis(10));
+    assert_eq!(core.poll_timeout(), None);
+    core.handle_timeout(Millis(24 * 60 * MINUTE));
+    assert!(reconnect_reasons(&events(&mut core)).is_empty());
+}
+
+/// The close the shell reports for a dial whose credential source failed.
+fn credential_failure(permanent: bool) -> (CloseInfo, crate::TransportCause) {
+    let cause = std::io::Error::other("backend unavailable");
+    let error = gemini_transport::Error::Credential(if permanent {
+        gemini_transport::CredentialError::permanent(cause)
+    } else {
+        gemini_transport::CredentialError::transient(cause)
+    });
+    let mut info = CloseInfo::abnormal(error.to_string(), false);
+    info.class = error.class();
+    (info, Arc::new(error))
+}
+
+#[test]
+fn a_transient_credential_failure_is_retried_and_a_permanent_one_ends_through_the_policy() {
+    // Transient: the dial is retried with backoff, and the session goes on.
+    let (mut core, triggers) = recording(false);
+    let dialing = reconnecting_with_a_tool_call(&mut core);
+    let (info, cause) = credential_failure(false);
+    core.handle_closed(Millis(30), dialing, info, Some(cause));
+    assert!(core.closed().is_none());
+    let again = open(&mut core, Millis(30));
+    assert_ne!(again, dialing);
+    assert!(matches!(
+        triggers.lock().unwrap().last(),
+        Some(Trigger::AbnormalClose { .. })
+    ));
+
+    // Permanent: the policy plans the end as an authentication failure, then `Closed`.
+    let (mut core, triggers) = recording(false);
+    let dialing = reconnecting_with_a_tool_call(&mut core);
+    let (info, cause) = credential_failure(true);
+    core.handle_closed(Millis(30), dialing, info, Some(cause));
+    assert_eq!(
+        triggers.lock().unwrap().last(),
+        Some(&Trigger::Fatal {
+            cause: FatalCause::Auth
+        })
+    );
+    assert!(matches!(
+        core.closed(),
+        Some(Some(SessionError::Credential {
+            permanent: true,
+            ..
+        }))
+    ));
+    let seen = events(&mut core);
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            SessionEvent::Divergence {
+                why: DivergenceReason::GaveUp,
+                ..
+            }
+        )),
+        "what was owed is reported: {seen:?}"
+    );
+    assert!(matches!(
+        seen.last(),
+        Some(SessionEvent::Closed { error: Some(_) })
+    ));
+}

@@ -5,8 +5,8 @@ use agent_glue::SessionEvent;
 use gemini_fake::{ConnectionEnd, Family};
 use gemini_transport::wire::{Behavior, FunctionDeclaration};
 use resume_policy::{
-    DivergenceReason, OpId, OpKind, PlannedMessage, PlannedSend, ResumePlan, Route, Strategy,
-    Trigger,
+    DivergenceReason, ModelCapabilities, OpId, OpKind, PlannedMessage, PlannedSend, ResumePlan,
+    Route, Strategy, Trigger,
 };
 use serde_json::json;
 
@@ -157,8 +157,12 @@ async fn context_update_on_3_8_and_setup_field_after_a_config_reconnect() {
             }),
             _ => send_as_asked(op),
         });
+    // 3.8 answers in audio only; this test reads the fake's text answers, so the capability
+    // row is overridden to let the session ask for TEXT.
+    let mut caps = ModelCapabilities::for_model(&server.config().setup_model()).unwrap();
+    caps.text_responses = true;
     let (builder, log) = builder(&server, script);
-    let (session, mut events) = builder.connect().await.unwrap();
+    let (session, mut events) = builder.capabilities(caps).connect().await.unwrap();
     settle_handle(&server, &mut events, 1).await;
     barrier(&session, &mut events, "hello").await;
     settle_handle(&server, &mut events, 2).await;

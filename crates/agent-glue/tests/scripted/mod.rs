@@ -81,6 +81,25 @@ impl Scripted {
     }
 }
 
+/// Holds `ws` without reading or writing until the test ends (a peer that stopped reading).
+pub async fn hold(ws: Ws) {
+    let _ws = ws;
+    std::future::pending::<()>().await;
+}
+
+/// Waits until `done` holds, on paused tokio time (a current-thread runtime with its clock
+/// paused). Each `sleep` of the loop ends only when the runtime has nothing left to run, no
+/// task ready and no socket ready, and the clock jumps to the next timer: so `done` is
+/// checked each time everything in flight has settled, never by the wall clock. `limit` is
+/// virtual time, a failure bound only: what is awaited here needs none to pass.
+pub async fn idle_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Reads (and drops) everything the client sends until it closes.
 pub async fn drain(mut ws: Ws) {
     while let Some(Ok(_)) = ws.next().await {}

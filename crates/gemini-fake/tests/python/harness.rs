@@ -5,7 +5,10 @@
 //! interpreter cannot import the packages a script needs, the test skips on a developer's machine
 //! and FAILS when `CI` is set: in CI the compatibility claim must be proven, not assumed.
 
+use std::io::Read;
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// The variable naming the interpreter that has the pinned packages.
@@ -52,7 +55,13 @@ pub fn interpreter_with(modules: &[&str]) -> Option<String> {
 
 /// Runs `tests/python/<script> <base_url>` with `python` and the variables `env` added, killing
 /// it after a minute.
+///
+/// A real subprocess, so the minute is wall-clock time, but only as a bound: nothing polls.
+/// Each of its pipes is read to the end on a thread of its own (an unread pipe could fill up
+/// and block the script), and the wait is for both to end, which they do when the script
+/// exits; the minute elapses only for a script that hangs.
 pub fn run_script(python: &str, script: &str, base_url: &str, env: &[(&str, &str)]) -> Output {
+    const LIMIT: Duration = Duration::from_secs(60);
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(python)
         .arg(&path)
@@ -62,20 +71,44 @@ pub fn run_script(python: &str, script: &str, base_url: &str, env: &[(&str, &str
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "{script} hung\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let (ended, pipe_ended) = mpsc::channel();
+    let stdout = read_to_end(child.stdout.take().unwrap(), ended.clone());
+    let stderr = read_to_end(child.stderr.take().unwrap(), ended);
+    let deadline = Instant::now() + LIMIT;
+    let hung = (0..2).any(|_| {
+        pipe_ended
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+    });
+    if hung {
+        let _ = child.kill();
     }
-    child.wait_with_output().unwrap()
+    let status = child.wait().unwrap();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(
+        !hung,
+        "{script} hung\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads `pipe` to its end on a thread; tells `ended` when it has.
+fn read_to_end(
+    mut pipe: impl Read + Send + 'static,
+    ended: mpsc::Sender<()>,
+) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = ended.send(());
+        bytes
+    })
 }
 
 /// The script's stdout lines, after asserting that it exited successfully.

@@ -398,6 +398,18 @@ pub struct RealtimeInputConfig {
 }
 
 impl RealtimeInputConfig {
+    /// Server VAD on, ending speech after `silence_ms` of silence
+    /// (`automaticActivityDetection.silenceDurationMs`).
+    pub fn silence_duration_ms(silence_ms: i32) -> Self {
+        Self {
+            automatic_activity_detection: Some(AutomaticActivityDetection {
+                silence_duration_ms: Some(silence_ms),
+                ..AutomaticActivityDetection::default()
+            }),
+            ..Self::default()
+        }
+    }
+
     /// Server VAD off: the client sends `activityStart`/`activityEnd`.
     pub fn manual_activity() -> Self {
         Self {

@@ -1,4 +1,4 @@
-//! The reconnect scenario suite (S01–S30 of the scenario list) on the scripted pair: the real
+//! The reconnect scenario suite (S01–S30 and S47 onward of the scenario list) on the scripted pair: the real
 //! session core and the fake server's real session logic on virtual time
 //! (`session_sim::Pair`), so the whole suite runs in a fraction of a second of wall time.
 //!
@@ -21,6 +21,7 @@ mod support;
 
 mod context_changes;
 mod limits;
+mod long_sessions;
 mod modes;
 mod planned_rotation;
 mod stale_handles;
@@ -39,6 +40,7 @@ fn all() -> Vec<Scenario> {
     all.extend(context_changes::scenarios());
     all.extend(modes::scenarios());
     all.extend(limits::scenarios());
+    all.extend(long_sessions::scenarios());
     all.sort_by_key(|s| s.id);
     all
 }
