@@ -56,6 +56,12 @@ pub enum SessionEvent {
     GenerationComplete,
     /// The model's turn is over; it waits for input.
     TurnComplete,
+    /// The interaction is over: the model finished its turn and is not still working on
+    /// the request (no call it talks on from is pending, on models that say so with
+    /// `interactionStatus`: gemini-3.8-live-extended-thinking completes turns while the
+    /// interaction is in progress). Comes right after the [`TurnComplete`](Self::TurnComplete)
+    /// that ends it; on models without `interactionStatus`, after every one.
+    Idle,
     /// The user (or new input) cut the model off: discard unplayed audio.
     Interrupted,
     /// Token usage reported by the server.

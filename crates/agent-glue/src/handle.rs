@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ctx_model::{ChatContext, Item, ItemId};
+use ctx_model::{ChatContext, Item, ItemId, Scheduling};
 use gemini_transport::Endpoint;
 use gemini_transport::wire::FunctionDeclaration;
 use resume_policy::OpId;
@@ -251,18 +251,46 @@ impl LiveSession {
         self.tool_result(call_id.into(), error, true)
     }
 
+    /// The result of the tool call `call_id`, delivered as `options` say: for a call the
+    /// model did not wait for (a non-blocking call, the default on gemini-3.8-live), when the
+    /// model takes it up ([`Scheduling`]) and whether it is an interim result
+    /// ([`ToolResultOptions::will_continue`]: more follow, each delivered once, in order).
+    ///
+    /// The session applies [`Scheduling::WhenIdle`] (and no scheduling, the service's
+    /// default) itself: it holds the result until the model is idle, then sends it to be
+    /// answered at once, by a model turn of its own. [`Scheduling::Interrupt`] goes at once;
+    /// [`Scheduling::Silent`] goes at once and only enters the context. After a reconnect,
+    /// results still owed go as soon as the new connection is set up.
+    ///
+    /// Errors: an unknown or already finally answered call, or `will_continue` for a call the
+    /// model waits for (its result is final).
+    pub fn send_tool_result_with(
+        &self,
+        call_id: impl Into<String>,
+        output: serde_json::Value,
+        options: ToolResultOptions,
+    ) -> Result<Option<ItemId>, Error> {
+        self.command(Command::ToolResult {
+            call_id: call_id.into(),
+            output,
+            is_error: options.is_error,
+            scheduling: options.scheduling,
+            will_continue: options.will_continue,
+        })
+        .map(|r| r.items.into_iter().next())
+    }
+
     fn tool_result(
         &self,
         call_id: String,
         output: serde_json::Value,
         is_error: bool,
     ) -> Result<Option<ItemId>, Error> {
-        self.command(Command::ToolResult {
-            call_id,
-            output,
+        let options = ToolResultOptions {
             is_error,
-        })
-        .map(|r| r.items.into_iter().next())
+            ..ToolResultOptions::default()
+        };
+        self.send_tool_result_with(call_id, output, options)
     }
 
     /// Asks the model to answer now. With instructions, they are a user turn in the context
@@ -396,5 +424,54 @@ impl Drop for LiveSession {
         self.shared.with(|state, now| {
             let _ = state.conduit.command(now, Command::Close);
         });
+    }
+}
+
+/// How [`LiveSession::send_tool_result_with`] delivers a result.
+///
+/// ```
+/// use agent_glue::{Scheduling, ToolResultOptions};
+///
+/// // A progress report the model only notes, then the final result it talks about.
+/// let interim = ToolResultOptions::new().scheduling(Scheduling::Silent).will_continue(true);
+/// let last = ToolResultOptions::new().scheduling(Scheduling::WhenIdle);
+/// assert!(interim.will_continue && !last.will_continue);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ToolResultOptions {
+    /// When the model takes the result up (non-blocking calls; `None`: when idle).
+    pub scheduling: Option<Scheduling>,
+    /// An interim result: more results of the same call follow.
+    pub will_continue: bool,
+    /// The call failed: the model receives `{"error": output}`.
+    pub is_error: bool,
+}
+
+impl ToolResultOptions {
+    /// A final, successful result, taken up when the model is idle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When the model takes it up.
+    #[must_use]
+    pub fn scheduling(mut self, scheduling: Scheduling) -> Self {
+        self.scheduling = Some(scheduling);
+        self
+    }
+
+    /// An interim result (`true`): more follow.
+    #[must_use]
+    pub fn will_continue(mut self, will_continue: bool) -> Self {
+        self.will_continue = will_continue;
+        self
+    }
+
+    /// A failure rather than a result.
+    #[must_use]
+    pub fn error(mut self) -> Self {
+        self.is_error = true;
+        self
     }
 }

@@ -120,9 +120,10 @@ mod session_error;
 mod wire_plan;
 
 pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
+pub use ctx_model::Scheduling;
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
-pub use handle::{Buffered, LiveSession, SessionEvents};
+pub use handle::{Buffered, LiveSession, SessionEvents, ToolResultOptions};
 pub use pcm::IntoPcm;
 pub use session_error::{SessionError, TransportCause};
 

@@ -1,7 +1,9 @@
 //! Turning the policy's planned sends into wire messages.
 
-use ctx_model::{Item, Message};
-use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, Tool};
+use ctx_model::{FunctionOutput, Item, Message};
+use gemini_transport::wire::{
+    ClientMessage, Content, ContextUpdate, FunctionResponse, Scheduling, Tool,
+};
 use resume_policy::{MessageKind, OpKind, PlannedMessage, PlannedSend};
 
 use crate::convert::{function_response, items_to_contents};
@@ -17,7 +19,10 @@ pub(crate) struct WireSend {
 
 /// Builds the message for `step` with the ledger's current configuration. Every
 /// [`PlannedMessage`] is one client message, so the match is exhaustive.
-pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
+///
+/// `scheduling`: whether the model takes `scheduling` in a function response (extended
+/// thinking refuses it).
+pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger, scheduling: bool) -> WireSend {
     let (message, items) = match &step.message {
         PlannedMessage::ClientContent {
             items,
@@ -49,7 +54,12 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
             (ClientMessage::realtime_text(text), vec![item])
         }
         PlannedMessage::ToolResponse { responses } => (
-            ClientMessage::tool_response(responses.iter().map(function_response).collect()),
+            ClientMessage::tool_response(
+                responses
+                    .iter()
+                    .map(|output| scheduled_response(output, scheduling))
+                    .collect(),
+            ),
             responses
                 .iter()
                 .cloned()
@@ -84,6 +94,34 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
         kind: step.message_kind(),
         items,
     }
+}
+
+/// The function response for `output` as the session delivers it. A non-blocking result
+/// carries `willContinue` when interim, and its scheduling where the model takes one: `SILENT`
+/// as asked; anything the model is to answer goes as `INTERRUPT`, because the session applies
+/// `WHEN_IDLE` itself (it holds the result until the model is idle, `SessionCore::route`).
+/// Left to the server's own `WHEN_IDLE` queue, a result could be answered together with
+/// whatever input came next in one model turn, and no client could tell which turn answered
+/// what; sent when the model is idle with `INTERRUPT`, it is answered at once by a turn of its
+/// own, and cuts off only a reply the client had not seen start.
+fn scheduled_response(output: &FunctionOutput, scheduling: bool) -> FunctionResponse {
+    let response = function_response(output);
+    let delivery = output.delivery;
+    if !delivery.non_blocking {
+        return response;
+    }
+    let response = if delivery.will_continue {
+        response.with_will_continue(true)
+    } else {
+        response
+    };
+    if !scheduling {
+        return response;
+    }
+    response.with_scheduling(match delivery.scheduling {
+        Some(ctx_model::Scheduling::Silent) => Scheduling::Silent,
+        _ => Scheduling::Interrupt,
+    })
 }
 
 /// The user message in `L` behind realtime text, if any: the item the operation records, or

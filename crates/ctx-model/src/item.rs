@@ -138,8 +138,61 @@ impl FunctionCall {
     }
 }
 
+/// When the model takes up the result of a call it did not wait for (a non-blocking call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheduling {
+    /// The result only enters the context; the model says nothing about it now.
+    Silent,
+    /// The model answers it once it is idle (the default).
+    WhenIdle,
+    /// The model stops what it is saying and answers it at once.
+    Interrupt,
+}
+
+/// How a function result is delivered: whether the model waited for it, when it takes it up,
+/// and whether more results of the same call follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The call did not block the model (it talked on): the result is answered by a model
+    /// turn of its own, as [`scheduling`](Self::scheduling) says.
+    pub non_blocking: bool,
+    /// When the model takes it up (non-blocking calls; `None`: the service's default, when
+    /// idle).
+    pub scheduling: Option<Scheduling>,
+    /// An interim result: more results of the same call follow (non-blocking calls only).
+    pub will_continue: bool,
+}
+
+impl Delivery {
+    /// The result of a call the model waits for.
+    pub const BLOCKING: Self = Self {
+        non_blocking: false,
+        scheduling: None,
+        will_continue: false,
+    };
+
+    /// The result of a call the model talked on from, taken up as `scheduling` says.
+    pub fn non_blocking(scheduling: Option<Scheduling>, will_continue: bool) -> Self {
+        Self {
+            non_blocking: true,
+            scheduling,
+            will_continue,
+        }
+    }
+
+    /// Whether the model answers it with a turn of its own (a non-blocking result that is not
+    /// [`Scheduling::Silent`]).
+    pub fn answered_by_own_turn(&self) -> bool {
+        self.non_blocking && self.scheduling != Some(Scheduling::Silent)
+    }
+}
+
 /// The result of a function call, sent back to the model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two outputs are equal when they say the same thing: how one is delivered
+/// ([`Delivery`]) is not part of what the context holds.
+#[derive(Debug, Clone)]
 pub struct FunctionOutput {
     /// Stable item id (distinct from `call_id`).
     pub id: ItemId,
@@ -151,6 +204,8 @@ pub struct FunctionOutput {
     pub output: Value,
     /// Whether the function failed (`output` then describes the failure).
     pub is_error: bool,
+    /// How it is delivered ([`Delivery::BLOCKING`] unless the call was non-blocking).
+    pub delivery: Delivery,
 }
 
 impl FunctionOutput {
@@ -167,7 +222,20 @@ impl FunctionOutput {
             name: name.into(),
             output,
             is_error: false,
+            delivery: Delivery::BLOCKING,
         }
+    }
+
+    /// The same output delivered as `delivery` says.
+    #[must_use]
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// An interim result (more results of the same call follow).
+    pub fn is_interim(&self) -> bool {
+        self.delivery.non_blocking && self.delivery.will_continue
     }
 
     /// A failed call; `output` describes the failure.
@@ -183,6 +251,18 @@ impl FunctionOutput {
         }
     }
 }
+
+impl PartialEq for FunctionOutput {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.call_id == other.call_id
+            && self.name == other.name
+            && self.output == other.output
+            && self.is_error == other.is_error
+    }
+}
+
+impl Eq for FunctionOutput {}
 
 /// One entry of a [`ChatContext`](crate::ChatContext).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -77,4 +77,7 @@ pub use context::ChatContext;
 pub use diff::{ContextDiff, DiffOp, apply, diff};
 pub use error::Error;
 pub use id::ItemId;
-pub use item::{ContentPart, FunctionCall, FunctionOutput, Item, Message, MessageOrigin, Role};
+pub use item::{
+    ContentPart, Delivery, FunctionCall, FunctionOutput, Item, Message, MessageOrigin, Role,
+    Scheduling,
+};

@@ -38,6 +38,7 @@ fn builder_keeps_conversation_order_and_kinds() {
             name: "lookup".into(),
             output: json!({"error": "timeout"}),
             is_error: true,
+            delivery: ctx_model::Delivery::BLOCKING,
         }))
     );
     assert_eq!(context.get("c1").map(Item::role), Some(Role::Model));

@@ -159,8 +159,11 @@ pub struct ModelCapabilities {
     pub blocking_tools: bool,
     /// `scheduling` in a function response is accepted (extended thinking refuses it).
     pub response_scheduling: bool,
-    /// A declaration without `behavior` is `NON_BLOCKING`: the model talks on after a call
-    /// (3.8). Not acted on by the session yet (docs/scenarios.md, S47 onward).
+    /// `behavior: NON_BLOCKING` is honoured: the model talks on after such a call and takes
+    /// up its result later, as the result's scheduling says (3.1 ignores it: every call
+    /// blocks).
+    pub non_blocking_calls: bool,
+    /// A declaration without `behavior` is `NON_BLOCKING` (3.8).
     pub non_blocking_by_default: bool,
     /// A `turnComplete` ends the interaction. On extended thinking a turn can complete while
     /// the interaction is still `IN_PROGRESS` (one request, several model turns); only
@@ -208,9 +211,20 @@ impl ModelCapabilities {
             affective_dialog: !gemini38 || family.is_vertex(),
             blocking_tools: !extended,
             response_scheduling: !extended,
+            non_blocking_calls: !matches!(family, Gemini31 | VertexGemini31),
             non_blocking_by_default: gemini38,
             turn_complete_ends_interaction: !extended,
         }
+    }
+
+    /// Whether a call of a function blocks the model on this family: `declared` is what its
+    /// declaration says (`Some(true)`: `BLOCKING`, `Some(false)`: `NON_BLOCKING`, `None`:
+    /// nothing, the family's default).
+    pub fn call_blocks(&self, declared: Option<bool>) -> bool {
+        if !self.non_blocking_calls {
+            return true;
+        }
+        declared.unwrap_or(!self.non_blocking_by_default)
     }
 
     /// The row of the family `model` belongs to (see [`ModelFamily::from_model`]).

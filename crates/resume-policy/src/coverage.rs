@@ -68,8 +68,15 @@ pub struct SpokenTurnEnd {
 pub enum ServerReaction {
     /// `serverContent.turnComplete`.
     TurnComplete,
-    /// `toolCall` (record the calls themselves with [`CoverageTracker::on_tool_call`]).
+    /// `toolCall` of a call the model waits for (record the calls themselves with
+    /// [`CoverageTracker::on_tool_call`]). The model turn stays open; its next reaction
+    /// answers the tool responses sent since.
     ToolCall,
+    /// `toolCall` whose calls are all non-blocking: the model talks on and completes its turn
+    /// without waiting. The turn's next reactions (another such call, its `turnComplete`)
+    /// answer nothing new; each result is answered later by a turn of its own
+    /// ([`ctx_model::Delivery`]).
+    NonBlockingToolCall,
     /// `serverContent.turnComplete` of a turn the server cut off (`interrupted` came first:
     /// new input arrived while the model answered). It answers its turn as
     /// [`TurnComplete`](Self::TurnComplete) does, but the model did not finish it: a lagging
@@ -111,6 +118,18 @@ struct Awaiting {
     /// The last message of the run (`first` for other kinds).
     last: ClientMessageIndex,
     kind: Pending,
+}
+
+/// The model turn that made tool calls, while it is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ToolTurn {
+    /// No tool call in the open turn.
+    #[default]
+    None,
+    /// It waits for the results (blocking calls): its next reaction answers them.
+    Blocking,
+    /// It talks on (non-blocking calls): its next reactions answer nothing new.
+    Continuing,
 }
 
 /// What awaits a reaction.
@@ -171,7 +190,7 @@ pub struct CoverageTracker {
     epoch: SessionEpoch,
     last_sent: ClientMessageIndex,
     awaiting: VecDeque<Awaiting>,
-    tool_turn_open: bool,
+    tool_turn: ToolTurn,
     reacted_through: Option<ClientMessageIndex>,
     /// The last message whose turn the model finished answering (a `toolCall`, or a
     /// `turnComplete` that was not cut off).
@@ -215,7 +234,7 @@ impl CoverageTracker {
             epoch: SessionEpoch(0),
             last_sent: ClientMessageIndex::SETUP,
             awaiting: VecDeque::new(),
-            tool_turn_open: false,
+            tool_turn: ToolTurn::None,
             reacted_through: None,
             finished_through: None,
             handle: None,
@@ -424,6 +443,19 @@ impl CoverageTracker {
             .any(|a| a.kind == Pending::ToolResponse)
     }
 
+    /// Whether a message sent on the open connection still awaits the model's answer (a
+    /// typed or spoken turn, a tool response the model continues from; not a run of audio
+    /// whose turns the server's voice detection decides).
+    pub fn awaits_answer(&self) -> bool {
+        self.awaiting.iter().any(|a| a.kind != Pending::Audio)
+    }
+
+    /// Whether the open model turn made tool calls and has not completed (it waits for
+    /// blocking results, or talks on after non-blocking ones).
+    pub fn in_tool_turn(&self) -> bool {
+        self.tool_turn != ToolTurn::None
+    }
+
     /// The last client message of the open connection the server visibly reacted to.
     pub fn reacted_through(&self) -> Option<ClientMessageIndex> {
         self.reacted_through
@@ -512,7 +544,7 @@ impl CoverageTracker {
         self.speech_ends.clear();
         self.last_spoken = None;
         self.awaiting.clear();
-        self.tool_turn_open = false;
+        self.tool_turn = ToolTurn::None;
         self.reacted_through = None;
         self.finished_through = None;
         Ok(())
@@ -522,7 +554,7 @@ impl CoverageTracker {
     pub fn on_disconnected(&mut self) {
         self.connection = None;
         self.awaiting.clear();
-        self.tool_turn_open = false;
+        self.tool_turn = ToolTurn::None;
     }
 
     /// A client message of `kind` was written to the open connection; returns its position
@@ -647,14 +679,18 @@ impl CoverageTracker {
         if self.connection.is_none() {
             return known;
         }
-        let answered = match (self.tool_turn_open, reaction) {
+        let answered = match (self.tool_turn, reaction) {
             // A cancelled tool turn (also one a resumed session was waiting in): it ended
             // because of some later message, which gets its own reaction; nothing new is
             // proven processed.
             (_, ServerReaction::CancelledTurnComplete) => None,
+            // The turn that called non-blocking tools goes on talking: its further calls and
+            // its end (finished or cut off) are still the answer to the turn already
+            // credited; the results get turns of their own.
+            (ToolTurn::Continuing, _) => None,
             // The model turn continued from the tool responses sent since the call (blocking
             // calls): the last of them was processed, and everything before it.
-            (true, _) => self
+            (ToolTurn::Blocking, _) => self
                 .awaiting
                 .iter()
                 .rev()
@@ -662,15 +698,21 @@ impl CoverageTracker {
                 .map(|a| a.last),
             // The first turn, in the order turns complete, still awaiting a reaction; of a run
             // of audio (without transcripts), only its first chunk is provably processed.
-            (false, _) => self.awaiting.front().map(|a| a.first),
+            (ToolTurn::None, _) => self.awaiting.front().map(|a| a.first),
         };
-        self.tool_turn_open = reaction == ServerReaction::ToolCall;
+        self.tool_turn = match reaction {
+            ServerReaction::ToolCall => ToolTurn::Blocking,
+            ServerReaction::NonBlockingToolCall => ToolTurn::Continuing,
+            _ => ToolTurn::None,
+        };
         match answered {
             Some(index) => {
                 self.advance(index);
                 if matches!(
                     reaction,
-                    ServerReaction::ToolCall | ServerReaction::TurnComplete
+                    ServerReaction::ToolCall
+                        | ServerReaction::NonBlockingToolCall
+                        | ServerReaction::TurnComplete
                 ) {
                     self.finished_through =
                         Some(self.finished_through.map_or(index, |f| f.max(index)));
@@ -771,6 +813,12 @@ impl CoverageTracker {
         self.tool_calls
             .observe(call_id, name, connection, self.epoch);
         self.tool_calls.set_status(call_id, ToolCallStatus::Lost);
+    }
+
+    /// Records whether the model waits for `call_id`'s result (a blocking call) or talks on
+    /// (non-blocking); returns `false` for an unknown call id.
+    pub fn set_tool_blocking(&mut self, call_id: &str, blocking: bool) -> bool {
+        self.tool_calls.set_blocking(call_id, blocking)
     }
 
     /// Sets a call's client-side status (answered, cancelled by `toolCallCancellation`, lost);

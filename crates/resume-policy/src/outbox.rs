@@ -55,9 +55,12 @@ impl OpKind {
     pub fn starts_turn(&self) -> bool {
         match self {
             Self::Append { turn_complete, .. } => *turn_complete,
-            Self::ToolResponse { .. } | Self::RealtimeText { .. } | Self::GenerateReply { .. } => {
-                true
+            // A result the model waits for resumes its turn; a non-blocking one is answered
+            // by a turn of its own unless it is `SILENT`.
+            Self::ToolResponse { output } => {
+                !output.delivery.non_blocking || output.delivery.answered_by_own_turn()
             }
+            Self::RealtimeText { .. } | Self::GenerateReply { .. } => true,
             Self::InstructionChange { .. } | Self::ToolSetChange { .. } => false,
         }
     }

@@ -165,9 +165,8 @@ pub enum Channel {
 impl Channel {
     /// How the [`CoverageTracker`](crate::CoverageTracker) counts a message on this channel:
     /// `clientContent` with `turnComplete` and realtime text start a turn, a tool response is
-    /// [`MessageKind::ToolResponse`], history and context updates provoke nothing. (A
-    /// non-blocking tool response sent with `SILENT` scheduling counts as
-    /// [`MessageKind::Silent`] instead; the planner never asks for one.)
+    /// [`MessageKind::ToolResponse`], history and context updates provoke nothing. (Non-blocking
+    /// results count as [`PlannedMessage::message_kind`] says.)
     pub fn message_kind(self) -> MessageKind {
         match self {
             Self::ClientContent {
@@ -260,9 +259,24 @@ impl PlannedMessage {
     }
 
     /// How the [`CoverageTracker`](crate::CoverageTracker) should count it (see
-    /// [`Channel::message_kind`]).
+    /// [`Channel::message_kind`]). Tool responses depend on how they are delivered
+    /// ([`ctx_model::Delivery`]): results the model waits for are
+    /// [`MessageKind::ToolResponse`]; results of calls the model talked on from are answered
+    /// by a model turn of their own ([`MessageKind::TurnStart`]) unless every one is
+    /// `SILENT` ([`MessageKind::Silent`]).
     pub fn message_kind(&self) -> MessageKind {
-        self.channel().message_kind()
+        match self {
+            Self::ToolResponse { responses }
+                if !responses.is_empty() && responses.iter().all(|r| r.delivery.non_blocking) =>
+            {
+                if responses.iter().any(|r| r.delivery.answered_by_own_turn()) {
+                    MessageKind::TurnStart
+                } else {
+                    MessageKind::Silent
+                }
+            }
+            _ => self.channel().message_kind(),
+        }
     }
 }
 

@@ -37,6 +37,8 @@ pub struct ToolCallRecord {
     pub in_session: bool,
     /// Client-side status.
     pub status: ToolCallStatus,
+    /// The model waits for its result (`false`: a non-blocking call, the model talked on).
+    pub blocking: bool,
 }
 
 /// The session's tool calls, by call id.
@@ -101,6 +103,7 @@ impl ToolCalls {
                 known_by: None,
                 in_session: true,
                 status: ToolCallStatus::Running,
+                blocking: true,
             });
     }
 
@@ -116,6 +119,23 @@ impl ToolCalls {
             }
             None => false,
         }
+    }
+
+    /// Records whether the model waits for `call_id`'s result; returns `false` for an
+    /// unknown id.
+    pub fn set_blocking(&mut self, call_id: &str, blocking: bool) -> bool {
+        match self.calls.get_mut(call_id) {
+            Some(call) => {
+                call.blocking = blocking;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the model waits for `call_id`'s result (unknown calls: `true`).
+    pub fn is_blocking(&self, call_id: &str) -> bool {
+        self.calls.get(call_id).is_none_or(|call| call.blocking)
     }
 
     /// Forgets calls that can no longer matter: answered or cancelled calls of other sessions.

@@ -18,18 +18,19 @@ use crate::schedule::{Op, Policy};
 pub const TOOLS: [&str; 2] = ["get_weather", "lookup_order"];
 
 /// The tools the application declares: the two tools, and a third in odd sets (so that a
-/// change of tools is visible on the server). Each says `behavior: BLOCKING`, which every
-/// family accepts: on 3.8 a declaration without it is NON_BLOCKING (docs/protocol.md section
-/// 10.1), which the session does not handle yet.
-pub(crate) fn declarations(set: u64) -> Vec<FunctionDeclaration> {
-    let mut tools: Vec<FunctionDeclaration> = TOOLS
-        .iter()
-        .map(|name| FunctionDeclaration::new(*name, "a tool").with_behavior(Behavior::Blocking))
-        .collect();
+/// change of tools is visible on the server), each with `behavior` (the profile's:
+/// [`Profile::behavior`](crate::schedule::Profile::behavior)).
+pub(crate) fn declarations(set: u64, behavior: Option<Behavior>) -> Vec<FunctionDeclaration> {
+    let declare = |name: &str| {
+        let tool = FunctionDeclaration::new(name, "a tool");
+        match &behavior {
+            Some(behavior) => tool.with_behavior(behavior.clone()),
+            None => tool,
+        }
+    };
+    let mut tools: Vec<FunctionDeclaration> = TOOLS.iter().map(|name| declare(name)).collect();
     if set % 2 == 1 {
-        tools.push(
-            FunctionDeclaration::new("set_alarm", "a tool").with_behavior(Behavior::Blocking),
-        );
+        tools.push(declare("set_alarm"));
     }
     tools
 }
@@ -245,14 +246,20 @@ pub(crate) struct AppState {
     /// Items as `L` held them before an edit changed them.
     pub(crate) prior_versions: Vec<Item>,
     tool_set: u64,
+    /// The `behavior` of its declarations.
+    behavior: Option<Behavior>,
 }
 
 impl AppState {
     /// The state at the start, with `L` at `version`.
-    pub(crate) fn new(version: u64, context: ChatContext) -> Self {
+    pub(crate) fn new(version: u64, context: ChatContext, behavior: Option<Behavior>) -> Self {
         Self {
             snapshots: VecDeque::from([(version, context)]),
-            tools: declarations(0).iter().map(|t| t.name.clone()).collect(),
+            tools: declarations(0, behavior.clone())
+                .iter()
+                .map(|t| t.name.clone())
+                .collect(),
+            behavior,
             ..Self::default()
         }
     }
@@ -351,7 +358,7 @@ impl AppState {
             }
             Op::Tools => {
                 self.tool_set += 1;
-                let tools = declarations(self.tool_set);
+                let tools = declarations(self.tool_set, self.behavior.clone());
                 self.tools = tools.iter().map(|t| t.name.clone()).collect();
                 Action::Command(Command::UpdateTools(tools))
             }

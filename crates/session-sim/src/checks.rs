@@ -473,7 +473,9 @@ fn tools_and_answers(o: &Observed, found: &mut Vec<Violation>) {
         // did not hold it is a correct replay: the context check sees it once.)
         for r in s.tool_responses() {
             match r.fate {
-                gemini_fake::ResponseFate::Accepted | gemini_fake::ResponseFate::Cancelled => {}
+                gemini_fake::ResponseFate::Accepted
+                | gemini_fake::ResponseFate::Interim
+                | gemini_fake::ResponseFate::Cancelled => {}
                 fate => found.push(Violation::new(
                     "tool response",
                     format!("session {id}: response for {} was {fate:?}", r.id),

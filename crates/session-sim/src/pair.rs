@@ -414,6 +414,8 @@ impl Pair {
             call_id: call_id.to_owned(),
             output,
             is_error: false,
+            scheduling: None,
+            will_continue: false,
         })
     }
 

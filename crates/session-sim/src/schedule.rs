@@ -79,6 +79,27 @@ pub struct Profile {
     /// in virtual ms (`LiveSessionBuilder::connection_age`); `None`: the session's default
     /// (45 and 50 minutes), which no schedule reaches.
     pub age_limit: Option<(u64, u64)>,
+    /// The application declares its tools non-blocking (without `behavior` on 3.8, whose
+    /// default that is; `NON_BLOCKING` elsewhere, which 3.1 ignores) and answers with
+    /// scheduled and interim results; else every declaration says `BLOCKING`.
+    pub non_blocking: bool,
+}
+
+impl Profile {
+    /// The `behavior` of the application's declarations.
+    pub fn behavior(&self) -> Option<gemini_transport::wire::Behavior> {
+        use gemini_transport::wire::Behavior;
+        match (self.non_blocking, self.family) {
+            (false, _) => Some(Behavior::Blocking),
+            (true, Family::Gemini38 | Family::Gemini38ExtendedThinking) => None,
+            (true, _) => Some(Behavior::NonBlocking),
+        }
+    }
+
+    /// Whether the model talks on after a call (the family honours non-blocking calls).
+    pub fn calls_non_blocking(&self) -> bool {
+        self.non_blocking && self.family != Family::Gemini31
+    }
 }
 
 impl Default for Profile {
@@ -96,6 +117,7 @@ impl Default for Profile {
             policy: Policy::Default,
             interrupt_answers: 0,
             age_limit: None,
+            non_blocking: false,
         }
     }
 }
@@ -127,6 +149,9 @@ impl fmt::Display for Profile {
         }
         if let Some((after, max)) = self.age_limit {
             write!(f, " age limit {after}/{max}ms")?;
+        }
+        if self.non_blocking {
+            write!(f, " non-blocking tools")?;
         }
         Ok(())
     }
@@ -313,7 +338,10 @@ impl Schedule {
             let after = ages.range(5_000, 40_000);
             (after, after + ages.range(2_000, 20_000))
         });
+        // Half the schedules declare non-blocking tools, drawn from a stream of their own.
+        let non_blocking = Rng::stream(seed, 6).chance(50);
         let profile = Profile {
+            non_blocking,
             family,
             vertex,
             transparent,

@@ -94,7 +94,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         .transcription(p.audio)
         .transparent_resumption(p.transparent)
         .automatic_activity_detection(!p.manual_activity)
-        .tools(declarations(0))
+        .tools(declarations(0, p.behavior()))
         .go_away_margin(Duration::from_millis(30))
         // The transport's 10 s, scaled.
         .connect_config(ConnectConfig::default().with_setup_timeout(Duration::from_secs(1)))
@@ -165,7 +165,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         })
     };
     let (version, context) = session.snapshot();
-    let mut app = AppState::new(version, context);
+    let mut app = AppState::new(version, context, p.behavior());
     let manual = p.manual_activity;
     // Connections a close fault ended: their 1007/1008 is the fault's, not a refused payload.
     let mut fault_closed = std::collections::HashSet::new();

@@ -202,6 +202,8 @@ pub(crate) struct World<'a> {
     audio: AudioTrail,
     /// Which writes are slow (a stream of its own: the schedules stay what they were).
     writer_rng: Rng,
+    /// How the application answers non-blocking calls (a stream of its own).
+    answer_rng: Rng,
     pub(crate) app: App,
     rng: Rng,
     pub(crate) violations: Vec<Violation>,
@@ -326,7 +328,7 @@ impl<'a> World<'a> {
         } else {
             Modality::Text
         };
-        let tools = declarations(0);
+        let tools = declarations(0, p.behavior());
         let mut builder = LiveSession::builder(endpoint, model.clone())
             .modality(modality)
             .transcription(p.audio)
@@ -350,10 +352,11 @@ impl<'a> World<'a> {
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
         let (writer_rng, rng) = (Rng::stream(schedule.seed, 3), Rng::stream(schedule.seed, 2));
+        let answer_rng = Rng::stream(schedule.seed, 7);
         conduit.audit_audio();
         let core = conduit.core();
         let app = App {
-            state: AppState::new(core.version(), core.chat_ctx().clone()),
+            state: AppState::new(core.version(), core.chat_ctx().clone(), p.behavior()),
             interrupts: (p.interrupt_answers > 0).then(|| Rng::stream(schedule.seed, 4)),
             ..App::default()
         };
@@ -372,6 +375,7 @@ impl<'a> World<'a> {
             stall_until: 0,
             audio: AudioTrail::default(),
             writer_rng,
+            answer_rng,
             app,
             rng,
             violations: Vec::new(),
@@ -1108,6 +1112,18 @@ impl<'a> World<'a> {
         self.app.events.push((self.now, event));
     }
 
+    /// A scheduling for a non-blocking result: none (the service's default), or each of the
+    /// three.
+    fn draw_scheduling(&mut self) -> Option<ctx_model::Scheduling> {
+        use ctx_model::Scheduling;
+        match self.answer_rng.below(4) {
+            0 => None,
+            1 => Some(Scheduling::WhenIdle),
+            2 => Some(Scheduling::Interrupt),
+            _ => Some(Scheduling::Silent),
+        }
+    }
+
     fn answer(&mut self, call_id: &str) {
         if !self.app.answered.insert(call_id.to_owned()) {
             return;
@@ -1115,6 +1131,40 @@ impl<'a> World<'a> {
         if self.app.mic.speaking() && self.conduit.core().closed().is_none() {
             self.app.interleavings.insert(Interleaving::ToolResult);
         }
+        // Results of non-blocking calls: one in four first reports progress (an interim
+        // result, silent or to be answered), and each is scheduled at random.
+        let non_blocking = self.schedule.profile.calls_non_blocking();
+        if non_blocking && self.answer_rng.chance(25) {
+            let scheduling = self.draw_scheduling();
+            let interim = self.conduit.command(
+                Millis(self.now),
+                Command::ToolResult {
+                    call_id: call_id.to_owned(),
+                    output: serde_json::json!({ "progress": format!("p-{call_id}") }),
+                    is_error: false,
+                    scheduling,
+                    will_continue: true,
+                },
+            );
+            if self.tracing {
+                self.note(format!(
+                    "app reports progress of {call_id} ({scheduling:?}): {}",
+                    short(&format!("{interim:?}"))
+                ));
+            }
+            if let Err(e) = interim {
+                if !matches!(e, agent_glue::Error::Closed) {
+                    self.app
+                        .command_errors
+                        .push(format!("interim result for {call_id}: {e}"));
+                }
+            }
+        }
+        let scheduling = if non_blocking {
+            self.draw_scheduling()
+        } else {
+            None
+        };
         let output = serde_json::json!({ "result": format!("r-{call_id}") });
         let result = self.conduit.command(
             Millis(self.now),
@@ -1122,6 +1172,8 @@ impl<'a> World<'a> {
                 call_id: call_id.to_owned(),
                 output,
                 is_error: false,
+                scheduling,
+                will_continue: false,
             },
         );
         if self.tracing {

@@ -302,6 +302,7 @@ impl SessionCore {
         self.ledger.on_connected(id, mode);
         self.turn = Default::default();
         self.tools_owed = false;
+        self.interaction_busy = false;
         self.attempts.on_connected(now);
         let opened = pending.as_ref().map_or(now, |p| p.opened_at);
         self.age = self.config.session.connection_age.map(|limit| Ageing {
@@ -347,6 +348,8 @@ impl SessionCore {
 
     /// Sends `plan`'s seed and steps on the connection `id`, in order.
     fn execute(&mut self, id: ConnectionId, plan: &ResumePlan) {
+        // The plan delivers (or reports) every operation owed, held ones included.
+        self.held.clear();
         // Superseded and undeliverable operations first: they never reach the wire.
         self.ledger.outbox.record_plan(plan);
         self.report_divergences(plan);
@@ -375,7 +378,7 @@ impl SessionCore {
             );
         }
         for step in &plan.steps {
-            let send = wire_send(step, &self.ledger);
+            let send = wire_send(step, &self.ledger, self.caps.response_scheduling);
             self.transmit(id, send.message);
             self.record_sent(send.kind, &step.ops, &send.items);
         }
@@ -522,6 +525,7 @@ impl SessionCore {
         }
         self.turn = Default::default();
         self.tools_owed = false;
+        self.interaction_busy = false;
     }
 
     /// Replaces the connection for `trigger`: emits `Reconnecting`, closes the old socket and
@@ -566,7 +570,10 @@ impl SessionCore {
         if self.rotation.is_none() && self.restart.is_none() && !aged {
             return;
         }
-        let idle = !self.turn.active && !self.tools_owed && !self.owes_tool_response();
+        let idle = !self.turn.active
+            && !self.tools_owed
+            && !self.owes_tool_response()
+            && !self.interaction_busy;
         let fresh = self.ledger.tracker.handle().is_some_and(|h| !h.is_stale());
         if let Some(rotation) = &self.rotation {
             if idle && fresh {

@@ -54,6 +54,7 @@ impl SessionCore {
         call_id: String,
         output: serde_json::Value,
         is_error: bool,
+        (scheduling, will_continue): (Option<ctx_model::Scheduling>, bool),
     ) -> Result<Receipt, Error> {
         let Some(call) = self
             .ledger
@@ -66,9 +67,10 @@ impl SessionCore {
                 "no tool call with id {call_id:?}"
             )));
         };
+        // Interim results of a non-blocking call leave it open; a final one closes it.
         let answered = self.ledger.desired.iter().any(|item| {
             item.as_function_output()
-                .is_some_and(|o| o.call_id == call_id)
+                .is_some_and(|o| o.call_id == call_id && !o.is_interim())
         });
         if answered {
             return Err(Error::InvalidArgument(format!(
@@ -81,19 +83,34 @@ impl SessionCore {
             tracing::debug!(call_id, "result of a cancelled tool call dropped");
             return Ok(Receipt::default());
         }
+        let blocking = self.ledger.tracker.tool_calls().is_blocking(&call_id);
+        if blocking && will_continue {
+            return Err(Error::InvalidArgument(format!(
+                "tool call {call_id:?} blocks the model, so its result is final: \
+                 will_continue applies to non-blocking calls"
+            )));
+        }
+        let delivery = if blocking {
+            ctx_model::Delivery::BLOCKING
+        } else {
+            ctx_model::Delivery::non_blocking(scheduling, will_continue)
+        };
         let id = self.ledger.new_item_id("output");
         let item = if is_error {
             ctx_model::FunctionOutput::error(id.clone(), call_id.clone(), call.name.clone(), output)
         } else {
             ctx_model::FunctionOutput::new(id.clone(), call_id.clone(), call.name.clone(), output)
-        };
+        }
+        .with_delivery(delivery);
         self.ledger
             .desired
             .push(Item::FunctionOutput(item.clone()))?;
         self.bump();
-        self.ledger
-            .tracker
-            .set_tool_status(&call_id, ToolCallStatus::Answered);
+        if !will_continue {
+            self.ledger
+                .tracker
+                .set_tool_status(&call_id, ToolCallStatus::Answered);
+        }
         let op = self
             .ledger
             .outbox

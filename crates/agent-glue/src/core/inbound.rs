@@ -42,10 +42,22 @@ impl SessionCore {
         let Some(payload) = message.payload else {
             return;
         };
+        self.on_payload(now, payload);
+        // The model may be idle now: results held for that go.
+        self.release_held(now);
+    }
+
+    fn on_payload(&mut self, now: Millis, payload: ServerPayload) {
         match payload {
             ServerPayload::ServerContent(content) => self.on_content(now, *content),
             ServerPayload::ToolCall(gemini_transport::wire::ToolCall { function_calls }) => {
-                let anchor = self.reaction(ServerReaction::ToolCall);
+                // The model waits if any of the calls blocks it; else it talks on.
+                let blocking = function_calls.iter().any(|c| self.call_blocks(&c.name));
+                let anchor = self.reaction(if blocking {
+                    ServerReaction::ToolCall
+                } else {
+                    ServerReaction::NonBlockingToolCall
+                });
                 // Text before the call is the first part of the turn.
                 self.close_model_turn(anchor);
                 let mut calls = Vec::with_capacity(function_calls.len());
@@ -57,6 +69,7 @@ impl SessionCore {
                     }
                     let observed = self.ledger.tracker.on_tool_call(&call.id, &call.name);
                     self.checked("recording a tool call", observed);
+                    self.ledger.tracker.set_tool_blocking(&call.id, blocking);
                     let id = self.ledger.new_item_id("call");
                     let arguments = serde_json::Value::Object(call.args.clone());
                     let item =
@@ -64,7 +77,8 @@ impl SessionCore {
                     self.place_server_item(Item::FunctionCall(item), anchor, None);
                     calls.push((call.id, call.name, arguments));
                 }
-                self.tools_owed = true;
+                // Only a blocking call holds the model (and a rotation) until it is answered.
+                self.tools_owed |= blocking;
                 for (call_id, name, arguments) in calls {
                     self.emit(SessionEvent::ToolCall {
                         call_id,
@@ -157,6 +171,24 @@ impl SessionCore {
         }
     }
 
+    /// Whether a call of `name` blocks the model: its declaration's `behavior`, else the
+    /// family's default (and on a family that ignores `behavior`, every call blocks).
+    pub(super) fn call_blocks(&self, name: &str) -> bool {
+        use gemini_transport::wire::Behavior;
+        let declared = self
+            .ledger
+            .tools
+            .1
+            .iter()
+            .find(|tool| tool.name == name)
+            .and_then(|tool| match tool.behavior.as_ref() {
+                Some(Behavior::Blocking) => Some(true),
+                Some(Behavior::NonBlocking) => Some(false),
+                _ => None,
+            });
+        self.caps.call_blocks(declared)
+    }
+
     /// Feeds a reaction to the coverage tracker; returns the client message the reacting
     /// turn answers (where its output goes in `L`).
     fn reaction(&mut self, reaction: ServerReaction) -> ClientMessageIndex {
@@ -236,6 +268,15 @@ impl SessionCore {
             self.close_model_turn(anchor);
             self.tools_owed = false;
             self.emit(SessionEvent::TurnComplete);
+            // Only `IDLE` ends the interaction where the model says (`IN_PROGRESS`: it is
+            // still working on the request, and a handle or a rotation now could cut it).
+            self.interaction_busy = matches!(
+                content.interaction_status,
+                Some(gemini_transport::wire::InteractionStatus::InProgress)
+            );
+            if !self.interaction_busy {
+                self.emit(SessionEvent::Idle);
+            }
             self.maybe_rotate(now);
         }
     }
@@ -244,6 +285,11 @@ impl SessionCore {
     /// provably holds (items in the mirror, or operations sent and not covered), among the
     /// messages it can hold at all.
     fn uncertain(&self, record: &resume_policy::HandleRecord) -> bool {
+        // While the interaction is in progress the model may add turns no client message
+        // asked for: only `IDLE` is a safe point to trust a handle.
+        if self.interaction_busy {
+            return true;
+        }
         // Where a spoken turn ended is a range of messages, even under exact coverage.
         if self.ledger.mirror.unsure_of_spoken_turns(record) {
             return true;

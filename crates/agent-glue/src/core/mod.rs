@@ -100,6 +100,12 @@ pub enum Command {
         output: serde_json::Value,
         /// Whether it is an error.
         is_error: bool,
+        /// When the model takes it up, for a call it did not wait for (`None`: when idle).
+        /// Ignored for a call the model waits for.
+        scheduling: Option<ctx_model::Scheduling>,
+        /// An interim result of a non-blocking call: more follow (an error for a call the
+        /// model waits for).
+        will_continue: bool,
     },
     /// Ask the model to answer now, optionally with instructions (a user turn).
     GenerateReply(Option<String>),
@@ -187,8 +193,14 @@ pub struct SessionCore {
     jitter_state: u64,
     /// The tool calls of the current model turn still awaiting a result.
     tools_owed: bool,
+    /// The last `turnComplete` said `interactionStatus: IN_PROGRESS`: the model is still
+    /// working on the request (until one says `IDLE`).
+    interaction_busy: bool,
     /// Operations the policy deferred to the next fresh session (reported as divergences).
     deferred: std::collections::HashSet<OpId>,
+    /// Results of non-blocking calls to be taken up when the model is idle, held until it is
+    /// (see `SessionCore::release_held`), oldest first.
+    held: VecDeque<OpId>,
     version: u64,
     closed: Option<Option<SessionError>>,
     /// The failure of the last connection that ended (the cause a give-up reports).
@@ -220,8 +232,10 @@ impl std::fmt::Debug for SessionCore {
             .field("age", &self.age)
             .field("turn_active", &self.turn.active)
             .field("tools_owed", &self.tools_owed)
+            .field("interaction_busy", &self.interaction_busy)
             .field("live_ops", &live)
             .field("deferred", &self.deferred)
+            .field("held", &self.held)
             .field("handle", &self.ledger.tracker.handle().map(|h| h.serial))
             .finish_non_exhaustive()
     }
@@ -279,7 +293,9 @@ impl SessionCore {
             next_connection: 0,
             jitter_state,
             tools_owed: false,
+            interaction_busy: false,
             deferred: std::collections::HashSet::new(),
+            held: VecDeque::new(),
             version: 0,
             closed: None,
             last_failure: None,
@@ -487,7 +503,9 @@ impl SessionCore {
                 call_id,
                 output,
                 is_error,
-            } => self.tool_result(now, call_id, output, is_error)?,
+                scheduling,
+                will_continue,
+            } => self.tool_result(now, call_id, output, is_error, (scheduling, will_continue))?,
             Command::GenerateReply(instructions) => self.generate_reply(now, instructions)?,
             Command::Interrupt => {
                 self.turn.mute(&mut self.events);

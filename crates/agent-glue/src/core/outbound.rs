@@ -12,7 +12,55 @@ use crate::wire_plan::wire_send;
 impl SessionCore {
     /// Delivers a newly queued operation on the open connection, as the policy routes it.
     /// Without an open connection it stays queued for the next plan.
+    ///
+    /// A result the model is to take up when idle waits until it is, and every operation
+    /// after it waits behind it (`held`, in order: the server receives them in `L`'s order):
+    /// see [`release_held`](Self::release_held).
     pub(super) fn route(&mut self, now: Millis, op_id: OpId) {
+        if self.link.open_id().is_none() {
+            return;
+        }
+        self.held.push_back(op_id);
+        self.release_held(now);
+    }
+
+    /// Whether the model, as far as the client can tell, is idle: no model turn open (output
+    /// or a tool call without its `turnComplete`), no typed or spoken turn or tool response
+    /// awaiting the model's reaction. (A run of audio the server may still be answering is
+    /// not waited for: a result then sent cuts that reply off and is answered by its own
+    /// turn.)
+    pub(super) fn model_idle(&self) -> bool {
+        !self.turn.active
+            && !self.ledger.tracker.in_tool_turn()
+            && !self.ledger.tracker.awaits_answer()
+    }
+
+    /// Routes the held operations, oldest first, up to the first result that waits for the
+    /// model to be idle while it is not: such a result makes the model busy until its answer,
+    /// so they go one at a time, each taken up at once. Operations no longer owed
+    /// (superseded, delivered by a plan) leave the hold.
+    pub(super) fn release_held(&mut self, now: Millis) {
+        while self.link.open_id().is_some() {
+            let Some(&op_id) = self.held.front() else {
+                return;
+            };
+            let Some(op) = self.ledger.outbox.get(op_id) else {
+                self.held.pop_front();
+                continue;
+            };
+            if op.state.sent_at().is_some() || !op.state.is_live() {
+                self.held.pop_front();
+                continue;
+            }
+            if waits_for_idle(&op.kind) && !self.model_idle() {
+                return;
+            }
+            self.held.pop_front();
+            self.route_now(now, op_id);
+        }
+    }
+
+    fn route_now(&mut self, now: Millis, op_id: OpId) {
         let Some(live_id) = self.link.open_id() else {
             return;
         };
@@ -29,7 +77,7 @@ impl SessionCore {
         };
         match route {
             Route::Send(step) => {
-                let send = wire_send(&step, &self.ledger);
+                let send = wire_send(&step, &self.ledger, self.caps.response_scheduling);
                 self.transmit(live_id, send.message);
                 self.record_sent(send.kind, &step.ops, &send.items);
             }
@@ -81,6 +129,21 @@ impl SessionCore {
         self.checked("marking operations sent", marked);
         let recorded = self.ledger.sent_items(items, at);
         self.checked("recording sent items in L", recorded);
+    }
+}
+
+/// A result of a non-blocking call the model is to take up when idle (`WHEN_IDLE`, or no
+/// scheduling: the service's default).
+fn waits_for_idle(kind: &resume_policy::OpKind) -> bool {
+    match kind {
+        resume_policy::OpKind::ToolResponse { output } => {
+            output.delivery.non_blocking
+                && matches!(
+                    output.delivery.scheduling,
+                    None | Some(ctx_model::Scheduling::WhenIdle)
+                )
+        }
+        _ => false,
     }
 }
 

@@ -206,6 +206,8 @@ fn an_auth_failure_ends_through_the_policy_and_reports_what_was_owed() {
                 call_id: "call-1".to_owned(),
                 output: serde_json::json!({ "booked": true }),
                 is_error: false,
+                scheduling: None,
+                will_continue: false,
             },
         )
         .unwrap();

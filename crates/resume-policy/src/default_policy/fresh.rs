@@ -130,7 +130,7 @@ fn answer_lost_calls_in_seed(ctx: &ResumeContext<'_>, seed: &mut Vec<Item>) {
             .iter()
             .position(|item| matches!(item, Item::FunctionCall(c) if c.call_id == call.call_id));
         if let Some(at) = call_at {
-            let answer = lost_call_output(&call.call_id, &call.name);
+            let answer = lost_call_output(&call.call_id, &call.name, call.blocking);
             seed.insert(at + 1, Item::FunctionOutput(answer));
         }
     }

@@ -298,12 +298,12 @@ impl<'c, 'a> Replay<'c, 'a> {
     fn answer_lost_calls(&mut self, owed: &[&Operation], plan: &mut ResumePlan) {
         let calls = self.ctx.tool_calls;
         let answered: HashSet<&str> = owed.iter().filter_map(|op| op.kind.call_id()).collect();
-        let lost: Vec<(&str, &str)> = calls
+        let lost: Vec<(&str, &str, bool)> = calls
             .iter()
             .filter(|call| call.status == ToolCallStatus::Lost)
             .filter(|call| calls.known_to(&call.call_id, self.handle))
             .filter(|call| !answered.contains(call.call_id.as_str()))
-            .map(|call| (call.call_id.as_str(), call.name.as_str()))
+            .map(|call| (call.call_id.as_str(), call.name.as_str(), call.blocking))
             .collect();
         if lost.is_empty() {
             return;
@@ -314,7 +314,7 @@ impl<'c, 'a> Replay<'c, 'a> {
         plan.undeliverable.push(Divergence {
             ops: Vec::new(),
             items: Vec::new(),
-            calls: lost.iter().map(|(call, _)| (*call).to_owned()).collect(),
+            calls: lost.iter().map(|(call, ..)| (*call).to_owned()).collect(),
             why: DivergenceReason::ToolCallLost,
         });
     }
@@ -438,7 +438,17 @@ impl<'c, 'a> Replay<'c, 'a> {
         if self.ctx.tool_calls.known_to(call, self.handle)
             || caps.resumed_session_accepts_unknown_call_result
         {
-            self.steps.push(tool_response(op, output));
+            if answered_later && output.delivery.answered_by_own_turn() {
+                // **A non-blocking result `L` shows answered goes `SILENT`:** the model
+                // took it up before the connection ended, and that answer is in `L`; asked
+                // again, it would answer twice.
+                let mut delivery = output.delivery;
+                delivery.scheduling = Some(ctx_model::Scheduling::Silent);
+                let silent = output.clone().with_delivery(delivery);
+                self.steps.push(tool_response(op, &silent));
+            } else {
+                self.steps.push(tool_response(op, output));
+            }
         } else if caps.client_content_mid_session && self.history_calls.contains(call) {
             self.reply_owed |= !answered_later;
             self.steps.push(client_content(

@@ -246,21 +246,27 @@ pub(crate) fn item_chars(item: &Item) -> usize {
     }
 }
 
-/// The synthetic error answer for a tool call whose execution was lost.
-pub(crate) fn lost_call_output(call_id: &str, name: &str) -> FunctionOutput {
-    FunctionOutput::error(
+/// The synthetic error answer for a tool call whose execution was lost (of a non-blocking
+/// call: delivered as the service's default scheduling says).
+pub(crate) fn lost_call_output(call_id: &str, name: &str, blocking: bool) -> FunctionOutput {
+    let output = FunctionOutput::error(
         format!("lost-call-{call_id}"),
         call_id,
         name,
         "the tool call was lost when the connection was replaced".into(),
-    )
+    );
+    if blocking {
+        output
+    } else {
+        output.with_delivery(ctx_model::Delivery::non_blocking(None, false))
+    }
 }
 
 /// Synthetic error answers for tool calls whose execution was lost (models that need one).
-pub(crate) fn lost_call_answers(calls: &[(&str, &str)]) -> PlannedSend {
+pub(crate) fn lost_call_answers(calls: &[(&str, &str, bool)]) -> PlannedSend {
     let responses = calls
         .iter()
-        .map(|(call_id, name)| lost_call_output(call_id, name))
+        .map(|(call_id, name, blocking)| lost_call_output(call_id, name, *blocking))
         .collect();
     PlannedSend::new(Vec::new(), PlannedMessage::ToolResponse { responses })
 }

@@ -23,6 +23,7 @@ mod context_changes;
 mod limits;
 mod long_sessions;
 mod modes;
+mod non_blocking;
 mod planned_rotation;
 mod stale_handles;
 mod tool_calls;
@@ -41,6 +42,7 @@ fn all() -> Vec<Scenario> {
     all.extend(modes::scenarios());
     all.extend(limits::scenarios());
     all.extend(long_sessions::scenarios());
+    all.extend(non_blocking::scenarios());
     all.sort_by_key(|s| s.id);
     all
 }
