@@ -33,8 +33,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<bool> {
-    // The fake server: Gemini 2.5 native audio rules, in-process on a free loopback port.
-    let server = FakeServer::start(FakeConfig::new().with_family(Family::Gemini25)).await?;
+    // The fake server, in-process on a free loopback port, serving gemini-3.8-live's rules:
+    // audio answers (their words come as transcripts), non-blocking tool calls.
+    let server = FakeServer::start(FakeConfig::new().with_family(Family::Gemini38)).await?;
     println!("fake Gemini Live server on {}", server.url());
 
     // With a real key: `Endpoint::api_key(key)` and no `with_base_url`.

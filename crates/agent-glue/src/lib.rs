@@ -49,8 +49,10 @@
 //! (conditional on the version of the context it was derived from,
 //! [`LiveSession::snapshot`]), [`LiveSession::append_chat_items`],
 //! [`LiveSession::update_instructions`],
-//! [`LiveSession::update_tools`], [`LiveSession::send_tool_result`],
-//! [`LiveSession::generate_reply`], [`LiveSession::interrupt`], [`LiveSession::close`].
+//! [`LiveSession::update_tools`], [`LiveSession::send_tool_result`] (and
+//! [`LiveSession::send_tool_result_with`]: the [`Scheduling`] of a non-blocking call's result,
+//! interim results), [`LiveSession::generate_reply`], [`LiveSession::interrupt`],
+//! [`LiveSession::close`]. [`SessionEvent::Idle`] says when an interaction is over.
 //!
 //! # Under load and attack
 //!

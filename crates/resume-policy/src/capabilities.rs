@@ -167,8 +167,8 @@ pub struct ModelCapabilities {
     pub non_blocking_by_default: bool,
     /// A `turnComplete` ends the interaction. On extended thinking a turn can complete while
     /// the interaction is still `IN_PROGRESS` (one request, several model turns); only
-    /// `interactionStatus: IDLE` ends it. Not acted on by the session yet (docs/scenarios.md,
-    /// S47 onward).
+    /// `interactionStatus: IDLE` ends it: the session adopts no handle and does not rotate
+    /// until then (docs/design.md section 4.7).
     pub turn_complete_ends_interaction: bool,
 }
 

@@ -29,8 +29,8 @@ pub fn endpoint(server: &FakeServer) -> Endpoint {
         .expect("loopback URL")
 }
 
-/// The declaration of a `get_weather` tool, `BLOCKING` (on 3.8 a declaration without
-/// `behavior` is NON_BLOCKING, which the session does not handle yet).
+/// The declaration of a `get_weather` tool, `BLOCKING` on every family (on 3.8 a declaration
+/// without `behavior` is NON_BLOCKING: the scenarios of non-blocking calls declare their own).
 pub fn weather_tool() -> FunctionDeclaration {
     FunctionDeclaration::new("get_weather", "Current weather for a city")
         .with_behavior(Behavior::Blocking)
