@@ -450,6 +450,15 @@ impl CoverageTracker {
         self.awaiting.iter().any(|a| a.kind != Pending::Audio)
     }
 
+    /// The messages still awaiting a reaction (typed or spoken turns, tool responses; not
+    /// runs of audio), in the order they are answered.
+    pub fn awaiting(&self) -> impl Iterator<Item = ClientMessageIndex> + '_ {
+        self.awaiting
+            .iter()
+            .filter(|a| a.kind != Pending::Audio)
+            .map(|a| a.first)
+    }
+
     /// Whether the open model turn made tool calls and has not completed (it waits for
     /// blocking results, or talks on after non-blocking ones).
     pub fn in_tool_turn(&self) -> bool {
@@ -720,6 +729,32 @@ impl CoverageTracker {
                 index
             }
             None => known,
+        }
+    }
+
+    /// A model turn ended that may have been one no client message asked for (on extended
+    /// thinking, a filler while a call is pending: `interactionStatus: IN_PROGRESS`). It
+    /// credits nothing, closes the open tool turn if any, and returns where its output goes:
+    /// after every message known processed (reacted to, or a spoken turn the server
+    /// transcribed), before the rest.
+    pub fn on_unmatched_reaction(&mut self) -> ClientMessageIndex {
+        self.tool_turn = ToolTurn::None;
+        let reacted = self.reacted_through.unwrap_or(ClientMessageIndex::SETUP);
+        self.last_spoken.map_or(reacted, |spoken| spoken.max(reacted))
+    }
+
+    /// A reaction proves the server processed every message up to `index` of the open
+    /// connection (a turn that completed `IDLE` after the results of every pending call were
+    /// sent: the server closed those calls, so it processed their results). Everything up to
+    /// `index` stops awaiting a reaction; `finished`: the turn was not cut off.
+    pub fn credit_through(&mut self, index: ClientMessageIndex, finished: bool) {
+        if self.connection.is_none() || index > self.last_sent {
+            return;
+        }
+        self.tool_turn = ToolTurn::None;
+        self.advance(index);
+        if finished {
+            self.finished_through = Some(self.finished_through.map_or(index, |f| f.max(index)));
         }
     }
 

@@ -368,6 +368,11 @@ pub enum DivergenceReason {
     LostServerState,
     /// The session gave up reconnecting.
     GaveUp,
+    /// A model turn no client message asked for (a filler of
+    /// gemini-3.8-live-extended-thinking while a call is pending) completed while content the
+    /// client had sent was not yet known processed: where the server put the turn relative to
+    /// that content is not observable. `L` puts it after what was known processed.
+    TurnOrderUnknown,
 }
 
 /// Something the plan cannot deliver, reported as an event (never dropped silently).

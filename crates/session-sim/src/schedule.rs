@@ -338,8 +338,17 @@ impl Schedule {
             let after = ages.range(5_000, 40_000);
             (after, after + ages.range(2_000, 20_000))
         });
-        // Half the schedules declare non-blocking tools, drawn from a stream of their own.
-        let non_blocking = Rng::stream(seed, 6).chance(50);
+        // One 3.8 schedule in three runs on the extended-thinking variant, drawn from a stream
+        // of its own (so the other draws of a seed stay what they were).
+        let family = if family == Family::Gemini38 && Rng::stream(seed, 8).chance(33) {
+            Family::Gemini38ExtendedThinking
+        } else {
+            family
+        };
+        // Half the schedules declare non-blocking tools, drawn from a stream of their own
+        // (extended thinking's tools are non-blocking only).
+        let non_blocking =
+            family == Family::Gemini38ExtendedThinking || Rng::stream(seed, 6).chance(50);
         let profile = Profile {
             non_blocking,
             family,

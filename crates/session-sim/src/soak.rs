@@ -103,6 +103,9 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     if !p.audio {
         builder = crate::world::text_anyway(builder, &model)?;
     }
+    if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
+        builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
+    }
     if let Some((after, max)) = p.age_limit {
         builder = builder.connection_age(Some(agent_glue::ConnectionAge {
             rotate_after: Duration::from_millis(after / SCALE),

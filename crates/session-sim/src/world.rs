@@ -342,6 +342,10 @@ impl<'a> World<'a> {
         if !p.audio {
             builder = text_anyway(builder, &model)?;
         }
+        if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
+            // Required there (docs/protocol.md section 10.1).
+            builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
+        }
         if let Some((after, max)) = p.age_limit {
             builder = builder.connection_age(Some(ConnectionAge {
                 rotate_after: Duration::from_millis(after),

@@ -16,7 +16,6 @@ use super::end::fatal_cause;
 use super::{Action, SessionCore, millis};
 use crate::events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent};
 use crate::session_error::{SessionError, TransportCause};
-use crate::wire_plan::wire_send;
 
 /// The session's connection.
 #[derive(Debug)]
@@ -303,6 +302,9 @@ impl SessionCore {
         self.turn = Default::default();
         self.tools_owed = false;
         self.interaction_busy = false;
+        self.settling = None;
+        self.results_sent = None;
+        self.result_messages.clear();
         self.attempts.on_connected(now);
         let opened = pending.as_ref().map_or(now, |p| p.opened_at);
         self.age = self.config.session.connection_age.map(|limit| Ageing {
@@ -378,9 +380,7 @@ impl SessionCore {
             );
         }
         for step in &plan.steps {
-            let send = wire_send(step, &self.ledger, self.caps.response_scheduling);
-            self.transmit(id, send.message);
-            self.record_sent(send.kind, &step.ops, &send.items);
+            self.send_step(id, step);
         }
     }
 
@@ -526,6 +526,9 @@ impl SessionCore {
         self.turn = Default::default();
         self.tools_owed = false;
         self.interaction_busy = false;
+        self.settling = None;
+        self.results_sent = None;
+        self.result_messages.clear();
     }
 
     /// Replaces the connection for `trigger`: emits `Reconnecting`, closes the old socket and

@@ -92,6 +92,10 @@ impl SessionCore {
         }
         let delivery = if blocking {
             ctx_model::Delivery::BLOCKING
+        } else if !self.caps.response_scheduling {
+            // The model takes no `scheduling` (extended thinking): it takes every result up
+            // when idle, as the service's default says.
+            ctx_model::Delivery::non_blocking(None, will_continue)
         } else {
             ctx_model::Delivery::non_blocking(scheduling, will_continue)
         };

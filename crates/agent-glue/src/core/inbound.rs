@@ -9,6 +9,11 @@ use resume_policy::{
 use tracing::debug;
 
 use super::connect::Rotation;
+
+/// How long, after the turn taken to answer the results of the pending calls (extended
+/// thinking), a next turn that answers nothing shows that the first was a filler: the answer
+/// the server deferred behind a filler starts as soon as the filler ends.
+const SETTLE_MS: u64 = 2_000;
 use super::{SessionCore, millis};
 use crate::events::{SessionEvent, Usage};
 
@@ -147,6 +152,11 @@ impl SessionCore {
                     resumable,
                     last_consumed: last_consumed_client_message_index.map(ClientMessageIndex),
                 };
+                if resumable {
+                    // The server is idle with nothing deferred: a turn taken to answer a
+                    // message did.
+                    self.settling = None;
+                }
                 let previous = self.ledger.tracker.handle().cloned();
                 match self.ledger.tracker.on_handle_update(&update, now) {
                     Ok(Some(record)) if self.uncertain(&record) => {
@@ -257,27 +267,138 @@ impl SessionCore {
             self.turn.report_cut(&mut self.events);
         }
         if content.turn_complete {
-            let reaction = if self.turn.cancelled {
-                ServerReaction::CancelledTurnComplete
-            } else if self.turn.interrupted {
-                ServerReaction::InterruptedTurnComplete
-            } else {
-                ServerReaction::TurnComplete
-            };
-            let anchor = self.reaction(reaction);
-            self.close_model_turn(anchor);
+            let in_progress = matches!(
+                content.interaction_status,
+                Some(gemini_transport::wire::InteractionStatus::InProgress)
+            );
+            let before = self.ledger.tracker.reacted_through();
+            let continuing = self.ledger.tracker.in_tool_turn();
+            let (anchor, results) = self.turn_anchor(in_progress);
+            let credited = self.ledger.tracker.reacted_through().filter(|r| Some(*r) != before);
+            let answered_nothing = !continuing && credited.is_none();
+            let unsure = answered_nothing && self.unconfirmed_content_after(anchor);
+            let item = self.close_model_turn(anchor);
+            if let (true, Some(item), false) =
+                (unsure, &item, self.caps.turn_complete_ends_interaction)
+            {
+                self.emit(SessionEvent::Divergence {
+                    operations: Vec::new(),
+                    items: vec![item.clone()],
+                    calls: Vec::new(),
+                    why: resume_policy::DivergenceReason::TurnOrderUnknown,
+                });
+            }
+            self.settle(now, answered_nothing, item, results);
             self.tools_owed = false;
             self.emit(SessionEvent::TurnComplete);
             // Only `IDLE` ends the interaction where the model says (`IN_PROGRESS`: it is
             // still working on the request, and a handle or a rotation now could cut it).
-            self.interaction_busy = matches!(
-                content.interaction_status,
-                Some(gemini_transport::wire::InteractionStatus::InProgress)
-            );
+            self.interaction_busy = in_progress;
             if !self.interaction_busy {
                 self.emit(SessionEvent::Idle);
             }
             self.maybe_rotate(now);
+        }
+    }
+
+    /// Where the turn that just completed goes in `L`, crediting what it answers: the
+    /// tracker's order of reactions, where a turn completing ends the interaction.
+    ///
+    /// On extended thinking the model also speaks fillers no message asked for while a call
+    /// is pending, and a filler cannot be told from an answer by when it comes (the server
+    /// may read a message late). So: a turn that completes `IN_PROGRESS` answers a typed or
+    /// spoken turn awaiting its answer, in order, if one does (the session sends typed turns
+    /// only while the model is idle, and a spoken turn is announced by its transcript before
+    /// its answer), and else credits nothing and goes after what is known processed; the
+    /// results of the pending calls are credited only by a turn that completes `IDLE`, which
+    /// proves them processed (the server closed every call), and it is taken to answer them
+    /// (returned: where they were sent, and their first item).
+    fn turn_anchor(
+        &mut self,
+        in_progress: bool,
+    ) -> (ClientMessageIndex, Option<(ClientMessageIndex, ctx_model::ItemId)>) {
+        let reaction = self.turn_reaction();
+        if self.caps.turn_complete_ends_interaction || self.ledger.tracker.in_tool_turn() {
+            return (self.reaction(reaction), None);
+        }
+        // The first message awaiting an answer is a typed or spoken turn (not results).
+        let front = self.ledger.tracker.awaiting().next();
+        let turn_first = front.is_some_and(|f| !self.result_messages.contains(&f));
+        if in_progress {
+            if turn_first {
+                return (self.reaction(reaction), None);
+            }
+            return (self.ledger.tracker.on_unmatched_reaction(), None);
+        }
+        let open = self.link.open_id();
+        if !turn_first {
+            if let Some((at, first)) = self.results_sent.take() {
+                if Some(at.connection) == open {
+                    let finished = reaction == ServerReaction::TurnComplete;
+                    self.ledger.tracker.credit_through(at.index, finished);
+                    return (at.index, Some((at.index, first)));
+                }
+            }
+        }
+        if self.ledger.tracker.awaiting().next().is_some() {
+            return (self.reaction(reaction), None);
+        }
+        (self.ledger.tracker.on_unmatched_reaction(), None)
+    }
+
+    /// Whether content sent on the open connection after `anchor` is not yet known processed
+    /// (a turn that answers nothing may have started before or after it reached the server).
+    fn unconfirmed_content_after(&self, anchor: ClientMessageIndex) -> bool {
+        let open = self.link.open_id();
+        self.ledger.outbox.live().any(|op| {
+            !op.kind.item_ids().is_empty()
+                && op
+                    .state
+                    .sent_at()
+                    .is_some_and(|at| Some(at.connection) == open && at.index > anchor)
+        })
+    }
+
+    /// The reaction a `turnComplete` is, by how the turn ended.
+    fn turn_reaction(&self) -> ServerReaction {
+        if self.turn.cancelled {
+            ServerReaction::CancelledTurnComplete
+        } else if self.turn.interrupted {
+            ServerReaction::InterruptedTurnComplete
+        } else {
+            ServerReaction::TurnComplete
+        }
+    }
+
+    /// Extended thinking: settles the turn taken to answer the results. A filler the model
+    /// had started before they were processed also completes `IDLE` once they are (the calls
+    /// are closed by then), and their answer, deferred behind it, starts as soon as it ends,
+    /// before any resumable handle: a next turn that answers nothing new
+    /// (`answered_nothing`) shows that, and the first turn moves before the results, where
+    /// the server holds it. A turn that answers something new, a resumable handle (the
+    /// server idle with nothing deferred), a new connection or the deadline settle it as it
+    /// is. `results`: this turn was taken to answer the results sent at that index (their
+    /// first item); it settles next.
+    fn settle(
+        &mut self,
+        now: Millis,
+        answered_nothing: bool,
+        item: Option<ctx_model::ItemId>,
+        results: Option<(ClientMessageIndex, ctx_model::ItemId)>,
+    ) {
+        if let Some(settling) = self.settling.take() {
+            if answered_nothing {
+                debug!("a filler completed after the results arrived: moved before them");
+                self.move_server_item_before(&settling.item, &settling.before, settling.anchor);
+            }
+        }
+        if let (Some(item), Some((at, before))) = (item, results) {
+            self.settling = Some(super::turn::Settling {
+                item,
+                before,
+                anchor: ClientMessageIndex(at.0.saturating_sub(1)),
+                deadline: Millis(now.0.saturating_add(SETTLE_MS)),
+            });
         }
     }
 

@@ -196,6 +196,14 @@ pub struct SessionCore {
     /// The last `turnComplete` said `interactionStatus: IN_PROGRESS`: the model is still
     /// working on the request (until one says `IDLE`).
     interaction_busy: bool,
+    /// Extended thinking: where the results of the pending calls were last sent on the open
+    /// connection (and their first item), until a turn completes `IDLE`.
+    results_sent: Option<(resume_policy::MessagePosition, ItemId)>,
+    /// Extended thinking: the messages of the open connection that carried results.
+    result_messages: std::collections::BTreeSet<resume_policy::ClientMessageIndex>,
+    /// Extended thinking: the turn that completed `IDLE` after the results, taken to answer
+    /// them, until the next turn shows whether it did (see `inbound.rs`).
+    settling: Option<self::turn::Settling>,
     /// Operations the policy deferred to the next fresh session (reported as divergences).
     deferred: std::collections::HashSet<OpId>,
     /// Results of non-blocking calls to be taken up when the model is idle, held until it is
@@ -233,6 +241,8 @@ impl std::fmt::Debug for SessionCore {
             .field("turn_active", &self.turn.active)
             .field("tools_owed", &self.tools_owed)
             .field("interaction_busy", &self.interaction_busy)
+            .field("settling", &self.settling)
+            .field("results_sent", &self.results_sent)
             .field("live_ops", &live)
             .field("deferred", &self.deferred)
             .field("held", &self.held)
@@ -294,6 +304,9 @@ impl SessionCore {
             jitter_state,
             tools_owed: false,
             interaction_busy: false,
+            settling: None,
+            results_sent: None,
+            result_messages: std::collections::BTreeSet::new(),
             deferred: std::collections::HashSet::new(),
             held: VecDeque::new(),
             version: 0,
@@ -394,6 +407,7 @@ impl SessionCore {
             self.rotation.as_ref().map(|r| r.deadline),
             self.restart.as_ref().and_then(|r| r.deadline),
             self.age.as_ref().map(Ageing::deadline),
+            self.settling.as_ref().map(|s| s.deadline),
         ]
         .into_iter()
         .flatten()
@@ -404,6 +418,11 @@ impl SessionCore {
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.closed.is_some() {
             return;
+        }
+        if self.settling.as_ref().is_some_and(|s| s.deadline <= now) {
+            // No turn came after the one taken to answer the results: it did.
+            self.settling = None;
+            self.release_held(now);
         }
         if let (Some(pending), Link::None) = (&self.pending, &self.link) {
             if pending.at <= now {

@@ -44,20 +44,186 @@ impl SessionCore {
             let Some(&op_id) = self.held.front() else {
                 return;
             };
-            let Some(op) = self.ledger.outbox.get(op_id) else {
-                self.held.pop_front();
-                continue;
+            let (live, kind) = match self.ledger.outbox.get(op_id) {
+                Some(op) => (
+                    op.state.sent_at().is_none() && op.state.is_live(),
+                    op.kind.clone(),
+                ),
+                None => (false, resume_policy::OpKind::GenerateReply { instructions: None }),
             };
-            if op.state.sent_at().is_some() || !op.state.is_live() {
+            if !live {
                 self.held.pop_front();
                 continue;
             }
-            if waits_for_idle(&op.kind) && !self.model_idle() {
+            if !self.caps.turn_complete_ends_interaction
+                && self.results_may_go()
+                && self.held_results()
+            {
+                self.release_results(now);
+                continue;
+            }
+            if self.must_wait(&kind) {
                 return;
             }
             self.held.pop_front();
             self.route_now(now, op_id);
         }
+    }
+
+    /// Whether a result of a non-blocking call is held.
+    fn held_results(&self) -> bool {
+        self.held.iter().any(|id| {
+            self.ledger
+                .outbox
+                .get(*id)
+                .is_some_and(|o| is_non_blocking_result(&o.kind) && o.state.is_live())
+        })
+    }
+
+    /// Whether the held operation `kind` waits. Where a turn completing ends the interaction,
+    /// a result to be taken up when idle waits until the model is.
+    ///
+    /// On extended thinking, which takes no `scheduling` and whose fillers cannot be told
+    /// from answers while a call is pending: a typed turn waits while the interaction is in
+    /// progress (it is answered after it), and the results of non-blocking calls wait until
+    /// every pending call has its final result and the model is quiet (see
+    /// [`results_may_go`](Self::results_may_go)); they then go together, in one message,
+    /// ahead of what waits behind them, and nothing follows them until their answer has
+    /// settled (the server may take them up after a filler, and content sent meanwhile could
+    /// land on either side of the answer).
+    fn must_wait(&self, kind: &resume_policy::OpKind) -> bool {
+        if self.caps.turn_complete_ends_interaction {
+            return waits_for_idle(kind) && !self.model_idle();
+        }
+        if is_non_blocking_result(kind) {
+            return !self.results_may_go();
+        }
+        // Nothing else goes while the interaction is in progress: a filler the model speaks
+        // meanwhile could not be placed against it.
+        self.interaction_open()
+    }
+
+    /// Extended thinking: whether the interaction may be in progress (the model speaking,
+    /// a call pending or its results not yet answered, a turn being settled).
+    fn interaction_open(&self) -> bool {
+        self.interaction_busy
+            || self.turn.active
+            || self.ledger.tracker.in_tool_turn()
+            || self.settling.is_some()
+            || self.results_sent.is_some()
+            || self.calls_pending()
+    }
+
+    /// A non-blocking call of the current server session has no final result yet.
+    fn calls_pending(&self) -> bool {
+        self.ledger.tracker.tool_calls().iter().any(|call| {
+            !call.blocking && call.in_session && call.status == resume_policy::ToolCallStatus::Running
+        })
+    }
+
+    /// Extended thinking: the held results may go. Every pending call has its final result
+    /// (the message closes them all, so only a turn completing `IDLE` answers it), no typed
+    /// or spoken turn awaits its answer (it may make another call), and the model is quiet.
+    fn results_may_go(&self) -> bool {
+        !self.turn.active
+            && !self.ledger.tracker.in_tool_turn()
+            && self.settling.is_none()
+            && self.results_sent.is_none()
+            && !self.calls_pending()
+            && !self.turn_awaits_answer()
+    }
+
+    /// Extended thinking: a typed or spoken turn (not results) awaits its answer.
+    pub(super) fn turn_awaits_answer(&self) -> bool {
+        self.ledger
+            .tracker
+            .awaiting()
+            .any(|index| !self.result_messages.contains(&index))
+    }
+
+    /// Extended thinking: the held results go together, ahead of the operations held before
+    /// them, whose items they now precede in `L` too (`L` lists items in the order the
+    /// server receives them).
+    fn release_results(&mut self, now: Millis) {
+        let results: Vec<OpId> = self
+            .held
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.ledger
+                    .outbox
+                    .get(*id)
+                    .is_some_and(|op| is_non_blocking_result(&op.kind) && op.state.is_live())
+            })
+            .collect();
+        if results.is_empty() {
+            return;
+        }
+        let first_held = self.held.iter().copied().find_map(|id| {
+            let op = self.ledger.outbox.get(id)?;
+            if results.contains(&id) || op.state.sent_at().is_some() || !op.state.is_live() {
+                return None;
+            }
+            op.kind.item_ids().first().map(|item| (*item).clone())
+        });
+        if let Some(before) = first_held {
+            let items: Vec<ctx_model::ItemId> = results
+                .iter()
+                .filter_map(|id| self.ledger.outbox.get(*id))
+                .flat_map(|op| op.kind.item_ids().into_iter().cloned())
+                .collect();
+            self.move_unsent_items_before(&items, &before);
+        }
+        self.held.retain(|id| !results.contains(id));
+        self.route_results(now, &results);
+    }
+
+    /// Extended thinking: routes `ops` (results of non-blocking calls) and sends those the
+    /// policy sends as one `toolResponse`.
+    fn route_results(&mut self, now: Millis, ops: &[OpId]) {
+        let Some(live_id) = self.link.open_id() else {
+            return;
+        };
+        let mut responses = Vec::new();
+        let mut sent = Vec::new();
+        for &op_id in ops {
+            let Some(op) = self.ledger.outbox.get(op_id).cloned() else {
+                continue;
+            };
+            match self.policy_route(live_id, &op) {
+                Route::Send(step) => match step.message {
+                    resume_policy::PlannedMessage::ToolResponse { responses: more } => {
+                        responses.extend(more);
+                        sent.extend(step.ops);
+                    }
+                    message => {
+                        let step = resume_policy::PlannedSend::new(step.ops, message);
+                        self.send_step(live_id, &step);
+                    }
+                },
+                route => self.apply_route(now, &op, route),
+            }
+        }
+        if !responses.is_empty() {
+            let step = resume_policy::PlannedSend::new(
+                sent,
+                resume_policy::PlannedMessage::ToolResponse { responses },
+            );
+            self.send_step(live_id, &step);
+        }
+    }
+
+    fn policy_route(
+        &self,
+        live_id: resume_policy::ConnectionId,
+        op: &resume_policy::Operation,
+    ) -> Route {
+        let ctx = RouteContext {
+            connection: live_id,
+            capabilities: &self.caps,
+            tool_calls: self.ledger.tracker.tool_calls(),
+        };
+        self.policy.route(&ctx, op)
     }
 
     fn route_now(&mut self, now: Millis, op_id: OpId) {
@@ -67,23 +233,20 @@ impl SessionCore {
         let Some(op) = self.ledger.outbox.get(op_id).cloned() else {
             return;
         };
-        let route = {
-            let ctx = RouteContext {
-                connection: live_id,
-                capabilities: &self.caps,
-                tool_calls: self.ledger.tracker.tool_calls(),
-            };
-            self.policy.route(&ctx, &op)
+        let route = self.policy_route(live_id, &op);
+        self.apply_route(now, &op, route);
+    }
+
+    fn apply_route(&mut self, now: Millis, op: &resume_policy::Operation, route: Route) {
+        let Some(live_id) = self.link.open_id() else {
+            return;
         };
+        let op_id = op.id;
         match route {
-            Route::Send(step) => {
-                let send = wire_send(&step, &self.ledger, self.caps.response_scheduling);
-                self.transmit(live_id, send.message);
-                self.record_sent(send.kind, &step.ops, &send.items);
-            }
+            Route::Send(step) => self.send_step(live_id, &step),
             Route::Defer { why } => {
                 self.deferred.insert(op_id);
-                self.emit(divergence(&op, why));
+                self.emit(divergence(op, why));
             }
             Route::Reconnect(Trigger::GoAway { time_left }) => {
                 self.reconnect(
@@ -100,7 +263,7 @@ impl SessionCore {
             Route::Report(why) => {
                 let reported = self.ledger.outbox.report(&[op_id], why);
                 self.checked("reporting a routed operation", reported);
-                self.emit(divergence(&op, why));
+                self.emit(divergence(op, why));
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -120,16 +283,47 @@ impl SessionCore {
     /// A message of `kind` carrying `ops` and `items` was queued for the open connection: it
     /// is counted, its operations are marked sent at its position, and its items recorded in
     /// `L` and `S`.
-    pub(super) fn record_sent(&mut self, kind: MessageKind, ops: &[OpId], items: &[Item]) {
+    pub(super) fn record_sent(
+        &mut self,
+        kind: MessageKind,
+        ops: &[OpId],
+        items: &[Item],
+    ) -> Option<resume_policy::MessagePosition> {
         let counted = self.ledger.tracker.on_sent(kind);
-        let Some(at) = self.checked("counting a client message", counted) else {
-            return;
-        };
+        let at = self.checked("counting a client message", counted)?;
         let marked = self.ledger.outbox.mark_sent(ops, at);
         self.checked("marking operations sent", marked);
         let recorded = self.ledger.sent_items(items, at);
         self.checked("recording sent items in L", recorded);
+        Some(at)
     }
+
+    /// Writes `step` on the open connection `live_id` and records it.
+    pub(super) fn send_step(
+        &mut self,
+        live_id: resume_policy::ConnectionId,
+        step: &resume_policy::PlannedSend,
+    ) {
+        let send = wire_send(step, &self.ledger, self.caps.response_scheduling);
+        self.transmit(live_id, send.message);
+        let at = self.record_sent(send.kind, &step.ops, &send.items);
+        if let (Some(at), resume_policy::PlannedMessage::ToolResponse { responses }) =
+            (at, &step.message)
+        {
+            let first = responses.iter().find(|o| o.delivery.non_blocking);
+            if let (false, Some(first)) = (self.caps.turn_complete_ends_interaction, first) {
+                // Extended thinking: the turn that completes `IDLE` next proves them
+                // processed.
+                self.results_sent = Some((at, first.id.clone()));
+                self.result_messages.insert(at.index);
+            }
+        }
+    }
+}
+
+/// A result of a non-blocking call.
+fn is_non_blocking_result(kind: &resume_policy::OpKind) -> bool {
+    matches!(kind, resume_policy::OpKind::ToolResponse { output } if output.delivery.non_blocking)
 }
 
 /// A result of a non-blocking call the model is to take up when idle (`WHEN_IDLE`, or no

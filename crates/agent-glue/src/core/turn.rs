@@ -2,11 +2,28 @@
 
 use std::collections::VecDeque;
 
-use ctx_model::{ContentPart, Item, Message, Role};
+use ctx_model::{ContentPart, Item, ItemId, Message, Role};
 use resume_policy::ClientMessageIndex;
 
 use super::SessionCore;
 use crate::events::SessionEvent;
+
+/// Extended thinking: a turn that completed `IDLE` after the results of the pending calls were
+/// sent, taken to answer them. A filler the model started before the results arrived also
+/// completes `IDLE` once they have (the calls are closed by then), and the answer comes after
+/// it: a next turn that answers nothing new shows that, and the filler is moved before the
+/// results, where the server holds it.
+#[derive(Debug, Clone)]
+pub(super) struct Settling {
+    /// The turn's item in `L`.
+    pub(super) item: ItemId,
+    /// The first result's item.
+    pub(super) before: ItemId,
+    /// The client message just before the results.
+    pub(super) anchor: ClientMessageIndex,
+    /// When the turn is taken to have answered them, no other having come.
+    pub(super) deadline: resume_policy::Millis,
+}
 
 /// The model turn being received.
 #[derive(Debug, Default)]
@@ -92,21 +109,84 @@ impl SessionCore {
         self.bump();
     }
 
-    /// Records the model's turn (as received) in `L` and `S`, anchored at `anchor`.
-    pub(super) fn close_model_turn(&mut self, anchor: ClientMessageIndex) {
+    /// Records the model's turn (as received) in `L` and `S`, anchored at `anchor`; returns
+    /// the id of its item, if it said anything.
+    pub(super) fn close_model_turn(&mut self, anchor: ClientMessageIndex) -> Option<ItemId> {
         let turn = std::mem::take(&mut self.turn);
         let (text, spoken) = if turn.text.is_empty() {
             (turn.transcript, true)
         } else {
             (turn.text, false)
         };
-        if !text.is_empty() {
-            let id = self.ledger.new_item_id("model");
-            let mut item = Message::new(id, Role::Model, vec![ContentPart::Text(text)]);
-            if spoken {
-                item = item.transcript();
-            }
-            self.place_server_item(Item::Message(item), anchor, None);
+        if text.is_empty() {
+            return None;
         }
+        let id = self.ledger.new_item_id("model");
+        let mut item = Message::new(id.clone(), Role::Model, vec![ContentPart::Text(text)]);
+        if spoken {
+            item = item.transcript();
+        }
+        self.place_server_item(Item::Message(item), anchor, None);
+        Some(id)
+    }
+
+    /// Moves the items `ids` of `L`, not sent yet, to just before `before` (also not sent),
+    /// in their order: the session sends them first.
+    pub(super) fn move_unsent_items_before(&mut self, ids: &[ItemId], before: &ItemId) {
+        let items: Vec<Item> = ids
+            .iter()
+            .filter_map(|id| self.ledger.desired.get(id).cloned())
+            .collect();
+        if items.is_empty() || self.ledger.desired.get(before).is_none() {
+            return;
+        }
+        for item in &items {
+            let removed = self.ledger.desired.remove(item.id());
+            self.checked("moving results ahead in L", removed);
+        }
+        let Some(at) = self.ledger.desired.iter().position(|i| i.id() == before) else {
+            return;
+        };
+        let mut after = at
+            .checked_sub(1)
+            .map(|k| self.ledger.desired.items()[k].id().clone());
+        for item in items {
+            let id = item.id().clone();
+            let inserted = self.ledger.desired.insert_after(after.as_ref(), item).map(|_| ());
+            self.checked("moving results ahead in L", inserted);
+            after = Some(id);
+        }
+        self.bump();
+    }
+
+    /// Moves the server item `id` of `L` (and `S`) to just before `before`, anchored at the
+    /// client message `anchor` (a turn first taken to answer `before` turned out to have come
+    /// before it).
+    pub(super) fn move_server_item_before(
+        &mut self,
+        id: &ItemId,
+        before: &ItemId,
+        anchor: ClientMessageIndex,
+    ) {
+        let Some(item) = self.ledger.desired.get(id).cloned() else {
+            return;
+        };
+        let Some(at) = self.ledger.desired.iter().position(|i| i.id() == before) else {
+            return;
+        };
+        let removed = self.ledger.desired.remove(id);
+        self.checked("moving a model turn in L", removed);
+        self.ledger.mirror.forget(id);
+        let after = at
+            .checked_sub(1)
+            .map(|k| self.ledger.desired.items()[k].id().clone());
+        let position = self
+            .link
+            .open_id()
+            .filter(|_| anchor > ClientMessageIndex::SETUP)
+            .map(|c| resume_policy::MessagePosition::new(c, anchor));
+        let placed = self.ledger.server_item(item, after.as_ref(), position);
+        self.checked("moving a model turn in L", placed);
+        self.bump();
     }
 }

@@ -277,6 +277,8 @@ pub(crate) fn setup_ops(config: &[&Operation]) -> Vec<OpId> {
 ///   gets the same close.
 /// - [`DivergenceReason::GaveUp`]: the session ended (authentication, quota, a refused
 ///   `setup`, or the policy's attempts used up): no connection is left to deliver on.
+/// - [`DivergenceReason::TurnOrderUnknown`]: the protocol does not say where a turn no
+///   message asked for went relative to content the server had not yet confirmed.
 pub const UNDELIVERABLE: &[DivergenceReason] = &[
     DivergenceReason::ClientContentForbidden,
     DivergenceReason::UnknownToolCall,
@@ -287,4 +289,5 @@ pub const UNDELIVERABLE: &[DivergenceReason] = &[
     DivergenceReason::RejectedByServer { code: 1008 },
     DivergenceReason::RejectedByServer { code: 1009 },
     DivergenceReason::GaveUp,
+    DivergenceReason::TurnOrderUnknown,
 ];
