@@ -341,7 +341,14 @@ impl SessionCore {
             }
         }
         if self.ledger.tracker.awaiting().next().is_some() {
-            return (self.reaction(reaction), None);
+            let anchor = self.reaction(reaction);
+            // `IDLE` also proves every result sent processed (the server closed the calls).
+            if let Some((at, _)) = self.results_sent.take() {
+                if Some(at.connection) == open {
+                    self.ledger.tracker.credit_through(at.index, false);
+                }
+            }
+            return (anchor, None);
         }
         (self.ledger.tracker.on_unmatched_reaction(), None)
     }
