@@ -304,6 +304,7 @@ impl SessionCore {
         self.interaction_busy = false;
         self.settling = None;
         self.results_sent = None;
+        self.results_answer = None;
         self.result_messages.clear();
         self.attempts.on_connected(now);
         let opened = pending.as_ref().map_or(now, |p| p.opened_at);
@@ -528,6 +529,7 @@ impl SessionCore {
         self.interaction_busy = false;
         self.settling = None;
         self.results_sent = None;
+        self.results_answer = None;
         self.result_messages.clear();
     }
 

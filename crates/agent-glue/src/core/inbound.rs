@@ -154,8 +154,9 @@ impl SessionCore {
                 };
                 if resumable {
                     // The server is idle with nothing deferred: a turn taken to answer a
-                    // message did.
+                    // message did, and no answer is still to come.
                     self.settling = None;
+                    self.results_answer = None;
                 }
                 let previous = self.ledger.tracker.handle().cloned();
                 match self.ledger.tracker.on_handle_update(&update, now) {
@@ -273,7 +274,7 @@ impl SessionCore {
             );
             let before = self.ledger.tracker.reacted_through();
             let continuing = self.ledger.tracker.in_tool_turn();
-            let (anchor, results) = self.turn_anchor(in_progress);
+            let (anchor, results) = self.turn_anchor(now, in_progress);
             let credited = self.ledger.tracker.reacted_through().filter(|r| Some(*r) != before);
             let answered_nothing = !continuing && credited.is_none();
             let unsure = answered_nothing && self.unconfirmed_content_after(anchor);
@@ -315,11 +316,19 @@ impl SessionCore {
     /// (returned: where they were sent, and their first item).
     fn turn_anchor(
         &mut self,
+        now: Millis,
         in_progress: bool,
     ) -> (ClientMessageIndex, Option<(ClientMessageIndex, ctx_model::ItemId)>) {
         let reaction = self.turn_reaction();
         if self.caps.turn_complete_ends_interaction || self.ledger.tracker.in_tool_turn() {
             return (self.reaction(reaction), None);
+        }
+        let open = self.link.open_id();
+        if let Some((at, _)) = self.results_answer.take() {
+            if Some(at.connection) == open {
+                // The answer of results proven processed by the turn before.
+                return (self.ledger.tracker.on_unmatched_reaction().max(at.index), None);
+            }
         }
         // The first message awaiting an answer is a typed or spoken turn (not results).
         let front = self.ledger.tracker.awaiting().next();
@@ -330,7 +339,6 @@ impl SessionCore {
             }
             return (self.ledger.tracker.on_unmatched_reaction(), None);
         }
-        let open = self.link.open_id();
         if !turn_first {
             if let Some((at, first)) = self.results_sent.take() {
                 if Some(at.connection) == open {
@@ -342,10 +350,12 @@ impl SessionCore {
         }
         if self.ledger.tracker.awaiting().next().is_some() {
             let anchor = self.reaction(reaction);
-            // `IDLE` also proves every result sent processed (the server closed the calls).
+            // `IDLE` also proves every result sent processed (the server closed the calls);
+            // their own answer may still come, deferred behind this turn.
             if let Some((at, _)) = self.results_sent.take() {
                 if Some(at.connection) == open {
                     self.ledger.tracker.credit_through(at.index, false);
+                    self.results_answer = Some((at, Millis(now.0.saturating_add(SETTLE_MS))));
                 }
             }
             return (anchor, None);

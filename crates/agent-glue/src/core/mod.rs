@@ -199,6 +199,9 @@ pub struct SessionCore {
     /// Extended thinking: where the results of the pending calls were last sent on the open
     /// connection (and their first item), until a turn completes `IDLE`.
     results_sent: Option<(resume_policy::MessagePosition, ItemId)>,
+    /// Extended thinking: results a turn proved processed while answering something else;
+    /// their own answer may still come (until a resumable handle, a turn or the deadline).
+    results_answer: Option<(resume_policy::MessagePosition, Millis)>,
     /// Extended thinking: the messages of the open connection that carried results.
     result_messages: std::collections::BTreeSet<resume_policy::ClientMessageIndex>,
     /// Extended thinking: the turn that completed `IDLE` after the results, taken to answer
@@ -306,6 +309,7 @@ impl SessionCore {
             interaction_busy: false,
             settling: None,
             results_sent: None,
+            results_answer: None,
             result_messages: std::collections::BTreeSet::new(),
             deferred: std::collections::HashSet::new(),
             held: VecDeque::new(),
@@ -408,6 +412,7 @@ impl SessionCore {
             self.restart.as_ref().and_then(|r| r.deadline),
             self.age.as_ref().map(Ageing::deadline),
             self.settling.as_ref().map(|s| s.deadline),
+            self.results_answer.map(|(_, deadline)| deadline),
         ]
         .into_iter()
         .flatten()
@@ -422,6 +427,10 @@ impl SessionCore {
         if self.settling.as_ref().is_some_and(|s| s.deadline <= now) {
             // No turn came after the one taken to answer the results: it did.
             self.settling = None;
+            self.release_held(now);
+        }
+        if self.results_answer.is_some_and(|(_, deadline)| deadline <= now) {
+            self.results_answer = None;
             self.release_held(now);
         }
         if let (Some(pending), Link::None) = (&self.pending, &self.link) {

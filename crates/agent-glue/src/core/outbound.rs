@@ -111,6 +111,7 @@ impl SessionCore {
             || self.ledger.tracker.in_tool_turn()
             || self.settling.is_some()
             || self.results_sent.is_some()
+            || self.results_answer.is_some()
             || self.calls_pending()
     }
 
