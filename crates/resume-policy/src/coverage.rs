@@ -459,6 +459,14 @@ impl CoverageTracker {
             .map(|a| a.first)
     }
 
+    /// Whether the first message awaiting a reaction is a spoken turn the server transcribed.
+    pub fn spoken_first(&self) -> bool {
+        self.awaiting
+            .iter()
+            .find(|a| a.kind != Pending::Audio)
+            .is_some_and(|a| a.kind == Pending::Spoken)
+    }
+
     /// Whether the open model turn made tool calls and has not completed (it waits for
     /// blocking results, or talks on after non-blocking ones).
     pub fn in_tool_turn(&self) -> bool {

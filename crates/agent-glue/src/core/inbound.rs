@@ -58,6 +58,7 @@ impl SessionCore {
             ServerPayload::ToolCall(gemini_transport::wire::ToolCall { function_calls }) => {
                 // The model waits if any of the calls blocks it; else it talks on.
                 let blocking = function_calls.iter().any(|c| self.call_blocks(&c.name));
+                let unsure = self.match_is_a_guess();
                 let anchor = self.reaction(if blocking {
                     ServerReaction::ToolCall
                 } else {
@@ -65,6 +66,8 @@ impl SessionCore {
                 });
                 // Text before the call is the first part of the turn.
                 self.close_model_turn(anchor);
+                self.turn.placed_by_guess = unsure;
+                let mut placed = Vec::new();
                 let mut calls = Vec::with_capacity(function_calls.len());
                 for call in function_calls {
                     if self.ledger.tracker.tool_calls().get(&call.id).is_some() {
@@ -79,8 +82,17 @@ impl SessionCore {
                     let arguments = serde_json::Value::Object(call.args.clone());
                     let item =
                         CallItem::new(id, call.id.clone(), call.name.clone(), arguments.clone());
+                    placed.push(item.id.clone());
                     self.place_server_item(Item::FunctionCall(item), anchor, None);
                     calls.push((call.id, call.name, arguments));
+                }
+                if unsure && !placed.is_empty() {
+                    self.emit(SessionEvent::Divergence {
+                        operations: Vec::new(),
+                        items: placed,
+                        calls: Vec::new(),
+                        why: resume_policy::DivergenceReason::TurnOrderUnknown,
+                    });
                 }
                 // Only a blocking call holds the model (and a rotation) until it is answered.
                 self.tools_owed |= blocking;
@@ -274,10 +286,12 @@ impl SessionCore {
             );
             let before = self.ledger.tracker.reacted_through();
             let continuing = self.ledger.tracker.in_tool_turn();
+            let guessed = self.match_is_a_guess() || (continuing && self.turn.placed_by_guess);
             let (anchor, results) = self.turn_anchor(now, in_progress);
             let credited = self.ledger.tracker.reacted_through().filter(|r| Some(*r) != before);
             let answered_nothing = !continuing && credited.is_none();
-            let unsure = answered_nothing && self.unconfirmed_content_after(anchor);
+            let unsure = (answered_nothing && self.unconfirmed_content_after(anchor))
+                || (guessed && (credited.is_some() || continuing) && results.is_none());
             let item = self.close_model_turn(anchor);
             if let (true, Some(item), false) =
                 (unsure, &item, self.caps.turn_complete_ends_interaction)
@@ -374,6 +388,20 @@ impl SessionCore {
                     .sent_at()
                     .is_some_and(|at| Some(at.connection) == open && at.index > anchor)
         })
+    }
+
+    /// Extended thinking: whether matching the next reaction in order to the first message
+    /// awaiting one is a guess. While the interaction is open (a turn completed
+    /// `IN_PROGRESS`, a call has no final result, results await `IDLE`), the model's fillers
+    /// cannot be told from answers, so a typed turn or results credited in order may not be
+    /// what the turn answered; a spoken turn can (its transcript comes before its answer),
+    /// and so can a turn the model is still in (a tool turn).
+    fn match_is_a_guess(&self) -> bool {
+        !self.caps.turn_complete_ends_interaction
+            && !self.ledger.tracker.in_tool_turn()
+            && (self.interaction_busy || self.calls_pending() || self.results_sent.is_some())
+            && self.ledger.tracker.awaiting().next().is_some()
+            && !self.ledger.tracker.spoken_first()
     }
 
     /// The reaction a `turnComplete` is, by how the turn ended.

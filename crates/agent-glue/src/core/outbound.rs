@@ -116,7 +116,7 @@ impl SessionCore {
     }
 
     /// A non-blocking call of the current server session has no final result yet.
-    fn calls_pending(&self) -> bool {
+    pub(super) fn calls_pending(&self) -> bool {
         self.ledger.tracker.tool_calls().iter().any(|call| {
             !call.blocking && call.in_session && call.status == resume_policy::ToolCallStatus::Running
         })
@@ -129,7 +129,6 @@ impl SessionCore {
         !self.turn.active
             && !self.ledger.tracker.in_tool_turn()
             && self.settling.is_none()
-            && self.results_sent.is_none()
             && !self.calls_pending()
             && !self.turn_awaits_answer()
     }
@@ -198,8 +197,12 @@ impl SessionCore {
                         sent.extend(step.ops);
                     }
                     message => {
+                        // Results as history (a call the session does not know): credited,
+                        // like the others, only once the interaction is idle.
                         let step = resume_policy::PlannedSend::new(step.ops, message);
-                        self.send_step(live_id, &step);
+                        if let Some(at) = self.send_step(live_id, &step) {
+                            self.result_messages.insert(at.index);
+                        }
                     }
                 },
                 route => self.apply_route(now, &op, route),
@@ -244,7 +247,9 @@ impl SessionCore {
         };
         let op_id = op.id;
         match route {
-            Route::Send(step) => self.send_step(live_id, &step),
+            Route::Send(step) => {
+                self.send_step(live_id, &step);
+            }
             Route::Defer { why } => {
                 self.deferred.insert(op_id);
                 self.emit(divergence(op, why));
@@ -304,7 +309,7 @@ impl SessionCore {
         &mut self,
         live_id: resume_policy::ConnectionId,
         step: &resume_policy::PlannedSend,
-    ) {
+    ) -> Option<resume_policy::MessagePosition> {
         let send = wire_send(step, &self.ledger, self.caps.response_scheduling);
         self.transmit(live_id, send.message);
         let at = self.record_sent(send.kind, &step.ops, &send.items);
@@ -319,6 +324,7 @@ impl SessionCore {
                 self.result_messages.insert(at.index);
             }
         }
+        at
     }
 }
 

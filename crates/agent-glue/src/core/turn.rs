@@ -40,6 +40,9 @@ pub(super) struct ModelTurn {
     pub(super) interrupted: bool,
     /// The application called `interrupt()`: the rest of the turn is not delivered to it.
     pub(super) muted: bool,
+    /// Extended thinking: the turn's tool call was matched to a message by a guess; its
+    /// output shares that placement.
+    pub(super) placed_by_guess: bool,
     /// The application was told the turn was cut off ([`SessionEvent::Interrupted`]): once per
     /// turn, whoever cut it (the application, the server, a lost connection, a rotation).
     pub(super) cut: bool,
