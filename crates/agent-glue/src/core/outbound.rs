@@ -197,8 +197,10 @@ impl SessionCore {
                         sent.extend(step.ops);
                     }
                     message => {
-                        // Results as history (a call the session does not know): credited,
-                        // like the others, only once the interaction is idle.
+                        // Results as history (a call the session does not know), in `L`'s
+                        // order after those gathered so far: credited, like the others, only
+                        // once the interaction is idle.
+                        self.send_results(live_id, &mut responses, &mut sent);
                         let step = resume_policy::PlannedSend::new(step.ops, message);
                         if let Some(at) = self.send_step(live_id, &step) {
                             self.result_messages.insert(at.index);
@@ -208,13 +210,26 @@ impl SessionCore {
                 route => self.apply_route(now, &op, route),
             }
         }
-        if !responses.is_empty() {
-            let step = resume_policy::PlannedSend::new(
-                sent,
-                resume_policy::PlannedMessage::ToolResponse { responses },
-            );
-            self.send_step(live_id, &step);
+        self.send_results(live_id, &mut responses, &mut sent);
+    }
+
+    /// Sends the gathered `responses` (of the operations `sent`) as one `toolResponse`.
+    fn send_results(
+        &mut self,
+        live_id: resume_policy::ConnectionId,
+        responses: &mut Vec<ctx_model::FunctionOutput>,
+        sent: &mut Vec<OpId>,
+    ) {
+        if responses.is_empty() {
+            return;
         }
+        let step = resume_policy::PlannedSend::new(
+            std::mem::take(sent),
+            resume_policy::PlannedMessage::ToolResponse {
+                responses: std::mem::take(responses),
+            },
+        );
+        self.send_step(live_id, &step);
     }
 
     fn policy_route(
