@@ -40,6 +40,12 @@ pub fn scenarios() -> Vec<Scenario> {
             exposes: &[PolicyKind::ReplayAlways],
         },
         Scenario {
+            id: "S53",
+            title: "extended thinking: a result that reaches the server as a filler starts is answered after it; L puts the filler before the result",
+            body: s53,
+            exposes: &[],
+        },
+        Scenario {
             id: "S52",
             title: "extended thinking: a turn completed IN_PROGRESS is not idle; a goAway waits for IDLE",
             body: s52,
@@ -66,6 +72,11 @@ fn s51_answered_result_replayed_silent() {
 #[test]
 fn s52_in_progress_is_not_idle() {
     check("S52");
+}
+
+#[test]
+fn s53_filler_before_a_late_result() {
+    check("S53");
 }
 
 /// The user's question that makes the scripted model call `get_weather`.
@@ -312,5 +323,50 @@ fn s52(policy: PolicyKind) -> Outcome {
         )
     })?;
     reconnected(&mut pair)?;
+    finish(pair)
+}
+
+/// On extended thinking the model speaks a filler three seconds after it went quiet while a
+/// call is pending. The result is sent just before the filler starts, as the client sees the
+/// model quiet, and reaches the server just after: the server holds the filler before the
+/// result and answers the result after the filler. The turn that completes `IDLE` first (the
+/// filler) is taken to answer the result; the answer that follows at once, before any
+/// resumable handle, shows it was not, and the filler moves before the result: `L` equals the
+/// server's context, with nothing reported.
+fn s53(policy: PolicyKind) -> Outcome {
+    let mut pair = open_38(policy, Family::Gemini38ExtendedThinking)?;
+    barrier(&mut pair, "hello")?;
+    pair.send_text(ASK_WEATHER).map_err(err)?;
+    let call_id = tool_call(&mut pair)?;
+    turn_complete(&mut pair, "the end of the turn that called the tool")?;
+    // The server completed that turn one latency (5 ms) earlier and speaks a filler 3 s
+    // after; the result, sent now, arrives 2 ms after the filler started.
+    let filler_at_server = pair.now() - 5 + 3_000;
+    pair.run_until_time(filler_at_server - 5 + 2);
+    result(&mut pair, &call_id, json!({"temperature": 21}), None, false)?;
+    until(&mut pair, "Idle", |e| matches!(e, SessionEvent::Idle))?;
+    pair.run_for(3_000);
+    ensure_eq(
+        "entries of the server's context from the call on",
+        s_entries(pair.server())
+            .into_iter()
+            .skip_while(|e| !e.starts_with("call "))
+            .collect::<Vec<_>>(),
+        vec![
+            format!("call {call_id} get_weather"),
+            "model: working on get_weather".to_owned(),
+            "model: still working on get_weather".to_owned(),
+            format!("response {call_id} get_weather {{\"temperature\":21}}"),
+            "model: get_weather returned {\"temperature\":21}".to_owned(),
+        ],
+    )?;
+    ensure_eq(
+        "turns reported as placed by a guess",
+        divergences(&pair)
+            .into_iter()
+            .filter(|why| *why == resume_policy::DivergenceReason::TurnOrderUnknown)
+            .count(),
+        0,
+    )?;
     finish(pair)
 }
