@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use agent_glue::core::Command;
+use agent_glue::conduit::Command;
 use agent_glue::{Error, LiveSession, SessionEvent};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer};
 use gemini_transport::ConnectConfig;
