@@ -446,6 +446,21 @@ impl LiveSessionBuilder {
         self
     }
 
+    /// The sample rate of the microphone audio the session sends, as `audio/pcm;rate=N`
+    /// (default: 16,000, the rate the service takes natively; other rates are accepted and
+    /// resampled by the service, docs/protocol.md section 8). [`LiveSession::push_audio`]
+    /// takes PCM16 mono at this rate; [`LiveSession::push_samples`] converts any other format
+    /// to it. Sending a source's own rate saves resampling on the client at the cost of the
+    /// bandwidth (48 kHz is three times 16 kHz's bytes): the README's benchmark section gives
+    /// the cost of each. Clamped to 8,000–384,000.
+    ///
+    /// [`LiveSession::push_audio`]: crate::LiveSession::push_audio
+    /// [`LiveSession::push_samples`]: crate::LiveSession::push_samples
+    pub fn input_sample_rate(mut self, rate: u32) -> Self {
+        self.config.input_sample_rate = rate.clamp(8_000, 384_000);
+        self
+    }
+
     /// The longest audio frame the session sends (default: 40 ms, 1,280 bytes at 16 kHz);
     /// longer pushes are cut into frames of this length. Values under 1 ms are taken as 1 ms.
     pub fn audio_chunk(mut self, length: Duration) -> Self {

@@ -15,6 +15,7 @@ use gemini_transport::Endpoint;
 use gemini_transport::wire::FunctionDeclaration;
 use resume_policy::OpId;
 
+use crate::audio_in::{AudioFormat, Sample};
 use crate::conduit::{AtBound, CLOSE_FRAME_BUDGET};
 use crate::config::LiveSessionBuilder;
 use crate::core::{Command, Receipt};
@@ -170,6 +171,48 @@ impl LiveSession {
                 result => return result,
             }
         }
+    }
+
+    /// Microphone audio in any format: `i16` or `f32` samples (see [`Sample`]) at any rate
+    /// from 8 to 384 kHz, mono or interleaved channels ([`AudioFormat`]). Channels are
+    /// averaged to mono; a rate other than the session's
+    /// ([`input_sample_rate`](crate::LiveSessionBuilder::input_sample_rate), 16 kHz by
+    /// default) is resampled (rubato's FFT resampler, 10 ms at a time: up to 10 ms waits for
+    /// the next push, and a change of rate flushes it). Then as
+    /// [`push_audio`](Self::push_audio), the oldest audio dropped and reported at a bound.
+    /// PCM16 at the session's rate is cheapest through [`push_audio`](Self::push_audio), which
+    /// takes the bytes without a copy.
+    ///
+    /// A format out of range, or samples that are not whole frames, is an
+    /// [`Error::InvalidArgument`] and nothing is taken.
+    pub fn push_samples<S: Sample>(&self, samples: &[S], format: AudioFormat) -> Result<(), Error> {
+        let mut input = self
+            .shared
+            .input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.shared.lock().conduit.core().closed().is_some() {
+            return Err(Error::Closed);
+        }
+        let pcm = input.convert(samples, format)?;
+        if pcm.is_empty() {
+            return Ok(());
+        }
+        self.push(pcm, AtBound::DropOldest)
+    }
+
+    /// PCM16 little-endian bytes in any format (see [`push_samples`](Self::push_samples)):
+    /// a WAV file's data, a capture device's buffer. An odd number of bytes is an
+    /// [`Error::InvalidArgument`] and nothing is taken.
+    pub fn push_pcm16(&self, pcm: &[u8], format: AudioFormat) -> Result<(), Error> {
+        if !pcm.len().is_multiple_of(2) {
+            return Err(Error::InvalidArgument(format!(
+                "PCM16 audio must have an even number of bytes, got {}",
+                pcm.len()
+            )));
+        }
+        let samples = crate::pcm::pcm16_to_i16(pcm);
+        self.push_samples(&samples, format)
     }
 
     /// The hot path: the conduit frames the chunk (or keeps it), and what it queued is

@@ -101,6 +101,7 @@
 //! # }
 //! ```
 
+mod audio_in;
 mod audio_path;
 pub mod conduit;
 mod config;
@@ -117,11 +118,12 @@ mod session;
 mod session_error;
 mod wire_plan;
 
+pub use audio_in::{AudioFormat, Sample};
 pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
 pub use handle::{Buffered, LiveSession, SessionEvents};
-pub use pcm::IntoPcm;
+pub use pcm::{IntoPcm, pcm16_to_f32, pcm16_to_i16};
 pub use session_error::{SessionError, TransportCause};
 
 // What an agent names, from the crates this one is built on, under this crate's root: an

@@ -31,6 +31,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::audio_in::InputConverter;
 use crate::conduit::{Conduit, Frame, FrameSink, Order, SinkFailed};
 use crate::config::{LiveSessionBuilder, SessionConfig};
 use crate::core::{CoreConfig, SessionCore};
@@ -193,6 +194,9 @@ pub(crate) struct Shared {
     /// Bumped whenever the state may have changed (for `settled`, `context_changed`, `close`
     /// and `push_audio_wait`).
     pub(crate) changed: watch::Sender<u64>,
+    /// Turns samples in any format into the session's PCM16 (`push_samples`); held across
+    /// the push so that concurrent pushes keep their order.
+    pub(crate) input: Mutex<InputConverter>,
     epoch: Instant,
 }
 
@@ -457,6 +461,7 @@ impl LiveSessionBuilder {
                 armed: None,
                 rate: config.input_sample_rate,
             }),
+            input: Mutex::new(InputConverter::new(config.input_sample_rate)),
             config,
             events: Arc::clone(&events),
             wake: Notify::new(),

@@ -301,7 +301,7 @@ impl Conduit {
     /// [`Error::Closed`] once the session ended; [`Error::InvalidArgument`] for an odd number of
     /// bytes; [`Error::Full`] with [`AtBound::Refuse`] at the bound (nothing is taken).
     pub fn push_audio(&mut self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(Error::InvalidArgument(format!(
                 "PCM16 audio must have an even number of bytes, got {}",
                 pcm.len()
