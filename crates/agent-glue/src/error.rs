@@ -56,6 +56,18 @@ pub enum Error {
         /// How much audio waits to be written.
         held: std::time::Duration,
     },
+    /// `activity_start` / `activity_end` on a session whose server-side activity detection
+    /// is on: the service would close the connection with 1007. Nothing was sent; build the
+    /// session with
+    /// [`automatic_activity_detection(false)`](crate::LiveSessionBuilder::automatic_activity_detection)
+    /// to bracket speech yourself.
+    #[error(
+        "`{signal}` needs automatic activity detection off (`.automatic_activity_detection(false)`)"
+    )]
+    ActivityDetectionOn {
+        /// The signal refused (`activityStart` or `activityEnd`).
+        signal: &'static str,
+    },
     /// An argument is wrong (for example a tool result for an unknown call id).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -82,6 +82,32 @@ impl Drop for SessionEvents {
     }
 }
 
+/// The largest image [`LiveSession::push_video_frame`] takes: 7 MiB (about 9.3 MB once base64
+/// encoded). A bound of this client's own, so that one call cannot queue an unbounded frame:
+/// the service documents none for a frame, and a camera frame is tens of kilobytes.
+pub const MAX_IMAGE_BYTES: usize = 7 << 20;
+
+/// The encoding of an image or video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// `image/jpeg`.
+    Jpeg,
+    /// `image/png`.
+    Png,
+}
+
+impl ImageFormat {
+    /// The MIME type on the wire.
+    #[must_use]
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+}
+
 /// What the session holds in its buffers now ([`LiveSession::buffered`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -234,14 +260,52 @@ impl LiveSession {
         self.command(Command::AudioStreamEnd).map(drop)
     }
 
-    /// The user started speaking (manual activity detection).
+    /// The user started speaking: only with the server's activity detection off
+    /// ([`automatic_activity_detection(false)`](crate::LiveSessionBuilder::automatic_activity_detection)).
+    /// With it on, [`Error::ActivityDetectionOn`] and nothing is sent (the service would close
+    /// the connection).
     pub fn activity_start(&self) -> Result<(), Error> {
         self.command(Command::ActivityStart).map(drop)
     }
 
-    /// The user stopped speaking (manual activity detection).
+    /// The user stopped speaking: ends the spoken turn, which the model answers. As
+    /// [`activity_start`](Self::activity_start), only with automatic detection off.
     pub fn activity_end(&self) -> Result<(), Error> {
         self.command(Command::ActivityEnd).map(drop)
+    }
+
+    /// One frame of video (`realtimeInput.video`): a JPEG or PNG image, as a camera or a
+    /// screen capture gives them; the service documents about one frame a second, and reads
+    /// each at the session's
+    /// [`media_resolution`](crate::LiveSessionBuilder::media_resolution). Video is realtime
+    /// input like audio, not context: a frame pushed while no connection is up is dropped
+    /// (the next one replaces it), and none is kept in the chat context. Returns whether it
+    /// was handed to a connection. An empty frame, or one over [`MAX_IMAGE_BYTES`], is an
+    /// [`Error::InvalidArgument`] and nothing is sent.
+    pub fn push_video_frame(
+        &self,
+        frame: impl IntoPcm,
+        format: ImageFormat,
+    ) -> Result<bool, Error> {
+        let frame = frame.into_pcm();
+        if frame.is_empty() || frame.len() > MAX_IMAGE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "an image of {} bytes (taken: 1 to {MAX_IMAGE_BYTES})",
+                frame.len()
+            )));
+        }
+        let connected = self.shared.lock().conduit.core().audio_target().is_some();
+        self.command(Command::Video {
+            frame,
+            mime_type: format.mime_type().to_owned(),
+        })?;
+        Ok(connected)
+    }
+
+    /// A still image for the model to look at (a photo, a screenshot): one video frame
+    /// ([`push_video_frame`](Self::push_video_frame)), with the same bounds.
+    pub fn send_image(&self, image: impl IntoPcm, format: ImageFormat) -> Result<bool, Error> {
+        self.push_video_frame(image, format)
     }
 
     /// Replaces the application's chat context with `context`, derived from version

@@ -122,7 +122,7 @@ pub use audio_in::{AudioFormat, Sample};
 pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
-pub use handle::{Buffered, LiveSession, SessionEvents};
+pub use handle::{Buffered, ImageFormat, LiveSession, MAX_IMAGE_BYTES, SessionEvents};
 pub use pcm::{IntoPcm, pcm16_to_f32, pcm16_to_i16};
 pub use session_error::{SessionError, TransportCause};
 

@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use gemini_transport::wire::ClientMessage;
-use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender};
+use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
 use resume_policy::{ConnectionId, Millis};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -184,6 +184,9 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) config: Arc<SessionConfig>,
+    /// Where to dial, with the credential: only the dial reads it (the core's configuration
+    /// does not carry it).
+    endpoint: Arc<Endpoint>,
     pub(crate) events: Arc<EventQueue>,
     wake: Notify,
     /// Woken when audio leaves the backlog or the gap (room for `push_audio_wait`).
@@ -263,9 +266,9 @@ type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 /// Dials, sends `setup` and waits for `setupComplete`. How long a dial may take is the
 /// conduit's to decide (it releases the connection, and this future is dropped), so the
 /// transport's own setup timeout is not armed.
-async fn open(config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
+async fn open(endpoint: Arc<Endpoint>, config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
     let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
-    let mut conn = Connection::connect(&config.endpoint, &connect).await?;
+    let mut conn = Connection::connect(&endpoint, &connect).await?;
     conn.setup(&setup).await?;
     Ok(conn.split())
 }
@@ -291,9 +294,11 @@ impl Driver {
                 }
                 if let Some((connection, setup)) = state.dial.take() {
                     let config = Arc::clone(&self.shared.config);
+                    let endpoint = Arc::clone(&self.shared.endpoint);
                     // Boxed: the dial's state lives only while dialing, not in every idle
                     // session's driver task.
-                    let dial = Box::pin(async move { (connection, open(config, setup).await) });
+                    let dial =
+                        Box::pin(async move { (connection, open(endpoint, config, setup).await) });
                     self.dial = Some((connection, dial));
                 }
                 if state.conduit.is_finished() && self.dial.is_none() {
@@ -448,6 +453,7 @@ impl LiveSessionBuilder {
     pub async fn connect(self) -> Result<(LiveSession, SessionEvents), Error> {
         let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
         let config = Arc::new(self.config.clone());
+        let endpoint = self.endpoint.clone();
         let epoch = Instant::now();
         let conduit = self.into_sans_io(Millis(0), jitter_seed)?;
         let events = Arc::new(EventQueue::new(config.event_capacity));
@@ -463,6 +469,7 @@ impl LiveSessionBuilder {
             }),
             input: Mutex::new(InputConverter::new(config.input_sample_rate)),
             config,
+            endpoint: Arc::new(endpoint),
             events: Arc::clone(&events),
             wake: Notify::new(),
             room: Notify::new(),
@@ -488,7 +495,11 @@ impl LiveSessionBuilder {
             // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
             let deadline = shared.lock().conduit.poll_timeout();
             let deadline = deadline.map(|at| epoch + Duration::from_millis(at.0));
-            let dial = open(Arc::clone(&shared.config), setup);
+            let dial = open(
+                Arc::clone(&shared.endpoint),
+                Arc::clone(&shared.config),
+                setup,
+            );
             match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {
                     Ok(opened) => opened_connection(&shared, connection, opened),

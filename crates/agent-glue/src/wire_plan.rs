@@ -1,7 +1,9 @@
 //! Turning the policy's planned sends into wire messages.
 
 use ctx_model::{Item, Message};
-use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, Tool};
+use gemini_transport::wire::{ClientMessage, Content, ContextUpdate};
+
+use crate::config::BuiltinTools;
 use resume_policy::{MessageKind, OpKind, PlannedMessage, PlannedSend};
 
 use crate::convert::{function_response, items_to_contents};
@@ -17,7 +19,7 @@ pub(crate) struct WireSend {
 
 /// Builds the message for `step` with the ledger's current configuration. Every
 /// [`PlannedMessage`] is one client message, so the match is exhaustive.
-pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
+pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger, builtin: BuiltinTools) -> WireSend {
     let (message, items) = match &step.message {
         PlannedMessage::ClientContent {
             items,
@@ -68,13 +70,8 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
                         .as_ref()
                         .map(|text| Content::system_instruction(text.clone())),
                 ),
-                tools: tools.map(|_| {
-                    if ledger.tools.1.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![Tool::functions(ledger.tools.1.clone())]
-                    }
-                }),
+                // The built-in tools stay: the list replaces the session's whole tool set.
+                tools: tools.map(|_| builtin.entries(&ledger.tools.1)),
             };
             (ClientMessage::context_update(update), Vec::new())
         }

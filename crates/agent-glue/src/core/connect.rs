@@ -375,7 +375,7 @@ impl SessionCore {
             );
         }
         for step in &plan.steps {
-            let send = wire_send(step, &self.ledger);
+            let send = wire_send(step, &self.ledger, self.config.session.builtin_tools);
             self.transmit(id, send.message);
             self.record_sent(send.kind, &step.ops, &send.items);
         }

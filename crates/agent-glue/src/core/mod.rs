@@ -111,6 +111,13 @@ pub enum Command {
     ActivityStart,
     /// The user stopped speaking (manual activity detection).
     ActivityEnd,
+    /// One video frame or image (`realtimeInput.video`).
+    Video {
+        /// The encoded image.
+        frame: bytes::Bytes,
+        /// Its MIME type (`image/jpeg`, `image/png`).
+        mime_type: String,
+    },
     /// End the session.
     Close,
 }
@@ -497,6 +504,28 @@ impl SessionCore {
                 self.realtime(
                     ClientMessage::audio_stream_end(),
                     resume_policy::MessageKind::AudioStreamEnd,
+                );
+                Receipt::default()
+            }
+            Command::ActivityStart | Command::ActivityEnd
+                if self.config.session.automatic_activity_detection =>
+            {
+                // The service closes the connection with 1007 on these while its own detection
+                // is on: refused before anything is sent.
+                return Err(Error::ActivityDetectionOn {
+                    signal: if matches!(command, Command::ActivityStart) {
+                        "activityStart"
+                    } else {
+                        "activityEnd"
+                    },
+                });
+            }
+            Command::Video { frame, mime_type } => {
+                // Realtime input, not context: provokes no reaction of its own, and is dropped
+                // while no connection is up (the next frame replaces it).
+                self.realtime(
+                    ClientMessage::video(&frame, mime_type),
+                    resume_policy::MessageKind::Silent,
                 );
                 Receipt::default()
             }

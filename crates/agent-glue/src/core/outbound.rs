@@ -29,7 +29,7 @@ impl SessionCore {
         };
         match route {
             Route::Send(step) => {
-                let send = wire_send(&step, &self.ledger);
+                let send = wire_send(&step, &self.ledger, self.config.session.builtin_tools);
                 self.transmit(live_id, send.message);
                 self.record_sent(send.kind, &step.ops, &send.items);
             }
