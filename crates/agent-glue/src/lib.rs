@@ -139,6 +139,10 @@ pub use gemini_transport::wire::{
     ActivityHandling, Behavior, ContextWindowCompression, EndSensitivity, FunctionDeclaration,
     MediaResolution, Modality, StartSensitivity, ThinkingLevel, TurnCoverage,
 };
+/// What the session's events carry from the server.
+pub use gemini_transport::wire::{
+    GroundingChunk, GroundingMetadata, ModalityTokenCount, SearchEntryPoint, WebSource,
+};
 /// Where to connect and with which credential.
 pub use gemini_transport::{
     ConnectConfig, CredentialError, CredentialFuture, CredentialSource, Endpoint, SecretString,

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use gemini_transport::wire::ClientMessage;
+use gemini_transport::wire::{ClientMessage, ServerMessage};
 use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
 use resume_policy::{ConnectionId, Millis};
 use tokio::sync::{Notify, watch};
@@ -257,8 +257,10 @@ impl Shared {
     }
 }
 
-/// What a dial gives: the connection's halves once its setup is complete.
-type Opened = Result<(ConnectionSender, ConnectionReceiver), gemini_transport::Error>;
+/// What a dial gives: the connection's halves once its setup is complete, and the
+/// `setupComplete` (which may carry the server's session id).
+type Opened =
+    Result<(ConnectionSender, ConnectionReceiver, ServerMessage), gemini_transport::Error>;
 
 /// A dial under way.
 type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
@@ -269,8 +271,9 @@ type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 async fn open(endpoint: Arc<Endpoint>, config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
     let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
     let mut conn = Connection::connect(&endpoint, &connect).await?;
-    conn.setup(&setup).await?;
-    Ok(conn.split())
+    let complete = conn.setup(&setup).await?;
+    let (sender, receiver) = conn.split();
+    Ok((sender, receiver, complete))
 }
 
 /// The task that dials, keeps the conduit's timer and polls a blocked socket.
@@ -347,7 +350,7 @@ async fn dialing(dial: &mut Option<(ConnectionId, Dial)>) -> (ConnectionId, Open
 /// told.
 fn opened_connection(shared: &Arc<Shared>, connection: ConnectionId, opened: Opened) {
     match opened {
-        Ok((sender, receiver)) => {
+        Ok((sender, receiver, complete)) => {
             let reader_shared = Arc::clone(shared);
             shared.with(|state, now| {
                 // Spawned under the lock: its first frame waits for the setup to be recorded.
@@ -360,7 +363,9 @@ fn opened_connection(shared: &Arc<Shared>, connection: ConnectionId, opened: Ope
                     old.release();
                 }
                 state.dialing = None;
-                state.conduit.handle_setup_complete(now, connection);
+                // As a message: the conduit takes the setup as complete, and reports a
+                // session id the server gave.
+                state.conduit.handle_message(now, connection, complete);
             });
         }
         Err(e) => {

@@ -395,8 +395,14 @@ impl Conduit {
         connection: ConnectionId,
         message: ServerMessage,
     ) {
-        if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
+        if let Some(ServerPayload::SetupComplete(done)) = &message.payload {
+            let session_id = done.session_id.clone();
             self.handle_setup_complete(now, connection);
+            if session_id.is_some() {
+                // The core reports the server's session id of a connection it set up.
+                self.core.handle_message(now, connection, message);
+                self.drain(now);
+            }
             return;
         }
         if let Some(line) = self.line.as_mut().filter(|l| l.id == connection) {

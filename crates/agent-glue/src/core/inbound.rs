@@ -2,7 +2,7 @@
 //! updates.
 
 use ctx_model::{FunctionCall as CallItem, Item, Message};
-use gemini_transport::wire::{PartData, ServerMessage, ServerPayload};
+use gemini_transport::wire::{PartData, ServerMessage, ServerPayload, VoiceActivityType};
 use resume_policy::{
     ClientMessageIndex, ConnectionId, HandleUpdate, Millis, OpId, ServerReaction, ToolCallStatus,
 };
@@ -24,8 +24,13 @@ impl SessionCore {
         if self.closed.is_some() {
             return;
         }
-        if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
+        if let Some(ServerPayload::SetupComplete(done)) = message.payload {
             self.handle_setup_complete(now, connection);
+            if let Some(id) = done.session_id {
+                if self.link.open_id() == Some(connection) {
+                    self.emit(SessionEvent::ServerSessionId(id));
+                }
+            }
             return;
         }
         if self.link.open_id() != Some(connection) {
@@ -33,11 +38,7 @@ impl SessionCore {
             return;
         }
         if let Some(usage) = &message.usage_metadata {
-            self.emit(SessionEvent::Usage(Usage {
-                prompt_tokens: usage.prompt_token_count,
-                response_tokens: usage.response_tokens(),
-                total_tokens: usage.total_token_count,
-            }));
+            self.emit(SessionEvent::Usage(Usage::from(usage)));
         }
         let Some(payload) = message.payload else {
             return;
@@ -153,6 +154,11 @@ impl SessionCore {
                     Err(e) => debug!(error = %e, "handle update ignored"),
                 }
             }
+            ServerPayload::VoiceActivity(activity) => match activity.activity_type {
+                VoiceActivityType::ActivityStart => self.emit(SessionEvent::VoiceActivityStart),
+                VoiceActivityType::ActivityEnd => self.emit(SessionEvent::VoiceActivityEnd),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -205,6 +211,14 @@ impl SessionCore {
                     let item = Message::user(id, t.text.trim()).transcript();
                     self.place_server_item(Item::Message(item), ended.end, Some(ended.earliest));
                 }
+            }
+        }
+        if let Some(t) = content.interim_input_transcription.take() {
+            self.emit(SessionEvent::InterimInputTranscript { text: t.text });
+        }
+        if let Some(grounding) = content.grounding_metadata.take() {
+            if !self.turn.muted {
+                self.emit(SessionEvent::Grounding(grounding));
             }
         }
         if let Some(t) = &content.output_transcription {
