@@ -43,12 +43,22 @@ impl Default for AudioGapPolicy {
 /// connection, a stalled proxy) leaves writes succeeding into the socket buffers for minutes
 /// at real-time rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Keepalive {
     /// Time between pings.
     pub interval: Duration,
     /// How long a ping may stay unanswered while nothing else comes from the server either
     /// (any frame proves the connection alive).
     pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// A ping every `interval`, the connection lost when one is unanswered (and nothing else
+    /// came) for `timeout`.
+    #[must_use]
+    pub const fn new(interval: Duration, timeout: Duration) -> Self {
+        Self { interval, timeout }
+    }
 }
 
 impl Default for Keepalive {
@@ -80,11 +90,22 @@ impl Default for Keepalive {
 /// [`ReconnectReason::ConnectionAge`](crate::ReconnectReason::ConnectionAge) and one
 /// [`Reconnected`](crate::SessionEvent::Reconnected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionAge {
     /// From this age on, rotate at the first idle point with a fresh handle.
     pub rotate_after: Duration,
     /// At this age, rotate in any case (at least `rotate_after`).
     pub max: Duration,
+}
+
+impl ConnectionAge {
+    /// Rotate at an idle point from `rotate_after`, in any case at `max` (a `rotate_after`
+    /// later than `max` is refused by [`LiveSessionBuilder::connect`] as an
+    /// [`Error::Config`]).
+    #[must_use]
+    pub const fn new(rotate_after: Duration, max: Duration) -> Self {
+        Self { rotate_after, max }
+    }
 }
 
 impl Default for ConnectionAge {
@@ -1175,10 +1196,7 @@ mod tests {
 
     #[test]
     fn a_connection_age_must_rotate_before_its_maximum() {
-        let backwards = ConnectionAge {
-            rotate_after: Duration::from_secs(60),
-            max: Duration::from_secs(30),
-        };
+        let backwards = ConnectionAge::new(Duration::from_secs(60), Duration::from_secs(30));
         let error = builder(GEMINI_38)
             .connection_age(Some(backwards))
             .into_core(Millis(0), 1)

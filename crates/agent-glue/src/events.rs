@@ -260,6 +260,7 @@ pub enum ReconnectReason {
 
 /// How a reconnect went.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reconnected {
     /// Resumed from a handle, or started a fresh server session.
     pub strategy: ReconnectStrategy,

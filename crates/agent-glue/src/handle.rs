@@ -140,11 +140,19 @@ impl LiveSession {
             .with(|state, now| state.conduit.command(now, command))
     }
 
-    /// Any [`Command`] of the session core, as the methods below send them (for code that
-    /// drives sessions generically, such as the simulator's loopback soak). Returns what it
-    /// created.
+    /// Not part of the API (hidden from the docs, no stability promise): any core
+    /// [`Command`] as the methods below send them, for the simulator's loopback soak, which
+    /// drives real sessions with the commands of its schedules. Applications call the methods.
+    #[doc(hidden)]
     pub fn apply(&self, command: Command) -> Result<Receipt, Error> {
         self.command(command)
+    }
+
+    /// The operation a command queued (every command that queues one says so in its receipt).
+    fn op_of(receipt: Receipt) -> Result<OpId, Error> {
+        receipt
+            .op
+            .ok_or_else(|| Error::InvalidArgument("no operation created".to_owned()))
     }
 
     /// A typed user turn: appended to the context and answered by the model. Returns the id
@@ -326,15 +334,16 @@ impl LiveSession {
     }
 
     /// Changes the system instruction (by `contextUpdate` where the model has it, otherwise
-    /// by a reconnect whose `setup` carries it). Returns the operation's id.
-    pub fn update_instructions(&self, text: impl Into<String>) -> Result<Option<OpId>, Error> {
-        self.command(Command::UpdateInstructions(text.into()))
-            .map(|r| r.op)
+    /// by a reconnect whose `setup` carries it). Returns the operation's id (the one a
+    /// [`SessionEvent::Divergence`] or a [`Reconnected`](crate::Reconnected) report names).
+    pub fn update_instructions(&self, text: impl Into<String>) -> Result<OpId, Error> {
+        Self::op_of(self.command(Command::UpdateInstructions(text.into()))?)
     }
 
-    /// Changes the functions the model may call. Returns the operation's id.
-    pub fn update_tools(&self, tools: Vec<FunctionDeclaration>) -> Result<Option<OpId>, Error> {
-        self.command(Command::UpdateTools(tools)).map(|r| r.op)
+    /// Changes the functions the model may call (the built-in tools of the builder stay).
+    /// Returns the operation's id.
+    pub fn update_tools(&self, tools: Vec<FunctionDeclaration>) -> Result<OpId, Error> {
+        Self::op_of(self.command(Command::UpdateTools(tools))?)
     }
 
     /// The result of the tool call `call_id`; delivered exactly once, across reconnects.
@@ -373,9 +382,11 @@ impl LiveSession {
     }
 
     /// Asks the model to answer now. With instructions, they are a user turn in the context
-    /// (answered once). Returns the receipt: the items and the operation it created.
-    pub fn generate_reply(&self, instructions: Option<String>) -> Result<Receipt, Error> {
-        self.command(Command::GenerateReply(instructions))
+    /// (answered once; [`chat_ctx`](Self::chat_ctx) shows it). Returns the id of the
+    /// operation that asks (the one a [`SessionEvent::Divergence`] names if it cannot be
+    /// delivered).
+    pub fn generate_reply(&self, instructions: Option<String>) -> Result<OpId, Error> {
+        Self::op_of(self.command(Command::GenerateReply(instructions))?)
     }
 
     /// Stops delivering the current model turn: its remaining audio, text and transcripts are

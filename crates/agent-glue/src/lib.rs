@@ -36,9 +36,10 @@
 //! buffers, keepalive and write deadlines, which audio a connection that ended took
 //! unconfirmed, close sequencing) is made by [`conduit::Conduit`], sans-IO too, which owns the
 //! core. [`LiveSession`] is the async shell that moves frames and timers for the conduit and
-//! decides nothing. Both are public so that they can be driven without sockets
-//! ([`LiveSessionBuilder::into_sans_io`], [`LiveSessionBuilder::into_core`]); the `session-sim`
-//! crate runs the conduit under random schedules of operations and faults.
+//! decides nothing. Both sit in the one documented module for other runtimes,
+//! [`conduit`], and can be driven without sockets ([`LiveSessionBuilder::into_sans_io`],
+//! [`LiveSessionBuilder::into_core`]); the `session-sim` crate runs the conduit under random
+//! schedules of operations and faults. An application needs none of it.
 //!
 //! # The API
 //!

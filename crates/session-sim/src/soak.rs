@@ -104,10 +104,10 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         builder = crate::world::text_anyway(builder, &model)?;
     }
     if let Some((after, max)) = p.age_limit {
-        builder = builder.connection_age(Some(agent_glue::ConnectionAge {
-            rotate_after: Duration::from_millis(after / SCALE),
-            max: Duration::from_millis(max / SCALE),
-        }));
+        builder = builder.connection_age(Some(agent_glue::ConnectionAge::new(
+            Duration::from_millis(after / SCALE),
+            Duration::from_millis(max / SCALE),
+        )));
     }
     let (session, mut events) = builder
         .connect()

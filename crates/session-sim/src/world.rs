@@ -341,10 +341,10 @@ impl<'a> World<'a> {
             builder = text_anyway(builder, &model)?;
         }
         if let Some((after, max)) = p.age_limit {
-            builder = builder.connection_age(Some(ConnectionAge {
-                rotate_after: Duration::from_millis(after),
-                max: Duration::from_millis(max),
-            }));
+            builder = builder.connection_age(Some(ConnectionAge::new(
+                Duration::from_millis(after),
+                Duration::from_millis(max),
+            )));
         }
         let mut conduit = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
