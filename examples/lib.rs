@@ -6,6 +6,9 @@
 //! JSON as it travels on the wire: an object as it is, anything else under `output` or
 //! `error`).
 
+pub mod live_agent;
+pub mod wav;
+
 use agent_glue::{ChatContext, Item, Role};
 use agent_glue::{Value, json};
 use gemini_fake::{Part, Role as ServerRole, Turn};
