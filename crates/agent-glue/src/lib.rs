@@ -43,10 +43,15 @@
 //!
 //! # The API
 //!
-//! [`LiveSession::builder`] takes an [`Endpoint`] and a model;
-//! [`LiveSessionBuilder::connect`] returns the session and its [`SessionEvents`] once the
-//! first setup is complete. Inputs, each returning what it created:
-//! [`LiveSession::send_text`], [`LiveSession::push_audio`], [`LiveSession::update_chat_ctx`]
+//! [`LiveSession::builder`] takes an [`Endpoint`] and a model; the builder sets the whole
+//! `setup` (generation, speech, thinking, activity detection, transcription, built-in tools,
+//! and [`LiveSessionBuilder::configure_setup`] for the rest) and refuses, before dialing, what
+//! the model would close the connection for. [`LiveSessionBuilder::connect`] returns the
+//! session and its [`SessionEvents`] once the first setup is complete. Inputs, each returning
+//! what it created: [`LiveSession::send_text`], [`LiveSession::push_audio`] (PCM16 at the
+//! session's rate, without a copy), [`LiveSession::push_samples`] (`i16`/`f32` at any rate,
+//! mono or interleaved: [`AudioFormat`]), [`LiveSession::push_video_frame`],
+//! [`LiveSession::update_chat_ctx`]
 //! (conditional on the version of the context it was derived from,
 //! [`LiveSession::snapshot`]), [`LiveSession::append_chat_items`],
 //! [`LiveSession::update_instructions`],

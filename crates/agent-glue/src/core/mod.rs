@@ -176,7 +176,14 @@ pub(crate) struct CoreConfig {
     pub(crate) jitter_seed: u64,
 }
 
-/// The deterministic session state machine. See the [module docs](self).
+/// The deterministic session state machine: the application's commands, decoded server
+/// messages, connection ends and the time go in ([`command`](Self::command),
+/// [`handle_message`](Self::handle_message), [`handle_closed`](Self::handle_closed),
+/// [`handle_timeout`](Self::handle_timeout)); client messages, actions, events and the next
+/// timer come out ([`poll_transmit`](Self::poll_transmit), [`poll_action`](Self::poll_action),
+/// [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout)). No tokio, no
+/// socket, no clock, no randomness of its own. The [`Conduit`](crate::conduit::Conduit) owns
+/// one and makes the socket-side decisions around it.
 pub struct SessionCore {
     config: CoreConfig,
     policy: Arc<dyn ResumePolicy>,
