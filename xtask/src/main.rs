@@ -30,7 +30,8 @@
 //! 7. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
 //! 8. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
-//! 9. `cargo run --example quickstart` (the README's first command must keep working)
+//! 9. `cargo run --example quickstart` (the README's first command must keep working), then
+//!    `cargo run --example custom_policy` (a policy of the user's own, shown working)
 //!
 //! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] [--mutant M] | --seed S
 //! [--keep i,j] [--trace]` runs the deterministic simulator (`crates/session-sim`) in release
@@ -220,6 +221,13 @@ const CI_STEPS: &[Step] = &[
         name: "quickstart example",
         action: Action::Cargo {
             args: &["run", "--quiet", "--example", "quickstart"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "custom_policy example",
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "custom_policy"],
             env: &[],
         },
     },
