@@ -6,9 +6,12 @@
 //! JSON as it travels on the wire: an object as it is, anything else under `output` or
 //! `error`).
 
-use ctx_model::{ChatContext, Item, Role};
+pub mod live_agent;
+pub mod wav;
+
+use agent_glue::{ChatContext, Item, Role};
+use agent_glue::{Value, json};
 use gemini_fake::{Part, Role as ServerRole, Turn};
-use serde_json::{Value, json};
 
 /// `L` as lines.
 pub fn context_lines(context: &ChatContext) -> Vec<String> {

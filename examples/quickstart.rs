@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use agent_glue::{LiveSession, SessionEvent, SessionEvents};
+use agent_glue::{
+    Endpoint, FunctionDeclaration, LiveSession, Message, SecretString, SessionEvent, SessionEvents,
+    json,
+};
 use gemini_fake::{FakeConfig, FakeServer, Family};
 use gemini_live_examples::{context_lines, server_lines};
-use gemini_transport::wire::FunctionDeclaration;
-use gemini_transport::{Endpoint, SecretString};
-use serde_json::json;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -87,7 +87,7 @@ async fn run() -> Result<bool> {
         matches!(e, SessionEvent::Reconnecting { .. })
     })
     .await?;
-    let note = ctx_model::Message::user("note-1", "(The user is in Oslo.)");
+    let note = Message::user("note-1", "(The user is in Oslo.)");
     session.append_chat_items(vec![note.into()])?;
     wait_for(&mut events, |e| matches!(e, SessionEvent::Reconnected(_))).await?;
     say(&session, &mut events, "Goodbye!").await?;

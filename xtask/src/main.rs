@@ -3,7 +3,10 @@
 //! Steps, stopping at the first failure:
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
-//! 3. Python compatibility environment: a virtualenv at `<target dir>/py-compat/venv`
+//! 3. `cargo package --no-verify -p ctx-model -p resume-policy -p gemini-transport -p agent-glue
+//!    -p gemini-fake`: each library packages with its metadata, the path dependencies
+//!    resolved to one another's packages (a few seconds)
+//! 4. Python compatibility environment: a virtualenv at `<target dir>/py-compat/venv`
 //!    (`python3 -m venv`, then `pip install -r crates/gemini-fake/tests/python/requirements.txt`,
 //!    every version pinned: `google-genai` and `livekit-plugins-google` with their dependencies).
 //!    Its interpreter is passed to every later step as `GEMINI_FAKE_PYTHON`, which
@@ -13,8 +16,8 @@
 //!    network for pip), the step FAILS when `CI` is set (the compatibility claim must be proven
 //!    there) and only warns otherwise, leaving those two tests to skip. A `GEMINI_FAKE_PYTHON`
 //!    already set in the environment is used as it is, and nothing is installed.
-//! 4. `cargo test --workspace --all-features` (unit, integration and doc tests)
-//! 5. the simulator: 100,000 random schedules of operations and faults against the session
+//! 5. `cargo test --workspace --all-features` (unit, integration and doc tests)
+//! 6. the simulator: 100,000 random schedules of operations and faults against the session
 //!    core from a fresh seed range (printed first, with the command that replays it), plus
 //!    the fixed set (seeds 0..4,999 and past failing seeds) (`cargo run --release -p
 //!    session-sim -- --schedules 100000`); fails on any violation. Then each mutant policy
@@ -24,10 +27,11 @@
 //!    the send-order mutant of the coverage tracker (`cargo xtask sim --mutant send-order
 //!    --schedules 1000 --fixed 0`, a release build with `--cfg mutant_send_order` in
 //!    `<target dir>/mutant-send-order`): fails if no schedule catches it
-//! 6. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
+//! 7. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
-//! 7. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
-//! 8. `cargo run --example quickstart` (the README's first command must keep working)
+//! 8. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
+//! 9. `cargo run --example quickstart` (the README's first command must keep working), then
+//!    `cargo run --example custom_policy` (a policy of the user's own, shown working)
 //!
 //! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] [--mutant M] | --seed S
 //! [--keep i,j] [--trace]` runs the deterministic simulator (`crates/session-sim`) in release
@@ -36,7 +40,7 @@
 //! `cargo xtask load [--sessions N[,N…]] [--seconds S] [--find-max] …` runs the whole-process
 //! load benchmark (`crates/load`, built in release; see `load.rs`). CI does not run it.
 //!
-//! `cargo xtask py-compat` runs step 3 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
+//! `cargo xtask py-compat` runs step 4 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
 mod load;
@@ -54,7 +58,7 @@ enum Action {
         args: &'static [&'static str],
         env: &'static [(&'static str, &'static str)],
     },
-    /// Provision the Python compatibility venv (see the module docs, step 3).
+    /// Provision the Python compatibility venv (see the module docs, step 4).
     PythonCompat,
     /// `cargo xtask sim ARGS` (a mutant of the client's code is a build of its own).
     Sim(&'static [&'static str]),
@@ -84,6 +88,27 @@ const CI_STEPS: &[Step] = &[
                 "--",
                 "-D",
                 "warnings",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "package the libraries",
+        action: Action::Cargo {
+            args: &[
+                "package",
+                "--no-verify",
+                "--allow-dirty",
+                "-p",
+                "ctx-model",
+                "-p",
+                "resume-policy",
+                "-p",
+                "gemini-transport",
+                "-p",
+                "agent-glue",
+                "-p",
+                "gemini-fake",
             ],
             env: &[],
         },
@@ -196,6 +221,13 @@ const CI_STEPS: &[Step] = &[
         name: "quickstart example",
         action: Action::Cargo {
             args: &["run", "--quiet", "--example", "quickstart"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "custom_policy example",
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "custom_policy"],
             env: &[],
         },
     },

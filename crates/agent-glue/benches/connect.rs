@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use agent_glue::LiveSession;
-use agent_glue::core::Action;
+use agent_glue::conduit::Action;
 use divan::Bencher;
 use gemini_fake::{FakeConfig, FakeServer};
 use gemini_transport::wire::Modality;

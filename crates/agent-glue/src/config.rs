@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gemini_transport::wire::{
-    AudioTranscriptionConfig, Behavior, ContextWindowCompression, FunctionDeclaration, Modality,
-    ProactivityConfig, RealtimeInputConfig, SessionResumptionConfig, Setup, SpeechConfig,
-    ThinkingConfig, ThinkingLevel, Tool,
+    ActivityHandling, AudioTranscriptionConfig, AutomaticActivityDetection, Behavior,
+    ContextWindowCompression, EmptyConfig, EndSensitivity, FunctionDeclaration, GenerationConfig,
+    MediaResolution, Modality, ProactivityConfig, RealtimeInputConfig, SessionResumptionConfig,
+    Setup, SpeechConfig, StartSensitivity, ThinkingConfig, ThinkingLevel, Tool, TurnCoverage,
 };
 use gemini_transport::{ConnectConfig, Endpoint};
 use resume_policy::{DefaultPolicy, ModelCapabilities, ResumePolicy, SetupRule};
@@ -42,12 +43,22 @@ impl Default for AudioGapPolicy {
 /// connection, a stalled proxy) leaves writes succeeding into the socket buffers for minutes
 /// at real-time rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Keepalive {
     /// Time between pings.
     pub interval: Duration,
     /// How long a ping may stay unanswered while nothing else comes from the server either
     /// (any frame proves the connection alive).
     pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// A ping every `interval`, the connection lost when one is unanswered (and nothing else
+    /// came) for `timeout`.
+    #[must_use]
+    pub const fn new(interval: Duration, timeout: Duration) -> Self {
+        Self { interval, timeout }
+    }
 }
 
 impl Default for Keepalive {
@@ -79,11 +90,22 @@ impl Default for Keepalive {
 /// [`ReconnectReason::ConnectionAge`](crate::ReconnectReason::ConnectionAge) and one
 /// [`Reconnected`](crate::SessionEvent::Reconnected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionAge {
     /// From this age on, rotate at the first idle point with a fresh handle.
     pub rotate_after: Duration,
     /// At this age, rotate in any case (at least `rotate_after`).
     pub max: Duration,
+}
+
+impl ConnectionAge {
+    /// Rotate at an idle point from `rotate_after`, in any case at `max` (a `rotate_after`
+    /// later than `max` is refused by [`LiveSessionBuilder::connect`] as an
+    /// [`Error::Config`]).
+    #[must_use]
+    pub const fn new(rotate_after: Duration, max: Duration) -> Self {
+        Self { rotate_after, max }
+    }
 }
 
 impl Default for ConnectionAge {
@@ -102,10 +124,46 @@ impl Default for ConnectionAge {
     }
 }
 
-/// Everything a session needs to open connections. Built by [`LiveSessionBuilder`].
+/// A change the application makes to every `setup` ([`LiveSessionBuilder::configure_setup`]).
+type SetupHook = Arc<dyn Fn(&mut Setup) + Send + Sync>;
+
+/// The built-in tools a session offers the model besides its functions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BuiltinTools {
+    pub(crate) google_search: bool,
+    pub(crate) code_execution: bool,
+    pub(crate) url_context: bool,
+}
+
+impl BuiltinTools {
+    /// The `tools` entries for `functions` and these built-in tools, as `setup` and a
+    /// `contextUpdate` carry them.
+    pub(crate) fn entries(self, functions: &[FunctionDeclaration]) -> Vec<Tool> {
+        let mut tools = Vec::new();
+        if !functions.is_empty() {
+            tools.push(Tool::functions(functions.to_vec()));
+        }
+        if self.google_search {
+            tools.push(Tool::google_search());
+        }
+        if self.code_execution {
+            tools.push(Tool::code_execution());
+        }
+        if self.url_context {
+            tools.push(Tool {
+                url_context: Some(EmptyConfig {}),
+                ..Tool::default()
+            });
+        }
+        tools
+    }
+}
+
+/// Everything a session needs to open connections, but the endpoint and its credential (which
+/// only the shell's dial sees: [`LiveSessionBuilder`] keeps them apart). Built by
+/// [`LiveSessionBuilder`].
 #[derive(Clone)]
 pub(crate) struct SessionConfig {
-    pub(crate) endpoint: Endpoint,
     pub(crate) model: String,
     pub(crate) instructions: Option<String>,
     pub(crate) tools: Vec<FunctionDeclaration>,
@@ -133,6 +191,24 @@ pub(crate) struct SessionConfig {
     pub(crate) thinking_level: Option<ThinkingLevel>,
     pub(crate) proactive_audio: Option<bool>,
     pub(crate) affective_dialog: bool,
+    /// Sampling and the other `generationConfig` fields the builder sets (modality, speech,
+    /// thinking and affective dialog are added per setup).
+    pub(crate) generation: GenerationConfig,
+    /// `thinkingConfig.thinkingBudget` / `includeThoughts` (2.5).
+    pub(crate) thinking_budget: Option<i32>,
+    pub(crate) include_thoughts: Option<bool>,
+    pub(crate) proactive_video: Option<bool>,
+    /// `speechConfig.languageCode`.
+    pub(crate) language: Option<String>,
+    /// `inputAudioTranscription.languageCodes`.
+    pub(crate) transcription_languages: Vec<String>,
+    /// Sensitivities and prefix padding of the automatic activity detection (the silence is
+    /// `end_of_speech_silence`).
+    pub(crate) detection: AutomaticActivityDetection,
+    pub(crate) activity_handling: Option<ActivityHandling>,
+    pub(crate) turn_coverage: Option<TurnCoverage>,
+    pub(crate) builtin_tools: BuiltinTools,
+    pub(crate) setup_hook: Option<SetupHook>,
 }
 
 impl SessionConfig {
@@ -159,27 +235,46 @@ impl SessionConfig {
         transparent: bool,
         history_config: bool,
     ) -> Setup {
-        let mut setup =
-            Setup::new(self.model.clone()).with_response_modality(self.modality.clone());
+        let mut setup = Setup::new(self.model.clone());
+        if let Some(hook) = &self.setup_hook {
+            hook(&mut setup);
+            setup.model.clone_from(&self.model);
+        }
+        if self.generation != GenerationConfig::default() {
+            let generation = setup
+                .generation_config
+                .get_or_insert_with(GenerationConfig::default);
+            merge_generation(generation, &self.generation);
+        }
+        setup = setup.with_response_modality(self.modality.clone());
         if let Some(generation) = setup.generation_config.as_mut() {
-            if let Some(voice) = &self.voice {
-                generation.speech_config = Some(SpeechConfig::voice(voice.clone()));
+            if self.voice.is_some() || self.language.is_some() {
+                let mut speech = match &self.voice {
+                    Some(voice) => SpeechConfig::voice(voice.clone()),
+                    None => SpeechConfig::default(),
+                };
+                speech.language_code.clone_from(&self.language);
+                generation.speech_config = Some(speech);
             }
-            if let Some(level) = &self.thinking_level {
-                generation.thinking_config = Some(ThinkingConfig::level(level.clone()));
+            if let Some(thinking) = self.thinking_config() {
+                generation.thinking_config = Some(thinking);
             }
             if self.affective_dialog {
                 generation.enable_affective_dialog = Some(true);
             }
         }
-        if let Some(on) = self.proactive_audio {
-            setup = setup.with_proactivity(ProactivityConfig::audio(on));
+        if self.proactive_audio.is_some() || self.proactive_video.is_some() {
+            let mut proactivity = ProactivityConfig::default();
+            proactivity.proactive_audio = self.proactive_audio;
+            proactivity.proactive_video = self.proactive_video;
+            setup = setup.with_proactivity(proactivity);
         }
         if let Some(text) = instructions {
             setup = setup.with_system_instruction(text);
         }
+        let tools = self.builtin_tools.entries(tools);
         if !tools.is_empty() {
-            setup = setup.with_tools(vec![Tool::functions(tools.to_vec())]);
+            setup = setup.with_tools(tools);
         }
         let mut resumption = match handle {
             Some(token) => SessionResumptionConfig::resume(token),
@@ -193,20 +288,79 @@ impl SessionConfig {
             setup = setup.with_context_window_compression(compression.clone());
         }
         if self.transcription {
-            setup.input_audio_transcription = Some(AudioTranscriptionConfig::default());
+            let mut input = AudioTranscriptionConfig::default();
+            input
+                .language_codes
+                .clone_from(&self.transcription_languages);
+            setup.input_audio_transcription = Some(input);
             setup.output_audio_transcription = Some(AudioTranscriptionConfig::default());
         }
         if history_config {
             setup = setup.with_initial_history_in_client_content(true);
         }
-        if !self.automatic_activity_detection {
-            setup = setup.with_realtime_input_config(RealtimeInputConfig::manual_activity());
-        } else if let Some(silence) = self.end_of_speech_silence {
-            let ms = i32::try_from(silence.as_millis()).unwrap_or(i32::MAX);
-            setup = setup.with_realtime_input_config(RealtimeInputConfig::silence_duration_ms(ms));
+        if let Some(realtime) = self.realtime_input_config() {
+            setup = setup.with_realtime_input_config(realtime);
         }
         setup
     }
+
+    /// `thinkingConfig`, if any of its fields is set.
+    pub(crate) fn thinking_config(&self) -> Option<ThinkingConfig> {
+        if self.thinking_level.is_none()
+            && self.thinking_budget.is_none()
+            && self.include_thoughts.is_none()
+        {
+            return None;
+        }
+        let mut thinking = ThinkingConfig::default();
+        thinking.thinking_level.clone_from(&self.thinking_level);
+        thinking.thinking_budget = self.thinking_budget;
+        thinking.include_thoughts = self.include_thoughts;
+        Some(thinking)
+    }
+
+    /// `realtimeInputConfig`, if anything in it differs from the service's defaults: detection
+    /// off (`disabled: true` and nothing else of it), or its settings; barge-in; turn coverage.
+    fn realtime_input_config(&self) -> Option<RealtimeInputConfig> {
+        let mut config = if self.automatic_activity_detection {
+            let mut detection = self.detection.clone();
+            if let Some(silence) = self.end_of_speech_silence {
+                detection.silence_duration_ms =
+                    Some(i32::try_from(silence.as_millis()).unwrap_or(i32::MAX));
+            }
+            let mut config = RealtimeInputConfig::default();
+            if detection != AutomaticActivityDetection::default() {
+                config.automatic_activity_detection = Some(detection);
+            }
+            config
+        } else {
+            RealtimeInputConfig::manual_activity()
+        };
+        config.activity_handling.clone_from(&self.activity_handling);
+        config.turn_coverage.clone_from(&self.turn_coverage);
+        (config != RealtimeInputConfig::default()).then_some(config)
+    }
+}
+
+/// Copies the fields set in `from` (the builder's sampling settings) over `into`.
+fn merge_generation(into: &mut GenerationConfig, from: &GenerationConfig) {
+    macro_rules! copy {
+        ($($field:ident),*) => {$(
+            if from.$field.is_some() {
+                into.$field.clone_from(&from.$field);
+            }
+        )*};
+    }
+    copy!(
+        temperature,
+        top_p,
+        top_k,
+        max_output_tokens,
+        seed,
+        presence_penalty,
+        frequency_penalty,
+        media_resolution
+    );
 }
 
 impl SessionConfig {
@@ -233,10 +387,11 @@ impl SessionConfig {
             );
         }
         match (&self.thinking_level, caps.thinking_config) {
-            (Some(_), SetupRule::Refused) => {
+            (_, SetupRule::Refused) if self.thinking_config().is_some() => {
                 return refuse(
-                    "a thinking level (`thinkingConfig`)",
-                    "the service closes such a setup with 1007; leave `.thinking_level(…)` out",
+                    "a thinking configuration (`thinkingConfig`)",
+                    "the service closes such a setup with 1007; leave `.thinking_level(…)`, \
+                     `.thinking_budget(…)` and `.include_thoughts(…)` out",
                 );
             }
             (None, SetupRule::Required) => {
@@ -293,6 +448,7 @@ pub(crate) fn check_tools(
 /// [`connect`](Self::connect) returns once the first setup is complete.
 #[must_use]
 pub struct LiveSessionBuilder {
+    pub(crate) endpoint: Endpoint,
     pub(crate) config: SessionConfig,
     pub(crate) policy: Option<Arc<dyn ResumePolicy>>,
     pub(crate) capabilities: Option<ModelCapabilities>,
@@ -303,7 +459,7 @@ pub struct LiveSessionBuilder {
 impl std::fmt::Debug for LiveSessionBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveSessionBuilder")
-            .field("endpoint", &self.config.endpoint)
+            .field("endpoint", &self.endpoint)
             .field("model", &self.config.model)
             .finish_non_exhaustive()
     }
@@ -314,8 +470,8 @@ impl LiveSessionBuilder {
     /// `models/gemini-2.5-flash-native-audio-preview-12-2025`) at `endpoint`.
     pub fn new(endpoint: Endpoint, model: impl Into<String>) -> Self {
         Self {
+            endpoint,
             config: SessionConfig {
-                endpoint,
                 model: model.into(),
                 instructions: None,
                 tools: Vec::new(),
@@ -341,6 +497,17 @@ impl LiveSessionBuilder {
                 thinking_level: None,
                 proactive_audio: None,
                 affective_dialog: false,
+                generation: GenerationConfig::default(),
+                thinking_budget: None,
+                include_thoughts: None,
+                proactive_video: None,
+                language: None,
+                transcription_languages: Vec::new(),
+                detection: AutomaticActivityDetection::default(),
+                activity_handling: None,
+                turn_coverage: None,
+                builtin_tools: BuiltinTools::default(),
+                setup_hook: None,
             },
             policy: None,
             capabilities: None,
@@ -443,6 +610,21 @@ impl LiveSessionBuilder {
     /// Transport settings (timeouts, sizes).
     pub fn connect_config(mut self, config: ConnectConfig) -> Self {
         self.config.connect = config;
+        self
+    }
+
+    /// The sample rate of the microphone audio the session sends, as `audio/pcm;rate=N`
+    /// (default: 16,000, the rate the service takes natively; other rates are accepted and
+    /// resampled by the service, docs/protocol.md section 8). [`LiveSession::push_audio`]
+    /// takes PCM16 mono at this rate; [`LiveSession::push_samples`] converts any other format
+    /// to it. Sending a source's own rate saves resampling on the client at the cost of the
+    /// bandwidth (48 kHz is three times 16 kHz's bytes): the README's benchmark section gives
+    /// the cost of each. Clamped to 8,000–384,000.
+    ///
+    /// [`LiveSession::push_audio`]: crate::LiveSession::push_audio
+    /// [`LiveSession::push_samples`]: crate::LiveSession::push_samples
+    pub fn input_sample_rate(mut self, rate: u32) -> Self {
+        self.config.input_sample_rate = rate.clamp(8_000, 384_000);
         self
     }
 
@@ -559,6 +741,156 @@ impl LiveSessionBuilder {
     /// [`connect`](Self::connect) refuses it there.
     pub fn affective_dialog(mut self, on: bool) -> Self {
         self.config.affective_dialog = on;
+        self
+    }
+
+    /// How eagerly the server's activity detection starts speech
+    /// (`automaticActivityDetection.startOfSpeechSensitivity`; default: the service's).
+    pub fn start_of_speech_sensitivity(mut self, sensitivity: StartSensitivity) -> Self {
+        self.config.detection.start_of_speech_sensitivity = Some(sensitivity);
+        self
+    }
+
+    /// How eagerly the server's activity detection ends speech
+    /// (`automaticActivityDetection.endOfSpeechSensitivity`; default: the service's).
+    pub fn end_of_speech_sensitivity(mut self, sensitivity: EndSensitivity) -> Self {
+        self.config.detection.end_of_speech_sensitivity = Some(sensitivity);
+        self
+    }
+
+    /// How much speech the server's activity detection needs before it starts a turn
+    /// (`automaticActivityDetection.prefixPaddingMs`; default: the service's).
+    pub fn prefix_padding(mut self, padding: Duration) -> Self {
+        self.config.detection.prefix_padding_ms =
+            Some(i32::try_from(padding.as_millis()).unwrap_or(i32::MAX));
+        self
+    }
+
+    /// What the user's activity does to a model turn under way
+    /// (`realtimeInputConfig.activityHandling`; default: the service's, barge-in).
+    pub fn activity_handling(mut self, handling: ActivityHandling) -> Self {
+        self.config.activity_handling = Some(handling);
+        self
+    }
+
+    /// Which input makes up the user's turn (`realtimeInputConfig.turnCoverage`; default: the
+    /// model's).
+    pub fn turn_coverage(mut self, coverage: TurnCoverage) -> Self {
+        self.config.turn_coverage = Some(coverage);
+        self
+    }
+
+    /// Sampling temperature (`generationConfig.temperature`; default: the model's).
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.config.generation.temperature = Some(temperature);
+        self
+    }
+
+    /// Nucleus sampling (`generationConfig.topP`; default: the model's).
+    pub fn top_p(mut self, top_p: f32) -> Self {
+        self.config.generation.top_p = Some(top_p);
+        self
+    }
+
+    /// Top-k sampling (`generationConfig.topK`; default: the model's).
+    pub fn top_k(mut self, top_k: i32) -> Self {
+        self.config.generation.top_k = Some(top_k);
+        self
+    }
+
+    /// The most tokens one answer may have (`generationConfig.maxOutputTokens`; default: the
+    /// model's).
+    pub fn max_output_tokens(mut self, tokens: i32) -> Self {
+        self.config.generation.max_output_tokens = Some(tokens);
+        self
+    }
+
+    /// The decoding seed (`generationConfig.seed`; default: none).
+    pub fn seed(mut self, seed: i32) -> Self {
+        self.config.generation.seed = Some(seed);
+        self
+    }
+
+    /// Presence penalty (`generationConfig.presencePenalty`; default: none).
+    pub fn presence_penalty(mut self, penalty: f32) -> Self {
+        self.config.generation.presence_penalty = Some(penalty);
+        self
+    }
+
+    /// Frequency penalty (`generationConfig.frequencyPenalty`; default: none).
+    pub fn frequency_penalty(mut self, penalty: f32) -> Self {
+        self.config.generation.frequency_penalty = Some(penalty);
+        self
+    }
+
+    /// The resolution video and image input is read at (`generationConfig.mediaResolution`:
+    /// tokens per frame; default: the model's).
+    pub fn media_resolution(mut self, resolution: MediaResolution) -> Self {
+        self.config.generation.media_resolution = Some(resolution);
+        self
+    }
+
+    /// The language the model speaks (`speechConfig.languageCode`, BCP-47 such as `de-DE`;
+    /// default: the model's choice).
+    pub fn language(mut self, code: impl Into<String>) -> Self {
+        self.config.language = Some(code.into());
+        self
+    }
+
+    /// The languages the user is expected to speak, for the input transcription
+    /// (`inputAudioTranscription.languageCodes`; default: none, the service detects).
+    pub fn transcription_languages(mut self, codes: Vec<String>) -> Self {
+        self.config.transcription_languages = codes;
+        self
+    }
+
+    /// The thinking budget in tokens (`thinkingConfig.thinkingBudget`, 2.5; `0` turns thinking
+    /// off; default: the model's). Refused by 3.8 as every `thinkingConfig` is.
+    pub fn thinking_budget(mut self, tokens: i32) -> Self {
+        self.config.thinking_budget = Some(tokens);
+        self
+    }
+
+    /// Whether thought summaries are returned (`thinkingConfig.includeThoughts`; default: the
+    /// model's). Refused by 3.8 as every `thinkingConfig` is.
+    pub fn include_thoughts(mut self, on: bool) -> Self {
+        self.config.include_thoughts = Some(on);
+        self
+    }
+
+    /// Proactive video (`proactivity.proactiveVideo`; default: not sent).
+    pub fn proactive_video(mut self, on: bool) -> Self {
+        self.config.proactive_video = Some(on);
+        self
+    }
+
+    /// Google Search grounding (`tools: [{googleSearch: {}}]`; default: off). Its sources come
+    /// as [`SessionEvent::Grounding`](crate::SessionEvent::Grounding).
+    pub fn google_search(mut self, on: bool) -> Self {
+        self.config.builtin_tools.google_search = on;
+        self
+    }
+
+    /// Code execution (`tools: [{codeExecution: {}}]`; default: off).
+    pub fn code_execution(mut self, on: bool) -> Self {
+        self.config.builtin_tools.code_execution = on;
+        self
+    }
+
+    /// URL context (`tools: [{urlContext: {}}]`; default: off).
+    pub fn url_context(mut self, on: bool) -> Self {
+        self.config.builtin_tools.url_context = on;
+        self
+    }
+
+    /// The escape hatch: `change` is applied to every `setup` the session sends, before the
+    /// session sets what it manages (the model, resumption, history, instructions, tools,
+    /// transcription, and every setting of this builder, which win). For fields of
+    /// [`Setup`](crate::transport::wire::Setup) the builder has no method for
+    /// (`safetySettings`, `explicitVadSignal`, …), and, through its `extra` map, fields this
+    /// crate does not model at all. The capability checks do not see what it sets.
+    pub fn configure_setup(mut self, change: impl Fn(&mut Setup) + Send + Sync + 'static) -> Self {
+        self.config.setup_hook = Some(Arc::new(change));
         self
     }
 
@@ -749,11 +1081,122 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_age_must_rotate_before_its_maximum() {
-        let backwards = ConnectionAge {
-            rotate_after: Duration::from_secs(60),
-            max: Duration::from_secs(30),
+    fn the_whole_setup_surface_is_on_the_wire() {
+        use gemini_transport::wire::{
+            ActivityHandling, EndSensitivity, MediaResolution, SafetySetting, StartSensitivity,
+            TurnCoverage,
         };
+        let b = builder("models/gemini-2.5-flash-native-audio-preview-12-2025")
+            .temperature(0.5)
+            .top_p(0.9)
+            .top_k(40)
+            .max_output_tokens(512)
+            .seed(7)
+            .presence_penalty(0.25)
+            .frequency_penalty(0.75)
+            .media_resolution(MediaResolution::Low)
+            .voice("Puck")
+            .language("de-DE")
+            .transcription_languages(vec!["de-DE".to_owned()])
+            .thinking_budget(0)
+            .include_thoughts(false)
+            .proactive_audio(true)
+            .proactive_video(true)
+            .start_of_speech_sensitivity(StartSensitivity::Low)
+            .end_of_speech_sensitivity(EndSensitivity::High)
+            .prefix_padding(Duration::from_millis(120))
+            .end_of_speech_silence(Duration::from_millis(600))
+            .activity_handling(ActivityHandling::NoInterruption)
+            .turn_coverage(TurnCoverage::TurnIncludesAllInput)
+            .google_search(true)
+            .code_execution(true)
+            .url_context(true)
+            .configure_setup(|setup| {
+                setup.safety_settings.push(SafetySetting {
+                    category: "HARM_CATEGORY_HARASSMENT".to_owned(),
+                    threshold: "BLOCK_ONLY_HIGH".to_owned(),
+                });
+                setup
+                    .extra
+                    .insert("futureField".to_owned(), serde_json::json!({"on": true}));
+                // The session's own settings win over the hook's.
+                setup.model = "models/other".to_owned();
+            });
+        let tools = vec![FunctionDeclaration::new("book", "Books a table")];
+        let setup = serde_json::to_value(b.config.setup(None, &tools, None, false, false)).unwrap();
+        let expected = serde_json::json!({
+            "model": "models/gemini-2.5-flash-native-audio-preview-12-2025",
+            "generationConfig": {
+                "responseModalities": ["AUDIO"],
+                "speechConfig": {
+                    "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Puck"}},
+                    "languageCode": "de-DE"
+                },
+                "thinkingConfig": {"thinkingBudget": 0, "includeThoughts": false},
+                "temperature": 0.5, "topP": 0.8999999761581421, "topK": 40,
+                "maxOutputTokens": 512, "seed": 7,
+                "presencePenalty": 0.25, "frequencyPenalty": 0.75,
+                "mediaResolution": "MEDIA_RESOLUTION_LOW"
+            },
+            "tools": [
+                {"functionDeclarations": [{"name": "book", "description": "Books a table"}]},
+                {"googleSearch": {}}, {"codeExecution": {}}, {"urlContext": {}}
+            ],
+            "realtimeInputConfig": {
+                "automaticActivityDetection": {
+                    "startOfSpeechSensitivity": "START_SENSITIVITY_LOW",
+                    "endOfSpeechSensitivity": "END_SENSITIVITY_HIGH",
+                    "prefixPaddingMs": 120,
+                    "silenceDurationMs": 600
+                },
+                "activityHandling": "NO_INTERRUPTION",
+                "turnCoverage": "TURN_INCLUDES_ALL_INPUT"
+            },
+            "sessionResumption": {},
+            "inputAudioTranscription": {"languageCodes": ["de-DE"]},
+            "outputAudioTranscription": {},
+            "proactivity": {"proactiveAudio": true, "proactiveVideo": true},
+            "safetySettings": [
+                {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}
+            ],
+            "futureField": {"on": true}
+        });
+        assert_eq!(setup, expected);
+        // Detection off: `disabled` and none of its settings, barge-in and coverage kept.
+        let manual = builder("models/gemini-2.5-flash-native-audio-preview-12-2025")
+            .automatic_activity_detection(false)
+            .prefix_padding(Duration::from_millis(120))
+            .activity_handling(ActivityHandling::NoInterruption);
+        let setup =
+            serde_json::to_value(manual.config.setup(None, &[], None, false, false)).unwrap();
+        assert_eq!(
+            setup["realtimeInputConfig"],
+            serde_json::json!({
+                "automaticActivityDetection": {"disabled": true},
+                "activityHandling": "NO_INTERRUPTION"
+            })
+        );
+    }
+
+    #[test]
+    fn every_thinking_setting_is_refused_where_thinking_config_is() {
+        let budget = verdict(builder(GEMINI_38).thinking_budget(0));
+        assert!(budget.is_err_and(|s| s.contains("thinkingConfig")));
+        let thoughts = verdict(builder(GEMINI_38).include_thoughts(true));
+        assert!(thoughts.is_err_and(|s| s.contains("thinkingConfig")));
+        // The rest of the new surface is accepted by 3.8.
+        let rest = builder(GEMINI_38)
+            .temperature(0.2)
+            .language("en-US")
+            .google_search(true)
+            .media_resolution(gemini_transport::wire::MediaResolution::Medium)
+            .proactive_video(true);
+        assert_eq!(verdict(rest), Ok(()));
+    }
+
+    #[test]
+    fn a_connection_age_must_rotate_before_its_maximum() {
+        let backwards = ConnectionAge::new(Duration::from_secs(60), Duration::from_secs(30));
         let error = builder(GEMINI_38)
             .connection_age(Some(backwards))
             .into_core(Millis(0), 1)

@@ -1,4 +1,6 @@
-//! The crate's one error type.
+//! The crate's one error type. Each error's `Display` says only its own layer; what caused it
+//! is its `source()`, so that printing the chain (`{:#}` with anyhow, or walking `source()`)
+//! says each fact once.
 
 /// Errors from [`LiveSession`](crate::LiveSession).
 #[derive(Debug, thiserror::Error)]
@@ -22,19 +24,19 @@ pub enum Error {
         why: String,
     },
     /// The first connection could not be established.
-    #[error("could not connect: {0}")]
+    #[error("could not connect")]
     Connect(#[source] gemini_transport::Error),
     /// The session ended before [`connect`](crate::LiveSessionBuilder::connect) completed
     /// its first setup: the [`SessionError`](crate::SessionError) says what failed and keeps
     /// the transport error as its source (a refused dial, TLS, an upgrade refused with an HTTP
     /// status, authentication, quota, the setup timeout, or the policy giving up).
-    #[error("the session ended: {0}")]
+    #[error("the session ended")]
     Session(#[source] crate::SessionError),
     /// The session has ended (closed by the application or by a terminal error).
     #[error("the session is closed")]
     Closed,
     /// The chat context given is invalid (for example a duplicate item id).
-    #[error("invalid chat context: {0}")]
+    #[error("invalid chat context")]
     Context(#[from] ctx_model::Error),
     /// `update_chat_ctx` was given a context derived from an older version of the session's
     /// context: applying it would drop changes made since. Read the context again
@@ -55,6 +57,18 @@ pub enum Error {
     Full {
         /// How much audio waits to be written.
         held: std::time::Duration,
+    },
+    /// `activity_start` / `activity_end` on a session whose server-side activity detection
+    /// is on: the service would close the connection with 1007. Nothing was sent; build the
+    /// session with
+    /// [`automatic_activity_detection(false)`](crate::LiveSessionBuilder::automatic_activity_detection)
+    /// to bracket speech yourself.
+    #[error(
+        "`{signal}` needs automatic activity detection off (`.automatic_activity_detection(false)`)"
+    )]
+    ActivityDetectionOn {
+        /// The signal refused (`activityStart` or `activityEnd`).
+        signal: &'static str,
     },
     /// An argument is wrong (for example a tool result for an unknown call id).
     #[error("invalid argument: {0}")]

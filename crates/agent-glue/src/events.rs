@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use ctx_model::ItemId;
+use gemini_transport::wire::{GroundingMetadata, ModalityTokenCount, UsageMetadata};
 use resume_policy::{DivergenceReason, OpId};
 use serde_json::Value;
 
@@ -66,6 +67,24 @@ pub enum SessionEvent {
     Interrupted,
     /// Token usage reported by the server.
     Usage(Usage),
+    /// The server's activity detection heard the user start speaking (`voiceActivity`, on
+    /// models that send it): stop playing the model's audio here for the fastest barge-in.
+    VoiceActivityStart,
+    /// The server's activity detection heard the user stop speaking.
+    VoiceActivityEnd,
+    /// A low-latency partial transcript of the user's audio
+    /// (`interimInputTranscription`), superseded by later ones and by the final
+    /// [`InputTranscript`](Self::InputTranscript); not kept in the context.
+    InterimInputTranscript {
+        /// The text so far.
+        text: String,
+    },
+    /// Where the model's answer came from (Google Search grounding: sources, the queries it
+    /// ran, the search chip to render).
+    Grounding(GroundingMetadata),
+    /// The server's id for the session (`setupComplete.sessionId`, sent by Vertex AI): once
+    /// per connection that carries it, after the connection is set up.
+    ServerSessionId(String),
     /// The connection is being replaced. Exactly one per reconnect, followed by one
     /// [`SessionEvent::Reconnected`] or a terminal [`SessionEvent::Closed`].
     Reconnecting {
@@ -147,15 +166,53 @@ pub enum SessionEvent {
     },
 }
 
-/// Token counts from a `usageMetadata` frame (Developer API and Vertex names merged).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Token counts from a `usageMetadata` frame (Developer API and Vertex names merged), in all
+/// and by modality. Whether the service counts per turn or cumulatively is not documented.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Usage {
     /// Prompt tokens.
     pub prompt_tokens: Option<u32>,
+    /// Of the prompt, tokens served from the cache.
+    pub cached_tokens: Option<u32>,
     /// Response tokens.
     pub response_tokens: Option<u32>,
+    /// Tokens of tool-use prompts.
+    pub tool_use_prompt_tokens: Option<u32>,
+    /// Thinking tokens.
+    pub thoughts_tokens: Option<u32>,
     /// Total tokens.
     pub total_tokens: Option<u32>,
+    /// Prompt tokens by modality (text, audio, video…).
+    pub prompt_by_modality: Vec<ModalityTokenCount>,
+    /// Cached tokens by modality.
+    pub cached_by_modality: Vec<ModalityTokenCount>,
+    /// Response tokens by modality.
+    pub response_by_modality: Vec<ModalityTokenCount>,
+    /// Tool-use prompt tokens by modality.
+    pub tool_use_by_modality: Vec<ModalityTokenCount>,
+}
+
+impl From<&UsageMetadata> for Usage {
+    fn from(usage: &UsageMetadata) -> Self {
+        let response_by_modality = if usage.response_tokens_details.is_empty() {
+            usage.candidates_tokens_details.clone()
+        } else {
+            usage.response_tokens_details.clone()
+        };
+        Self {
+            prompt_tokens: usage.prompt_token_count,
+            cached_tokens: usage.cached_content_token_count,
+            response_tokens: usage.response_tokens(),
+            tool_use_prompt_tokens: usage.tool_use_prompt_token_count,
+            thoughts_tokens: usage.thoughts_token_count,
+            total_tokens: usage.total_token_count,
+            prompt_by_modality: usage.prompt_tokens_details.clone(),
+            cached_by_modality: usage.cache_tokens_details.clone(),
+            response_by_modality,
+            tool_use_by_modality: usage.tool_use_prompt_tokens_details.clone(),
+        }
+    }
 }
 
 /// Why a session reconnects.
@@ -209,6 +266,7 @@ pub enum ReconnectReason {
 
 /// How a reconnect went.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reconnected {
     /// Resumed from a handle, or started a fresh server session.
     pub strategy: ReconnectStrategy,

@@ -15,6 +15,7 @@ use gemini_transport::Endpoint;
 use gemini_transport::wire::FunctionDeclaration;
 use resume_policy::OpId;
 
+use crate::audio_in::{AudioFormat, Sample};
 use crate::conduit::{AtBound, CLOSE_FRAME_BUDGET};
 use crate::config::LiveSessionBuilder;
 use crate::core::{Command, Receipt};
@@ -81,6 +82,32 @@ impl Drop for SessionEvents {
     }
 }
 
+/// The largest image [`LiveSession::push_video_frame`] takes: 7 MiB (about 9.3 MB once base64
+/// encoded). A bound of this client's own, so that one call cannot queue an unbounded frame:
+/// the service documents none for a frame, and a camera frame is tens of kilobytes.
+pub const MAX_IMAGE_BYTES: usize = 7 << 20;
+
+/// The encoding of an image or video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// `image/jpeg`.
+    Jpeg,
+    /// `image/png`.
+    Png,
+}
+
+impl ImageFormat {
+    /// The MIME type on the wire.
+    #[must_use]
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+}
+
 /// What the session holds in its buffers now ([`LiveSession::buffered`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -113,11 +140,19 @@ impl LiveSession {
             .with(|state, now| state.conduit.command(now, command))
     }
 
-    /// Any [`Command`] of the session core, as the methods below send them (for code that
-    /// drives sessions generically, such as the simulator's loopback soak). Returns what it
-    /// created.
+    /// Not part of the API (hidden from the docs, no stability promise): any core
+    /// [`Command`] as the methods below send them, for the simulator's loopback soak, which
+    /// drives real sessions with the commands of its schedules. Applications call the methods.
+    #[doc(hidden)]
     pub fn apply(&self, command: Command) -> Result<Receipt, Error> {
         self.command(command)
+    }
+
+    /// The operation a command queued (every command that queues one says so in its receipt).
+    fn op_of(receipt: Receipt) -> Result<OpId, Error> {
+        receipt
+            .op
+            .ok_or_else(|| Error::InvalidArgument("no operation created".to_owned()))
     }
 
     /// A typed user turn: appended to the context and answered by the model. Returns the id
@@ -172,6 +207,48 @@ impl LiveSession {
         }
     }
 
+    /// Microphone audio in any format: `i16` or `f32` samples (see [`Sample`]) at any rate
+    /// from 8 to 384 kHz, mono or interleaved channels ([`AudioFormat`]). Channels are
+    /// averaged to mono; a rate other than the session's
+    /// ([`input_sample_rate`](crate::LiveSessionBuilder::input_sample_rate), 16 kHz by
+    /// default) is resampled (rubato's FFT resampler, 10 ms at a time: up to 10 ms waits for
+    /// the next push, and a change of rate flushes it). Then as
+    /// [`push_audio`](Self::push_audio), the oldest audio dropped and reported at a bound.
+    /// PCM16 at the session's rate is cheapest through [`push_audio`](Self::push_audio), which
+    /// takes the bytes without a copy.
+    ///
+    /// A format out of range, or samples that are not whole frames, is an
+    /// [`Error::InvalidArgument`] and nothing is taken.
+    pub fn push_samples<S: Sample>(&self, samples: &[S], format: AudioFormat) -> Result<(), Error> {
+        let mut input = self
+            .shared
+            .input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.shared.lock().conduit.core().closed().is_some() {
+            return Err(Error::Closed);
+        }
+        let pcm = input.convert(samples, format)?;
+        if pcm.is_empty() {
+            return Ok(());
+        }
+        self.push(pcm, AtBound::DropOldest)
+    }
+
+    /// PCM16 little-endian bytes in any format (see [`push_samples`](Self::push_samples)):
+    /// a WAV file's data, a capture device's buffer. An odd number of bytes is an
+    /// [`Error::InvalidArgument`] and nothing is taken.
+    pub fn push_pcm16(&self, pcm: &[u8], format: AudioFormat) -> Result<(), Error> {
+        if !pcm.len().is_multiple_of(2) {
+            return Err(Error::InvalidArgument(format!(
+                "PCM16 audio must have an even number of bytes, got {}",
+                pcm.len()
+            )));
+        }
+        let samples = crate::pcm::pcm16_to_i16(pcm);
+        self.push_samples(&samples, format)
+    }
+
     /// The hot path: the conduit frames the chunk (or keeps it), and what it queued is
     /// written from this thread, without [`Shared::with`]'s bookkeeping for waiters.
     fn push(&self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
@@ -191,14 +268,52 @@ impl LiveSession {
         self.command(Command::AudioStreamEnd).map(drop)
     }
 
-    /// The user started speaking (manual activity detection).
+    /// The user started speaking: only with the server's activity detection off
+    /// ([`automatic_activity_detection(false)`](crate::LiveSessionBuilder::automatic_activity_detection)).
+    /// With it on, [`Error::ActivityDetectionOn`] and nothing is sent (the service would close
+    /// the connection).
     pub fn activity_start(&self) -> Result<(), Error> {
         self.command(Command::ActivityStart).map(drop)
     }
 
-    /// The user stopped speaking (manual activity detection).
+    /// The user stopped speaking: ends the spoken turn, which the model answers. As
+    /// [`activity_start`](Self::activity_start), only with automatic detection off.
     pub fn activity_end(&self) -> Result<(), Error> {
         self.command(Command::ActivityEnd).map(drop)
+    }
+
+    /// One frame of video (`realtimeInput.video`): a JPEG or PNG image, as a camera or a
+    /// screen capture gives them; the service documents about one frame a second, and reads
+    /// each at the session's
+    /// [`media_resolution`](crate::LiveSessionBuilder::media_resolution). Video is realtime
+    /// input like audio, not context: a frame pushed while no connection is up is dropped
+    /// (the next one replaces it), and none is kept in the chat context. Returns whether it
+    /// was handed to a connection. An empty frame, or one over [`MAX_IMAGE_BYTES`], is an
+    /// [`Error::InvalidArgument`] and nothing is sent.
+    pub fn push_video_frame(
+        &self,
+        frame: impl IntoPcm,
+        format: ImageFormat,
+    ) -> Result<bool, Error> {
+        let frame = frame.into_pcm();
+        if frame.is_empty() || frame.len() > MAX_IMAGE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "an image of {} bytes (taken: 1 to {MAX_IMAGE_BYTES})",
+                frame.len()
+            )));
+        }
+        let connected = self.shared.lock().conduit.core().audio_target().is_some();
+        self.command(Command::Video {
+            frame,
+            mime_type: format.mime_type().to_owned(),
+        })?;
+        Ok(connected)
+    }
+
+    /// A still image for the model to look at (a photo, a screenshot): one video frame
+    /// ([`push_video_frame`](Self::push_video_frame)), with the same bounds.
+    pub fn send_image(&self, image: impl IntoPcm, format: ImageFormat) -> Result<bool, Error> {
+        self.push_video_frame(image, format)
     }
 
     /// Replaces the application's chat context with `context`, derived from version
@@ -219,15 +334,16 @@ impl LiveSession {
     }
 
     /// Changes the system instruction (by `contextUpdate` where the model has it, otherwise
-    /// by a reconnect whose `setup` carries it). Returns the operation's id.
-    pub fn update_instructions(&self, text: impl Into<String>) -> Result<Option<OpId>, Error> {
-        self.command(Command::UpdateInstructions(text.into()))
-            .map(|r| r.op)
+    /// by a reconnect whose `setup` carries it). Returns the operation's id (the one a
+    /// [`SessionEvent::Divergence`] or a [`Reconnected`](crate::Reconnected) report names).
+    pub fn update_instructions(&self, text: impl Into<String>) -> Result<OpId, Error> {
+        Self::op_of(self.command(Command::UpdateInstructions(text.into()))?)
     }
 
-    /// Changes the functions the model may call. Returns the operation's id.
-    pub fn update_tools(&self, tools: Vec<FunctionDeclaration>) -> Result<Option<OpId>, Error> {
-        self.command(Command::UpdateTools(tools)).map(|r| r.op)
+    /// Changes the functions the model may call (the built-in tools of the builder stay).
+    /// Returns the operation's id.
+    pub fn update_tools(&self, tools: Vec<FunctionDeclaration>) -> Result<OpId, Error> {
+        Self::op_of(self.command(Command::UpdateTools(tools))?)
     }
 
     /// The result of the tool call `call_id`; delivered exactly once, across reconnects.
@@ -294,9 +410,11 @@ impl LiveSession {
     }
 
     /// Asks the model to answer now. With instructions, they are a user turn in the context
-    /// (answered once). Returns the receipt: the items and the operation it created.
-    pub fn generate_reply(&self, instructions: Option<String>) -> Result<Receipt, Error> {
-        self.command(Command::GenerateReply(instructions))
+    /// (answered once; [`chat_ctx`](Self::chat_ctx) shows it). Returns the id of the
+    /// operation that asks (the one a [`SessionEvent::Divergence`] names if it cannot be
+    /// delivered).
+    pub fn generate_reply(&self, instructions: Option<String>) -> Result<OpId, Error> {
+        Self::op_of(self.command(Command::GenerateReply(instructions))?)
     }
 
     /// Stops delivering the current model turn: its remaining audio, text and transcripts are

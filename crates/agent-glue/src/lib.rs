@@ -16,10 +16,10 @@
 //! - the **outbox**: every context-changing operation (appends, tool results, instruction and
 //!   tool changes, reply requests) with its delivery state.
 //!
-//! On every (re)connect the session asks a [`ResumePolicy`](resume_policy::ResumePolicy) for
+//! On every (re)connect the session asks a [`ResumePolicy`] for
 //! a plan and executes it; it never decides on its own. Every end goes through the policy
 //! too: a failure no retry fixes (authentication or quota refused, a rejected first `setup`)
-//! is planned as [`Trigger::Fatal`](resume_policy::Trigger::Fatal), whose give-up plan
+//! is planned as [`Trigger::Fatal`](policy::Trigger::Fatal), whose give-up plan
 //! reports what was not delivered before the terminal [`SessionEvent::Closed`] (and the
 //! session ends even if a custom policy asks to reconnect). What a plan cannot deliver is
 //! reported as [`SessionEvent::Divergence`]. Every reconnect emits one
@@ -28,7 +28,7 @@
 //!
 //! # The core, the conduit and the shell
 //!
-//! Every session decision is made by [`core::SessionCore`], a deterministic state machine with
+//! Every session decision is made by [`conduit::SessionCore`], a deterministic state machine with
 //! no tokio, no socket, no clock and no randomness of its own (quinn-proto's `Connection` is
 //! the model): the application's commands, decoded server messages, connection ends and the
 //! time go in; client messages, open/close requests, events and the next timer come out.
@@ -36,16 +36,22 @@
 //! buffers, keepalive and write deadlines, which audio a connection that ended took
 //! unconfirmed, close sequencing) is made by [`conduit::Conduit`], sans-IO too, which owns the
 //! core. [`LiveSession`] is the async shell that moves frames and timers for the conduit and
-//! decides nothing. Both are public so that they can be driven without sockets
-//! ([`LiveSessionBuilder::into_sans_io`], [`LiveSessionBuilder::into_core`]); the `session-sim`
-//! crate runs the conduit under random schedules of operations and faults.
+//! decides nothing. Both sit in the one documented module for other runtimes,
+//! [`conduit`], and can be driven without sockets ([`LiveSessionBuilder::into_sans_io`],
+//! [`LiveSessionBuilder::into_core`]); the `session-sim` crate runs the conduit under random
+//! schedules of operations and faults. An application needs none of it.
 //!
 //! # The API
 //!
-//! [`LiveSession::builder`] takes an [`Endpoint`](gemini_transport::Endpoint) and a model;
-//! [`LiveSessionBuilder::connect`] returns the session and its [`SessionEvents`] once the
-//! first setup is complete. Inputs, each returning what it created:
-//! [`LiveSession::send_text`], [`LiveSession::push_audio`], [`LiveSession::update_chat_ctx`]
+//! [`LiveSession::builder`] takes an [`Endpoint`] and a model; the builder sets the whole
+//! `setup` (generation, speech, thinking, activity detection, transcription, built-in tools,
+//! and [`LiveSessionBuilder::configure_setup`] for the rest) and refuses, before dialing, what
+//! the model would close the connection for. [`LiveSessionBuilder::connect`] returns the
+//! session and its [`SessionEvents`] once the first setup is complete. Inputs, each returning
+//! what it created: [`LiveSession::send_text`], [`LiveSession::push_audio`] (PCM16 at the
+//! session's rate, without a copy), [`LiveSession::push_samples`] (`i16`/`f32` at any rate,
+//! mono or interleaved: [`AudioFormat`]), [`LiveSession::push_video_frame`],
+//! [`LiveSession::update_chat_ctx`]
 //! (conditional on the version of the context it was derived from,
 //! [`LiveSession::snapshot`]), [`LiveSession::append_chat_items`],
 //! [`LiveSession::update_instructions`],
@@ -73,10 +79,8 @@
 //! the endpoint with `Endpoint::api_key(key)` and leave out `with_base_url`.
 //!
 //! ```
-//! use agent_glue::{LiveSession, SessionEvent};
+//! use agent_glue::{Endpoint, LiveSession, Modality, SecretString, SessionEvent};
 //! use gemini_fake::{FakeConfig, FakeServer};
-//! use gemini_transport::wire::Modality;
-//! use gemini_transport::{Endpoint, SecretString};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -105,11 +109,12 @@
 //! # }
 //! ```
 
+mod audio_in;
 mod audio_path;
 pub mod conduit;
 mod config;
 mod convert;
-pub mod core;
+mod core;
 mod error;
 mod events;
 mod gap;
@@ -121,13 +126,54 @@ mod session;
 mod session_error;
 mod wire_plan;
 
+pub use audio_in::{AudioFormat, Sample};
 pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
 pub use ctx_model::Scheduling;
 pub use error::Error;
 pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
-pub use handle::{Buffered, LiveSession, SessionEvents, ToolResultOptions};
-pub use pcm::IntoPcm;
+pub use handle::{
+    Buffered, ImageFormat, LiveSession, MAX_IMAGE_BYTES, SessionEvents, ToolResultOptions,
+};
+pub use pcm::{IntoPcm, pcm16_to_f32, pcm16_to_i16};
 pub use session_error::{SessionError, TransportCause};
+
+// What an agent names, from the crates this one is built on, under this crate's root: an
+// application depends on `agent-glue` alone (plus `tokio`).
+
+/// The application's chat context.
+pub use ctx_model::{
+    ChatContext, ChatContextBuilder, ContentPart, FunctionCall, FunctionOutput, Item, ItemId,
+    Message, MessageOrigin, Role,
+};
+/// What the session's `setup` carries.
+pub use gemini_transport::wire::{
+    ActivityHandling, Behavior, ContextWindowCompression, EndSensitivity, FunctionDeclaration,
+    MediaResolution, Modality, StartSensitivity, ThinkingLevel, TurnCoverage,
+};
+/// What the session's events carry from the server.
+pub use gemini_transport::wire::{
+    GroundingChunk, GroundingMetadata, ModalityTokenCount, SearchEntryPoint, WebSource,
+};
+/// Where to connect and with which credential.
+pub use gemini_transport::{
+    ConnectConfig, CredentialError, CredentialFuture, CredentialSource, Endpoint, SecretString,
+};
+/// Resume policies and what they plan with.
+pub use resume_policy::{
+    DefaultPolicy, DivergenceReason, GiveUpReason, ModelCapabilities, ModelFamily, OpId,
+    ResumePolicy, SetupRule,
+};
+/// JSON for tool arguments and results (`json!`), as `serde_json` defines it.
+pub use serde_json::{Value, json};
+
+/// The chat context crate (`ctx-model`): diff and apply, and every context type.
+pub use ctx_model as context;
+/// The transport crate (`gemini-transport`): endpoints, the connection, and the wire types of
+/// every Live API message (`transport::wire`).
+pub use gemini_transport as transport;
+/// The planner crate (`resume-policy`): everything a custom [`ResumePolicy`] reads and returns
+/// (`ResumeContext`, `ResumePlan`, `Route`, …).
+pub use resume_policy as policy;
 
 /// The README's Rust examples, compiled as doctests so that they stay true to the API.
 #[cfg(doctest)]

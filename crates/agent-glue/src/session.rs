@@ -24,13 +24,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use gemini_transport::wire::ClientMessage;
-use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender};
+use gemini_transport::wire::{ClientMessage, ServerMessage};
+use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
 use resume_policy::{ConnectionId, Millis};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::audio_in::InputConverter;
 use crate::conduit::{Conduit, Frame, FrameSink, Order, SinkFailed};
 use crate::config::{LiveSessionBuilder, SessionConfig};
 use crate::core::{CoreConfig, SessionCore};
@@ -183,6 +184,9 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) config: Arc<SessionConfig>,
+    /// Where to dial, with the credential: only the dial reads it (the core's configuration
+    /// does not carry it).
+    endpoint: Arc<Endpoint>,
     pub(crate) events: Arc<EventQueue>,
     wake: Notify,
     /// Woken when audio leaves the backlog or the gap (room for `push_audio_wait`).
@@ -193,6 +197,9 @@ pub(crate) struct Shared {
     /// Bumped whenever the state may have changed (for `settled`, `context_changed`, `close`
     /// and `push_audio_wait`).
     pub(crate) changed: watch::Sender<u64>,
+    /// Turns samples in any format into the session's PCM16 (`push_samples`); held across
+    /// the push so that concurrent pushes keep their order.
+    pub(crate) input: Mutex<InputConverter>,
     epoch: Instant,
 }
 
@@ -250,8 +257,10 @@ impl Shared {
     }
 }
 
-/// What a dial gives: the connection's halves once its setup is complete.
-type Opened = Result<(ConnectionSender, ConnectionReceiver), gemini_transport::Error>;
+/// What a dial gives: the connection's halves once its setup is complete, and the
+/// `setupComplete` (which may carry the server's session id).
+type Opened =
+    Result<(ConnectionSender, ConnectionReceiver, ServerMessage), gemini_transport::Error>;
 
 /// A dial under way.
 type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
@@ -259,11 +268,12 @@ type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 /// Dials, sends `setup` and waits for `setupComplete`. How long a dial may take is the
 /// conduit's to decide (it releases the connection, and this future is dropped), so the
 /// transport's own setup timeout is not armed.
-async fn open(config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
+async fn open(endpoint: Arc<Endpoint>, config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
     let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
-    let mut conn = Connection::connect(&config.endpoint, &connect).await?;
-    conn.setup(&setup).await?;
-    Ok(conn.split())
+    let mut conn = Connection::connect(&endpoint, &connect).await?;
+    let complete = conn.setup(&setup).await?;
+    let (sender, receiver) = conn.split();
+    Ok((sender, receiver, complete))
 }
 
 /// The task that dials, keeps the conduit's timer and polls a blocked socket.
@@ -287,9 +297,11 @@ impl Driver {
                 }
                 if let Some((connection, setup)) = state.dial.take() {
                     let config = Arc::clone(&self.shared.config);
+                    let endpoint = Arc::clone(&self.shared.endpoint);
                     // Boxed: the dial's state lives only while dialing, not in every idle
                     // session's driver task.
-                    let dial = Box::pin(async move { (connection, open(config, setup).await) });
+                    let dial =
+                        Box::pin(async move { (connection, open(endpoint, config, setup).await) });
                     self.dial = Some((connection, dial));
                 }
                 if state.conduit.is_finished() && self.dial.is_none() {
@@ -338,7 +350,7 @@ async fn dialing(dial: &mut Option<(ConnectionId, Dial)>) -> (ConnectionId, Open
 /// told.
 fn opened_connection(shared: &Arc<Shared>, connection: ConnectionId, opened: Opened) {
     match opened {
-        Ok((sender, receiver)) => {
+        Ok((sender, receiver, complete)) => {
             let reader_shared = Arc::clone(shared);
             shared.with(|state, now| {
                 // Spawned under the lock: its first frame waits for the setup to be recorded.
@@ -351,7 +363,9 @@ fn opened_connection(shared: &Arc<Shared>, connection: ConnectionId, opened: Ope
                     old.release();
                 }
                 state.dialing = None;
-                state.conduit.handle_setup_complete(now, connection);
+                // As a message: the conduit takes the setup as complete, and reports a
+                // session id the server gave.
+                state.conduit.handle_message(now, connection, complete);
             });
         }
         Err(e) => {
@@ -444,6 +458,7 @@ impl LiveSessionBuilder {
     pub async fn connect(self) -> Result<(LiveSession, SessionEvents), Error> {
         let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
         let config = Arc::new(self.config.clone());
+        let endpoint = self.endpoint.clone();
         let epoch = Instant::now();
         let conduit = self.into_sans_io(Millis(0), jitter_seed)?;
         let events = Arc::new(EventQueue::new(config.event_capacity));
@@ -457,7 +472,9 @@ impl LiveSessionBuilder {
                 armed: None,
                 rate: config.input_sample_rate,
             }),
+            input: Mutex::new(InputConverter::new(config.input_sample_rate)),
             config,
+            endpoint: Arc::new(endpoint),
             events: Arc::clone(&events),
             wake: Notify::new(),
             room: Notify::new(),
@@ -483,7 +500,11 @@ impl LiveSessionBuilder {
             // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
             let deadline = shared.lock().conduit.poll_timeout();
             let deadline = deadline.map(|at| epoch + Duration::from_millis(at.0));
-            let dial = open(Arc::clone(&shared.config), setup);
+            let dial = open(
+                Arc::clone(&shared.endpoint),
+                Arc::clone(&shared.config),
+                setup,
+            );
             match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {
                     Ok(opened) => opened_connection(&shared, connection, opened),

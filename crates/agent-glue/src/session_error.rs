@@ -303,83 +303,91 @@ impl SessionError {
 }
 
 impl fmt::Display for SessionError {
+    /// This layer only: the transport error behind it is its `source()` (print the chain to
+    /// see both). A close reason or code is written here only when no transport error carries
+    /// it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Connect { source } => write!(f, "could not connect: {source}"),
-            Self::Credential { permanent, .. } => write!(
-                f,
-                "the endpoint's credential source gave no credential ({})",
-                if *permanent { "permanent" } else { "transient" }
-            ),
-            Self::Tls { source } => write!(f, "TLS failed: {source}"),
+            Self::Connect { .. } => write!(f, "the server could not be reached"),
+            Self::Credential { .. } => write!(f, "the session had no credential to connect with"),
+            Self::Tls { .. } => write!(f, "TLS failed"),
             Self::Upgrade {
-                status: Some(status),
-                ..
-            } => write!(
-                f,
-                "the server refused the WebSocket upgrade with HTTP {status}"
-            ),
-            Self::Upgrade { source, .. } => write!(f, "the WebSocket upgrade failed: {source}"),
+                status: Some(_), ..
+            } => write!(f, "the server refused the WebSocket upgrade"),
+            Self::Upgrade { .. } => write!(f, "the WebSocket upgrade failed"),
             Self::Auth {
                 status,
                 code,
                 reason,
-                ..
+                source,
             } => {
                 write!(f, "authentication refused")?;
-                via(f, *status, *code)?;
-                write!(f, ": {reason}")
+                unless_in_source(f, source.is_some(), *status, *code, reason)
             }
             Self::Quota {
                 status,
                 code,
                 reason,
-                ..
+                source,
             } => {
                 write!(f, "quota or rate limit")?;
-                via(f, *status, *code)?;
-                write!(f, ": {reason}")
+                unless_in_source(f, source.is_some(), *status, *code, reason)
             }
-            Self::SetupTimeout { after, .. } => {
-                write!(f, "the server did not complete setup within {after:?}")
+            Self::SetupTimeout { .. } => write!(f, "the setup timed out"),
+            Self::RejectedPayload {
+                code,
+                reason,
+                source,
+            } => {
+                write!(f, "the server rejected a message")?;
+                unless_in_source(f, source.is_some(), None, Some(*code), reason)
             }
-            Self::RejectedPayload { code, reason, .. } => {
-                write!(
-                    f,
-                    "the server rejected a message (close code {code}): {reason}"
-                )
+            Self::MessageTooLarge { .. } => {
+                write!(f, "a server message exceeded this client's size limit")
             }
-            Self::MessageTooLarge { size, max, .. } => write!(
-                f,
-                "a server message of {size} bytes exceeds this client's limit of {max} bytes"
-            ),
-            Self::ServerClosed { code, reason, .. } => {
-                write!(f, "the server closed the connection with {code}")?;
-                if !reason.is_empty() {
-                    write!(f, ": {reason}")?;
-                }
-                Ok(())
+            Self::ServerClosed {
+                code,
+                reason,
+                source,
+            } => {
+                write!(f, "the server closed the connection")?;
+                unless_in_source(f, source.is_some(), None, Some(*code), reason)
             }
-            Self::ConnectionLost { code, reason, .. } => {
-                write!(f, "the connection was lost ({code}): {reason}")
+            Self::ConnectionLost {
+                code,
+                reason,
+                source,
+            } => {
+                write!(f, "the connection was lost")?;
+                unless_in_source(f, source.is_some(), None, Some(*code), reason)
             }
             Self::GaveUp {
-                reason,
-                attempts,
-                last,
-            } => {
-                write!(
-                    f,
-                    "gave up reconnecting after {attempts} attempts ({reason:?})"
-                )?;
-                if let Some(last) = last {
-                    write!(f, "; last failure: {last}")?;
-                }
-                Ok(())
-            }
+                reason, attempts, ..
+            } => write!(
+                f,
+                "gave up reconnecting after {attempts} attempts ({reason:?})"
+            ),
             Self::Policy { detail } => write!(f, "the resume policy's plan failed: {detail}"),
         }
     }
+}
+
+/// ` (HTTP 401): reason`, unless the transport error behind it (the source) says so already.
+fn unless_in_source(
+    f: &mut fmt::Formatter<'_>,
+    in_source: bool,
+    status: Option<u16>,
+    code: Option<u16>,
+    reason: &str,
+) -> fmt::Result {
+    if in_source {
+        return Ok(());
+    }
+    via(f, status, code)?;
+    if !reason.is_empty() {
+        write!(f, ": {reason}")?;
+    }
+    Ok(())
 }
 
 /// ` (HTTP 401)` or ` (close code 1007)`.

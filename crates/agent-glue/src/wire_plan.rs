@@ -1,9 +1,9 @@
 //! Turning the policy's planned sends into wire messages.
 
 use ctx_model::{FunctionOutput, Item, Message};
-use gemini_transport::wire::{
-    ClientMessage, Content, ContextUpdate, FunctionResponse, Scheduling, Tool,
-};
+use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, FunctionResponse, Scheduling};
+
+use crate::config::BuiltinTools;
 use resume_policy::{MessageKind, OpKind, PlannedMessage, PlannedSend};
 
 use crate::convert::{function_response, items_to_contents};
@@ -21,8 +21,13 @@ pub(crate) struct WireSend {
 /// [`PlannedMessage`] is one client message, so the match is exhaustive.
 ///
 /// `scheduling`: whether the model takes `scheduling` in a function response (extended
-/// thinking refuses it).
-pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger, scheduling: bool) -> WireSend {
+/// thinking refuses it); `builtin`: the built-in tools a tool list in a `contextUpdate` keeps.
+pub(crate) fn wire_send(
+    step: &PlannedSend,
+    ledger: &Ledger,
+    scheduling: bool,
+    builtin: BuiltinTools,
+) -> WireSend {
     let (message, items) = match &step.message {
         PlannedMessage::ClientContent {
             items,
@@ -78,13 +83,8 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger, scheduling: bool) -
                         .as_ref()
                         .map(|text| Content::system_instruction(text.clone())),
                 ),
-                tools: tools.map(|_| {
-                    if ledger.tools.1.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![Tool::functions(ledger.tools.1.clone())]
-                    }
-                }),
+                // The built-in tools stay: the list replaces the session's whole tool set.
+                tools: tools.map(|_| builtin.entries(&ledger.tools.1)),
             };
             (ClientMessage::context_update(update), Vec::new())
         }

@@ -84,3 +84,39 @@ fn a_dial_set_up_in_time_has_no_deadline_left() {
         "the connection is kept"
     );
 }
+
+/// Events the fake does not produce, fed as the service sends them: an interim input
+/// transcript and grounding reach the application as they came.
+#[test]
+fn interim_transcripts_and_grounding_reach_the_application() {
+    let mut conduit = conduit(Duration::from_millis(500));
+    let first = dial(&mut conduit);
+    conduit.handle_setup_complete(Millis(10), first);
+    while conduit.poll_event().is_some() {}
+    let frame = r#"{"serverContent": {
+        "interimInputTranscription": {"text": "what is the wea"},
+        "groundingMetadata": {
+            "groundingChunks": [{"web": {"title": "Forecast", "uri": "https://example.com/f"}}],
+            "webSearchQueries": ["weather oslo"]
+        }
+    }}"#;
+    let message = gemini_transport::wire::ServerMessage::from_json(frame.as_bytes()).unwrap();
+    conduit.handle_message(Millis(20), first, message);
+    let events: Vec<SessionEvent> = std::iter::from_fn(|| conduit.poll_event()).collect();
+    assert_eq!(
+        events[0],
+        SessionEvent::InterimInputTranscript {
+            text: "what is the wea".to_owned()
+        }
+    );
+    let SessionEvent::Grounding(grounding) = &events[1] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(grounding.web_search_queries, ["weather oslo"]);
+    let web = grounding.grounding_chunks[0].web.as_ref().unwrap();
+    assert_eq!(
+        (web.title.as_str(), web.uri.as_str()),
+        ("Forecast", "https://example.com/f")
+    );
+    assert_eq!(events.len(), 2, "{events:?}");
+}

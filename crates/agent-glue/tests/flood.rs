@@ -66,7 +66,7 @@ async fn a_flood_of_a_million_tiny_server_frames_keeps_memory_flat_and_loses_not
             assert_eq!(u.total_tokens, Some(usage as u32), "out of order");
             usage += 1;
         }
-        if usage % 50_000 == 0 {
+        if usage.is_multiple_of(50_000) {
             peak = peak.max(rss().saturating_sub(before));
         }
     }

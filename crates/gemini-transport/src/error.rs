@@ -28,10 +28,10 @@ pub enum Error {
     /// The endpoint's [`CredentialSource`](crate::CredentialSource) gave no credential for
     /// this dial, so nothing was dialled. [`Error::class`] reads
     /// [`CredentialError::is_permanent`](crate::CredentialError::is_permanent).
-    #[error("no credential for the dial: {0}")]
+    #[error("the dial was not attempted")]
     Credential(#[source] crate::CredentialError),
     /// The TCP connection to `authority` could not be opened (DNS, refused, unreachable).
-    #[error("cannot connect to {authority}: {source}")]
+    #[error("cannot connect to {authority}")]
     Connect {
         /// `host:port` that was dialled.
         authority: String,

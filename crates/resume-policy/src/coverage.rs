@@ -748,7 +748,8 @@ impl CoverageTracker {
     pub fn on_unmatched_reaction(&mut self) -> ClientMessageIndex {
         self.tool_turn = ToolTurn::None;
         let reacted = self.reacted_through.unwrap_or(ClientMessageIndex::SETUP);
-        self.last_spoken.map_or(reacted, |spoken| spoken.max(reacted))
+        self.last_spoken
+            .map_or(reacted, |spoken| spoken.max(reacted))
     }
 
     /// A reaction proves the server processed every message up to `index` of the open

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use agent_glue::core::Command;
+use agent_glue::conduit::Command;
 use ctx_model::{ChatContext, Item, Message, Role};
 use gemini_fake::{FaultAction, Faults, Trigger};
 use gemini_transport::wire::{Behavior, FunctionDeclaration};

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use agent_glue::core::{Command, Receipt};
+use agent_glue::conduit::{Command, Receipt};
 use agent_glue::{LiveSessionBuilder, SessionError, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, Faults, SimServer};
@@ -170,7 +170,7 @@ impl PairBuilder {
     }
 }
 
-/// A scripted pair: the session core ([`agent_glue::core::SessionCore`]) and the fake server's
+/// A scripted pair: the session core ([`agent_glue::conduit::SessionCore`]) and the fake server's
 /// own logic ([`gemini_fake::SimServer`]) joined by the simulator's in-memory network on
 /// virtual time, driven step by step by a test, as quinn tests its `Connection` against an
 /// in-memory peer.

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use agent_glue::core::Command;
+use agent_glue::conduit::Command;
 use agent_glue::{Error, LiveSession, SessionEvent};
 use gemini_fake::{ConnectionEnd, FakeConfig, FakeServer};
 use gemini_transport::ConnectConfig;
@@ -107,10 +107,10 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
     }
     if let Some((after, max)) = p.age_limit {
-        builder = builder.connection_age(Some(agent_glue::ConnectionAge {
-            rotate_after: Duration::from_millis(after / SCALE),
-            max: Duration::from_millis(max / SCALE),
-        }));
+        builder = builder.connection_age(Some(agent_glue::ConnectionAge::new(
+            Duration::from_millis(after / SCALE),
+            Duration::from_millis(max / SCALE),
+        )));
     }
     let (session, mut events) = builder
         .connect()

@@ -14,8 +14,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
+use agent_glue::conduit::Command;
 use agent_glue::conduit::{AtBound, Conduit, Order};
-use agent_glue::core::Command;
 use agent_glue::{ConnectionAge, LiveSession, LiveSessionBuilder, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
@@ -347,10 +347,10 @@ impl<'a> World<'a> {
             builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
         }
         if let Some((after, max)) = p.age_limit {
-            builder = builder.connection_age(Some(ConnectionAge {
-                rotate_after: Duration::from_millis(after),
-                max: Duration::from_millis(max),
-            }));
+            builder = builder.connection_age(Some(ConnectionAge::new(
+                Duration::from_millis(after),
+                Duration::from_millis(max),
+            )));
         }
         let mut conduit = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
@@ -1198,7 +1198,7 @@ impl<'a> World<'a> {
     pub(crate) fn command(
         &mut self,
         command: Command,
-    ) -> Result<agent_glue::core::Receipt, agent_glue::Error> {
+    ) -> Result<agent_glue::conduit::Receipt, agent_glue::Error> {
         let line = self.tracing.then(|| short(&format!("{command:?}")));
         let result = self.conduit.command(Millis(self.now), command);
         if let Some(line) = line {

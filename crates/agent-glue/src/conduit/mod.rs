@@ -1,5 +1,5 @@
 //! The sans-IO layer between the session core and the sockets: every protocol decision that is
-//! not the session's own (DESIGN.md section 9), so that the shell ([`LiveSession`]) only moves
+//! not the session's own (docs/design.md section 9), so that the shell ([`LiveSession`]) only moves
 //! bytes and timers and the simulator runs the very same decisions on virtual time.
 //!
 //! A [`Conduit`] owns the [`SessionCore`] and the microphone's path, and decides
@@ -55,9 +55,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gemini_transport::CloseInfo;
-use gemini_transport::wire::{ClientMessage, ServerMessage, ServerPayload};
-use resume_policy::{ConnectionId, Millis};
+use gemini_transport::wire::ServerPayload;
 
 use self::lifecycle::End;
 pub use self::line::{CLOSE_FRAME_BUDGET, RECEIPT_INTERVAL};
@@ -67,8 +65,19 @@ pub use self::outgoing::{Frame, FrameSink, SinkFailed};
 pub use crate::audio_path::AtBound;
 use crate::audio_path::AudioPath;
 use crate::config::SessionConfig;
-use crate::core::{Action, Command, Receipt, SessionCore};
+/// The session core the conduit owns, and its vocabulary: the deterministic state machine
+/// that makes every session decision (commands in, client messages, actions, events and timers
+/// out), for a runtime other than tokio or a simulator. [`LiveSessionBuilder::into_core`]
+/// makes one alone.
+///
+/// [`LiveSessionBuilder::into_core`]: crate::LiveSessionBuilder::into_core
+pub use crate::core::{Action, Command, Receipt, SessionCore, Transmit};
 use crate::{Error, SessionEvent, TransportCause};
+/// The types in the conduit's and the core's signatures, so that a runtime drives them naming
+/// this crate alone.
+pub use gemini_transport::wire::{ClientMessage, ServerMessage};
+pub use gemini_transport::{CloseClass, CloseInfo, CloseInitiator};
+pub use resume_policy::{ConnectionId, Millis};
 
 /// What the conduit asks of the IO side.
 #[derive(Debug, Clone, PartialEq)]
@@ -292,7 +301,7 @@ impl Conduit {
     /// [`Error::Closed`] once the session ended; [`Error::InvalidArgument`] for an odd number of
     /// bytes; [`Error::Full`] with [`AtBound::Refuse`] at the bound (nothing is taken).
     pub fn push_audio(&mut self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(Error::InvalidArgument(format!(
                 "PCM16 audio must have an even number of bytes, got {}",
                 pcm.len()
@@ -386,8 +395,14 @@ impl Conduit {
         connection: ConnectionId,
         message: ServerMessage,
     ) {
-        if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
+        if let Some(ServerPayload::SetupComplete(done)) = &message.payload {
+            let session_id = done.session_id.clone();
             self.handle_setup_complete(now, connection);
+            if session_id.is_some() {
+                // The core reports the server's session id of a connection it set up.
+                self.core.handle_message(now, connection, message);
+                self.drain(now);
+            }
             return;
         }
         if let Some(line) = self.line.as_mut().filter(|l| l.id == connection) {

@@ -2,7 +2,7 @@
 //! updates.
 
 use ctx_model::{FunctionCall as CallItem, Item, Message};
-use gemini_transport::wire::{PartData, ServerMessage, ServerPayload};
+use gemini_transport::wire::{PartData, ServerMessage, ServerPayload, VoiceActivityType};
 use resume_policy::{
     ClientMessageIndex, ConnectionId, HandleUpdate, Millis, OpId, ServerReaction, ToolCallStatus,
 };
@@ -29,8 +29,13 @@ impl SessionCore {
         if self.closed.is_some() {
             return;
         }
-        if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
+        if let Some(ServerPayload::SetupComplete(done)) = message.payload {
             self.handle_setup_complete(now, connection);
+            if let Some(id) = done.session_id {
+                if self.link.open_id() == Some(connection) {
+                    self.emit(SessionEvent::ServerSessionId(id));
+                }
+            }
             return;
         }
         if self.link.open_id() != Some(connection) {
@@ -38,11 +43,7 @@ impl SessionCore {
             return;
         }
         if let Some(usage) = &message.usage_metadata {
-            self.emit(SessionEvent::Usage(Usage {
-                prompt_tokens: usage.prompt_token_count,
-                response_tokens: usage.response_tokens(),
-                total_tokens: usage.total_token_count,
-            }));
+            self.emit(SessionEvent::Usage(Usage::from(usage)));
         }
         let Some(payload) = message.payload else {
             return;
@@ -190,6 +191,11 @@ impl SessionCore {
                     Err(e) => debug!(error = %e, "handle update ignored"),
                 }
             }
+            ServerPayload::VoiceActivity(activity) => match activity.activity_type {
+                VoiceActivityType::ActivityStart => self.emit(SessionEvent::VoiceActivityStart),
+                VoiceActivityType::ActivityEnd => self.emit(SessionEvent::VoiceActivityEnd),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -262,6 +268,14 @@ impl SessionCore {
                 }
             }
         }
+        if let Some(t) = content.interim_input_transcription.take() {
+            self.emit(SessionEvent::InterimInputTranscript { text: t.text });
+        }
+        if let Some(grounding) = content.grounding_metadata.take() {
+            if !self.turn.muted {
+                self.emit(SessionEvent::Grounding(grounding));
+            }
+        }
         if let Some(t) = &content.output_transcription {
             self.turn.active = true;
             self.turn.transcript.push_str(&t.text);
@@ -288,7 +302,11 @@ impl SessionCore {
             let continuing = self.ledger.tracker.in_tool_turn();
             let guessed = self.match_is_a_guess() || (continuing && self.turn.placed_by_guess);
             let (anchor, results) = self.turn_anchor(now, in_progress);
-            let credited = self.ledger.tracker.reacted_through().filter(|r| Some(*r) != before);
+            let credited = self
+                .ledger
+                .tracker
+                .reacted_through()
+                .filter(|r| Some(*r) != before);
             let answered_nothing = !continuing && credited.is_none();
             let unsure = (answered_nothing && self.unconfirmed_content_after(anchor))
                 || (guessed && (credited.is_some() || continuing) && results.is_none());
@@ -332,7 +350,10 @@ impl SessionCore {
         &mut self,
         now: Millis,
         in_progress: bool,
-    ) -> (ClientMessageIndex, Option<(ClientMessageIndex, ctx_model::ItemId)>) {
+    ) -> (
+        ClientMessageIndex,
+        Option<(ClientMessageIndex, ctx_model::ItemId)>,
+    ) {
         let reaction = self.turn_reaction();
         if self.caps.turn_complete_ends_interaction || self.ledger.tracker.in_tool_turn() {
             return (self.reaction(reaction), None);
@@ -341,7 +362,10 @@ impl SessionCore {
         if let Some((at, _)) = self.results_answer.take() {
             if Some(at.connection) == open {
                 // The answer of results proven processed by the turn before.
-                return (self.ledger.tracker.on_unmatched_reaction().max(at.index), None);
+                return (
+                    self.ledger.tracker.on_unmatched_reaction().max(at.index),
+                    None,
+                );
             }
         }
         // The first message awaiting an answer is a typed or spoken turn (not results).

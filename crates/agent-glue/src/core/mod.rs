@@ -117,6 +117,13 @@ pub enum Command {
     ActivityStart,
     /// The user stopped speaking (manual activity detection).
     ActivityEnd,
+    /// One video frame or image (`realtimeInput.video`).
+    Video {
+        /// The encoded image.
+        frame: bytes::Bytes,
+        /// Its MIME type (`image/jpeg`, `image/png`).
+        mime_type: String,
+    },
     /// End the session.
     Close,
 }
@@ -175,7 +182,14 @@ pub(crate) struct CoreConfig {
     pub(crate) jitter_seed: u64,
 }
 
-/// The deterministic session state machine. See the [module docs](self).
+/// The deterministic session state machine: the application's commands, decoded server
+/// messages, connection ends and the time go in ([`command`](Self::command),
+/// [`handle_message`](Self::handle_message), [`handle_closed`](Self::handle_closed),
+/// [`handle_timeout`](Self::handle_timeout)); client messages, actions, events and the next
+/// timer come out ([`poll_transmit`](Self::poll_transmit), [`poll_action`](Self::poll_action),
+/// [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout)). No tokio, no
+/// socket, no clock, no randomness of its own. The [`Conduit`](crate::conduit::Conduit) owns
+/// one and makes the socket-side decisions around it.
 pub struct SessionCore {
     config: CoreConfig,
     policy: Arc<dyn ResumePolicy>,
@@ -429,7 +443,10 @@ impl SessionCore {
             self.settling = None;
             self.release_held(now);
         }
-        if self.results_answer.is_some_and(|(_, deadline)| deadline <= now) {
+        if self
+            .results_answer
+            .is_some_and(|(_, deadline)| deadline <= now)
+        {
             self.results_answer = None;
             self.release_held(now);
         }
@@ -543,6 +560,28 @@ impl SessionCore {
                 self.realtime(
                     ClientMessage::audio_stream_end(),
                     resume_policy::MessageKind::AudioStreamEnd,
+                );
+                Receipt::default()
+            }
+            Command::ActivityStart | Command::ActivityEnd
+                if self.config.session.automatic_activity_detection =>
+            {
+                // The service closes the connection with 1007 on these while its own detection
+                // is on: refused before anything is sent.
+                return Err(Error::ActivityDetectionOn {
+                    signal: if matches!(command, Command::ActivityStart) {
+                        "activityStart"
+                    } else {
+                        "activityEnd"
+                    },
+                });
+            }
+            Command::Video { frame, mime_type } => {
+                // Realtime input, not context: provokes no reaction of its own, and is dropped
+                // while no connection is up (the next frame replaces it).
+                self.realtime(
+                    ClientMessage::video(&frame, mime_type),
+                    resume_policy::MessageKind::Silent,
                 );
                 Receipt::default()
             }

@@ -49,7 +49,10 @@ impl SessionCore {
                     op.state.sent_at().is_none() && op.state.is_live(),
                     op.kind.clone(),
                 ),
-                None => (false, resume_policy::OpKind::GenerateReply { instructions: None }),
+                None => (
+                    false,
+                    resume_policy::OpKind::GenerateReply { instructions: None },
+                ),
             };
             if !live {
                 self.held.pop_front();
@@ -118,7 +121,9 @@ impl SessionCore {
     /// A non-blocking call of the current server session has no final result yet.
     pub(super) fn calls_pending(&self) -> bool {
         self.ledger.tracker.tool_calls().iter().any(|call| {
-            !call.blocking && call.in_session && call.status == resume_policy::ToolCallStatus::Running
+            !call.blocking
+                && call.in_session
+                && call.status == resume_policy::ToolCallStatus::Running
         })
     }
 
@@ -325,7 +330,12 @@ impl SessionCore {
         live_id: resume_policy::ConnectionId,
         step: &resume_policy::PlannedSend,
     ) -> Option<resume_policy::MessagePosition> {
-        let send = wire_send(step, &self.ledger, self.caps.response_scheduling);
+        let send = wire_send(
+            step,
+            &self.ledger,
+            self.caps.response_scheduling,
+            self.config.session.builtin_tools,
+        );
         self.transmit(live_id, send.message);
         let at = self.record_sent(send.kind, &step.ops, &send.items);
         if let (Some(at), resume_policy::PlannedMessage::ToolResponse { responses }) =

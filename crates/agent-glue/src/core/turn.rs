@@ -155,7 +155,11 @@ impl SessionCore {
             .map(|k| self.ledger.desired.items()[k].id().clone());
         for item in items {
             let id = item.id().clone();
-            let inserted = self.ledger.desired.insert_after(after.as_ref(), item).map(|_| ());
+            let inserted = self
+                .ledger
+                .desired
+                .insert_after(after.as_ref(), item)
+                .map(|_| ());
             self.checked("moving results ahead in L", inserted);
             after = Some(id);
         }

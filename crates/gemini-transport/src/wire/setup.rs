@@ -56,6 +56,11 @@ pub struct Setup {
     /// Free-form labels (pass-through; keys are user data, never re-cased).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Fields this crate does not model, written as given beside the others (keys verbatim):
+    /// an escape hatch for settings the service adds. A key that names a modelled field is
+    /// written twice; use the field instead. The strict decoder (a server's) refuses them.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 impl Setup {

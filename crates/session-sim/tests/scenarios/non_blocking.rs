@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use agent_glue::core::Command;
+use agent_glue::conduit::Command;
 use agent_glue::{ReconnectReason, Scheduling, SessionEvent};
 use gemini_fake::{Family, ResponseFate, SimServer};
 use gemini_transport::wire::{FunctionDeclaration, ThinkingLevel};
