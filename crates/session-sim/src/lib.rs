@@ -87,7 +87,9 @@ pub use app::{Interleaving, Interleavings, TOOLS};
 pub use checks::Violation;
 pub use pair::{Pair, PairBuilder};
 pub use rng::Rng;
-pub use schedule::{Op, Policy, Profile, Schedule, Step};
+pub use schedule::{
+    Op, Policy, Profile, Schedule, Step, draw_extended_thinking, draws_extended_thinking,
+};
 pub use shrink::shrink;
 pub use soak::soak_one;
 pub use world::{Outcome, run, run_traced};

@@ -55,6 +55,7 @@ struct Args {
 
 const USAGE: &str = "usage: session-sim [--schedules N] [--start S] [--fixed F] [--show K] \
     [--policy default|report-edits|replay-always|skip-replay] [--threads T] \
+    [--extended-thinking] \
     | --seed S [--keep i,j] [--policy P] [--trace] \
     | --soak [--schedules N] [--start S] [--concurrency C] [--seed S]";
 
@@ -106,6 +107,7 @@ fn parse() -> Result<Args, String> {
                 args.keep = Some(keep);
             }
             "--trace" => args.trace = true,
+            "--extended-thinking" => session_sim::draw_extended_thinking(true),
             "--soak" => args.soak = true,
             "--concurrency" => {
                 args.concurrency = usize::try_from(number(&value("--concurrency")?)?)
@@ -448,7 +450,12 @@ const MUTANT_BUILD: Option<&str> = if cfg!(mutant_send_order) {
 };
 
 fn policy_flag(policy: Option<Policy>) -> String {
-    policy.map_or_else(String::new, |p| format!(" --policy {}", p.name()))
+    let extended = if session_sim::draws_extended_thinking() {
+        " --extended-thinking"
+    } else {
+        ""
+    };
+    policy.map_or_else(String::new, |p| format!(" --policy {}", p.name())) + extended
 }
 
 /// Shrinks failing `seed` to the fewest steps that still fail with `class` and prints it.
