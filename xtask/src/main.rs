@@ -31,7 +31,8 @@
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
 //! 8. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
 //! 9. `cargo run --example quickstart` (the README's first command must keep working), then
-//!    `cargo run --example custom_policy` (a policy of the user's own, shown working)
+//!    `cargo run --example custom_policy` (a policy of the user's own, shown working) and
+//!    `cargo run --example tools` (a non-blocking tool answered from a task through a clone)
 //!
 //! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] [--mutant M] | --seed S
 //! [--keep i,j] [--trace]` runs the deterministic simulator (`crates/session-sim`) in release
@@ -228,6 +229,13 @@ const CI_STEPS: &[Step] = &[
         name: "custom_policy example",
         action: Action::Cargo {
             args: &["run", "--quiet", "--example", "custom_policy"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "tools example",
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "tools"],
             env: &[],
         },
     },

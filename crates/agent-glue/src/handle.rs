@@ -28,10 +28,29 @@ use crate::{Error, SessionEvent};
 ///
 /// Every input goes through the session's outbox, so none loses its effect because the
 /// socket happens to be down: it is delivered by the next connection's plan, or reported as
-/// a [`SessionEvent::Divergence`]. Dropping the session closes it.
-#[derive(Debug)]
+/// a [`SessionEvent::Divergence`].
+///
+/// A cheap handle: clones share the one session (a tool task can hold one and answer its
+/// call), and dropping the last clone closes it.
+#[derive(Debug, Clone)]
 pub struct LiveSession {
     shared: Arc<Shared>,
+    /// Shared by every clone: its drop (the last clone's) closes the session.
+    _owner: Arc<Owner>,
+}
+
+/// What closes the session when the last [`LiveSession`] clone is dropped.
+#[derive(Debug)]
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.with(|state, now| {
+            let _ = state.conduit.command(now, Command::Close);
+        });
+    }
 }
 
 /// The session's events, in order. A `futures_core::Stream`, or read with
@@ -132,7 +151,13 @@ impl LiveSession {
 
     /// The session for `shared` (made by [`LiveSessionBuilder::connect`]).
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        let owner = Arc::new(Owner {
+            shared: Arc::clone(&shared),
+        });
+        Self {
+            shared,
+            _owner: owner,
+        }
     }
 
     fn command(&self, command: Command) -> Result<Receipt, Error> {
@@ -534,14 +559,6 @@ impl LiveSession {
         )
         .await;
         Ok(())
-    }
-}
-
-impl Drop for LiveSession {
-    fn drop(&mut self) {
-        self.shared.with(|state, now| {
-            let _ = state.conduit.command(now, Command::Close);
-        });
     }
 }
 
