@@ -57,6 +57,10 @@ pub enum SessionEvent {
     GenerationComplete,
     /// The model's turn is over; it waits for input.
     TurnComplete,
+    /// Why the turn that just completed ended, when the server says (`turnCompleteReason`:
+    /// the model needs more input, or the response was blocked, rejected or a malformed call).
+    /// Comes right after its [`TurnComplete`](Self::TurnComplete).
+    TurnCompleteReason(gemini_transport::wire::TurnCompleteReason),
     /// The interaction is over: the model finished its turn and is not still working on
     /// the request (no call it talks on from is pending, on models that say so with
     /// `interactionStatus`: gemini-3.8-live-extended-thinking completes turns while the

@@ -152,7 +152,8 @@ pub use gemini_transport::wire::{
 };
 /// What the session's events carry from the server.
 pub use gemini_transport::wire::{
-    GroundingChunk, GroundingMetadata, ModalityTokenCount, SearchEntryPoint, WebSource,
+    GroundingChunk, GroundingMetadata, InteractionStatus, ModalityTokenCount, SearchEntryPoint,
+    TurnCompleteReason, WebSource,
 };
 /// Where to connect and with which credential.
 pub use gemini_transport::{

@@ -120,3 +120,33 @@ fn interim_transcripts_and_grounding_reach_the_application() {
     );
     assert_eq!(events.len(), 2, "{events:?}");
 }
+
+/// A `turnComplete` with a reason and an interaction status: `TurnComplete`, the reason, and
+/// `Idle` only once the interaction is over (`IN_PROGRESS` first, then `IDLE`).
+#[test]
+fn turn_complete_reason_and_interaction_status_reach_the_application() {
+    let mut conduit = conduit(Duration::from_millis(500));
+    let first = dial(&mut conduit);
+    conduit.handle_setup_complete(Millis(10), first);
+    while conduit.poll_event().is_some() {}
+    let frames = [
+        r#"{"serverContent": {"turnComplete": true, "turnCompleteReason": "NEED_MORE_INPUT",
+            "interactionStatus": "IN_PROGRESS"}}"#,
+        r#"{"serverContent": {"turnComplete": true, "interactionStatus": "IDLE"}}"#,
+    ];
+    let mut events = Vec::new();
+    for (k, frame) in frames.iter().enumerate() {
+        let message = gemini_transport::wire::ServerMessage::from_json(frame.as_bytes()).unwrap();
+        conduit.handle_message(Millis(20 + k as u64), first, message);
+        events.extend(std::iter::from_fn(|| conduit.poll_event()));
+    }
+    assert_eq!(
+        events,
+        [
+            SessionEvent::TurnComplete,
+            SessionEvent::TurnCompleteReason(agent_glue::TurnCompleteReason::NeedMoreInput),
+            SessionEvent::TurnComplete,
+            SessionEvent::Idle,
+        ]
+    );
+}

@@ -324,6 +324,9 @@ impl SessionCore {
             self.settle(now, answered_nothing, item, results);
             self.tools_owed = false;
             self.emit(SessionEvent::TurnComplete);
+            if let Some(reason) = content.turn_complete_reason.clone() {
+                self.emit(SessionEvent::TurnCompleteReason(reason));
+            }
             // Only `IDLE` ends the interaction where the model says (`IN_PROGRESS`: it is
             // still working on the request, and a handle or a rotation now could cut it).
             self.interaction_busy = in_progress;
@@ -461,13 +464,25 @@ impl SessionCore {
                 self.move_server_item_before(&settling.item, &settling.before, settling.anchor);
             }
         }
-        if let (Some(item), Some((at, before))) = (item, results) {
-            self.settling = Some(super::turn::Settling {
-                item,
-                before,
-                anchor: ClientMessageIndex(at.0.saturating_sub(1)),
-                deadline: Millis(now.0.saturating_add(SETTLE_MS)),
-            });
+        match (item, results) {
+            (Some(item), Some((at, before))) => {
+                self.settling = Some(super::turn::Settling {
+                    item,
+                    before,
+                    anchor: ClientMessageIndex(at.0.saturating_sub(1)),
+                    deadline: Millis(now.0.saturating_add(SETTLE_MS)),
+                });
+            }
+            // Cut off before it said anything: the model answers the results again.
+            (None, Some((at, _))) => {
+                if let Some(connection) = self.link.open_id() {
+                    self.results_answer = Some((
+                        resume_policy::MessagePosition::new(connection, at),
+                        Millis(now.0.saturating_add(SETTLE_MS)),
+                    ));
+                }
+            }
+            _ => {}
         }
     }
 
