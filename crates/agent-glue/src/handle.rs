@@ -392,6 +392,17 @@ impl LiveSession {
         self.tool_result(call_id.into(), error, true)
     }
 
+    /// The session's counters since it started: reconnects by reason, operations replayed,
+    /// uncertain and lost, the gaps, audio dropped, divergences. The same figures go to the
+    /// [`metrics`](https://docs.rs/metrics) facade as they happen (names in
+    /// [`SessionMetrics`](crate::SessionMetrics)), for whatever recorder the application
+    /// installs.
+    pub fn metrics(&self) -> crate::SessionMetrics {
+        let mut metrics = self.shared.with(|state, _| state.metrics.clone());
+        metrics.model_audio_dropped = self.shared.events.shed();
+        metrics
+    }
+
     /// The result of the tool call `call_id`, delivered as `options` say: for a call the
     /// model did not wait for (a non-blocking call, the default on gemini-3.8-live), when the
     /// model takes it up ([`Scheduling`]) and whether it is an interim result

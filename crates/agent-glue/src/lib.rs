@@ -120,6 +120,7 @@ mod events;
 mod gap;
 mod handle;
 mod ledger;
+mod metrics;
 mod pcm;
 mod queue;
 mod session;
@@ -134,6 +135,7 @@ pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, 
 pub use handle::{
     Buffered, ImageFormat, LiveSession, MAX_IMAGE_BYTES, SessionEvents, ToolResultOptions,
 };
+pub use metrics::SessionMetrics;
 pub use pcm::{IntoPcm, pcm16_to_f32, pcm16_to_i16};
 pub use session_error::{SessionError, TransportCause};
 

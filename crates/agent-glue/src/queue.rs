@@ -35,6 +35,8 @@ struct Inner {
     ended: bool,
     /// The application's task waiting for an event.
     reader: Option<Waker>,
+    /// Model audio shed so far.
+    shed: Duration,
 }
 
 impl EventQueue {
@@ -45,6 +47,11 @@ impl EventQueue {
             capacity: capacity.max(1),
             room: Notify::new(),
         }
+    }
+
+    /// Model audio shed so far.
+    pub(crate) fn shed(&self) -> Duration {
+        self.lock().shed
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -62,6 +69,8 @@ impl EventQueue {
                 SessionEvent::Audio { pcm, sample_rate } if inner.queue.len() >= self.capacity => {
                     let bytes_per_second = f64::from(sample_rate.max(1)) * 2.0;
                     let duration = Duration::from_secs_f64(pcm.len() as f64 / bytes_per_second);
+                    inner.shed = inner.shed.saturating_add(duration);
+                    crate::metrics::model_audio_shed(duration);
                     match inner.queue.back_mut() {
                         Some(SessionEvent::ModelAudioDropped { duration: total }) => {
                             *total += duration;

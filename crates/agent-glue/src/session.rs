@@ -98,6 +98,8 @@ pub(crate) struct State {
     /// The deadline the driver sleeps until.
     armed: Option<Millis>,
     rate: u32,
+    /// The session's counters ([`crate::LiveSession::metrics`]).
+    pub(crate) metrics: crate::metrics::SessionMetrics,
 }
 
 impl State {
@@ -133,6 +135,7 @@ impl State {
             wake |= self.write(now, &mut cx).is_pending();
         }
         while let Some(event) = self.conduit.poll_event() {
+            self.metrics.observe(&event);
             let last = matches!(event, SessionEvent::Closed { .. });
             self.events.push(event);
             if last {
@@ -471,6 +474,7 @@ impl LiveSessionBuilder {
                 events: Arc::clone(&events),
                 armed: None,
                 rate: config.input_sample_rate,
+                metrics: crate::metrics::SessionMetrics::default(),
             }),
             input: Mutex::new(InputConverter::new(config.input_sample_rate)),
             config,
