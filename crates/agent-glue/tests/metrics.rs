@@ -107,22 +107,17 @@ async fn a_reconnect_is_counted_in_the_session_and_through_the_facade() {
         session(&server, Box::new(DefaultPolicy::default()), Vec::new()).await;
     assert_eq!(session.metrics(), agent_glue::SessionMetrics::default());
     server.faults().drop_connections();
-    loop {
-        match events.recv().await.expect("open") {
-            SessionEvent::Reconnecting { .. } => break,
-            _ => {}
-        }
-    }
+    while !matches!(
+        events.recv().await.expect("open"),
+        SessionEvent::Reconnecting { .. }
+    ) {}
     session.send_text("sent while down").unwrap();
-    loop {
-        match events.recv().await.expect("open") {
-            SessionEvent::Reconnected(report) => {
-                assert_eq!(report.replayed.len(), 1, "{report:?}");
-                break;
-            }
-            _ => {}
+    let report = loop {
+        if let SessionEvent::Reconnected(report) = events.recv().await.expect("open") {
+            break report;
         }
-    }
+    };
+    assert_eq!(report.replayed.len(), 1, "{report:?}");
     let metrics = session.metrics();
     assert_eq!(
         metrics.reconnects.get("connection_lost"),
