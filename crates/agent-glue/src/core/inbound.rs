@@ -464,25 +464,13 @@ impl SessionCore {
                 self.move_server_item_before(&settling.item, &settling.before, settling.anchor);
             }
         }
-        match (item, results) {
-            (Some(item), Some((at, before))) => {
-                self.settling = Some(super::turn::Settling {
-                    item,
-                    before,
-                    anchor: ClientMessageIndex(at.0.saturating_sub(1)),
-                    deadline: Millis(now.0.saturating_add(SETTLE_MS)),
-                });
-            }
-            // Cut off before it said anything: the model answers the results again.
-            (None, Some((at, _))) => {
-                if let Some(connection) = self.link.open_id() {
-                    self.results_answer = Some((
-                        resume_policy::MessagePosition::new(connection, at),
-                        Millis(now.0.saturating_add(SETTLE_MS)),
-                    ));
-                }
-            }
-            _ => {}
+        if let (Some(item), Some((at, before))) = (item, results) {
+            self.settling = Some(super::turn::Settling {
+                item,
+                before,
+                anchor: ClientMessageIndex(at.0.saturating_sub(1)),
+                deadline: Millis(now.0.saturating_add(SETTLE_MS)),
+            });
         }
     }
 
