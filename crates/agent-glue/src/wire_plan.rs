@@ -2,7 +2,7 @@
 
 use ctx_model::{Item, Message};
 use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, Tool};
-use resume_policy::{MessageKind, OpKind, PlannedMessage, PlannedSend};
+use resume_policy::{MessageKind, OpId, OpKind, PlannedMessage, PlannedSend};
 
 use crate::convert::{function_response, items_to_contents};
 use crate::ledger::Ledger;
@@ -83,6 +83,27 @@ pub(crate) fn wire_send(step: &PlannedSend, ledger: &Ledger) -> WireSend {
         message,
         kind: step.message_kind(),
         items,
+    }
+}
+
+/// [`wire_send`] for a step the caller owns: the items of a `clientContent` message move into
+/// the result instead of being copied (a context update of 100,000 items is one message).
+pub(crate) fn into_wire_send(step: PlannedSend, ledger: &Ledger) -> (WireSend, Vec<OpId>) {
+    let kind = step.message_kind();
+    match step.message {
+        PlannedMessage::ClientContent {
+            items,
+            turn_complete,
+        } => {
+            let message = ClientMessage::client_content(items_to_contents(&items), turn_complete);
+            let send = WireSend {
+                message,
+                kind,
+                items,
+            };
+            (send, step.ops)
+        }
+        _ => (wire_send(&step, ledger), step.ops),
     }
 }
 

@@ -77,4 +77,5 @@ pub use context::ChatContext;
 pub use diff::{ContextDiff, DiffOp, apply, diff};
 pub use error::Error;
 pub use id::ItemId;
+pub use id_hash::{IdHashState, IdHasher};
 pub use item::{ContentPart, FunctionCall, FunctionOutput, Item, Message, MessageOrigin, Role};

@@ -371,13 +371,13 @@ impl SessionCore {
             self.record_sent(
                 seed.message_kind(plan.history_config),
                 &seed.ops,
-                &seed.items,
+                seed.items.clone(),
             );
         }
         for step in &plan.steps {
             let send = wire_send(step, &self.ledger);
             self.transmit(id, send.message);
-            self.record_sent(send.kind, &step.ops, &send.items);
+            self.record_sent(send.kind, &step.ops, send.items);
         }
     }
 

@@ -153,8 +153,8 @@ impl SessionCore {
         if diff.is_empty() {
             return Ok(Receipt::default());
         }
-        let appended: Vec<Item> = diff.appended().to_vec();
         let rewrite = diff.classify() == ctx_model::DiffKind::Rewrite;
+        let appended: Vec<Item> = diff.into_appended();
         self.ledger.desired = context;
         self.bump();
         // What has not been sent yet goes out as `L` now says.

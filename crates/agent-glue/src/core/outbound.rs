@@ -7,7 +7,7 @@ use resume_policy::{MessageKind, Millis, OpId, Route, RouteContext, Trigger};
 
 use super::SessionCore;
 use crate::events::{ReconnectReason, SessionEvent};
-use crate::wire_plan::wire_send;
+use crate::wire_plan::into_wire_send;
 
 impl SessionCore {
     /// Delivers a newly queued operation on the open connection, as the policy routes it.
@@ -16,7 +16,8 @@ impl SessionCore {
         let Some(live_id) = self.link.open_id() else {
             return;
         };
-        let Some(op) = self.ledger.outbox.get(op_id).cloned() else {
+        // The operation is borrowed, not copied: its items may be many (a context update).
+        let Some(op) = self.ledger.outbox.get(op_id) else {
             return;
         };
         let route = {
@@ -25,17 +26,21 @@ impl SessionCore {
                 capabilities: &self.caps,
                 tool_calls: self.ledger.tracker.tool_calls(),
             };
-            self.policy.route(&ctx, &op)
+            self.policy.route(&ctx, op)
+        };
+        let report = match &route {
+            Route::Defer { why } | Route::Report(why) => Some(divergence(op, *why)),
+            _ => None,
         };
         match route {
             Route::Send(step) => {
-                let send = wire_send(&step, &self.ledger);
+                let (send, ops) = into_wire_send(step, &self.ledger);
                 self.transmit(live_id, send.message);
-                self.record_sent(send.kind, &step.ops, &send.items);
+                self.record_sent(send.kind, &ops, send.items);
             }
-            Route::Defer { why } => {
+            Route::Defer { .. } => {
                 self.deferred.insert(op_id);
-                self.emit(divergence(&op, why));
+                self.emit_report(report);
             }
             Route::Reconnect(Trigger::GoAway { time_left }) => {
                 self.reconnect(
@@ -52,7 +57,7 @@ impl SessionCore {
             Route::Report(why) => {
                 let reported = self.ledger.outbox.report(&[op_id], why);
                 self.checked("reporting a routed operation", reported);
-                self.emit(divergence(&op, why));
+                self.emit_report(report);
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -72,7 +77,7 @@ impl SessionCore {
     /// A message of `kind` carrying `ops` and `items` was queued for the open connection: it
     /// is counted, its operations are marked sent at its position, and its items recorded in
     /// `L` and `S`.
-    pub(super) fn record_sent(&mut self, kind: MessageKind, ops: &[OpId], items: &[Item]) {
+    pub(super) fn record_sent(&mut self, kind: MessageKind, ops: &[OpId], items: Vec<Item>) {
         let counted = self.ledger.tracker.on_sent(kind);
         let Some(at) = self.checked("counting a client message", counted) else {
             return;
@@ -81,6 +86,14 @@ impl SessionCore {
         self.checked("marking operations sent", marked);
         let recorded = self.ledger.sent_items(items, at);
         self.checked("recording sent items in L", recorded);
+    }
+}
+
+impl SessionCore {
+    fn emit_report(&mut self, report: Option<SessionEvent>) {
+        if let Some(event) = report {
+            self.emit(event);
+        }
     }
 }
 
