@@ -121,7 +121,9 @@ mod wire_plan;
 
 pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
 pub use error::Error;
-pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
+pub use events::{
+    MAX_TOOL_CALLS_PER_FRAME, ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage,
+};
 pub use handle::{Buffered, LiveSession, SessionEvents};
 pub use pcm::IntoPcm;
 pub use session_error::{SessionError, TransportCause};

@@ -6,7 +6,9 @@
 //! [`SessionEvent::ModelAudioDropped`]) and every other event is still queued. At twice the
 //! capacity (only events that are never shed get there) the session stops reading the
 //! server's frames until the application has made room ([`is_full`] is what the reader waits
-//! on), so TCP pushes back on the server and memory stays bounded.
+//! on), so TCP pushes back on the server and memory stays bounded. One frame adds a bounded
+//! number of events past that point: its text is one event, and a `toolCall` frame of more
+//! than [`MAX_TOOL_CALLS_PER_FRAME`](crate::MAX_TOOL_CALLS_PER_FRAME) calls is refused whole.
 //!
 //! [`is_full`]: EventQueue::is_full
 

@@ -1,7 +1,7 @@
 //! `Mirror`: what the server session holds, and what a handle provably holds.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use ctx_model::{ChatContext, IdHashState, Item, ItemId};
 
@@ -200,7 +200,7 @@ impl Mirror {
             self.added.retain_mut(|(item, _)| {
                 // Only what comes from `first` on is looked at again; what `ids` named is
                 // no longer in the index.
-                let keep = match added_ids.get_mut(item.id()) {
+                match added_ids.get_mut(item.id()) {
                     Some(slot) if *slot >= first => {
                         *slot = k;
                         k += 1;
@@ -208,13 +208,14 @@ impl Mirror {
                     }
                     Some(_) => true,
                     None => false,
-                };
-                keep
+                }
             });
         }
-        for id in ids {
-            let _ = self.base.remove(id);
-            let _ = self.held.remove(id);
+        for context in [&mut self.base, &mut self.held] {
+            if ids.iter().any(|id| context.contains(id)) {
+                let gone: HashSet<&ItemId> = ids.iter().collect();
+                context.remove_where(|item| gone.contains(item.id()));
+            }
         }
     }
 

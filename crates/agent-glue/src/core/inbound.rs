@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::connect::Rotation;
 use super::{SessionCore, millis};
-use crate::events::{SessionEvent, Usage};
+use crate::events::{MAX_TOOL_CALLS_PER_FRAME, SessionEvent, Usage};
 
 impl SessionCore {
     /// A decoded server message on `connection` at `now` (`setupComplete` goes to
@@ -45,6 +45,15 @@ impl SessionCore {
         match payload {
             ServerPayload::ServerContent(content) => self.on_content(now, *content),
             ServerPayload::ToolCall(gemini_transport::wire::ToolCall { function_calls }) => {
+                if function_calls.len() > MAX_TOOL_CALLS_PER_FRAME {
+                    // Refused whole before anything is recorded: no reaction, no item, one
+                    // event (the events of one frame stay bounded).
+                    self.emit(SessionEvent::ToolCallsRefused {
+                        count: function_calls.len(),
+                        max: MAX_TOOL_CALLS_PER_FRAME,
+                    });
+                    return;
+                }
                 let anchor = self.reaction(ServerReaction::ToolCall);
                 // Text before the call is the first part of the turn.
                 self.close_model_turn(anchor);
@@ -82,15 +91,13 @@ impl SessionCore {
                         .tracker
                         .set_tool_status(id, ToolCallStatus::Cancelled);
                 }
+                let cancelled: std::collections::HashSet<&str> =
+                    ids.iter().map(String::as_str).collect();
                 let owed: Vec<OpId> = self
                     .ledger
                     .outbox
                     .live()
-                    .filter(|op| {
-                        op.kind
-                            .call_id()
-                            .is_some_and(|c| ids.iter().any(|i| i == c))
-                    })
+                    .filter(|op| op.kind.call_id().is_some_and(|c| cancelled.contains(c)))
                     .map(|op| op.id)
                     .collect();
                 // Not sent yet: never sent. Sent already: the server ignores it. Either way the
@@ -166,6 +173,9 @@ impl SessionCore {
     fn on_content(&mut self, now: Millis, mut content: gemini_transport::wire::ServerContent) {
         if let Some(turn) = &mut content.model_turn {
             self.turn.active = true;
+            // The frame's text is one event, after its audio, however many parts carry it:
+            // the events of one frame stay bounded.
+            let mut text_parts: Option<String> = None;
             for part in &mut turn.parts {
                 if part.thought {
                     continue;
@@ -185,11 +195,14 @@ impl SessionCore {
                     PartData::Text(text) => {
                         self.turn.text.push_str(text);
                         if !self.turn.muted {
-                            self.emit(SessionEvent::Text(text.clone()));
+                            text_parts.get_or_insert_with(String::new).push_str(text);
                         }
                     }
                     _ => {}
                 }
+            }
+            if let Some(text) = text_parts {
+                self.emit(SessionEvent::Text(text));
             }
         }
         if let Some(t) = &content.input_transcription {
