@@ -275,3 +275,53 @@ async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
     }
     session.close().await.expect("close");
 }
+
+/// An application that pushes audio ten times faster than real time into a session whose
+/// peer never reads, and never reads its own events: the pushes past the backlog's bound used
+/// to queue one `AudioDropped` each (1.32 M events in 20 s); consecutive reports are one event
+/// now, so the queue stays within twice its capacity for a minute of stalls and reconnects,
+/// and what was dropped is all reported once the application reads.
+#[tokio::test(start_paused = true)]
+async fn an_application_that_never_reads_with_a_stalled_peer_holds_twice_the_capacity_at_most() {
+    const CAPACITY: usize = 32;
+    let server = Scripted::start(|_, ws| hold(ws)).await;
+    let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
+        .modality(Modality::Text)
+        .transcription(false)
+        .audio_chunk(Duration::from_millis(20))
+        .event_capacity(CAPACITY)
+        .jitter_seed(1)
+        .connect()
+        .await
+        .expect("connects");
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut pushes = 0usize;
+    let mut most = 0usize;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        tick.tick().await;
+        for _ in 0..10 {
+            session.push_audio(vec![1u8; CHUNK]).expect("push");
+            pushes += 1;
+        }
+        most = most.max(session.buffered().events);
+    }
+    assert!(
+        most <= 2 * CAPACITY,
+        "{most} events waited, capacity {CAPACITY}"
+    );
+    let mut seen = Seen::default();
+    tally(&mut events, &mut seen);
+    assert!(
+        seen.lost >= 1,
+        "the stalled peer was never given up: {seen:?}"
+    );
+    // Far more was pushed than any socket takes: most of it was reported dropped.
+    let pushed = Duration::from_millis(20 * pushes as u64);
+    assert!(
+        seen.dropped > pushed / 2,
+        "{:?} reported dropped of {pushed:?} pushed",
+        seen.dropped
+    );
+    session.close().await.expect("close");
+}
