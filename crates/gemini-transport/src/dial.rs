@@ -16,7 +16,12 @@ use tokio_tungstenite::{
 };
 use tracing::Instrument;
 
-use crate::{config::ConnectConfig, endpoint::Endpoint, error::Error, tls};
+use crate::{
+    config::ConnectConfig,
+    endpoint::Endpoint,
+    error::{Error, UpgradeFault},
+    tls,
+};
 
 /// The socket type under every connection.
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -162,13 +167,28 @@ where
         .flush()
         .await
         .map_err(|e| failed(format!("writing the upgrade request: {e}")))?;
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut buf = Vec::with_capacity(1024);
     let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(failed("upgrade response head too large".to_owned()));
+        match response_head(&buf, &accept) {
+            Ok(Some(end)) => break end,
+            Ok(None) if buf.len() > MAX_RESPONSE_HEAD => {
+                return Err(bad_upgrade(authority, UpgradeFault::HeadTooLarge));
+            }
+            Ok(None) => {}
+            Err(Refused::Fault(fault)) => return Err(bad_upgrade(authority, fault)),
+            Err(Refused::Status(status)) => {
+                let detail = http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("upgrade refused")
+                    .to_owned();
+                return Err(Error::Handshake {
+                    authority: authority.to_owned(),
+                    status: Some(status),
+                    detail,
+                });
+            }
         }
         let mut chunk = [0u8; 1024];
         let n = stream
@@ -180,38 +200,96 @@ where
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let text = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| failed("malformed upgrade response".to_owned()))?;
-    if status != 101 {
-        let detail = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("upgrade refused")
-            .to_owned();
-        return Err(Error::Handshake {
-            authority: authority.to_owned(),
-            status: Some(status),
-            detail,
-        });
-    }
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim().to_owned())
-    });
-    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    if accept.as_deref() != Some(expected.as_str()) {
-        return Err(failed(
-            "the server did not accept the WebSocket upgrade".to_owned(),
-        ));
-    }
     Ok(buf[end..].to_vec())
+}
+
+fn bad_upgrade(authority: &str, fault: UpgradeFault) -> Error {
+    Error::BadUpgrade {
+        authority: authority.to_owned(),
+        fault,
+    }
+}
+
+/// Why an upgrade response is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// A status other than 101.
+    Status(u16),
+    /// A `101` (or no valid head) that breaks RFC 6455 section 4.1 or HTTP/1.1.
+    Fault(UpgradeFault),
+}
+
+/// The most headers an upgrade response may carry.
+const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// Checks what has been read of the upgrade response: `Ok(None)` while its head is not
+/// complete, `Ok(Some(end))` for a complete head that accepts the upgrade (the head ends at
+/// `end`; what follows are frames), else why it is refused. `accept` is the
+/// `Sec-WebSocket-Accept` value the key sent calls for. The head is parsed by `httparse`, then
+/// checked as RFC 6455 section 4.1 asks of a client: status 101 in HTTP/1.1, `Upgrade:
+/// websocket`, `Connection` with the `Upgrade` token, the accept digest once, and no extension or
+/// subprotocol (this client requests none). A bare LF ends no line here: `httparse` takes one
+/// (HTTP allows a recipient to), so it is looked for first and refused as malformed.
+fn response_head(buf: &[u8], accept: &str) -> Result<Option<usize>, Refused> {
+    let fault = |fault| Err(Refused::Fault(fault));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let parsed = response.parse(buf);
+    // Only the head is looked at for bare LFs (the frames after it are binary).
+    let head = match parsed {
+        Ok(httparse::Status::Complete(end)) => &buf[..end],
+        _ => buf,
+    };
+    if head
+        .iter()
+        .enumerate()
+        .any(|(at, byte)| *byte == b'\n' && (at == 0 || head[at - 1] != b'\r'))
+    {
+        return fault(UpgradeFault::BareLineFeed);
+    }
+    let end = match parsed {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return fault(UpgradeFault::Malformed),
+    };
+    let Some(status) = response.code else {
+        return fault(UpgradeFault::Malformed);
+    };
+    if status != 101 {
+        return Err(Refused::Status(status));
+    }
+    if response.version != Some(1) {
+        return fault(UpgradeFault::HttpVersion);
+    }
+    let values = |name: &'static str| {
+        response
+            .headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.trim_ascii())
+    };
+    if !values("upgrade").any(|v| v.eq_ignore_ascii_case(b"websocket")) {
+        return fault(UpgradeFault::MissingUpgrade);
+    }
+    let upgrade_token = |v: &[u8]| {
+        v.split(|b| *b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    };
+    if !values("connection").any(upgrade_token) {
+        return fault(UpgradeFault::MissingConnection);
+    }
+    let mut accepts = values("sec-websocket-accept");
+    match (accepts.next(), accepts.next()) {
+        (Some(value), None) if value == accept.as_bytes() => {}
+        _ => return fault(UpgradeFault::AcceptMismatch),
+    }
+    if values("sec-websocket-extensions").any(|v| !v.is_empty()) {
+        return fault(UpgradeFault::UnrequestedExtension);
+    }
+    if values("sec-websocket-protocol").next().is_some() {
+        return fault(UpgradeFault::UnrequestedProtocol);
+    }
+    Ok(Some(end))
 }
 
 /// The upgrade request: URL from the endpoint, WebSocket headers, then the endpoint's headers.
