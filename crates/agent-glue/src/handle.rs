@@ -362,10 +362,11 @@ impl LiveSession {
     /// after it returns [`Error::Closed`], whatever the socket does: this returns once the
     /// close frame is written, or abandoned when the socket does not take it (a peer that
     /// stopped reading) within a quarter of a second; the closing handshake finishes in the
-    /// background, bounded by the close timeout.
+    /// background, bounded by the close timeout. A second `close()`, like a `close()` after the
+    /// session ended on its own, is [`Error::Closed`] at once.
     pub async fn close(&self) -> Result<(), Error> {
         let mut changed = self.shared.changed.subscribe();
-        let _ = self.command(Command::Close);
+        self.command(Command::Close)?;
         let released = async {
             loop {
                 if self.shared.lock().conduit.socket_released() {
