@@ -64,6 +64,8 @@ pub(crate) struct SessionCtx {
     pub(crate) ready: mpsc::UnboundedSender<Result<(), String>>,
     /// The plan, once every session is connected (idle runs: the stop signal).
     pub(crate) start: watch::Receiver<Option<Plan>>,
+    /// The `setup` the bare clients send: the one the session sends.
+    pub(crate) setup: Arc<str>,
 }
 
 impl SessionCtx {
@@ -136,6 +138,7 @@ struct Sessions {
 
 /// Spawns one task per session.
 fn spawn_sessions(args: &Arc<ClientArgs>, endpoint: &Endpoint, idle: bool) -> Sessions {
+    let setup = setup(args, endpoint);
     let (start_tx, start_rx) = watch::channel(None);
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     let dials = Arc::new(Semaphore::new(args.connect_concurrency));
@@ -148,6 +151,7 @@ fn spawn_sessions(args: &Arc<ClientArgs>, endpoint: &Endpoint, idle: bool) -> Se
                 dials: Arc::clone(&dials),
                 ready: ready_tx.clone(),
                 start: start_rx.clone(),
+                setup: Arc::clone(&setup),
             };
             match (args.kind, idle) {
                 (Kind::Live, false) => tokio::spawn(live::session(ctx)),
@@ -183,6 +187,13 @@ async fn connected(
         }
     }
     (failed, first)
+}
+
+/// The `setup` of a `LiveSession` for the run's model (what the bare clients send too).
+fn setup(args: &ClientArgs, endpoint: &Endpoint) -> Arc<str> {
+    crate::audio::live_setup_json(endpoint, &args.model)
+        .unwrap_or_else(|| crate::audio::setup_json(&args.model))
+        .into()
 }
 
 fn cpu_now() -> CpuTime {
@@ -262,6 +273,7 @@ pub fn run_client(args: ClientArgs) -> Result<Report, String> {
             expected,
             lateness,
             idle_kib_per_session: None,
+            connect_us: None,
         })
     })
 }
@@ -315,6 +327,71 @@ pub fn run_idle(args: ClientArgs) -> Result<Report, String> {
             expected: 0,
             lateness: Lateness::default(),
             idle_kib_per_session: Some(per_session),
+            connect_us: None,
+        })
+    })
+}
+
+/// Between two timed connects: the previous connection finishes closing on both sides,
+/// untimed, so that no sample pays for the one before.
+const BETWEEN_CONNECTS: Duration = Duration::from_millis(5);
+
+/// `connect()` latency: connects `sessions` times, one after another, and reports how long
+/// each connect took from the call to `setupComplete` (`live`: `LiveSession::connect`, which
+/// returns once the first `setup` is complete; `bare`: TCP, the upgrade, the same `setup`, and
+/// its `setupComplete`). Each connection is closed, untimed, before the next.
+///
+/// # Errors
+/// When the runtime cannot be built, the URL is not a `ws://` base URL, or a connect fails.
+pub fn run_connect(args: ClientArgs) -> Result<Report, String> {
+    let runtime = runtime(&args)?;
+    let endpoint = endpoint(&args)?;
+    let setup = setup(&args, &endpoint);
+    let args = Arc::new(args);
+    runtime.block_on(async move {
+        let mut took = Vec::with_capacity(args.sessions);
+        let started = Instant::now();
+        let cpu_before = cpu_now();
+        for _ in 0..args.sessions {
+            tokio::time::sleep(BETWEEN_CONNECTS).await;
+            let elapsed = match args.kind {
+                Kind::Live => live::connect_once(&args, &endpoint).await?,
+                Kind::BareEach | Kind::BareCoalesce => {
+                    bare::connect_once(&endpoint, &setup).await?
+                }
+            };
+            took.push(elapsed.as_secs_f64() * 1e6);
+        }
+        let cpu = cpu_now().since(cpu_before);
+        took.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let index = ((took.len() - 1) as f64 * q).round() as usize;
+            took[index]
+        };
+        Ok(Report {
+            kind: args.kind,
+            mode: "connect",
+            sessions: args.sessions,
+            connected: took.len(),
+            errors: 0,
+            first_error: None,
+            threads: args.threads,
+            connect_wall: Duration::ZERO,
+            wall: started.elapsed(),
+            cpu,
+            rss_kib: procfs::rss_kib().unwrap_or(0),
+            chunks: 0,
+            chunks_due: 0,
+            received: 0,
+            expected: 0,
+            lateness: Lateness::default(),
+            idle_kib_per_session: None,
+            connect_us: (!took.is_empty()).then(|| [at(0.1), at(0.5), at(0.9)]),
         })
     })
 }
