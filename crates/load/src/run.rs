@@ -196,8 +196,8 @@ fn setup(args: &ClientArgs, endpoint: &Endpoint) -> Arc<str> {
         .into()
 }
 
-fn cpu_now() -> CpuTime {
-    procfs::cpu_time().unwrap_or_default()
+fn cpu_now() -> procfs::CpuSample {
+    procfs::CpuSample::now()
 }
 
 /// Streams: connects every session, starts them together, and reports.
@@ -235,7 +235,7 @@ pub fn run_client(args: ClientArgs) -> Result<Report, String> {
             );
         }
         let wall = started.elapsed();
-        let cpu = cpu_now().since(cpu_before);
+        let cpu = cpu_now().since(&cpu_before);
         phase("end");
 
         let mut lateness = Lateness::default();
@@ -362,7 +362,7 @@ pub fn run_connect(args: ClientArgs) -> Result<Report, String> {
             };
             took.push(elapsed.as_secs_f64() * 1e6);
         }
-        let cpu = cpu_now().since(cpu_before);
+        let cpu = cpu_now().since(&cpu_before);
         took.sort_by(f64::total_cmp);
         let at = |q: f64| {
             #[allow(
