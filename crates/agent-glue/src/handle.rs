@@ -176,9 +176,10 @@ impl LiveSession {
     /// written from this thread, without [`Shared::with`]'s bookkeeping for waiters.
     fn push(&self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
         let wake = {
+            let now = self.shared.now();
             let mut state = self.shared.lock();
-            state.conduit.push_audio(pcm, at_bound)?;
-            state.settle(self.shared.now())
+            state.conduit.push_audio(now, pcm, at_bound)?;
+            state.settle(now)
         };
         if wake {
             self.shared.wake_driver();

@@ -200,8 +200,9 @@ async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_i
 /// caller's thread; the driver task is not woken for it (before the shell rework every chunk
 /// was handed to the session task). The server receives every chunk, in order.
 ///
-/// On paused time, each 2 ms pause between chunks ends once the runtime has nothing left to
-/// run: the chunk is on the server's side and the writer idle again, as at real time.
+/// The chunks come at real time, one every 20 ms (faster, they would be a burst, whose flush
+/// is held: `conduit::BURST_LEAD`). On paused time, each pause ends once the runtime has
+/// nothing left to run: the chunk is on the server's side and the writer idle again.
 #[tokio::test(start_paused = true)]
 async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
     // Every text frame the server received, and how many of them were audio so far.
@@ -241,7 +242,7 @@ async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
         session
             .push_audio(bytes::Bytes::from(vec![n; CHUNK]))
             .expect("push");
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let woken = session.driver_wakeups() - before;
     assert!(
