@@ -9,7 +9,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
+    WebSocketStream,
     tungstenite::{
         self, client::IntoClientRequest, handshake::client::Request, http, protocol::Role,
     },
@@ -24,7 +24,80 @@ use crate::{
 };
 
 /// The socket type under every connection.
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type WsStream = WebSocketStream<Socket>;
+
+/// TCP, or TLS over TCP. The TLS state (about a kilobyte of rustls connection) is boxed, so a
+/// plain connection does not carry its size (tokio-tungstenite's `MaybeTlsStream` holds it
+/// inline, in every connection, idle ones included).
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Socket {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_read(cx, buf),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Socket {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_write(cx, buf),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Plain(tcp) => tcp.is_write_vectored(),
+            Socket::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_flush(cx),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_shutdown(cx),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Connects to `endpoint` and completes the WebSocket upgrade; with a credential source, asks
 /// it for the credential first (within the connect timeout).
@@ -100,9 +173,9 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
                 authority: authority.clone(),
                 detail: e.to_string(),
             })?;
-        MaybeTlsStream::Rustls(tls)
+        Socket::Tls(Box::new(tls))
     } else {
-        MaybeTlsStream::Plain(tcp)
+        Socket::Plain(tcp)
     };
     // The upgrade is done here rather than by tungstenite, which logs the whole request (the
     // credential header included) at TRACE through the `log` crate.
