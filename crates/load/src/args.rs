@@ -71,8 +71,8 @@ pub struct ClientArgs {
     pub pace: Pace,
     /// Connect, wait and report memory per session instead of streaming.
     pub idle: bool,
-    /// Connect `sessions` times one after another and report how long each connect took,
-    /// instead of streaming.
+    /// Connect `sessions` pairs of a `LiveSession` and a bare connection, interleaved, one
+    /// after another, and report how long the connects took, instead of streaming.
     pub connect: bool,
     /// The server's base URL, `ws://HOST:PORT` (as `load-server` prints it).
     pub url: String,
@@ -92,7 +92,7 @@ pub const USAGE: &str = "usage: load-client --url ws://HOST:PORT --kind live|bar
      [--sessions N] [--seconds S] [--pace realtime|afap] [--threads T] [--batch B] \
      [--connect-concurrency C] [--model M]\n       \
      load-client --url ws://HOST:PORT --kind live|bare --sessions N --idle\n       \
-     load-client --url ws://HOST:PORT --kind live|bare --sessions N --connect";
+     load-client --url ws://HOST:PORT --sessions N --connect";
 
 impl ClientArgs {
     /// Parses the arguments after the program name.

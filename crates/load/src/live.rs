@@ -175,7 +175,10 @@ pub(crate) async fn connect_once(
         .map_err(|e| format!("connect: {e}"))?;
     let took = started.elapsed();
     let _ = session.close().await;
-    drop(events);
+    // Until the close handshake is over (the stream ends after `Closed`, once the socket is
+    // gone), as the bare client waits for the server's close frame.
+    let mut events = events;
+    while events.recv().await.is_some() {}
     Ok(took)
 }
 

@@ -50,9 +50,11 @@ pub struct Report {
     pub lateness: Lateness,
     /// Idle mode: memory per connected session, KiB.
     pub idle_kib_per_session: Option<f64>,
-    /// Connect mode: how long one connect took (to `setupComplete`), µs: the 10th percentile,
-    /// the median and the 90th percentile.
+    /// Connect mode: how long one `LiveSession::connect` took (to `setupComplete`), µs: the
+    /// 10th percentile, the median and the 90th percentile.
     pub connect_us: Option<[f64; 3]>,
+    /// Connect mode: the same for the bare connections interleaved with them.
+    pub bare_connect_us: Option<[f64; 3]>,
 }
 
 impl Report {
@@ -130,6 +132,9 @@ impl Report {
             "connect_p10_us": self.connect_us.map(|c| c[0]),
             "connect_median_us": self.connect_us.map(|c| c[1]),
             "connect_p90_us": self.connect_us.map(|c| c[2]),
+            "bare_connect_p10_us": self.bare_connect_us.map(|c| c[0]),
+            "bare_connect_median_us": self.bare_connect_us.map(|c| c[1]),
+            "bare_connect_p90_us": self.bare_connect_us.map(|c| c[2]),
         })
         .to_string()
     }

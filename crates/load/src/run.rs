@@ -274,6 +274,7 @@ pub fn run_client(args: ClientArgs) -> Result<Report, String> {
             lateness,
             idle_kib_per_session: None,
             connect_us: None,
+            bare_connect_us: None,
         })
     })
 }
@@ -328,6 +329,7 @@ pub fn run_idle(args: ClientArgs) -> Result<Report, String> {
             lateness: Lateness::default(),
             idle_kib_per_session: Some(per_session),
             connect_us: None,
+            bare_connect_us: None,
         })
     })
 }
@@ -336,10 +338,14 @@ pub fn run_idle(args: ClientArgs) -> Result<Report, String> {
 /// untimed, so that no sample pays for the one before.
 const BETWEEN_CONNECTS: Duration = Duration::from_millis(5);
 
-/// `connect()` latency: connects `sessions` times, one after another, and reports how long
-/// each connect took from the call to `setupComplete` (`live`: `LiveSession::connect`, which
-/// returns once the first `setup` is complete; `bare`: TCP, the upgrade, the same `setup`, and
-/// its `setupComplete`). Each connection is closed, untimed, before the next.
+/// `connect()` latency beside a bare connection's, in the same run: `sessions` pairs of
+/// connects, one after another, each pair a `LiveSession::connect` (which returns once the first
+/// `setup` is complete) and a bare tokio-tungstenite connection (TCP, the upgrade with the same
+/// 16 KiB read buffer, the session's own `setup`, and its `setupComplete`), which one goes
+/// first alternating. Each connect is timed from the call to `setupComplete`, and each
+/// connection closed, untimed (its close handshake over), before the next. Interleaved, the two
+/// kinds meet the same machine: on a shared machine, runs made one after another drift more
+/// than the difference measured.
 ///
 /// # Errors
 /// When the runtime cannot be built, the URL is not a `ws://` base URL, or a connect fails.
@@ -349,35 +355,31 @@ pub fn run_connect(args: ClientArgs) -> Result<Report, String> {
     let setup = setup(&args, &endpoint);
     let args = Arc::new(args);
     runtime.block_on(async move {
-        let mut took = Vec::with_capacity(args.sessions);
         let started = Instant::now();
         let cpu_before = cpu_now();
-        for _ in 0..args.sessions {
-            tokio::time::sleep(BETWEEN_CONNECTS).await;
-            let elapsed = match args.kind {
-                Kind::Live => live::connect_once(&args, &endpoint).await?,
-                Kind::BareEach | Kind::BareCoalesce => {
-                    bare::connect_once(&endpoint, &setup).await?
+        // On a worker thread, as an application's task connects (not on `block_on`'s thread).
+        let connects = tokio::spawn(async move {
+            let mut live = Vec::with_capacity(args.sessions);
+            let mut bare = Vec::with_capacity(args.sessions);
+            for pair in 0..args.sessions {
+                for live_turn in [pair % 2 == 0, pair % 2 == 1] {
+                    tokio::time::sleep(BETWEEN_CONNECTS).await;
+                    if live_turn {
+                        live.push(live::connect_once(&args, &endpoint).await?);
+                    } else {
+                        bare.push(bare::connect_once(&endpoint, &setup).await?);
+                    }
                 }
-            };
-            took.push(elapsed.as_secs_f64() * 1e6);
-        }
+            }
+            Ok::<_, String>((live, bare, args))
+        });
+        let (live, bare, args) = connects.await.map_err(|e| format!("connect task: {e}"))??;
         let cpu = cpu_now().since(&cpu_before);
-        took.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
-            let index = ((took.len() - 1) as f64 * q).round() as usize;
-            took[index]
-        };
         Ok(Report {
             kind: args.kind,
             mode: "connect",
             sessions: args.sessions,
-            connected: took.len(),
+            connected: live.len(),
             errors: 0,
             first_error: None,
             threads: args.threads,
@@ -391,7 +393,26 @@ pub fn run_connect(args: ClientArgs) -> Result<Report, String> {
             expected: 0,
             lateness: Lateness::default(),
             idle_kib_per_session: None,
-            connect_us: (!took.is_empty()).then(|| [at(0.1), at(0.5), at(0.9)]),
+            connect_us: deciles(live),
+            bare_connect_us: deciles(bare),
         })
     })
+}
+
+/// The 10th percentile, the median and the 90th percentile of `took`, in µs.
+fn deciles(mut took: Vec<Duration>) -> Option<[f64; 3]> {
+    if took.is_empty() {
+        return None;
+    }
+    took.sort();
+    let at = |q: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let index = ((took.len() - 1) as f64 * q).round() as usize;
+        took[index].as_secs_f64() * 1e6
+    };
+    Some([at(0.1), at(0.5), at(0.9)])
 }

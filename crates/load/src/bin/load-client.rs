@@ -4,7 +4,7 @@
 //! load-client --url ws://HOST:PORT --kind live|bare-each|bare-coalesce [--sessions N]
 //!             [--seconds S] [--pace realtime|afap] [--threads T] [--batch B]
 //! load-client --url ws://HOST:PORT --kind live|bare --sessions N --idle
-//! load-client --url ws://HOST:PORT --kind live|bare --sessions N --connect
+//! load-client --url ws://HOST:PORT --sessions N --connect   (live and bare, interleaved)
 //! ```
 //!
 //! Streaming runs print `{"phase":"start"}` when every session is connected and the clock
