@@ -490,6 +490,13 @@ impl LiveSessionBuilder {
                 _ => None,
             }
         };
+        // The driver starts now, so that its start (another task, maybe another thread) overlaps
+        // the dial's round trips instead of following them.
+        let driver = Driver {
+            shared: Arc::clone(&shared),
+            dial: None,
+        };
+        tokio::spawn(driver.run());
         if let Some((connection, setup)) = first {
             // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
             let deadline = shared.lock().conduit.poll_timeout();
@@ -503,11 +510,6 @@ impl LiveSessionBuilder {
                 None => opened_connection(&shared, connection, dial.await),
             }
         }
-        let driver = Driver {
-            shared: Arc::clone(&shared),
-            dial: None,
-        };
-        tokio::spawn(driver.run());
         loop {
             {
                 let state = shared.lock();

@@ -10,9 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::{
     WebSocketStream,
-    tungstenite::{
-        self, client::IntoClientRequest, handshake::client::Request, http, protocol::Role,
-    },
+    tungstenite::{self, http, protocol::Role},
 };
 use tracing::Instrument;
 
@@ -142,8 +140,10 @@ pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<
 
 async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, Error> {
     let authority = endpoint.authority();
-    let request = request(endpoint)?;
-    let (host, port) = host_and_port(&request, endpoint.uses_tls())?;
+    let (host, port) = host_and_port(&authority, endpoint.uses_tls())?;
+    // The request is written from its parts (no URL parsed back, no `http::Request` built).
+    let target = endpoint.target();
+    let headers = endpoint.headers()?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|source| Error::Connect {
@@ -179,7 +179,7 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
     };
     // The upgrade is done here rather than by tungstenite, which logs the whole request (the
     // credential header included) at TRACE through the `log` crate.
-    let leftover = upgrade(&mut stream, &request, &authority).await?;
+    let leftover = upgrade(&mut stream, &target, &headers, &authority).await?;
     Ok(WebSocketStream::from_partially_read(
         stream,
         leftover,
@@ -192,9 +192,15 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
 /// The most the upgrade response's head may take.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
-/// Sends the upgrade `request` and reads the response head; returns the bytes read past it
-/// (frames the server sent right away). Logs nothing of the request.
-async fn upgrade<S>(stream: &mut S, request: &Request, authority: &str) -> Result<Vec<u8>, Error>
+/// Sends the upgrade request (`GET target` to `authority`, the WebSocket headers, then
+/// `headers`: the credential, the client header) and reads the response head; returns the bytes
+/// read past it (frames the server sent right away). Logs nothing of the request.
+async fn upgrade<S>(
+    stream: &mut S,
+    target: &str,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+    authority: &str,
+) -> Result<Vec<u8>, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -206,26 +212,12 @@ where
         detail,
     };
     let key = tungstenite::handshake::client::generate_key();
-    let uri = request.uri();
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let host = uri.authority().map_or(authority, |a| a.as_str());
     let mut head = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
     )
     .into_bytes();
-    // The endpoint's headers (credential, client header); the upgrade's own are written above.
-    const OWN: [&str; 5] = [
-        "host",
-        "connection",
-        "upgrade",
-        "sec-websocket-version",
-        "sec-websocket-key",
-    ];
-    for (name, value) in request.headers() {
-        if OWN.contains(&name.as_str()) {
-            continue;
-        }
+    for (name, value) in headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
@@ -365,36 +357,22 @@ fn response_head(buf: &[u8], accept: &str) -> Result<Option<usize>, Refused> {
     Ok(Some(end))
 }
 
-/// The upgrade request: URL from the endpoint, WebSocket headers, then the endpoint's headers.
-fn request(endpoint: &Endpoint) -> Result<Request, Error> {
-    let mut request = endpoint
-        .url()
-        .into_client_request()
-        .map_err(|_| Error::InvalidEndpoint {
-            field: "base_url",
-            reason: "does not form a valid request URL".to_owned(),
-        })?;
-    let headers = request.headers_mut();
-    for (name, value) in endpoint.headers()? {
-        headers.insert(name, value);
+/// The host to dial (without an IPv6 literal's brackets) and the port of `authority`.
+fn host_and_port(authority: &str, tls: bool) -> Result<(String, u16), Error> {
+    let no_host = || Error::InvalidEndpoint {
+        field: "base_url",
+        reason: "has no host".to_owned(),
+    };
+    let parsed: http::uri::Authority = authority.parse().map_err(|_| no_host())?;
+    let host = parsed.host();
+    if host.is_empty() {
+        return Err(no_host());
     }
-    Ok(request)
-}
-
-fn host_and_port(request: &Request, tls: bool) -> Result<(String, u16), Error> {
-    let uri = request.uri();
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| Error::InvalidEndpoint {
-            field: "base_url",
-            reason: "has no host".to_owned(),
-        })?;
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
     Ok((host, port))
 }
 
@@ -413,19 +391,43 @@ mod tests {
         let endpoint = Endpoint::vertex("global", SecretString::from("ya29.tok"))
             .unwrap()
             .with_user_project("proj-1");
-        let request = request(&endpoint).unwrap();
         assert_eq!(
-            request.uri().to_string(),
-            "wss://aiplatform.googleapis.com/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+            endpoint.target(),
+            "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
         );
-        let auth = &request.headers()["authorization"];
+        let headers = endpoint.headers().unwrap();
+        let auth = &headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
         assert_eq!(auth.to_str().unwrap(), "Bearer ya29.tok");
         assert!(auth.is_sensitive());
-        assert!(!format!("{request:?}").contains("ya29.tok"));
-        assert_eq!(request.headers()["x-goog-user-project"], "proj-1");
+        assert!(!format!("{headers:?}").contains("ya29.tok"));
+        let project = &headers
+            .iter()
+            .find(|(n, _)| n == "x-goog-user-project")
+            .unwrap()
+            .1;
+        assert_eq!(project, "proj-1");
         assert_eq!(
-            host_and_port(&request, true).unwrap(),
+            host_and_port(&endpoint.authority(), true).unwrap(),
             ("aiplatform.googleapis.com".to_owned(), 443)
+        );
+    }
+
+    #[test]
+    fn a_base_urls_prefix_comes_before_the_method() {
+        let endpoint = Endpoint::api_key(SecretString::from("k"))
+            .with_base_url("ws://127.0.0.1:9000/proxy")
+            .unwrap();
+        assert_eq!(
+            endpoint.target(),
+            "/proxy/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+        );
+        assert_eq!(
+            host_and_port(&endpoint.authority(), false).unwrap(),
+            ("127.0.0.1".to_owned(), 9000)
         );
     }
 
@@ -434,9 +436,8 @@ mod tests {
         let endpoint = Endpoint::api_key(SecretString::from("k"))
             .with_base_url("ws://[::1]:8080")
             .unwrap();
-        let request = request(&endpoint).unwrap();
         assert_eq!(
-            host_and_port(&request, false).unwrap(),
+            host_and_port(&endpoint.authority(), false).unwrap(),
             ("::1".to_owned(), 8080)
         );
     }

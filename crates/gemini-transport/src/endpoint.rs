@@ -428,6 +428,12 @@ impl Endpoint {
         }
     }
 
+    /// The request target of the upgrade: the base URL's path prefix and the method's path.
+    pub(crate) fn target(&self) -> String {
+        let base = self.base.as_ref().map_or("", |b| b.prefix.as_str());
+        format!("{base}{}", self.method_path())
+    }
+
     fn method_path(&self) -> String {
         match &self.surface {
             Surface::ApiKey { version, .. } => format!(

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use std::time::Duration;
 
 use gemini_transport::Endpoint;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::audio::{INPUT_RATE, microphone_chunk, model_audio_chunks};
@@ -53,8 +55,17 @@ async fn dial(endpoint: &Endpoint, setup: &str) -> Result<Socket, String> {
         .map_err(|e| format!("dial: {e}"))?;
     tcp.set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    // The API key in its header, as the service requires of any client.
+    let mut request = endpoint
+        .url()
+        .into_client_request()
+        .map_err(|e| format!("request: {e}"))?;
+    request.headers_mut().insert(
+        "x-goog-api-key",
+        HeaderValue::from_static(crate::run::API_KEY),
+    );
     let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(endpoint.url(), tcp, Some(websocket_config()))
+        tokio_tungstenite::client_async_with_config(request, tcp, Some(websocket_config()))
             .await
             .map_err(|e| format!("upgrade: {e}"))?;
     ws.send(Message::Text(setup.into()))

@@ -115,8 +115,12 @@ fn runtime(args: &ClientArgs) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("building the runtime: {e}"))
 }
 
+/// The API key every kind sends (the bare clients in their upgrade request, as a client of the
+/// real service must).
+pub(crate) const API_KEY: &str = "load";
+
 fn endpoint(args: &ClientArgs) -> Result<Endpoint, String> {
-    Endpoint::api_key(SecretString::from("load"))
+    Endpoint::api_key(SecretString::from(API_KEY))
         .with_base_url(&args.url)
         .map_err(|e| format!("--url: {e}"))
 }
