@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo xtask load [--sessions N[,N…]] [--seconds S] [--afap-sessions N] [--idle-sessions N]
-//!                  [--threads T] [--repeat R] [--find-max] [--max N]
+//!                  [--connect-sessions N] [--threads T] [--repeat R] [--find-max] [--max N]
 //! ```
 //!
 //! The server's CPU is read at the client's `{"phase":"start"}` and `{"phase":"end"}` lines
@@ -34,6 +34,7 @@ struct Options {
     seconds: f64,
     afap_sessions: u64,
     idle_sessions: u64,
+    connect_sessions: u64,
     threads: Option<u64>,
     find_max: bool,
     max: u64,
@@ -42,10 +43,11 @@ struct Options {
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
-        sessions: vec![100],
+        sessions: vec![1, 100, 300],
         seconds: 10.0,
         afap_sessions: 50,
         idle_sessions: 1000,
+        connect_sessions: 200,
         threads: None,
         find_max: false,
         max: 10_000,
@@ -75,6 +77,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--afap-sessions" => options.afap_sessions = number(value)?,
             "--idle-sessions" => options.idle_sessions = number(value)?,
+            "--connect-sessions" => options.connect_sessions = number(value)?,
             "--threads" => options.threads = Some(number(value)?),
             "--max" => options.max = number(value)?,
             "--repeat" => options.repeat = number(value)?.max(1),
@@ -279,6 +282,9 @@ fn run_client(
         "idle" => {
             command.arg("--idle");
         }
+        "connect" => {
+            command.arg("--connect");
+        }
         pace => {
             command.args(["--pace", pace, "--seconds", &options.seconds.to_string()]);
         }
@@ -333,7 +339,10 @@ fn run_client(
 /// real time.
 fn groups(runs: &[Run]) -> Vec<(&Run, usize, bool)> {
     let mut keys: Vec<(&str, &str, u64)> = Vec::new();
-    for run in runs.iter().filter(|r| r.mode != "idle") {
+    for run in runs
+        .iter()
+        .filter(|r| r.mode != "idle" && r.mode != "connect")
+    {
         let key = (run.kind.as_str(), run.mode.as_str(), run.sessions);
         if !keys.contains(&key) {
             keys.push(key);
@@ -473,6 +482,115 @@ fn print_table(runs: &[Run], idle: &BTreeMap<String, f64>) {
     );
 }
 
+/// The median of `values` (the mean of the middle two of an even count) and their range.
+fn median_range(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        f64::midpoint(sorted[n / 2 - 1], sorted[n / 2])
+    };
+    Some((median, sorted[0], sorted[n - 1]))
+}
+
+/// The ratios of the issue's targets, each taken round by round against the fair bare client
+/// measured in the same round, printed as the median and the range of the rounds.
+fn print_targets(runs: &[Run], options: &Options) {
+    println!("targets, live over the fair bare client, round by round (median, lowest–highest):");
+    let line = |what: String, ratios: Vec<f64>, target: f64| match median_range(&ratios) {
+        Some((median, low, high)) => println!(
+            "  {what:<44} {median:>5.2}  ({low:.2}–{high:.2}, {} rounds)  target ≤ {target:.1}: {}",
+            ratios.len(),
+            if median <= target { "met" } else { "NOT met" }
+        ),
+        None => println!("  {what:<44}     -"),
+    };
+    let of = |kind: &str, mode: &str, sessions: Option<u64>, key: &str| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| {
+                r.kind == kind && r.mode == mode && sessions.is_none_or(|n| r.sessions == n)
+            })
+            .map(|r| number(&r.report, key))
+            .collect()
+    };
+    let ratio = |live: Vec<f64>, bare: Vec<f64>| -> Vec<f64> {
+        live.into_iter()
+            .zip(bare)
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(l, b)| l / b)
+            .collect()
+    };
+    for &sessions in &options.sessions {
+        let key = "cpu_us_per_chunk";
+        line(
+            format!("real time, {sessions} sessions: CPU per chunk / bare-each"),
+            ratio(
+                of("live", "realtime", Some(sessions), key),
+                of("bare-each", "realtime", Some(sessions), key),
+            ),
+            1.0,
+        );
+    }
+    if options.afap_sessions > 0 {
+        let key = "cpu_us_per_chunk";
+        line(
+            format!(
+                "single-chunk pushes afap, {}: / bare-coalesce",
+                options.afap_sessions
+            ),
+            ratio(
+                of("live", "afap", None, key),
+                of("bare-coalesce", "afap", None, key),
+            ),
+            1.2,
+        );
+    }
+    if options.connect_sessions > 0 {
+        let key = "connect_median_us";
+        line(
+            "connect() to setupComplete (median) / bare".to_owned(),
+            ratio(
+                of("live", "connect", None, key),
+                of("live", "connect", None, "bare_connect_median_us"),
+            ),
+            1.1,
+        );
+    }
+    if options.idle_sessions > 0 {
+        let key = "idle_kib_per_session";
+        line(
+            format!("idle memory per session, {}: / bare", options.idle_sessions),
+            ratio(of("live", "idle", None, key), of("bare", "idle", None, key)),
+            1.2,
+        );
+    }
+    let absolute = |kind: &str, mode: &str, key: &str| {
+        median_range(&of(kind, mode, None, key)).map_or_else(
+            || "-".to_owned(),
+            |(m, l, h)| format!("{m:.1} ({l:.1}–{h:.1})"),
+        )
+    };
+    if options.connect_sessions > 0 {
+        println!(
+            "  connect µs, median of each run's median: live {}, bare {}",
+            absolute("live", "connect", "connect_median_us"),
+            absolute("live", "connect", "bare_connect_median_us")
+        );
+    }
+    if options.idle_sessions > 0 {
+        println!(
+            "  idle KiB per session: live {}, bare {}",
+            absolute("live", "idle", "idle_kib_per_session"),
+            absolute("bare", "idle", "idle_kib_per_session")
+        );
+    }
+}
+
 /// Runs `cargo xtask load ARGS`.
 pub(crate) fn run(args: &[String], workspace: &Path, target: &Path) -> ExitCode {
     let options = match parse(args) {
@@ -480,8 +598,8 @@ pub(crate) fn run(args: &[String], workspace: &Path, target: &Path) -> ExitCode 
         Err(error) => {
             eprintln!(
                 "xtask load: {error}\nusage: cargo xtask load [--sessions N[,N…]] [--seconds S] \
-                 [--afap-sessions N] [--idle-sessions N] [--threads T] [--repeat R] [--find-max] \
-                 [--max N]"
+                 [--afap-sessions N] [--idle-sessions N] [--connect-sessions N] [--threads T] \
+                 [--repeat R] [--find-max] [--max N]"
             );
             return ExitCode::from(2);
         }
@@ -519,10 +637,45 @@ pub(crate) fn run(args: &[String], workspace: &Path, target: &Path) -> ExitCode 
 fn benchmark(client: &Path, server: &mut Server, options: &Options) -> Result<(), String> {
     let mut runs = Vec::new();
     let mut idle = BTreeMap::new();
-    if options.idle_sessions > 0 {
-        for kind in ["live", "bare"] {
-            let run = run_client(client, server, kind, "idle", options.idle_sessions, options)?;
-            idle.insert(kind.to_owned(), number(&run.report, "idle_kib_per_session"));
+    // Idle memory and connect latency, round by round, the two kinds in alternating order.
+    for round in 0..options.repeat {
+        let pair = if round % 2 == 0 {
+            ["live", "bare"]
+        } else {
+            ["bare", "live"]
+        };
+        for kind in pair {
+            if options.idle_sessions > 0 {
+                runs.push(run_client(
+                    client,
+                    server,
+                    kind,
+                    "idle",
+                    options.idle_sessions,
+                    options,
+                )?);
+            }
+            // One connect run a round: it times live and bare connects, interleaved.
+            if options.connect_sessions > 0 && kind == "live" {
+                runs.push(run_client(
+                    client,
+                    server,
+                    kind,
+                    "connect",
+                    options.connect_sessions,
+                    options,
+                )?);
+            }
+        }
+    }
+    for kind in ["live", "bare"] {
+        let kib: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.kind == kind && r.mode == "idle")
+            .map(|r| number(&r.report, "idle_kib_per_session"))
+            .collect();
+        if let Some((median, _, _)) = median_range(&kib) {
+            idle.insert(kind.to_owned(), median);
         }
     }
     // With `--repeat`, the kinds take turns in alternating order, so that no kind always runs
@@ -552,6 +705,7 @@ fn benchmark(client: &Path, server: &mut Server, options: &Options) -> Result<()
         }
     }
     print_table(&runs, &idle);
+    print_targets(&runs, options);
     if options.find_max {
         let mut largest = Vec::new();
         for kind in ["live", "bare-each"] {

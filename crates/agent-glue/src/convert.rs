@@ -19,12 +19,16 @@ pub(crate) fn item_to_content(item: &Item) -> Content {
                 Role::User => wire::Role::User,
                 Role::Model => wire::Role::Model,
             };
-            let parts = message
-                .parts
-                .iter()
-                .filter_map(ContentPart::as_text)
-                .map(Part::text)
-                .collect();
+            // Sized up front: a collected `filter_map` would reserve four parts for the usual
+            // one, four times the memory over a large context.
+            let mut parts = Vec::with_capacity(message.parts.len());
+            parts.extend(
+                message
+                    .parts
+                    .iter()
+                    .filter_map(ContentPart::as_text)
+                    .map(Part::text),
+            );
             Content::new(role, parts)
         }
         Item::FunctionCall(call) => Content::new(

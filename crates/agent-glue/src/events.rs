@@ -9,6 +9,11 @@ use gemini_transport::wire::{GroundingMetadata, ModalityTokenCount, UsageMetadat
 use resume_policy::{DivergenceReason, OpId};
 use serde_json::Value;
 
+/// The most function calls the session takes from one `toolCall` frame; a frame with more is
+/// refused whole ([`SessionEvent::ToolCallsRefused`]). With it, one server frame adds a bounded
+/// number of events to the queue, however large the frame.
+pub const MAX_TOOL_CALLS_PER_FRAME: usize = 128;
+
 /// One event of a [`LiveSession`](crate::LiveSession), in the order the session observed it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -46,6 +51,17 @@ pub enum SessionEvent {
         name: String,
         /// The arguments, as the model produced them.
         arguments: Value,
+    },
+    /// A `toolCall` frame carried more calls than the session takes from one frame
+    /// ([`MAX_TOOL_CALLS_PER_FRAME`]): a server that misbehaves, since the model calls a few
+    /// functions at a time. The frame was refused whole, not expanded: none of its calls was
+    /// delivered or put into the context, so none can be answered; the server may still wait
+    /// for answers, so send a new turn or end the session.
+    ToolCallsRefused {
+        /// How many calls the frame carried.
+        count: usize,
+        /// The most the session takes from one frame.
+        max: usize,
     },
     /// The model withdrew calls (the user interrupted): do not answer them; results sent for
     /// them are dropped by the session.

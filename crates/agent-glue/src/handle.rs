@@ -278,9 +278,10 @@ impl LiveSession {
     /// written from this thread, without [`Shared::with`]'s bookkeeping for waiters.
     fn push(&self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
         let wake = {
+            let now = self.shared.now();
             let mut state = self.shared.lock();
-            state.conduit.push_audio(pcm, at_bound)?;
-            state.settle(self.shared.now())
+            state.conduit.push_audio(now, pcm, at_bound)?;
+            state.settle(now)
         };
         if wake {
             self.shared.wake_driver();
@@ -544,10 +545,11 @@ impl LiveSession {
     /// after it returns [`Error::Closed`], whatever the socket does: this returns once the
     /// close frame is written, or abandoned when the socket does not take it (a peer that
     /// stopped reading) within a quarter of a second; the closing handshake finishes in the
-    /// background, bounded by the close timeout.
+    /// background, bounded by the close timeout. A second `close()`, like a `close()` after the
+    /// session ended on its own, is [`Error::Closed`] at once.
     pub async fn close(&self) -> Result<(), Error> {
         let mut changed = self.shared.changed.subscribe();
-        let _ = self.command(Command::Close);
+        self.command(Command::Close)?;
         let released = async {
             loop {
                 if self.shared.lock().conduit.socket_released() {

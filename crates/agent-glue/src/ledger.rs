@@ -75,12 +75,12 @@ impl Ledger {
     /// is an error (the first one is returned; the others are still recorded).
     pub(crate) fn sent_items(
         &mut self,
-        items: &[Item],
+        items: Vec<Item>,
         at: MessagePosition,
     ) -> Result<(), ctx_model::Error> {
         let mut result = Ok(());
         let mut previous: Option<&Item> = None;
-        for item in items {
+        for item in &items {
             if !self.desired.contains(item.id()) {
                 // Right after what precedes it in the message, as the server holds it; the
                 // first item of a message after everything the server holds already, before
@@ -108,7 +108,7 @@ impl Ledger {
             }
             previous = Some(item);
         }
-        self.mirror.on_sent(items, at);
+        self.mirror.take_sent(items, at);
         result
     }
 

@@ -131,7 +131,9 @@ pub use audio_in::{AudioFormat, Sample};
 pub use config::{AudioGapPolicy, ConnectionAge, Keepalive, LiveSessionBuilder};
 pub use ctx_model::Scheduling;
 pub use error::Error;
-pub use events::{ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage};
+pub use events::{
+    MAX_TOOL_CALLS_PER_FRAME, ReconnectReason, ReconnectStrategy, Reconnected, SessionEvent, Usage,
+};
 pub use handle::{
     Buffered, ImageFormat, LiveSession, MAX_IMAGE_BYTES, SessionEvents, ToolResultOptions,
 };

@@ -1,12 +1,18 @@
 //! The session's event queue: bounded, and never shedding anything but model audio.
 //!
+//! Consecutive [`SessionEvent::AudioDropped`] reports the application has not read are merged
+//! into one (their durations added), as drops of model audio are: the events the
+//! application's own calls create do not grow with the calls.
+//!
 //! The session pushes events without waiting (it runs under the core's lock). When the
 //! application reads slower than the server talks, the queue fills up to its capacity; from
 //! there model audio is dropped instead of queued (and reported once per run of drops by a
 //! [`SessionEvent::ModelAudioDropped`]) and every other event is still queued. At twice the
 //! capacity (only events that are never shed get there) the session stops reading the
 //! server's frames until the application has made room ([`is_full`] is what the reader waits
-//! on), so TCP pushes back on the server and memory stays bounded.
+//! on), so TCP pushes back on the server and memory stays bounded. One frame adds a bounded
+//! number of events past that point: its text is one event, and a `toolCall` frame of more
+//! than [`MAX_TOOL_CALLS_PER_FRAME`](crate::MAX_TOOL_CALLS_PER_FRAME) calls is refused whole.
 //!
 //! [`is_full`]: EventQueue::is_full
 
@@ -80,6 +86,16 @@ impl EventQueue {
                             .push_back(SessionEvent::ModelAudioDropped { duration }),
                     }
                 }
+                // Microphone audio the session dropped (at a bound, or unconfirmed on a
+                // connection that ended) is reported by the application's own pushes: a run of
+                // such reports the application has not read yet is one event, so that pushing
+                // into a full backlog with nobody reading adds no event after the first.
+                SessionEvent::AudioDropped { duration } => match inner.queue.back_mut() {
+                    Some(SessionEvent::AudioDropped { duration: total }) => *total += duration,
+                    _ => inner
+                        .queue
+                        .push_back(SessionEvent::AudioDropped { duration }),
+                },
                 event => inner.queue.push_back(event),
             }
             inner.reader.take()
@@ -207,5 +223,27 @@ mod tests {
         queue.end();
         let mut cx = Context::from_waker(Waker::noop());
         assert_eq!(queue.poll_next(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn consecutive_reports_of_dropped_microphone_audio_are_one_event() {
+        let queue = EventQueue::new(2);
+        let dropped = |ms| SessionEvent::AudioDropped {
+            duration: Duration::from_millis(ms),
+        };
+        for _ in 0..10_000 {
+            queue.push(dropped(20));
+        }
+        queue.push(SessionEvent::TurnComplete);
+        queue.push(dropped(40));
+        queue.push(dropped(60));
+        assert_eq!(queue.len(), 3);
+        assert_eq!(next(&queue), Some(dropped(200_000)));
+        assert_eq!(next(&queue), Some(SessionEvent::TurnComplete));
+        // Once read, a report is not added to: the next one is an event of its own.
+        assert_eq!(next(&queue), Some(dropped(100)));
+        queue.push(dropped(20));
+        assert_eq!(next(&queue), Some(dropped(20)));
+        assert_eq!(next(&queue), None);
     }
 }

@@ -442,7 +442,7 @@ impl LiveSessionBuilder {
         let (policy, capabilities) = self.resolve()?;
         let initial = std::mem::take(&mut self.initial_context);
         let config = CoreConfig {
-            session: self.config,
+            session: Arc::new(self.config),
             jitter_seed,
         };
         Ok(SessionCore::new(config, policy, capabilities, initial, now))
@@ -451,19 +451,30 @@ impl LiveSessionBuilder {
     /// The whole sans-IO session, the [`Conduit`] that owns the core: what [`LiveSession`]
     /// drives over sockets, and what the simulator drives on virtual time.
     pub fn into_sans_io(self, now: Millis, jitter_seed: u64) -> Result<Conduit, Error> {
-        let config = self.config.clone();
         let core = self.into_core(now, jitter_seed)?;
+        let config = Arc::clone(core.session_config());
         Ok(Conduit::new(core, &config, now))
     }
 
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
     /// is seeded), or with the error that prevented it.
-    pub async fn connect(self) -> Result<(LiveSession, SessionEvents), Error> {
+    ///
+    /// The future is boxed, a pointer in size: the dial's state (TCP, TLS, the upgrade,
+    /// `setup`) takes kilobytes, and a future awaited inline keeps its full size in the
+    /// awaiting task for as long as the task lives, connected or not.
+    pub fn connect(
+        self,
+    ) -> impl Future<Output = Result<(LiveSession, SessionEvents), Error>> + Send + 'static {
+        Box::pin(self.connect_inline())
+    }
+
+    async fn connect_inline(self) -> Result<(LiveSession, SessionEvents), Error> {
         let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
-        let config = Arc::new(self.config.clone());
         let endpoint = self.endpoint.clone();
         let epoch = Instant::now();
         let conduit = self.into_sans_io(Millis(0), jitter_seed)?;
+        // One copy of the configuration, the core's, shared.
+        let config = Arc::clone(conduit.core().session_config());
         let events = Arc::new(EventQueue::new(config.event_capacity));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -500,6 +511,13 @@ impl LiveSessionBuilder {
                 _ => None,
             }
         };
+        // The driver starts now, so that its start (another task, maybe another thread) overlaps
+        // the dial's round trips instead of following them.
+        let driver = Driver {
+            shared: Arc::clone(&shared),
+            dial: None,
+        };
+        tokio::spawn(driver.run());
         if let Some((connection, setup)) = first {
             // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
             let deadline = shared.lock().conduit.poll_timeout();
@@ -517,11 +535,6 @@ impl LiveSessionBuilder {
                 None => opened_connection(&shared, connection, dial.await),
             }
         }
-        let driver = Driver {
-            shared: Arc::clone(&shared),
-            dial: None,
-        };
-        tokio::spawn(driver.run());
         loop {
             {
                 let state = shared.lock();

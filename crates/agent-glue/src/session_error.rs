@@ -67,7 +67,8 @@ pub enum SessionError {
     },
     /// The server did not upgrade to WebSocket: it answered with HTTP `status` (other than
     /// 401, 403 and 429, which are [`Auth`](Self::Auth) and [`Quota`](Self::Quota)), or the
-    /// exchange broke off (`status` is `None`).
+    /// exchange broke off or its response broke RFC 6455 (`status` is `None`; the source is
+    /// then [`gemini_transport::Error::BadUpgrade`], which names the fault).
     Upgrade {
         /// The HTTP status of the refused upgrade.
         status: Option<u16>,
@@ -199,6 +200,10 @@ impl SessionError {
                 },
                 T::Handshake { status, .. } => Self::Upgrade {
                     status: *status,
+                    source,
+                },
+                T::BadUpgrade { .. } => Self::Upgrade {
+                    status: None,
                     source,
                 },
                 T::SetupTimeout { after } => Self::SetupTimeout {

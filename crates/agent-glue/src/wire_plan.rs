@@ -4,7 +4,7 @@ use ctx_model::{FunctionOutput, Item, Message};
 use gemini_transport::wire::{ClientMessage, Content, ContextUpdate, FunctionResponse, Scheduling};
 
 use crate::config::BuiltinTools;
-use resume_policy::{MessageKind, OpKind, PlannedMessage, PlannedSend};
+use resume_policy::{MessageKind, OpId, OpKind, PlannedMessage, PlannedSend};
 
 use crate::convert::{function_response, items_to_contents};
 use crate::ledger::Ledger;
@@ -122,6 +122,32 @@ fn scheduled_response(output: &FunctionOutput, scheduling: bool) -> FunctionResp
         Some(ctx_model::Scheduling::Silent) => Scheduling::Silent,
         _ => Scheduling::Interrupt,
     })
+}
+
+/// [`wire_send`] for a step the caller owns: the items of a `clientContent` message move into
+/// the result instead of being copied (a context update of 100,000 items is one message).
+pub(crate) fn into_wire_send(
+    step: PlannedSend,
+    ledger: &Ledger,
+    scheduling: bool,
+    builtin: BuiltinTools,
+) -> (WireSend, Vec<OpId>) {
+    let kind = step.message_kind();
+    match step.message {
+        PlannedMessage::ClientContent {
+            items,
+            turn_complete,
+        } => {
+            let message = ClientMessage::client_content(items_to_contents(&items), turn_complete);
+            let send = WireSend {
+                message,
+                kind,
+                items,
+            };
+            (send, step.ops)
+        }
+        _ => (wire_send(&step, ledger, scheduling, builtin), step.ops),
+    }
 }
 
 /// The user message in `L` behind realtime text, if any: the item the operation records, or

@@ -200,8 +200,9 @@ async fn an_application_that_never_reads_its_events_loses_only_model_audio_and_i
 /// caller's thread; the driver task is not woken for it (before the shell rework every chunk
 /// was handed to the session task). The server receives every chunk, in order.
 ///
-/// On paused time, each 2 ms pause between chunks ends once the runtime has nothing left to
-/// run: the chunk is on the server's side and the writer idle again, as at real time.
+/// The chunks come at real time, one every 20 ms (faster, they would be a burst, whose flush
+/// is held: `conduit::BURST_LEAD`). On paused time, each pause ends once the runtime has
+/// nothing left to run: the chunk is on the server's side and the writer idle again.
 #[tokio::test(start_paused = true)]
 async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
     // Every text frame the server received, and how many of them were audio so far.
@@ -241,7 +242,7 @@ async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
         session
             .push_audio(bytes::Bytes::from(vec![n; CHUNK]))
             .expect("push");
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let woken = session.driver_wakeups() - before;
     assert!(
@@ -273,5 +274,55 @@ async fn audio_pushed_while_the_socket_is_idle_wakes_no_other_task() {
         let data = scripted::base64_standard(&vec![n as u8; CHUNK]);
         assert!(frame.contains(&data), "chunk {n} out of order or altered");
     }
+    session.close().await.expect("close");
+}
+
+/// An application that pushes audio ten times faster than real time into a session whose
+/// peer never reads, and never reads its own events: the pushes past the backlog's bound used
+/// to queue one `AudioDropped` each (1.32 M events in 20 s); consecutive reports are one event
+/// now, so the queue stays within twice its capacity for a minute of stalls and reconnects,
+/// and what was dropped is all reported once the application reads.
+#[tokio::test(start_paused = true)]
+async fn an_application_that_never_reads_with_a_stalled_peer_holds_twice_the_capacity_at_most() {
+    const CAPACITY: usize = 32;
+    let server = Scripted::start(|_, ws| hold(ws)).await;
+    let (session, mut events) = LiveSession::builder(server.endpoint(), MODEL)
+        .modality(Modality::Text)
+        .transcription(false)
+        .audio_chunk(Duration::from_millis(20))
+        .event_capacity(CAPACITY)
+        .jitter_seed(1)
+        .connect()
+        .await
+        .expect("connects");
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut pushes = 0usize;
+    let mut most = 0usize;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        tick.tick().await;
+        for _ in 0..10 {
+            session.push_audio(vec![1u8; CHUNK]).expect("push");
+            pushes += 1;
+        }
+        most = most.max(session.buffered().events);
+    }
+    assert!(
+        most <= 2 * CAPACITY,
+        "{most} events waited, capacity {CAPACITY}"
+    );
+    let mut seen = Seen::default();
+    tally(&mut events, &mut seen);
+    assert!(
+        seen.lost >= 1,
+        "the stalled peer was never given up: {seen:?}"
+    );
+    // Far more was pushed than any socket takes: most of it was reported dropped.
+    let pushed = Duration::from_millis(20 * pushes as u64);
+    assert!(
+        seen.dropped > pushed / 2,
+        "{:?} reported dropped of {pushed:?} pushed",
+        seen.dropped
+    );
     session.close().await.expect("close");
 }

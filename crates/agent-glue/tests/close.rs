@@ -16,6 +16,10 @@ async fn calls_after_close_are_refused_and_never_sent() {
     let (session, mut events) =
         session(&server, Box::new(DefaultPolicy::default()), Vec::new()).await;
     session.close().await.expect("closes");
+    assert!(
+        matches!(session.close().await, Err(Error::Closed)),
+        "a second close is refused, as every call after the first"
+    );
     for _ in 0..1_000 {
         assert!(matches!(
             session.send_text("after close"),

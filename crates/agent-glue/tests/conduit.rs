@@ -150,3 +150,117 @@ fn turn_complete_reason_and_interaction_status_reach_the_application() {
         ]
     );
 }
+
+/// A socket that takes everything and counts frames and flushes.
+#[derive(Default)]
+struct Counting {
+    audio_frames: usize,
+    flushes: usize,
+    /// Audio frames taken and not flushed yet.
+    unflushed: usize,
+}
+
+impl agent_glue::conduit::FrameSink for Counting {
+    fn poll_ready(&mut self) -> std::task::Poll<Result<(), agent_glue::conduit::SinkFailed>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn start_send(
+        &mut self,
+        frame: agent_glue::conduit::Frame<'_>,
+    ) -> Result<(), agent_glue::conduit::SinkFailed> {
+        if matches!(frame, agent_glue::conduit::Frame::Audio(_)) {
+            self.audio_frames += 1;
+            self.unflushed += 1;
+        }
+        Ok(())
+    }
+
+    fn poll_flush(&mut self) -> std::task::Poll<Result<(), agent_glue::conduit::SinkFailed>> {
+        self.flushes += 1;
+        self.unflushed = 0;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A connected conduit with the setup's own writes done, and its socket.
+fn connected() -> (Conduit, ConnectionId, Counting) {
+    let mut conduit = conduit(Duration::from_secs(10));
+    let connection = dial(&mut conduit);
+    conduit.handle_setup_complete(Millis(0), connection);
+    let mut sink = Counting::default();
+    let _ = conduit.write(Millis(0), connection, &mut sink);
+    (conduit, connection, Counting::default())
+}
+
+fn chunk() -> bytes::Bytes {
+    bytes::Bytes::from(vec![0u8; 640])
+}
+
+/// A producer at real time (one 20 ms chunk every 20 ms) has every chunk written and flushed
+/// by its own push: none is held.
+#[test]
+fn a_chunk_pushed_at_real_time_is_flushed_at_once() {
+    let (mut conduit, connection, mut sink) = connected();
+    for n in 1..=100u64 {
+        let now = Millis(n * 20);
+        conduit
+            .push_audio(now, chunk(), agent_glue::conduit::AtBound::DropOldest)
+            .unwrap();
+        let _ = conduit.write(now, connection, &mut sink);
+        assert_eq!(sink.unflushed, 0, "chunk {n} was held");
+        assert_eq!(sink.audio_frames, n as usize);
+    }
+}
+
+/// A producer far faster than real time (1,000 chunks, 20 s of audio, pushed in the same
+/// millisecond) has its burst coalesced: the first chunks go at once, the rest in flushes of
+/// `BURST_FRAMES`; what is left is flushed by the timer within `BURST_WINDOW`, and nothing is
+/// lost or reordered on the way.
+#[test]
+fn a_burst_is_flushed_in_batches_and_the_rest_by_the_timer() {
+    use agent_glue::conduit::{BURST_FRAMES, BURST_WINDOW};
+    let (mut conduit, connection, mut sink) = connected();
+    let now = Millis(1_000);
+    for _ in 0..1_000 {
+        conduit
+            .push_audio(now, chunk(), agent_glue::conduit::AtBound::DropOldest)
+            .unwrap();
+        let _ = conduit.write(now, connection, &mut sink);
+    }
+    assert_eq!(
+        sink.audio_frames, 1_000,
+        "every chunk is taken by the socket"
+    );
+    // 100 ms of lead go out one write each; the rest by the batch.
+    let most = 5 + 1_000 / BURST_FRAMES + 1;
+    assert!(
+        sink.flushes <= most,
+        "{} flushes for 1,000 chunks (at most {most})",
+        sink.flushes
+    );
+    assert!(
+        sink.flushes >= 1_000 / BURST_FRAMES,
+        "{} flushes",
+        sink.flushes
+    );
+    // The tail of the burst waits for the timer, not for more audio.
+    if sink.unflushed > 0 {
+        let deadline = conduit.poll_timeout().expect("a flush is held");
+        let window = u64::try_from(BURST_WINDOW.as_millis()).unwrap();
+        assert!(deadline <= Millis(now.0 + window), "{deadline:?}");
+        conduit.handle_timeout(deadline);
+        let _ = conduit.write(deadline, connection, &mut sink);
+    }
+    assert_eq!(sink.unflushed, 0, "the timer flushed the tail");
+    // A message is never held behind a burst.
+    conduit
+        .push_audio(now, chunk(), agent_glue::conduit::AtBound::DropOldest)
+        .unwrap();
+    let _ = conduit.write(now, connection, &mut sink);
+    conduit
+        .command(now, agent_glue::conduit::Command::Text("hello".to_owned()))
+        .unwrap();
+    let _ = conduit.write(now, connection, &mut sink);
+    assert_eq!(sink.unflushed, 0, "the message flushed the audio before it");
+}

@@ -192,6 +192,29 @@ impl ChatContext {
         Ok(removed)
     }
 
+    /// Removes every item `remove` picks and returns their ids, in order: one pass and one
+    /// renumbering, however many go (`remove` on each of them would be O(n) apiece).
+    pub fn remove_where(&mut self, mut remove: impl FnMut(&Item) -> bool) -> Vec<ItemId> {
+        let mut removed = Vec::new();
+        let mut first = None;
+        for (at, item) in self.items.iter().enumerate() {
+            if remove(item) {
+                first.get_or_insert(at);
+                removed.push(item.id().clone());
+            }
+        }
+        let Some(first) = first else {
+            return removed;
+        };
+        for id in &removed {
+            self.index.remove(id);
+        }
+        let index = &self.index;
+        self.items.retain(|item| index.contains_key(item.id()));
+        self.reindex_from(first);
+        removed
+    }
+
     /// Replaces the item that has the same id as `item`, keeping its position, and returns the
     /// previous version. O(1).
     ///

@@ -88,6 +88,14 @@ impl ContextDiff {
         }
     }
 
+    /// Gives the items of the final append back (empty if there is none), without a copy.
+    pub fn into_appended(mut self) -> Vec<Item> {
+        match self.ops.pop() {
+            Some(DiffOp::Append { items }) => items,
+            _ => Vec::new(),
+        }
+    }
+
     /// The ops that touch the old context (everything but the final append).
     pub fn edits(&self) -> impl Iterator<Item = &DiffOp> + '_ {
         self.ops.iter().filter(|op| !op.is_append())

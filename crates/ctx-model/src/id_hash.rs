@@ -9,14 +9,16 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// `HashMap` hasher state for [`IdHasher`].
-pub(crate) type IdHashState = BuildHasherDefault<IdHasher>;
+/// `HashMap` hasher state for [`IdHasher`]: what [`ChatContext`](crate::ChatContext) hashes its
+/// id index with, for other maps keyed by [`ItemId`](crate::ItemId) (the session's mirror of
+/// the server's context).
+pub type IdHashState = BuildHasherDefault<IdHasher>;
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
-/// Multiply-rotate hasher over 8-byte words.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher {
+/// Multiply-rotate hasher over 8-byte words, for item ids (not for keys an attacker chooses).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher {
     hash: u64,
 }
 

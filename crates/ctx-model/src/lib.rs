@@ -77,6 +77,7 @@ pub use context::ChatContext;
 pub use diff::{ContextDiff, DiffOp, apply, diff};
 pub use error::Error;
 pub use id::ItemId;
+pub use id_hash::{IdHashState, IdHasher};
 pub use item::{
     ContentPart, Delivery, FunctionCall, FunctionOutput, Item, Message, MessageOrigin, Role,
     Scheduling,

@@ -277,3 +277,30 @@ fn common_prefix_len_stops_at_the_first_difference() {
     assert_eq!(a.common_prefix_len(&a.prefix(2)), 2);
     assert_eq!(a.common_prefix_len(&ChatContext::new()), 0);
 }
+
+/// `remove_where` removes what it picks in one pass, returns the ids in order, and leaves
+/// every other item in order and found by id at its new position.
+#[test]
+fn remove_where_keeps_the_rest_in_order_and_indexed() {
+    let mut ctx = ChatContext::from_items(
+        (0..1_000).map(|i| Item::from(Message::user(format!("i{i}"), format!("t{i}")))),
+    )
+    .unwrap();
+    let removed = ctx.remove_where(|item| {
+        let n: usize = item.id().as_str()[1..].parse().unwrap();
+        n % 3 == 1
+    });
+    assert_eq!(removed.len(), 333);
+    assert_eq!(removed[0].as_str(), "i1");
+    assert_eq!(removed[332].as_str(), "i997");
+    assert_eq!(ctx.len(), 667);
+    for (at, item) in ctx.iter().enumerate() {
+        assert_eq!(ctx.index_of(item.id()), Some(at));
+        let n: usize = item.id().as_str()[1..].parse().unwrap();
+        assert_ne!(n % 3, 1);
+    }
+    assert!(!ctx.contains("i1") && ctx.contains("i2"));
+    assert!(ctx.remove_where(|_| false).is_empty());
+    ctx.push(Message::user("i1", "back")).unwrap();
+    assert_eq!(ctx.index_of("i1"), Some(667));
+}

@@ -133,7 +133,6 @@ impl Connection {
         Self {
             sender: ConnectionSender {
                 sink,
-                buf: Vec::with_capacity(1024),
                 shared: Arc::clone(&shared),
             },
             receiver: ConnectionReceiver { stream, shared },
@@ -283,13 +282,11 @@ impl fmt::Debug for Connection {
 /// The writing half of a [`Connection`].
 pub struct ConnectionSender {
     sink: SplitSink<WsStream, Message>,
-    buf: Vec<u8>,
     shared: Arc<Shared>,
 }
 
 impl ConnectionSender {
-    /// Encodes `message` (into a buffer reused across calls) and sends it as one text frame,
-    /// flushed to the socket.
+    /// Encodes `message` and sends it as one text frame, flushed to the socket.
     ///
     /// # Errors
     /// [`Error::Closed`] when the connection is closed (the recorded close, or 1006 when the
@@ -311,8 +308,9 @@ impl ConnectionSender {
         if let Some(error) = self.shared.closed_error() {
             return Err(error);
         }
-        message.write_json(&mut self.buf);
-        self.feed_buffer().await
+        let frame = encoded(message)?;
+        let result = self.sink.feed(frame).await;
+        result.map_err(|e| self.write_failure(e))
     }
 
     /// Queues one `realtimeInput.audio` frame for borrowed 16-bit PCM at `sample_rate` Hz without
@@ -338,21 +336,6 @@ impl ConnectionSender {
     pub async fn send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
         self.feed_audio(pcm, sample_rate).await?;
         self.flush().await
-    }
-
-    /// Queues the encoded frame in `buf` as one text frame (one allocation: the frame payload).
-    async fn feed_buffer(&mut self) -> Result<(), Error> {
-        let frame = self.buffered_frame()?;
-        let result = self.sink.feed(frame).await;
-        result.map_err(|e| self.write_failure(e))
-    }
-
-    /// The encoded message in `buf` as a text frame (one allocation: the frame's payload).
-    fn buffered_frame(&self) -> Result<Message, Error> {
-        let text = std::str::from_utf8(&self.buf).map_err(|_| Error::WebSocket {
-            detail: "encoded client message is not UTF-8".to_owned(),
-        })?;
-        Ok(Message::Text(Utf8Bytes::from(text)))
     }
 
     /// Writes everything queued to the socket and flushes it.
@@ -441,8 +424,7 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn start_send(&mut self, message: &ClientMessage) -> Result<(), Error> {
-        message.write_json(&mut self.buf);
-        let frame = self.buffered_frame()?;
+        let frame = encoded(message)?;
         let result = self.sink.start_send_unpin(frame);
         result.map_err(|e| self.write_failure(e))
     }
@@ -653,4 +635,16 @@ impl fmt::Debug for ConnectionReceiver {
 
 fn io_description(error: &std::io::Error) -> String {
     format!("transport failed: {}", error.kind())
+}
+
+/// `message` as a text frame: encoded into a buffer that becomes the frame's payload (one
+/// allocation, no copy; the sender keeps no encoding buffer of its own between messages, which
+/// an idle connection would hold for nothing: audio frames are built apart, at their length).
+fn encoded(message: &ClientMessage) -> Result<Message, Error> {
+    let mut buf = Vec::new();
+    message.write_json(&mut buf);
+    let text = String::from_utf8(buf).map_err(|_| Error::WebSocket {
+        detail: "encoded client message is not UTF-8".to_owned(),
+    })?;
+    Ok(Message::Text(Utf8Bytes::from(text)))
 }

@@ -9,17 +9,93 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{
-        self, client::IntoClientRequest, handshake::client::Request, http, protocol::Role,
-    },
+    WebSocketStream,
+    tungstenite::{self, http, protocol::Role},
 };
 use tracing::Instrument;
 
-use crate::{config::ConnectConfig, endpoint::Endpoint, error::Error, tls};
+use crate::{
+    config::ConnectConfig,
+    endpoint::Endpoint,
+    error::{Error, UpgradeFault},
+    tls,
+};
 
 /// The socket type under every connection.
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type WsStream = WebSocketStream<Socket>;
+
+/// TCP, or TLS over TCP. The TLS state (about a kilobyte of rustls connection) is boxed, so a
+/// plain connection does not carry its size (tokio-tungstenite's `MaybeTlsStream` holds it
+/// inline, in every connection, idle ones included).
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Socket {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_read(cx, buf),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Socket {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_write(cx, buf),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Plain(tcp) => tcp.is_write_vectored(),
+            Socket::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_flush(cx),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_shutdown(cx),
+            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Connects to `endpoint` and completes the WebSocket upgrade; with a credential source, asks
 /// it for the credential first (within the connect timeout).
@@ -64,8 +140,10 @@ pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<
 
 async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, Error> {
     let authority = endpoint.authority();
-    let request = request(endpoint)?;
-    let (host, port) = host_and_port(&request, endpoint.uses_tls())?;
+    let (host, port) = host_and_port(&authority, endpoint.uses_tls())?;
+    // The request is written from its parts (no URL parsed back, no `http::Request` built).
+    let target = endpoint.target();
+    let headers = endpoint.headers()?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|source| Error::Connect {
@@ -95,13 +173,13 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
                 authority: authority.clone(),
                 detail: e.to_string(),
             })?;
-        MaybeTlsStream::Rustls(tls)
+        Socket::Tls(Box::new(tls))
     } else {
-        MaybeTlsStream::Plain(tcp)
+        Socket::Plain(tcp)
     };
     // The upgrade is done here rather than by tungstenite, which logs the whole request (the
     // credential header included) at TRACE through the `log` crate.
-    let leftover = upgrade(&mut stream, &request, &authority).await?;
+    let leftover = upgrade(&mut stream, &target, &headers, &authority).await?;
     Ok(WebSocketStream::from_partially_read(
         stream,
         leftover,
@@ -114,9 +192,15 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
 /// The most the upgrade response's head may take.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
-/// Sends the upgrade `request` and reads the response head; returns the bytes read past it
-/// (frames the server sent right away). Logs nothing of the request.
-async fn upgrade<S>(stream: &mut S, request: &Request, authority: &str) -> Result<Vec<u8>, Error>
+/// Sends the upgrade request (`GET target` to `authority`, the WebSocket headers, then
+/// `headers`: the credential, the client header) and reads the response head; returns the bytes
+/// read past it (frames the server sent right away). Logs nothing of the request.
+async fn upgrade<S>(
+    stream: &mut S,
+    target: &str,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+    authority: &str,
+) -> Result<Vec<u8>, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -128,26 +212,12 @@ where
         detail,
     };
     let key = tungstenite::handshake::client::generate_key();
-    let uri = request.uri();
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let host = uri.authority().map_or(authority, |a| a.as_str());
     let mut head = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
     )
     .into_bytes();
-    // The endpoint's headers (credential, client header); the upgrade's own are written above.
-    const OWN: [&str; 5] = [
-        "host",
-        "connection",
-        "upgrade",
-        "sec-websocket-version",
-        "sec-websocket-key",
-    ];
-    for (name, value) in request.headers() {
-        if OWN.contains(&name.as_str()) {
-            continue;
-        }
+    for (name, value) in headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
@@ -162,13 +232,28 @@ where
         .flush()
         .await
         .map_err(|e| failed(format!("writing the upgrade request: {e}")))?;
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut buf = Vec::with_capacity(1024);
     let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(failed("upgrade response head too large".to_owned()));
+        match response_head(&buf, &accept) {
+            Ok(Some(end)) => break end,
+            Ok(None) if buf.len() > MAX_RESPONSE_HEAD => {
+                return Err(bad_upgrade(authority, UpgradeFault::HeadTooLarge));
+            }
+            Ok(None) => {}
+            Err(Refused::Fault(fault)) => return Err(bad_upgrade(authority, fault)),
+            Err(Refused::Status(status)) => {
+                let detail = http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("upgrade refused")
+                    .to_owned();
+                return Err(Error::Handshake {
+                    authority: authority.to_owned(),
+                    status: Some(status),
+                    detail,
+                });
+            }
         }
         let mut chunk = [0u8; 1024];
         let n = stream
@@ -180,70 +265,114 @@ where
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let text = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| failed("malformed upgrade response".to_owned()))?;
-    if status != 101 {
-        let detail = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("upgrade refused")
-            .to_owned();
-        return Err(Error::Handshake {
-            authority: authority.to_owned(),
-            status: Some(status),
-            detail,
-        });
-    }
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim().to_owned())
-    });
-    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    if accept.as_deref() != Some(expected.as_str()) {
-        return Err(failed(
-            "the server did not accept the WebSocket upgrade".to_owned(),
-        ));
-    }
     Ok(buf[end..].to_vec())
 }
 
-/// The upgrade request: URL from the endpoint, WebSocket headers, then the endpoint's headers.
-fn request(endpoint: &Endpoint) -> Result<Request, Error> {
-    let mut request = endpoint
-        .url()
-        .into_client_request()
-        .map_err(|_| Error::InvalidEndpoint {
-            field: "base_url",
-            reason: "does not form a valid request URL".to_owned(),
-        })?;
-    let headers = request.headers_mut();
-    for (name, value) in endpoint.headers()? {
-        headers.insert(name, value);
+fn bad_upgrade(authority: &str, fault: UpgradeFault) -> Error {
+    Error::BadUpgrade {
+        authority: authority.to_owned(),
+        fault,
     }
-    Ok(request)
 }
 
-fn host_and_port(request: &Request, tls: bool) -> Result<(String, u16), Error> {
-    let uri = request.uri();
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| Error::InvalidEndpoint {
-            field: "base_url",
-            reason: "has no host".to_owned(),
-        })?;
+/// Why an upgrade response is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// A status other than 101.
+    Status(u16),
+    /// A `101` (or no valid head) that breaks RFC 6455 section 4.1 or HTTP/1.1.
+    Fault(UpgradeFault),
+}
+
+/// The most headers an upgrade response may carry.
+const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// Checks what has been read of the upgrade response: `Ok(None)` while its head is not
+/// complete, `Ok(Some(end))` for a complete head that accepts the upgrade (the head ends at
+/// `end`; what follows are frames), else why it is refused. `accept` is the
+/// `Sec-WebSocket-Accept` value the key sent calls for. The head is parsed by `httparse`, then
+/// checked as RFC 6455 section 4.1 asks of a client: status 101 in HTTP/1.1, `Upgrade:
+/// websocket`, `Connection` with the `Upgrade` token, the accept digest once, and no extension or
+/// subprotocol (this client requests none). A bare LF ends no line here: `httparse` takes one
+/// (HTTP allows a recipient to), so it is looked for first and refused as malformed.
+fn response_head(buf: &[u8], accept: &str) -> Result<Option<usize>, Refused> {
+    let fault = |fault| Err(Refused::Fault(fault));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let parsed = response.parse(buf);
+    // Only the head is looked at for bare LFs (the frames after it are binary).
+    let head = match parsed {
+        Ok(httparse::Status::Complete(end)) => &buf[..end],
+        _ => buf,
+    };
+    if head
+        .iter()
+        .enumerate()
+        .any(|(at, byte)| *byte == b'\n' && (at == 0 || head[at - 1] != b'\r'))
+    {
+        return fault(UpgradeFault::BareLineFeed);
+    }
+    let end = match parsed {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return fault(UpgradeFault::Malformed),
+    };
+    let Some(status) = response.code else {
+        return fault(UpgradeFault::Malformed);
+    };
+    if status != 101 {
+        return Err(Refused::Status(status));
+    }
+    if response.version != Some(1) {
+        return fault(UpgradeFault::HttpVersion);
+    }
+    let values = |name: &'static str| {
+        response
+            .headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.trim_ascii())
+    };
+    if !values("upgrade").any(|v| v.eq_ignore_ascii_case(b"websocket")) {
+        return fault(UpgradeFault::MissingUpgrade);
+    }
+    let upgrade_token = |v: &[u8]| {
+        v.split(|b| *b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    };
+    if !values("connection").any(upgrade_token) {
+        return fault(UpgradeFault::MissingConnection);
+    }
+    let mut accepts = values("sec-websocket-accept");
+    match (accepts.next(), accepts.next()) {
+        (Some(value), None) if value == accept.as_bytes() => {}
+        _ => return fault(UpgradeFault::AcceptMismatch),
+    }
+    if values("sec-websocket-extensions").any(|v| !v.is_empty()) {
+        return fault(UpgradeFault::UnrequestedExtension);
+    }
+    if values("sec-websocket-protocol").next().is_some() {
+        return fault(UpgradeFault::UnrequestedProtocol);
+    }
+    Ok(Some(end))
+}
+
+/// The host to dial (without an IPv6 literal's brackets) and the port of `authority`.
+fn host_and_port(authority: &str, tls: bool) -> Result<(String, u16), Error> {
+    let no_host = || Error::InvalidEndpoint {
+        field: "base_url",
+        reason: "has no host".to_owned(),
+    };
+    let parsed: http::uri::Authority = authority.parse().map_err(|_| no_host())?;
+    let host = parsed.host();
+    if host.is_empty() {
+        return Err(no_host());
+    }
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
     Ok((host, port))
 }
 
@@ -262,19 +391,43 @@ mod tests {
         let endpoint = Endpoint::vertex("global", SecretString::from("ya29.tok"))
             .unwrap()
             .with_user_project("proj-1");
-        let request = request(&endpoint).unwrap();
         assert_eq!(
-            request.uri().to_string(),
-            "wss://aiplatform.googleapis.com/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+            endpoint.target(),
+            "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
         );
-        let auth = &request.headers()["authorization"];
+        let headers = endpoint.headers().unwrap();
+        let auth = &headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
         assert_eq!(auth.to_str().unwrap(), "Bearer ya29.tok");
         assert!(auth.is_sensitive());
-        assert!(!format!("{request:?}").contains("ya29.tok"));
-        assert_eq!(request.headers()["x-goog-user-project"], "proj-1");
+        assert!(!format!("{headers:?}").contains("ya29.tok"));
+        let project = &headers
+            .iter()
+            .find(|(n, _)| n == "x-goog-user-project")
+            .unwrap()
+            .1;
+        assert_eq!(project, "proj-1");
         assert_eq!(
-            host_and_port(&request, true).unwrap(),
+            host_and_port(&endpoint.authority(), true).unwrap(),
             ("aiplatform.googleapis.com".to_owned(), 443)
+        );
+    }
+
+    #[test]
+    fn a_base_urls_prefix_comes_before_the_method() {
+        let endpoint = Endpoint::api_key(SecretString::from("k"))
+            .with_base_url("ws://127.0.0.1:9000/proxy")
+            .unwrap();
+        assert_eq!(
+            endpoint.target(),
+            "/proxy/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+        );
+        assert_eq!(
+            host_and_port(&endpoint.authority(), false).unwrap(),
+            ("127.0.0.1".to_owned(), 9000)
         );
     }
 
@@ -283,9 +436,8 @@ mod tests {
         let endpoint = Endpoint::api_key(SecretString::from("k"))
             .with_base_url("ws://[::1]:8080")
             .unwrap();
-        let request = request(&endpoint).unwrap();
         assert_eq!(
-            host_and_port(&request, false).unwrap(),
+            host_and_port(&endpoint.authority(), false).unwrap(),
             ("::1".to_owned(), 8080)
         );
     }

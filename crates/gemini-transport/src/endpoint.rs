@@ -428,6 +428,12 @@ impl Endpoint {
         }
     }
 
+    /// The request target of the upgrade: the base URL's path prefix and the method's path.
+    pub(crate) fn target(&self) -> String {
+        let base = self.base.as_ref().map_or("", |b| b.prefix.as_str());
+        format!("{base}{}", self.method_path())
+    }
+
     fn method_path(&self) -> String {
         match &self.surface {
             Surface::ApiKey { version, .. } => format!(
@@ -634,6 +640,42 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    /// Credentials in the URL are refused in every spelling, before anything is dialled, and
+    /// the refusal never repeats them.
+    #[test]
+    fn a_base_url_with_user_info_is_refused_without_echoing_it() {
+        for bad in [
+            "ws://user:hunter2@127.0.0.1:9000",
+            "wss://user:hunter2@generativelanguage.googleapis.com",
+            "wss://hunter2@generativelanguage.googleapis.com/proxy",
+            "ws://user:hunter2@[::1]:8080/x",
+            "ws://:hunter2@host",
+            "ws://user%3Ahunter2@host",
+            "ws://user:hunter2@",
+            "WSS://user:hunter2@host",
+        ] {
+            let error = Endpoint::api_key(key()).with_base_url(bad).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::InvalidEndpoint {
+                        field: "base_url",
+                        ..
+                    }
+                ),
+                "{bad}: {error:?}"
+            );
+            for shown in [error.to_string(), format!("{error:?}")] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+            }
+        }
+        // An `@` in the path is not user info.
+        let ok = Endpoint::api_key(key())
+            .with_base_url("ws://127.0.0.1:9000/a@b")
+            .unwrap();
+        assert_eq!(ok.authority(), "127.0.0.1:9000");
     }
 
     #[test]

@@ -66,6 +66,16 @@ pub enum Error {
         /// What failed (the response body is never included).
         detail: String,
     },
+    /// The server answered the WebSocket upgrade, but not as RFC 6455 section 4.1 requires of
+    /// a `101` response (or with no valid HTTP/1.1 response head at all): the client refuses
+    /// the connection; `fault` says what was wrong.
+    #[error("WebSocket upgrade with {authority} refused: {fault}")]
+    BadUpgrade {
+        /// `host:port` that was dialled.
+        authority: String,
+        /// What was wrong with the response.
+        fault: UpgradeFault,
+    },
     /// The connection is closed; the value says how and what a policy should do.
     #[error("connection {0}")]
     Closed(crate::close::CloseInfo),
@@ -105,7 +115,8 @@ impl Error {
     ///
     /// - [`Error::Closed`]: the close's own class.
     /// - dial failures, timeouts, TLS and WebSocket failures, HTTP 5xx or 408 on the upgrade, an
-    ///   unexpected reply to `setup`, a server frame that does not decode: `Transient`.
+    ///   upgrade response that breaks RFC 6455, an unexpected reply to `setup`, a server frame
+    ///   that does not decode: `Transient`.
     /// - HTTP 401, 403 or 429 on the upgrade, a permanent failure of the credential source:
     ///   `AuthOrQuota`; a transient failure of the credential source: `Transient`.
     /// - an invalid endpoint, other HTTP 4xx, an oversized message, and everything about
@@ -129,6 +140,7 @@ impl Error {
             | Self::ConnectTimeout { .. }
             | Self::Tls { .. }
             | Self::Handshake { status: None, .. }
+            | Self::BadUpgrade { .. }
             | Self::SetupTimeout { .. }
             | Self::UnexpectedSetupReply(_)
             | Self::WebSocket { .. }
@@ -154,6 +166,7 @@ impl Error {
                 | Self::ConnectTimeout { .. }
                 | Self::Tls { .. }
                 | Self::Handshake { .. }
+                | Self::BadUpgrade { .. }
                 | Self::Closed(_)
                 | Self::SetupTimeout { .. }
                 | Self::UnexpectedSetupReply(_)
@@ -170,4 +183,40 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// What was wrong with a WebSocket upgrade response ([`Error::BadUpgrade`]): each is a
+/// requirement of RFC 6455 section 4.1 on the server's answer, or of HTTP/1.1 syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeFault {
+    /// The head is not an HTTP/1.1 response (`httparse` refused it: a bad status line, a bad
+    /// header, too many headers).
+    #[error("malformed response head")]
+    Malformed,
+    /// A line of the head ends with a bare LF, not CRLF (a malformed response, refused as soon
+    /// as it is seen rather than waited on).
+    #[error("malformed response head: a line ends with a bare LF")]
+    BareLineFeed,
+    /// The head did not end within the most the client reads (16 KiB).
+    #[error("response head larger than 16 KiB")]
+    HeadTooLarge,
+    /// A `101` in an HTTP version other than 1.1 (`HTTP/1.0 101`).
+    #[error("101 in an HTTP version other than 1.1")]
+    HttpVersion,
+    /// No `Upgrade: websocket` header.
+    #[error("no `Upgrade: websocket` header")]
+    MissingUpgrade,
+    /// No `Connection` header with the `Upgrade` token.
+    #[error("no `Connection: Upgrade` header")]
+    MissingConnection,
+    /// `Sec-WebSocket-Accept` missing, repeated, or not the digest of the key sent.
+    #[error("`Sec-WebSocket-Accept` missing or not the digest of the key sent")]
+    AcceptMismatch,
+    /// A `Sec-WebSocket-Extensions` the client did not ask for (it asks for none).
+    #[error("an extension the client did not request")]
+    UnrequestedExtension,
+    /// A `Sec-WebSocket-Protocol` the client did not ask for (it asks for none).
+    #[error("a subprotocol the client did not request")]
+    UnrequestedProtocol,
 }

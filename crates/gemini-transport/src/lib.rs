@@ -70,7 +70,7 @@ pub use endpoint::{
     API_CLIENT, ApiVersion, CredentialError, CredentialFuture, CredentialSource,
     DEVELOPER_API_HOST, Endpoint, EndpointKind, VERTEX_PATH, vertex_model_name,
 };
-pub use error::Error;
+pub use error::{Error, UpgradeFault};
 /// Credentials are kept in this type (re-exported from `secrecy`), which never prints its value.
 pub use secrecy::SecretString;
 pub use tls::default_client_config;

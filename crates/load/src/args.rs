@@ -71,13 +71,17 @@ pub struct ClientArgs {
     pub pace: Pace,
     /// Connect, wait and report memory per session instead of streaming.
     pub idle: bool,
+    /// Connect `sessions` pairs of a `LiveSession` and a bare connection, interleaved, one
+    /// after another, and report how long the connects took, instead of streaming.
+    pub connect: bool,
     /// The server's base URL, `ws://HOST:PORT` (as `load-server` prints it).
     pub url: String,
     /// The `setup.model` to send (default: what `gemini-fake` serves by default).
     pub model: String,
     /// Worker threads of the multi-thread runtime (default: every core).
     pub threads: usize,
-    /// Chunks per flush for `bare-coalesce` and per hand-over for `live` at `afap`.
+    /// Chunks per flush for `bare-coalesce` at `afap`, and how many single-chunk pushes `live`
+    /// and flushes `bare-each` make between two yields to the runtime.
     pub batch: usize,
     /// Sessions dialing at the same time while connecting.
     pub connect_concurrency: usize,
@@ -87,7 +91,8 @@ pub struct ClientArgs {
 pub const USAGE: &str = "usage: load-client --url ws://HOST:PORT --kind live|bare-each|bare-coalesce \
      [--sessions N] [--seconds S] [--pace realtime|afap] [--threads T] [--batch B] \
      [--connect-concurrency C] [--model M]\n       \
-     load-client --url ws://HOST:PORT --kind live|bare --sessions N --idle";
+     load-client --url ws://HOST:PORT --kind live|bare --sessions N --idle\n       \
+     load-client --url ws://HOST:PORT --sessions N --connect";
 
 impl ClientArgs {
     /// Parses the arguments after the program name.
@@ -101,6 +106,7 @@ impl ClientArgs {
             duration: Duration::from_secs(10),
             pace: Pace::Realtime,
             idle: false,
+            connect: false,
             url: String::new(),
             model: gemini_fake::FakeConfig::new().setup_model(),
             threads: std::thread::available_parallelism().map_or(2, usize::from),
@@ -134,6 +140,7 @@ impl ClientArgs {
                     }
                 }
                 "--idle" => parsed.idle = true,
+                "--connect" => parsed.connect = true,
                 "--url" => parsed.url = value()?,
                 "--model" => parsed.model = value()?,
                 "--threads" => parsed.threads = number(flag, &value()?)?,

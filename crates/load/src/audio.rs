@@ -39,6 +39,21 @@ pub fn setup_json(model: &str) -> String {
     ClientMessage::setup(setup).to_json()
 }
 
+/// The very `setup` a `LiveSession` for `model` at `endpoint` sends on its first connection
+/// (taken from its sans-IO core), so that the bare clients ask the server for the same work;
+/// `None` if the builder refuses the model.
+#[must_use]
+pub fn live_setup_json(endpoint: &gemini_transport::Endpoint, model: &str) -> Option<String> {
+    let mut core = agent_glue::LiveSession::builder(endpoint.clone(), model)
+        .audio_chunk(CHUNK)
+        .into_core(resume_policy::Millis(0), 1)
+        .ok()?;
+    match core.poll_action()? {
+        agent_glue::conduit::Action::Open { setup, .. } => Some(setup.to_json()),
+        _ => None,
+    }
+}
+
 /// How many chunks of model audio a server message carries (`inlineData` parts of a model
 /// turn with an `audio/` MIME type).
 #[must_use]

@@ -1,5 +1,5 @@
-//! Sessions on tokio-tungstenite directly: the least a client can do. The same `setup`, the
-//! same audio frames (`ClientMessage::write_audio_json` into a reused buffer, one allocation
+//! Sessions on tokio-tungstenite directly: the least a competent client does. The session's own
+//! `setup`, its 16 KiB read buffer (one line of configuration), the same audio frames (`ClientMessage::write_audio_json` into a reused buffer, one allocation
 //! for the frame), `TCP_NODELAY` as `gemini-transport` sets it; the socket is split and a
 //! reader task decodes every server frame (`ServerMessage::from_json`: JSON and base64, what
 //! any client that plays the audio must do) and counts the model audio.
@@ -13,24 +13,62 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::audio::{INPUT_RATE, microphone_chunk, model_audio_chunks, setup_json};
+use std::time::Duration;
+
+use gemini_transport::Endpoint;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::audio::{INPUT_RATE, microphone_chunk, model_audio_chunks};
 use crate::run::{DRAIN, Plan, SessionCtx, SessionOutcome};
 use crate::{Kind, Pace};
 
 type Socket = WebSocketStream<TcpStream>;
 
+/// The read buffer a competent bare client sets, in one line: the session's own (16 KiB;
+/// tungstenite's default is 128 KiB, zero-filled before every read).
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(gemini_transport::ConnectConfig::default().read_buffer_size)
+}
+
 /// Dials, upgrades, sends `setup` and waits for `setupComplete`.
 async fn connect(ctx: &SessionCtx) -> Result<Socket, String> {
     let _dial = ctx.dials.acquire().await.map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(ctx.endpoint.authority())
+    dial(&ctx.endpoint, &ctx.setup).await
+}
+
+/// One timed connect (to `setupComplete`), then an untimed close.
+pub(crate) async fn connect_once(endpoint: &Endpoint, setup: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut ws = dial(endpoint, setup).await?;
+    let took = started.elapsed();
+    let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
+    Ok(took)
+}
+
+async fn dial(endpoint: &Endpoint, setup: &str) -> Result<Socket, String> {
+    let tcp = TcpStream::connect(endpoint.authority())
         .await
         .map_err(|e| format!("dial: {e}"))?;
     tcp.set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-    let (mut ws, _) = tokio_tungstenite::client_async(ctx.endpoint.url(), tcp)
-        .await
-        .map_err(|e| format!("upgrade: {e}"))?;
-    ws.send(Message::Text(setup_json(&ctx.args.model).into()))
+    // The API key in its header, as the service requires of any client.
+    let mut request = endpoint
+        .url()
+        .into_client_request()
+        .map_err(|e| format!("request: {e}"))?;
+    request.headers_mut().insert(
+        "x-goog-api-key",
+        HeaderValue::from_static(crate::run::API_KEY),
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, tcp, Some(websocket_config()))
+            .await
+            .map_err(|e| format!("upgrade: {e}"))?;
+    ws.send(Message::Text(setup.into()))
         .await
         .map_err(|e| format!("setup: {e}"))?;
     loop {

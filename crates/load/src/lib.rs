@@ -39,7 +39,9 @@ mod report;
 mod run;
 
 pub use args::{ClientArgs, Kind, Pace, USAGE};
-pub use audio::{CHUNK, CHUNK_BYTES, MODEL_CHUNKS_PER_SECOND, model_audio_chunks, setup_json};
+pub use audio::{
+    CHUNK, CHUNK_BYTES, MODEL_CHUNKS_PER_SECOND, live_setup_json, model_audio_chunks, setup_json,
+};
 pub use lateness::Lateness;
 pub use report::Report;
-pub use run::{run_client, run_idle};
+pub use run::{run_client, run_connect, run_idle};

@@ -9,9 +9,11 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::Pace;
+use gemini_transport::Endpoint;
+
 use crate::audio::{CHUNK, microphone_chunk};
 use crate::run::{DRAIN, Plan, SessionCtx, SessionOutcome};
+use crate::{ClientArgs, Pace};
 
 async fn connect(ctx: &SessionCtx) -> Result<(LiveSession, SessionEvents), String> {
     let _dial = ctx.dials.acquire().await.map_err(|e| e.to_string())?;
@@ -132,29 +134,52 @@ async fn realtime(
     }
 }
 
-/// As fast as the session takes them: `batch` chunks handed over in one call (the session
-/// cuts them into 20 ms frames and flushes once, as `bare-coalesce` does), with the async push
-/// that waits while the session's backlog is at its bound (the socket is slower than this
-/// producer), as a source that is not real time should.
+/// As fast as the session takes them, one 20 ms chunk per call (a producer that does not
+/// batch: the session coalesces what comes faster than real time, as `bare-coalesce` does by
+/// hand), with the async push that waits while the session's backlog is at its bound (the
+/// socket is slower than this producer), as a source that is not real time should. It yields
+/// to the runtime every `batch` chunks, as the bare clients do after each flush of `batch`.
 async fn afap(
     ctx: &SessionCtx,
     plan: Plan,
     session: &LiveSession,
     outcome: &mut SessionOutcome,
 ) -> Result<(), String> {
-    let chunk = microphone_chunk();
-    let batch = Bytes::from(chunk.repeat(ctx.args.batch));
+    let chunk = Bytes::from(microphone_chunk());
     let end = plan.end();
     sleep_until(plan.start).await;
     while Instant::now() < end {
-        session
-            .push_audio_wait(batch.clone())
-            .await
-            .map_err(|e| format!("push_audio_wait: {e}"))?;
+        for _ in 0..ctx.args.batch {
+            session
+                .push_audio_wait(chunk.clone())
+                .await
+                .map_err(|e| format!("push_audio_wait: {e}"))?;
+        }
         outcome.sent += ctx.args.batch as u64;
         tokio::task::yield_now().await;
     }
     Ok(())
+}
+
+/// One timed `connect()` (it returns once the first `setup` is complete), then an untimed
+/// close.
+pub(crate) async fn connect_once(
+    args: &ClientArgs,
+    endpoint: &Endpoint,
+) -> Result<std::time::Duration, String> {
+    let started = Instant::now();
+    let (session, events) = LiveSession::builder(endpoint.clone(), args.model.clone())
+        .audio_chunk(CHUNK)
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let took = started.elapsed();
+    let _ = session.close().await;
+    // Until the close handshake is over (the stream ends after `Closed`, once the socket is
+    // gone), as the bare client waits for the server's close frame.
+    let mut events = events;
+    while events.recv().await.is_some() {}
+    Ok(took)
 }
 
 /// One idle session: connected, reading nothing, until the run stops.

@@ -3,7 +3,10 @@
 //! Plain file reads: no `libc`, no `getrusage`. CPU time comes in clock ticks of `USER_HZ`,
 //! which Linux fixes at 100 a second for user space on every architecture it reports to
 //! (`/proc/<pid>/stat` is in `USER_HZ`, whatever the kernel's internal `HZ`): 10 ms resolution,
-//! a fraction of a percent of a multi-second run.
+//! a fraction of a percent of a busy multi-second run, but a third of what one real-time
+//! session uses in 10 s. So a window is also measured per thread in nanoseconds
+//! (`/proc/self/task/<tid>/schedstat`, the time each thread ran), where the kernel keeps it:
+//! [`CpuSample::since`] uses that when both ends have it.
 
 use std::time::Duration;
 
@@ -17,13 +20,15 @@ pub struct CpuTime {
     pub user: Duration,
     /// Time in the kernel on the process's behalf (system calls, mostly).
     pub sys: Duration,
+    /// The same total to the nanosecond, from the threads' run times, when known.
+    pub exact: Option<Duration>,
 }
 
 impl CpuTime {
-    /// User plus system time.
+    /// User plus system time (to the nanosecond when known, else in 10 ms ticks).
     #[must_use]
     pub fn total(&self) -> Duration {
-        self.user + self.sys
+        self.exact.unwrap_or(self.user + self.sys)
     }
 
     /// The time used since `earlier`.
@@ -32,8 +37,68 @@ impl CpuTime {
         CpuTime {
             user: self.user.saturating_sub(earlier.user),
             sys: self.sys.saturating_sub(earlier.sys),
+            exact: None,
         }
     }
+}
+
+/// The process's CPU time at one moment, with each thread's run time in nanoseconds.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSample {
+    ticks: CpuTime,
+    /// `(tid, ns run)` of every thread, when `/proc/self/task/*/schedstat` has it.
+    threads: Option<std::collections::BTreeMap<u64, u64>>,
+}
+
+impl CpuSample {
+    /// Now.
+    #[must_use]
+    pub fn now() -> CpuSample {
+        CpuSample {
+            ticks: cpu_time().unwrap_or_default(),
+            threads: thread_run_times(),
+        }
+    }
+
+    /// The CPU time used since `earlier`: per thread in nanoseconds (a thread that started
+    /// meanwhile counts from zero; one that ended meanwhile loses its time since `earlier`,
+    /// which the runs here do not do while measured), else in ticks.
+    #[must_use]
+    pub fn since(&self, earlier: &CpuSample) -> CpuTime {
+        let mut time = self.ticks.since(earlier.ticks);
+        if let (Some(now), Some(then)) = (&self.threads, &earlier.threads) {
+            let ns: u64 = now
+                .iter()
+                .map(|(tid, ns)| ns.saturating_sub(then.get(tid).copied().unwrap_or(0)))
+                .sum();
+            time.exact = Some(Duration::from_nanos(ns));
+        }
+        time
+    }
+}
+
+/// Each thread's run time in nanoseconds (the first field of
+/// `/proc/self/task/<tid>/schedstat`); `None` when the kernel does not keep it (it reads 0
+/// for every thread then).
+fn thread_run_times() -> Option<std::collections::BTreeMap<u64, u64>> {
+    let mut threads = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        // A thread that ended since the directory was listed is skipped.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        threads.insert(tid, ns);
+    }
+    (threads.values().any(|ns| *ns > 0)).then_some(threads)
 }
 
 /// This process's CPU time (`utime` and `stime` of `/proc/self/stat`).
@@ -68,6 +133,7 @@ fn parse_stat(stat: &str) -> Result<CpuTime, String> {
     Ok(CpuTime {
         user: to_duration(user),
         sys: to_duration(sys),
+        exact: None,
     })
 }
 
@@ -121,5 +187,19 @@ mod tests {
         assert_eq!(status_field_kib(status, "VmRSS:"), Some(12345));
         assert!(rss_kib().is_ok_and(|kib| kib > 0));
         assert!(cpu_time().is_ok());
+    }
+
+    #[test]
+    fn a_window_is_measured_to_the_nanosecond_where_the_kernel_keeps_it() {
+        let before = CpuSample::now();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let used = CpuSample::now().since(&before);
+        if let Some(exact) = used.exact {
+            assert!(exact > Duration::ZERO, "{used:?}");
+        }
     }
 }

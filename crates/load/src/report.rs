@@ -18,7 +18,7 @@ pub(crate) const RECEIVED_SHARE: f64 = 0.95;
 pub struct Report {
     /// Client kind.
     pub kind: Kind,
-    /// `realtime`, `afap` or `idle`.
+    /// `realtime`, `afap`, `idle` or `connect`.
     pub mode: &'static str,
     /// Sessions asked for.
     pub sessions: usize,
@@ -50,6 +50,11 @@ pub struct Report {
     pub lateness: Lateness,
     /// Idle mode: memory per connected session, KiB.
     pub idle_kib_per_session: Option<f64>,
+    /// Connect mode: how long one `LiveSession::connect` took (to `setupComplete`), µs: the
+    /// 10th percentile, the median and the 90th percentile.
+    pub connect_us: Option<[f64; 3]>,
+    /// Connect mode: the same for the bare connections interleaved with them.
+    pub bare_connect_us: Option<[f64; 3]>,
 }
 
 impl Report {
@@ -124,6 +129,12 @@ impl Report {
             "cpu_ms_per_session_s": self.cpu_ms_per_session_second(),
             "cpu_us_per_chunk": self.cpu_us_per_chunk(),
             "idle_kib_per_session": self.idle_kib_per_session,
+            "connect_p10_us": self.connect_us.map(|c| c[0]),
+            "connect_median_us": self.connect_us.map(|c| c[1]),
+            "connect_p90_us": self.connect_us.map(|c| c[2]),
+            "bare_connect_p10_us": self.bare_connect_us.map(|c| c[0]),
+            "bare_connect_median_us": self.bare_connect_us.map(|c| c[1]),
+            "bare_connect_p90_us": self.bare_connect_us.map(|c| c[2]),
         })
         .to_string()
     }

@@ -64,6 +64,8 @@ pub(crate) struct SessionCtx {
     pub(crate) ready: mpsc::UnboundedSender<Result<(), String>>,
     /// The plan, once every session is connected (idle runs: the stop signal).
     pub(crate) start: watch::Receiver<Option<Plan>>,
+    /// The `setup` the bare clients send: the one the session sends.
+    pub(crate) setup: Arc<str>,
 }
 
 impl SessionCtx {
@@ -113,8 +115,12 @@ fn runtime(args: &ClientArgs) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("building the runtime: {e}"))
 }
 
+/// The API key every kind sends (the bare clients in their upgrade request, as a client of the
+/// real service must).
+pub(crate) const API_KEY: &str = "load";
+
 fn endpoint(args: &ClientArgs) -> Result<Endpoint, String> {
-    Endpoint::api_key(SecretString::from("load"))
+    Endpoint::api_key(SecretString::from(API_KEY))
         .with_base_url(&args.url)
         .map_err(|e| format!("--url: {e}"))
 }
@@ -136,6 +142,7 @@ struct Sessions {
 
 /// Spawns one task per session.
 fn spawn_sessions(args: &Arc<ClientArgs>, endpoint: &Endpoint, idle: bool) -> Sessions {
+    let setup = setup(args, endpoint);
     let (start_tx, start_rx) = watch::channel(None);
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     let dials = Arc::new(Semaphore::new(args.connect_concurrency));
@@ -148,6 +155,7 @@ fn spawn_sessions(args: &Arc<ClientArgs>, endpoint: &Endpoint, idle: bool) -> Se
                 dials: Arc::clone(&dials),
                 ready: ready_tx.clone(),
                 start: start_rx.clone(),
+                setup: Arc::clone(&setup),
             };
             match (args.kind, idle) {
                 (Kind::Live, false) => tokio::spawn(live::session(ctx)),
@@ -185,8 +193,15 @@ async fn connected(
     (failed, first)
 }
 
-fn cpu_now() -> CpuTime {
-    procfs::cpu_time().unwrap_or_default()
+/// The `setup` of a `LiveSession` for the run's model (what the bare clients send too).
+fn setup(args: &ClientArgs, endpoint: &Endpoint) -> Arc<str> {
+    crate::audio::live_setup_json(endpoint, &args.model)
+        .unwrap_or_else(|| crate::audio::setup_json(&args.model))
+        .into()
+}
+
+fn cpu_now() -> procfs::CpuSample {
+    procfs::CpuSample::now()
 }
 
 /// Streams: connects every session, starts them together, and reports.
@@ -224,7 +239,7 @@ pub fn run_client(args: ClientArgs) -> Result<Report, String> {
             );
         }
         let wall = started.elapsed();
-        let cpu = cpu_now().since(cpu_before);
+        let cpu = cpu_now().since(&cpu_before);
         phase("end");
 
         let mut lateness = Lateness::default();
@@ -262,6 +277,8 @@ pub fn run_client(args: ClientArgs) -> Result<Report, String> {
             expected,
             lateness,
             idle_kib_per_session: None,
+            connect_us: None,
+            bare_connect_us: None,
         })
     })
 }
@@ -315,6 +332,91 @@ pub fn run_idle(args: ClientArgs) -> Result<Report, String> {
             expected: 0,
             lateness: Lateness::default(),
             idle_kib_per_session: Some(per_session),
+            connect_us: None,
+            bare_connect_us: None,
         })
     })
+}
+
+/// Between two timed connects: the previous connection finishes closing on both sides,
+/// untimed, so that no sample pays for the one before.
+const BETWEEN_CONNECTS: Duration = Duration::from_millis(5);
+
+/// `connect()` latency beside a bare connection's, in the same run: `sessions` pairs of
+/// connects, one after another, each pair a `LiveSession::connect` (which returns once the first
+/// `setup` is complete) and a bare tokio-tungstenite connection (TCP, the upgrade with the same
+/// 16 KiB read buffer, the session's own `setup`, and its `setupComplete`), which one goes
+/// first alternating. Each connect is timed from the call to `setupComplete`, and each
+/// connection closed, untimed (its close handshake over), before the next. Interleaved, the two
+/// kinds meet the same machine: on a shared machine, runs made one after another drift more
+/// than the difference measured.
+///
+/// # Errors
+/// When the runtime cannot be built, the URL is not a `ws://` base URL, or a connect fails.
+pub fn run_connect(args: ClientArgs) -> Result<Report, String> {
+    let runtime = runtime(&args)?;
+    let endpoint = endpoint(&args)?;
+    let setup = setup(&args, &endpoint);
+    let args = Arc::new(args);
+    runtime.block_on(async move {
+        let started = Instant::now();
+        let cpu_before = cpu_now();
+        // On a worker thread, as an application's task connects (not on `block_on`'s thread).
+        let connects = tokio::spawn(async move {
+            let mut live = Vec::with_capacity(args.sessions);
+            let mut bare = Vec::with_capacity(args.sessions);
+            for pair in 0..args.sessions {
+                for live_turn in [pair % 2 == 0, pair % 2 == 1] {
+                    tokio::time::sleep(BETWEEN_CONNECTS).await;
+                    if live_turn {
+                        live.push(live::connect_once(&args, &endpoint).await?);
+                    } else {
+                        bare.push(bare::connect_once(&endpoint, &setup).await?);
+                    }
+                }
+            }
+            Ok::<_, String>((live, bare, args))
+        });
+        let (live, bare, args) = connects.await.map_err(|e| format!("connect task: {e}"))??;
+        let cpu = cpu_now().since(&cpu_before);
+        Ok(Report {
+            kind: args.kind,
+            mode: "connect",
+            sessions: args.sessions,
+            connected: live.len(),
+            errors: 0,
+            first_error: None,
+            threads: args.threads,
+            connect_wall: Duration::ZERO,
+            wall: started.elapsed(),
+            cpu,
+            rss_kib: procfs::rss_kib().unwrap_or(0),
+            chunks: 0,
+            chunks_due: 0,
+            received: 0,
+            expected: 0,
+            lateness: Lateness::default(),
+            idle_kib_per_session: None,
+            connect_us: deciles(live),
+            bare_connect_us: deciles(bare),
+        })
+    })
+}
+
+/// The 10th percentile, the median and the 90th percentile of `took`, in µs.
+fn deciles(mut took: Vec<Duration>) -> Option<[f64; 3]> {
+    if took.is_empty() {
+        return None;
+    }
+    took.sort();
+    let at = |q: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let index = ((took.len() - 1) as f64 * q).round() as usize;
+        took[index].as_secs_f64() * 1e6
+    };
+    Some([at(0.1), at(0.5), at(0.9)])
 }

@@ -1,8 +1,9 @@
 //! `Mirror`: what the server session holds, and what a handle provably holds.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
-use ctx_model::{ChatContext, Item, ItemId};
+use ctx_model::{ChatContext, IdHashState, Item, ItemId};
 
 use crate::{ClientMessageIndex, ConnectionId, HandleRecord, MessagePosition};
 
@@ -60,7 +61,7 @@ pub struct Mirror {
     /// Items added on the current connection, in order.
     added: Vec<(Item, Origin)>,
     /// Ids of `added` and where they are in it, for constant-time lookups.
-    added_ids: HashMap<ItemId, usize>,
+    added_ids: HashMap<ItemId, usize, IdHashState>,
     connection: Option<ConnectionId>,
     /// What the latest handle holds.
     held: ChatContext,
@@ -100,53 +101,75 @@ impl Mirror {
     /// output item, the user message behind realtime text). Items the mirror already holds are
     /// not added twice.
     pub fn on_sent(&mut self, items: &[Item], at: MessagePosition) {
+        self.add(items.iter().cloned(), Origin::Client(at));
+    }
+
+    /// [`on_sent`](Self::on_sent), taking the items instead of copying them.
+    pub fn take_sent(&mut self, items: Vec<Item>, at: MessagePosition) {
         self.add(items, Origin::Client(at));
     }
 
     /// The server produced `items` (model turns, function calls); every later handle holds
     /// them.
     pub fn on_server_items(&mut self, items: &[Item]) {
-        self.add(items, Origin::Server(None));
+        self.add(items.iter().cloned(), Origin::Server(None));
     }
 
     /// The server produced `items` answering the client message at `anchor`: a later handle
     /// holds them if it covers `anchor` (a lagging handle that does not cover the message does
     /// not hold its answer either).
     pub fn on_server_items_for(&mut self, items: &[Item], anchor: MessagePosition) {
-        self.add(items, Origin::Server(Some(anchor)));
+        self.add(items.iter().cloned(), Origin::Server(Some(anchor)));
     }
 
     /// The server made the spoken user turn `item`, which ended on a client message between
     /// `earliest` and `end` ([`CoverageTracker::on_spoken_turn`](crate::CoverageTracker::on_spoken_turn)).
     pub fn on_spoken_turn(&mut self, item: &Item, earliest: MessagePosition, end: MessagePosition) {
-        self.add(std::slice::from_ref(item), Origin::Spoken { earliest, end });
+        self.add(
+            std::iter::once(item.clone()),
+            Origin::Spoken { earliest, end },
+        );
     }
 
-    fn add(&mut self, items: &[Item], origin: Origin) {
+    /// Adds the items of one batch the mirror does not hold yet, in their order: one hash
+    /// per item and one pass over the items after the insertion point, however large the
+    /// batch (an `update_chat_ctx` of 100,000 items is one batch).
+    fn add(&mut self, items: impl IntoIterator<Item = Item>, origin: Origin) {
+        let items = items.into_iter();
+        // Server output sits where the server put it: after earlier server output, before
+        // the client items of messages after the one it answers that were added since
+        // (those came later, or interrupted it). The items of one batch go together, in order.
+        let mut at = self.added.len();
+        if let Origin::Server(Some(anchor)) | Origin::Spoken { end: anchor, .. } = origin {
+            while at > 0
+                && matches!(self.added[at - 1].1, Origin::Client(sent)
+                    if sent.connection == anchor.connection && sent.index > anchor.index)
+            {
+                at -= 1;
+            }
+        }
+        let tail = self.added.split_off(at);
+        self.added.reserve(items.size_hint().0 + tail.len());
+        self.added_ids.reserve(items.size_hint().0);
         for item in items {
-            if self.base.contains(item.id()) || self.added_ids.contains_key(item.id()) {
+            if self.base.contains(item.id()) {
                 continue;
             }
-            // Server output sits where the server put it: after earlier server output, before
-            // the client items of messages after the one it answers that were added since
-            // (those came later, or interrupted it).
-            let mut at = self.added.len();
-            if let Origin::Server(Some(anchor)) | Origin::Spoken { end: anchor, .. } = origin {
-                while at > 0
-                    && matches!(self.added[at - 1].1, Origin::Client(sent)
-                        if sent.connection == anchor.connection && sent.index > anchor.index)
-                {
-                    at -= 1;
-                }
+            // Known ids (earlier in the batch included) are not added twice.
+            if let Entry::Vacant(slot) = self.added_ids.entry(item.id().clone()) {
+                slot.insert(self.added.len());
+                self.added.push((item, origin));
             }
-            self.added.insert(at, (item.clone(), origin));
-            for slot in self.added_ids.values_mut() {
-                if *slot >= at {
-                    *slot += 1;
-                }
-            }
-            self.added_ids.insert(item.id().clone(), at);
         }
+        let count = self.added.len() - at;
+        if count > 0 {
+            for (item, _) in &tail {
+                if let Some(slot) = self.added_ids.get_mut(item.id()) {
+                    *slot += count;
+                }
+            }
+        }
+        self.added.extend(tail);
     }
 
     /// Where the client sent the item `id` on the current connection, if it did.
@@ -164,16 +187,36 @@ impl Mirror {
 
     /// The server did not take the item `id` after all (an answer to a call it cancelled).
     pub fn forget(&mut self, id: &ItemId) {
-        if let Some(k) = self.added_ids.remove(id) {
-            self.added.remove(k);
-            for slot in self.added_ids.values_mut() {
-                if *slot > k {
-                    *slot -= 1;
+        self.forget_all(std::slice::from_ref(id));
+    }
+
+    /// The server did not take the items `ids` after all: one pass over the mirror, however
+    /// many there are (a cancellation of many calls).
+    pub fn forget_all(&mut self, ids: &[ItemId]) {
+        let first = ids.iter().filter_map(|id| self.added_ids.remove(id)).min();
+        if let Some(first) = first {
+            let mut k = first;
+            let added_ids = &mut self.added_ids;
+            self.added.retain_mut(|(item, _)| {
+                // Only what comes from `first` on is looked at again; what `ids` named is
+                // no longer in the index.
+                match added_ids.get_mut(item.id()) {
+                    Some(slot) if *slot >= first => {
+                        *slot = k;
+                        k += 1;
+                        true
+                    }
+                    Some(_) => true,
+                    None => false,
                 }
+            });
+        }
+        for context in [&mut self.base, &mut self.held] {
+            if ids.iter().any(|id| context.contains(id)) {
+                let gone: HashSet<&ItemId> = ids.iter().collect();
+                context.remove_where(|item| gone.contains(item.id()));
             }
         }
-        let _ = self.base.remove(id);
-        let _ = self.held.remove(id);
     }
 
     /// Whether client items sent on `handle`'s connection lie beyond what it provably holds

@@ -755,3 +755,62 @@ fn the_chunk_completing_the_silence_ends_the_spoken_turn() {
     let second = tracker.on_spoken_turn();
     assert_eq!(second.end, end.index);
 }
+
+/// A large batch is added in one piece, in order, each id once; server output answering an
+/// earlier message goes before the later client items as a block, and every lookup by id still
+/// finds its own item (positions renumbered once per batch, not per item); forgetting many at
+/// once leaves the rest in order and findable.
+#[test]
+fn a_large_batch_keeps_order_positions_and_lookups() {
+    use ctx_model::{Item, ItemId};
+    use resume_policy::Mirror;
+    let n = 20_000;
+    let mut mirror = Mirror::new();
+    mirror.on_connected(ConnectionId(1), ConnectMode::Fresh);
+    let first: Vec<Item> = (0..n)
+        .map(|i| Message::user(format!("c{i}"), "history").into())
+        .collect();
+    mirror.on_sent(&first, at(1, 1));
+    let later: Vec<Item> = vec![Message::user("late", "after").into()];
+    mirror.on_sent(&later, at(1, 2));
+    // A batch with a repeated id and an id already held: each goes in once.
+    let mut answers: Vec<Item> = (0..n)
+        .map(|i| Message::model(format!("m{i}"), "answer").into())
+        .collect();
+    answers.push(Message::model("m0", "a repeat").into());
+    answers.push(Message::user("c7", "already held").into());
+    mirror.on_server_items_for(&answers, at(1, 1));
+    let live = mirror.live();
+    assert_eq!(live.len(), 2 * n + 1);
+    let ids: Vec<&str> = live.ids().map(ItemId::as_str).collect();
+    assert_eq!(ids[0], "c0");
+    assert_eq!(ids[n - 1], format!("c{}", n - 1));
+    assert_eq!(ids[n], "m0");
+    assert_eq!(ids[2 * n - 1], format!("m{}", n - 1));
+    assert_eq!(
+        ids[2 * n],
+        "late",
+        "the later message's item stays after the answers"
+    );
+    assert_eq!(
+        live.get("m0")
+            .and_then(|item| item.as_message())
+            .map(|m| m.text()),
+        Some("answer".to_owned()),
+        "the first of a repeated id is the one kept"
+    );
+    assert_eq!(mirror.client_position(&"c19999".into()), Some(at(1, 1)));
+    assert_eq!(mirror.client_position(&"late".into()), Some(at(1, 2)));
+    assert_eq!(mirror.client_position(&"m5".into()), None);
+    // Forget every other answer at once: the rest keep their order and positions.
+    let gone: Vec<ItemId> = (0..n).step_by(2).map(|i| format!("m{i}").into()).collect();
+    mirror.forget_all(&gone);
+    let live = mirror.live();
+    assert_eq!(live.len(), n + n / 2 + 1);
+    assert!(!mirror.holds(&"m0".into()) && mirror.holds(&"m1".into()));
+    assert_eq!(live.ids().nth(n).map(ItemId::as_str), Some("m1"));
+    assert_eq!(mirror.client_position(&"late".into()), Some(at(1, 2)));
+    mirror.forget(&"late".into());
+    assert!(!mirror.holds(&"late".into()));
+    assert_eq!(mirror.client_position(&"c0".into()), Some(at(1, 1)));
+}

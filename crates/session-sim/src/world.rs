@@ -1342,7 +1342,10 @@ impl<'a> World<'a> {
         self.note(format!("app pushes {ms} ms of audio"));
         self.app.mic_until = self.now + ms;
         let pcm = self.audio.push(pcm);
-        if let Err(e) = self.conduit.push_audio(pcm, AtBound::DropOldest) {
+        if let Err(e) = self
+            .conduit
+            .push_audio(Millis(self.now), pcm, AtBound::DropOldest)
+        {
             if !matches!(e, agent_glue::Error::Closed) {
                 self.violations.push(Violation::new(
                     "audio",

@@ -15,7 +15,7 @@ use std::time::Duration;
 use gemini_transport::{CloseInfo, CloseInitiator};
 use resume_policy::{ConnectionId, Millis};
 
-use super::outgoing::Took;
+use super::outgoing::{BURST_FRAMES, BURST_WINDOW, Took};
 use crate::Keepalive;
 
 /// At most this long between receipts while audio is written: a ping goes out behind audio
@@ -81,6 +81,13 @@ pub(crate) struct Line {
     pub(crate) closing: Option<Closing>,
     /// Frames handed to the socket and not flushed yet.
     unflushed: bool,
+    /// What was taken since the last flush: how many frames, since when, and whether all of
+    /// them were audio.
+    unflushed_frames: usize,
+    unflushed_since: Millis,
+    unflushed_audio_only: bool,
+    /// The flush of a burst's audio is held ([`may_hold`](Self::may_hold)).
+    holding: bool,
     /// The socket would not take more: it says when it can.
     pub(crate) blocked: bool,
     /// A write failed: the connection is gone (its reader, or the write deadline, says so).
@@ -107,6 +114,10 @@ impl Line {
             id,
             closing: None,
             unflushed: false,
+            unflushed_frames: 0,
+            unflushed_since: now,
+            unflushed_audio_only: true,
+            holding: false,
             blocked: false,
             failed: false,
             progress: now,
@@ -134,9 +145,25 @@ impl Line {
         self.closing.is_none() && !self.failed
     }
 
-    /// Healthy, and the socket can take a frame now with nothing unflushed before it.
+    /// Healthy, and the socket can take a frame now with nothing unflushed before it (or only
+    /// the audio of a burst whose flush is held).
     pub(crate) fn idle(&self) -> bool {
-        self.healthy() && !self.blocked && !self.unflushed
+        self.healthy() && !self.blocked && (!self.unflushed || self.holding)
+    }
+
+    /// Whether the flush owed may be held at `now` for a burst: only audio was taken since the
+    /// last flush, fewer than [`BURST_FRAMES`] frames, the first of them less than
+    /// [`BURST_WINDOW`] ago.
+    pub(crate) fn may_hold(&self, now: Millis) -> bool {
+        self.healthy()
+            && self.unflushed_audio_only
+            && self.unflushed_frames < BURST_FRAMES
+            && now < self.unflushed_since.after(BURST_WINDOW)
+    }
+
+    /// The flush owed is held for a burst.
+    pub(crate) fn hold(&mut self) {
+        self.holding = true;
     }
 
     /// Whether a flush is owed.
@@ -147,7 +174,17 @@ impl Line {
     /// The socket took a frame at `now`.
     pub(crate) fn took(&mut self, now: Millis, took: Took) {
         self.progress = now;
+        if !self.unflushed {
+            self.unflushed_frames = 0;
+            self.unflushed_since = now;
+            self.unflushed_audio_only = true;
+        }
         self.unflushed = true;
+        self.holding = false;
+        self.unflushed_frames += 1;
+        if !matches!(took, Took::Audio(_)) {
+            self.unflushed_audio_only = false;
+        }
         match took {
             Took::Audio(bytes) => self.written += bytes as u64,
             Took::Ping => {
@@ -169,6 +206,7 @@ impl Line {
     pub(crate) fn flushed(&mut self, now: Millis) {
         self.progress = now;
         self.unflushed = false;
+        self.holding = false;
         self.blocked = false;
         if let Some(closing) = self.closing.as_mut().filter(|c| c.sent) {
             closing.written_at.get_or_insert(now);
@@ -178,12 +216,15 @@ impl Line {
     /// The socket would not take more now.
     pub(crate) fn block(&mut self) {
         self.blocked = true;
+        // The flush owed waits for the socket now, not for the rest of a burst.
+        self.holding = false;
     }
 
     /// A write failed.
     pub(crate) fn fail(&mut self) {
         self.failed = true;
         self.blocked = false;
+        self.holding = false;
     }
 
     /// `count` pongs have been received on the connection: an answered ping confirms the audio
@@ -275,6 +316,8 @@ impl Line {
         }
         let write =
             (self.blocked || self.failed).then(|| self.progress.after(timing.write_timeout));
+        let held = (self.holding && !self.blocked && !self.failed)
+            .then(|| self.unflushed_since.after(BURST_WINDOW));
         let keepalive = match (timing.keepalive, self.ping) {
             (Some(_), _) if self.failed => None,
             (Some(_), Some(_)) if reading_paused => None,
@@ -282,7 +325,7 @@ impl Line {
             (Some(k), None) => Some(self.last_ping.after(k.interval)),
             (None, _) => None,
         };
-        [write, keepalive].into_iter().flatten().min()
+        [write, keepalive, held].into_iter().flatten().min()
     }
 
     /// What the time asks at `now`.

@@ -60,8 +60,8 @@ use gemini_transport::wire::ServerPayload;
 use self::lifecycle::End;
 pub use self::line::{CLOSE_FRAME_BUDGET, RECEIPT_INTERVAL};
 use self::line::{Due, Line, Timing};
-use self::outgoing::Outgoing;
-pub use self::outgoing::{Frame, FrameSink, SinkFailed};
+pub use self::outgoing::{BURST_FRAMES, BURST_LEAD, BURST_WINDOW, Frame, FrameSink, SinkFailed};
+use self::outgoing::{Outgoing, Producer};
 pub use crate::audio_path::AtBound;
 use crate::audio_path::AudioPath;
 use crate::config::SessionConfig;
@@ -137,6 +137,8 @@ pub struct Conduit {
     reading_paused: bool,
     timing: Timing,
     bytes_per_second: u64,
+    /// How far the audio pushed runs ahead of the clock (a burst's flush may be held).
+    producer: Producer,
     audit: Option<VecDeque<AudioLoss>>,
 }
 
@@ -178,6 +180,7 @@ impl Conduit {
                 setup_timeout: config.connect.setup_timeout,
             },
             bytes_per_second: u64::from(config.input_sample_rate).max(1) * 2,
+            producer: Producer::default(),
             audit: None,
         };
         conduit.drain(now);
@@ -293,14 +296,15 @@ impl Conduit {
         result
     }
 
-    /// Microphone audio (PCM16 mono at the input rate): framed for the connection at once
-    /// when its writer is idle, else kept in the backlog, or in the gap buffer while no
-    /// connection takes audio, within their bounds.
+    /// Microphone audio (PCM16 mono at the input rate) pushed at `now`: framed for the
+    /// connection at once when its writer is idle, else kept in the backlog, or in the gap
+    /// buffer while no connection takes audio, within their bounds. `now` tells a producer
+    /// at real time from a burst, whose flush may be held ([`BURST_LEAD`]).
     ///
     /// # Errors
     /// [`Error::Closed`] once the session ended; [`Error::InvalidArgument`] for an odd number of
     /// bytes; [`Error::Full`] with [`AtBound::Refuse`] at the bound (nothing is taken).
-    pub fn push_audio(&mut self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
+    pub fn push_audio(&mut self, now: Millis, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
         if !pcm.len().is_multiple_of(2) {
             return Err(Error::InvalidArgument(format!(
                 "PCM16 audio must have an even number of bytes, got {}",
@@ -313,6 +317,7 @@ impl Conduit {
         if pcm.is_empty() {
             return Ok(());
         }
+        self.producer.pushed(now, pcm.len(), self.bytes_per_second);
         let target = self.core.audio_target();
         let idle = self.out.is_empty()
             && self

@@ -5,13 +5,57 @@
 //! reference to the application's [`Bytes`]), cut into frames only as they are written: a
 //! frame is a borrowed slice, so writing one costs no allocation and no reference count.
 //! What the socket does not take now stays at the front.
+//!
+//! **Bursts.** A chunk pushed at real time is written and flushed at once, from the caller's
+//! thread. A producer that pushes faster than real time (a file, a synthesiser, a microphone
+//! catching up) would pay one socket write per chunk that way; once the audio pushed runs
+//! ahead of the clock by more than [`BURST_LEAD`] ([`Producer`]), the flush is held while only
+//! audio waits for it, until [`BURST_FRAMES`] frames are taken or [`BURST_WINDOW`] has passed,
+//! so that a burst goes out in few writes (as a client that feeds its frames and flushes once
+//! does by hand). Anything else taken (a message, a ping, the close frame) is flushed at once,
+//! and so is everything of a producer at real time: audio that runs that far ahead of the clock
+//! is not needed before its time, and a chunk at real time is never held.
 
 use std::collections::VecDeque;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Buf as _, Bytes};
 use gemini_transport::wire::ClientMessage;
-use resume_policy::ConnectionId;
+use resume_policy::{ConnectionId, Millis};
+
+/// How far ahead of the clock the audio pushed must run before the flush of a burst is held.
+pub const BURST_LEAD: Duration = Duration::from_millis(100);
+
+/// The most frames of a burst one flush waits for.
+pub const BURST_FRAMES: usize = 16;
+
+/// The longest a burst's flush is held.
+pub const BURST_WINDOW: Duration = Duration::from_millis(10);
+
+/// The application's audio as a clock: where the audio pushed so far ends, if each push
+/// continued from the later of the previous push's end and the time it was pushed. A producer
+/// at real time stays within a chunk of the clock; one faster than real time runs ahead of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Producer {
+    /// Where the audio pushed ends, µs since the session's epoch.
+    end_us: u64,
+}
+
+impl Producer {
+    /// `bytes` of audio (at `bytes_per_second`) pushed at `now`.
+    pub(crate) fn pushed(&mut self, now: Millis, bytes: usize, bytes_per_second: u64) {
+        let now_us = now.0.saturating_mul(1_000);
+        let duration_us = (bytes as u64).saturating_mul(1_000_000) / bytes_per_second.max(1);
+        self.end_us = self.end_us.max(now_us).saturating_add(duration_us);
+    }
+
+    /// Whether the audio pushed runs ahead of `now` by more than [`BURST_LEAD`].
+    pub(crate) fn bursting(&self, now: Millis) -> bool {
+        let lead_us = u64::try_from(BURST_LEAD.as_micros()).unwrap_or(u64::MAX);
+        self.end_us > now.0.saturating_mul(1_000).saturating_add(lead_us)
+    }
+}
 
 /// One frame for a connection's socket, borrowed from the write queue.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -85,6 +85,7 @@ impl Conduit {
         connection: ConnectionId,
         sink: &mut impl FrameSink,
     ) -> Poll<()> {
+        let bursting = self.producer.bursting(now);
         loop {
             if let Some(front) = self.out.front_connection().filter(|&c| c != connection) {
                 // Entries of a connection that is gone.
@@ -126,7 +127,11 @@ impl Conduit {
                 self.out.ping(connection);
                 continue;
             }
-            if line.unflushed() {
+            if line.unflushed() && bursting && line.may_hold(now) {
+                // A burst: its frames wait in the socket's buffer for the rest of it (the
+                // timer flushes them at the latest `BURST_WINDOW` after the first).
+                line.hold();
+            } else if line.unflushed() {
                 match sink.poll_flush() {
                     Poll::Pending => {
                         line.block();

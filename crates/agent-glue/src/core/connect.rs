@@ -377,11 +377,11 @@ impl SessionCore {
             self.record_sent(
                 seed.message_kind(plan.history_config),
                 &seed.ops,
-                &seed.items,
+                seed.items.clone(),
             );
         }
         for step in &plan.steps {
-            self.send_step(id, step);
+            self.send_step(id, step.clone());
         }
     }
 

@@ -174,8 +174,8 @@ impl SessionCore {
         if diff.is_empty() {
             return Ok(Receipt::default());
         }
-        let appended: Vec<Item> = diff.appended().to_vec();
         let rewrite = diff.classify() == ctx_model::DiffKind::Rewrite;
+        let appended: Vec<Item> = diff.into_appended();
         self.ledger.desired = context;
         self.bump();
         // What has not been sent yet goes out as `L` now says.
@@ -211,24 +211,16 @@ impl SessionCore {
     }
 
     /// Answers to the cancelled calls `call_ids` leave `L` and the mirror: the server never
-    /// takes them.
+    /// takes them. One pass over `L`, however many calls a cancellation names.
     pub(super) fn drop_cancelled_outputs(&mut self, call_ids: &[String]) {
-        let outputs: Vec<ctx_model::ItemId> = self
-            .ledger
-            .desired
-            .iter()
-            .filter(|item| {
-                item.as_function_output()
-                    .is_some_and(|o| call_ids.contains(&o.call_id))
-            })
-            .map(|item| item.id().clone())
-            .collect();
-        for id in &outputs {
-            let removed = self.ledger.desired.remove(id);
-            self.checked("removing the answer to a cancelled call from L", removed);
-            self.ledger.mirror.forget(id);
-        }
+        let cancelled: std::collections::HashSet<&str> =
+            call_ids.iter().map(String::as_str).collect();
+        let outputs = self.ledger.desired.remove_where(|item| {
+            item.as_function_output()
+                .is_some_and(|o| cancelled.contains(o.call_id.as_str()))
+        });
         if !outputs.is_empty() {
+            self.ledger.mirror.forget_all(&outputs);
             self.bump();
         }
     }

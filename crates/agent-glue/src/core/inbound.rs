@@ -15,7 +15,7 @@ use super::connect::Rotation;
 /// the server deferred behind a filler starts as soon as the filler ends.
 const SETTLE_MS: u64 = 2_000;
 use super::{SessionCore, millis};
-use crate::events::{SessionEvent, Usage};
+use crate::events::{MAX_TOOL_CALLS_PER_FRAME, SessionEvent, Usage};
 
 impl SessionCore {
     /// A decoded server message on `connection` at `now` (`setupComplete` goes to
@@ -57,6 +57,15 @@ impl SessionCore {
         match payload {
             ServerPayload::ServerContent(content) => self.on_content(now, *content),
             ServerPayload::ToolCall(gemini_transport::wire::ToolCall { function_calls }) => {
+                if function_calls.len() > MAX_TOOL_CALLS_PER_FRAME {
+                    // Refused whole before anything is recorded: no reaction, no item, one
+                    // event (the events of one frame stay bounded).
+                    self.emit(SessionEvent::ToolCallsRefused {
+                        count: function_calls.len(),
+                        max: MAX_TOOL_CALLS_PER_FRAME,
+                    });
+                    return;
+                }
                 // The model waits if any of the calls blocks it; else it talks on.
                 let blocking = function_calls.iter().any(|c| self.call_blocks(&c.name));
                 let unsure = self.match_is_a_guess();
@@ -114,15 +123,13 @@ impl SessionCore {
                         .tracker
                         .set_tool_status(id, ToolCallStatus::Cancelled);
                 }
+                let cancelled: std::collections::HashSet<&str> =
+                    ids.iter().map(String::as_str).collect();
                 let owed: Vec<OpId> = self
                     .ledger
                     .outbox
                     .live()
-                    .filter(|op| {
-                        op.kind
-                            .call_id()
-                            .is_some_and(|c| ids.iter().any(|i| i == c))
-                    })
+                    .filter(|op| op.kind.call_id().is_some_and(|c| cancelled.contains(c)))
                     .map(|op| op.id)
                     .collect();
                 // Not sent yet: never sent. Sent already: the server ignores it. Either way the
@@ -227,6 +234,9 @@ impl SessionCore {
     fn on_content(&mut self, now: Millis, mut content: gemini_transport::wire::ServerContent) {
         if let Some(turn) = &mut content.model_turn {
             self.turn.active = true;
+            // The frame's text is one event, after its audio, however many parts carry it:
+            // the events of one frame stay bounded.
+            let mut text_parts: Option<String> = None;
             for part in &mut turn.parts {
                 if part.thought {
                     continue;
@@ -246,11 +256,14 @@ impl SessionCore {
                     PartData::Text(text) => {
                         self.turn.text.push_str(text);
                         if !self.turn.muted {
-                            self.emit(SessionEvent::Text(text.clone()));
+                            text_parts.get_or_insert_with(String::new).push_str(text);
                         }
                     }
                     _ => {}
                 }
+            }
+            if let Some(text) = text_parts {
+                self.emit(SessionEvent::Text(text));
             }
         }
         if let Some(t) = &content.input_transcription {

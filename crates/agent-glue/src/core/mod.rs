@@ -178,7 +178,8 @@ pub enum Action {
 /// [`LiveSessionBuilder::into_core`](crate::LiveSessionBuilder::into_core).
 #[derive(Clone)]
 pub(crate) struct CoreConfig {
-    pub(crate) session: SessionConfig,
+    /// Shared with the shell (one copy per session).
+    pub(crate) session: Arc<SessionConfig>,
     pub(crate) jitter_seed: u64,
 }
 
@@ -339,6 +340,11 @@ impl SessionCore {
         core.pending = Some(Pending::new(resume_policy::Trigger::FirstConnect, now));
         core.step_pending(now);
         core
+    }
+
+    /// The session's configuration (the shell shares it).
+    pub(crate) fn session_config(&self) -> &Arc<SessionConfig> {
+        &self.config.session
     }
 
     /// `L`: the application's context, in the server's order.

@@ -7,7 +7,7 @@ use resume_policy::{MessageKind, Millis, OpId, Route, RouteContext, Trigger};
 
 use super::SessionCore;
 use crate::events::{ReconnectReason, SessionEvent};
-use crate::wire_plan::wire_send;
+use crate::wire_plan::into_wire_send;
 
 impl SessionCore {
     /// Delivers a newly queued operation on the open connection, as the policy routes it.
@@ -207,12 +207,18 @@ impl SessionCore {
                         // once the interaction is idle.
                         self.send_results(live_id, &mut responses, &mut sent);
                         let step = resume_policy::PlannedSend::new(step.ops, message);
-                        if let Some(at) = self.send_step(live_id, &step) {
+                        if let Some(at) = self.send_step(live_id, step) {
                             self.result_messages.insert(at.index);
                         }
                     }
                 },
-                route => self.apply_route(now, &op, route),
+                route => {
+                    let report = match &route {
+                        Route::Defer { why } | Route::Report(why) => Some(divergence(&op, *why)),
+                        _ => None,
+                    };
+                    self.apply_route(now, op_id, route, report);
+                }
             }
         }
         self.send_results(live_id, &mut responses, &mut sent);
@@ -234,7 +240,7 @@ impl SessionCore {
                 responses: std::mem::take(responses),
             },
         );
-        self.send_step(live_id, &step);
+        self.send_step(live_id, step);
     }
 
     fn policy_route(
@@ -254,25 +260,37 @@ impl SessionCore {
         let Some(live_id) = self.link.open_id() else {
             return;
         };
-        let Some(op) = self.ledger.outbox.get(op_id).cloned() else {
+        // The operation is borrowed, not copied: its items may be many (a context update).
+        let Some(op) = self.ledger.outbox.get(op_id) else {
             return;
         };
-        let route = self.policy_route(live_id, &op);
-        self.apply_route(now, &op, route);
+        let route = self.policy_route(live_id, op);
+        let report = match &route {
+            Route::Defer { why } | Route::Report(why) => Some(divergence(op, *why)),
+            _ => None,
+        };
+        self.apply_route(now, op_id, route, report);
     }
 
-    fn apply_route(&mut self, now: Millis, op: &resume_policy::Operation, route: Route) {
+    /// Carries out `route` for the operation `op_id` (`report`: the divergence event a
+    /// deferral or report emits).
+    fn apply_route(
+        &mut self,
+        now: Millis,
+        op_id: OpId,
+        route: Route,
+        report: Option<SessionEvent>,
+    ) {
         let Some(live_id) = self.link.open_id() else {
             return;
         };
-        let op_id = op.id;
         match route {
             Route::Send(step) => {
-                self.send_step(live_id, &step);
+                self.send_step(live_id, step);
             }
-            Route::Defer { why } => {
+            Route::Defer { .. } => {
                 self.deferred.insert(op_id);
-                self.emit(divergence(op, why));
+                self.emit_report(report);
             }
             Route::Reconnect(Trigger::GoAway { time_left }) => {
                 self.reconnect(
@@ -289,7 +307,7 @@ impl SessionCore {
             Route::Report(why) => {
                 let reported = self.ledger.outbox.report(&[op_id], why);
                 self.checked("reporting a routed operation", reported);
-                self.emit(divergence(op, why));
+                self.emit_report(report);
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -313,7 +331,7 @@ impl SessionCore {
         &mut self,
         kind: MessageKind,
         ops: &[OpId],
-        items: &[Item],
+        items: Vec<Item>,
     ) -> Option<resume_policy::MessagePosition> {
         let counted = self.ledger.tracker.on_sent(kind);
         let at = self.checked("counting a client message", counted)?;
@@ -328,26 +346,32 @@ impl SessionCore {
     pub(super) fn send_step(
         &mut self,
         live_id: resume_policy::ConnectionId,
-        step: &resume_policy::PlannedSend,
+        step: resume_policy::PlannedSend,
     ) -> Option<resume_policy::MessagePosition> {
-        let send = wire_send(
+        // Extended thinking: results that close pending calls are credited by the turn that
+        // completes `IDLE` next, which proves them processed.
+        let results = match &step.message {
+            resume_policy::PlannedMessage::ToolResponse { responses }
+                if !self.caps.turn_complete_ends_interaction =>
+            {
+                responses
+                    .iter()
+                    .find(|o| o.delivery.non_blocking)
+                    .map(|o| o.id.clone())
+            }
+            _ => None,
+        };
+        let (send, ops) = into_wire_send(
             step,
             &self.ledger,
             self.caps.response_scheduling,
             self.config.session.builtin_tools,
         );
         self.transmit(live_id, send.message);
-        let at = self.record_sent(send.kind, &step.ops, &send.items);
-        if let (Some(at), resume_policy::PlannedMessage::ToolResponse { responses }) =
-            (at, &step.message)
-        {
-            let first = responses.iter().find(|o| o.delivery.non_blocking);
-            if let (false, Some(first)) = (self.caps.turn_complete_ends_interaction, first) {
-                // Extended thinking: the turn that completes `IDLE` next proves them
-                // processed.
-                self.results_sent = Some((at, first.id.clone()));
-                self.result_messages.insert(at.index);
-            }
+        let at = self.record_sent(send.kind, &ops, send.items);
+        if let (Some(at), Some(first)) = (at, results) {
+            self.results_sent = Some((at, first));
+            self.result_messages.insert(at.index);
         }
         at
     }
@@ -370,6 +394,14 @@ fn waits_for_idle(kind: &resume_policy::OpKind) -> bool {
                 )
         }
         _ => false,
+    }
+}
+
+impl SessionCore {
+    fn emit_report(&mut self, report: Option<SessionEvent>) {
+        if let Some(event) = report {
+            self.emit(event);
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! load-client --url ws://HOST:PORT --kind live|bare-each|bare-coalesce [--sessions N]
 //!             [--seconds S] [--pace realtime|afap] [--threads T] [--batch B]
 //! load-client --url ws://HOST:PORT --kind live|bare --sessions N --idle
+//! load-client --url ws://HOST:PORT --sessions N --connect   (live and bare, interleaved)
 //! ```
 //!
 //! Streaming runs print `{"phase":"start"}` when every session is connected and the clock
@@ -39,6 +40,8 @@ fn main() -> ExitCode {
     }
     let result = if args.idle {
         load::run_idle(args)
+    } else if args.connect {
+        load::run_connect(args)
     } else {
         load::run_client(args)
     };
