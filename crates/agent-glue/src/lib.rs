@@ -161,7 +161,8 @@ pub use gemini_transport::wire::{
 };
 /// Where to connect and with which credential.
 pub use gemini_transport::{
-    ConnectConfig, CredentialError, CredentialFuture, CredentialSource, Endpoint, SecretString,
+    ConnectConfig, CredentialError, CredentialFuture, CredentialSource, Endpoint, Proxy,
+    ProxyConfig, SecretString,
 };
 /// Resume policies and what they plan with.
 pub use resume_policy::{

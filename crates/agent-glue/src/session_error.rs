@@ -172,9 +172,10 @@ impl SessionError {
         if let Some(source) = cause {
             let refusal = |source: &TransportCause| source.to_string();
             return match &*source {
-                T::Connect { .. } | T::ConnectTimeout { .. } | T::InvalidEndpoint { .. } => {
-                    Self::Connect { source }
-                }
+                T::Connect { .. }
+                | T::ConnectTimeout { .. }
+                | T::InvalidEndpoint { .. }
+                | T::Proxy { .. } => Self::Connect { source },
                 T::Tls { .. } => Self::Tls { source },
                 T::Credential(e) => Self::Credential {
                     permanent: e.is_permanent(),

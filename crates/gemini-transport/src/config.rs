@@ -44,6 +44,10 @@ pub struct ConnectConfig {
     /// TLS configuration for `wss://`. Default `None`: webpki roots with the `ring` provider
     /// (see [`default_client_config`](crate::default_client_config)).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// How the dial reaches the server: the proxy the environment names (`HTTPS_PROXY`, …;
+    /// loopback hosts and `NO_PROXY` are dialed directly), none, or a given one. Default
+    /// [`ProxyConfig::FromEnv`](crate::ProxyConfig::FromEnv).
+    pub proxy: crate::ProxyConfig,
 }
 
 impl Default for ConnectConfig {
@@ -59,11 +63,19 @@ impl Default for ConnectConfig {
             max_write_buffer_size: 64 << 20,
             tcp_nodelay: true,
             tls: None,
+            proxy: crate::ProxyConfig::FromEnv,
         }
     }
 }
 
 impl ConnectConfig {
+    /// Sets [`proxy`](Self::proxy).
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: crate::ProxyConfig) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// Sets [`connect_timeout`](Self::connect_timeout).
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {

@@ -144,12 +144,18 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
     // The request is written from its parts (no URL parsed back, no `http::Request` built).
     let target = endpoint.target();
     let headers = endpoint.headers()?;
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|source| Error::Connect {
-            authority: authority.clone(),
-            source,
-        })?;
+    let proxy = crate::proxy::resolve(&config.proxy, &host, endpoint.uses_tls(), |name| {
+        std::env::var(name).ok()
+    })?;
+    let tcp = match &proxy {
+        Some(proxy) => crate::proxy::tunnel(proxy, &host, port).await?,
+        None => TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|source| Error::Connect {
+                authority: authority.clone(),
+                source,
+            })?,
+    };
     if config.tcp_nodelay {
         tcp.set_nodelay(true).map_err(|source| Error::Connect {
             authority: authority.clone(),

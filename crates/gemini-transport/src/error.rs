@@ -76,6 +76,17 @@ pub enum Error {
         /// What was wrong with the response.
         fault: UpgradeFault,
     },
+    /// The HTTP proxy the dial goes through did not open a tunnel (`status`: its answer to
+    /// `CONNECT`; 407 asks for credentials). Its credentials never appear here.
+    #[error("proxy {proxy} did not open a tunnel{}: {detail}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Proxy {
+        /// `host:port` of the proxy.
+        proxy: String,
+        /// The HTTP status it answered `CONNECT` with, if it answered.
+        status: Option<u16>,
+        /// What failed.
+        detail: String,
+    },
     /// The connection is closed; the value says how and what a policy should do.
     #[error("connection {0}")]
     Closed(crate::close::CloseInfo),
@@ -135,6 +146,14 @@ impl Error {
                 _ => CloseClass::NeedsDifferentRequest,
             },
             Self::Credential(e) if e.is_permanent() => CloseClass::AuthOrQuota,
+            Self::Proxy {
+                status: Some(407), ..
+            } => CloseClass::AuthOrQuota,
+            Self::Proxy {
+                status: Some(400..=499),
+                ..
+            } => CloseClass::NeedsDifferentRequest,
+            Self::Proxy { .. } => CloseClass::Transient,
             Self::Credential(_)
             | Self::Connect { .. }
             | Self::ConnectTimeout { .. }
@@ -167,6 +186,7 @@ impl Error {
                 | Self::Tls { .. }
                 | Self::Handshake { .. }
                 | Self::BadUpgrade { .. }
+                | Self::Proxy { .. }
                 | Self::Closed(_)
                 | Self::SetupTimeout { .. }
                 | Self::UnexpectedSetupReply(_)

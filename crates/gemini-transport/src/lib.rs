@@ -60,6 +60,7 @@ mod connection;
 mod dial;
 mod endpoint;
 pub mod error;
+mod proxy;
 mod tls;
 pub mod wire;
 
@@ -71,6 +72,7 @@ pub use endpoint::{
     DEVELOPER_API_HOST, Endpoint, EndpointKind, VERTEX_PATH, vertex_model_name,
 };
 pub use error::{Error, UpgradeFault};
+pub use proxy::{Proxy, ProxyConfig};
 /// Credentials are kept in this type (re-exported from `secrecy`), which never prints its value.
 pub use secrecy::SecretString;
 pub use tls::default_client_config;

@@ -95,6 +95,25 @@ fn endpoints_never_print_their_credential() {
     }
 }
 
+#[test]
+fn proxy_credentials_never_print() {
+    let proxy = gemini_transport::Proxy::parse("http://proxy-user:proxy-pass@proxy:3128").unwrap();
+    let config = gemini_transport::ProxyConfig::Via(proxy.clone());
+    for text in [format!("{proxy:?}"), format!("{config:?}")] {
+        assert!(
+            !text.contains("proxy-pass") && !text.contains("proxy-user"),
+            "{text}"
+        );
+    }
+    let refused = gemini_transport::Error::Proxy {
+        proxy: proxy.authority(),
+        status: Some(407),
+        detail: "Proxy Authentication Required".to_owned(),
+    };
+    let text = format_all(&refused);
+    assert!(!text.contains("proxy-pass"), "{text}");
+}
+
 /// Collects every span field and event field, as a log formatter would print them.
 #[derive(Clone, Default)]
 struct Capture {
