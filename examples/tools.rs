@@ -1,4 +1,5 @@
-//! Tools: a non-blocking tool answered from a spawned task through a cloned session.
+//! Tools: a non-blocking tool answered from a spawned task through a cloned session, in a
+//! voice agent that names nothing but `agent_glue` (and `tokio`).
 //!
 //! On gemini-3.8-live a function declared without `behavior` is non-blocking: the model says
 //! it is working on it and completes its turn, and takes the result up later with a turn of its
@@ -7,7 +8,9 @@
 //! result (taken up when the model is idle). The user keeps talking meanwhile. The connection
 //! drops while one tool runs; its results still reach the model once, in order. At the end the
 //! server's context is printed beside the application's, and the example exits non-zero if
-//! they differ.
+//! they differ. On the way it streams microphone audio as 48 kHz stereo `f32` samples (the
+//! session resamples them to the 16 kHz mono the service takes), shows the model a camera
+//! frame, and adds a note to the chat context.
 //!
 //! Run: `cargo run --example tools`
 
@@ -15,8 +18,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent_glue::{
-    Endpoint, FunctionDeclaration, LiveSession, Scheduling, SecretString, SessionEvent,
-    ToolResultOptions, json,
+    AudioFormat, Endpoint, FunctionDeclaration, ImageFormat, LiveSession, Message, Scheduling,
+    SecretString, SessionEvent, ToolResultOptions, json,
 };
 use gemini_fake::{FakeConfig, FakeServer, Family};
 use gemini_live_examples::{context_lines, server_lines};
@@ -64,6 +67,11 @@ async fn run() -> Result<bool> {
         )])
         .connect()
         .await?;
+
+    // Microphone audio at the device's own rate and layout (here 200 ms of a quiet room at
+    // 48 kHz stereo), and a camera frame (the bytes of a 1x1 PNG).
+    session.push_samples(&vec![0.0_f32; 48_000 / 5 * 2], AudioFormat::stereo(48_000))?;
+    session.send_image(TINY_PNG.to_vec(), ImageFormat::Png)?;
 
     println!("user:  Where is my order? Please lookup_order.");
     session.send_text("Where is my order? Please lookup_order.")?;
@@ -119,7 +127,26 @@ async fn run() -> Result<bool> {
     for task in tasks {
         task.await??;
     }
-    session.settled().await?;
+    // A note for the model's context, delivered once like everything else.
+    println!("app:   (adds a note: the order is gift-wrapped)");
+    session.append_chat_items(vec![
+        Message::user("note-1", "(The order is gift-wrapped.)").into(),
+    ])?;
+    println!("user:  Thanks!");
+    session.send_text("Thanks!")?;
+    let mut line = String::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(SessionEvent::Text(text) | SessionEvent::OutputTranscript { text, .. })) => {
+                line.push_str(&text);
+            }
+            Ok(Some(SessionEvent::TurnComplete)) => break,
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("the session ended".into()),
+            Err(_) => return Err("no event for 10 s".into()),
+        }
+    }
+    println!("model: {line}");
 
     let ours = context_lines(&session.chat_ctx());
     let theirs = server
@@ -145,3 +172,12 @@ async fn run() -> Result<bool> {
     session.close().await?;
     Ok(same)
 }
+
+/// A 1x1 transparent PNG.
+const TINY_PNG: [u8; 67] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
