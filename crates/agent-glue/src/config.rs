@@ -181,6 +181,8 @@ pub(crate) struct SessionConfig {
     pub(crate) go_away_margin: Duration,
     pub(crate) input_sample_rate: u32,
     pub(crate) audio_chunk: Duration,
+    /// The shortest time between two video frames sent.
+    pub(crate) video_interval: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) audio_backlog: Duration,
@@ -487,6 +489,7 @@ impl LiveSessionBuilder {
                 go_away_margin: Duration::from_secs(2),
                 input_sample_rate: 16_000,
                 audio_chunk: Duration::from_millis(40),
+                video_interval: Duration::from_secs(1),
                 write_timeout: Duration::from_secs(5),
                 keepalive: Some(Keepalive::default()),
                 audio_backlog: Duration::from_secs(1),
@@ -632,6 +635,15 @@ impl LiveSessionBuilder {
     /// longer pushes are cut into frames of this length. Values under 1 ms are taken as 1 ms.
     pub fn audio_chunk(mut self, length: Duration) -> Self {
         self.config.audio_chunk = length.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The shortest time between two video frames the session sends (default: 1 s, the one
+    /// frame a second the service documents for video). A frame pushed sooner is dropped
+    /// (`push_video_frame` returns `false`), so a camera at any rate costs the connection one
+    /// frame per interval, and what a stalled socket holds stays bounded.
+    pub fn video_frame_interval(mut self, interval: Duration) -> Self {
+        self.config.video_interval = interval;
         self
     }
 

@@ -313,8 +313,10 @@ impl LiveSession {
     /// each at the session's
     /// [`media_resolution`](crate::LiveSessionBuilder::media_resolution). Video is realtime
     /// input like audio, not context: a frame pushed while no connection is up is dropped
-    /// (the next one replaces it), and none is kept in the chat context. Returns whether it
-    /// was handed to a connection. An empty frame, or one over [`MAX_IMAGE_BYTES`], is an
+    /// (the next one replaces it), and none is kept in the chat context; one pushed sooner
+    /// than [`video_frame_interval`](crate::LiveSessionBuilder::video_frame_interval) after
+    /// the last one sent (default 1 s) is dropped too. Returns whether it was handed to a
+    /// connection. An empty frame, or one over [`MAX_IMAGE_BYTES`], is an
     /// [`Error::InvalidArgument`] and nothing is sent.
     pub fn push_video_frame(
         &self,
@@ -328,12 +330,14 @@ impl LiveSession {
                 frame.len()
             )));
         }
-        let connected = self.shared.lock().conduit.core().audio_target().is_some();
-        self.command(Command::Video {
-            frame,
-            mime_type: format.mime_type().to_owned(),
-        })?;
-        Ok(connected)
+        let mime_type = format.mime_type().to_owned();
+        self.shared.with(|state, now| {
+            let due = state.conduit.core().video_due(now);
+            state
+                .conduit
+                .command(now, Command::Video { frame, mime_type })
+                .map(|_| due)
+        })
     }
 
     /// A still image for the model to look at (a photo, a screenshot): one video frame

@@ -264,3 +264,42 @@ fn a_burst_is_flushed_in_batches_and_the_rest_by_the_timer() {
     let _ = conduit.write(now, connection, &mut sink);
     assert_eq!(sink.unflushed, 0, "the message flushed the audio before it");
 }
+
+/// Video frames go at most one per `video_frame_interval` (1 s by default): a camera pushing
+/// faster has the frames in between dropped, not queued, and none goes while disconnected.
+#[test]
+fn video_frames_go_at_most_one_per_interval() {
+    let endpoint = Endpoint::api_key(SecretString::from("test-key"))
+        .with_base_url("ws://127.0.0.1:9")
+        .unwrap();
+    let mut core = LiveSession::builder(endpoint, "models/gemini-3.8-live")
+        .into_core(Millis(0), 7)
+        .unwrap();
+    let frame = || agent_glue::conduit::Command::Video {
+        frame: bytes::Bytes::from_static(&[0xff, 0xd8, 0xff, 0xe0]),
+        mime_type: "image/jpeg".to_owned(),
+    };
+    let videos = |core: &mut agent_glue::conduit::SessionCore| {
+        std::iter::from_fn(|| core.poll_transmit())
+            .filter(|t| t.message.to_json().contains("image/jpeg"))
+            .count()
+    };
+    // Not connected yet: dropped.
+    assert!(!core.video_due(Millis(0)));
+    core.command(Millis(0), frame()).unwrap();
+    let connection = match core.poll_action() {
+        Some(agent_glue::conduit::Action::Open { connection, .. }) => connection,
+        other => panic!("expected an open, got {other:?}"),
+    };
+    core.handle_setup_complete(Millis(5), connection);
+    assert_eq!(videos(&mut core), 0);
+    // Thirty frames a second for two seconds: one per second goes.
+    for k in 0..60_u64 {
+        let now = Millis(10 + k * 33);
+        core.command(now, frame()).unwrap();
+    }
+    // At 10 ms and at 1,033 ms (the first push a second after it).
+    assert_eq!(videos(&mut core), 2);
+    assert!(!core.video_due(Millis(2_032)));
+    assert!(core.video_due(Millis(2_033)));
+}

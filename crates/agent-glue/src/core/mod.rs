@@ -222,6 +222,8 @@ pub struct SessionCore {
     /// Extended thinking: the turn that completed `IDLE` after the results, taken to answer
     /// them, until the next turn shows whether it did (see `inbound.rs`).
     settling: Option<self::turn::Settling>,
+    /// When the last video frame was sent.
+    video_at: Option<Millis>,
     /// Operations the policy deferred to the next fresh session (reported as divergences).
     deferred: std::collections::HashSet<OpId>,
     /// Results of non-blocking calls to be taken up when the model is idle, held until it is
@@ -328,6 +330,7 @@ impl SessionCore {
             result_messages: std::collections::BTreeSet::new(),
             deferred: std::collections::HashSet::new(),
             held: VecDeque::new(),
+            video_at: None,
             version: 0,
             closed: None,
             last_failure: None,
@@ -374,6 +377,16 @@ impl SessionCore {
     /// Whether the first connection has completed its setup.
     pub fn has_connected(&self) -> bool {
         self.connected_once
+    }
+
+    /// Whether a video frame pushed at `now` is sent: a connection is up and the video
+    /// interval has passed since the last frame sent.
+    pub fn video_due(&self, now: Millis) -> bool {
+        let interval = millis(self.config.session.video_interval);
+        self.link.open_id().is_some()
+            && self
+                .video_at
+                .is_none_or(|at| now.0.saturating_sub(at.0) >= interval)
     }
 
     /// `Some(error)` once the session has ended (`None` inside: closed by the application).
@@ -584,11 +597,15 @@ impl SessionCore {
             }
             Command::Video { frame, mime_type } => {
                 // Realtime input, not context: provokes no reaction of its own, and is dropped
-                // while no connection is up (the next frame replaces it).
-                self.realtime(
-                    ClientMessage::video(&frame, mime_type),
-                    resume_policy::MessageKind::Silent,
-                );
+                // while no connection is up (the next frame replaces it) or sooner than the
+                // video interval after the last one sent.
+                if self.video_due(now) {
+                    self.realtime(
+                        ClientMessage::video(&frame, mime_type),
+                        resume_policy::MessageKind::Silent,
+                    );
+                    self.video_at = Some(now);
+                }
                 Receipt::default()
             }
             Command::ActivityStart => {
