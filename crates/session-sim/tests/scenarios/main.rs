@@ -20,6 +20,7 @@ mod runner;
 mod support;
 
 mod context_changes;
+mod events;
 mod limits;
 mod long_sessions;
 mod modes;
@@ -43,6 +44,7 @@ fn all() -> Vec<Scenario> {
     all.extend(limits::scenarios());
     all.extend(long_sessions::scenarios());
     all.extend(non_blocking::scenarios());
+    all.extend(events::scenarios());
     all.sort_by_key(|s| s.id);
     all
 }
