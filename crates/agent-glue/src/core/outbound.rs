@@ -201,10 +201,18 @@ impl SessionCore {
                         responses.extend(more);
                         sent.extend(step.ops);
                     }
-                    message => {
+                    mut message => {
                         // Results as history (a call the session does not know), in `L`'s
                         // order after those gathered so far: credited, like the others, only
-                        // once the interaction is idle.
+                        // once the interaction is idle. They ask for no turn of their own
+                        // (the model takes them up with the next one): a turn they started
+                        // could not be told from the results' answer or a filler.
+                        if let resume_policy::PlannedMessage::ClientContent {
+                            turn_complete, ..
+                        } = &mut message
+                        {
+                            *turn_complete = false;
+                        }
                         self.send_results(live_id, &mut responses, &mut sent);
                         let step = resume_policy::PlannedSend::new(step.ops, message);
                         if let Some(at) = self.send_step(live_id, step) {
