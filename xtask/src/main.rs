@@ -38,8 +38,8 @@
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
 //! 9. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
 //! 10. `cargo run --example quickstart` (the README's first command must keep working), then
-//!    `cargo run --example custom_policy` (a policy of the user's own, shown working) and
-//!    `cargo run --example tools` (a non-blocking tool answered from a task through a clone)
+//!     `cargo run --example custom_policy` (a policy of the user's own, shown working) and
+//!     `cargo run --example tools` (a non-blocking tool answered from a task through a clone)
 //!
 //! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] [--mutant M] | --seed S
 //! [--keep i,j] [--trace]` runs the deterministic simulator (`crates/session-sim`) in release
@@ -401,7 +401,9 @@ fn redis_server() -> Result<Option<String>, ()> {
         Ok(path) => Ok(Some(path.to_string_lossy().into_owned())),
         Err(err) if in_ci() => {
             eprintln!("xtask ci: step `redis-server` failed: {err}");
-            eprintln!("xtask ci: CI must run session-store's Redis tests against a real redis-server");
+            eprintln!(
+                "xtask ci: CI must run session-store's Redis tests against a real redis-server"
+            );
             Err(())
         }
         Err(err) => {

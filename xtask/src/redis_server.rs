@@ -26,7 +26,8 @@ pub fn find_in_path(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBu
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// The path of `redis-server`, installed with apt-get when missing.
@@ -38,14 +39,16 @@ pub fn provision() -> Result<PathBuf, ProvisionError> {
     }
     let Some(apt) = find_in_path("apt-get", path.as_deref()) else {
         return Err(ProvisionError::Command {
-            command: format!("{BINARY}"),
+            command: BINARY.to_owned(),
             outcome: "is not installed and apt-get is not available to install it: install \
                       Redis (any version from 6 on) or set SESSION_STORE_REDIS_SERVER to its \
                       redis-server"
                 .to_owned(),
         });
     };
-    eprintln!("    {BINARY} is missing: installing Debian's package with `apt-get install -y redis-server`");
+    eprintln!(
+        "    {BINARY} is missing: installing Debian's package with `apt-get install -y redis-server`"
+    );
     let install = || {
         run(Command::new(&apt)
             .args(["install", "-y", "--no-install-recommends", "-q", BINARY])
@@ -78,8 +81,11 @@ mod tests {
         std::fs::write(plain.join("redis-server"), "").unwrap();
         std::fs::write(exec.join("redis-server"), "").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(exec.join("redis-server"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            exec.join("redis-server"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         let path = std::env::join_paths([&plain, &exec]).unwrap();
         assert_eq!(
             find_in_path("redis-server", Some(&path)),

@@ -53,7 +53,9 @@ mod tests {
             .function_call("c1", "call-1", "lookup", json!({"city": "Paris"}))
             .build();
         let mut context = context.expect("valid context");
-        context.push(Message::user("u2", "spoken").transcript()).expect("new id");
+        context
+            .push(Message::user("u2", "spoken").transcript())
+            .expect("new id");
         context.push(output.clone()).expect("new id");
         let text = serde_json::to_string(&context).expect("serializes");
         let back: ChatContext = serde_json::from_str(&text).expect("reads back");
@@ -62,7 +64,9 @@ mod tests {
         let delivered = back.get("o1").and_then(Item::as_function_output);
         assert_eq!(delivered.map(|o| o.delivery), Some(output.delivery));
         assert_eq!(
-            back.get("u2").and_then(Item::as_message).map(Message::is_transcript),
+            back.get("u2")
+                .and_then(Item::as_message)
+                .map(Message::is_transcript),
             Some(true)
         );
     }
@@ -71,8 +75,13 @@ mod tests {
     fn a_repeated_or_empty_id_is_an_error_not_a_context() {
         let dup = r#"[{"Message":{"id":"a","role":"User","parts":[{"Text":"x"}],"origin":"Typed"}},
                       {"Message":{"id":"a","role":"Model","parts":[],"origin":"Typed"}}]"#;
-        let err = serde_json::from_str::<ChatContext>(dup).err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains('a')), "duplicate id accepted");
+        let err = serde_json::from_str::<ChatContext>(dup)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains('a')),
+            "duplicate id accepted"
+        );
         let empty = r#"[{"Message":{"id":"","role":"User","parts":[],"origin":"Typed"}}]"#;
         assert!(serde_json::from_str::<ChatContext>(empty).is_err());
     }

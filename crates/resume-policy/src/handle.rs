@@ -116,7 +116,10 @@ pub enum Freshness {
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
-    serde(from = "crate::persist::HandleRecordRepr", into = "crate::persist::HandleRecordRepr")
+    serde(
+        from = "crate::persist::HandleRecordRepr",
+        into = "crate::persist::HandleRecordRepr"
+    )
 )]
 pub struct HandleRecord {
     /// The token to put in `setup.sessionResumption.handle`.

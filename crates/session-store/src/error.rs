@@ -75,7 +75,9 @@ pub enum Error {
     },
     /// The stored data was written by a newer version of this library, in a format version
     /// this build does not read.
-    #[error("stored data of session {key} has format version {version}; this build reads {supported}")]
+    #[error(
+        "stored data of session {key} has format version {version}; this build reads {supported}"
+    )]
     UnsupportedVersion {
         /// The session.
         key: SessionKey,
@@ -118,7 +120,9 @@ impl Error {
             Error::Io { .. } | Error::Timeout { .. } => true,
             #[cfg(feature = "redis")]
             Error::Redis(err) => {
-                err.is_io_error() || err.is_timeout() || err.is_connection_dropped()
+                err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_dropped()
                     || err.is_connection_refusal()
             }
             _ => false,

@@ -201,7 +201,11 @@ impl SessionStore for FileStore {
 /// Opens (creating it, readable and writable by its owner only) `path`; `truncate` empties it.
 fn open_private(path: &Path, truncate: bool) -> Result<File, Error> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(truncate);
+    options
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -85,7 +85,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Saved>, Error> {
-        Ok(self.entries().get(key).and_then(|entry| entry.saved.clone()))
+        Ok(self
+            .entries()
+            .get(key)
+            .and_then(|entry| entry.saved.clone()))
     }
 
     async fn save(&self, lease: &Lease, session: &StoredSession) -> Result<(), Error> {

@@ -26,7 +26,9 @@ pub(crate) struct LeaseState {
 impl LeaseState {
     /// The lease, if it is live at `now`.
     fn live(&self, now: u64) -> Option<&LeaseEntry> {
-        self.lease.as_ref().filter(|lease| now < lease.expires_at_ms)
+        self.lease
+            .as_ref()
+            .filter(|lease| now < lease.expires_at_ms)
     }
 
     /// Grants the lease to `owner` unless a live one exists.
@@ -49,10 +51,13 @@ impl LeaseState {
                 expires_in: Some(Duration::from_millis(held.expires_at_ms - now)),
             });
         }
-        let epoch = self.last_epoch.checked_add(1).ok_or_else(|| Error::Corrupt {
-            key: key.clone(),
-            reason: "the epoch counter is exhausted".to_owned(),
-        })?;
+        let epoch = self
+            .last_epoch
+            .checked_add(1)
+            .ok_or_else(|| Error::Corrupt {
+                key: key.clone(),
+                reason: "the epoch counter is exhausted".to_owned(),
+            })?;
         self.last_epoch = epoch;
         self.lease = Some(LeaseEntry {
             owner: owner.as_str().to_owned(),

@@ -137,13 +137,11 @@ impl RedisStore {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let connection = tokio::time::timeout(
-            timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| Error::Timeout { limit: timeout })?
-        .map_err(Error::Redis)?;
+        let connection =
+            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| Error::Timeout { limit: timeout })?
+                .map_err(Error::Redis)?;
         Ok(Self {
             connection,
             prefix: "gemini-live:".to_owned(),
@@ -219,7 +217,9 @@ impl SessionStore for RedisStore {
         };
         let value_str = value.as_deref().unwrap_or_default();
         if granted == 1 {
-            let epoch = value_str.parse().map_err(|_| corrupt("the epoch counter"))?;
+            let epoch = value_str
+                .parse()
+                .map_err(|_| corrupt("the epoch counter"))?;
             return Ok(Lease::new(key.clone(), owner.clone(), Epoch(epoch), ttl));
         }
         let (epoch, holder) = parse_token(value_str).ok_or_else(|| corrupt("the lease"))?;

@@ -30,8 +30,12 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`Error::Held`] while another live lease exists; [`Error::InvalidTtl`]; the store's own
     /// failures.
-    async fn acquire(&self, key: &SessionKey, owner: &OwnerId, ttl: Duration)
-    -> Result<Lease, Error>;
+    async fn acquire(
+        &self,
+        key: &SessionKey,
+        owner: &OwnerId,
+        ttl: Duration,
+    ) -> Result<Lease, Error>;
 
     /// Extends `lease` to its `ttl` from now.
     ///

@@ -115,11 +115,7 @@ pub(crate) fn decode_saved(key: &SessionKey, bytes: &[u8]) -> Result<Saved, Erro
 }
 
 /// Parses `bytes` as JSON and checks its `format` and `version` fields.
-pub(crate) fn check_envelope(
-    key: &SessionKey,
-    bytes: &[u8],
-    format: &str,
-) -> Result<Value, Error> {
+pub(crate) fn check_envelope(key: &SessionKey, bytes: &[u8], format: &str) -> Result<Value, Error> {
     let value: Value = serde_json::from_slice(bytes).map_err(|err| Error::Corrupt {
         key: key.clone(),
         reason: err.to_string(),

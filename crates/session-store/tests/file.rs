@@ -1,6 +1,8 @@
 //! The conformance suite on `FileStore` (two stores on one directory, as two processes would
 //! hold, on a shared manual clock), and what only a file store has: its files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod conformance;
 
 use std::path::{Path, PathBuf};
@@ -91,9 +93,15 @@ conformance_suite!(files());
 async fn a_corrupt_or_foreign_lease_file_refuses_every_lease_operation() {
     let h = files_in(TempDir::new());
     let k = key("lease-file");
-    let lease = h.a.acquire(&k, &owner("a"), Duration::from_secs(60)).await.expect("free");
+    let lease =
+        h.a.acquire(&k, &owner("a"), Duration::from_secs(60))
+            .await
+            .expect("free");
     let path = h.a.lease_path(&k);
-    for (bytes, foreign) in [(&b"{\"format\":\"gemini-live-rs/se"[..], false), (b"{\"format\":\"x\"}", true)] {
+    for (bytes, foreign) in [
+        (&b"{\"format\":\"gemini-live-rs/se"[..], false),
+        (b"{\"format\":\"x\"}", true),
+    ] {
         std::fs::write(&path, bytes).expect("write");
         let acquired = h.b.acquire(&k, &owner("b"), Duration::from_secs(60)).await;
         let saved = h.a.save(&lease, &realistic_session("s")).await;
@@ -107,27 +115,47 @@ async fn a_corrupt_or_foreign_lease_file_refuses_every_lease_operation() {
         // Left as it was, for an operator to look at.
         assert_eq!(std::fs::read(&path).expect("read"), bytes);
     }
-    assert!(h.a.load(&k).await.expect("readable").is_none(), "nothing saved");
+    assert!(
+        h.a.load(&k).await.expect("readable").is_none(),
+        "nothing saved"
+    );
 }
 
 #[tokio::test]
 async fn files_are_private_and_no_temporary_file_is_left() {
     let h = files_in(TempDir::new());
     let k = key("files");
-    let lease = h.a.acquire(&k, &owner("a"), Duration::from_secs(60)).await.expect("free");
-    h.a.save(&lease, &realistic_session("f")).await.expect("current");
+    let lease =
+        h.a.acquire(&k, &owner("a"), Duration::from_secs(60))
+            .await
+            .expect("free");
+    h.a.save(&lease, &realistic_session("f"))
+        .await
+        .expect("current");
     h.a.renew(&lease).await.expect("current");
     let mut names: Vec<String> = std::fs::read_dir(h.a.dir())
         .expect("list")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
-    assert_eq!(names, ["files.lease.json", "files.lock", "files.session.json"]);
+    assert_eq!(
+        names,
+        ["files.lease.json", "files.lock", "files.session.json"]
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         for name in &names {
-            let mode = std::fs::metadata(h.a.dir().join(name)).expect("stat").permissions().mode();
+            let mode = std::fs::metadata(h.a.dir().join(name))
+                .expect("stat")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "{name} is readable by others: {mode:o}");
         }
     }
@@ -145,10 +173,14 @@ async fn concurrent_acquires_from_many_stores_grant_one_lease() {
     let k = key("race");
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let store = FileStore::new(h.a.dir()).expect("store").with_clock(Arc::new(h.clock.clone()));
+        let store = FileStore::new(h.a.dir())
+            .expect("store")
+            .with_clock(Arc::new(h.clock.clone()));
         let k = k.clone();
         tasks.push(tokio::spawn(async move {
-            store.acquire(&k, &owner(&format!("w{i}")), Duration::from_secs(60)).await
+            store
+                .acquire(&k, &owner(&format!("w{i}")), Duration::from_secs(60))
+                .await
         }));
     }
     let mut granted = 0;

@@ -1,5 +1,7 @@
 //! The conformance suite on `MemoryStore`, on a manual clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod conformance;
 
 use std::sync::Arc;

@@ -6,6 +6,8 @@
 //! no persistence, and kills it when the test ends. Without the binary the tests fail when
 //! `CI` is set and skip, saying so, otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod conformance;
 
 use std::net::{TcpListener, TcpStream};
@@ -63,7 +65,14 @@ impl RedisServer {
             .port();
         let child = Command::new(&binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
             .arg("--dir")
             .arg(&dir)
             .stdin(Stdio::null())
@@ -158,8 +167,13 @@ conformance_suite!(redis());
 async fn the_state_is_one_hash_and_the_lease_a_key_with_a_ttl() {
     let Some(h) = redis().await else { return };
     let k = key("layout");
-    let lease = h.a.acquire(&k, &owner("a"), Duration::from_secs(30)).await.expect("free");
-    h.a.save(&lease, &realistic_session("l")).await.expect("current");
+    let lease =
+        h.a.acquire(&k, &owner("a"), Duration::from_secs(30))
+            .await
+            .expect("free");
+    h.a.save(&lease, &realistic_session("l"))
+        .await
+        .expect("current");
     let mut raw = h.raw.clone();
     let kind: String = redis::cmd("TYPE")
         .arg(h.a.redis_key(&k, "state"))
@@ -179,9 +193,17 @@ async fn the_state_is_one_hash_and_the_lease_a_key_with_a_ttl() {
         .await
         .expect("GET");
     assert_eq!(holder, format!("{}:a", lease.epoch()));
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut raw).await.expect("KEYS");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .expect("KEYS");
     assert_eq!(keys.len(), 3, "{keys:?}");
-    assert!(keys.iter().all(|name| name.starts_with("gemini-live:{layout}:")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|name| name.starts_with("gemini-live:{layout}:")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -190,8 +212,13 @@ async fn a_lost_epoch_counter_never_hands_out_an_epoch_below_the_saved_state() {
     let k = key("counter");
     let mut last = None;
     for _ in 0..3 {
-        let lease = h.a.acquire(&k, &owner("a"), Duration::from_secs(30)).await.expect("free");
-        h.a.save(&lease, &realistic_session("c")).await.expect("current");
+        let lease =
+            h.a.acquire(&k, &owner("a"), Duration::from_secs(30))
+                .await
+                .expect("free");
+        h.a.save(&lease, &realistic_session("c"))
+            .await
+            .expect("current");
         h.a.release(&lease).await.expect("current");
         last = Some(lease.epoch());
     }
@@ -202,16 +229,24 @@ async fn a_lost_epoch_counter_never_hands_out_an_epoch_below_the_saved_state() {
         .query_async(&mut raw)
         .await
         .expect("DEL");
-    let next = h.b.acquire(&k, &owner("b"), Duration::from_secs(30)).await.expect("free");
+    let next =
+        h.b.acquire(&k, &owner("b"), Duration::from_secs(30))
+            .await
+            .expect("free");
     assert!(Some(next.epoch()) > last, "{next:?} after {last:?}");
-    h.b.save(&next, &realistic_session("after")).await.expect("current");
+    h.b.save(&next, &realistic_session("after"))
+        .await
+        .expect("current");
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_is_a_transient_error_never_a_fence() {
     let Some(mut h) = redis().await else { return };
     let k = key("down");
-    let lease = h.a.acquire(&k, &owner("a"), Duration::from_secs(30)).await.expect("free");
+    let lease =
+        h.a.acquire(&k, &owner("a"), Duration::from_secs(30))
+            .await
+            .expect("free");
     h.server.stop();
     for result in [
         h.a.renew(&lease).await,
@@ -224,7 +259,10 @@ async fn an_unreachable_redis_is_a_transient_error_never_a_fence() {
         }
     }
     let refused = RedisStore::connect(&h.server.url()).await;
-    assert!(refused.as_ref().is_err_and(Error::is_transient), "{refused:?}");
+    assert!(
+        refused.as_ref().is_err_and(Error::is_transient),
+        "{refused:?}"
+    );
     assert!(matches!(
         RedisStore::connect("not a url").await,
         Err(Error::Redis(_))

@@ -6,7 +6,7 @@
 //! and where expiry is awaited on a real clock the check polls with a bound instead of
 //! assuming how late a sleep wakes up.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -74,12 +74,19 @@ pub fn realistic_session(tag: &str) -> StoredSession {
         .with_delivery(Delivery::non_blocking(Some(Scheduling::Interrupt), true));
     let mut desired = ChatContext::builder()
         .user("u1", format!("What is the weather? {tag}"))
-        .function_call("c1", "call-1", "lookup", json!({"city": "Zürich", "days": [1, 2]}))
+        .function_call(
+            "c1",
+            "call-1",
+            "lookup",
+            json!({"city": "Zürich", "days": [1, 2]}),
+        )
         .model_transcript("m1", "Let me check — one moment.")
         .build()
         .expect("ids");
     desired.push(result.clone()).expect("new id");
-    desired.push(Message::user("u2", "And tomorrow?")).expect("new id");
+    desired
+        .push(Message::user("u2", "And tomorrow?"))
+        .expect("new id");
     let held = ChatContext::from_items(desired.items()[..3].to_vec()).expect("ids");
     let handle = HandleRecord::new(
         HandleToken::new(format!("handle-token-{tag}")),
@@ -194,7 +201,10 @@ pub async fn renewing_keeps_the_lease_past_its_ttl<H: Harness>(h: &H) {
             "lost after renewal {round}"
         );
     }
-    h.a().save(&lease, &realistic_session("renewed")).await.expect("still current");
+    h.a()
+        .save(&lease, &realistic_session("renewed"))
+        .await
+        .expect("still current");
 }
 
 pub async fn an_expired_lease_passes_to_the_next_owner<H: Harness>(h: &H) {
@@ -231,7 +241,10 @@ pub async fn a_stale_owner_can_never_write<H: Harness>(h: &H) {
         other => panic!("a stale save was not fenced: {other:?}"),
     }
     assert!(matches!(h.a().renew(&old).await, Err(Error::Fenced { .. })));
-    assert!(matches!(h.a().release(&old).await, Err(Error::Fenced { .. })));
+    assert!(matches!(
+        h.a().release(&old).await,
+        Err(Error::Fenced { .. })
+    ));
     let saved = h.a().load(&k).await.expect("readable").expect("saved");
     assert_eq!((saved.epoch, saved.session), (new.epoch(), mine));
     // And the new owner still holds the session.
@@ -255,7 +268,10 @@ pub async fn a_lease_nobody_renewed_is_lost_even_unclaimed<H: Harness>(h: &H) {
         Err(Error::Fenced { current, .. }) => assert_eq!(current, None),
         other => panic!("a save after expiry was not fenced: {other:?}"),
     }
-    assert!(matches!(h.a().renew(&lease).await, Err(Error::Fenced { .. })));
+    assert!(matches!(
+        h.a().renew(&lease).await,
+        Err(Error::Fenced { .. })
+    ));
     assert!(h.a().load(&k).await.expect("readable").is_none());
 }
 
@@ -267,7 +283,10 @@ pub async fn a_released_lease_cannot_write<H: Harness>(h: &H) {
         h.a().save(&lease, &realistic_session("x")).await,
         Err(Error::Fenced { .. })
     ));
-    assert!(matches!(h.a().release(&lease).await, Err(Error::Fenced { .. })));
+    assert!(matches!(
+        h.a().release(&lease).await,
+        Err(Error::Fenced { .. })
+    ));
     assert!(h.a().load(&k).await.expect("readable").is_none());
 }
 
@@ -276,7 +295,11 @@ pub async fn a_realistic_session_round_trips<H: Harness>(h: &H) {
     assert!(h.b().load(&k).await.expect("readable").is_none());
     let lease = h.a().acquire(&k, &owner("a"), LONG).await.expect("free");
     let state = realistic_session("rt");
-    assert_eq!(state.outbox.len(), 3, "the superseded operation is not stored");
+    assert_eq!(
+        state.outbox.len(),
+        3,
+        "the superseded operation is not stored"
+    );
     h.a().save(&lease, &state).await.expect("current");
     let saved = h.b().load(&k).await.expect("readable").expect("saved");
     assert_eq!(saved.epoch, lease.epoch());
@@ -306,14 +329,20 @@ pub async fn a_realistic_session_round_trips<H: Harness>(h: &H) {
     assert_eq!(saved.session, newer);
 }
 
+/// What an error must be.
+type Expect = fn(&Error) -> bool;
+
 pub async fn unreadable_data_is_a_typed_error<H: Harness>(h: &H) {
     let k = key("corrupt");
     let valid = {
         let lease = h.a().acquire(&k, &owner("a"), LONG).await.expect("free");
-        h.a().save(&lease, &realistic_session("c")).await.expect("current");
+        h.a()
+            .save(&lease, &realistic_session("c"))
+            .await
+            .expect("current");
         lease
     };
-    let cases: [(&[u8], fn(&Error) -> bool); 8] = [
+    let cases: [(&[u8], Expect); 8] = [
         (b"\x00\xffnot json", |e| matches!(e, Error::Corrupt { .. })),
         (b"", |e| matches!(e, Error::Corrupt { .. })),
         (br#"{"format":"gemini-live-rs/session","version":1,"epoch":1,"sess"#, |e| {
@@ -364,7 +393,11 @@ pub async fn unreadable_data_is_a_typed_error<H: Harness>(h: &H) {
 
 pub async fn bad_ttls_are_refused<H: Harness>(h: &H) {
     let k = key("ttl");
-    for ttl in [Duration::ZERO, Duration::from_micros(500), MAX_TTL + Duration::from_millis(1)] {
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_micros(500),
+        MAX_TTL + Duration::from_millis(1),
+    ] {
         match h.a().acquire(&k, &owner("a"), ttl).await {
             Err(Error::InvalidTtl { ttl: refused }) => assert_eq!(refused, ttl),
             other => panic!("ttl {ttl:?} gave {other:?}"),
