@@ -4,7 +4,7 @@
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
 //! 3. `cargo package --no-verify -p ctx-model -p resume-policy -p gemini-transport -p agent-glue
-//!    -p gemini-fake`: each library packages with its metadata, the path dependencies
+//!    -p session-store -p gemini-fake`: each library packages with its metadata, the path dependencies
 //!    resolved to one another's packages (a few seconds)
 //! 4. Python compatibility environment: a virtualenv at `<target dir>/py-compat/venv`
 //!    (`python3 -m venv`, then `pip install -r crates/gemini-fake/tests/python/requirements.txt`,
@@ -16,8 +16,15 @@
 //!    network for pip), the step FAILS when `CI` is set (the compatibility claim must be proven
 //!    there) and only warns otherwise, leaving those two tests to skip. A `GEMINI_FAKE_PYTHON`
 //!    already set in the environment is used as it is, and nothing is installed.
-//! 5. `cargo test --workspace --all-features` (unit, integration and doc tests)
-//! 6. the simulator: 100,000 random schedules of operations and faults against the session
+//! 5. `redis-server` for session-store's Redis tests (`xtask/src/redis_server.rs`): found on
+//!    `PATH`, or installed when missing with `apt-get install -y redis-server` (Debian's
+//!    package; the step says so before it installs). Its path is passed to every later step as
+//!    `SESSION_STORE_REDIS_SERVER`; the tests start their own server from it on a free
+//!    loopback port and kill it at the end. If it cannot be had (no apt-get, the install
+//!    fails), the step FAILS when `CI` is set and only warns otherwise, leaving those tests to
+//!    skip. A `SESSION_STORE_REDIS_SERVER` already set is used as it is.
+//! 6. `cargo test --workspace --all-features` (unit, integration and doc tests)
+//! 7. the simulator: 100,000 random schedules of operations and faults against the session
 //!    core from a fresh seed range (printed first, with the command that replays it), plus
 //!    the fixed set (seeds 0..4,999 and past failing seeds) (`cargo run --release -p
 //!    session-sim -- --schedules 100000`); fails on any violation. Then each mutant policy
@@ -27,12 +34,12 @@
 //!    the send-order mutant of the coverage tracker (`cargo xtask sim --mutant send-order
 //!    --schedules 1000 --fixed 0`, a release build with `--cfg mutant_send_order` in
 //!    `<target dir>/mutant-send-order`): fails if no schedule catches it
-//! 7. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
+//! 8. the loopback soak: 500 of those schedules against a real `LiveSession` and `gemini-fake`
 //!    over sockets on 127.0.0.1 (`session-sim --soak --schedules 500`)
-//! 8. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
-//! 9. `cargo run --example quickstart` (the README's first command must keep working), then
-//!    `cargo run --example custom_policy` (a policy of the user's own, shown working) and
-//!    `cargo run --example tools` (a non-blocking tool answered from a task through a clone)
+//! 9. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D warnings`
+//! 10. `cargo run --example quickstart` (the README's first command must keep working), then
+//!     `cargo run --example custom_policy` (a policy of the user's own, shown working) and
+//!     `cargo run --example tools` (a non-blocking tool answered from a task through a clone)
 //!
 //! `cargo xtask sim [--schedules N] [--start S] [--fixed F] [--policy P] [--mutant M] | --seed S
 //! [--keep i,j] [--trace]` runs the deterministic simulator (`crates/session-sim`) in release
@@ -41,16 +48,20 @@
 //! `cargo xtask load [--sessions N[,N…]] [--seconds S] [--find-max] …` runs the whole-process
 //! load benchmark (`crates/load`, built in release; see `load.rs`). CI does not run it.
 //!
+//! `cargo xtask redis-server` runs step 5 alone and prints `SESSION_STORE_REDIS_SERVER=…`.
+//!
 //! `cargo xtask py-compat` runs step 4 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
 mod load;
 mod py_compat;
+mod redis_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use py_compat::{CompatEnv, PYTHON_VAR};
+use redis_server::REDIS_VAR;
 
 /// One CI step.
 enum Action {
@@ -61,6 +72,8 @@ enum Action {
     },
     /// Provision the Python compatibility venv (see the module docs, step 4).
     PythonCompat,
+    /// Find or install `redis-server` (see the module docs, step 5).
+    RedisServer,
     /// `cargo xtask sim ARGS` (a mutant of the client's code is a build of its own).
     Sim(&'static [&'static str]),
 }
@@ -109,6 +122,8 @@ const CI_STEPS: &[Step] = &[
                 "-p",
                 "agent-glue",
                 "-p",
+                "session-store",
+                "-p",
                 "gemini-fake",
             ],
             env: &[],
@@ -117,6 +132,10 @@ const CI_STEPS: &[Step] = &[
     Step {
         name: "python compat env",
         action: Action::PythonCompat,
+    },
+    Step {
+        name: "redis-server",
+        action: Action::RedisServer,
     },
     Step {
         name: "tests",
@@ -243,8 +262,8 @@ const CI_STEPS: &[Step] = &[
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask sim [ARGS] | \
-         cargo xtask load [ARGS]"
+        "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask redis-server | \
+         cargo xtask sim [ARGS] | cargo xtask load [ARGS]"
     );
     ExitCode::from(2)
 }
@@ -303,6 +322,14 @@ fn run_ci() -> ExitCode {
                     Err(()) => return ExitCode::FAILURE,
                 }
             }
+            Action::RedisServer => {
+                eprintln!("==> xtask ci: {}", step.name);
+                match redis_server() {
+                    Ok(Some(path)) => carried.push((REDIS_VAR, path)),
+                    Ok(None) => {}
+                    Err(()) => return ExitCode::FAILURE,
+                }
+            }
             Action::Sim(args) => {
                 eprintln!("==> xtask ci: {} (xtask sim {})", step.name, args.join(" "));
                 let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -348,6 +375,45 @@ fn run_py_compat() -> ExitCode {
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(()) => ExitCode::FAILURE,
+    }
+}
+
+/// `cargo xtask redis-server`: step 5 alone, printing the variable to export for `cargo test`.
+fn run_redis_server() -> ExitCode {
+    match redis_server() {
+        Ok(Some(path)) => {
+            println!("{REDIS_VAR}={path}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(()) => ExitCode::FAILURE,
+    }
+}
+
+/// Step 5: `Ok(Some(path))` to pass on, `Ok(None)` to go on without one (set already, or
+/// outside CI when it cannot be had), `Err(())` to stop CI.
+fn redis_server() -> Result<Option<String>, ()> {
+    if let Some(path) = std::env::var(REDIS_VAR).ok().filter(|p| !p.is_empty()) {
+        eprintln!("    {REDIS_VAR} is set: using {path}, installing nothing");
+        return Ok(None);
+    }
+    match redis_server::provision() {
+        Ok(path) => Ok(Some(path.to_string_lossy().into_owned())),
+        Err(err) if in_ci() => {
+            eprintln!("xtask ci: step `redis-server` failed: {err}");
+            eprintln!(
+                "xtask ci: CI must run session-store's Redis tests against a real redis-server"
+            );
+            Err(())
+        }
+        Err(err) => {
+            eprintln!("xtask ci: WARNING: {err}");
+            eprintln!(
+                "xtask ci: WARNING: going on without it (CI is not set); session-store's \
+                 Redis tests will skip"
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -409,6 +475,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => run_ci(),
         Some("py-compat") if args.len() == 1 => run_py_compat(),
+        Some("redis-server") if args.len() == 1 => run_redis_server(),
         Some("sim") => run_sim(&args[1..]),
         Some("load") => {
             let workspace = workspace_root();

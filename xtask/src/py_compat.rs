@@ -127,7 +127,7 @@ impl CompatEnv {
 }
 
 /// Runs `cmd` with inherited output; an error names the command line.
-fn run(cmd: &mut Command) -> Result<(), ProvisionError> {
+pub fn run(cmd: &mut Command) -> Result<(), ProvisionError> {
     let line = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|part| part.to_string_lossy())

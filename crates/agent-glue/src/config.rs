@@ -456,6 +456,9 @@ pub struct LiveSessionBuilder {
     pub(crate) capabilities: Option<ModelCapabilities>,
     pub(crate) initial_context: ctx_model::ChatContext,
     pub(crate) jitter_seed: Option<u64>,
+    /// The store and key whose lease the session holds (feature `store`).
+    #[cfg(feature = "store")]
+    pub(crate) ownership: Option<crate::ownership::Ownership>,
 }
 
 impl std::fmt::Debug for LiveSessionBuilder {
@@ -516,6 +519,8 @@ impl LiveSessionBuilder {
             capabilities: None,
             initial_context: ctx_model::ChatContext::new(),
             jitter_seed: None,
+            #[cfg(feature = "store")]
+            ownership: None,
         }
     }
 

@@ -32,6 +32,12 @@ pub enum Error {
     /// status, authentication, quota, the setup timeout, or the policy giving up).
     #[error("the session ended")]
     Session(#[source] crate::SessionError),
+    /// The session's lease could not be taken (feature `store`): another live owner holds its
+    /// key ([`session_store::Error::Held`]), or the store failed (the store's error says
+    /// which).
+    #[cfg(feature = "store")]
+    #[error("could not take the session's lease")]
+    Store(#[source] session_store::Error),
     /// The session has ended (closed by the application or by a terminal error).
     #[error("the session is closed")]
     Closed,

@@ -121,6 +121,8 @@ mod gap;
 mod handle;
 mod ledger;
 mod metrics;
+#[cfg(feature = "store")]
+mod ownership;
 mod pcm;
 mod queue;
 mod session;
@@ -172,14 +174,19 @@ pub use resume_policy::{
 /// JSON for tool arguments and results (`json!`), as `serde_json` defines it.
 pub use serde_json::{Value, json};
 
-/// The chat context crate (`ctx-model`): diff and apply, and every context type.
 pub use ctx_model as context;
 /// The transport crate (`gemini-transport`): endpoints, the connection, and the wire types of
 /// every Live API message (`transport::wire`).
 pub use gemini_transport as transport;
+#[cfg(feature = "store")]
+pub use ownership::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 /// The planner crate (`resume-policy`): everything a custom [`ResumePolicy`] reads and returns
 /// (`ResumeContext`, `ResumePlan`, `Route`, …).
 pub use resume_policy as policy;
+/// The chat context crate (`ctx-model`): diff and apply, and every context type.
+/// The session store (feature `store`): `SessionStore`, its stores, keys and leases.
+#[cfg(feature = "store")]
+pub use session_store as store;
 
 /// The README's Rust examples, compiled as doctests so that they stay true to the API.
 #[cfg(doctest)]

@@ -457,7 +457,9 @@ impl LiveSessionBuilder {
     }
 
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
-    /// is seeded), or with the error that prevented it.
+    /// is seeded), or with the error that prevented it. With a [`store`](Self::store)
+    /// (feature `store`), it first takes the session's lease, and fails with
+    /// [`Error::Store`] when another live owner holds it.
     ///
     /// The future is boxed, a pointer in size: the dial's state (TCP, TLS, the upgrade,
     /// `setup`) takes kilobytes, and a future awaited inline keeps its full size in the
@@ -468,7 +470,33 @@ impl LiveSessionBuilder {
         Box::pin(self.connect_inline())
     }
 
-    async fn connect_inline(self) -> Result<(LiveSession, SessionEvents), Error> {
+    async fn connect_inline(
+        #[allow(unused_mut)] mut self,
+    ) -> Result<(LiveSession, SessionEvents), Error> {
+        #[cfg(feature = "store")]
+        if let Some(ownership) = self.ownership.take() {
+            let held = ownership.acquire(random_seed()).await?;
+            let (connected, session) = tokio::sync::oneshot::channel();
+            let keeper = tokio::spawn(held.keep(session));
+            return match self.connect_unowned().await {
+                Ok((shared, events)) => {
+                    let _ = connected.send(Some(Arc::clone(&shared)));
+                    Ok((LiveSession::new(shared), SessionEvents::new(events)))
+                }
+                Err(err) => {
+                    // The keeper releases the lease: returned once it has.
+                    let _ = connected.send(None);
+                    let _ = keeper.await;
+                    Err(err)
+                }
+            };
+        }
+        let (shared, events) = self.connect_unowned().await?;
+        Ok((LiveSession::new(shared), SessionEvents::new(events)))
+    }
+
+    /// [`connect`](Self::connect) without a lease: the session's state and event queue.
+    async fn connect_unowned(self) -> Result<(Arc<Shared>, Arc<EventQueue>), Error> {
         let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
         let endpoint = self.endpoint.clone();
         let epoch = Instant::now();
@@ -550,7 +578,7 @@ impl LiveSessionBuilder {
                 return Err(Error::Closed);
             }
         }
-        Ok((LiveSession::new(shared), SessionEvents::new(events)))
+        Ok((shared, events))
     }
 }
 

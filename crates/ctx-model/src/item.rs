@@ -9,6 +9,7 @@ use crate::ItemId;
 /// Gemini knows exactly two roles in a conversation; the system instruction is not an item but
 /// part of the session configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Role {
     /// The human (or the application speaking for them).
     User,
@@ -18,6 +19,7 @@ pub enum Role {
 
 /// How a message came to exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MessageOrigin {
     /// Typed text (or text supplied by the application).
     #[default]
@@ -30,6 +32,7 @@ pub enum MessageOrigin {
 /// One part of a message's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ContentPart {
     /// Plain text.
     Text(String),
@@ -58,6 +61,7 @@ impl From<String> for ContentPart {
 
 /// A user or model turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Message {
     /// Stable id.
     pub id: ItemId,
@@ -110,6 +114,7 @@ impl Message {
 
 /// A function (tool) call issued by the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FunctionCall {
     /// Stable item id (distinct from `call_id`).
     pub id: ItemId,
@@ -140,6 +145,7 @@ impl FunctionCall {
 
 /// When the model takes up the result of a call it did not wait for (a non-blocking call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Scheduling {
     /// The result only enters the context; the model says nothing about it now.
     Silent,
@@ -153,6 +159,7 @@ pub enum Scheduling {
 /// and whether more results of the same call follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Delivery {
     /// The call did not block the model (it talked on): the result is answered by a model
     /// turn of its own, as [`scheduling`](Self::scheduling) says.
@@ -193,6 +200,7 @@ impl Delivery {
 /// Two outputs are equal when they say the same thing: how one is delivered
 /// ([`Delivery`]) is not part of what the context holds.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FunctionOutput {
     /// Stable item id (distinct from `call_id`).
     pub id: ItemId,
@@ -266,6 +274,7 @@ impl Eq for FunctionOutput {}
 
 /// One entry of a [`ChatContext`](crate::ChatContext).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Item {
     /// A user or model turn.
     Message(Message),

@@ -36,6 +36,13 @@
 //!
 //! [transcript]: MessageOrigin::Transcript
 //!
+//! # Feature `serde`
+//!
+//! Off by default. Derives `Serialize`/`Deserialize` for the items and the context, for
+//! persisting a session (the `session-store` crate): a storage format under the Rust names,
+//! never a wire format. Reading a context back checks its ids as
+//! [`ChatContext::from_items`] does.
+//!
 //! ```
 //! use ctx_model::{ChatContext, DiffKind, DiffOp, Message, diff};
 //! use serde_json::json;
@@ -70,6 +77,8 @@ mod error;
 mod id;
 mod id_hash;
 mod item;
+#[cfg(feature = "serde")]
+mod persist;
 
 pub use builder::ChatContextBuilder;
 pub use classify::{DiffKind, Divergence};

@@ -39,17 +39,20 @@ impl fmt::Display for HandleToken {
 /// The serial number of a handle record, counting every resumable update a
 /// [`CoverageTracker`](crate::CoverageTracker) accepted, across connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HandleSerial(pub u64);
 
 /// Counts server sessions: a fresh connection (no handle) starts a new epoch, a resumed one
 /// continues the epoch of its handle. A handle only knows tool calls of its own epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SessionEpoch(pub u64);
 
 /// The client messages a handle provably includes: every message sent on `connection` with an
 /// index up to and including `through`, plus whatever earlier handles of the same session
 /// covered (those operations are already `Covered` in the outbox).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Coverage {
     /// The connection the handle was issued on.
     pub connection: ConnectionId,
@@ -95,6 +98,7 @@ impl Coverage {
 
 /// Whether newer server state exists that the handle does not include.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Freshness {
     /// No `resumable: false` update arrived since the handle: it is the newest checkpoint.
     Fresh,
@@ -109,6 +113,14 @@ pub enum Freshness {
 /// a handle store with [`HandleRecord::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(
+        from = "crate::persist::HandleRecordRepr",
+        into = "crate::persist::HandleRecordRepr"
+    )
+)]
 pub struct HandleRecord {
     /// The token to put in `setup.sessionResumption.handle`.
     pub token: HandleToken,

@@ -8,6 +8,7 @@ use std::time::Duration;
 /// The crate never reads a clock. The session layer passes `now` in, usually as the time elapsed
 /// since the session started (a monotonic clock), so plans are reproducible in tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Millis(pub u64);
 
 impl Millis {
@@ -29,6 +30,7 @@ impl Millis {
 /// Later connections have larger ids; the planner relies on that order only to find the most
 /// recently sent message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConnectionId(pub u64);
 
 impl fmt::Display for ConnectionId {
@@ -46,6 +48,7 @@ impl fmt::Display for ConnectionId {
 /// reads it (Google does not document it), and the session layer numbers every message it sends
 /// the same way, so a transparent index and a sent index can be compared directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ClientMessageIndex(pub u64);
 
 impl ClientMessageIndex {
@@ -91,6 +94,7 @@ impl fmt::Display for MessagePosition {
 /// The id of an [`Operation`](crate::Operation) in the [`Outbox`](crate::Outbox); ids grow in
 /// the order operations were queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OpId(pub u64);
 
 impl fmt::Display for OpId {
@@ -102,9 +106,11 @@ impl fmt::Display for OpId {
 /// A version of the session configuration (system instruction or tool set). The session layer
 /// holds the content; operations and plans refer to it by version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConfigVersion(pub u64);
 
 /// A version of the mirror (what the server holds), persisted next to a handle so that another
 /// process can tell whether the handle still matches the context it has (scenario S31).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MirrorVersion(pub u64);

@@ -122,6 +122,15 @@
 //! assert_eq!(plan.steps[0].ops, [note]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Feature `serde`
+//!
+//! Off by default. `Serialize`/`Deserialize` for what a session store persists so that
+//! another process can resume the session (docs/design.md section 8): [`HandleRecord`] and
+//! its [`Coverage`] and [`Freshness`], [`MirrorVersion`], [`Operation`] with its [`OpKind`]
+//! and [`DeliveryState`], and the small ids they hold; it turns on `ctx-model/serde` for the
+//! items. A storage format under the Rust names, not a wire format. A stored record holds the
+//! handle's token, a bearer credential for the session for about two hours.
 
 mod backoff;
 mod capabilities;
@@ -133,6 +142,8 @@ mod ids;
 mod legacy;
 mod mirror;
 mod outbox;
+#[cfg(feature = "serde")]
+mod persist;
 mod plan;
 mod policy;
 mod tools;

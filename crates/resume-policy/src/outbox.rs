@@ -10,6 +10,7 @@ use crate::{
 /// What an operation does to the model's context.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum OpKind {
     /// Append `items` (already appended to the desired context `L`, same ids) at the end of
     /// the conversation. `turn_complete`: whether the application asks the model to answer
@@ -99,6 +100,7 @@ impl OpKind {
 /// Where an operation stands: `Queued → Sent → Covered`, or it left through `Superseded` or
 /// `Reported`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DeliveryState {
     /// Not sent on any connection yet (or given back by a plan).
     Queued,
@@ -150,6 +152,7 @@ impl DeliveryState {
 /// One context-affecting operation.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Operation {
     /// Its id (queue order).
     pub id: OpId,

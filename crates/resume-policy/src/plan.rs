@@ -346,6 +346,7 @@ impl Seed {
 /// Why something cannot reach the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DivergenceReason {
     /// The model forbids `clientContent` mid-session and the policy did not start afresh.
     ClientContentForbidden,
