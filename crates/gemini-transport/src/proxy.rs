@@ -157,14 +157,16 @@ pub(crate) fn resolve(
 fn excluded(list: &str, host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     list.split(',').map(str::trim).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
         let entry = entry.trim_start_matches('*').trim_start_matches('.');
-        entry == "*"
-            || (!entry.is_empty()
-                && (host.eq_ignore_ascii_case(entry)
-                    || host
-                        .to_ascii_lowercase()
-                        .ends_with(&format!(".{}", entry.to_ascii_lowercase()))))
-    }) || list.trim() == "*"
+        !entry.is_empty()
+            && (host.eq_ignore_ascii_case(entry)
+                || host
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{}", entry.to_ascii_lowercase())))
+    })
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -334,6 +336,11 @@ mod tests {
         );
         let all = [("HTTPS_PROXY", "http://proxy:3128"), ("no_proxy", "*")];
         assert_eq!(chosen(&from_env, "example.com", true, &all), None);
+        let all_in_a_list = [
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("NO_PROXY", "a.example, *"),
+        ];
+        assert_eq!(chosen(&from_env, "example.com", true, &all_in_a_list), None);
         // An explicit proxy is used even for loopback; `Direct` never proxies.
         let via = ProxyConfig::Via(Proxy::parse("proxy:1").unwrap());
         assert_eq!(

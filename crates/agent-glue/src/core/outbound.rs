@@ -75,12 +75,15 @@ impl SessionCore {
 
     /// Whether a result of a non-blocking call is held.
     fn held_results(&self) -> bool {
-        self.held.iter().any(|id| {
-            self.ledger
-                .outbox
-                .get(*id)
-                .is_some_and(|o| is_non_blocking_result(&o.kind) && o.state.is_live())
-        })
+        self.held.iter().any(|id| self.is_live_result(*id))
+    }
+
+    /// Whether `id` is a live result of a non-blocking call.
+    fn is_live_result(&self, id: OpId) -> bool {
+        self.ledger
+            .outbox
+            .get(id)
+            .is_some_and(|op| is_non_blocking_result(&op.kind) && op.state.is_live())
     }
 
     /// Whether the held operation `kind` waits. Where a turn completing ends the interaction,
@@ -154,12 +157,7 @@ impl SessionCore {
             .held
             .iter()
             .copied()
-            .filter(|id| {
-                self.ledger
-                    .outbox
-                    .get(*id)
-                    .is_some_and(|op| is_non_blocking_result(&op.kind) && op.state.is_live())
-            })
+            .filter(|id| self.is_live_result(*id))
             .collect();
         if results.is_empty() {
             return;
