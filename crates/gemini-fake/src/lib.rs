@@ -179,6 +179,9 @@
 //! - 3.1 ignores `behavior` (its calls are synchronous only); 2.5 honours `NON_BLOCKING`.
 //! - A non-blocking response without `scheduling` is delivered `WHEN_IDLE`; a handle is issued
 //!   while the model is idle even with non-blocking calls pending (it holds them).
+//! - A result that arrives while the model speaks is answered after that turn; when the user's
+//!   speech cuts the turn off, the answer stays owed and follows the next turn that completes.
+//!   No resumable handle is issued while an answer is owed (the model is not idle).
 //! - Extended thinking's fillers: every 3 s while a call is pending and the model is idle, at
 //!   most 3 per wait.
 //! - `voiceActivity` is sent on 3.1 and 3.8, under automatic activity detection only.

@@ -1084,6 +1084,11 @@ impl<'a> World<'a> {
             _ => {}
         }
         if app::is_media(&event) {
+            // Transcripts and text say which turn is which in a trace; audio and usage do not.
+            if self.tracing && !matches!(event, SessionEvent::Audio { .. } | SessionEvent::Usage(_))
+            {
+                self.note(format!("event {}", short(&format!("{event:?}"))));
+            }
             return;
         }
         if let SessionEvent::InvariantBroken { what } = &event {

@@ -21,8 +21,14 @@ fn profile(family: Family) -> Profile {
 
 /// Runs `steps` (gap in virtual ms, operation) and fails on any violation.
 fn holds(profile: Profile, steps: &[(u64, Op)]) -> Outcome {
+    holds_seeded(1, profile, steps)
+}
+
+/// [`holds`] with the schedule's seed, which also draws the application's answer delays and
+/// result options: a shrunk schedule found by the simulator replays with its own.
+fn holds_seeded(seed: u64, profile: Profile, steps: &[(u64, Op)]) -> Outcome {
     let schedule = Schedule {
-        seed: 1,
+        seed,
         profile,
         steps: steps.iter().map(|&(gap, op)| Step { gap, op }).collect(),
     };
@@ -423,4 +429,230 @@ fn s45_audio_on_every_close() {
         .filter(|e| matches!(e, SessionEvent::Reconnecting { .. }))
         .collect();
     assert_eq!(reasons.len(), 2, "a rotation and a reconnect: {reasons:?}");
+}
+
+/// S54: on extended thinking the result of a non-blocking call reaches the server while the
+/// model answers the user's speech (the server reads late: it stopped reading), so its answer
+/// is owed behind that turn; the user's voice then cuts the turn off, and the answer stays
+/// owed. A handle offered meanwhile must not be resumable (the model is not idle), and the
+/// session holds the typed turn the application sent until the results' answer has come: the
+/// server's context has the answer before the typed turn, as `L` does. Found by the simulator
+/// (seed 195007523495818, `--extended-thinking`): the fake offered a resumable handle while
+/// the answer was owed, and the session took it as proof that none was.
+#[test]
+fn s54_answer_owed_behind_a_cut_turn() {
+    let profile = Profile {
+        vertex: true,
+        transparent: true,
+        latency: 13,
+        non_blocking: true,
+        ..speaking(Family::Gemini38ExtendedThinking)
+    };
+    let outcome = holds(
+        profile,
+        &[
+            (4, Op::TextTool(0)),
+            (70, Op::Voice(52)),
+            (0, Op::AudioStreamEnd),
+            (0, Op::PeerStopsReading(16)),
+            (68, Op::Text),
+            (31, Op::Voice(40)),
+            (13, Op::Silence(88)),
+        ],
+    );
+    let texts: Vec<String> = outcome
+        .context
+        .iter()
+        .filter_map(Item::as_message)
+        .map(|m| m.text())
+        .collect();
+    let answer = texts
+        .iter()
+        .position(|t| t.starts_with("get_weather returned"))
+        .expect("the results' answer in L");
+    let typed = texts
+        .iter()
+        .position(|t| t.starts_with("t5 "))
+        .expect("the typed turn in L");
+    assert!(
+        answer < typed,
+        "the answer comes before the typed turn: {texts:?}"
+    );
+}
+
+/// The texts of `L`'s messages and results, in order (`response ID` for a result).
+fn entries(context: &ChatContext) -> Vec<String> {
+    context
+        .iter()
+        .filter_map(|item| match item {
+            Item::Message(m) => Some(m.text()),
+            Item::FunctionOutput(o) => Some(format!("response {}", o.call_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a `TurnOrderUnknown` divergence names the item of `L` whose text starts with
+/// `prefix`.
+fn reported_as_a_guess(outcome: &Outcome, prefix: &str) -> bool {
+    let Some(id) = outcome
+        .context
+        .iter()
+        .find(|i| i.as_message().is_some_and(|m| m.text().starts_with(prefix)))
+        .map(|i| i.id().clone())
+    else {
+        return false;
+    };
+    outcome.events.iter().any(|e| {
+        matches!(e, SessionEvent::Divergence { items, why: resume_policy::DivergenceReason::TurnOrderUnknown, .. } if items.contains(&id))
+    })
+}
+
+fn extended_thinking(vertex: bool, audio: bool, latency: u64) -> Profile {
+    Profile {
+        family: Family::Gemini38ExtendedThinking,
+        vertex,
+        audio,
+        latency,
+        non_blocking: true,
+        ..Profile::default()
+    }
+}
+
+/// S55: on extended thinking, after a resume, results for calls the resumed session never
+/// saw go as history and the others in one `toolResponse`. The history goes first: sent
+/// after the `toolResponse`, it landed after the answer the server gave that at once, where
+/// `L` had all the results before it. Found by the simulator (seed 255358164678841,
+/// `--extended-thinking`).
+#[test]
+fn s55_history_results_before_the_tool_response() {
+    let outcome = holds_seeded(
+        255_358_164_678_841,
+        extended_thinking(false, false, 9),
+        &[
+            (67, Op::TextTool(0)),
+            (1_851, Op::TextTool(1)),
+            (2, Op::TextTool(0)),
+            (86, Op::GoAway(4)),
+            (0, Op::TextTool(0)),
+            (2, Op::Close(1011)),
+            (19, Op::TextTool(1)),
+        ],
+    );
+    // Each run of results in `L` is followed by the one turn that answers them: no answer
+    // sits between two results of one release.
+    let all = entries(&outcome.context);
+    let last_result = all
+        .iter()
+        .rposition(|e| e.starts_with("response "))
+        .expect("results");
+    let first_after_call_1_2 = all
+        .iter()
+        .position(|e| e == "response call-1-2")
+        .expect("the result of call-1-2");
+    assert!(
+        all[first_after_call_1_2..=last_result]
+            .iter()
+            .all(|e| e.starts_with("response ")),
+        "the results released together are contiguous in L: {all:?}"
+    );
+}
+
+/// S56: on extended thinking, a typed turn sent before the session knew the model had called
+/// a tool is credited by the filler that follows the call (a guess, reported); the model's
+/// real answer to it comes later and is placed against a count the guess moved: it is a
+/// guess too and is reported, where before it was placed after later content with nothing
+/// said. Found by the simulator (seed 234684483049690, `--only-extended-thinking`).
+#[test]
+fn s56_a_turn_placed_after_a_guess_is_a_guess() {
+    let outcome = holds_seeded(
+        234_684_483_049_690,
+        extended_thinking(false, false, 11),
+        &[
+            (4, Op::Stall(127)),
+            (3, Op::TextTool(0)),
+            (74, Op::PeerStopsReading(6)),
+            (4, Op::Text),
+            (118, Op::Append(1)),
+        ],
+    );
+    assert!(
+        reported_as_a_guess(&outcome, "echo: t4"),
+        "the answer to the typed turn is reported: {:?}",
+        outcome.events
+    );
+}
+
+/// S57: on extended thinking the user's voice cuts off the first turn after the results
+/// reached the server (a filler, or their answer): the answer stays owed, the spoken turn is
+/// answered first, and the session holds the reply request the application makes meanwhile
+/// until the answer has come. Found by the simulator (seed 234684483066532,
+/// `--only-extended-thinking`).
+#[test]
+fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
+    let outcome = holds_seeded(
+        234_684_483_066_532,
+        extended_thinking(true, true, 13),
+        &[
+            (3, Op::Voice(56)),
+            (170, Op::Voice(44)),
+            (158, Op::Voice(16)),
+            (83, Op::Silence(84)),
+            (950, Op::Speech(32)),
+            (4, Op::Voice(48)),
+            (28, Op::TextTool(0)),
+            (76, Op::PeerStopsReading(9)),
+            (106, Op::Silence(64)),
+            (591, Op::GenerateReply(true)),
+        ],
+    );
+    let all = entries(&outcome.context);
+    let answer = all
+        .iter()
+        .position(|e| e.starts_with("get_weather returned"))
+        .expect("the results' answer in L");
+    let request = all
+        .iter()
+        .position(|e| e.starts_with("t10 "))
+        .expect("the reply request in L");
+    assert!(
+        answer < request,
+        "the owed answer comes before the request: {all:?}"
+    );
+}
+
+/// S58: on extended thinking, after a resume, results go as history (a call the resumed
+/// session never saw) and in a `toolResponse`; a filler the model started just before they
+/// arrived completes `IDLE` first and is taken for their answer, then the answer follows at
+/// once and the filler moves before the results: before all of them, the history too (it
+/// moved only before the `toolResponse`'s). Found by the simulator (seed 230238602452259,
+/// `--only-extended-thinking`).
+#[test]
+fn s58_filler_moves_before_history_results_too() {
+    let outcome = holds_seeded(
+        230_238_602_452_259,
+        Profile {
+            manual_activity: true,
+            age_limit: Some((37_806, 49_838)),
+            ..extended_thinking(false, true, 16)
+        },
+        &[
+            (2_366, Op::TextTool(0)),
+            (27, Op::TextTool(0)),
+            (2, Op::Close(1011)),
+        ],
+    );
+    let all = entries(&outcome.context);
+    let filler = all
+        .iter()
+        .position(|e| e.starts_with("still working"))
+        .expect("the filler in L");
+    let first_result = all
+        .iter()
+        .position(|e| e.starts_with("response "))
+        .expect("results in L");
+    assert!(
+        filler < first_result,
+        "the filler precedes every result: {all:?}"
+    );
 }

@@ -299,13 +299,7 @@ impl SessionCore {
             self.handle_distrusted = false;
         }
         self.ledger.on_connected(id, mode);
-        self.turn = Default::default();
-        self.tools_owed = false;
-        self.interaction_busy = false;
-        self.settling = None;
-        self.results_sent = None;
-        self.results_answer = None;
-        self.result_messages.clear();
+        self.reset_interaction();
         self.attempts.on_connected(now);
         let opened = pending.as_ref().map_or(now, |p| p.opened_at);
         self.age = self.config.session.connection_age.map(|limit| Ageing {
@@ -524,13 +518,7 @@ impl SessionCore {
             // The turn was cut off with the connection.
             self.turn.report_cut(&mut self.events);
         }
-        self.turn = Default::default();
-        self.tools_owed = false;
-        self.interaction_busy = false;
-        self.settling = None;
-        self.results_sent = None;
-        self.results_answer = None;
-        self.result_messages.clear();
+        self.reset_interaction();
     }
 
     /// Replaces the connection for `trigger`: emits `Reconnecting`, closes the old socket and
@@ -672,5 +660,20 @@ pub(super) fn policy_class(class: WireClass, code: u16) -> resume_policy::CloseC
         WireClass::NeedsDifferentRequest if code == 1008 => resume_policy::CloseClass::Unsupported,
         WireClass::NeedsDifferentRequest => resume_policy::CloseClass::InvalidPayload,
         _ => resume_policy::CloseClass::Transient,
+    }
+}
+
+impl SessionCore {
+    /// What the core knows of the model's current turn and interaction goes with the
+    /// connection: a new one starts with none.
+    fn reset_interaction(&mut self) {
+        self.turn = Default::default();
+        self.tools_owed = false;
+        self.interaction_busy = false;
+        self.settling = None;
+        self.results_sent = None;
+        self.results_answer = None;
+        self.result_messages.clear();
+        self.guessed = false;
     }
 }

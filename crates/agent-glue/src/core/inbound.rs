@@ -68,7 +68,7 @@ impl SessionCore {
                 }
                 // The model waits if any of the calls blocks it; else it talks on.
                 let blocking = function_calls.iter().any(|c| self.call_blocks(&c.name));
-                let unsure = self.match_is_a_guess();
+                let unsure = self.guessed || self.match_is_a_guess();
                 let anchor = self.reaction(if blocking {
                     ServerReaction::ToolCall
                 } else {
@@ -97,6 +97,7 @@ impl SessionCore {
                     calls.push((call.id, call.name, arguments));
                 }
                 if unsure && !placed.is_empty() {
+                    self.guessed = true;
                     self.emit(SessionEvent::Divergence {
                         operations: Vec::new(),
                         items: placed,
@@ -276,8 +277,18 @@ impl SessionCore {
                 if !t.text.trim().is_empty() {
                     // The server holds the spoken turn from the moment it transcribed it.
                     let id = self.ledger.new_item_id("user");
-                    let item = Message::user(id, t.text.trim()).transcript();
+                    let item = Message::user(id.clone(), t.text.trim()).transcript();
                     self.place_server_item(Item::Message(item), ended.end, Some(ended.earliest));
+                    if self.guessed {
+                        // Where the turn ended is counted against reactions matched by a
+                        // guess: the server may hold it before content `L` has before it.
+                        self.emit(SessionEvent::Divergence {
+                            operations: Vec::new(),
+                            items: vec![id],
+                            calls: Vec::new(),
+                            why: resume_policy::DivergenceReason::TurnOrderUnknown,
+                        });
+                    }
                 }
             }
         }
@@ -321,12 +332,16 @@ impl SessionCore {
                 .reacted_through()
                 .filter(|r| Some(*r) != before);
             let answered_nothing = !continuing && credited.is_none();
-            let unsure = (answered_nothing && self.unconfirmed_content_after(anchor))
+            // A turn placed while an earlier one was placed by a guess is placed against a
+            // count that may run ahead of the server's: a guess too.
+            let unsure = self.guessed
+                || (answered_nothing && self.unconfirmed_content_after(anchor))
                 || (guessed && (credited.is_some() || continuing) && results.is_none());
             let item = self.close_model_turn(anchor);
             if let (true, Some(item), false) =
                 (unsure, &item, self.caps.turn_complete_ends_interaction)
             {
+                self.guessed = true;
                 self.emit(SessionEvent::Divergence {
                     operations: Vec::new(),
                     items: vec![item.clone()],
@@ -344,6 +359,14 @@ impl SessionCore {
             // still working on the request, and a handle or a rotation now could cut it).
             self.interaction_busy = in_progress;
             if !self.interaction_busy {
+                if self.ledger.tracker.awaiting().next().is_none()
+                    && self.results_answer.is_none()
+                    && self.settling.is_none()
+                {
+                    // Every message sent has had its reaction, and no answer is owed or being
+                    // settled: the count is exact again.
+                    self.guessed = false;
+                }
                 self.emit(SessionEvent::Idle);
             }
             self.maybe_rotate(now);
@@ -375,7 +398,10 @@ impl SessionCore {
             return (self.reaction(reaction), None);
         }
         let open = self.link.open_id();
-        if let Some((at, _)) = self.results_answer.take() {
+        // A spoken turn whose transcript came first is answered before an answer owed:
+        // the user's speech ended while the model owed it.
+        let spoken = self.ledger.tracker.spoken_first();
+        if let Some((at, _)) = self.results_answer.take_if(|_| !spoken) {
             if Some(at.connection) == open {
                 // The answer of results proven processed by the turn before.
                 return (
@@ -396,6 +422,15 @@ impl SessionCore {
         if !turn_first {
             if let Some((at, first)) = self.results_sent.take() {
                 if Some(at.connection) == open {
+                    if reaction == ServerReaction::InterruptedTurnComplete {
+                        // Cut off by the user's voice: a filler or the answer, and an answer
+                        // deferred behind a filler stays owed after the cut. The results are
+                        // processed (the calls are closed); their answer may still come.
+                        self.ledger.tracker.credit_through(at.index, false);
+                        self.results_answer = Some((at, Millis(now.0.saturating_add(SETTLE_MS))));
+                        self.guessed = true;
+                        return (at.index, None);
+                    }
                     let finished = reaction == ServerReaction::TurnComplete;
                     self.ledger.tracker.credit_through(at.index, finished);
                     return (at.index, Some((at.index, first)));

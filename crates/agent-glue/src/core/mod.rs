@@ -222,6 +222,10 @@ pub struct SessionCore {
     /// Extended thinking: the turn that completed `IDLE` after the results, taken to answer
     /// them, until the next turn shows whether it did (see `inbound.rs`).
     settling: Option<self::turn::Settling>,
+    /// Extended thinking: a turn was placed by a guess since the interaction was last idle
+    /// with nothing awaiting an answer, so the tracker's count of what the server processed
+    /// may run ahead of it, and a spoken turn placed against that count is a guess too.
+    guessed: bool,
     /// When the last video frame was sent.
     video_at: Option<Millis>,
     /// Operations the policy deferred to the next fresh session (reported as divergences).
@@ -327,6 +331,7 @@ impl SessionCore {
             settling: None,
             results_sent: None,
             results_answer: None,
+            guessed: false,
             result_messages: std::collections::BTreeSet::new(),
             deferred: std::collections::HashSet::new(),
             held: VecDeque::new(),

@@ -182,13 +182,18 @@ impl SessionCore {
     }
 
     /// Extended thinking: routes `ops` (results of non-blocking calls) and sends those the
-    /// policy sends as one `toolResponse`.
+    /// policy sends: results for calls the session does not know (a resumed session that
+    /// never saw them) first, as history asking for no turn of its own, then all the others
+    /// in one `toolResponse`, and `L` shows them in that order. The server answers the
+    /// `toolResponse` at once: history sent after it could land on either side of that
+    /// answer, and a second `toolResponse` could be answered by a turn of its own.
     fn route_results(&mut self, now: Millis, ops: &[OpId]) {
         let Some(live_id) = self.link.open_id() else {
             return;
         };
         let mut responses = Vec::new();
         let mut sent = Vec::new();
+        let mut history = Vec::new();
         for &op_id in ops {
             let Some(op) = self.ledger.outbox.get(op_id).cloned() else {
                 continue;
@@ -200,22 +205,17 @@ impl SessionCore {
                         sent.extend(step.ops);
                     }
                     mut message => {
-                        // Results as history (a call the session does not know), in `L`'s
-                        // order after those gathered so far: credited, like the others, only
-                        // once the interaction is idle. They ask for no turn of their own
-                        // (the model takes them up with the next one): a turn they started
-                        // could not be told from the results' answer or a filler.
+                        // Credited, like the others, only once the interaction is idle. They
+                        // ask for no turn of their own (the model takes them up with the
+                        // `toolResponse` or the next turn): a turn they started could not be
+                        // told from the results' answer or a filler.
                         if let resume_policy::PlannedMessage::ClientContent {
                             turn_complete, ..
                         } = &mut message
                         {
                             *turn_complete = false;
                         }
-                        self.send_results(live_id, &mut responses, &mut sent);
-                        let step = resume_policy::PlannedSend::new(step.ops, message);
-                        if let Some(at) = self.send_step(live_id, step) {
-                            self.result_messages.insert(at.index);
-                        }
+                        history.push(resume_policy::PlannedSend::new(step.ops, message));
                     }
                 },
                 route => {
@@ -227,7 +227,44 @@ impl SessionCore {
                 }
             }
         }
+        let first_response = sent
+            .first()
+            .and_then(|id| self.ledger.outbox.get(*id))
+            .and_then(|op| op.kind.item_ids().first().map(|item| (*item).clone()));
+        if let Some(before) = first_response {
+            // Those of the history results that `L` has after the first result of the
+            // `toolResponse` move before it.
+            let desired = &self.ledger.desired;
+            let place = |id: &ctx_model::ItemId| desired.iter().position(|i| i.id() == id);
+            let bound = place(&before);
+            let items: Vec<ctx_model::ItemId> = history
+                .iter()
+                .flat_map(|step| step.ops.iter())
+                .filter_map(|id| self.ledger.outbox.get(*id))
+                .flat_map(|op| op.kind.item_ids().into_iter().cloned())
+                .filter(|id| place(id) > bound)
+                .collect();
+            self.move_unsent_items_before(&items, &before);
+        }
+        let first_history = history
+            .first()
+            .and_then(|step| step.ops.first())
+            .and_then(|id| self.ledger.outbox.get(*id))
+            .and_then(|op| op.kind.item_ids().first().map(|item| (*item).clone()));
+        for step in history {
+            if let Some(at) = self.send_step(live_id, step) {
+                self.result_messages.insert(at.index);
+            }
+        }
+        let response_sent = !responses.is_empty();
         self.send_results(live_id, &mut responses, &mut sent);
+        // The release's first item is the first of the history: a filler settled before
+        // the results moves before all of them.
+        if let (true, Some(first), Some((_, item))) =
+            (response_sent, first_history, self.results_sent.as_mut())
+        {
+            *item = first;
+        }
     }
 
     /// Sends the gathered `responses` (of the operations `sent`) as one `toolResponse`.

@@ -58,6 +58,11 @@ impl Conversation {
         if !self.resumption_on() || !matches!(self.turn, TurnState::Idle) {
             return;
         }
+        if self.deferred_turn || !self.deferred_answers.is_empty() {
+            // The model owes an answer (deferred behind a turn the user's speech cut off):
+            // it is not idle, and a resume from here would lose that answer.
+            return;
+        }
         let Some(session) = self.session else {
             return;
         };
