@@ -23,9 +23,9 @@
 //! many schedules caught it, and how many of those pass under their default policy (caught
 //! by the mutant alone); the exit code is 1 when none are.
 //!
-//! `--extended-thinking` runs one 3.8 schedule in three on gemini-3.8-live-extended-thinking
-//! (not in the default draw: docs/design.md section 4.7), `--only-extended-thinking` every
-//! schedule (to search its interleavings faster); a replay needs the same flag.
+//! One 3.8 schedule in three runs on gemini-3.8-live-extended-thinking;
+//! `--only-extended-thinking` runs every schedule on it (to search its interleavings faster),
+//! and a replay of such a seed needs the same flag.
 //!
 //! `--soak` runs the schedules over real loopback sockets against `gemini-fake` instead (real
 //! time, scaled down).
@@ -59,8 +59,8 @@ struct Args {
 
 const USAGE: &str = "usage: session-sim [--schedules N] [--start S] [--fixed F] [--show K] \
     [--policy default|report-edits|replay-always|skip-replay] [--threads T] \
-    [--extended-thinking | --only-extended-thinking] \
-    | --seed S [--keep i,j] [--policy P] [--trace] [--extended-thinking | --only-extended-thinking] \
+    [--only-extended-thinking] \
+    | --seed S [--keep i,j] [--policy P] [--trace] [--only-extended-thinking] \
     | --soak [--schedules N] [--start S] [--concurrency C] [--seed S]";
 
 fn parse() -> Result<Args, String> {
@@ -111,7 +111,6 @@ fn parse() -> Result<Args, String> {
                 args.keep = Some(keep);
             }
             "--trace" => args.trace = true,
-            "--extended-thinking" => session_sim::draw_extended_thinking(true),
             "--only-extended-thinking" => session_sim::draw_only_extended_thinking(true),
             "--soak" => args.soak = true,
             "--concurrency" => {
@@ -457,8 +456,6 @@ const MUTANT_BUILD: Option<&str> = if cfg!(mutant_send_order) {
 fn policy_flag(policy: Option<Policy>) -> String {
     let extended = if session_sim::draws_only_extended_thinking() {
         " --only-extended-thinking"
-    } else if session_sim::draws_extended_thinking() {
-        " --extended-thinking"
     } else {
         ""
     };

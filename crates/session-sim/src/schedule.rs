@@ -305,15 +305,6 @@ pub struct Schedule {
     pub steps: Vec<Step>,
 }
 
-/// Whether [`Schedule::generate`] draws extended thinking (`--extended-thinking`).
-static EXTENDED_THINKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Makes [`Schedule::generate`] run one 3.8 schedule in three on gemini-3.8-live-extended-
-/// thinking (for this process).
-pub fn draw_extended_thinking(on: bool) {
-    EXTENDED_THINKING.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// Whether [`Schedule::generate`] runs every schedule on extended thinking.
 static ONLY_EXTENDED_THINKING: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
@@ -327,11 +318,6 @@ pub fn draw_only_extended_thinking(on: bool) {
 /// Whether [`Schedule::generate`] runs every schedule on extended thinking.
 pub fn draws_only_extended_thinking() -> bool {
     ONLY_EXTENDED_THINKING.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Whether [`Schedule::generate`] draws extended thinking.
-pub fn draws_extended_thinking() -> bool {
-    EXTENDED_THINKING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Schedule {
@@ -367,15 +353,11 @@ impl Schedule {
             let after = ages.range(5_000, 40_000);
             (after, after + ages.range(2_000, 20_000))
         });
-        // With `--extended-thinking`, one 3.8 schedule in three runs on the extended-thinking
-        // variant, drawn from a stream of its own (so the other draws of a seed stay what
-        // they were). Not in the default draw yet: docs/design.md section 4.7 says why.
+        // One 3.8 schedule in three runs on the extended-thinking variant, drawn from a
+        // stream of its own (so the other draws of a seed stay what they were); every
+        // schedule with `--only-extended-thinking`.
         let only = ONLY_EXTENDED_THINKING.load(std::sync::atomic::Ordering::Relaxed);
-        let family = if only
-            || (family == Family::Gemini38
-                && EXTENDED_THINKING.load(std::sync::atomic::Ordering::Relaxed)
-                && Rng::stream(seed, 8).chance(33))
-        {
+        let family = if only || (family == Family::Gemini38 && Rng::stream(seed, 8).chance(33)) {
             Family::Gemini38ExtendedThinking
         } else {
             family
