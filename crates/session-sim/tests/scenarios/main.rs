@@ -21,6 +21,7 @@ mod support;
 
 mod context_changes;
 mod events;
+mod found;
 mod limits;
 mod long_sessions;
 mod modes;
@@ -45,6 +46,7 @@ fn all() -> Vec<Scenario> {
     all.extend(long_sessions::scenarios());
     all.extend(non_blocking::scenarios());
     all.extend(events::scenarios());
+    all.extend(found::scenarios());
     all.sort_by_key(|s| s.id);
     all
 }
@@ -59,5 +61,36 @@ fn scenario_table() {
         "{}\n{}",
         runner::table(&rows),
         broken.join("\n")
+    );
+    readme_shows(&rows);
+}
+
+/// The README's three-policy table is this run's: the block between its
+/// `<!-- scenario-table -->` markers equals the table the rows make
+/// (`UPDATE_README=1 cargo test -p session-sim --test scenarios scenario_table` rewrites it).
+fn readme_shows(rows: &[runner::Row]) {
+    const OPEN: &str = "<!-- scenario-table -->\n";
+    const CLOSE: &str = "<!-- /scenario-table -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md readable");
+    let start = readme
+        .find(OPEN)
+        .expect("README has the table's opening marker")
+        + OPEN.len();
+    let end = start
+        + readme[start..]
+            .find(CLOSE)
+            .expect("README has the closing marker");
+    let table = runner::markdown(rows);
+    if readme[start..end] == table {
+        return;
+    }
+    if std::env::var_os("UPDATE_README").is_some() {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);
+        std::fs::write(&path, updated).expect("README.md writable");
+        return;
+    }
+    panic!(
+        "README.md's scenario table is not this run's; run with UPDATE_README=1 to rewrite it:\n{table}"
     );
 }

@@ -126,6 +126,35 @@ pub fn check(id: &str) {
     }
 }
 
+/// The pass/fail table as Markdown, for the README.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | `DefaultPolicy` | `ReplayAlways` | `SkipReplay` |\n|---|---|---|---|\n",
+    );
+    for row in rows {
+        let cell = |policy: PolicyKind| {
+            row.results
+                .iter()
+                .find(|(p, _)| *p == policy)
+                .map_or(
+                    "-",
+                    |(_, outcome)| {
+                        if outcome.is_ok() { "pass" } else { "**fail**" }
+                    },
+                )
+        };
+        out.push_str(&format!(
+            "| {} {} | {} | {} | {} |\n",
+            row.id,
+            row.title,
+            cell(PolicyKind::Default),
+            cell(PolicyKind::ReplayAlways),
+            cell(PolicyKind::SkipReplay),
+        ));
+    }
+    out
+}
+
 /// The pass/fail table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from("scenario | DefaultPolicy | ReplayAlways | SkipReplay | title\n");

@@ -1,15 +1,262 @@
-//! Scenarios S33–S46 of `docs/scenarios.md`: the breaks that random schedules found, each as the
-//! short schedule that reproduced it, run in the simulator (the session core against the fake
-//! server's own logic on virtual time). Each passes only if the whole invariant holds (`L` in
-//! the server's context once and in order, no tool run twice, no turn answered twice, events
-//! paired, …) and asserts the specific outcome of its scenario.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The breaks that random schedules found (S33–S46, S54 onward), each as the short schedule
+//! that reproduced it, run by the simulator's world (the session core and the shell's
+//! conduit against the fake server's own logic on virtual time) under each policy. Each
+//! passes only if the whole invariant holds (`L` in the server's context once and in order,
+//! no tool run twice, no turn answered twice, events paired, …) and the specific outcome of
+//! its scenario does. `SIM_TRACE=1` prints each schedule and its trace.
 
 use agent_glue::SessionEvent;
 use ctx_model::{ChatContext, Item, Role};
 use gemini_fake::Family;
-use session_sim::{Op, Outcome, Profile, Schedule, Step, run};
+use session_sim::{Op, Outcome as Run, Policy, Profile, Schedule, Step, run};
+
+use crate::runner::{Outcome, PolicyKind, Scenario, check};
+
+/// Fails the scenario with the message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr) => {
+        ensure!($cond, "{}", stringify!($cond))
+    };
+    ($cond:expr, $($why:tt)+) => {
+        if !$cond {
+            return Err(format!($($why)+));
+        }
+    };
+}
+
+/// Fails the scenario unless `left == right`.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr) => {
+        ensure_eq!($left, $right, "{}", stringify!($left))
+    };
+    ($left:expr, $right:expr, $($why:tt)+) => {{
+        let (left, right) = (&$left, &$right);
+        if left != right {
+            return Err(format!("{:?} != {:?}: {}", left, right, format!($($why)+)));
+        }
+    }};
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    const LEGACY: &[PolicyKind] = &[PolicyKind::ReplayAlways, PolicyKind::SkipReplay];
+    const SKIP: &[PolicyKind] = &[PolicyKind::SkipReplay];
+    const NONE: &[PolicyKind] = &[];
+    let row = |id, title, body, exposes| Scenario {
+        id,
+        title,
+        body,
+        exposes,
+    };
+    vec![
+        row(
+            "S33",
+            "a cancelled tool turn, then a rotation: every later item reaches the new connection",
+            s33,
+            LEGACY,
+        ),
+        row(
+            "S34",
+            "a reply request, then a drop before any handle: the instruction turn once",
+            s34,
+            SKIP,
+        ),
+        row(
+            "S35",
+            "a turn cut off before output by a tool-naming turn, then a fresh session: the tool runs once",
+            s35,
+            LEGACY,
+        ),
+        row(
+            "S36",
+            "two tool-naming turns in a row: the first call before the second turn in L",
+            s36,
+            LEGACY,
+        ),
+        row(
+            "S37",
+            "speech and a typed turn, then a drop (3.8 audio): nothing the handle holds sent again",
+            s37,
+            LEGACY,
+        ),
+        row(
+            "S38",
+            "interrupt() mid-turn: the rest not delivered, one Interrupted, L equals the server",
+            s38,
+            LEGACY,
+        ),
+        row(
+            "S40",
+            "an update derived from an older version: refused as a conflict, nothing removed",
+            s40,
+            NONE,
+        ),
+        row(
+            "S41",
+            "a typed turn inside speech completes first: each answer after its request",
+            s41,
+            LEGACY,
+        ),
+        row(
+            "S42",
+            "speech, typed turns and an append, then a goAway: nothing the handle holds sent again",
+            s42,
+            SKIP,
+        ),
+        row(
+            "S43",
+            "interleaved speech and typed turns, then a goAway, drop or refused resume: nothing answered or run twice",
+            s43,
+            NONE,
+        ),
+        row(
+            "S44",
+            "a spoken turn ended by a later message, then a reset: on the server again or reported",
+            s44,
+            LEGACY,
+        ),
+        row(
+            "S45",
+            "a rotation close that resets and a normal close during audio: every chunk received or reported",
+            s45,
+            NONE,
+        ),
+        row(
+            "S46",
+            "interrupt() as the answer starts, then a rotation: one Interrupted",
+            s46,
+            SKIP,
+        ),
+        row(
+            "S54",
+            "extended thinking: an answer owed behind a turn the user's voice cut off; the typed turn waits for it",
+            s54,
+            NONE,
+        ),
+        row(
+            "S55",
+            "extended thinking: after a resume, history results go before the toolResponse",
+            s55,
+            LEGACY,
+        ),
+        row(
+            "S56",
+            "extended thinking: a turn placed after a guess is reported as a guess",
+            s56,
+            NONE,
+        ),
+        row(
+            "S57",
+            "extended thinking: a results turn cut by voice leaves the answer owed",
+            s57,
+            NONE,
+        ),
+        row(
+            "S58",
+            "extended thinking: a filler moves before history results too",
+            s58,
+            LEGACY,
+        ),
+    ]
+}
+
+#[test]
+fn s33_cancelled_tool_turn_then_rotation() {
+    check("S33");
+}
+
+#[test]
+fn s34_reply_request_then_drop_before_any_handle() {
+    check("S34");
+}
+
+#[test]
+fn s35_turn_cut_off_before_output_then_reconnect() {
+    check("S35");
+}
+
+#[test]
+fn s36_two_tool_turns_in_a_row() {
+    check("S36");
+}
+
+#[test]
+fn s37_resume_with_audio_after_uncertain_sends() {
+    check("S37");
+}
+
+#[test]
+fn s38_local_interrupt() {
+    check("S38");
+}
+
+#[test]
+fn s40_update_derived_from_an_older_version() {
+    check("S40");
+}
+
+#[test]
+fn s41_answer_before_its_request() {
+    check("S41");
+}
+
+#[test]
+fn s42_no_duplicate_on_resume_after_interleaved_speech() {
+    check("S42");
+}
+
+#[test]
+fn s43_no_second_answer_or_tool_run_after_interleaved_speech() {
+    check("S43");
+}
+
+#[test]
+fn s44_spoken_turn_ended_by_a_later_message() {
+    check("S44");
+}
+
+#[test]
+fn s45_audio_on_every_close() {
+    check("S45");
+}
+
+#[test]
+fn s46_one_interrupted_per_cut_turn() {
+    check("S46");
+}
+
+#[test]
+fn s54_answer_owed_behind_a_cut_turn() {
+    check("S54");
+}
+
+#[test]
+fn s55_history_results_before_the_tool_response() {
+    check("S55");
+}
+
+#[test]
+fn s56_a_turn_placed_after_a_guess_is_a_guess() {
+    check("S56");
+}
+
+#[test]
+fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
+    check("S57");
+}
+
+#[test]
+fn s58_filler_moves_before_history_results_too() {
+    check("S58");
+}
+
+/// The simulator's policy for `policy`.
+fn sim_policy(policy: PolicyKind) -> Policy {
+    match policy {
+        PolicyKind::Default => Policy::Default,
+        PolicyKind::ReplayAlways => Policy::ReplayAlways,
+        PolicyKind::SkipReplay => Policy::SkipReplay,
+    }
+}
 
 fn profile(family: Family) -> Profile {
     Profile {
@@ -19,30 +266,39 @@ fn profile(family: Family) -> Profile {
     }
 }
 
-/// Runs `steps` (gap in virtual ms, operation) and fails on any violation.
-fn holds(profile: Profile, steps: &[(u64, Op)]) -> Outcome {
-    holds_seeded(1, profile, steps)
+/// Runs `steps` (gap in virtual ms, operation) under `policy`; `Err` on any violation.
+fn holds(policy: PolicyKind, profile: Profile, steps: &[(u64, Op)]) -> Result<Run, String> {
+    holds_seeded(policy, 1, profile, steps)
 }
 
 /// [`holds`] with the schedule's seed, which also draws the application's answer delays and
 /// result options: a shrunk schedule found by the simulator replays with its own.
-fn holds_seeded(seed: u64, profile: Profile, steps: &[(u64, Op)]) -> Outcome {
+fn holds_seeded(
+    policy: PolicyKind,
+    seed: u64,
+    profile: Profile,
+    steps: &[(u64, Op)],
+) -> Result<Run, String> {
     let schedule = Schedule {
         seed,
-        profile,
+        profile: Profile {
+            policy: sim_policy(policy),
+            ..profile
+        },
         steps: steps.iter().map(|&(gap, op)| Step { gap, op }).collect(),
     };
     let outcome = run(&schedule);
     if std::env::var_os("SIM_TRACE").is_some() {
         eprintln!("{schedule}{}", outcome.trace.join("\n"));
     }
-    assert!(
-        outcome.violations.is_empty(),
-        "{schedule}violations: {:#?}\ntrace:\n{}",
-        outcome.violations,
-        outcome.trace.join("\n")
-    );
-    outcome
+    if outcome.violations.is_empty() {
+        Ok(outcome)
+    } else {
+        let classes: Vec<String> = outcome.violations.iter().map(ToString::to_string).collect();
+        let what = schedule.to_string();
+        let first = what.lines().next().unwrap_or_default();
+        Err(format!("{}: {first}", classes.join("; ")))
+    }
 }
 
 fn user_texts(context: &ChatContext) -> Vec<String> {
@@ -54,18 +310,21 @@ fn user_texts(context: &ChatContext) -> Vec<String> {
         .collect()
 }
 
-fn position(context: &ChatContext, pred: impl Fn(&Item) -> bool) -> usize {
-    context.iter().position(pred).expect("item in L")
+fn position(context: &ChatContext, pred: impl Fn(&Item) -> bool) -> Result<usize, String> {
+    context
+        .iter()
+        .position(pred)
+        .ok_or_else(|| "item not in L".to_owned())
 }
 
 /// S33: a goAway is pending; the model calls a tool; the application appends and the user
 /// speaks again, which cancels the call; the application's answer leaves before the
 /// cancellation arrives. The `turnComplete` ending the cancelled turn covers neither the answer
 /// nor what came after it: after the rotation every later item is on the server.
-#[test]
-fn s33_cancelled_tool_turn_then_rotation() {
+fn s33(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini38] {
         let outcome = holds(
+            policy,
             profile(family),
             &[
                 (0, Op::Text),
@@ -75,14 +334,14 @@ fn s33_cancelled_tool_turn_then_rotation() {
                 (0, Op::Text),
                 (1, Op::AnswerCalls),
             ],
-        );
+        )?;
         let reconnected = outcome
             .events
             .iter()
             .filter(|e| matches!(e, SessionEvent::Reconnected(_)))
             .count();
-        assert_eq!(reconnected, 1, "one rotation: {:?}", outcome.events);
-        assert!(
+        ensure_eq!(reconnected, 1, "one rotation: {:?}", outcome.events);
+        ensure!(
             outcome
                 .events
                 .iter()
@@ -90,41 +349,43 @@ fn s33_cancelled_tool_turn_then_rotation() {
             "the call was cancelled"
         );
         let texts = user_texts(&outcome.context);
-        assert!(
+        ensure!(
             texts.iter().any(|t| t.starts_with("t5 ")),
             "the last turn is in L: {texts:?}"
         );
     }
+    Ok(())
 }
 
 /// S34: `generate_reply` with instructions, then a drop before any handle: the instruction
 /// turn is in `L` once (and, by the invariant, on the server once).
-#[test]
-fn s34_reply_request_then_drop_before_any_handle() {
+fn s34(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini31, Family::Gemini38] {
         let outcome = holds(
+            policy,
             profile(family),
             &[
                 (0, Op::WithholdHandles),
                 (0, Op::GenerateReply(true)),
                 (2, Op::Drop),
             ],
-        );
+        )?;
         let requests = user_texts(&outcome.context)
             .into_iter()
             .filter(|t| t.ends_with("reply request"))
             .count();
-        assert_eq!(requests, 1, "{family:?}: {:?}", outcome.context);
+        ensure_eq!(requests, 1, "{family:?}: {:?}", outcome.context);
     }
+    Ok(())
 }
 
 /// S35: a turn cut off before any output by a turn naming a tool, then a fresh session: the
 /// tool's call is not taken as the cut turn's answer, and no tool is called again after the
 /// seed.
-#[test]
-fn s35_turn_cut_off_before_output_then_reconnect() {
+fn s35(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini31, Family::Gemini38] {
         let outcome = holds(
+            policy,
             profile(family),
             &[
                 (0, Op::RefuseResume),
@@ -132,47 +393,50 @@ fn s35_turn_cut_off_before_output_then_reconnect() {
                 (1, Op::GoAway(10)),
                 (1, Op::TextTool(0)),
             ],
-        );
+        )?;
         let calls = outcome
             .events
             .iter()
             .filter(|e| matches!(e, SessionEvent::ToolCall { .. }))
             .count();
-        assert_eq!(
-            calls, 1,
+        ensure_eq!(
+            calls,
+            1,
             "{family:?}: the tool runs once: {:?}",
             outcome.events
         );
     }
+    Ok(())
 }
 
 /// S36: two turns in a row, each naming a tool, no fault: `L` holds the first call before the
 /// second user turn, as the server does (the call was issued before the turn interrupted it).
-#[test]
-fn s36_two_tool_turns_in_a_row() {
+fn s36(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini31, Family::Gemini38] {
         let outcome = holds(
+            policy,
             profile(family),
             &[(0, Op::TextTool(0)), (0, Op::TextTool(1))],
-        );
+        )?;
         let l = &outcome.context;
-        let first_call = position(l, |i| matches!(i, Item::FunctionCall(_)));
+        let first_call = position(l, |i| matches!(i, Item::FunctionCall(_)))?;
         let second_turn = position(l, |i| {
             i.as_message().is_some_and(|m| m.text().starts_with("t2 "))
-        });
-        assert!(first_call < second_turn, "{family:?}: {l:?}");
+        })?;
+        ensure!(first_call < second_turn, "{family:?}: {l:?}");
     }
+    Ok(())
 }
 
 /// S37: speech and a typed turn, then a drop, on 3.8 with audio: nothing the handle's snapshot
 /// holds is sent again (the invariant finds no user turn twice on the server).
-#[test]
-fn s37_resume_with_audio_after_uncertain_sends() {
+fn s37(policy: PolicyKind) -> Outcome {
     for lag in [0, 1, 2] {
         let mut p = profile(Family::Gemini38);
         p.audio = true;
         p.handle_lag = lag;
         holds(
+            policy,
             p,
             &[
                 (0, Op::Speech(60)),
@@ -180,16 +444,20 @@ fn s37_resume_with_audio_after_uncertain_sends() {
                 (400, Op::Append(1)),
                 (5, Op::Drop),
             ],
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// S38: `interrupt()` in the middle of a model turn: the rest of the turn is not delivered,
 /// one `Interrupted` says so, and `L` still equals the server (which holds the whole turn).
-#[test]
-fn s38_local_interrupt() {
+fn s38(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini31] {
-        let outcome = holds(profile(family), &[(0, Op::Text), (8, Op::Interrupt)]);
+        let outcome = holds(
+            policy,
+            profile(family),
+            &[(0, Op::Text), (8, Op::Interrupt)],
+        )?;
         let model: Vec<String> = outcome
             .context
             .iter()
@@ -197,7 +465,7 @@ fn s38_local_interrupt() {
             .filter(|m| m.role == Role::Model)
             .map(|m| m.text())
             .collect();
-        assert_eq!(model, ["echo: t1 hello"], "the whole answer is in L");
+        ensure_eq!(model, ["echo: t1 hello"], "the whole answer is in L");
         let delivered: String = outcome
             .events
             .iter()
@@ -206,21 +474,26 @@ fn s38_local_interrupt() {
                 _ => None,
             })
             .collect();
-        assert!(delivered.len() < "echo: t1 hello".len(), "{delivered:?}");
+        ensure!(delivered.len() < "echo: t1 hello".len(), "{delivered:?}");
     }
+    Ok(())
 }
 
 /// S40: `send_text(x)`, then an `update_chat_ctx` derived from the version before `x`: refused
 /// as a conflict (the application then appends), so `x` is not removed.
-#[test]
-fn s40_update_derived_from_an_older_version() {
+fn s40(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini38] {
         // StaleUpdate(2): derived from the snapshot before the text.
-        let outcome = holds(profile(family), &[(0, Op::Text), (0, Op::StaleUpdate(2))]);
+        let outcome = holds(
+            policy,
+            profile(family),
+            &[(0, Op::Text), (0, Op::StaleUpdate(2))],
+        )?;
         let texts = user_texts(&outcome.context);
-        assert!(texts.iter().any(|t| t == "t1 hello"), "{texts:?}");
-        assert!(texts.iter().any(|t| t == "t2 update note"), "{texts:?}");
+        ensure!(texts.iter().any(|t| t == "t1 hello"), "{texts:?}");
+        ensure!(texts.iter().any(|t| t == "t2 update note"), "{texts:?}");
     }
+    Ok(())
 }
 
 fn speaking(family: Family) -> Profile {
@@ -231,7 +504,7 @@ fn speaking(family: Family) -> Profile {
 }
 
 /// Every model echo in `L` ("echo: X") sits after the user turn X it answers.
-fn answers_after_requests(context: &ChatContext) {
+fn answers_after_requests(context: &ChatContext) -> Outcome {
     let messages: Vec<(Role, String)> = context
         .iter()
         .filter_map(Item::as_message)
@@ -248,14 +521,15 @@ fn answers_after_requests(context: &ChatContext) {
         let request = messages
             .iter()
             .position(|(r, t)| *r == Role::User && (t == asked || asked.starts_with(t.as_str())));
-        assert!(
+        ensure!(
             request.is_some_and(|at| at < k),
             "{text:?} at {k} does not follow its request: {messages:?}"
         );
     }
+    Ok(())
 }
 
-fn count(outcome: &Outcome, pred: impl Fn(&SessionEvent) -> bool) -> usize {
+fn count(outcome: &Run, pred: impl Fn(&SessionEvent) -> bool) -> usize {
     outcome.events.iter().filter(|e| pred(e)).count()
 }
 
@@ -263,11 +537,11 @@ fn count(outcome: &Outcome, pred: impl Fn(&SessionEvent) -> bool) -> usize {
 /// `audioStreamEnd`. The server answers turns in the order they complete: the typed turn first
 /// (it completes when it arrives), the spoken turn when its speech ends. Each answer sits in
 /// `L` after the turn it answers, as the server holds it.
-#[test]
-fn s41_answer_before_its_request() {
+fn s41(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini31, Family::Gemini25, Family::Gemini38] {
         for typed in [Op::GenerateReply(false), Op::Text, Op::TextTool(0)] {
             let outcome = holds(
+                policy,
                 speaking(family),
                 &[
                     (0, Op::Voice(10)),
@@ -276,27 +550,28 @@ fn s41_answer_before_its_request() {
                     (0, Op::AudioStreamEnd),
                     (300, Op::AnswerCalls),
                 ],
-            );
-            answers_after_requests(&outcome.context);
+            )?;
+            answers_after_requests(&outcome.context)?;
             let texts = user_texts(&outcome.context);
             let spoken = texts.iter().position(|t| t.starts_with("[audio"));
             let request = texts.iter().position(|t| !t.starts_with("[audio"));
-            assert!(
+            ensure!(
                 request.is_none_or(|r| Some(r) < spoken) && spoken.is_some(),
                 "the typed turn completed first: {texts:?}"
             );
         }
     }
+    Ok(())
 }
 
 /// S42: on 3.8, speech, a typed turn naming a tool (the call is cancelled when the speech
 /// ends), more speech and its end, another typed turn, an append with a model message, then a
 /// goAway. The handle that covers the typed turns sent during speech is trusted for them:
 /// nothing it holds is sent again (the invariant sees every item once on the server).
-#[test]
-fn s42_no_duplicate_on_resume_after_interleaved_speech() {
+fn s42(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini38, Family::Gemini25] {
         let outcome = holds(
+            policy,
             speaking(family),
             &[
                 (0, Op::Voice(20)),
@@ -308,21 +583,22 @@ fn s42_no_duplicate_on_resume_after_interleaved_speech() {
                 (200, Op::GoAway(5)),
                 (100, Op::AnswerCalls),
             ],
-        );
+        )?;
         let reconnected = count(&outcome, |e| matches!(e, SessionEvent::Reconnected(_)));
-        assert_eq!(reconnected, 1, "one rotation: {:?}", outcome.events);
-        answers_after_requests(&outcome.context);
+        ensure_eq!(reconnected, 1, "one rotation: {:?}", outcome.events);
+        answers_after_requests(&outcome.context)?;
     }
+    Ok(())
 }
 
 /// S43: interleaved speech and typed turns, then a goAway (or a reset that resumes from the
 /// first handle): no turn is answered twice and no tool is run twice (the invariant's "answered
 /// twice" and "tool run twice" checks), and every answer follows its request.
-#[test]
-fn s43_no_second_answer_or_tool_run_after_interleaved_speech() {
+fn s43(policy: PolicyKind) -> Outcome {
     for fault in [Op::GoAway(3), Op::Drop, Op::RefuseResume] {
         for family in [Family::Gemini25, Family::Gemini38] {
             let outcome = holds(
+                policy,
                 speaking(family),
                 &[
                     (0, Op::Voice(20)),
@@ -335,10 +611,11 @@ fn s43_no_second_answer_or_tool_run_after_interleaved_speech() {
                     (30, fault),
                     (400, Op::AnswerCalls),
                 ],
-            );
-            answers_after_requests(&outcome.context);
+            )?;
+            answers_after_requests(&outcome.context)?;
         }
     }
+    Ok(())
 }
 
 /// S44: on 3.8 Vertex with transparent resumption and a handle two messages behind, speech
@@ -346,8 +623,7 @@ fn s43_no_second_answer_or_tool_run_after_interleaved_speech() {
 /// The newest handle covers the last chunk of audio but not the message that ended the speech,
 /// so it does not hold the spoken turn: after the resume the turn is on the server again
 /// (restored) or named by a divergence, never silently missing.
-#[test]
-fn s44_spoken_turn_ended_by_a_later_message() {
+fn s44(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini38, Family::Gemini25] {
         let profile = Profile {
             vertex: true,
@@ -356,6 +632,7 @@ fn s44_spoken_turn_ended_by_a_later_message() {
             ..speaking(family)
         };
         let outcome = holds(
+            policy,
             profile,
             &[
                 (0, Op::Voice(30)),
@@ -363,29 +640,31 @@ fn s44_spoken_turn_ended_by_a_later_message() {
                 (0, Op::Append(2)),
                 (1_000, Op::Drop),
             ],
-        );
+        )?;
         let texts = user_texts(&outcome.context);
-        assert!(
+        ensure!(
             texts.iter().any(|t| t.starts_with("[audio")),
             "the spoken turn is in L: {texts:?}"
         );
     }
+    Ok(())
 }
 
 /// S46: `interrupt()` as the answer starts, then a rotation while the muted answer still
 /// arrives (its frames are held past the goAway's deadline): one `Interrupted` for the turn.
-#[test]
-fn s46_one_interrupted_per_cut_turn() {
+fn s46(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini38] {
         let outcome = holds(
+            policy,
             profile(family),
             &[(0, Op::Text), (17, Op::Interrupt), (0, Op::GoAway(1))],
-        );
+        )?;
         let interrupted = count(&outcome, |e| matches!(e, SessionEvent::Interrupted));
-        assert_eq!(interrupted, 1, "{:?}", outcome.events);
+        ensure_eq!(interrupted, 1, "{:?}", outcome.events);
         let reconnected = count(&outcome, |e| matches!(e, SessionEvent::Reconnected(_)));
-        assert_eq!(reconnected, 1, "{:?}", outcome.events);
+        ensure_eq!(reconnected, 1, "{:?}", outcome.events);
     }
+    Ok(())
 }
 
 /// S45: a rotation close that resets, and a server's normal close while audio is written:
@@ -395,11 +674,11 @@ fn s46_one_interrupted_per_cut_turn() {
 /// and is reported although this side started the close. Then the server closes with 1000
 /// just before the user speaks again: the audio written before its close frame arrives is
 /// lost too, and a normal close is no proof of delivery.
-#[test]
-fn s45_audio_on_every_close() {
+fn s45(policy: PolicyKind) -> Outcome {
     let mut p = profile(Family::Gemini25);
     p.audio = true;
     let outcome = holds(
+        policy,
         p,
         &[
             (0, Op::PeerStopsReading(3)),
@@ -409,7 +688,7 @@ fn s45_audio_on_every_close() {
             (2_000, Op::Close(1000)),
             (1, Op::Voice(99)),
         ],
-    );
+    )?;
     let dropped: Vec<std::time::Duration> = outcome
         .events
         .iter()
@@ -420,15 +699,16 @@ fn s45_audio_on_every_close() {
         .collect();
     // All of the first speech (300 ms) at the reset, and what was written of the second
     // before the server's close frame arrived.
-    assert_eq!(dropped.len(), 2, "{:?}", outcome.events);
-    assert_eq!(dropped[0], std::time::Duration::from_millis(300));
-    assert!(!dropped[1].is_zero());
+    ensure_eq!(dropped.len(), 2, "{:?}", outcome.events);
+    ensure_eq!(dropped[0], std::time::Duration::from_millis(300));
+    ensure!(!dropped[1].is_zero());
     let reasons: Vec<&SessionEvent> = outcome
         .events
         .iter()
         .filter(|e| matches!(e, SessionEvent::Reconnecting { .. }))
         .collect();
-    assert_eq!(reasons.len(), 2, "a rotation and a reconnect: {reasons:?}");
+    ensure_eq!(reasons.len(), 2, "a rotation and a reconnect: {reasons:?}");
+    Ok(())
 }
 
 /// S54: on extended thinking the result of a non-blocking call reaches the server while the
@@ -439,8 +719,7 @@ fn s45_audio_on_every_close() {
 /// server's context has the answer before the typed turn, as `L` does. Found by the simulator
 /// (seed 195007523495818, `--extended-thinking`): the fake offered a resumable handle while
 /// the answer was owed, and the session took it as proof that none was.
-#[test]
-fn s54_answer_owed_behind_a_cut_turn() {
+fn s54(policy: PolicyKind) -> Outcome {
     let profile = Profile {
         vertex: true,
         transparent: true,
@@ -449,6 +728,7 @@ fn s54_answer_owed_behind_a_cut_turn() {
         ..speaking(Family::Gemini38ExtendedThinking)
     };
     let outcome = holds(
+        policy,
         profile,
         &[
             (4, Op::TextTool(0)),
@@ -459,7 +739,7 @@ fn s54_answer_owed_behind_a_cut_turn() {
             (31, Op::Voice(40)),
             (13, Op::Silence(88)),
         ],
-    );
+    )?;
     let texts: Vec<String> = outcome
         .context
         .iter()
@@ -469,15 +749,16 @@ fn s54_answer_owed_behind_a_cut_turn() {
     let answer = texts
         .iter()
         .position(|t| t.starts_with("get_weather returned"))
-        .expect("the results' answer in L");
+        .ok_or("the results' answer in L")?;
     let typed = texts
         .iter()
         .position(|t| t.starts_with("t5 "))
-        .expect("the typed turn in L");
-    assert!(
+        .ok_or("the typed turn in L")?;
+    ensure!(
         answer < typed,
         "the answer comes before the typed turn: {texts:?}"
     );
+    Ok(())
 }
 
 /// The texts of `L`'s messages and results, in order (`response ID` for a result).
@@ -494,7 +775,7 @@ fn entries(context: &ChatContext) -> Vec<String> {
 
 /// Whether a `TurnOrderUnknown` divergence names the item of `L` whose text starts with
 /// `prefix`.
-fn reported_as_a_guess(outcome: &Outcome, prefix: &str) -> bool {
+fn reported_as_a_guess(outcome: &Run, prefix: &str) -> bool {
     let Some(id) = outcome
         .context
         .iter()
@@ -524,9 +805,9 @@ fn extended_thinking(vertex: bool, audio: bool, latency: u64) -> Profile {
 /// after the `toolResponse`, it landed after the answer the server gave that at once, where
 /// `L` had all the results before it. Found by the simulator (seed 255358164678841,
 /// `--extended-thinking`).
-#[test]
-fn s55_history_results_before_the_tool_response() {
+fn s55(policy: PolicyKind) -> Outcome {
     let outcome = holds_seeded(
+        policy,
         255_358_164_678_841,
         extended_thinking(false, false, 9),
         &[
@@ -538,24 +819,25 @@ fn s55_history_results_before_the_tool_response() {
             (2, Op::Close(1011)),
             (19, Op::TextTool(1)),
         ],
-    );
+    )?;
     // Each run of results in `L` is followed by the one turn that answers them: no answer
     // sits between two results of one release.
     let all = entries(&outcome.context);
     let last_result = all
         .iter()
         .rposition(|e| e.starts_with("response "))
-        .expect("results");
+        .ok_or("results")?;
     let first_after_call_1_2 = all
         .iter()
         .position(|e| e == "response call-1-2")
-        .expect("the result of call-1-2");
-    assert!(
+        .ok_or("the result of call-1-2")?;
+    ensure!(
         all[first_after_call_1_2..=last_result]
             .iter()
             .all(|e| e.starts_with("response ")),
         "the results released together are contiguous in L: {all:?}"
     );
+    Ok(())
 }
 
 /// S56: on extended thinking, a typed turn sent before the session knew the model had called
@@ -563,9 +845,9 @@ fn s55_history_results_before_the_tool_response() {
 /// real answer to it comes later and is placed against a count the guess moved: it is a
 /// guess too and is reported, where before it was placed after later content with nothing
 /// said. Found by the simulator (seed 234684483049690, `--only-extended-thinking`).
-#[test]
-fn s56_a_turn_placed_after_a_guess_is_a_guess() {
+fn s56(policy: PolicyKind) -> Outcome {
     let outcome = holds_seeded(
+        policy,
         234_684_483_049_690,
         extended_thinking(false, false, 11),
         &[
@@ -575,12 +857,13 @@ fn s56_a_turn_placed_after_a_guess_is_a_guess() {
             (4, Op::Text),
             (118, Op::Append(1)),
         ],
-    );
-    assert!(
+    )?;
+    ensure!(
         reported_as_a_guess(&outcome, "echo: t4"),
         "the answer to the typed turn is reported: {:?}",
         outcome.events
     );
+    Ok(())
 }
 
 /// S57: on extended thinking the user's voice cuts off the first turn after the results
@@ -588,9 +871,9 @@ fn s56_a_turn_placed_after_a_guess_is_a_guess() {
 /// answered first, and the session holds the reply request the application makes meanwhile
 /// until the answer has come. Found by the simulator (seed 234684483066532,
 /// `--only-extended-thinking`).
-#[test]
-fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
+fn s57(policy: PolicyKind) -> Outcome {
     let outcome = holds_seeded(
+        policy,
         234_684_483_066_532,
         extended_thinking(true, true, 13),
         &[
@@ -605,20 +888,21 @@ fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
             (106, Op::Silence(64)),
             (591, Op::GenerateReply(true)),
         ],
-    );
+    )?;
     let all = entries(&outcome.context);
     let answer = all
         .iter()
         .position(|e| e.starts_with("get_weather returned"))
-        .expect("the results' answer in L");
+        .ok_or("the results' answer in L")?;
     let request = all
         .iter()
         .position(|e| e.starts_with("t10 "))
-        .expect("the reply request in L");
-    assert!(
+        .ok_or("the reply request in L")?;
+    ensure!(
         answer < request,
         "the owed answer comes before the request: {all:?}"
     );
+    Ok(())
 }
 
 /// S58: on extended thinking, after a resume, results go as history (a call the resumed
@@ -627,9 +911,9 @@ fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
 /// once and the filler moves before the results: before all of them, the history too (it
 /// moved only before the `toolResponse`'s). Found by the simulator (seed 230238602452259,
 /// `--only-extended-thinking`).
-#[test]
-fn s58_filler_moves_before_history_results_too() {
+fn s58(policy: PolicyKind) -> Outcome {
     let outcome = holds_seeded(
+        policy,
         230_238_602_452_259,
         Profile {
             manual_activity: true,
@@ -641,18 +925,19 @@ fn s58_filler_moves_before_history_results_too() {
             (27, Op::TextTool(0)),
             (2, Op::Close(1011)),
         ],
-    );
+    )?;
     let all = entries(&outcome.context);
     let filler = all
         .iter()
         .position(|e| e.starts_with("still working"))
-        .expect("the filler in L");
+        .ok_or("the filler in L")?;
     let first_result = all
         .iter()
         .position(|e| e.starts_with("response "))
-        .expect("results in L");
-    assert!(
+        .ok_or("results in L")?;
+    ensure!(
         filler < first_result,
         "the filler precedes every result: {all:?}"
     );
+    Ok(())
 }
