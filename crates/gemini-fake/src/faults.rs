@@ -164,6 +164,15 @@ impl Faults {
         });
     }
 
+    /// Closes every open connection now as the hard close at an age does: 1011 `Deadline
+    /// expired before operation could complete.`, no `goAway`, and the session marked for
+    /// [`refuse_resumes_after_hard_close`](Self::refuse_resumes_after_hard_close). For
+    /// simulators, whose schedules must settle with no timer pending.
+    pub fn hard_close_now(&self) {
+        self.shared
+            .read(|state| state.broadcast(&Control::HardClose));
+    }
+
     /// The next `count` resumes of sessions whose last connection ended with a hard close are
     /// refused with 1007 `Request contains an invalid argument.` (reported after 58:00 closes;
     /// the session is not lost: a later resume works).

@@ -305,6 +305,10 @@ impl LinkCore {
                 Step::Continue
             }
             Control::GoAway(time_left) => Step::GoAway(time_left),
+            Control::HardClose => {
+                self.mark_hard_closed();
+                Step::Close(1011, HARD_CLOSE.to_owned())
+            }
             Control::Wake => {
                 self.rearm_hard_close();
                 Step::Continue

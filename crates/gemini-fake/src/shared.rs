@@ -25,6 +25,9 @@ pub(crate) enum Control {
     SendRaw(Vec<u8>, bool),
     /// Send `goAway` now with this `timeLeft`.
     GoAway(Duration),
+    /// Close now as the hard close at a connection's age does (1011 `Deadline expired …`,
+    /// and the session marked for [`Faults::refuse_resumes_after_hard_close`]).
+    HardClose,
     /// Sending conditions (stall, delay) changed: re-check the outgoing queue.
     Wake,
 }

@@ -381,6 +381,13 @@ impl AppState {
                 faults.close_connections(code, close_reason(code));
                 Action::Done
             }
+            Op::HardClose(refuse_resume) => {
+                if refuse_resume {
+                    faults.refuse_resumes_after_hard_close(1);
+                }
+                faults.hard_close_now();
+                Action::Done
+            }
             Op::AuthClose => {
                 faults.close_connections(1007, "API key not valid. Please pass a valid API key.");
                 Action::Done

@@ -411,21 +411,28 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
     }
     let server = s_entries(session);
     let gave_up = o.gave_up;
-    // Walk the server's context: each entry is the next expected one, or an item named by a
-    // divergence (which may or may not be on the server), or, once the session gave up,
-    // output the client never received.
-    let mut next = 0;
-    let mut actual = Vec::new();
-    for entry in server {
-        if expected.get(next) == Some(&entry) {
-            next += 1;
-            actual.push(entry);
-        } else if let Some(at) = excused.iter().position(|e| *e == entry) {
-            excused.remove(at);
-        } else if !gave_up {
-            actual.push(entry);
-        }
+    // With compression the server forgot its oldest turns: `L` is expected from where the
+    // server's context begins, never in part or out of order after that.
+    if !session.trims().is_empty() {
+        let fits = |k: usize| {
+            let (next, actual) = walk(&expected[k..], excused.clone(), &server, gave_up);
+            if gave_up {
+                next == expected.len() - k
+            } else {
+                actual == expected[k..]
+            }
+        };
+        // The fewest forgotten entries that make the rest match; else the first of the
+        // server's entries `L` expects says where the comparison starts.
+        let k = (0..=expected.len()).find(|&k| fits(k)).unwrap_or_else(|| {
+            server
+                .iter()
+                .find_map(|e| expected.iter().position(|x| x == e))
+                .unwrap_or(0)
+        });
+        expected.drain(..k);
     }
+    let (next, actual) = walk(&expected, excused, &server, gave_up);
     if gave_up {
         if next < expected.len() {
             found.push(Violation::new(
@@ -459,6 +466,31 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
             ),
         ));
     }
+}
+
+/// Walks the server's context against `expected`: each entry is the next expected one, or an
+/// item named by a divergence (`excused`: it may or may not be on the server), or, once the
+/// session gave up, output the client never received. Returns how many expected entries were
+/// met in order, and the server's entries the walk did not excuse.
+fn walk(
+    expected: &[Entry],
+    mut excused: Vec<Entry>,
+    server: &[Entry],
+    gave_up: bool,
+) -> (usize, Vec<Entry>) {
+    let mut next = 0;
+    let mut actual = Vec::new();
+    for entry in server {
+        if expected.get(next) == Some(entry) {
+            next += 1;
+            actual.push(entry.clone());
+        } else if let Some(at) = excused.iter().position(|e| e == entry) {
+            excused.remove(at);
+        } else if !gave_up {
+            actual.push(entry.clone());
+        }
+    }
+    (next, actual)
 }
 
 fn tools_and_answers(o: &Observed, found: &mut Vec<Violation>) {

@@ -83,6 +83,11 @@ pub struct Profile {
     /// default that is; `NON_BLOCKING` elsewhere, which 3.1 ignores) and answers with
     /// scheduled and interim results; else every declaration says `BLOCKING`.
     pub non_blocking: bool,
+    /// Context window compression, small enough for a schedule to meet, as
+    /// `(trigger_tokens, target_tokens)` (`LiveSessionBuilder::compression`, a sliding window):
+    /// the server forgets its oldest turns; `None`: no compression (the context window is
+    /// far beyond any schedule).
+    pub compression: Option<(u64, u64)>,
 }
 
 impl Profile {
@@ -118,6 +123,7 @@ impl Default for Profile {
             interrupt_answers: 0,
             age_limit: None,
             non_blocking: false,
+            compression: None,
         }
     }
 }
@@ -152,6 +158,9 @@ impl fmt::Display for Profile {
         }
         if self.non_blocking {
             write!(f, " non-blocking tools")?;
+        }
+        if let Some((trigger, target)) = self.compression {
+            write!(f, " compression {trigger}/{target} tokens")?;
         }
         Ok(())
     }
@@ -210,6 +219,10 @@ pub enum Op {
     QuotaClose,
     /// The server sends `goAway` with this many seconds left.
     GoAway(u8),
+    /// The server closes as 3.8 does at 58:00 of a connection's age, whatever the session
+    /// does: 1011 `Deadline expired …` and no `goAway`; `true`: the next resume of the session
+    /// is refused with 1007, as reported after such closes (the session starts fresh).
+    HardClose(bool),
     /// The next resumed setup is refused (1007, unknown handle).
     RefuseResume,
     /// One more setup (resumed or not; faults of this kind queue) is closed with this code
@@ -267,6 +280,8 @@ impl Op {
             Op::AuthClose => "auth close",
             Op::QuotaClose => "quota close",
             Op::GoAway(_) => "goAway",
+            Op::HardClose(false) => "hard close",
+            Op::HardClose(true) => "hard close, resume refused",
             Op::RefuseResume => "refused resume",
             Op::RefuseSetup(_) => "refused setup",
             Op::ExpireHandles => "expired handles",
@@ -366,7 +381,15 @@ impl Schedule {
         // (extended thinking's tools are non-blocking only).
         let non_blocking =
             family == Family::Gemini38ExtendedThinking || Rng::stream(seed, 6).chance(50);
+        // One schedule in four compresses its context, with a window small enough for the
+        // server to forget turns within the schedule (its own stream again).
+        let mut window = Rng::stream(seed, 9);
+        let compression = window.chance(25).then(|| {
+            let trigger = window.range(20, 200);
+            (trigger, trigger / 2)
+        });
         let profile = Profile {
+            compression,
             non_blocking,
             family,
             vertex,
@@ -552,6 +575,8 @@ fn op(rng: &mut Rng, audio: bool, during: bool) -> Op {
         (faults, Op::Close(1008)),
         (faults, Op::Close(1009)),
         (if during { 2 } else { 4 }, Op::GoAway(0)),
+        (faults, Op::HardClose(false)),
+        (faults, Op::HardClose(true)),
         (2 * faults, Op::RefuseResume),
         (faults, Op::ExpireHandles),
         (2 * faults, Op::WithholdHandles),

@@ -106,6 +106,14 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
         builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
     }
+    if let Some((trigger, target)) = p.compression {
+        builder = builder.compression(
+            gemini_transport::wire::ContextWindowCompression::sliding_window_with(
+                i64::try_from(trigger).unwrap_or(i64::MAX),
+                i64::try_from(target).unwrap_or(i64::MAX),
+            ),
+        );
+    }
     if let Some((after, max)) = p.age_limit {
         builder = builder.connection_age(Some(agent_glue::ConnectionAge::new(
             Duration::from_millis(after / SCALE),

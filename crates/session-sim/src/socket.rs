@@ -60,6 +60,10 @@ pub(crate) struct Link {
     pub(crate) resume: bool,
     /// A fault closed it (its 1007/1008 is not the server refusing a payload).
     pub(crate) fault_closed: bool,
+    /// When the client saw its `setupComplete`.
+    pub(crate) set_up_at: Option<u64>,
+    /// When it ended for the client: its close written, released, or the server's end seen.
+    pub(crate) ended_at: Option<u64>,
 }
 
 /// The client's socket of one connection, as the conduit writes to it: it takes frames onto

@@ -310,10 +310,11 @@ impl<'a> World<'a> {
                 .with_family(p.family)
                 .with_vertex(p.vertex)
                 .with_handle_lag(p.handle_lag)
-                // Explicit until the session learns these rules: no connection lifetime and no
-                // 3.8 hard close (a schedule must settle: the fake idle, no timer pending),
-                // and TEXT profiles on 3.8 through the fake's test switch (the service refuses
-                // TEXT there: docs/protocol.md section 10.1).
+                // No connection lifetime and no 3.8 hard close at an age (a schedule must
+                // settle: the fake idle, no timer pending; `Op::HardClose` closes as the age
+                // does, and `connection_ages` checks the age limit), and TEXT profiles on 3.8
+                // through the fake's test switch (the service refuses TEXT there:
+                // docs/protocol.md section 10.1).
                 .with_lifetime(None)
                 .with_hard_close(None)
                 .with_text_on_3_8(!p.audio),
@@ -345,6 +346,14 @@ impl<'a> World<'a> {
         if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
             // Required there (docs/protocol.md section 10.1).
             builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
+        }
+        if let Some((trigger, target)) = p.compression {
+            builder = builder.compression(
+                gemini_transport::wire::ContextWindowCompression::sliding_window_with(
+                    i64::try_from(trigger).unwrap_or(i64::MAX),
+                    i64::try_from(target).unwrap_or(i64::MAX),
+                ),
+            );
         }
         if let Some((after, max)) = p.age_limit {
             builder = builder.connection_age(Some(ConnectionAge::new(
@@ -669,6 +678,7 @@ impl<'a> World<'a> {
                     if matches!(message.payload, Some(ServerPayload::SetupComplete(_))) {
                         if let Some(link) = self.links.get_mut(&conn) {
                             link.set_up = true;
+                            link.set_up_at = Some(now);
                         }
                         self.socket = Some(conn);
                         self.current = Some(conn);
@@ -688,6 +698,7 @@ impl<'a> World<'a> {
                 let info = self.links.get_mut(&conn).and_then(|l| {
                     let was = l.client_open;
                     l.client_open = false;
+                    l.ended_at.get_or_insert(now);
                     was.then(|| (as_transport_records(info, l.close_written), l.set_up))
                 });
                 if let Some((info, set_up)) = info {
@@ -908,6 +919,7 @@ impl<'a> World<'a> {
                     return;
                 }
                 link.client_open = false;
+                link.ended_at.get_or_insert(now);
                 // Frames already on the wire arrive first; then the server sees the end.
                 let at = (now + lat).max(link.c2s_at);
                 link.c2s_at = at;
@@ -971,6 +983,7 @@ impl<'a> World<'a> {
                     self.note(format!("conn {} closed by the client ({code})", conn.0));
                     if let Some(link) = self.links.get_mut(&conn) {
                         link.close_written = true;
+                        link.ended_at.get_or_insert(now);
                     }
                     Wire::Close(code, reason)
                 }
@@ -1377,6 +1390,7 @@ impl<'a> World<'a> {
     pub(crate) fn check(&mut self) {
         let observed = self.observed();
         self.violations.extend(checks::check(&observed));
+        self.connection_ages();
         if let Some(close) = &self.must_end {
             if !matches!(self.conduit.core().closed(), Some(Some(_))) {
                 self.violations.push(Violation::new(
@@ -1384,6 +1398,35 @@ impl<'a> World<'a> {
                     format!("the session went on after {close}"),
                 ));
             }
+        }
+    }
+
+    /// With a maximum connection age (`ConnectionAge`), no connection outlives it: the
+    /// session rotates at an idle point, or is forced at the maximum (S47). 3.8 closes a
+    /// connection at 58:00 whatever the session does, so one that outlives its maximum may meet
+    /// that hard close. Ages count from the client's `setupComplete` to its end as the client
+    /// saw it, with a second's slack for the close itself.
+    fn connection_ages(&mut self) {
+        const SLACK_MS: u64 = 1_000;
+        let Some((_, max)) = self.schedule.profile.age_limit else {
+            return;
+        };
+        let now = self.now;
+        let mut over: Vec<String> = self
+            .links
+            .iter()
+            .filter_map(|(conn, link)| {
+                let start = link.set_up_at?;
+                let age = link.ended_at.unwrap_or(now).saturating_sub(start);
+                (age > max + SLACK_MS).then(|| format!("conn {} lived {age} ms", conn.0))
+            })
+            .collect();
+        over.sort();
+        if let Some(first) = over.first() {
+            self.violations.push(Violation::new(
+                "connection age",
+                format!("{first}, past the maximum age of {max} ms"),
+            ));
         }
     }
 

@@ -126,6 +126,23 @@ fn a_resume_after_a_hard_close_can_be_refused_with_1007() {
 }
 
 #[test]
+fn hard_close_now_closes_as_the_age_does_and_marks_the_session() {
+    let mut fake = Fake::new(no_lifetime());
+    fake.sim.faults().refuse_resumes_after_hard_close(1);
+    let conn = fake.open(setup(Family::Gemini38));
+    let handle = fake.handle(conn).unwrap();
+    fake.run(ms(10));
+    fake.sim.faults().hard_close_now();
+    fake.run(ms(1));
+    assert_eq!(fake.closed(conn), Some((1011, DEADLINE.to_owned())));
+    assert_eq!(go_aways(&fake, conn), 0, "no warning");
+    let refused = fake.open(resume(Family::Gemini38, &handle));
+    assert_eq!(fake.closed(refused).map(|c| c.0), Some(1007));
+    let resumed = fake.open(resume(Family::Gemini38, &handle));
+    assert!(fake.set_up(resumed), "the next resume works");
+}
+
+#[test]
 fn an_ephemeral_token_with_one_use_cannot_resume() {
     let mut fake = Fake::new(no_lifetime().with_api_key("the-key"));
     fake.sim
