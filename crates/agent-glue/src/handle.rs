@@ -160,6 +160,12 @@ impl LiveSession {
         }
     }
 
+    /// The session's shared state.
+    #[cfg(feature = "store")]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn command(&self, command: Command) -> Result<Receipt, Error> {
         self.shared
             .with(|state, now| state.conduit.command(now, command))
