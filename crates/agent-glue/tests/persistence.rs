@@ -1,0 +1,454 @@
+//! Scenario S31 end to end (feature `store`): a session that saves its state in a
+//! `SessionStore` as it runs, and a second session, built with the same store and key as if
+//! in another process, that takes it over, over loopback against the fake.
+//!
+//! Session A has a conversation with a tool call and context appends, then hands the session
+//! off (or is abandoned, its store gone with it, as when its process dies: then only the saves
+//! made as it ran count). Session B, given the same context, resumes A's server session with
+//! no seed, and the server ends up holding `L` exactly once; given another context, it starts
+//! a fresh server session seeded once from its own context and reports what it did not carry.
+//! The server's side is read through the fake's inspection API, never from the session.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use agent_glue::{ChatContext, DivergenceReason, Error, Item, LiveSession, Message, SessionEvent};
+use async_trait::async_trait;
+use common::*;
+use gemini_fake::{FakeServer, Family};
+use gemini_transport::wire::Modality;
+use serde_json::json;
+use session_store::{
+    Error as StoreError, FileStore, Lease, ManualClock, MemoryStore, OwnerId, Saved, SessionKey,
+    SessionStore, StoredSession,
+};
+
+const TTL: Duration = Duration::from_secs(2);
+
+fn key() -> SessionKey {
+    SessionKey::new("call-31").unwrap()
+}
+
+fn owner(name: &str) -> OwnerId {
+    OwnerId::new(name).unwrap()
+}
+
+/// A store that dies with its process: once `kill`ed, every call fails as an unreachable
+/// store's do, and nothing more is written. Counts the saves that reached the store.
+#[derive(Debug)]
+struct Mortal {
+    inner: Arc<dyn SessionStore>,
+    dead: AtomicBool,
+    saves: AtomicU32,
+}
+
+impl Mortal {
+    fn new(inner: Arc<dyn SessionStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            dead: AtomicBool::new(false),
+            saves: AtomicU32::new(0),
+        })
+    }
+
+    fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+    }
+
+    fn alive(&self) -> Result<(), StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            Err(StoreError::Timeout {
+                limit: Duration::from_millis(1),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Mortal {
+    async fn acquire(
+        &self,
+        key: &SessionKey,
+        owner: &OwnerId,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.alive()?;
+        self.inner.acquire(key, owner, ttl).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.renew(lease).await
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Saved>, StoreError> {
+        self.alive()?;
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, lease: &Lease, session: &StoredSession) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.save(lease, session).await?;
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.release(lease).await
+    }
+}
+
+/// Which store the test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Memory,
+    File,
+}
+
+/// A store of `kind` on a clock the test moves, and the file store's directory (removed on
+/// drop).
+struct Backing {
+    store: Arc<dyn SessionStore>,
+    clock: ManualClock,
+    dir: Option<PathBuf>,
+}
+
+impl Backing {
+    fn new(kind: Kind) -> Self {
+        let clock = ManualClock::new(1_000_000);
+        match kind {
+            Kind::Memory => Self {
+                store: Arc::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
+                clock,
+                dir: None,
+            },
+            Kind::File => {
+                static NEXT: AtomicU32 = AtomicU32::new(0);
+                let dir = std::env::temp_dir().join(format!(
+                    "agent-glue-persistence-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::SeqCst)
+                ));
+                let store = FileStore::new(&dir)
+                    .unwrap()
+                    .with_clock(Arc::new(clock.clone()));
+                Self {
+                    store: Arc::new(store),
+                    clock,
+                    dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A TEXT session with the weather tool, holding `key` in `store` as `who`.
+async fn open(
+    server: &FakeServer,
+    store: Arc<dyn SessionStore>,
+    who: &str,
+    context: ChatContext,
+) -> (LiveSession, agent_glue::SessionEvents) {
+    LiveSession::builder(endpoint(server), server.config().setup_model())
+        .modality(Modality::Text)
+        .transcription(false)
+        .tools(vec![weather_tool()])
+        .initial_context(context)
+        .store(store, key())
+        .lease_owner(owner(who))
+        .lease_ttl(TTL)
+        .connect()
+        .await
+        .expect("session connects")
+}
+
+/// Session A's conversation: a turn, a tool call answered, a note appended as history and a
+/// turn after it, and (when `trailing`) a last note appended as the session is left, which
+/// no handle can be shown to hold yet.
+async fn converse(session: &LiveSession, events: &mut agent_glue::SessionEvents, trailing: bool) {
+    barrier(session, events, "hello").await;
+    weather_round(session, events, json!({"temperature": 21})).await;
+    session
+        .append_chat_items(vec![Message::user("note-1", "the door is blue").into()])
+        .unwrap();
+    barrier(session, events, "and now?").await;
+    if trailing {
+        session
+            .append_chat_items(vec![Message::user("note-2", "the key is under the mat").into()])
+            .unwrap();
+    }
+    session.settled().await.unwrap();
+}
+
+/// Waits until `store` holds `expected` as the session's context with a handle.
+async fn saved_as(store: &dyn SessionStore, expected: &ChatContext) -> StoredSession {
+    for _ in 0..500 {
+        if let Some(saved) = store.load(&key()).await.unwrap() {
+            if &saved.session.desired == expected && saved.session.handle.is_some() {
+                return saved.session;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the store never held the session's current state");
+}
+
+/// Every event received so far.
+fn drain(events: &mut agent_glue::SessionEvents) -> Vec<SessionEvent> {
+    let mut seen = Vec::new();
+    while let Some(event) = events.try_recv() {
+        seen.push(event);
+    }
+    seen
+}
+
+/// What the server holds once: its context equals `L`, and no entry twice.
+fn l_equals_s_once(server: &FakeServer, session: &LiveSession) {
+    let l = l_entries(&session.chat_ctx());
+    let s = s_entries(server);
+    assert_eq!(s, l, "the server's context is not L");
+    let mut unique = s.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), s.len(), "an entry twice: {s:#?}");
+}
+
+/// Whether any frame of connection `k` carries `text`.
+fn frames_with(server: &FakeServer, k: usize, kind: &str, text: &str) -> usize {
+    server.connections()[k]
+        .frames_of(kind)
+        .filter(|f| f.raw.contains(text))
+        .count()
+}
+
+/// No two sockets of one session at once: the fake refused no resume, saw no overlap.
+fn one_socket_at_a_time(server: &FakeServer) {
+    for id in server.sessions() {
+        assert_eq!(server.session(id).unwrap().overlaps(), 0, "overlapping sockets");
+    }
+    for connection in server.connections() {
+        assert_ne!(
+            connection.closed_with().map(|(code, _)| code),
+            Some(1011),
+            "a connection was refused: {connection:?}"
+        );
+    }
+}
+
+/// How A leaves the session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Leaving {
+    /// `hand_off()`.
+    HandOff,
+    /// Its store dies with it before it is dropped: only the saves made as it ran count.
+    Abandoned,
+}
+
+/// S31 with the same context: B resumes A's server session with no seed.
+async fn restart_same_context(kind: Kind, leaving: Leaving) {
+    let server = server(Family::Gemini25, |c| c).await;
+    let backing = Backing::new(kind);
+    let mortal = Mortal::new(Arc::clone(&backing.store));
+    let (a, mut a_events) = open(&server, mortal.clone(), "worker-a", ChatContext::new()).await;
+    converse(&a, &mut a_events, leaving == Leaving::HandOff).await;
+    let l = a.chat_ctx();
+    match leaving {
+        Leaving::HandOff => {
+            a.hand_off().await.expect("handed off");
+            assert!(matches!(a.send_text("late"), Err(Error::Closed)));
+            assert!(
+                server.inspect(|view| view.open_connections()) == 0,
+                "A's socket is still open after hand_off"
+            );
+            let saved = backing.store.load(&key()).await.unwrap().unwrap();
+            assert_eq!(saved.session.desired, l, "the final state is not A's");
+        }
+        Leaving::Abandoned => {
+            // Saved as it ran, without any final save.
+            saved_as(backing.store.as_ref(), &l).await;
+            let saves = mortal.saves.load(Ordering::SeqCst);
+            assert!(saves >= 2, "{saves} saves while A ran");
+            mortal.kill();
+            drop(a);
+            server
+                .wait_for(WAIT, "A's socket to close", |view| view.open_connections() == 0)
+                .await
+                .unwrap();
+            // A never gave its lease back: B must wait for it to run out.
+            assert!(matches!(
+                backing
+                    .store
+                    .acquire(&key(), &owner("someone"), TTL)
+                    .await,
+                Err(StoreError::Held { .. })
+            ));
+            backing.clock.advance(TTL + Duration::from_millis(1));
+        }
+    }
+    let stored = backing.store.load(&key()).await.unwrap().unwrap().session;
+    let token = stored.handle.as_ref().expect("a handle saved").token.expose().to_owned();
+    let connections = server.connections().len();
+
+    let (b, mut b_events) = open(&server, Arc::clone(&backing.store), "worker-b", l.clone()).await;
+    // B goes on where A stopped. The fake processes a connection's frames in order: once the
+    // answer is back, every frame B sent before it is on record.
+    barrier(&b, &mut b_events, "still there?").await;
+    assert_eq!(server.sessions().len(), 1, "B started another server session");
+    assert_eq!(server.connections().len(), connections + 1);
+    assert_eq!(
+        server.connections()[connections].resumed_from.as_deref(),
+        Some(token.as_str()),
+        "B did not resume from the saved handle"
+    );
+    // No seed: nothing A's handle holds is sent again.
+    assert_eq!(frames_with(&server, connections, "clientContent", "hello"), 0);
+    assert_eq!(frames_with(&server, connections, "clientContent", "the door is blue"), 0);
+    assert_eq!(frames_with(&server, connections, "toolResponse", "temperature"), 0);
+    let l_b = b.chat_ctx();
+    assert!(l_b.starts_with(&l), "B's context does not continue A's");
+    assert_eq!(l_b.len(), l.len() + 2);
+    l_equals_s_once(&server, &b);
+    let s = s_entries(&server);
+    for once in ["user: hello", "user: the door is blue", "model: echo: still there?"] {
+        assert_eq!(s.iter().filter(|e| *e == once).count(), 1, "{once}: {s:#?}");
+    }
+    if leaving == Leaving::HandOff {
+        assert_eq!(
+            s.iter().filter(|e| *e == "user: the key is under the mat").count(),
+            1,
+            "{s:#?}"
+        );
+    }
+    let seen = drain(&mut b_events);
+    assert!(
+        !seen.iter().any(|e| matches!(
+            e,
+            SessionEvent::Divergence { .. }
+                | SessionEvent::Reconnecting { .. }
+                | SessionEvent::InvariantBroken { .. }
+        )),
+        "{seen:#?}"
+    );
+    let tool_calls = server.latest_session().unwrap().tool_calls().len();
+    assert_eq!(tool_calls, 1, "the tool ran again");
+    one_socket_at_a_time(&server);
+    b.close().await.unwrap();
+}
+
+/// S31 with another context: B starts fresh, seeds its own context once, and reports the
+/// saved items it does not carry.
+async fn restart_other_context(kind: Kind) {
+    let server = server(Family::Gemini25, |c| c).await;
+    let backing = Backing::new(kind);
+    let (a, mut a_events) =
+        open(&server, Arc::clone(&backing.store), "worker-a", ChatContext::new()).await;
+    converse(&a, &mut a_events, false).await;
+    let l = a.chat_ctx();
+    a.hand_off().await.expect("handed off");
+    // B's application kept only the conversation up to the tool's answer.
+    let cut = l
+        .iter()
+        .position(|item| matches!(item, Item::Message(m) if m.text() == "the door is blue"))
+        .unwrap();
+    let given = l.prefix(cut);
+    let left_out: Vec<_> = l.ids().skip(cut).cloned().collect();
+    let connections = server.connections().len();
+
+    let (b, mut b_events) =
+        open(&server, Arc::clone(&backing.store), "worker-b", given.clone()).await;
+    // The seed asks for no answer (L ends with one): a barrier shows it was processed.
+    b.send_text("again").unwrap();
+    let seen = until(&mut b_events, "the barrier's answer", |e| {
+        matches!(e, SessionEvent::TurnComplete)
+    })
+    .await;
+    assert_eq!(server.sessions().len(), 2, "B did not start a fresh server session");
+    let fresh = &server.connections()[connections];
+    assert_eq!(fresh.resumed_from, None);
+    let kinds: Vec<_> = fresh.frames.iter().map(|f| (f.kind, f.raw.clone())).collect();
+    // The seed, then the barrier.
+    assert_eq!(fresh.frames_of("clientContent").count(), 2, "{kinds:#?}");
+    assert_eq!(frames_with(&server, connections, "clientContent", "hello"), 1);
+    let mut expected = l_entries(&given);
+    expected.extend(["user: again".to_owned(), "model: echo: again".to_owned()]);
+    assert_eq!(s_entries(&server), expected);
+    let reported: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Divergence { items, why, .. } => Some((items.clone(), *why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [(left_out, DivergenceReason::StoredContextMismatch)],
+        "{seen:#?}"
+    );
+    l_equals_s_once(&server, &b);
+    one_socket_at_a_time(&server);
+    // B saves its own state over A's.
+    b.hand_off().await.unwrap();
+    let saved = backing.store.load(&key()).await.unwrap().unwrap();
+    assert_eq!(saved.session.desired, b.chat_ctx());
+    assert_eq!(saved.epoch.0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_after_hand_off_memory() {
+    restart_same_context(Kind::Memory, Leaving::HandOff).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_after_hand_off_file() {
+    restart_same_context(Kind::File, Leaving::HandOff).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_after_a_dead_process_memory() {
+    restart_same_context(Kind::Memory, Leaving::Abandoned).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_after_a_dead_process_file() {
+    restart_same_context(Kind::File, Leaving::Abandoned).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_and_another_context_memory() {
+    restart_other_context(Kind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_and_another_context_file() {
+    restart_other_context(Kind::File).await;
+}
+
+#[tokio::test]
+async fn hand_off_needs_a_store() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let (session, _events) = LiveSession::builder(endpoint(&server), server.config().setup_model())
+        .modality(Modality::Text)
+        .connect()
+        .await
+        .unwrap();
+    assert!(matches!(session.hand_off().await, Err(Error::Config(_))));
+    // The session is untouched.
+    session.send_text("still open").unwrap();
+    session.close().await.unwrap();
+}
