@@ -118,7 +118,6 @@ impl LiveSessionBuilder {
     }
 }
 
-
 /// What a session with a store shares with [`LiveSession::hand_off`]: whether it owns a
 /// lease, and who waits for the keeper's last word.
 #[derive(Debug, Default)]
@@ -251,18 +250,20 @@ impl Ownership {
             deadline: sent + self.ttl,
             next: sent + self.ttl / 3,
         };
-        let loaded = match tokio::time::timeout_at(held.close_by(), self.store.load(&self.key)).await
-        {
-            Ok(Ok(saved)) => saved.map(|saved| from_stored(saved.session)),
-            Ok(Err(err)) => {
-                let _ = self.store.release(&held.lease).await;
-                return Err(Error::Store(err));
-            }
-            Err(_) => {
-                let _ = self.store.release(&held.lease).await;
-                return Err(Error::Store(session_store::Error::Timeout { limit: self.ttl }));
-            }
-        };
+        let loaded =
+            match tokio::time::timeout_at(held.close_by(), self.store.load(&self.key)).await {
+                Ok(Ok(saved)) => saved.map(|saved| from_stored(saved.session)),
+                Ok(Err(err)) => {
+                    let _ = self.store.release(&held.lease).await;
+                    return Err(Error::Store(err));
+                }
+                Err(_) => {
+                    let _ = self.store.release(&held.lease).await;
+                    return Err(Error::Store(session_store::Error::Timeout {
+                        limit: self.ttl,
+                    }));
+                }
+            };
         Ok((held, loaded))
     }
 }
@@ -417,7 +418,9 @@ impl Held {
 }
 
 /// The save under way, or never.
-async fn in_flight(saving: &mut Option<(PersistMark, Saving)>) -> (PersistMark, Result<(), session_store::Error>) {
+async fn in_flight(
+    saving: &mut Option<(PersistMark, Saving)>,
+) -> (PersistMark, Result<(), session_store::Error>) {
     match saving.as_mut() {
         Some((mark, saving)) => (*mark, saving.await),
         None => std::future::pending().await,

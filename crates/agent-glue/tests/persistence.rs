@@ -111,24 +111,31 @@ impl SessionStore for Mortal {
 enum Kind {
     Memory,
     File,
+    #[cfg(feature = "store-redis")]
+    Redis,
 }
 
-/// A store of `kind` on a clock the test moves, and the file store's directory (removed on
-/// drop).
+/// A store of `kind` (on a clock the test moves, except Redis's), and what it needs while it
+/// lives: the file store's directory (removed on drop), the `redis-server` (killed on drop).
 struct Backing {
     store: Arc<dyn SessionStore>,
-    clock: ManualClock,
+    clock: Option<ManualClock>,
     dir: Option<PathBuf>,
+    #[cfg(feature = "store-redis")]
+    _redis: Option<redis_server::RedisServer>,
 }
 
 impl Backing {
-    fn new(kind: Kind) -> Self {
+    /// The store, or `None` when the test must be skipped (no `redis-server` outside CI).
+    async fn new(kind: Kind) -> Option<Self> {
         let clock = ManualClock::new(1_000_000);
-        match kind {
+        Some(match kind {
             Kind::Memory => Self {
                 store: Arc::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
-                clock,
+                clock: Some(clock),
                 dir: None,
+                #[cfg(feature = "store-redis")]
+                _redis: None,
             },
             Kind::File => {
                 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -142,10 +149,34 @@ impl Backing {
                     .with_clock(Arc::new(clock.clone()));
                 Self {
                     store: Arc::new(store),
-                    clock,
+                    clock: Some(clock),
                     dir: Some(dir),
+                    #[cfg(feature = "store-redis")]
+                    _redis: None,
                 }
             }
+            #[cfg(feature = "store-redis")]
+            Kind::Redis => {
+                let server = redis_server::RedisServer::start()?;
+                let store = session_store::RedisStore::connect(&server.url())
+                    .await
+                    .unwrap();
+                Self {
+                    store: Arc::new(store),
+                    clock: None,
+                    dir: None,
+                    _redis: Some(server),
+                }
+            }
+        })
+    }
+
+    /// Lets a lease taken for [`TTL`] run out: the test's clock moves past it, or (Redis, on
+    /// the server's own clock) the time passes.
+    async fn expire(&self) {
+        match &self.clock {
+            Some(clock) => clock.advance(TTL + Duration::from_millis(1)),
+            None => tokio::time::sleep(TTL + Duration::from_millis(50)).await,
         }
     }
 }
@@ -190,7 +221,9 @@ async fn converse(session: &LiveSession, events: &mut agent_glue::SessionEvents,
     barrier(session, events, "and now?").await;
     if trailing {
         session
-            .append_chat_items(vec![Message::user("note-2", "the key is under the mat").into()])
+            .append_chat_items(vec![
+                Message::user("note-2", "the key is under the mat").into(),
+            ])
             .unwrap();
     }
     session.settled().await.unwrap();
@@ -240,7 +273,11 @@ fn frames_with(server: &FakeServer, k: usize, kind: &str, text: &str) -> usize {
 /// No two sockets of one session at once: the fake refused no resume, saw no overlap.
 fn one_socket_at_a_time(server: &FakeServer) {
     for id in server.sessions() {
-        assert_eq!(server.session(id).unwrap().overlaps(), 0, "overlapping sockets");
+        assert_eq!(
+            server.session(id).unwrap().overlaps(),
+            0,
+            "overlapping sockets"
+        );
     }
     for connection in server.connections() {
         assert_ne!(
@@ -263,7 +300,9 @@ enum Leaving {
 /// S31 with the same context: B resumes A's server session with no seed.
 async fn restart_same_context(kind: Kind, leaving: Leaving) {
     let server = server(Family::Gemini25, |c| c).await;
-    let backing = Backing::new(kind);
+    let Some(backing) = Backing::new(kind).await else {
+        return;
+    };
     let mortal = Mortal::new(Arc::clone(&backing.store));
     let (a, mut a_events) = open(&server, mortal.clone(), "worker-a", ChatContext::new()).await;
     converse(&a, &mut a_events, leaving == Leaving::HandOff).await;
@@ -287,29 +326,38 @@ async fn restart_same_context(kind: Kind, leaving: Leaving) {
             mortal.kill();
             drop(a);
             server
-                .wait_for(WAIT, "A's socket to close", |view| view.open_connections() == 0)
+                .wait_for(WAIT, "A's socket to close", |view| {
+                    view.open_connections() == 0
+                })
                 .await
                 .unwrap();
             // A never gave its lease back: B must wait for it to run out.
             assert!(matches!(
-                backing
-                    .store
-                    .acquire(&key(), &owner("someone"), TTL)
-                    .await,
+                backing.store.acquire(&key(), &owner("someone"), TTL).await,
                 Err(StoreError::Held { .. })
             ));
-            backing.clock.advance(TTL + Duration::from_millis(1));
+            backing.expire().await;
         }
     }
     let stored = backing.store.load(&key()).await.unwrap().unwrap().session;
-    let token = stored.handle.as_ref().expect("a handle saved").token.expose().to_owned();
+    let token = stored
+        .handle
+        .as_ref()
+        .expect("a handle saved")
+        .token
+        .expose()
+        .to_owned();
     let connections = server.connections().len();
 
     let (b, mut b_events) = open(&server, Arc::clone(&backing.store), "worker-b", l.clone()).await;
     // B goes on where A stopped. The fake processes a connection's frames in order: once the
     // answer is back, every frame B sent before it is on record.
     barrier(&b, &mut b_events, "still there?").await;
-    assert_eq!(server.sessions().len(), 1, "B started another server session");
+    assert_eq!(
+        server.sessions().len(),
+        1,
+        "B started another server session"
+    );
     assert_eq!(server.connections().len(), connections + 1);
     assert_eq!(
         server.connections()[connections].resumed_from.as_deref(),
@@ -317,20 +365,35 @@ async fn restart_same_context(kind: Kind, leaving: Leaving) {
         "B did not resume from the saved handle"
     );
     // No seed: nothing A's handle holds is sent again.
-    assert_eq!(frames_with(&server, connections, "clientContent", "hello"), 0);
-    assert_eq!(frames_with(&server, connections, "clientContent", "the door is blue"), 0);
-    assert_eq!(frames_with(&server, connections, "toolResponse", "temperature"), 0);
+    assert_eq!(
+        frames_with(&server, connections, "clientContent", "hello"),
+        0
+    );
+    assert_eq!(
+        frames_with(&server, connections, "clientContent", "the door is blue"),
+        0
+    );
+    assert_eq!(
+        frames_with(&server, connections, "toolResponse", "temperature"),
+        0
+    );
     let l_b = b.chat_ctx();
     assert!(l_b.starts_with(&l), "B's context does not continue A's");
     assert_eq!(l_b.len(), l.len() + 2);
     l_equals_s_once(&server, &b);
     let s = s_entries(&server);
-    for once in ["user: hello", "user: the door is blue", "model: echo: still there?"] {
+    for once in [
+        "user: hello",
+        "user: the door is blue",
+        "model: echo: still there?",
+    ] {
         assert_eq!(s.iter().filter(|e| *e == once).count(), 1, "{once}: {s:#?}");
     }
     if leaving == Leaving::HandOff {
         assert_eq!(
-            s.iter().filter(|e| *e == "user: the key is under the mat").count(),
+            s.iter()
+                .filter(|e| *e == "user: the key is under the mat")
+                .count(),
             1,
             "{s:#?}"
         );
@@ -355,9 +418,16 @@ async fn restart_same_context(kind: Kind, leaving: Leaving) {
 /// saved items it does not carry.
 async fn restart_other_context(kind: Kind) {
     let server = server(Family::Gemini25, |c| c).await;
-    let backing = Backing::new(kind);
-    let (a, mut a_events) =
-        open(&server, Arc::clone(&backing.store), "worker-a", ChatContext::new()).await;
+    let Some(backing) = Backing::new(kind).await else {
+        return;
+    };
+    let (a, mut a_events) = open(
+        &server,
+        Arc::clone(&backing.store),
+        "worker-a",
+        ChatContext::new(),
+    )
+    .await;
     converse(&a, &mut a_events, false).await;
     let l = a.chat_ctx();
     a.hand_off().await.expect("handed off");
@@ -370,21 +440,37 @@ async fn restart_other_context(kind: Kind) {
     let left_out: Vec<_> = l.ids().skip(cut).cloned().collect();
     let connections = server.connections().len();
 
-    let (b, mut b_events) =
-        open(&server, Arc::clone(&backing.store), "worker-b", given.clone()).await;
+    let (b, mut b_events) = open(
+        &server,
+        Arc::clone(&backing.store),
+        "worker-b",
+        given.clone(),
+    )
+    .await;
     // The seed asks for no answer (L ends with one): a barrier shows it was processed.
     b.send_text("again").unwrap();
     let seen = until(&mut b_events, "the barrier's answer", |e| {
         matches!(e, SessionEvent::TurnComplete)
     })
     .await;
-    assert_eq!(server.sessions().len(), 2, "B did not start a fresh server session");
+    assert_eq!(
+        server.sessions().len(),
+        2,
+        "B did not start a fresh server session"
+    );
     let fresh = &server.connections()[connections];
     assert_eq!(fresh.resumed_from, None);
-    let kinds: Vec<_> = fresh.frames.iter().map(|f| (f.kind, f.raw.clone())).collect();
+    let kinds: Vec<_> = fresh
+        .frames
+        .iter()
+        .map(|f| (f.kind, f.raw.clone()))
+        .collect();
     // The seed, then the barrier.
     assert_eq!(fresh.frames_of("clientContent").count(), 2, "{kinds:#?}");
-    assert_eq!(frames_with(&server, connections, "clientContent", "hello"), 1);
+    assert_eq!(
+        frames_with(&server, connections, "clientContent", "hello"),
+        1
+    );
     let mut expected = l_entries(&given);
     expected.extend(["user: again".to_owned(), "model: echo: again".to_owned()]);
     assert_eq!(s_entries(&server), expected);
@@ -451,4 +537,116 @@ async fn hand_off_needs_a_store() {
     // The session is untouched.
     session.send_text("still open").unwrap();
     session.close().await.unwrap();
+}
+
+#[cfg(feature = "store-redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_after_hand_off_redis() {
+    restart_same_context(Kind::Redis, Leaving::HandOff).await;
+}
+
+#[cfg(feature = "store-redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_after_a_dead_process_redis() {
+    restart_same_context(Kind::Redis, Leaving::Abandoned).await;
+}
+
+#[cfg(feature = "store-redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_restart_with_persisted_store_and_another_context_redis() {
+    restart_other_context(Kind::Redis).await;
+}
+
+/// A `redis-server` of this test's own (as session-store's Redis tests run one).
+#[cfg(feature = "store-redis")]
+mod redis_server {
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    /// A `redis-server` child process on a loopback port, killed on drop.
+    pub struct RedisServer {
+        child: Child,
+        port: u16,
+        dir: PathBuf,
+    }
+
+    /// The binary in `SESSION_STORE_REDIS_SERVER`, else `redis-server` on `PATH`.
+    fn binary() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("SESSION_STORE_REDIS_SERVER").filter(|p| !p.is_empty())
+        {
+            return Some(PathBuf::from(path));
+        }
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    }
+
+    fn in_ci() -> bool {
+        std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
+    }
+
+    impl RedisServer {
+        /// A fresh server without persistence, or `None` (skip, said on stderr) when there is
+        /// no binary outside CI.
+        pub fn start() -> Option<RedisServer> {
+            let Some(binary) = binary() else {
+                assert!(
+                    !in_ci(),
+                    "no redis-server: set SESSION_STORE_REDIS_SERVER or run `cargo xtask redis-server`"
+                );
+                eprintln!(
+                    "SKIPPED: no redis-server (run `cargo xtask redis-server` to install it)"
+                );
+                return None;
+            };
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "agent-glue-redis-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).expect("temporary directory");
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new(&binary)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| panic!("could not start {}: {err}", binary.display()));
+            let mut server = RedisServer { child, port, dir };
+            for _ in 0..500 {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(server);
+                }
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    panic!("redis-server on port {port} exited: {status}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("redis-server on port {port} did not listen within 5 s");
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }

@@ -6,8 +6,8 @@
 
 use ctx_model::{ChatContext, Item};
 use resume_policy::{
-    ConnectionId, CoverageTracker, HandleRecord, HandleSerial, Mirror,
-    MirrorVersion, OpId, OpKind, Operation, Outbox, ToolCallStatus, Trigger,
+    ConnectionId, CoverageTracker, HandleRecord, HandleSerial, Mirror, MirrorVersion, OpId, OpKind,
+    Operation, Outbox, ToolCallStatus, Trigger,
 };
 
 use super::SessionCore;
@@ -182,16 +182,13 @@ impl SessionCore {
         // The given context was queued whole, as for a new session: the stored operations
         // replace that (their items are in `L` already, and what the handle holds needs no
         // delivery). The new `setup` carries this process's instructions and tools.
-        let ops = stored
-            .outbox
-            .into_iter()
-            .filter(|op| {
-                op.state.is_live()
-                    && !matches!(
-                        op.kind,
-                        OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. }
-                    )
-            });
+        let ops = stored.outbox.into_iter().filter(|op| {
+            op.state.is_live()
+                && !matches!(
+                    op.kind,
+                    OpKind::InstructionChange { .. } | OpKind::ToolSetChange { .. }
+                )
+        });
         self.ledger.outbox = Outbox::from_operations(ops);
         let answered: std::collections::HashSet<&str> = self
             .ledger
