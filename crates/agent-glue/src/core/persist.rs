@@ -226,3 +226,139 @@ impl SessionCore {
         trigger
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gemini_transport::wire::ServerMessage;
+    use gemini_transport::{CloseInfo, Endpoint, SecretString};
+    use resume_policy::{ConnectionId, DivergenceReason, Millis};
+
+    use super::*;
+    use crate::LiveSessionBuilder;
+    use crate::core::{Action, Command};
+
+    const MODEL: &str = "gemini-2.5-flash-native-audio-preview-12-2025";
+
+    fn builder() -> LiveSessionBuilder {
+        LiveSessionBuilder::new(Endpoint::api_key(SecretString::from("k")), MODEL)
+    }
+
+    fn message(json: &str) -> ServerMessage {
+        ServerMessage::from_json(json.as_bytes()).unwrap()
+    }
+
+    /// The next `Open`: its connection and its `setup` as JSON.
+    fn opened(core: &mut SessionCore) -> (ConnectionId, String) {
+        loop {
+            match core.poll_action() {
+                Some(Action::Open { connection, setup }) => return (connection, setup.to_json()),
+                Some(_) => {}
+                None => panic!("no connection requested"),
+            }
+        }
+    }
+
+    /// A typed turn answered on `connection`, then a resumable handle `token`.
+    fn exchange(core: &mut SessionCore, connection: ConnectionId, text: &str, token: &str) {
+        core.command(Millis(1), Command::Text(text.to_owned()))
+            .unwrap();
+        core.handle_message(
+            Millis(2),
+            connection,
+            message(r#"{"serverContent":{"turnComplete":true}}"#),
+        );
+        let update =
+            format!(r#"{{"sessionResumptionUpdate":{{"newHandle":"{token}","resumable":true}}}}"#);
+        core.handle_message(Millis(3), connection, message(&update));
+    }
+
+    /// A session that went through two connections, its newest handle `h2` on the second.
+    fn saved() -> Persisted {
+        let mut core = builder().into_core(Millis(0), 1).unwrap();
+        let (first, _) = opened(&mut core);
+        core.handle_setup_complete(Millis(0), first);
+        exchange(&mut core, first, "one", "h1");
+        core.handle_closed(
+            Millis(4),
+            first,
+            CloseInfo::abnormal("connection reset", false),
+            None,
+        );
+        let second = loop {
+            if let Some(Action::Open { connection, .. }) = core.poll_action() {
+                break connection;
+            }
+            let at = core.poll_timeout().unwrap();
+            core.handle_timeout(at);
+        };
+        core.handle_setup_complete(Millis(600), second);
+        exchange(&mut core, second, "two", "h2");
+        let mark = core.persist_mark();
+        let state = core.persisted();
+        assert_eq!(
+            core.persist_mark(),
+            mark,
+            "taking the state changes nothing"
+        );
+        core.command(Millis(700), Command::Text("three".to_owned()))
+            .unwrap();
+        assert_ne!(
+            core.persist_mark(),
+            mark,
+            "a queued turn is a change to save"
+        );
+        assert_eq!(state.handle.as_ref().map(|h| h.connection), Some(second));
+        state
+    }
+
+    #[test]
+    fn a_core_given_the_saved_context_resumes_from_the_saved_handle_without_a_seed() {
+        let state = saved();
+        let connection = state.handle.as_ref().unwrap().connection;
+        let mut core = builder()
+            .initial_context(state.desired.clone())
+            .resume_from(state.clone())
+            .into_core(Millis(0), 2)
+            .unwrap();
+        assert_eq!(core.version(), state.version.0, "L's version goes on");
+        let (next, setup) = opened(&mut core);
+        assert!(setup.contains(r#""handle":"h2""#), "{setup}");
+        // Its connections are numbered after every one the saved state names.
+        assert!(next > connection, "{next:?} after {connection:?}");
+        core.handle_setup_complete(Millis(1), next);
+        assert_eq!(core.poll_transmit(), None, "a seed or a replay");
+        assert_eq!(core.chat_ctx(), &state.desired);
+        assert!(
+            !std::iter::from_fn(|| core.poll_event())
+                .any(|e| matches!(e, SessionEvent::Divergence { .. })),
+        );
+    }
+
+    #[test]
+    fn a_core_given_another_context_starts_fresh_and_names_what_it_leaves_behind() {
+        let state = saved();
+        // The application kept the first turn only.
+        let kept = state.desired.prefix(1);
+        let left: Vec<_> = state.desired.ids().skip(1).cloned().collect();
+        assert_eq!(left.len(), 1, "{:?}", state.desired);
+        let mut core = builder()
+            .initial_context(kept.clone())
+            .resume_from(state)
+            .into_core(Millis(0), 2)
+            .unwrap();
+        let reported: Vec<_> = std::iter::from_fn(|| core.poll_event())
+            .filter_map(|e| match e {
+                SessionEvent::Divergence { items, why, .. } => Some((items, why)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reported, [(left, DivergenceReason::StoredContextMismatch)]);
+        let (next, setup) = opened(&mut core);
+        assert!(!setup.contains("handle\":\""), "{setup}");
+        core.handle_setup_complete(Millis(1), next);
+        let seed = core.poll_transmit().expect("a seed").message.to_json();
+        assert!(seed.contains("one") && !seed.contains("two"), "{seed}");
+        assert_eq!(core.poll_transmit(), None, "one seed");
+        assert_eq!(core.chat_ctx(), &kept);
+    }
+}
