@@ -361,20 +361,22 @@ impl Held {
         let mut changed = shared.changed.subscribe();
         let mut saved: Option<PersistMark> = None;
         let mut saving: Option<(PersistMark, Saving)> = None;
+        // The state whose save failed: tried again once it changes, or at the next renewal.
+        let mut failed: Option<PersistMark> = None;
         loop {
             if finished(&shared) {
                 break;
             }
             if saving.is_none() {
                 let mark = shared.lock().conduit.core().persist_mark();
-                if saved != Some(mark) {
+                if saved != Some(mark) && failed != Some(mark) {
                     saving = Some(self.save(&shared));
                 }
             }
             let wake = self.next.min(self.close_by());
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => match self.renew().await {
-                    Renewal::Kept => {}
+                    Renewal::Kept => failed = None,
                     Renewal::Retry(why) => shared.events.push(SessionEvent::Warning(format!(
                         "could not renew the session's lease, retrying: {why}"
                     ))),
@@ -387,15 +389,24 @@ impl Held {
                 (mark, result) = in_flight(&mut saving) => {
                     saving = None;
                     match result {
-                        Ok(()) => saved = Some(mark),
+                        Ok(()) => {
+                            saved = Some(mark);
+                            failed = None;
+                        }
                         Err(err @ session_store::Error::Fenced { .. }) => {
                             lose(&shared, format!("the lease was lost: {err}"), err);
                             return;
                         }
-                        Err(err) => shared.events.push(SessionEvent::Warning(format!(
-                            "could not save the session's state, retrying at the next \
-                             change: {err}"
-                        ))),
+                        Err(err) => {
+                            // Said at most once between two renewals.
+                            if failed.is_none() {
+                                shared.events.push(SessionEvent::Warning(format!(
+                                    "could not save the session's state, retrying at the \
+                                     next change or renewal: {err}"
+                                )));
+                            }
+                            failed = Some(mark);
+                        }
                     }
                 }
             }
