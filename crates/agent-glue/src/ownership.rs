@@ -171,7 +171,8 @@ impl LiveSession {
         }
         // Drained, or as drained as it gets: what is still owed is saved as live operations.
         let _ = tokio::time::timeout(HAND_OFF_DRAIN, self.settled()).await;
-        self.close().await?;
+        // Closed meanwhile (a lost lease among others): the keeper's word says how it ended.
+        let _ = self.close().await;
         match outcome.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(Error::Store(err)),

@@ -640,6 +640,90 @@ async fn failed_saves_are_reported_once_and_retried() {
     session.close().await.unwrap();
 }
 
+/// A worker paused past its lease (its store's clock jumps) finds the session taken over at
+/// its next save: the save is refused, the session closes, and the new owner's state stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_after_the_lease_passed_on_closes_the_session_and_writes_nothing() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let backing = Backing::new(Kind::Memory).await.unwrap();
+    let clock = backing.clock.clone().unwrap();
+    let (a, mut events) = LiveSession::builder(endpoint(&server), server.config().setup_model())
+        .modality(Modality::Text)
+        .transcription(false)
+        .store(Arc::clone(&backing.store), key())
+        .lease_ttl(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    barrier(&a, &mut events, "hello").await;
+    adopted(&server, backing.store.as_ref()).await;
+    // A is paused past its lease; B takes the session over and saves its own state.
+    clock.advance(Duration::from_secs(61));
+    let lease_b = backing
+        .store
+        .acquire(&key(), &owner("worker-b"), TTL)
+        .await
+        .unwrap();
+    let mine = ChatContext::builder()
+        .user("b-1", "B's context")
+        .build()
+        .unwrap();
+    let state_b = StoredSession::new(
+        None,
+        resume_policy::MirrorVersion(1),
+        ChatContext::new(),
+        &resume_policy::Outbox::new(),
+        mine,
+    );
+    backing.store.save(&lease_b, &state_b).await.unwrap();
+    // A wakes up and changes its state: its save is refused, and it closes.
+    let _ = a.send_text("late");
+    let seen = until(&mut events, "A to close", |e| {
+        matches!(e, SessionEvent::Closed { .. })
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, SessionEvent::Warning(w) if w.contains("lease was lost"))),
+        "{seen:#?}"
+    );
+    let saved = backing.store.load(&key()).await.unwrap().unwrap();
+    assert_eq!(saved.session, state_b, "A overwrote B's state");
+    assert_eq!(saved.epoch, lease_b.epoch());
+    // A did not give B's lease back either.
+    backing.store.renew(&lease_b).await.unwrap();
+    server
+        .wait_for(WAIT, "A's socket to close", |view| {
+            view.connections().iter().all(|c| !c.is_open())
+        })
+        .await
+        .unwrap();
+}
+
+/// A saved state the store cannot read fails the connect with the store's error, dials
+/// nothing and gives the lease back.
+#[tokio::test]
+async fn an_unreadable_saved_state_fails_the_connect() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let dir = std::env::temp_dir().join(format!("agent-glue-unreadable-{}", std::process::id()));
+    let store = FileStore::new(&dir).unwrap();
+    std::fs::write(store.session_path(&key()), b"{ not json").unwrap();
+    let store: Arc<dyn SessionStore> = Arc::new(store);
+    let failed = LiveSession::builder(endpoint(&server), server.config().setup_model())
+        .modality(Modality::Text)
+        .store(Arc::clone(&store), key())
+        .connect()
+        .await;
+    assert!(
+        matches!(failed, Err(Error::Store(StoreError::Corrupt { .. }))),
+        "{:?}",
+        failed.map(|_| ())
+    );
+    assert!(server.connections().is_empty(), "dialed anyway");
+    assert!(store.acquire(&key(), &owner("next"), TTL).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn hand_off_needs_a_store() {
     let server = server(Family::Gemini25, |c| c).await;
