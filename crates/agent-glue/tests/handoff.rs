@@ -12,8 +12,10 @@
 //! as soon as the current one is connected, so that it is already polling the lease when the
 //! current one dies. The last one hands off after two more turns.
 //!
-//! Checked at the end: the server's context equals the last saved `L`, every entry once;
-//! no server session ever had two connections open at once, and no resume was refused.
+//! Checked at the end: the server's context equals the last saved `L`, every turn, note, call
+//! and result once; no tool call reached two workers (a call a dead worker had not answered is
+//! reported by the next, not run again); no server session ever had two connections open at
+//! once, and no resume was refused.
 //!
 //! `HANDOFF_KILLS` sets the number of kills (default 3); `HANDOFF_SEED` the random seed
 //! (default drawn and printed). `cargo xtask handoff [--kills N] [--seed S]` runs this test
@@ -241,6 +243,8 @@ struct Worker {
     lines: mpsc::UnboundedReceiver<String>,
     /// Its last lines, for failure messages.
     seen: Vec<String>,
+    /// The tool calls it ran.
+    calls: Vec<String>,
 }
 
 impl Worker {
@@ -275,6 +279,7 @@ impl Worker {
             name,
             lines,
             seen: Vec::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -284,6 +289,9 @@ impl Worker {
             .await
             .unwrap_or_else(|_| panic!("{}: silent for 30 s", self.name));
         if let Some(line) = &line {
+            if let Some(call) = line.strip_prefix("tool call ") {
+                self.calls.push(call.to_owned());
+            }
             if std::env::var_os("HANDOFF_VERBOSE").is_some() {
                 eprintln!("{}: {line}", self.name);
             }
@@ -349,6 +357,7 @@ async fn handoff_across_processes_with_kills() {
 
     let first_more = if kills == 0 { 4 } else { 1_000 };
     let mut current = Worker::start(&url, &dir, "worker-0".to_owned(), first_more);
+    let mut calls: Vec<String> = Vec::new();
     current.until("connected").await;
     for k in 1..=kills {
         // The next worker waits for the lease while the current one runs.
@@ -371,12 +380,22 @@ async fn handoff_across_processes_with_kills() {
         current.child.kill().unwrap();
         current.child.wait().unwrap();
         eprintln!("handoff: killed {} after {last:?}", current.name);
+        // What it printed before it died.
+        while current.line().await.is_some() {}
+        calls.extend(current.calls.drain(..));
         current = next;
         current.until("connected").await;
     }
     current.until("done").await;
     let status = current.child.wait().unwrap();
     assert!(status.success(), "the last worker: {status}");
+    while current.line().await.is_some() {}
+    calls.extend(current.calls.drain(..));
+    // No tool ran twice: a call a dead worker had not answered is not run by the next one.
+    let mut unique = calls.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), calls.len(), "a tool ran twice: {calls:?}");
 
     let store = FileStore::new(&dir).unwrap();
     let saved = store.load(&key()).await.unwrap().expect("saved");
