@@ -382,7 +382,7 @@ async fn handoff_across_processes_with_kills() {
         eprintln!("handoff: killed {} after {last:?}", current.name);
         // What it printed before it died.
         while current.line().await.is_some() {}
-        calls.extend(current.calls.drain(..));
+        calls.append(&mut current.calls);
         current = next;
         current.until("connected").await;
     }
@@ -390,7 +390,7 @@ async fn handoff_across_processes_with_kills() {
     let status = current.child.wait().unwrap();
     assert!(status.success(), "the last worker: {status}");
     while current.line().await.is_some() {}
-    calls.extend(current.calls.drain(..));
+    calls.append(&mut current.calls);
     // No tool ran twice: a call a dead worker had not answered is not run by the next one.
     let mut unique = calls.clone();
     unique.sort();
