@@ -143,18 +143,16 @@ async fn run_worker() -> i32 {
             format!("turn {n}")
         };
         if session.send_text(text).is_err() {
-            say("closed");
-            return 3;
+            return closed(&mut events);
         }
         say(format_args!("turn {n}"));
         if let Err(why) = answer_turn(&session, &mut events, n).await {
             say(why);
-            return 3;
+            return closed(&mut events);
         }
         let note: Item = Message::user(format!("note-{n}"), format!("note {n}")).into();
         if session.append_chat_items(vec![note]).is_err() {
-            say("closed");
-            return 3;
+            return closed(&mut events);
         }
         say(format_args!("note {n}"));
         let chunks = if std::env::var_os("HANDOFF_NO_AUDIO").is_some() {
@@ -165,8 +163,7 @@ async fn run_worker() -> i32 {
         for chunk in 0..chunks {
             // 40 ms of silence: audio flowing, no speech.
             if session.push_audio(vec![0u8; 1280]).is_err() {
-                say("closed");
-                return 3;
+                return closed(&mut events);
             }
             say(format_args!("audio {n}.{chunk}"));
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -182,6 +179,18 @@ async fn run_worker() -> i32 {
             4
         }
     }
+}
+
+/// The session ended under the worker: says what its last events were (a lost lease says
+/// so), and the exit code.
+fn closed(events: &mut SessionEvents) -> i32 {
+    say("closed");
+    while let Some(event) = events.try_recv() {
+        if !matches!(event, SessionEvent::Text(_)) {
+            say(format_args!("event {event:?}"));
+        }
+    }
+    3
 }
 
 /// Reads events until the model's turn is over, answering a tool call on the way (a few
@@ -303,6 +312,32 @@ impl Worker {
         line
     }
 
+    /// Panics unless the worker ended because it lost its lease (a worker slowed down past
+    /// its lease by a loaded machine closes its session on its own, as it must).
+    fn lost_its_lease(&self) {
+        assert!(
+            self.seen.iter().any(|line| line.contains("lease")),
+            "{} ended; its last lines: {:#?}",
+            self.name,
+            self.seen
+        );
+    }
+
+    /// Reads lines until the worker is done (`true`), or ends having lost its lease
+    /// (`false`).
+    async fn finish(&mut self) -> bool {
+        while let Some(line) = self.line().await {
+            if line.starts_with("done") {
+                return true;
+            }
+            if line.starts_with("exit") {
+                self.lost_its_lease();
+                return false;
+            }
+        }
+        panic!("{}: ended before it was done", self.name);
+    }
+
     /// Panics if `line` says the worker ended.
     fn alive(&self, line: &str) {
         assert!(
@@ -367,26 +402,43 @@ async fn handoff_across_processes_with_kills() {
         // call pending, its result sent, a note appended, audio flowing), then 0 to 9 ms.
         let lines = 1 + random.below(40);
         let mut last = String::new();
+        let mut ended = false;
         for _ in 0..lines {
             match current.line().await {
-                Some(line) => {
-                    current.alive(&line);
-                    last = line;
+                Some(line) if line.starts_with("exit") => {
+                    current.lost_its_lease();
+                    ended = true;
+                    break;
                 }
+                Some(line) => last = line,
                 None => panic!("{} ended", current.name),
             }
         }
-        tokio::time::sleep(Duration::from_millis(random.below(10))).await;
-        current.child.kill().unwrap();
+        if ended {
+            eprintln!("handoff: {} lost its lease and stopped", current.name);
+        } else {
+            tokio::time::sleep(Duration::from_millis(random.below(10))).await;
+            current.child.kill().unwrap();
+            eprintln!("handoff: killed {} after {last:?}", current.name);
+        }
         current.child.wait().unwrap();
-        eprintln!("handoff: killed {} after {last:?}", current.name);
         // What it printed before it died.
         while current.line().await.is_some() {}
         calls.append(&mut current.calls);
         current = next;
         current.until("connected").await;
     }
-    current.until("done").await;
+    // The last one hands off (another takes its place if a slow machine cost it its lease).
+    let mut spare = 0;
+    while !current.finish().await {
+        current.child.wait().unwrap();
+        while current.line().await.is_some() {}
+        calls.append(&mut current.calls);
+        spare += 1;
+        assert!(spare <= 3, "the last workers kept losing their lease");
+        current = Worker::start(&url, &dir, format!("worker-{kills}-{spare}"), 2);
+        current.until("connected").await;
+    }
     let status = current.child.wait().unwrap();
     assert!(status.success(), "the last worker: {status}");
     while current.line().await.is_some() {}
