@@ -361,4 +361,39 @@ mod tests {
         assert_eq!(core.poll_transmit(), None, "one seed");
         assert_eq!(core.chat_ctx(), &kept);
     }
+
+    #[test]
+    fn a_saved_session_without_a_handle_is_seeded_from_its_context() {
+        let context = ChatContext::builder()
+            .user("u1", "first question")
+            .model("m1", "first answer")
+            .build()
+            .unwrap();
+        let state = Persisted::new(
+            None,
+            MirrorVersion(3),
+            ChatContext::new(),
+            Vec::new(),
+            context.clone(),
+        );
+        let mut core = builder()
+            .initial_context(context.clone())
+            .resume_from(state)
+            .into_core(Millis(0), 2)
+            .unwrap();
+        assert_eq!(core.version(), 3);
+        let (next, setup) = opened(&mut core);
+        assert!(!setup.contains("handle\":\""), "{setup}");
+        core.handle_setup_complete(Millis(1), next);
+        let seed = core.poll_transmit().expect("a seed").message.to_json();
+        assert!(
+            seed.contains("first question") && seed.contains("first answer"),
+            "{seed}"
+        );
+        assert_eq!(core.poll_transmit(), None, "one seed");
+        assert!(
+            !std::iter::from_fn(|| core.poll_event())
+                .any(|e| matches!(e, SessionEvent::Divergence { .. })),
+        );
+    }
 }
