@@ -50,6 +50,10 @@
 //!
 //! `cargo xtask redis-server` runs step 5 alone and prints `SESSION_STORE_REDIS_SERVER=…`.
 //!
+//! `cargo xtask handoff [--kills N] [--seed S]` runs agent-glue's multi-process hand-off test
+//! (`crates/agent-glue/tests/handoff.rs`) with N worker kills (100 by default; the test suite
+//! of step 6 runs it with 3), printing each kill point and the seed.
+//!
 //! `cargo xtask py-compat` runs step 4 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
@@ -263,9 +267,57 @@ const CI_STEPS: &[Step] = &[
 fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask redis-server | \
-         cargo xtask sim [ARGS] | cargo xtask load [ARGS]"
+         cargo xtask sim [ARGS] | cargo xtask load [ARGS] | \
+         cargo xtask handoff [--kills N] [--seed S]"
     );
     ExitCode::from(2)
+}
+
+/// `cargo xtask handoff [--kills N] [--seed S]`: agent-glue's multi-process hand-off test with
+/// `N` SIGKILLed workers (default 100). A debug build: the run is the leases' waits, not code.
+fn run_handoff(args: &[String]) -> ExitCode {
+    let mut kills = "100".to_owned();
+    let mut seed = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let value = rest.next().filter(|v| v.parse::<u64>().is_ok());
+        match (arg.as_str(), value) {
+            ("--kills", Some(n)) => kills = n.clone(),
+            ("--seed", Some(s)) => seed = Some(s.clone()),
+            _ => {
+                eprintln!("xtask handoff: usage: cargo xtask handoff [--kills N] [--seed S]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "test",
+            "-p",
+            "agent-glue",
+            "--features",
+            "store",
+            "--test",
+            "handoff",
+            "--",
+            "--exact",
+            "handoff_across_processes_with_kills",
+            "--nocapture",
+        ])
+        .env("HANDOFF_KILLS", kills);
+    if let Some(seed) = seed {
+        command.env("HANDOFF_SEED", seed);
+    }
+    match command.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("xtask handoff: could not run cargo: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `cargo xtask sim ARGS`: the simulator in release mode (`--schedules N`, `--seed S`, …; see
@@ -477,6 +529,7 @@ fn main() -> ExitCode {
         Some("py-compat") if args.len() == 1 => run_py_compat(),
         Some("redis-server") if args.len() == 1 => run_redis_server(),
         Some("sim") => run_sim(&args[1..]),
+        Some("handoff") => run_handoff(&args[1..]),
         Some("load") => {
             let workspace = workspace_root();
             load::run(&args[1..], &workspace, &target_dir(&workspace))

@@ -456,6 +456,8 @@ pub struct LiveSessionBuilder {
     pub(crate) capabilities: Option<ModelCapabilities>,
     pub(crate) initial_context: ctx_model::ChatContext,
     pub(crate) jitter_seed: Option<u64>,
+    /// A session another process saved, to take over ([`resume_from`](Self::resume_from)).
+    pub(crate) resume_from: Option<crate::core::Persisted>,
     /// The store and key whose lease the session holds (feature `store`).
     #[cfg(feature = "store")]
     pub(crate) ownership: Option<crate::ownership::Ownership>,
@@ -519,6 +521,7 @@ impl LiveSessionBuilder {
             capabilities: None,
             initial_context: ctx_model::ChatContext::new(),
             jitter_seed: None,
+            resume_from: None,
             #[cfg(feature = "store")]
             ownership: None,
         }
@@ -921,6 +924,21 @@ impl LiveSessionBuilder {
     /// Earlier conversation to seed the first session with (default: empty).
     pub fn initial_context(mut self, context: ctx_model::ChatContext) -> Self {
         self.initial_context = context;
+        self
+    }
+
+    /// Takes over a session another process saved (scenario S31; docs/design.md section 8):
+    /// its newest handle, what the handle holds, the operations not yet delivered and its
+    /// context. When the [`initial_context`](Self::initial_context) equals the saved context,
+    /// the first connection resumes the saved server session without a seed and delivers what
+    /// the handle lacks; otherwise it starts fresh from the initial context, seeded once, and a
+    /// [`SessionEvent::Divergence`](crate::SessionEvent::Divergence) with
+    /// [`StoredContextMismatch`](crate::DivergenceReason::StoredContextMismatch) names the saved
+    /// items it does not hold. With a store (`store`, feature `store`),
+    /// [`connect`](Self::connect) loads the saved state itself; this is for the sans-IO core
+    /// ([`into_core`](Self::into_core)) and stores of the application's own.
+    pub fn resume_from(mut self, saved: crate::conduit::Persisted) -> Self {
+        self.resume_from = Some(saved);
         self
     }
 

@@ -32,11 +32,13 @@ pub enum Error {
     /// status, authentication, quota, the setup timeout, or the policy giving up).
     #[error("the session ended")]
     Session(#[source] crate::SessionError),
-    /// The session's lease could not be taken (feature `store`): another live owner holds its
-    /// key ([`session_store::Error::Held`]), or the store failed (the store's error says
-    /// which).
+    /// The session store refused or failed (feature `store`): on `connect`, another live
+    /// owner holds the key ([`session_store::Error::Held`]) or the saved state could not be
+    /// read; on [`hand_off`](crate::LiveSession::hand_off), the final save or the release
+    /// failed ([`session_store::Error::Fenced`]: another owner holds the session). The
+    /// store's error says which.
     #[cfg(feature = "store")]
-    #[error("could not take the session's lease")]
+    #[error("the session store refused or failed")]
     Store(#[source] session_store::Error),
     /// The session has ended (closed by the application or by a terminal error).
     #[error("the session is closed")]

@@ -160,6 +160,12 @@ impl LiveSession {
         }
     }
 
+    /// The session's shared state.
+    #[cfg(feature = "store")]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn command(&self, command: Command) -> Result<Receipt, Error> {
         self.shared
             .with(|state, now| state.conduit.command(now, command))
@@ -550,7 +556,9 @@ impl LiveSession {
     /// close frame is written, or abandoned when the socket does not take it (a peer that
     /// stopped reading) within a quarter of a second; the closing handshake finishes in the
     /// background, bounded by the close timeout. A second `close()`, like a `close()` after the
-    /// session ended on its own, is [`Error::Closed`] at once.
+    /// session ended on its own, is [`Error::Closed`] at once. With a session store (feature
+    /// `store`), the final state is saved and the lease released in the background once the
+    /// socket is gone; `hand_off` (feature `store`) waits for that and says how it went.
     pub async fn close(&self) -> Result<(), Error> {
         let mut changed = self.shared.changed.subscribe();
         self.command(Command::Close)?;

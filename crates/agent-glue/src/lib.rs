@@ -179,7 +179,7 @@ pub use ctx_model as context;
 /// every Live API message (`transport::wire`).
 pub use gemini_transport as transport;
 #[cfg(feature = "store")]
-pub use ownership::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
+pub use ownership::{DEFAULT_LEASE_TTL, HAND_OFF_DRAIN, MIN_LEASE_TTL};
 /// The planner crate (`resume-policy`): everything a custom [`ResumePolicy`] reads and returns
 /// (`ResumeContext`, `ResumePlan`, `Route`, …).
 pub use resume_policy as policy;

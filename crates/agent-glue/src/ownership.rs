@@ -1,20 +1,42 @@
 //! Owning a persisted session (feature `store`): the session holds the lease of its key in a
-//! [`SessionStore`] while it runs, so that no other worker acts for the same session.
+//! [`SessionStore`] while it runs, so that no other worker acts for the same session, and
+//! keeps in the store what another worker needs to resume it (docs/design.md section 8).
 //!
 //! [`LiveSessionBuilder::store`] names the store and the key. [`connect`] takes the lease
 //! before it dials (another live owner: [`Error::Store`] with
-//! [`session_store::Error::Held`], and nothing is dialed), then a task of the session renews
-//! it every third of its time-to-live, from then on (while `connect` runs too). The owner's deadline is the TTL after it *sent* its
-//! last successful acquire or renew, on its own clock (the store's clock cannot be read): a
-//! renewal refused ([`session_store::Error::Fenced`]: a newer owner holds the session), or
-//! none succeeding by a quarter of the TTL before that deadline (the store unreachable),
-//! closes the session at once, with a [`SessionEvent::Warning`] saying why, so that its
-//! socket is closed before the lease can pass to anyone else (a lease lost while `connect`
-//! runs closes the session as soon as it exists). When the session is closed for any other
-//! reason, or `connect` fails, the task releases the lease.
+//! [`session_store::Error::Held`], and nothing is dialed), then loads what the key's last
+//! owner saved: a saved session whose context equals the
+//! [`initial_context`](LiveSessionBuilder::initial_context) is resumed without a seed, one
+//! with another context is not carried over (the session starts fresh from the initial
+//! context and a [`SessionEvent::Divergence`] names what was left behind; see
+//! [`LiveSessionBuilder::resume_from`]).
 //!
-//! Not yet: saving the session's state into the store, resuming from it, and a hand-off
-//! (issue 18).
+//! A task of the session (the keeper) then renews the lease every third of its
+//! time-to-live, from then on (while `connect` runs too). The owner's deadline is the TTL
+//! after it *sent* its last successful acquire or renew, on its own clock (the store's clock
+//! cannot be read): a renewal or save refused ([`session_store::Error::Fenced`]: a newer
+//! owner holds the session), or no renewal succeeding by a quarter of the TTL before that
+//! deadline (the store unreachable), closes the session at once, with a
+//! [`SessionEvent::Warning`] saying why, so that its socket is closed before the lease can
+//! pass to anyone else (a lease lost while `connect` runs closes the session as soon as it
+//! exists).
+//!
+//! **Saving.** The keeper saves the session's persisted state (the newest adopted handle with
+//! its coverage, the version of `L`, what the handle holds, the live outbox and `L`: a
+//! [`StoredSession`]) whenever it changes in a way a resume depends on (a handle adopted or
+//! gone stale, an operation queued, delivered, superseded or reported, `L` changed), each
+//! write conditional on the lease's fencing epoch. Saves are coalesced: at most one is in
+//! flight, and the next one takes the state as it is then, so the application's calls never
+//! wait on the store. A save that fails for another reason than a lost lease is reported as a
+//! warning and tried again at the next change or renewal.
+//!
+//! **Ending.** When the session ends for any reason but a lost lease (closed, dropped,
+//! [`hand_off`](crate::LiveSession::hand_off), or ended by a failure), the keeper waits until
+//! its socket is gone, saves the final state and releases the lease: break-before-make, so
+//! that the next owner, which can acquire the lease only then, never resumes while this
+//! socket is open. `hand_off` first drains the session (waits, at most [`HAND_OFF_DRAIN`],
+//! until nothing is queued or in flight and the model is not in a turn), and returns once
+//! the lease is released, or with the store's error.
 //!
 //! [`connect`]: LiveSessionBuilder::connect
 //! [`Error::Store`]: crate::Error::Store
@@ -22,13 +44,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_store::{Lease, OwnerId, SessionKey, SessionStore};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use resume_policy::Outbox;
+use session_store::{Lease, OwnerId, SessionKey, SessionStore, StoredSession};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::conduit::Command;
+use crate::conduit::{Command, PersistMark, Persisted};
 use crate::session::Shared;
-use crate::{Error, LiveSessionBuilder, SessionEvent};
+use crate::{Error, LiveSession, LiveSessionBuilder, SessionEvent};
 
 /// The shortest lease a session takes: renewals every third of it, and a close that must be
 /// written (within a quarter of a second) before the last quarter of it runs out.
@@ -37,6 +65,11 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 /// The lease's time-to-live unless [`LiveSessionBuilder::lease_ttl`] says otherwise: what
 /// another worker waits, at most, to take the session over after this one dies.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// The longest [`LiveSession::hand_off`] waits for the session to drain (nothing queued or
+/// in flight, the model not in a turn) before it closes it anyway: what was not delivered is
+/// saved as live operations, which the next owner delivers.
+pub const HAND_OFF_DRAIN: Duration = Duration::from_secs(5);
 
 /// Where the session's lease is held.
 #[derive(Clone, Debug)]
@@ -85,6 +118,91 @@ impl LiveSessionBuilder {
     }
 }
 
+/// What a session with a store shares with [`LiveSession::hand_off`]: whether it owns a
+/// lease, and who waits for the keeper's last word.
+#[derive(Debug, Default)]
+pub(crate) struct HandOff {
+    owned: AtomicBool,
+    waiter: Mutex<Option<oneshot::Sender<Result<(), session_store::Error>>>>,
+}
+
+impl HandOff {
+    /// The keeper's outcome goes to the waiter, if any.
+    fn tell(&self, outcome: Result<(), session_store::Error>) {
+        let waiter = self
+            .waiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(outcome);
+        }
+    }
+}
+
+impl LiveSession {
+    /// Hands the session over to another worker (feature `store`): drains it (waits, at most
+    /// [`HAND_OFF_DRAIN`], until nothing is queued or in flight and the model is not in a
+    /// turn), closes it (its socket is gone before anything else happens), saves its final
+    /// state and releases its lease, then returns. The next owner, built with the same store
+    /// and key and the same context, resumes the server session without a seed.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the session has no [`store`](LiveSessionBuilder::store);
+    /// [`Error::Closed`] when it had already ended (it saved and released on its own);
+    /// [`Error::Store`] when the final save or the release failed (a
+    /// [`Fenced`](session_store::Error::Fenced) lease: another owner holds the session, and
+    /// its state is that owner's).
+    pub async fn hand_off(&self) -> Result<(), Error> {
+        let shared = self.shared();
+        if !shared.hand_off.owned.load(Ordering::Acquire) {
+            return Err(Error::Config(
+                "hand_off needs a session store (LiveSessionBuilder::store)".to_owned(),
+            ));
+        }
+        let (waiter, outcome) = oneshot::channel();
+        *shared
+            .hand_off
+            .waiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(waiter);
+        if shared.lock().conduit.core().closed().is_some() {
+            return Err(Error::Closed);
+        }
+        // Drained, or as drained as it gets: what is still owed is saved as live operations.
+        let _ = tokio::time::timeout(HAND_OFF_DRAIN, self.settled()).await;
+        // Closed meanwhile (a lost lease among others): the keeper's word says how it ended.
+        let _ = self.close().await;
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Error::Store(err)),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+}
+
+/// A session's persisted state in its stored form.
+fn to_stored(state: Persisted) -> StoredSession {
+    StoredSession::new(
+        state.handle,
+        state.version,
+        state.held,
+        &Outbox::from_operations(state.outbox),
+        state.desired,
+    )
+}
+
+/// A stored session as the core takes it back.
+fn from_stored(stored: StoredSession) -> Persisted {
+    Persisted::new(
+        stored.handle,
+        stored.mirror_version,
+        stored.held,
+        stored.outbox,
+        stored.desired,
+    )
+}
+
 /// A lease the session holds, the deadline by which it must have renewed it, and when it
 /// renews next.
 pub(crate) struct Held {
@@ -100,12 +218,16 @@ enum Renewal {
     /// A transient failure: tried again soon, until the deadline.
     Retry(String),
     /// Lost: the session must close.
-    Lost(String),
+    Lost(String, session_store::Error),
 }
 
+/// A save under way.
+type Saving = Pin<Box<dyn Future<Output = Result<(), session_store::Error>> + Send>>;
+
 impl Ownership {
-    /// Takes the lease (before any dial).
-    pub(crate) async fn acquire(&self, random: u64) -> Result<Held, Error> {
+    /// Takes the lease (before any dial) and loads what the key's last owner saved; on a
+    /// failed load the lease is given back.
+    pub(crate) async fn acquire(&self, random: u64) -> Result<(Held, Option<Persisted>), Error> {
         if self.ttl < MIN_LEASE_TTL {
             return Err(Error::Config(format!(
                 "lease_ttl {:?} is below the minimum {MIN_LEASE_TTL:?}",
@@ -123,13 +245,33 @@ impl Ownership {
             .acquire(&self.key, &owner, self.ttl)
             .await
             .map_err(Error::Store)?;
-        Ok(Held {
+        let held = Held {
             store: Arc::clone(&self.store),
             lease,
             deadline: sent + self.ttl,
             next: sent + self.ttl / 3,
-        })
+        };
+        let loaded =
+            match tokio::time::timeout_at(held.close_by(), self.store.load(&self.key)).await {
+                Ok(Ok(saved)) => saved.map(|saved| from_stored(saved.session)),
+                Ok(Err(err)) => {
+                    let _ = self.store.release(&held.lease).await;
+                    return Err(Error::Store(err));
+                }
+                Err(_) => {
+                    let _ = self.store.release(&held.lease).await;
+                    return Err(Error::Store(session_store::Error::Timeout {
+                        limit: self.ttl,
+                    }));
+                }
+            };
+        Ok((held, loaded))
     }
+}
+
+/// Whether the session state has reached its end: closed, and its socket gone.
+fn finished(shared: &Shared) -> bool {
+    shared.lock().conduit.is_finished()
 }
 
 impl Held {
@@ -144,8 +286,14 @@ impl Held {
         let close_by = self.close_by();
         let ttl = self.lease.ttl();
         let sent = Instant::now();
+        let late = || {
+            Renewal::Lost(
+                "the lease could not be renewed in time".to_owned(),
+                session_store::Error::Timeout { limit: ttl },
+            )
+        };
         if sent >= close_by {
-            return Renewal::Lost("the lease could not be renewed in time".to_owned());
+            return late();
         }
         match tokio::time::timeout_at(close_by, self.store.renew(&self.lease)).await {
             Ok(Ok(())) => {
@@ -157,14 +305,38 @@ impl Held {
                 self.next = Instant::now() + ttl / 10;
                 Renewal::Retry(err.to_string())
             }
-            Ok(Err(err)) => Renewal::Lost(format!("the lease was lost: {err}")),
-            Err(_) => Renewal::Lost("the lease could not be renewed in time".to_owned()),
+            Ok(Err(err)) => Renewal::Lost(format!("the lease was lost: {err}"), err),
+            Err(_) => late(),
         }
     }
 
+    /// A save of the session's state now, conditional on the lease (bounded by the time the
+    /// session may still write); returns the state's mark with it.
+    fn save(&self, shared: &Shared) -> (PersistMark, Saving) {
+        let (mark, state) = {
+            let state = shared.lock();
+            let core = state.conduit.core();
+            (core.persist_mark(), core.persisted())
+        };
+        let stored = to_stored(state);
+        let store = Arc::clone(&self.store);
+        let lease = self.lease.clone();
+        let limit = self.close_by();
+        let ttl = self.lease.ttl();
+        let saving = Box::pin(async move {
+            match tokio::time::timeout_at(limit, store.save(&lease, &stored)).await {
+                Ok(result) => result,
+                Err(_) => Err(session_store::Error::Timeout { limit: ttl }),
+            }
+        });
+        (mark, saving)
+    }
+
     /// The session's lease keeper, spawned as soon as the lease is taken: renews it while
-    /// `connect` runs, then while the session runs; closes the session when it is lost;
-    /// releases it when the connect fails (`None`) or the session ends otherwise.
+    /// `connect` runs, then while the session runs, and saves the session's state as it
+    /// changes; closes the session when the lease is lost; releases it when the connect fails
+    /// (`None`), and when the session ends otherwise, once its socket is gone and its final
+    /// state is saved.
     pub(crate) async fn keep(mut self, session: oneshot::Receiver<Option<Arc<Shared>>>) {
         tokio::pin!(session);
         let shared = loop {
@@ -179,51 +351,106 @@ impl Held {
                 },
                 () = tokio::time::sleep_until(wake) => {}
             }
-            if let Renewal::Lost(why) = self.renew().await {
+            if let Renewal::Lost(why, err) = self.renew().await {
                 // Lost while connecting: the session closes the moment it exists.
                 if let Ok(Some(shared)) = session.await {
-                    lose(&shared, why);
+                    lose(&shared, why, err);
                 }
                 return;
             }
         };
         let mut changed = shared.changed.subscribe();
+        let mut saved: Option<PersistMark> = None;
+        let mut saving: Option<(PersistMark, Saving)> = None;
+        // The state whose save failed: tried again once it changes, or at the next renewal.
+        let mut failed: Option<PersistMark> = None;
         loop {
-            let wake = self.next.min(self.close_by());
-            // Wait for the next renewal, or for the session to end.
-            let ended = loop {
-                if shared.lock().conduit.core().closed().is_some() {
-                    break true;
-                }
-                tokio::select! {
-                    () = tokio::time::sleep_until(wake) => break false,
-                    changed = changed.changed() => if changed.is_err() { break true },
-                }
-            };
-            if ended {
-                let _ = self.store.release(&self.lease).await;
-                return;
+            if finished(&shared) {
+                break;
             }
-            match self.renew().await {
-                Renewal::Kept => {}
-                Renewal::Retry(why) => shared.events.push(SessionEvent::Warning(format!(
-                    "could not renew the session's lease, retrying: {why}"
-                ))),
-                Renewal::Lost(why) => {
-                    lose(&shared, why);
-                    return;
+            if saving.is_none() {
+                let mark = shared.lock().conduit.core().persist_mark();
+                if saved != Some(mark) && failed != Some(mark) {
+                    saving = Some(self.save(&shared));
+                }
+            }
+            let wake = self.next.min(self.close_by());
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => match self.renew().await {
+                    Renewal::Kept => failed = None,
+                    Renewal::Retry(why) => shared.events.push(SessionEvent::Warning(format!(
+                        "could not renew the session's lease, retrying: {why}"
+                    ))),
+                    Renewal::Lost(why, err) => {
+                        lose(&shared, why, err);
+                        return;
+                    }
+                },
+                changed = changed.changed() => if changed.is_err() { break },
+                (mark, result) = in_flight(&mut saving) => {
+                    saving = None;
+                    match result {
+                        Ok(()) => {
+                            saved = Some(mark);
+                            failed = None;
+                        }
+                        Err(err @ session_store::Error::Fenced { .. }) => {
+                            lose(&shared, format!("the lease was lost: {err}"), err);
+                            return;
+                        }
+                        Err(err) => {
+                            // Said at most once between two renewals.
+                            if failed.is_none() {
+                                shared.events.push(SessionEvent::Warning(format!(
+                                    "could not save the session's state, retrying at the \
+                                     next change or renewal: {err}"
+                                )));
+                            }
+                            failed = Some(mark);
+                        }
+                    }
                 }
             }
         }
+        // Break before make: the socket is gone; the final state, then the lease.
+        if let Some((_, pending)) = saving.take() {
+            let _ = pending.await;
+        }
+        let (_, last) = self.save(&shared);
+        let outcome = match last.await {
+            Ok(()) => self.store.release(&self.lease).await,
+            Err(err) => {
+                // Still give the lease back if it is ours: the last saved state stands.
+                let _ = self.store.release(&self.lease).await;
+                Err(err)
+            }
+        };
+        shared.hand_off.tell(outcome);
+    }
+}
+
+/// The save under way, or never.
+async fn in_flight(
+    saving: &mut Option<(PersistMark, Saving)>,
+) -> (PersistMark, Result<(), session_store::Error>) {
+    match saving.as_mut() {
+        Some((mark, saving)) => (*mark, saving.await),
+        None => std::future::pending().await,
     }
 }
 
 /// Closes the session: another owner may hold it, or soon will.
-fn lose(shared: &Shared, why: String) {
+fn lose(shared: &Shared, why: String, err: session_store::Error) {
     shared
         .events
         .push(SessionEvent::Warning(format!("closing the session: {why}")));
     shared.with(|state, now| {
         let _ = state.conduit.command(now, Command::Close);
     });
+    shared.hand_off.tell(Err(err));
+}
+
+/// Marks `shared` as owning a lease (before `connect` returns it).
+pub(crate) fn owned(shared: &Shared) {
+    shared.hand_off.owned.store(true, Ordering::Release);
 }

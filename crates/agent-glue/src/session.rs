@@ -203,6 +203,9 @@ pub(crate) struct Shared {
     /// Turns samples in any format into the session's PCM16 (`push_samples`); held across
     /// the push so that concurrent pushes keep their order.
     pub(crate) input: Mutex<InputConverter>,
+    /// The lease's hand-off (feature `store`).
+    #[cfg(feature = "store")]
+    pub(crate) hand_off: crate::ownership::HandOff,
     epoch: Instant,
 }
 
@@ -441,11 +444,19 @@ impl LiveSessionBuilder {
     pub fn into_core(mut self, now: Millis, jitter_seed: u64) -> Result<SessionCore, Error> {
         let (policy, capabilities) = self.resolve()?;
         let initial = std::mem::take(&mut self.initial_context);
+        let stored = self.resume_from.take();
         let config = CoreConfig {
             session: Arc::new(self.config),
             jitter_seed,
         };
-        Ok(SessionCore::new(config, policy, capabilities, initial, now))
+        Ok(SessionCore::new(
+            config,
+            policy,
+            capabilities,
+            initial,
+            stored,
+            now,
+        ))
     }
 
     /// The whole sans-IO session, the [`Conduit`] that owns the core: what [`LiveSession`]
@@ -457,9 +468,10 @@ impl LiveSessionBuilder {
     }
 
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
-    /// is seeded), or with the error that prevented it. With a [`store`](Self::store)
-    /// (feature `store`), it first takes the session's lease, and fails with
-    /// [`Error::Store`] when another live owner holds it.
+    /// is seeded), or with the error that prevented it. With a store (`store`, feature
+    /// `store`), it first takes the session's lease, and fails with `Error::Store` when
+    /// another live owner holds it or the saved state cannot be read; a saved state is taken
+    /// over as [`resume_from`](Self::resume_from) says.
     ///
     /// The future is boxed, a pointer in size: the dial's state (TCP, TLS, the upgrade,
     /// `setup`) takes kilobytes, and a future awaited inline keeps its full size in the
@@ -475,11 +487,15 @@ impl LiveSessionBuilder {
     ) -> Result<(LiveSession, SessionEvents), Error> {
         #[cfg(feature = "store")]
         if let Some(ownership) = self.ownership.take() {
-            let held = ownership.acquire(random_seed()).await?;
+            let (held, saved) = ownership.acquire(random_seed()).await?;
+            if self.resume_from.is_none() {
+                self.resume_from = saved;
+            }
             let (connected, session) = tokio::sync::oneshot::channel();
             let keeper = tokio::spawn(held.keep(session));
             return match self.connect_unowned().await {
                 Ok((shared, events)) => {
+                    crate::ownership::owned(&shared);
                     let _ = connected.send(Some(Arc::clone(&shared)));
                     Ok((LiveSession::new(shared), SessionEvents::new(events)))
                 }
@@ -523,6 +539,8 @@ impl LiveSessionBuilder {
             room: Notify::new(),
             wakeups: AtomicU64::new(0),
             changed: watch::Sender::new(0),
+            #[cfg(feature = "store")]
+            hand_off: crate::ownership::HandOff::default(),
             epoch,
         });
         let mut changed = shared.changed.subscribe();

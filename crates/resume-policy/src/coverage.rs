@@ -859,6 +859,28 @@ impl CoverageTracker {
         self.tool_calls.set_status(call_id, ToolCallStatus::Lost);
     }
 
+    /// A tool call of a session restored from a store (another process, scenario S31), as its
+    /// context shows it: `held` when the restored handle holds the call (a session resumed
+    /// from it knows the call and takes a `toolResponse` for it), and its client-side
+    /// `status` (answered when the context has its result; lost when nobody in this process
+    /// will run it). Call after [`restore`](Self::restore); without a handle, `held` is
+    /// ignored.
+    pub fn on_restored_call(
+        &mut self,
+        call_id: &str,
+        name: &str,
+        held: bool,
+        status: ToolCallStatus,
+    ) {
+        let (connection, known_by) = match &self.handle {
+            Some(handle) => (handle.connection, held.then_some(handle.serial)),
+            None => (ConnectionId(0), None),
+        };
+        self.tool_calls
+            .observe(call_id, name, connection, self.epoch);
+        self.tool_calls.restored(call_id, known_by, status);
+    }
+
     /// Records whether the model waits for `call_id`'s result (a blocking call) or talks on
     /// (non-blocking); returns `false` for an unknown call id.
     pub fn set_tool_blocking(&mut self, call_id: &str, blocking: bool) -> bool {

@@ -374,6 +374,11 @@ pub enum DivergenceReason {
     /// client had sent was not yet known processed: where the server put the turn relative to
     /// that content is not observable. `L` puts it after what was known processed.
     TurnOrderUnknown,
+    /// A process resuming a stored session (scenario S31) was given another context than the
+    /// one stored with the handle: it started a fresh session from its own context, and the
+    /// stored items it does not hold (and the stored operations not yet delivered) are not
+    /// carried over.
+    StoredContextMismatch,
 }
 
 /// Something the plan cannot deliver, reported as an event (never dropped silently).

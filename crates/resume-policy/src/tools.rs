@@ -146,6 +146,21 @@ impl ToolCalls {
         });
     }
 
+    /// A call restored from a store: known to handles from `known_by` on, not in any session
+    /// this process is connected to, with `status`.
+    pub(crate) fn restored(
+        &mut self,
+        call_id: &str,
+        known_by: Option<HandleSerial>,
+        status: ToolCallStatus,
+    ) {
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.known_by = known_by;
+            call.in_session = false;
+            call.status = status;
+        }
+    }
+
     /// A resumable handle arrived on `connection`: it includes every call seen before it there.
     pub(crate) fn on_handle(&mut self, connection: ConnectionId, serial: HandleSerial) {
         for call in self.calls.values_mut() {

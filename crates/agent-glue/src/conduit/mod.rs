@@ -71,7 +71,7 @@ use crate::config::SessionConfig;
 /// makes one alone.
 ///
 /// [`LiveSessionBuilder::into_core`]: crate::LiveSessionBuilder::into_core
-pub use crate::core::{Action, Command, Receipt, SessionCore, Transmit};
+pub use crate::core::{Action, Command, PersistMark, Persisted, Receipt, SessionCore, Transmit};
 use crate::{Error, SessionEvent, TransportCause};
 /// The types in the conduit's and the core's signatures, so that a runtime drives them naming
 /// this crate alone.

@@ -52,6 +52,7 @@ mod edits;
 mod end;
 mod inbound;
 mod outbound;
+mod persist;
 #[cfg(test)]
 mod tests;
 mod turn;
@@ -67,6 +68,7 @@ use resume_policy::{
 };
 
 use self::connect::{Ageing, Link, Pending, Restart, Rotation};
+pub use self::persist::{PersistMark, Persisted};
 use self::turn::ModelTurn;
 use crate::config::SessionConfig;
 use crate::events::SessionEvent;
@@ -276,13 +278,15 @@ impl std::fmt::Debug for SessionCore {
 }
 
 impl SessionCore {
-    /// A core for a session that starts with `initial` as its context; the first connection
-    /// is requested at once (poll [`SessionCore::poll_action`]).
+    /// A core for a session that starts with `initial` as its context, or takes over a
+    /// session another process saved (`stored`: see `persist.rs`); the first connection is
+    /// requested at once (poll [`SessionCore::poll_action`]).
     pub(crate) fn new(
         config: CoreConfig,
         policy: Arc<dyn ResumePolicy>,
         caps: ModelCapabilities,
         initial: ChatContext,
+        stored: Option<Persisted>,
         now: Millis,
     ) -> Self {
         let session = &config.session;
@@ -345,7 +349,11 @@ impl SessionCore {
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
-        core.pending = Some(Pending::new(resume_policy::Trigger::FirstConnect, now));
+        let trigger = match stored {
+            Some(stored) => core.restore(stored),
+            None => resume_policy::Trigger::FirstConnect,
+        };
+        core.pending = Some(Pending::new(trigger, now));
         core.step_pending(now);
         core
     }
