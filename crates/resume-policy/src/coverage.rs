@@ -35,9 +35,10 @@ pub enum MessageKind {
     /// message's reaction (or exactly, in transparent mode).
     Silent,
     /// Realtime audio with no sample loud enough to be speech (the session layer's judgement,
-    /// e.g. a floor far below any voice detector's): counted and matched like
-    /// [`Audio`](Self::Audio), but an `audioStreamEnd` after nothing but such audio ends no
-    /// spoken turn.
+    /// e.g. a floor far below any voice detector's): counted like [`Audio`](Self::Audio),
+    /// but it is no turn: an `audioStreamEnd` after nothing but such audio ends no spoken
+    /// turn, and without transcripts it awaits no reaction of its own (it only extends a run
+    /// of speech it follows).
     QuietAudio,
     /// `audioStreamEnd` (automatic activity detection): speech in progress ends here, if audio
     /// was sent since the last end. With transcripts the spoken turn is placed here (see
@@ -619,6 +620,10 @@ impl CoverageTracker {
         match (pending, self.awaiting.back_mut()) {
             (None, _) => {}
             (Some(Pending::Audio), Some(run)) if run.kind == Pending::Audio => run.last = index,
+            // Quiet audio alone is no turn (no detector hears it): it extends a run speech
+            // opened (the silence that ends it), and opens none, so the next reaction goes to
+            // what was sent after it.
+            (Some(Pending::Audio), _) if kind == MessageKind::QuietAudio && !SEND_ORDER_MUTANT => {}
             (Some(kind), _) => self.awaiting.push_back(Awaiting {
                 first: index,
                 last: index,

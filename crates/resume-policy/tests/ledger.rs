@@ -814,3 +814,25 @@ fn a_large_batch_keeps_order_positions_and_lookups() {
     assert!(!mirror.holds(&"late".into()));
     assert_eq!(mirror.client_position(&"c0".into()), Some(at(1, 1)));
 }
+
+/// Without transcripts, audio too quiet to be speech awaits no reaction: the answer after it
+/// goes to the typed turn sent after it, not to the quiet audio (which put the answer before
+/// its turn in `L`: found by the multi-process hand-off test). Speech after quiet audio opens
+/// the run the next reaction goes to, from its first voiced chunk.
+#[test]
+fn quiet_audio_without_transcripts_awaits_no_reaction() {
+    let mut tracker = CoverageTracker::new(false);
+    tracker
+        .on_connected(ConnectionId(1), ConnectMode::Fresh)
+        .unwrap();
+    tracker.on_sent_many(MessageKind::QuietAudio, 5).unwrap();
+    let two = tracker.on_sent(MessageKind::TurnStart).unwrap();
+    assert_eq!(tracker.on_reaction(ServerReaction::TurnComplete), two.index);
+    let quiet = tracker.on_sent_many(MessageKind::QuietAudio, 5).unwrap();
+    tracker.on_sent_many(MessageKind::Audio, 5).unwrap();
+    assert_eq!(
+        tracker.on_reaction(ServerReaction::TurnComplete),
+        quiet.index.next(),
+        "the first voiced chunk"
+    );
+}

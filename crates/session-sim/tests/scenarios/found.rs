@@ -151,6 +151,12 @@ pub fn scenarios() -> Vec<Scenario> {
             NONE,
         ),
         row(
+            "S59",
+            "quiet audio without transcripts is no turn: the answer to the typed turn after it follows that turn",
+            s59,
+            NONE,
+        ),
+        row(
             "S58",
             "extended thinking: a filler moves before history results too",
             s58,
@@ -242,6 +248,11 @@ fn s56_a_turn_placed_after_a_guess_is_a_guess() {
 #[test]
 fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
     check("S57");
+}
+
+#[test]
+fn s59_quiet_audio_without_transcripts_is_no_turn() {
+    check("S59");
 }
 
 #[test]
@@ -940,4 +951,25 @@ fn s58(policy: PolicyKind) -> Outcome {
         "the filler precedes every result: {all:?}"
     );
     Ok(())
+}
+
+/// S59: a TEXT session without input transcription, with automatic activity detection: a
+/// typed turn answered, a note appended, a tenth of a second of silence pushed (audio too
+/// quiet to be speech), then another typed turn. The silence is no turn, so the answer after
+/// it answers the typed turn and follows it in `L`, as on the server. Found by the
+/// multi-process hand-off test: the tracker awaited a reaction for the silence and credited
+/// the answer to it, before its turn in `L`.
+fn s59(policy: PolicyKind) -> Outcome {
+    use crate::support::{barrier, finish, open};
+    let mut pair = open(Family::Gemini25, policy.arc(), |b| b)?;
+    barrier(&mut pair, "one")?;
+    pair.command(agent_glue::conduit::Command::Append(vec![Item::Message(
+        ctx_model::Message::user("note-1", "a note from the app"),
+    )]))
+    .map_err(|e| e.to_string())?;
+    for _ in 0..5 {
+        pair.push_audio(&[0_u8; 1_280]);
+    }
+    barrier(&mut pair, "two")?;
+    finish(pair)
 }
