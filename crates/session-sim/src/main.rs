@@ -190,6 +190,8 @@ struct Stats {
     faults: BTreeMap<&'static str, u64>,
     /// Schedules performing each interleaving.
     interleavings: [u64; Interleaving::ALL.len()],
+    /// Schedules of each family and with each profile setting.
+    profiles: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -235,6 +237,23 @@ impl Stats {
                 self.interleavings[k] += 1;
             }
         }
+        let p = &schedule.profile;
+        let settings = [
+            (true, p.family.short_name()),
+            (p.vertex, "Vertex"),
+            (p.transparent, "transparent resumption"),
+            (p.audio, "audio"),
+            (p.manual_activity, "manual activity detection"),
+            (p.non_blocking, "non-blocking tools"),
+            (p.age_limit.is_some(), "connection age limit"),
+            (p.compression.is_some(), "context window compression"),
+            (p.handle_lag > 0, "handle lag"),
+        ];
+        for (on, name) in settings {
+            if on {
+                *self.profiles.entry(name).or_default() += 1;
+            }
+        }
     }
 
     fn merge(&mut self, other: Stats) {
@@ -256,6 +275,9 @@ impl Stats {
         }
         for (fault, n) in other.faults {
             *self.faults.entry(fault).or_default() += n;
+        }
+        for (name, n) in other.profiles {
+            *self.profiles.entry(name).or_default() += n;
         }
         for (mine, theirs) in self.interleavings.iter_mut().zip(other.interleavings) {
             *mine += theirs;
@@ -308,6 +330,10 @@ impl Stats {
             for (class, count) in &self.classes {
                 println!("    {class:<28} {count:>7}  {}", self.share(*count));
             }
+        }
+        println!("  profiles (share of schedules):");
+        for (name, count) in &self.profiles {
+            println!("    {name:<28} {}", self.share(*count));
         }
         println!("  faults (share of schedules drawing one):");
         for (fault, count) in &self.faults {
