@@ -85,6 +85,12 @@ pub fn scenarios() -> Vec<Scenario> {
             LEGACY,
         ),
         row(
+            "S39",
+            "microphone audio around an abnormal close: every chunk received once or reported dropped",
+            s39,
+            NONE,
+        ),
+        row(
             "S40",
             "an update derived from an older version: refused as a conflict, nothing removed",
             s40,
@@ -193,6 +199,11 @@ fn s37_resume_with_audio_after_uncertain_sends() {
 #[test]
 fn s38_local_interrupt() {
     check("S38");
+}
+
+#[test]
+fn s39_audio_around_an_abnormal_close() {
+    check("S39");
 }
 
 #[test]
@@ -971,5 +982,64 @@ fn s59(policy: PolicyKind) -> Outcome {
         pair.push_audio(&[0_u8; 1_280]);
     }
     barrier(&mut pair, "two")?;
+    finish(pair)
+}
+
+/// S39: microphone audio around an abnormal close, on the shell's own audio path (the
+/// conduit's buffers and receipts, virtual time): a real-time microphone pushes 2 s of quiet
+/// audio, 20 ms a chunk, and the server drops the connection 0.8 s in. Every byte reaches the
+/// server once or is reported by `AudioDropped` (at most what was written since the last
+/// receipt, about a second), and the drop is repaired. Also over loopback with a real
+/// `LiveSession`: `agent-glue/tests/audio.rs`.
+fn s39(policy: PolicyKind) -> Outcome {
+    use crate::support::{finish, open};
+    /// 20 ms of 16 kHz PCM16.
+    const CHUNK: usize = 640;
+    let pushed = 100;
+    let mut pair = open(Family::Gemini25, policy.arc(), |b| b)?;
+    for n in 0..pushed {
+        if n == 40 {
+            pair.faults().drop_connections();
+        }
+        pair.push_audio(&[1_u8; CHUNK]);
+        pair.run_for(20);
+    }
+    pair.run_for(5_000);
+    let events: Vec<SessionEvent> = pair.events().iter().map(|(_, e)| e.clone()).collect();
+    let dropped: std::time::Duration = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::AudioDropped { duration } => Some(*duration),
+            _ => None,
+        })
+        .sum();
+    ensure!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Reconnected(_))),
+        "the drop was repaired: {events:?}"
+    );
+    let received: usize = pair
+        .server()
+        .connections()
+        .iter()
+        .flat_map(|c| c.frames.iter())
+        .filter_map(|f| match f.decode() {
+            Ok(gemini_transport::wire::ClientMessage::RealtimeInput(
+                gemini_transport::wire::RealtimeInput::Audio(blob),
+            )) => Some(blob.data.len()),
+            _ => None,
+        })
+        .sum();
+    let total = pushed * CHUNK;
+    let reported = (dropped.as_secs_f64() * 32_000.0).round() as usize;
+    ensure!(
+        received + reported >= total && received <= total,
+        "pushed {total} bytes: the server received {received}, {reported} reported dropped"
+    );
+    ensure!(
+        dropped <= std::time::Duration::from_millis(1_100),
+        "only what was written since the last receipt is unconfirmed: {dropped:?}"
+    );
     finish(pair)
 }
