@@ -74,6 +74,17 @@ pub struct Row {
 }
 
 impl Row {
+    /// The cell of `policy`: `pass`, `failed`, or `-` when it did not run.
+    fn cell(&self, policy: PolicyKind, failed: &'static str) -> &'static str {
+        self.results
+            .iter()
+            .find(|(p, _)| *p == policy)
+            .map_or(
+                "-",
+                |(_, outcome)| if outcome.is_ok() { "pass" } else { failed },
+            )
+    }
+
     /// `Ok` when the default passed and every exposed legacy policy failed.
     pub fn verdict(&self) -> Result<(), String> {
         let mut problems = Vec::new();
@@ -132,17 +143,7 @@ pub fn markdown(rows: &[Row]) -> String {
         "| scenario | `DefaultPolicy` | `ReplayAlways` | `SkipReplay` |\n|---|---|---|---|\n",
     );
     for row in rows {
-        let cell = |policy: PolicyKind| {
-            row.results
-                .iter()
-                .find(|(p, _)| *p == policy)
-                .map_or(
-                    "-",
-                    |(_, outcome)| {
-                        if outcome.is_ok() { "pass" } else { "**fail**" }
-                    },
-                )
-        };
+        let cell = |policy| row.cell(policy, "**fail**");
         out.push_str(&format!(
             "| {} {} | {} | {} | {} |\n",
             row.id,
@@ -160,15 +161,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::from("scenario | DefaultPolicy | ReplayAlways | SkipReplay | title\n");
     out.push_str("---|---|---|---|---\n");
     for row in rows {
-        let cell = |policy: PolicyKind| {
-            row.results
-                .iter()
-                .find(|(p, _)| *p == policy)
-                .map_or(
-                    "-",
-                    |(_, outcome)| if outcome.is_ok() { "pass" } else { "FAIL" },
-                )
-        };
+        let cell = |policy| row.cell(policy, "FAIL");
         out.push_str(&format!(
             "{} | {} | {} | {} | {}\n",
             row.id,
