@@ -138,24 +138,7 @@ pub fn read_wav(bytes: &[u8]) -> Result<Wav, WavError> {
 /// A PCM16 WAV file of `pcm` (little-endian samples, interleaved `channels`) at `sample_rate`.
 pub fn write_wav_pcm16(pcm: &[u8], sample_rate: u32, channels: u16) -> Vec<u8> {
     let data_len = u32::try_from(pcm.len()).unwrap_or(u32::MAX - 36) & !1;
-    let block_align = channels.saturating_mul(2);
-    let mut out = Vec::with_capacity(44 + pcm.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16_u32.to_le_bytes());
-    out.extend_from_slice(&1_u16.to_le_bytes());
-    out.extend_from_slice(&channels.to_le_bytes());
-    out.extend_from_slice(&sample_rate.to_le_bytes());
-    out.extend_from_slice(
-        &sample_rate
-            .saturating_mul(u32::from(block_align))
-            .to_le_bytes(),
-    );
-    out.extend_from_slice(&block_align.to_le_bytes());
-    out.extend_from_slice(&16_u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
+    let mut out = wav_header(1, 16, sample_rate, channels, data_len);
     out.extend_from_slice(&pcm[..data_len as usize]);
     out
 }
@@ -163,13 +146,23 @@ pub fn write_wav_pcm16(pcm: &[u8], sample_rate: u32, channels: u16) -> Vec<u8> {
 /// A float WAV file (format 3) of interleaved `samples`: what a 48 kHz stereo recorder writes.
 pub fn write_wav_f32(samples: &[f32], sample_rate: u32, channels: u16) -> Vec<u8> {
     let data_len = u32::try_from(samples.len() * 4).unwrap_or(u32::MAX - 36);
-    let block_align = channels.saturating_mul(4);
-    let mut out = Vec::with_capacity(44 + samples.len() * 4);
+    let mut out = wav_header(3, 32, sample_rate, channels, data_len);
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// The 44-byte header of a WAV file in `format` (1 PCM, 3 float) with `bits` per sample and
+/// `data_len` bytes of samples, with room reserved for them.
+fn wav_header(format: u16, bits: u16, sample_rate: u32, channels: u16, data_len: u32) -> Vec<u8> {
+    let block_align = channels.saturating_mul(bits / 8);
+    let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16_u32.to_le_bytes());
-    out.extend_from_slice(&3_u16.to_le_bytes());
+    out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&channels.to_le_bytes());
     out.extend_from_slice(&sample_rate.to_le_bytes());
     out.extend_from_slice(
@@ -178,12 +171,9 @@ pub fn write_wav_f32(samples: &[f32], sample_rate: u32, channels: u16) -> Vec<u8
             .to_le_bytes(),
     );
     out.extend_from_slice(&block_align.to_le_bytes());
-    out.extend_from_slice(&32_u16.to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
     out
 }
 
