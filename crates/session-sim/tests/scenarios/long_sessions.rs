@@ -241,17 +241,7 @@ fn s47_busy_until_the_max(policy: PolicyKind) -> Outcome {
     pair.send_text(LONG).map_err(err)?;
     first_chunk(&mut pair, "first chunk of the long answer")?;
     let report = reconnected(&mut pair)?;
-    let interrupted = position(&pair, |e| matches!(e, SessionEvent::Interrupted));
-    let reconnecting = position(&pair, |e| matches!(e, SessionEvent::Reconnecting { .. }));
-    ensure(
-        matches!((interrupted, reconnecting), (Some(i), Some(r)) if i < r),
-        || {
-            format!(
-                "the cut turn was not closed as interrupted before rotating: {:?}",
-                summary(&pair)
-            )
-        },
-    )?;
+    cut_before_rotating(&pair)?;
     ensure_eq(
         "reconnects",
         reconnecting_times(&pair),
@@ -271,23 +261,7 @@ fn s47_busy_until_the_max(policy: PolicyKind) -> Outcome {
     ensure(report.gap < Duration::from_secs(1), || {
         format!("gap {:?}", report.gap)
     })?;
-    // The user turn reaches the resumed session once, and the model answers it there.
-    pair.until_server(
-        "the long turn answered on the new connection",
-        20 * MINUTE,
-        |s| {
-            s.inspect(|v| {
-                v.latest_session().is_some_and(|s| {
-                    s.answers()
-                        .iter()
-                        .any(|a| !a.interrupted && a.text == format!("echo: {LONG}"))
-                })
-            })
-        },
-    )
-    .map_err(|e| format!("{e}; S = {:?}", s_entries(pair.server())))?;
-    turn_complete(&mut pair, "answer to the long turn")?;
-    barrier(&mut pair, "three")?;
+    answered_again(&mut pair, LONG, 20 * MINUTE)?;
     // one, the cut answer, its replay, three.
     s47_ends(pair, 4)
 }

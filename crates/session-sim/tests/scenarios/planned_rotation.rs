@@ -186,17 +186,7 @@ fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
     let go_away_at = pair.now();
     pair.faults().go_away(Duration::from_millis(600));
     let report = reconnected(&mut pair)?;
-    let interrupted = position(&pair, |e| matches!(e, SessionEvent::Interrupted));
-    let reconnecting = position(&pair, |e| matches!(e, SessionEvent::Reconnecting { .. }));
-    ensure(
-        matches!((interrupted, reconnecting), (Some(i), Some(r)) if i < r),
-        || {
-            format!(
-                "the cut turn was not closed as interrupted before rotating: {:?}",
-                summary(&pair)
-            )
-        },
-    )?;
+    cut_before_rotating(&pair)?;
     ensure(
         matches!(reasons(&pair).first(), Some(ReconnectReason::GoAway { .. })),
         || format!("reasons: {:?}", reasons(&pair)),
@@ -216,19 +206,7 @@ fn s02_forced_before_time_left(policy: PolicyKind) -> Outcome {
     ensure(report.gap < Duration::from_millis(1_000), || {
         format!("gap {:?}", report.gap)
     })?;
-    // The user turn reaches the resumed session once, and the model answers it there.
-    pair.until_server("the long turn answered on the new connection", 3_000, |s| {
-        s.inspect(|v| {
-            v.latest_session().is_some_and(|s| {
-                s.answers()
-                    .iter()
-                    .any(|a| !a.interrupted && a.text == format!("echo: {LONG}"))
-            })
-        })
-    })
-    .map_err(|e| format!("{e}; S = {:?}", s_entries(pair.server())))?;
-    turn_complete(&mut pair, "answer to the long turn")?;
-    barrier(&mut pair, "three")?;
+    answered_again(&mut pair, LONG, 3_000)?;
     // one, the cut answer, its replay, three.
     s02_ends(pair, 4)
 }

@@ -688,3 +688,39 @@ pub fn appended(pair: &Pair, items: Vec<Item>) -> Result<(ChatContext, u64), Str
 pub fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
+
+/// The turn a rotation cut off was closed as interrupted before the session said it was
+/// reconnecting.
+pub fn cut_before_rotating(pair: &Pair) -> Outcome {
+    let interrupted = position(pair, |e| matches!(e, SessionEvent::Interrupted));
+    let reconnecting = position(pair, |e| matches!(e, SessionEvent::Reconnecting { .. }));
+    if matches!((interrupted, reconnecting), (Some(i), Some(r)) if i < r) {
+        return Ok(());
+    }
+    Err(format!(
+        "the cut turn was not closed as interrupted before rotating: {:?}",
+        summary(pair)
+    ))
+}
+
+/// The user turn `text`, cut off by a rotation, reaches the resumed session once and the model
+/// answers it there in full (within `within` virtual ms); then a barrier turn, "three".
+pub fn answered_again(pair: &mut Pair, text: &str, within: u64) -> Outcome {
+    let answer = format!("echo: {text}");
+    pair.until_server(
+        "the long turn answered on the new connection",
+        within,
+        |s| {
+            s.inspect(|v| {
+                v.latest_session().is_some_and(|s| {
+                    s.answers()
+                        .iter()
+                        .any(|a| !a.interrupted && a.text == answer)
+                })
+            })
+        },
+    )
+    .map_err(|e| format!("{e}; S = {:?}", s_entries(pair.server())))?;
+    turn_complete(pair, "answer to the long turn")?;
+    barrier(pair, "three")
+}
