@@ -84,23 +84,7 @@ async fn a_lost_lease_closes_the_session_and_its_socket() {
         .acquire(&key(), &owner("worker-b"), Duration::from_secs(60))
         .await
         .unwrap();
-    let seen = until(&mut events, "the session to close", |event| {
-        matches!(event, SessionEvent::Closed { .. })
-    })
-    .await;
-    assert!(
-        seen.iter().any(|event| matches!(
-            event,
-            SessionEvent::Warning(text) if text.contains("lease was lost")
-        )),
-        "{seen:#?}"
-    );
-    server
-        .wait_for(WAIT, "the socket to close", |view| {
-            view.open_connections() == 0
-        })
-        .await
-        .unwrap();
+    closed_with_warning(&mut events, &server, "lease was lost").await;
     assert!(matches!(session.generate_reply(None), Err(Error::Closed)));
     // The session did not release B's lease on its way out.
     store.renew(&taken).await.unwrap();
@@ -210,23 +194,7 @@ async fn an_unreachable_store_closes_the_socket_before_the_lease_runs_out() {
             .connect()
             .await
             .unwrap();
-    let seen = until(&mut events, "the session to close", |event| {
-        matches!(event, SessionEvent::Closed { .. })
-    })
-    .await;
-    assert!(
-        seen.iter().any(|event| matches!(
-            event,
-            SessionEvent::Warning(text) if text.contains("could not be renewed in time")
-        )),
-        "{seen:#?}"
-    );
-    server
-        .wait_for(WAIT, "the socket to close", |view| {
-            view.open_connections() == 0
-        })
-        .await
-        .unwrap();
+    closed_with_warning(&mut events, &server, "could not be renewed in time").await;
     // The safety property itself: the socket was gone before the lease could pass on.
     let acquired = store.acquired.lock().unwrap().expect("acquired");
     let ended = server.connections()[0]
@@ -240,4 +208,29 @@ async fn an_unreachable_store_closes_the_socket_before_the_lease_runs_out() {
         "closed {:?} after the acquire, past the {ttl:?} lease",
         ended - acquired
     );
+}
+
+/// The session closes, having warned with a text containing `warning`, and its socket is gone.
+async fn closed_with_warning(
+    events: &mut agent_glue::SessionEvents,
+    server: &gemini_fake::FakeServer,
+    warning: &str,
+) {
+    let seen = until(events, "the session to close", |event| {
+        matches!(event, SessionEvent::Closed { .. })
+    })
+    .await;
+    assert!(
+        seen.iter().any(|event| matches!(
+            event,
+            SessionEvent::Warning(text) if text.contains(warning)
+        )),
+        "{seen:#?}"
+    );
+    server
+        .wait_for(WAIT, "the socket to close", |view| {
+            view.open_connections() == 0
+        })
+        .await
+        .unwrap();
 }
