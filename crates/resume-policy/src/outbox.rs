@@ -346,14 +346,26 @@ impl Outbox {
     /// superseded, those of its divergences reported. Operations no longer live are left as
     /// they are.
     pub fn record_plan(&mut self, plan: &crate::ResumePlan) {
+        if plan.superseded.is_empty() && plan.undeliverable.is_empty() {
+            return;
+        }
+        // One lookup per operation, however many the plan names (linear in both).
+        let superseded: std::collections::HashSet<OpId> =
+            plan.superseded.iter().copied().collect();
+        let mut reported = std::collections::HashMap::new();
+        for d in &plan.undeliverable {
+            for id in &d.ops {
+                reported.entry(*id).or_insert(d.why);
+            }
+        }
         for op in &mut self.ops {
             if !op.state.is_live() {
                 continue;
             }
-            if plan.superseded.contains(&op.id) {
+            if superseded.contains(&op.id) {
                 op.state = DeliveryState::Superseded;
-            } else if let Some(d) = plan.undeliverable.iter().find(|d| d.ops.contains(&op.id)) {
-                op.state = DeliveryState::Reported(d.why);
+            } else if let Some(why) = reported.get(&op.id) {
+                op.state = DeliveryState::Reported(*why);
             }
         }
     }
