@@ -16,6 +16,9 @@
 //!   application's event queue has room (TCP pushes back on the server); it tells the conduit
 //!   when it stops and resumes, and how a connection ended.
 //! - The driver dials, sleeps until the conduit's next deadline, and polls a blocked socket.
+//!   The first dial runs in `connect()`'s own task; the driver is spawned once it is over and
+//!   starts that connection's reader itself, so that no task's start is on the way to
+//!   `connect()` returning.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
