@@ -565,7 +565,6 @@ impl LiveSessionBuilder {
             changed: watch::Sender::new(0),
             epoch,
         });
-        let mut changed = shared.changed.subscribe();
         // The first connection is opened by the caller's task: no hand-off to the driver on
         // the way to the first `setupComplete`. Nobody else holds the session yet, so no close
         // can race this dial.
@@ -606,6 +605,9 @@ impl LiveSessionBuilder {
             dial: None,
         };
         tokio::spawn(driver.run());
+        // Subscribed only when the first dial did not settle it: a subscriber makes every
+        // change notify it.
+        let mut changed: Option<watch::Receiver<u64>> = None;
         loop {
             {
                 let state = shared.lock();
@@ -617,8 +619,15 @@ impl LiveSessionBuilder {
                     return Err(error.clone().map_or(Error::Closed, Error::Session));
                 }
             }
-            if changed.changed().await.is_err() {
-                return Err(Error::Closed);
+            match changed.as_mut() {
+                // A change after this subscription wakes the wait below; one before it is
+                // read by looking again.
+                None => changed = Some(shared.changed.subscribe()),
+                Some(changed) => {
+                    if changed.changed().await.is_err() {
+                        return Err(Error::Closed);
+                    }
+                }
             }
         }
         Ok((shared, events))
