@@ -125,7 +125,9 @@ fn mono_f32<S: Sample>(frame: &[S]) -> f32 {
 /// Turns pushed samples into PCM16 mono at the session's input rate; one per session.
 pub(crate) struct InputConverter {
     rate: u32,
-    stream: Option<Stream>,
+    /// Boxed: a resampler's state is some 400 bytes, which a session that only ever pushes
+    /// PCM16 at its own rate (the usual case) does not carry.
+    stream: Option<Box<Stream>>,
 }
 
 impl std::fmt::Debug for InputConverter {
@@ -193,7 +195,7 @@ impl InputConverter {
             return Ok(out.freeze());
         }
         if self.stream.is_none() {
-            self.stream = Some(Stream::new(format.sample_rate, self.rate)?);
+            self.stream = Some(Box::new(Stream::new(format.sample_rate, self.rate)?));
         }
         if let Some(stream) = self.stream.as_mut() {
             stream

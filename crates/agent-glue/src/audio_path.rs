@@ -68,7 +68,8 @@ impl AudioPath {
     ///
     /// # Errors
     /// [`Error::Full`] with [`AtBound::Refuse`] when the buffer the audio would wait in is at
-    /// its bound (nothing is taken).
+    /// its bound: nothing is taken, and the audio is handed back (for a caller that waits for
+    /// room and tries again, without a reference count per attempt).
     pub(crate) fn push(
         &mut self,
         core: &mut SessionCore,
@@ -76,16 +77,15 @@ impl AudioPath {
         writer_idle: bool,
         at_bound: AtBound,
         out: &mut impl AudioOut,
-    ) -> Result<(), Error> {
+    ) -> Result<(), (Error, Bytes)> {
         let Some(target) = core.audio_target() else {
             // A gap that keeps nothing (`AudioGapPolicy::Drop`) drops and reports, never refuses.
             if self.gap.keeps_audio()
                 && !self.gap.has_room(pcm.len())
                 && at_bound == AtBound::Refuse
             {
-                return Err(Error::Full {
-                    held: self.gap.held(),
-                });
+                let held = self.gap.held();
+                return Err((Error::Full { held }, pcm));
             }
             self.hold_in_gap(pcm, out);
             return Ok(());
@@ -95,9 +95,8 @@ impl AudioPath {
             return Ok(());
         }
         if !self.backlog.has_room(pcm.len()) && at_bound == AtBound::Refuse {
-            return Err(Error::Full {
-                held: self.backlog.held(),
-            });
+            let held = self.backlog.held();
+            return Err((Error::Full { held }, pcm));
         }
         let dropped = self.backlog.push(pcm);
         if !dropped.is_empty() {
@@ -238,13 +237,20 @@ pub(crate) const SPEECH_FLOOR: u16 = 256;
 /// Whether some sample of `pcm` (16-bit little-endian) reaches [`SPEECH_FLOOR`]: audio that
 /// does not cannot be speech, so an `audioStreamEnd` after nothing else ends no spoken turn.
 /// Stops at the first block of 32 samples with a loud one, so speech costs next to nothing;
-/// silence is read once, a block at a time without a branch per sample (so that the compiler
-/// can vectorise it: every quiet chunk of a real-time microphone is read whole).
+/// silence is read once, a block at a time without a branch per sample: each block's lowest
+/// and highest sample (a minimum and a maximum the compiler vectorises even to baseline
+/// SSE2, `pminsw`/`pmaxsw`), then one comparison per block. Every quiet chunk of a real-time
+/// microphone is read whole, so this is on every push.
 pub(crate) fn may_be_speech(pcm: &[u8]) -> bool {
+    // |s| >= SPEECH_FLOOR, for a block: its maximum reaches the floor or its minimum reaches
+    // minus the floor (the floor is at most i16::MAX + 1, so both bounds fit a wider type).
+    let floor = i32::from(SPEECH_FLOOR);
     pcm.chunks(64).any(|block| {
-        block.chunks_exact(2).fold(false, |loud, s| {
-            loud | (i16::from_le_bytes([s[0], s[1]]).unsigned_abs() >= SPEECH_FLOOR)
-        })
+        let (low, high) = block
+            .chunks_exact(2)
+            .map(|s| i16::from_le_bytes([s[0], s[1]]))
+            .fold((i16::MAX, i16::MIN), |(low, high), s| (low.min(s), high.max(s)));
+        i32::from(high) >= floor || i32::from(low) <= -floor
     })
 }
 
@@ -267,5 +273,16 @@ mod tests {
         assert!(may_be_speech(&pcm([0, -300])));
         // An odd trailing byte is not a sample.
         assert!(!may_be_speech(&[0xff]));
+        // The floor itself, either sign, in any block of a chunk.
+        assert!(!may_be_speech(&pcm([255, -255, 0, 1, -1])));
+        assert!(may_be_speech(&pcm([256])));
+        assert!(may_be_speech(&pcm([-256])));
+        assert!(may_be_speech(&pcm([i16::MIN])));
+        assert!(may_be_speech(&pcm([i16::MAX])));
+        let mut late = vec![0i16; 320];
+        late[319] = -256;
+        assert!(may_be_speech(&pcm(late.clone())));
+        late[319] = -255;
+        assert!(!may_be_speech(&pcm(late)));
     }
 }

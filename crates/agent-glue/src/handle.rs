@@ -220,20 +220,23 @@ impl LiveSession {
     /// [`push_audio`](Self::push_audio), waiting for room when the audio buffer is at its
     /// bound (for a source that is not real time, such as a file).
     pub async fn push_audio_wait(&self, pcm: impl IntoPcm) -> Result<(), Error> {
-        let pcm = pcm.into_pcm();
-        // Most pushes find room: they register nothing.
-        match self.push(pcm.clone(), AtBound::Refuse) {
-            Err(Error::Full { .. }) => {}
-            result => return result,
-        }
+        // Most pushes find room: they register nothing. A refused push hands the chunk back,
+        // so no attempt keeps a second reference to it.
+        let mut pcm = match self.push_or_return(pcm.into_pcm(), AtBound::Refuse) {
+            Err((Error::Full { .. }, pcm)) => pcm,
+            result => return result.map_err(|(error, _)| error),
+        };
         loop {
             // Registered before trying again, so that room made in between is not missed.
             let room = self.shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.push(pcm.clone(), AtBound::Refuse) {
-                Err(Error::Full { .. }) => room.await,
-                result => return result,
+            match self.push_or_return(pcm, AtBound::Refuse) {
+                Err((Error::Full { .. }, back)) => {
+                    pcm = back;
+                    room.await;
+                }
+                result => return result.map_err(|(error, _)| error),
             }
         }
     }
@@ -283,10 +286,16 @@ impl LiveSession {
     /// The hot path: the conduit frames the chunk (or keeps it), and what it queued is
     /// written from this thread, without [`Shared::with`]'s bookkeeping for waiters.
     fn push(&self, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
+        self.push_or_return(pcm, at_bound)
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`push`](Self::push), handing the chunk back when it is refused.
+    fn push_or_return(&self, pcm: Bytes, at_bound: AtBound) -> Result<(), (Error, Bytes)> {
         let wake = {
             let now = self.shared.now();
             let mut state = self.shared.lock();
-            state.conduit.push_audio(now, pcm, at_bound)?;
+            state.conduit.push_audio_or_return(now, pcm, at_bound)?;
             state.settle(now)
         };
         if wake {

@@ -16,6 +16,9 @@
 //!   application's event queue has room (TCP pushes back on the server); it tells the conduit
 //!   when it stops and resumes, and how a connection ended.
 //! - The driver dials, sleeps until the conduit's next deadline, and polls a blocked socket.
+//!   The first dial runs in `connect()`'s own task; the driver is spawned once it is over and
+//!   starts that connection's reader itself, so that no task's start is on the way to
+//!   `connect()` returning.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -43,13 +46,20 @@ use crate::{Error, SessionEvent};
 struct Socket {
     id: ConnectionId,
     sender: ConnectionSender,
-    reader: JoinHandle<()>,
+    /// The task reading it, once started.
+    reader: Option<JoinHandle<()>>,
+    /// Its receiving half while no task reads it yet: the first connection, opened by the
+    /// caller of `connect()`, is read by a task the driver starts (so that neither task's
+    /// start is on the way to `connect()` returning).
+    unread: Option<ConnectionReceiver>,
 }
 
 impl Socket {
     /// Stops the reader and drops the socket.
     fn release(self) {
-        self.reader.abort();
+        if let Some(reader) = self.reader {
+            reader.abort();
+        }
     }
 }
 
@@ -310,6 +320,13 @@ impl Driver {
                         Box::pin(async move { (connection, open(endpoint, config, setup).await) });
                     self.dial = Some((connection, dial));
                 }
+                if let Some(socket) = state.socket.as_mut() {
+                    if let Some(receiver) = socket.unread.take() {
+                        // The first connection's reader (spawned under the lock, as any reader).
+                        let shared = Arc::clone(&self.shared);
+                        socket.reader = Some(tokio::spawn(read(shared, socket.id, receiver)));
+                    }
+                }
                 if state.conduit.is_finished() && self.dial.is_none() {
                     if let Some(socket) = state.socket.take() {
                         socket.release();
@@ -337,7 +354,7 @@ impl Driver {
                 }),
                 (connection, opened) = dialing(&mut self.dial) => {
                     self.dial = None;
-                    opened_connection(&self.shared, connection, opened);
+                    opened_connection(&self.shared, connection, opened, StartReader::Now);
                 }
             }
         }
@@ -352,19 +369,40 @@ async fn dialing(dial: &mut Option<(ConnectionId, Dial)>) -> (ConnectionId, Open
     }
 }
 
+/// Who starts the reader task of a connection just opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartReader {
+    /// The driver, which opened it.
+    Now,
+    /// The driver, once it starts: the caller of `connect()` opened it.
+    ByDriver,
+}
+
 /// The dial of `connection` ended: the socket and its reader on success, and the conduit is
 /// told.
-fn opened_connection(shared: &Arc<Shared>, connection: ConnectionId, opened: Opened) {
+fn opened_connection(
+    shared: &Arc<Shared>,
+    connection: ConnectionId,
+    opened: Opened,
+    reader: StartReader,
+) {
     match opened {
         Ok((sender, receiver, complete)) => {
             let reader_shared = Arc::clone(shared);
             shared.with(|state, now| {
                 // Spawned under the lock: its first frame waits for the setup to be recorded.
-                let reader = tokio::spawn(read(reader_shared, connection, receiver));
+                let (reader, unread) = match reader {
+                    StartReader::Now => (
+                        Some(tokio::spawn(read(reader_shared, connection, receiver))),
+                        None,
+                    ),
+                    StartReader::ByDriver => (None, Some(receiver)),
+                };
                 if let Some(old) = state.socket.replace(Socket {
                     id: connection,
                     sender,
                     reader,
+                    unread,
                 }) {
                     old.release();
                 }
@@ -527,7 +565,9 @@ impl LiveSessionBuilder {
                 dial: None,
                 dialing: None,
                 events: Arc::clone(&events),
-                armed: None,
+                // The driver reads the conduit's deadline as it starts: until then no deadline
+                // needs it woken.
+                armed: Some(Millis(0)),
                 rate: config.input_sample_rate,
                 metrics: crate::metrics::SessionMetrics::default(),
             }),
@@ -543,7 +583,6 @@ impl LiveSessionBuilder {
             hand_off: crate::ownership::HandOff::default(),
             epoch,
         });
-        let mut changed = shared.changed.subscribe();
         // The first connection is opened by the caller's task: no hand-off to the driver on
         // the way to the first `setupComplete`. Nobody else holds the session yet, so no close
         // can race this dial.
@@ -557,13 +596,6 @@ impl LiveSessionBuilder {
                 _ => None,
             }
         };
-        // The driver starts now, so that its start (another task, maybe another thread) overlaps
-        // the dial's round trips instead of following them.
-        let driver = Driver {
-            shared: Arc::clone(&shared),
-            dial: None,
-        };
-        tokio::spawn(driver.run());
         if let Some((connection, setup)) = first {
             // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
             let deadline = shared.lock().conduit.poll_timeout();
@@ -573,14 +605,27 @@ impl LiveSessionBuilder {
                 Arc::clone(&shared.config),
                 setup,
             );
+            let by_driver = StartReader::ByDriver;
             match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {
-                    Ok(opened) => opened_connection(&shared, connection, opened),
+                    Ok(opened) => opened_connection(&shared, connection, opened, by_driver),
                     Err(_) => shared.with(|state, now| state.conduit.handle_timeout(now)),
                 },
-                None => opened_connection(&shared, connection, dial.await),
+                None => opened_connection(&shared, connection, dial.await, by_driver),
             }
         }
+        // The driver starts once the first dial is over (nothing else can use the session
+        // before `connect()` returns): it runs once this task yields, arms the timer and starts
+        // the first connection's reader then, none of it on the way to `connect()` returning.
+        // A dial ordered meanwhile (the first one failed) is its first work.
+        let driver = Driver {
+            shared: Arc::clone(&shared),
+            dial: None,
+        };
+        tokio::spawn(driver.run());
+        // Subscribed only when the first dial did not settle it: a subscriber makes every
+        // change notify it.
+        let mut changed: Option<watch::Receiver<u64>> = None;
         loop {
             {
                 let state = shared.lock();
@@ -592,8 +637,15 @@ impl LiveSessionBuilder {
                     return Err(error.clone().map_or(Error::Closed, Error::Session));
                 }
             }
-            if changed.changed().await.is_err() {
-                return Err(Error::Closed);
+            match changed.as_mut() {
+                // A change after this subscription wakes the wait below; one before it is
+                // read by looking again.
+                None => changed = Some(shared.changed.subscribe()),
+                Some(changed) => {
+                    if changed.changed().await.is_err() {
+                        return Err(Error::Closed);
+                    }
+                }
             }
         }
         Ok((shared, events))

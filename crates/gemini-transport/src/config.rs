@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 pub struct ConnectConfig {
     /// Limit for TCP connect, TLS and the WebSocket upgrade together. Default 10 s.
     pub connect_timeout: Duration,
-    /// Limit for waiting for `setupComplete` after sending `setup`. Default 10 s.
+    /// Limit for waiting for `setupComplete` after sending `setup`. Default 10 s;
+    /// `Duration::MAX` waits without a timer (for a caller that bounds the dial itself).
     pub setup_timeout: Duration,
     /// How long [`Connection::close`](crate::Connection::close) waits for the server's close
     /// frame before giving up. Default 1 s.

@@ -150,11 +150,16 @@ impl Connection {
     /// message that came first; a decode error for a frame that did not parse.
     pub async fn setup(&mut self, setup: &ClientMessage) -> Result<ServerMessage, Error> {
         self.sender.send(setup).await?;
-        let reply = tokio::time::timeout(self.setup_timeout, self.receiver.recv())
-            .await
-            .map_err(|_| Error::SetupTimeout {
-                after: self.setup_timeout,
-            })??;
+        let reply = if self.setup_timeout == Duration::MAX {
+            // No timeout (the caller bounds the whole dial itself): no timer is armed.
+            self.receiver.recv().await?
+        } else {
+            tokio::time::timeout(self.setup_timeout, self.receiver.recv())
+                .await
+                .map_err(|_| Error::SetupTimeout {
+                    after: self.setup_timeout,
+                })??
+        };
         if matches!(reply.payload, Some(ServerPayload::SetupComplete(_))) {
             Ok(reply)
         } else {

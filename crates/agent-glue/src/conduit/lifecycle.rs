@@ -34,7 +34,7 @@ impl Conduit {
         }
         while let Some(event) = self.core.poll_event() {
             if matches!(event, SessionEvent::Closed { .. }) {
-                self.closed_event = Some(event);
+                self.closed_event = Some(Box::new(event));
             } else {
                 self.events.push_back(event);
             }
@@ -51,10 +51,11 @@ impl Conduit {
         }
         if self.line.is_none() {
             if let Some(closed) = self.closed_event.take() {
-                self.events.push_back(closed);
+                self.events.push_back(*closed);
                 self.finished = true;
             }
         }
+        self.core_deadline = self.core.poll_timeout();
     }
 
     /// Starts the core's actions in order: a `Close` at once (its close frame queued behind

@@ -325,7 +325,7 @@ impl Line {
             (Some(k), None) => Some(self.last_ping.after(k.interval)),
             (None, _) => None,
         };
-        [write, keepalive, held].into_iter().flatten().min()
+        super::earliest(super::earliest(write, keepalive), held)
     }
 
     /// What the time asks at `now`.

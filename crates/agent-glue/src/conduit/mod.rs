@@ -79,6 +79,15 @@ pub use gemini_transport::wire::{ClientMessage, ServerMessage};
 pub use gemini_transport::{CloseClass, CloseInfo, CloseInitiator};
 pub use resume_policy::{ConnectionId, Millis};
 
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// What the conduit asks of the IO side.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -132,13 +141,19 @@ pub struct Conduit {
     orders: VecDeque<Order>,
     events: VecDeque<SessionEvent>,
     /// The core's `Closed`, held until the last socket is gone (its report comes first).
-    closed_event: Option<SessionEvent>,
+    /// Boxed: held once, at the end, and not carried by every live session.
+    closed_event: Option<Box<SessionEvent>>,
     finished: bool,
     reading_paused: bool,
     timing: Timing,
     bytes_per_second: u64,
     /// How far the audio pushed runs ahead of the clock (a burst's flush may be held).
     producer: Producer,
+    /// The core's next deadline ([`SessionCore::poll_timeout`]) as of the last
+    /// [`drain`](Self::drain): every input that changes the core's timers is followed by one,
+    /// and audio (the only thing that reaches the core without one) changes none, so the
+    /// timeout asked after every push does not walk the core's timers again.
+    core_deadline: Option<Millis>,
     audit: Option<VecDeque<AudioLoss>>,
 }
 
@@ -182,6 +197,7 @@ impl Conduit {
             bytes_per_second: u64::from(config.input_sample_rate).max(1) * 2,
             producer: Producer::default(),
             audit: None,
+            core_deadline: None,
         };
         conduit.drain(now);
         conduit
@@ -220,10 +236,12 @@ impl Conduit {
             .line
             .as_ref()
             .and_then(|l| l.deadline(&self.timing, self.reading_paused));
-        [self.core.poll_timeout(), line, self.dial_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        debug_assert_eq!(
+            self.core_deadline,
+            self.core.poll_timeout(),
+            "the core's timers changed without a drain"
+        );
+        earliest(earliest(self.core_deadline, line), self.dial_deadline)
     }
 
     /// The socket said it cannot take more ([`FrameSink`] returned `Pending`): call
@@ -305,14 +323,28 @@ impl Conduit {
     /// [`Error::Closed`] once the session ended; [`Error::InvalidArgument`] for an odd number of
     /// bytes; [`Error::Full`] with [`AtBound::Refuse`] at the bound (nothing is taken).
     pub fn push_audio(&mut self, now: Millis, pcm: Bytes, at_bound: AtBound) -> Result<(), Error> {
+        self.push_audio_or_return(now, pcm, at_bound)
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`push_audio`](Self::push_audio), handing the audio back with the error when it is
+    /// refused (nothing taken), so that a caller that waits for room tries again with the same
+    /// chunk without keeping a second reference to it for every attempt.
+    pub(crate) fn push_audio_or_return(
+        &mut self,
+        now: Millis,
+        pcm: Bytes,
+        at_bound: AtBound,
+    ) -> Result<(), (Error, Bytes)> {
         if !pcm.len().is_multiple_of(2) {
-            return Err(Error::InvalidArgument(format!(
+            let error = Error::InvalidArgument(format!(
                 "PCM16 audio must have an even number of bytes, got {}",
                 pcm.len()
-            )));
+            ));
+            return Err((error, pcm));
         }
         if self.core.closed().is_some() {
-            return Err(Error::Closed);
+            return Err((Error::Closed, pcm));
         }
         if pcm.is_empty() {
             return Ok(());

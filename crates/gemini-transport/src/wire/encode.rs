@@ -127,7 +127,6 @@ pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) 
 /// The audio frame of [`write_audio_frame`] for `audio/pcm;rate=<sample_rate>`, as a `String`
 /// allocated at its exact length (the mime type needs no escaping; base64 is ASCII).
 pub(crate) fn audio_frame_string(pcm: &[u8], sample_rate: u32) -> String {
-    use std::fmt::Write as _;
     const HEAD: &str = r#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate="#;
     const DATA: &str = r#","data":""#;
     const TAIL: &str = "}}}";
@@ -140,7 +139,17 @@ pub(crate) fn audio_frame_string(pcm: &[u8], sample_rate: u32) -> String {
     };
     let mut out = String::with_capacity(HEAD.len() + digits + 1 + data + TAIL.len());
     out.push_str(HEAD);
-    let _ = write!(out, "{sample_rate}\"");
+    // The rate's digits without the formatting machinery (once per audio frame).
+    let mut rate = [0u8; 10];
+    let mut rest = sample_rate;
+    for at in (0..digits).rev() {
+        rate[at] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+    }
+    for &digit in &rate[..digits] {
+        out.push(char::from(digit));
+    }
+    out.push('"');
     if !pcm.is_empty() {
         out.push_str(DATA);
         STANDARD.encode_string(pcm, &mut out);
