@@ -50,10 +50,13 @@
 //!
 //! `cargo xtask redis-server` runs step 5 alone and prints `SESSION_STORE_REDIS_SERVER=…`.
 //!
-//! `cargo xtask handoff [--kills N] [--seed S]` runs agent-glue's multi-process hand-off test
-//! (`crates/agent-glue/tests/handoff.rs`) with N worker kills (100 by default; the test suite
-//! of step 6 runs it with 3), printing each kill point and the seed.
-//!
+//! `cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]` runs agent-glue's multi-process
+//! hand-off test (`crates/agent-glue/tests/handoff.rs`, `handoff_across_processes_with_kills`)
+//! against a real `redis-server` (step 5 first) with N worker kills (100 by default; the test
+//! suite of step 6 runs it with 3) and the workers' lease TTL (1 s by default), printing each
+//! kill point and the seed, and at the end the takeover times: median and worst, SIGKILL to
+//! the next owner resumed (the test fails if the worst is over the TTL + 1 s).
+
 //! `cargo xtask py-compat` runs step 4 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
@@ -268,7 +271,289 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask redis-server | \
          cargo xtask sim [ARGS] | cargo xtask load [ARGS] | \
-         cargo xtask handoff [--kills N] [--seed S]"
+         cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]"
+    );
+    ExitCode::from(2)
+}
+
+/// `cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]`: agent-glue's multi-process
+/// hand-off test against a real `redis-server` (found or installed as in CI step 5) with `N`
+/// SIGKILLed workers (default 100) and a lease TTL of `SECONDS` (default 1, the minimum);
+/// prints the takeover times (median and worst, SIGKILL to the next owner resumed) at the
+/// end. A debug build: the run is the leases' waits, not code.
+fn run_handoff(args: &[String]) -> ExitCode {
+    const USAGE: &str = "xtask handoff: usage: cargo xtask handoff [--kills N] [--seed S] \
+                         [--ttl SECONDS]";
+    let mut kills = "100".to_owned();
+    let mut seed = None;
+    let mut ttl_ms = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let value = rest.next();
+        let number = value.filter(|v| v.parse::<u64>().is_ok());
+        match (arg.as_str(), number) {
+            ("--kills", Some(n)) => kills = n.clone(),
+            ("--seed", Some(s)) => seed = Some(s.clone()),
+            ("--ttl", _) => match value.and_then(|v| parse_seconds_ms(v)) {
+                Some(ms) => ttl_ms = Some(ms),
+                None => {
+                    eprintln!("{USAGE} (--ttl: seconds, at least 1, e.g. 2 or 1.5)");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "test",
+            "-p",
+            "agent-glue",
+            "--features",
+            "store-redis",
+            "--test",
+            "handoff",
+            "--",
+            "--exact",
+            "handoff_across_processes_with_kills",
+            "--nocapture",
+        ])
+        .env("HANDOFF_KILLS", kills);
+    if let Some(seed) = seed {
+        command.env("HANDOFF_SEED", seed);
+    }
+    if let Some(ms) = ttl_ms {
+        command.env("HANDOFF_TTL_MS", ms.to_string());
+    }
+    match redis_server() {
+        Ok(Some(path)) => {
+            command.env(REDIS_VAR, path);
+        }
+        Ok(None) => {}
+        Err(()) => return ExitCode::FAILURE,
+    }
+    let summary = target_dir(&workspace_root()).join("handoff-summary.txt");
+    let _ = std::fs::remove_file(&summary);
+    command.env("HANDOFF_SUMMARY", &summary);
+    let outcome = match command.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("xtask handoff: could not run cargo: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The figures last, where they are seen.
+    match std::fs::read_to_string(&summary) {
+        Ok(text) => eprint!("xtask {text}"),
+        Err(_) => eprintln!("xtask handoff: the test wrote no summary (it failed or skipped)"),
+    }
+    outcome
+}
+
+/// `"1.5"` seconds as milliseconds; `None` unless a number of at least 1.
+fn parse_seconds_ms(text: &str) -> Option<u64> {
+    let seconds: f64 = text.parse().ok()?;
+    (seconds.is_finite() && (1.0..=3600.0).contains(&seconds))
+        .then(|| (seconds * 1000.0).round() as u64)
+}
+
+/// `cargo xtask sim ARGS` (a mutant of the client's code is a build of its own).
+    Sim(&'static [&'static str]),
+}
+
+struct Step {
+    name: &'static str,
+    action: Action,
+}
+
+const CI_STEPS: &[Step] = &[
+    Step {
+        name: "rustfmt",
+        action: Action::Cargo {
+            args: &["fmt", "--all", "--check"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "clippy",
+        action: Action::Cargo {
+            args: &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "package the libraries",
+        action: Action::Cargo {
+            args: &[
+                "package",
+                "--no-verify",
+                "--allow-dirty",
+                "-p",
+                "ctx-model",
+                "-p",
+                "resume-policy",
+                "-p",
+                "gemini-transport",
+                "-p",
+                "agent-glue",
+                "-p",
+                "session-store",
+                "-p",
+                "gemini-fake",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "python compat env",
+        action: Action::PythonCompat,
+    },
+    Step {
+        name: "redis-server",
+        action: Action::RedisServer,
+    },
+    Step {
+        name: "tests",
+        action: Action::Cargo {
+            args: &["test", "--workspace", "--all-features"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "simulator",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--schedules",
+                "100000",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "simulator: mutant replay-always is caught",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--policy",
+                "replay-always",
+                "--schedules",
+                "1000",
+                "--fixed",
+                "0",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "simulator: mutant skip-replay is caught",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--policy",
+                "skip-replay",
+                "--schedules",
+                "1000",
+                "--fixed",
+                "0",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "simulator: mutant send-order is caught",
+        action: Action::Sim(&[
+            "--mutant",
+            "send-order",
+            "--schedules",
+            "1000",
+            "--fixed",
+            "0",
+        ]),
+    },
+    Step {
+        name: "loopback soak",
+        action: Action::Cargo {
+            args: &[
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "session-sim",
+                "--",
+                "--soak",
+                "--schedules",
+                "500",
+                "--concurrency",
+                "32",
+            ],
+            env: &[],
+        },
+    },
+    Step {
+        name: "docs",
+        action: Action::Cargo {
+            args: &["doc", "--workspace", "--no-deps", "--all-features"],
+            env: &[("RUSTDOCFLAGS", "-D warnings")],
+        },
+    },
+    Step {
+        name: "quickstart example",
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "quickstart"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "custom_policy example",
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "custom_policy"],
+            env: &[],
+        },
+    },
+    Step {
+        name: "tools example",
+        action: Action::Cargo {
+            args: &["run", "--quiet", "--example", "tools"],
+            env: &[],
+        },
+    },
+];
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask redis-server | \
+         cargo xtask sim [ARGS] | cargo xtask load [ARGS] | \
+         cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]"
     );
     ExitCode::from(2)
 }
