@@ -363,248 +363,6 @@ fn parse_seconds_ms(text: &str) -> Option<u64> {
         .then(|| (seconds * 1000.0).round() as u64)
 }
 
-/// `cargo xtask sim ARGS` (a mutant of the client's code is a build of its own).
-    Sim(&'static [&'static str]),
-}
-
-struct Step {
-    name: &'static str,
-    action: Action,
-}
-
-const CI_STEPS: &[Step] = &[
-    Step {
-        name: "rustfmt",
-        action: Action::Cargo {
-            args: &["fmt", "--all", "--check"],
-            env: &[],
-        },
-    },
-    Step {
-        name: "clippy",
-        action: Action::Cargo {
-            args: &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--all-features",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            env: &[],
-        },
-    },
-    Step {
-        name: "package the libraries",
-        action: Action::Cargo {
-            args: &[
-                "package",
-                "--no-verify",
-                "--allow-dirty",
-                "-p",
-                "ctx-model",
-                "-p",
-                "resume-policy",
-                "-p",
-                "gemini-transport",
-                "-p",
-                "agent-glue",
-                "-p",
-                "session-store",
-                "-p",
-                "gemini-fake",
-            ],
-            env: &[],
-        },
-    },
-    Step {
-        name: "python compat env",
-        action: Action::PythonCompat,
-    },
-    Step {
-        name: "redis-server",
-        action: Action::RedisServer,
-    },
-    Step {
-        name: "tests",
-        action: Action::Cargo {
-            args: &["test", "--workspace", "--all-features"],
-            env: &[],
-        },
-    },
-    Step {
-        name: "simulator",
-        action: Action::Cargo {
-            args: &[
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "session-sim",
-                "--",
-                "--schedules",
-                "100000",
-            ],
-            env: &[],
-        },
-    },
-    Step {
-        name: "simulator: mutant replay-always is caught",
-        action: Action::Cargo {
-            args: &[
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "session-sim",
-                "--",
-                "--policy",
-                "replay-always",
-                "--schedules",
-                "1000",
-                "--fixed",
-                "0",
-            ],
-            env: &[],
-        },
-    },
-    Step {
-        name: "simulator: mutant skip-replay is caught",
-        action: Action::Cargo {
-            args: &[
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "session-sim",
-                "--",
-                "--policy",
-                "skip-replay",
-                "--schedules",
-                "1000",
-                "--fixed",
-                "0",
-            ],
-            env: &[],
-        },
-    },
-    Step {
-        name: "simulator: mutant send-order is caught",
-        action: Action::Sim(&[
-            "--mutant",
-            "send-order",
-            "--schedules",
-            "1000",
-            "--fixed",
-            "0",
-        ]),
-    },
-    Step {
-        name: "loopback soak",
-        action: Action::Cargo {
-            args: &[
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "session-sim",
-                "--",
-                "--soak",
-                "--schedules",
-                "500",
-                "--concurrency",
-                "32",
-            ],
-            env: &[],
-        },
-    },
-    Step {
-        name: "docs",
-        action: Action::Cargo {
-            args: &["doc", "--workspace", "--no-deps", "--all-features"],
-            env: &[("RUSTDOCFLAGS", "-D warnings")],
-        },
-    },
-    Step {
-        name: "quickstart example",
-        action: Action::Cargo {
-            args: &["run", "--quiet", "--example", "quickstart"],
-            env: &[],
-        },
-    },
-    Step {
-        name: "custom_policy example",
-        action: Action::Cargo {
-            args: &["run", "--quiet", "--example", "custom_policy"],
-            env: &[],
-        },
-    },
-    Step {
-        name: "tools example",
-        action: Action::Cargo {
-            args: &["run", "--quiet", "--example", "tools"],
-            env: &[],
-        },
-    },
-];
-
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask redis-server | \
-         cargo xtask sim [ARGS] | cargo xtask load [ARGS] | \
-         cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]"
-    );
-    ExitCode::from(2)
-}
-
-/// `cargo xtask handoff [--kills N] [--seed S]`: agent-glue's multi-process hand-off test with
-/// `N` SIGKILLed workers (default 100). A debug build: the run is the leases' waits, not code.
-fn run_handoff(args: &[String]) -> ExitCode {
-    let mut kills = "100".to_owned();
-    let mut seed = None;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let value = rest.next().filter(|v| v.parse::<u64>().is_ok());
-        match (arg.as_str(), value) {
-            ("--kills", Some(n)) => kills = n.clone(),
-            ("--seed", Some(s)) => seed = Some(s.clone()),
-            _ => {
-                eprintln!("xtask handoff: usage: cargo xtask handoff [--kills N] [--seed S]");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command
-        .args([
-            "test",
-            "-p",
-            "agent-glue",
-            "--features",
-            "store",
-            "--test",
-            "handoff",
-            "--",
-            "--exact",
-            "handoff_across_processes_with_kills",
-            "--nocapture",
-        ])
-        .env("HANDOFF_KILLS", kills);
-    if let Some(seed) = seed {
-        command.env("HANDOFF_SEED", seed);
-    }
-    match command.status() {
-        Ok(status) if status.success() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(err) => {
-            eprintln!("xtask handoff: could not run cargo: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// `cargo xtask sim ARGS`: the simulator in release mode (`--schedules N`, `--seed S`, …; see
 /// `crates/session-sim/src/main.rs`).
 fn run_sim(args: &[String]) -> ExitCode {
@@ -820,5 +578,19 @@ fn main() -> ExitCode {
             load::run(&args[1..], &workspace, &target_dir(&workspace))
         }
         _ => usage(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seconds_ms;
+
+    #[test]
+    fn a_ttl_is_whole_or_decimal_seconds_from_one() {
+        assert_eq!(parse_seconds_ms("2"), Some(2_000));
+        assert_eq!(parse_seconds_ms("1.5"), Some(1_500));
+        for bad in ["0.5", "0", "-1", "NaN", "inf", "two", ""] {
+            assert_eq!(parse_seconds_ms(bad), None, "{bad:?}");
+        }
     }
 }
