@@ -42,9 +42,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +56,7 @@ use agent_glue::{ChatContext, Error, Item, LiveSession, Message, SessionEvent, S
 use common::*;
 use gemini_fake::{FakeServer, Family};
 use gemini_transport::wire::Modality;
+use redis_server::RedisServer;
 use serde_json::json;
 use session_store::{
     Error as StoreError, FileStore, OwnerId, RedisStore, SessionKey, SessionStore,
@@ -308,108 +310,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// A `redis-server` child process on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-fn redis_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SESSION_STORE_REDIS_SERVER").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
-}
-
-impl RedisServer {
-    /// A fresh server, or `None` (skip) when there is no binary outside CI.
-    fn start(test: &str) -> Option<RedisServer> {
-        let Some(binary) = redis_binary() else {
-            assert!(
-                !in_ci(),
-                "no redis-server: set SESSION_STORE_REDIS_SERVER or run `cargo xtask redis-server`"
-            );
-            eprintln!(
-                "SKIPPED {test}: no redis-server (run `cargo xtask redis-server` to install it)"
-            );
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!(
-            "agent-glue-handoff-redis-{}-{test}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        // A free port: the kernel picks one, and the server takes it right after.
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| panic!("could not start {}: {err}", binary.display()));
-        let mut server = RedisServer { child, port, dir };
-        for _ in 0..500 {
-            if StdStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("redis-server on port {port} exited: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server on port {port} did not listen within 5 s");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// The lease's remaining time as Redis counts it (`PTTL`), `None` when there is no
-    /// lease; asked over a plain socket of the test's own, not through any worker's path.
-    fn lease_pttl(&self) -> Option<Duration> {
-        let name = format!("gemini-live:{{{}}}:lease", key());
-        let mut socket = StdStream::connect(("127.0.0.1", self.port)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        write!(socket, "*2\r\n$4\r\nPTTL\r\n${}\r\n{name}\r\n", name.len()).unwrap();
-        let mut reply = Vec::new();
-        let mut byte = [0u8; 1];
-        while !reply.ends_with(b"\r\n") {
-            socket.read_exact(&mut byte).unwrap();
-            reply.push(byte[0]);
-        }
-        let reply = String::from_utf8(reply).unwrap();
-        let ms: i64 = reply
-            .trim()
-            .strip_prefix(':')
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("PTTL answered {reply:?}"));
-        u64::try_from(ms).ok().map(Duration::from_millis)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The Redis key of the session's lease (`RedisStore`'s default prefix).
+fn lease_key() -> String {
+    format!("gemini-live:{{{}}}:lease", key())
 }
 
 /// A TCP proxy to a Redis port, which the test can blackhole: from then on every byte it
@@ -493,8 +396,8 @@ enum Backend {
 
 impl Backend {
     /// A Redis server of the test's own, or `None` (skip).
-    fn redis(test: &str) -> Option<Backend> {
-        RedisServer::start(test).map(Backend::Redis)
+    fn redis() -> Option<Backend> {
+        RedisServer::start().map(Backend::Redis)
     }
 
     fn file(test: &str) -> Backend {
@@ -719,7 +622,7 @@ fn ms(d: Duration) -> String {
 /// The checks at the end of every test: the last worker has handed off; the server's context
 /// is the last saved `L`, each entry once; no tool ran twice; no two sockets of a session at
 /// once; no resume refused.
-async fn check_the_end(server: &FakeServer, backend: &Backend, calls: &[String]) {
+async fn check_the_end(server: &FakeServer, backend: &Backend, calls: &[String]) -> String {
     // No tool ran twice: a call a dead worker had not answered is not run by the next one.
     let mut unique = calls.to_vec();
     unique.sort();
@@ -777,12 +680,18 @@ async fn check_the_end(server: &FakeServer, backend: &Backend, calls: &[String])
             "a resume was refused: {connection:?}"
         );
     }
-    eprintln!(
-        "handoff: {} server sessions, {} connections, {} turns",
+    let checked = format!(
+        "checked: the server's context is the last saved L ({} entries, {} turns, each \
+         once), {} tool calls each run once, 0 overlapping sockets, 0 refused resumes ({} \
+         server sessions, {} connections)",
+        s.len(),
+        last_turn(&l),
+        calls.len(),
         server.sessions().len(),
         server.connections().len(),
-        last_turn(&l)
     );
+    eprintln!("handoff: {checked}");
+    checked
 }
 
 /// The kill test on `backend`: `HANDOFF_KILLS` workers killed with SIGKILL at random points,
@@ -835,8 +744,15 @@ async fn kills(backend: Backend) {
         let (_, said) = next.until_one_of(&["waiting", "connected"]).await;
         // Connected at once: the current one has lost its lease already (a slow machine).
         let next_connected = said.starts_with("connected");
-        // What the current one said meanwhile is past: the kill point counts from now.
+        // Then 0 to one TTL more, so that the kill lands anywhere between two of the current
+        // one's renewals (every third of the TTL), not always just after its acquire.
         let mut ended = current.drain_buffered();
+        if !ended && !next_connected {
+            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            tokio::time::sleep(Duration::from_millis(random.below(ms.max(1)))).await;
+        }
+        // What the current one said meanwhile is past: the kill point counts from now.
+        ended |= current.drain_buffered();
         // A random point: after 1 to 40 of the current worker's lines (a turn sent, a tool
         // call pending, its result sent, a note appended, audio flowing), then 0 to 9 ms.
         let lines = 1 + random.below(40);
@@ -873,7 +789,7 @@ async fn kills(backend: Backend) {
         let expiry = match &backend {
             Backend::Redis(redis) => {
                 let asked = Instant::now();
-                redis.lease_pttl().map(|left| asked + left)
+                redis.pttl(&lease_key()).map(|left| asked + left)
             }
             Backend::File(_) => None,
         };
@@ -905,7 +821,7 @@ async fn kills(backend: Backend) {
     let status = current.child.wait().unwrap();
     assert!(status.success(), "the last worker: {status}");
     current.reap(&mut calls).await;
-    check_the_end(&server, &backend, &calls).await;
+    let checked = check_the_end(&server, &backend, &calls).await;
 
     let (median, worst) = median_worst(&mut takeovers);
     let mut summary = format!(
@@ -932,6 +848,7 @@ async fn kills(backend: Backend) {
     if lost > 0 {
         summary.push_str(&format!("; {lost} workers lost their lease on their own"));
     }
+    summary.push_str(&format!("\n{checked}"));
     eprintln!("{summary}");
     if let Ok(path) = std::env::var("HANDOFF_SUMMARY") {
         std::fs::write(path, format!("{summary}\n")).unwrap();
@@ -946,7 +863,7 @@ async fn kills(backend: Backend) {
 
 #[test]
 fn handoff_across_processes_with_kills() {
-    let Some(backend) = Backend::redis("kills") else {
+    let Some(backend) = Backend::redis() else {
         return;
     };
     serial(kills(backend));
@@ -962,7 +879,7 @@ const DRAIN_TTL: Duration = Duration::from_secs(5);
 
 #[test]
 fn drained_owner_hands_off_at_once() {
-    let Some(backend) = Backend::redis("drain") else {
+    let Some(backend) = Backend::redis() else {
         return;
     };
     serial(async move {
@@ -1036,12 +953,12 @@ const PARTITION_TTL: Duration = Duration::from_secs(2);
 
 #[test]
 fn partitioned_owner_closes_before_its_lease_expires() {
-    let Some(backend) = Backend::redis("partition") else {
+    let Some(backend) = Backend::redis() else {
         return;
     };
     serial(async move {
         let redis = backend.redis_server();
-        let proxy = Proxy::start(redis.port).await;
+        let proxy = Proxy::start(redis.port()).await;
         let proxy_url = proxy.url();
         let server = server(Family::Gemini25, |c| c).await;
         let url = server.url();
@@ -1079,7 +996,7 @@ fn partitioned_owner_closes_before_its_lease_expires() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let asked = Instant::now();
         let left = redis
-            .lease_pttl()
+            .pttl(&lease_key())
             .expect("the partitioned worker's lease is live");
         // Redis expires the lease no earlier than this (its clock read it after `asked`).
         let expiry = asked + left;
