@@ -7,7 +7,8 @@
 //! the one the session saved), connects with the store and the key (waiting while another
 //! worker holds the lease, and saying `waiting` once), and runs turns: every third one asks
 //! for a tool, whose result it sends a little later; after each turn it appends a note and
-//! pushes silent audio. After its turns it hands off ([`LiveSession::hand_off`]).
+//! pushes 200 ms of silent audio at real time. After its turns it hands off
+//! ([`LiveSession::hand_off`]).
 //!
 //! - `handoff_across_processes_with_kills` (Redis) and `…_file_store` (a `FileStore`): each
 //!   worker is killed with SIGKILL at a random point (a tool call pending, audio flowing, a
@@ -209,7 +210,9 @@ async fn run_worker() -> i32 {
                 return closed(&mut events);
             }
             say(format_args!("audio {n}.{chunk}"));
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // At the pace of a microphone: a turn every quarter of a second or so, so that
+            // the context grows as a conversation's does, not by thousands of turns a run.
+            tokio::time::sleep(Duration::from_millis(40)).await;
         }
     }
     say("handing off");
@@ -825,10 +828,10 @@ async fn kills(backend: Backend) {
 
     let (median, worst) = median_worst(&mut takeovers);
     let mut summary = format!(
-        "handoff summary: {store_name}, lease TTL {}: {} kills, {} takeovers timed (SIGKILL to \
-         the next owner's setupComplete on the resumed connection): median {}, worst {}",
+        "handoff summary: {store_name}, lease TTL {}: {} workers SIGKILLed, each takeover \
+         timed (SIGKILL to the next owner's setupComplete on the resumed connection): median \
+         {}, worst {}",
         ms(ttl),
-        kills,
         takeovers.len(),
         ms(median),
         ms(worst)
