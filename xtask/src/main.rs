@@ -16,9 +16,10 @@
 //!    network for pip), the step FAILS when `CI` is set (the compatibility claim must be proven
 //!    there) and only warns otherwise, leaving those two tests to skip. A `GEMINI_FAKE_PYTHON`
 //!    already set in the environment is used as it is, and nothing is installed.
-//! 5. `redis-server` for session-store's Redis tests (`xtask/src/redis_server.rs`): found on
-//!    `PATH`, or installed when missing with `apt-get install -y redis-server` (Debian's
-//!    package; the step says so before it installs). Its path is passed to every later step as
+//! 5. `redis-server` for the Redis tests (session-store's, and agent-glue's persistence and
+//!    hand-off tests; `xtask/src/redis_server.rs`): found on `PATH`, or installed when missing
+//!    with `apt-get install -y redis-server` (Debian's package; the step says so before it
+//!    installs). Its path is passed to every later step as
 //!    `SESSION_STORE_REDIS_SERVER`; the tests start their own server from it on a free
 //!    loopback port and kill it at the end. If it cannot be had (no apt-get, the install
 //!    fails), the step FAILS when `CI` is set and only warns otherwise, leaving those tests to
@@ -496,16 +497,14 @@ fn redis_server() -> Result<Option<String>, ()> {
         Ok(path) => Ok(Some(path.to_string_lossy().into_owned())),
         Err(err) if in_ci() => {
             eprintln!("xtask ci: step `redis-server` failed: {err}");
-            eprintln!(
-                "xtask ci: CI must run session-store's Redis tests against a real redis-server"
-            );
+            eprintln!("xtask ci: CI must run the Redis tests against a real redis-server");
             Err(())
         }
         Err(err) => {
             eprintln!("xtask ci: WARNING: {err}");
             eprintln!(
-                "xtask ci: WARNING: going on without it (CI is not set); session-store's \
-                 Redis tests will skip"
+                "xtask ci: WARNING: going on without it (CI is not set); the Redis tests \
+                 will skip"
             );
             Ok(None)
         }
