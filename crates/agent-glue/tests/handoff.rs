@@ -210,8 +210,9 @@ async fn run_worker() -> i32 {
                 return closed(&mut events);
             }
             say(format_args!("audio {n}.{chunk}"));
-            // At the pace of a microphone: a turn every quarter of a second or so, so that
-            // the context grows as a conversation's does, not by thousands of turns a run.
+            // At the pace of a microphone: a turn every quarter of a second or so, not as
+            // fast as the machine goes (the context still grows to hundreds of turns over a
+            // 100-kill run, more with a longer lease: each worker lives longer).
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     }
