@@ -16,9 +16,10 @@
 //!    network for pip), the step FAILS when `CI` is set (the compatibility claim must be proven
 //!    there) and only warns otherwise, leaving those two tests to skip. A `GEMINI_FAKE_PYTHON`
 //!    already set in the environment is used as it is, and nothing is installed.
-//! 5. `redis-server` for session-store's Redis tests (`xtask/src/redis_server.rs`): found on
-//!    `PATH`, or installed when missing with `apt-get install -y redis-server` (Debian's
-//!    package; the step says so before it installs). Its path is passed to every later step as
+//! 5. `redis-server` for the Redis tests (session-store's, and agent-glue's persistence and
+//!    hand-off tests; `xtask/src/redis_server.rs`): found on `PATH`, or installed when missing
+//!    with `apt-get install -y redis-server` (Debian's package; the step says so before it
+//!    installs). Its path is passed to every later step as
 //!    `SESSION_STORE_REDIS_SERVER`; the tests start their own server from it on a free
 //!    loopback port and kill it at the end. If it cannot be had (no apt-get, the install
 //!    fails), the step FAILS when `CI` is set and only warns otherwise, leaving those tests to
@@ -50,10 +51,13 @@
 //!
 //! `cargo xtask redis-server` runs step 5 alone and prints `SESSION_STORE_REDIS_SERVER=…`.
 //!
-//! `cargo xtask handoff [--kills N] [--seed S]` runs agent-glue's multi-process hand-off test
-//! (`crates/agent-glue/tests/handoff.rs`) with N worker kills (100 by default; the test suite
-//! of step 6 runs it with 3), printing each kill point and the seed.
-//!
+//! `cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]` runs agent-glue's multi-process
+//! hand-off test (`crates/agent-glue/tests/handoff.rs`, `handoff_across_processes_with_kills`)
+//! against a real `redis-server` (step 5 first) with N worker kills (100 by default; the test
+//! suite of step 6 runs it with 3) and the workers' lease TTL (1 s by default), printing each
+//! kill point and the seed, and at the end the takeover times: median and worst, SIGKILL to
+//! the next owner resumed (the test fails if the worst is over the TTL + 1 s).
+
 //! `cargo xtask py-compat` runs step 4 alone and prints `GEMINI_FAKE_PYTHON=…`, to export before
 //! `cargo test -p gemini-fake --test python_sdk --test livekit_plugin`.
 
@@ -268,24 +272,38 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask ci | cargo xtask py-compat | cargo xtask redis-server | \
          cargo xtask sim [ARGS] | cargo xtask load [ARGS] | \
-         cargo xtask handoff [--kills N] [--seed S]"
+         cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]"
     );
     ExitCode::from(2)
 }
 
-/// `cargo xtask handoff [--kills N] [--seed S]`: agent-glue's multi-process hand-off test with
-/// `N` SIGKILLed workers (default 100). A debug build: the run is the leases' waits, not code.
+/// `cargo xtask handoff [--kills N] [--seed S] [--ttl SECONDS]`: agent-glue's multi-process
+/// hand-off test against a real `redis-server` (found or installed as in CI step 5) with `N`
+/// SIGKILLed workers (default 100) and a lease TTL of `SECONDS` (default 1, the minimum);
+/// prints the takeover times (median and worst, SIGKILL to the next owner resumed) at the
+/// end. A debug build: the run is the leases' waits, not code.
 fn run_handoff(args: &[String]) -> ExitCode {
+    const USAGE: &str = "xtask handoff: usage: cargo xtask handoff [--kills N] [--seed S] \
+                         [--ttl SECONDS]";
     let mut kills = "100".to_owned();
     let mut seed = None;
+    let mut ttl_ms = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let value = rest.next().filter(|v| v.parse::<u64>().is_ok());
-        match (arg.as_str(), value) {
+        let value = rest.next();
+        let number = value.filter(|v| v.parse::<u64>().is_ok());
+        match (arg.as_str(), number) {
             ("--kills", Some(n)) => kills = n.clone(),
             ("--seed", Some(s)) => seed = Some(s.clone()),
+            ("--ttl", _) => match value.and_then(|v| parse_seconds_ms(v)) {
+                Some(ms) => ttl_ms = Some(ms),
+                None => {
+                    eprintln!("{USAGE} (--ttl: seconds, at least 1, e.g. 2 or 1.5)");
+                    return ExitCode::from(2);
+                }
+            },
             _ => {
-                eprintln!("xtask handoff: usage: cargo xtask handoff [--kills N] [--seed S]");
+                eprintln!("{USAGE}");
                 return ExitCode::from(2);
             }
         }
@@ -298,7 +316,7 @@ fn run_handoff(args: &[String]) -> ExitCode {
             "-p",
             "agent-glue",
             "--features",
-            "store",
+            "store-redis",
             "--test",
             "handoff",
             "--",
@@ -310,14 +328,40 @@ fn run_handoff(args: &[String]) -> ExitCode {
     if let Some(seed) = seed {
         command.env("HANDOFF_SEED", seed);
     }
-    match command.status() {
+    if let Some(ms) = ttl_ms {
+        command.env("HANDOFF_TTL_MS", ms.to_string());
+    }
+    match redis_server() {
+        Ok(Some(path)) => {
+            command.env(REDIS_VAR, path);
+        }
+        Ok(None) => {}
+        Err(()) => return ExitCode::FAILURE,
+    }
+    let summary = target_dir(&workspace_root()).join("handoff-summary.txt");
+    let _ = std::fs::remove_file(&summary);
+    command.env("HANDOFF_SUMMARY", &summary);
+    let outcome = match command.status() {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("xtask handoff: could not run cargo: {err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    // The figures last, where they are seen.
+    match std::fs::read_to_string(&summary) {
+        Ok(text) => eprint!("xtask {text}"),
+        Err(_) => eprintln!("xtask handoff: the test wrote no summary (it failed or skipped)"),
     }
+    outcome
+}
+
+/// `"1.5"` seconds as milliseconds; `None` unless a number of at least 1.
+fn parse_seconds_ms(text: &str) -> Option<u64> {
+    let seconds: f64 = text.parse().ok()?;
+    (seconds.is_finite() && (1.0..=3600.0).contains(&seconds))
+        .then(|| (seconds * 1000.0).round() as u64)
 }
 
 /// `cargo xtask sim ARGS`: the simulator in release mode (`--schedules N`, `--seed S`, …; see
@@ -453,16 +497,14 @@ fn redis_server() -> Result<Option<String>, ()> {
         Ok(path) => Ok(Some(path.to_string_lossy().into_owned())),
         Err(err) if in_ci() => {
             eprintln!("xtask ci: step `redis-server` failed: {err}");
-            eprintln!(
-                "xtask ci: CI must run session-store's Redis tests against a real redis-server"
-            );
+            eprintln!("xtask ci: CI must run the Redis tests against a real redis-server");
             Err(())
         }
         Err(err) => {
             eprintln!("xtask ci: WARNING: {err}");
             eprintln!(
-                "xtask ci: WARNING: going on without it (CI is not set); session-store's \
-                 Redis tests will skip"
+                "xtask ci: WARNING: going on without it (CI is not set); the Redis tests \
+                 will skip"
             );
             Ok(None)
         }
@@ -535,5 +577,19 @@ fn main() -> ExitCode {
             load::run(&args[1..], &workspace, &target_dir(&workspace))
         }
         _ => usage(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seconds_ms;
+
+    #[test]
+    fn a_ttl_is_whole_or_decimal_seconds_from_one() {
+        assert_eq!(parse_seconds_ms("2"), Some(2_000));
+        assert_eq!(parse_seconds_ms("1.5"), Some(1_500));
+        for bad in ["0.5", "0", "-1", "NaN", "inf", "two", ""] {
+            assert_eq!(parse_seconds_ms(bad), None, "{bad:?}");
+        }
     }
 }

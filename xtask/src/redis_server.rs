@@ -1,4 +1,5 @@
-//! The `redis-server` binary for session-store's Redis tests.
+//! The `redis-server` binary for the Redis tests (session-store's, and agent-glue's persistence
+//! and hand-off tests).
 //!
 //! `session-store`'s `redis` tests start a real `redis-server` of their own on a free loopback
 //! port (a child process, killed when the test ends), so the machine needs the binary, not a
