@@ -249,7 +249,9 @@ pub(crate) fn may_be_speech(pcm: &[u8]) -> bool {
         let (low, high) = block
             .chunks_exact(2)
             .map(|s| i16::from_le_bytes([s[0], s[1]]))
-            .fold((i16::MAX, i16::MIN), |(low, high), s| (low.min(s), high.max(s)));
+            .fold((i16::MAX, i16::MIN), |(low, high), s| {
+                (low.min(s), high.max(s))
+            });
         i32::from(high) >= floor || i32::from(low) <= -floor
     })
 }

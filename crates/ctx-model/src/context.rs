@@ -325,13 +325,16 @@ impl ChatContext {
             .count()
     }
 
-    /// Function calls that no [`FunctionOutput`] of the context answers (matched by `call_id`),
-    /// in order. O(n).
+    /// Function calls that no final [`FunctionOutput`] of the context answers (matched by
+    /// `call_id`; an interim output, [`FunctionOutput::is_interim`], leaves its call open), in
+    /// order. O(n).
     pub fn pending_calls(&self) -> Vec<&FunctionCall> {
+        // An interim result (`will_continue`) leaves its call open.
         let answered: HashSet<&str> = self
             .items
             .iter()
             .filter_map(Item::as_function_output)
+            .filter(|o| !o.is_interim())
             .map(|o| o.call_id.as_str())
             .collect();
         self.items

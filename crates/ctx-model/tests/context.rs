@@ -218,6 +218,33 @@ fn pending_calls_are_calls_without_output() {
 }
 
 #[test]
+fn a_call_with_only_an_interim_output_is_pending() {
+    use ctx_model::{Delivery, FunctionOutput, Item};
+    let mut context = ChatContext::builder()
+        .function_call("c1", "k1", "f", json!({}))
+        .build()
+        .unwrap();
+    let interim = FunctionOutput::new("o1", "k1", "f", json!({"progress": 1}))
+        .with_delivery(Delivery::non_blocking(None, true));
+    context.push(Item::FunctionOutput(interim)).unwrap();
+    let pending = |c: &ChatContext| -> Vec<String> {
+        c.pending_calls()
+            .into_iter()
+            .map(|c| c.call_id.clone())
+            .collect()
+    };
+    assert_eq!(
+        pending(&context),
+        ["k1"],
+        "an interim result leaves the call open"
+    );
+    let last = FunctionOutput::new("o2", "k1", "f", json!({"done": true}))
+        .with_delivery(Delivery::non_blocking(None, false));
+    context.push(Item::FunctionOutput(last)).unwrap();
+    assert!(pending(&context).is_empty(), "the final result closes it");
+}
+
+#[test]
 fn equality_ignores_how_a_context_was_built() {
     let built = ChatContext::builder()
         .user("a", "1")

@@ -350,8 +350,7 @@ impl Outbox {
             return;
         }
         // One lookup per operation, however many the plan names (linear in both).
-        let superseded: std::collections::HashSet<OpId> =
-            plan.superseded.iter().copied().collect();
+        let superseded: std::collections::HashSet<OpId> = plan.superseded.iter().copied().collect();
         let mut reported = std::collections::HashMap::new();
         for d in &plan.undeliverable {
             for id in &d.ops {

@@ -190,14 +190,14 @@ impl SessionCore {
                 )
         });
         self.ledger.outbox = Outbox::from_operations(ops);
-        let answered: std::collections::HashSet<&str> = self
+        // Calls with a final output (an interim one leaves the call open: nobody here will
+        // send the rest, so the policy answers or reports it).
+        let pending: std::collections::HashSet<&str> = self
             .ledger
             .desired
-            .iter()
-            .filter_map(|item| match item {
-                Item::FunctionOutput(output) => Some(output.call_id.as_str()),
-                _ => None,
-            })
+            .pending_calls()
+            .into_iter()
+            .map(|call| call.call_id.as_str())
             .collect();
         let calls: Vec<(String, String, bool, ToolCallStatus)> = self
             .ledger
@@ -208,11 +208,11 @@ impl SessionCore {
                     call.call_id.clone(),
                     call.name.clone(),
                     stored.held.contains(&call.id),
-                    if answered.contains(call.call_id.as_str()) {
-                        ToolCallStatus::Answered
-                    } else {
+                    if pending.contains(call.call_id.as_str()) {
                         // Nobody in this process runs it: the policy answers or reports it.
                         ToolCallStatus::Lost
+                    } else {
+                        ToolCallStatus::Answered
                     },
                 )),
                 _ => None,
@@ -332,6 +332,41 @@ mod tests {
             !std::iter::from_fn(|| core.poll_event())
                 .any(|e| matches!(e, SessionEvent::Divergence { .. })),
         );
+    }
+
+    /// A call `L` shows with only an interim result is still open: restored as lost (the
+    /// policy answers or reports it), not as answered, which would leave the server's call
+    /// open with nobody to close it.
+    #[test]
+    fn a_call_with_only_an_interim_result_is_restored_as_lost() {
+        use ctx_model::{Delivery, FunctionCall, FunctionOutput};
+        let saved_state = saved();
+        let mut desired = saved_state.desired.clone();
+        desired
+            .push(Item::FunctionCall(FunctionCall::new(
+                "call-x",
+                "k1",
+                "get_weather",
+                serde_json::json!({}),
+            )))
+            .unwrap();
+        let interim = FunctionOutput::new("out-x", "k1", "get_weather", serde_json::json!({}))
+            .with_delivery(Delivery::non_blocking(None, true));
+        desired.push(Item::FunctionOutput(interim)).unwrap();
+        let state = Persisted::new(
+            saved_state.handle.clone(),
+            saved_state.version,
+            saved_state.held.clone(),
+            saved_state.outbox.clone(),
+            desired.clone(),
+        );
+        let core = builder()
+            .initial_context(desired)
+            .resume_from(state)
+            .into_core(Millis(0), 2)
+            .unwrap();
+        let status = core.ledger.tracker.tool_calls().get("k1").map(|c| c.status);
+        assert_eq!(status, Some(ToolCallStatus::Lost));
     }
 
     #[test]
