@@ -935,7 +935,8 @@ impl LiveSessionBuilder {
     /// [`SessionEvent::Divergence`](crate::SessionEvent::Divergence) with
     /// [`StoredContextMismatch`](crate::DivergenceReason::StoredContextMismatch) names the saved
     /// items it does not hold. With a store (`store`, feature `store`),
-    /// [`connect`](Self::connect) loads the saved state itself; this is for the sans-IO core
+    /// [`connect`](Self::connect) loads the saved state itself, and refuses `resume_from`
+    /// beside it (`Error::Config`); this is for the sans-IO core
     /// ([`into_core`](Self::into_core)) and stores of the application's own.
     pub fn resume_from(mut self, saved: crate::conduit::Persisted) -> Self {
         self.resume_from = Some(saved);

@@ -525,10 +525,16 @@ impl LiveSessionBuilder {
     ) -> Result<(LiveSession, SessionEvents), Error> {
         #[cfg(feature = "store")]
         if let Some(ownership) = self.ownership.take() {
-            let (held, saved) = ownership.acquire(random_seed()).await?;
-            if self.resume_from.is_none() {
-                self.resume_from = saved;
+            if self.resume_from.is_some() {
+                // The store's saved state is the newer one, and the first save would overwrite
+                // it with the state given here: refused before the lease is taken.
+                return Err(Error::Config(
+                    "resume_from and store together: connect loads the store's saved state                      itself; pass one of them"
+                        .to_owned(),
+                ));
             }
+            let (held, saved) = ownership.acquire(random_seed()).await?;
+            self.resume_from = saved;
             let (connected, session) = tokio::sync::oneshot::channel();
             let keeper = tokio::spawn(held.keep(session));
             return match self.connect_unowned().await {

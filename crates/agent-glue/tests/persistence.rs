@@ -724,6 +724,37 @@ async fn an_unreadable_saved_state_fails_the_connect() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A saved state given with `resume_from` beside a store is refused before the lease is taken:
+/// the store's state is the newer one, and the first save would have overwritten it.
+#[tokio::test]
+async fn resume_from_beside_a_store_is_refused() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let stale = agent_glue::conduit::Persisted::new(
+        None,
+        resume_policy::MirrorVersion(1),
+        ChatContext::new(),
+        Vec::new(),
+        ChatContext::new(),
+    );
+    let refused = LiveSession::builder(endpoint(&server), server.config().setup_model())
+        .modality(Modality::Text)
+        .resume_from(stale)
+        .store(Arc::clone(&store), key())
+        .connect()
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Config(_))),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    assert!(server.connections().is_empty(), "dialed anyway");
+    assert!(
+        store.acquire(&key(), &owner("next"), TTL).await.is_ok(),
+        "the lease was taken"
+    );
+}
+
 #[tokio::test]
 async fn hand_off_needs_a_store() {
     let server = server(Family::Gemini25, |c| c).await;

@@ -300,8 +300,12 @@ fn l_entries(item: &Item) -> Vec<Entry> {
 }
 
 fn s_entries(session: &SessionSnapshot) -> Vec<Entry> {
-    session
-        .context()
+    turn_entries(session.context())
+}
+
+/// The entries of `turns`, in order.
+fn turn_entries(turns: &[gemini_fake::Turn]) -> Vec<Entry> {
+    turns
         .iter()
         .flat_map(|turn| {
             let user = turn.role == ServerRole::User;
@@ -414,22 +418,13 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
     // With compression the server forgot its oldest turns: `L` is expected from where the
     // server's context begins, never in part or out of order after that.
     if !session.trims().is_empty() {
-        let fits = |k: usize| {
-            let (next, actual) = walk(&expected[k..], excused.clone(), &server, gave_up);
-            if gave_up {
-                next == expected.len() - k
-            } else {
-                actual == expected[k..]
-            }
-        };
-        // The fewest forgotten entries that make the rest match; else the first of the
-        // server's entries `L` expects says where the comparison starts.
-        let k = (0..=expected.len()).find(|&k| fits(k)).unwrap_or_else(|| {
-            server
-                .iter()
-                .find_map(|e| expected.iter().position(|x| x == e))
-                .unwrap_or(0)
-        });
+        // What the server forgot: the turns its trims removed.
+        let forgotten: Vec<Entry> = session
+            .trims()
+            .iter()
+            .flat_map(|trim| turn_entries(&trim.removed))
+            .collect();
+        let k = forgotten_prefix(&expected, &excused, &server, &forgotten, gave_up);
         expected.drain(..k);
     }
     let (next, actual) = walk(&expected, excused, &server, gave_up);
@@ -466,6 +461,43 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
             ),
         ));
     }
+}
+
+/// With compression, how many of `expected`'s first entries the server forgot: the fewest
+/// that are all among the entries its trims removed (`forgotten`) and after which the rest of
+/// `expected` matches the server's context. Only forgotten entries may be missing at the
+/// front; a loss anywhere else is still a violation.
+fn forgotten_prefix(
+    expected: &[Entry],
+    excused: &[Entry],
+    server: &[Entry],
+    forgotten: &[Entry],
+    gave_up: bool,
+) -> usize {
+    let forgettable = |k: usize| {
+        let mut left = forgotten.to_vec();
+        expected[..k]
+            .iter()
+            .all(|e| match left.iter().position(|f| f == e) {
+                Some(at) => {
+                    left.swap_remove(at);
+                    true
+                }
+                None => false,
+            })
+    };
+    let fits = |k: usize| {
+        let (next, actual) = walk(&expected[k..], excused.to_vec(), server, gave_up);
+        if gave_up {
+            next == expected.len() - k
+        } else {
+            actual == expected[k..]
+        }
+    };
+    (0..=expected.len())
+        .take_while(|&k| forgettable(k))
+        .find(|&k| fits(k))
+        .unwrap_or(0)
 }
 
 /// Walks the server's context against `expected`: each entry is the next expected one, or an
@@ -646,6 +678,31 @@ mod tests {
         let mut found = Vec::new();
         audio(t, &mut found);
         found.iter().map(|v| v.class).collect()
+    }
+
+    fn text(t: &str) -> super::Entry {
+        super::Entry::Text {
+            user: true,
+            text: t.to_owned(),
+        }
+    }
+
+    /// Compression excuses only what the server's trims removed: L = a b c d e, the server
+    /// forgot a and holds e; b, c and d were lost, and the check must see it.
+    #[test]
+    fn only_what_a_trim_removed_may_be_missing() {
+        let expected: Vec<_> = ["a", "b", "c", "d", "e"].map(text).to_vec();
+        let server = vec![text("e")];
+        let k = super::forgotten_prefix(&expected, &[], &server, &[text("a")], false);
+        assert_eq!(
+            k, 0,
+            "b, c and d were never forgotten: no prefix is excused"
+        );
+        let k = super::forgotten_prefix(&expected, &[], &server, &[text("a")], true);
+        assert_eq!(k, 0, "nor after giving up");
+        let server = vec![text("b"), text("c"), text("d"), text("e")];
+        let k = super::forgotten_prefix(&expected, &[], &server, &[text("a")], false);
+        assert_eq!(k, 1, "a was forgotten");
     }
 
     #[test]

@@ -205,7 +205,8 @@ impl SessionCore {
             steps = plan.steps.len(),
         )
         .entered();
-        self.next_connection += 1;
+        // Saturating: a saved state can name any id (a corrupt one, u64::MAX), never a panic.
+        self.next_connection = self.next_connection.saturating_add(1);
         let id = ConnectionId(self.next_connection);
         let handle = match &plan.strategy {
             Strategy::Resume { handle } => Some(handle.expose().to_owned()),

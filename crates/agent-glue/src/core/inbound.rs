@@ -178,6 +178,7 @@ impl SessionCore {
                     // message did, and no answer is still to come.
                     self.settling = None;
                     self.results_answer = None;
+                    self.count_exact_again();
                 }
                 let previous = self.ledger.tracker.handle().cloned();
                 match self.ledger.tracker.on_handle_update(&update, now) {
@@ -359,14 +360,7 @@ impl SessionCore {
             // still working on the request, and a handle or a rotation now could cut it).
             self.interaction_busy = in_progress;
             if !self.interaction_busy {
-                if self.ledger.tracker.awaiting().next().is_none()
-                    && self.results_answer.is_none()
-                    && self.settling.is_none()
-                {
-                    // Every message sent has had its reaction, and no answer is owed or being
-                    // settled: the count is exact again.
-                    self.guessed = false;
-                }
+                self.count_exact_again();
                 self.emit(SessionEvent::Idle);
             }
             self.maybe_rotate(now);
@@ -477,6 +471,18 @@ impl SessionCore {
             && (self.interaction_busy || self.calls_pending() || self.results_sent.is_some())
             && self.ledger.tracker.awaiting().next().is_some()
             && !self.ledger.tracker.spoken_first()
+    }
+
+    /// Extended thinking: once every message sent has had its reaction and no answer is owed
+    /// or being settled (the interaction idle, or a resumable handle), the count of what the
+    /// server processed is exact again, and turns are no longer placed by a guess.
+    fn count_exact_again(&mut self) {
+        if self.ledger.tracker.awaiting().next().is_none()
+            && self.results_answer.is_none()
+            && self.settling.is_none()
+        {
+            self.guessed = false;
+        }
     }
 
     /// The reaction a `turnComplete` is, by how the turn ended.

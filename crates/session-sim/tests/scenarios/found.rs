@@ -739,7 +739,7 @@ fn s45(policy: PolicyKind) -> Outcome {
 /// owed. A handle offered meanwhile must not be resumable (the model is not idle), and the
 /// session holds the typed turn the application sent until the results' answer has come: the
 /// server's context has the answer before the typed turn, as `L` does. Found by the simulator
-/// (seed 195007523495818, `--extended-thinking`): the fake offered a resumable handle while
+/// (seed 195007523495818, drawn with the since-removed `--extended-thinking`): the fake offered a resumable handle while
 /// the answer was owed, and the session took it as proof that none was.
 fn s54(policy: PolicyKind) -> Outcome {
     let profile = Profile {
@@ -826,7 +826,7 @@ fn extended_thinking(vertex: bool, audio: bool, latency: u64) -> Profile {
 /// saw go as history and the others in one `toolResponse`. The history goes first: sent
 /// after the `toolResponse`, it landed after the answer the server gave that at once, where
 /// `L` had all the results before it. Found by the simulator (seed 255358164678841,
-/// `--extended-thinking`).
+/// drawn with the since-removed `--extended-thinking`).
 fn s55(policy: PolicyKind) -> Outcome {
     let outcome = holds_seeded(
         policy,
