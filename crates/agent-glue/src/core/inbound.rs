@@ -178,7 +178,9 @@ impl SessionCore {
                     // message did, and no answer is still to come.
                     self.settling = None;
                     self.results_answer = None;
-                    self.count_exact_again();
+                    // `guessed` stays: with a server that reads late, the tracker may see
+                    // nothing awaiting because a guess credited what the server has not
+                    // processed yet (a handle then says nothing of those messages).
                 }
                 let previous = self.ledger.tracker.handle().cloned();
                 match self.ledger.tracker.on_handle_update(&update, now) {
@@ -473,9 +475,9 @@ impl SessionCore {
             && !self.ledger.tracker.spoken_first()
     }
 
-    /// Extended thinking: once every message sent has had its reaction and no answer is owed
-    /// or being settled (the interaction idle, or a resumable handle), the count of what the
-    /// server processed is exact again, and turns are no longer placed by a guess.
+    /// Extended thinking: once a turn completes `IDLE` with every message sent having had its
+    /// reaction and no answer owed or being settled, the count of what the server processed
+    /// is exact again, and turns are no longer placed by a guess.
     fn count_exact_again(&mut self) {
         if self.ledger.tracker.awaiting().next().is_none()
             && self.results_answer.is_none()

@@ -157,6 +157,12 @@ pub fn scenarios() -> Vec<Scenario> {
             NONE,
         ),
         row(
+            "S60",
+            "extended thinking: a resumable handle does not make a guessed count exact",
+            s60,
+            NONE,
+        ),
+        row(
             "S59",
             "quiet audio without transcripts is no turn: the answer to the typed turn after it follows that turn",
             s59,
@@ -259,6 +265,11 @@ fn s56_a_turn_placed_after_a_guess_is_a_guess() {
 #[test]
 fn s57_results_turn_cut_by_voice_leaves_the_answer_owed() {
     check("S57");
+}
+
+#[test]
+fn s60_a_handle_does_not_make_a_guessed_count_exact() {
+    check("S60");
 }
 
 #[test]
@@ -1042,4 +1053,30 @@ fn s39(policy: PolicyKind) -> Outcome {
         "only what was written since the last receipt is unconfirmed: {dropped:?}"
     );
     finish(pair)
+}
+
+/// S60: on extended thinking, with a server that reads late, a typed turn sent before the
+/// session knew of the model's call is credited by a filler (a guess); when the server then
+/// reads its backlog it issues resumable handles while the tracker, moved by the guess, sees
+/// nothing awaiting. Taking such a handle as proof that the count is exact again left the
+/// turns after it unreported, in the wrong place. Found by the simulator (seed
+/// 267152268261639) in a change made during review; the count is exact again only at a turn
+/// completing `IDLE` with nothing awaiting.
+fn s60(policy: PolicyKind) -> Outcome {
+    holds_seeded(
+        policy,
+        267_152_268_261_639,
+        Profile {
+            transparent: true,
+            ..extended_thinking(true, true, 2)
+        },
+        &[
+            (10, Op::TextTool(0)),
+            (3, Op::TextTool(0)),
+            (0, Op::PeerStopsReading(19)),
+            (1_731, Op::Voice(40)),
+            (183, Op::Silence(84)),
+        ],
+    )
+    .map(|_| ())
 }
