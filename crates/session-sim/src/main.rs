@@ -190,6 +190,10 @@ struct Stats {
     faults: BTreeMap<&'static str, u64>,
     /// Schedules performing each interleaving.
     interleavings: [u64; Interleaving::ALL.len()],
+    /// Schedules on two workers and a store, takeovers in them, leases their keepers gave up.
+    fleets: u64,
+    takeovers: u64,
+    leases_lost: u64,
 }
 
 impl Stats {
@@ -235,6 +239,9 @@ impl Stats {
                 self.interleavings[k] += 1;
             }
         }
+        self.fleets += u64::from(schedule.profile.fleet.is_some());
+        self.takeovers += outcome.takeovers;
+        self.leases_lost += outcome.leases_lost;
     }
 
     fn merge(&mut self, other: Stats) {
@@ -260,6 +267,9 @@ impl Stats {
         for (mine, theirs) in self.interleavings.iter_mut().zip(other.interleavings) {
             *mine += theirs;
         }
+        self.fleets += other.fleets;
+        self.takeovers += other.takeovers;
+        self.leases_lost += other.leases_lost;
     }
 
     fn share(&self, n: u64) -> String {
@@ -313,6 +323,13 @@ impl Stats {
         for (fault, count) in &self.faults {
             println!("    {fault:<28} {}", self.share(*count));
         }
+        println!(
+            "  two workers and a store: {} of schedules, {} takeovers, {} leases given up by \
+             their keeper",
+            self.share(self.fleets),
+            self.takeovers,
+            self.leases_lost
+        );
         println!("  interleavings (share of schedules performing one):");
         for (kind, count) in Interleaving::ALL.iter().zip(self.interleavings) {
             println!("    {:<40} {}", kind.name(), self.share(count));
