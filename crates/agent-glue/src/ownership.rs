@@ -53,7 +53,7 @@ use session_store::{Lease, OwnerId, SessionKey, SessionStore};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::conduit::{Command, Persisted};
+use crate::conduit::Persisted;
 use crate::keeper::{Keeper, KeeperOrder, Renewed, SaveOutcome, from_stored, to_stored};
 use crate::session::Shared;
 use crate::{Error, LiveSession, LiveSessionBuilder, SessionEvent};
@@ -456,9 +456,8 @@ fn lose(shared: &Shared, why: String, err: session_store::Error) {
     shared
         .events
         .push(SessionEvent::Warning(format!("closing the session: {why}")));
-    shared.with(|state, now| {
-        let _ = state.conduit.command(now, Command::Close);
-    });
+    // Without awaiting the server's answer: the socket must be gone before the lease passes.
+    shared.with(|state, now| state.conduit.close_at_once(now));
     shared.hand_off.tell(Err(err));
 }
 

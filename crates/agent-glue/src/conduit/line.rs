@@ -61,6 +61,10 @@ pub(crate) struct Closing {
     sent: bool,
     /// When the socket finished writing it.
     written_at: Option<Millis>,
+    /// The server's answer is not awaited: the socket is dropped once the close frame is
+    /// written (a session whose lease is lost: its socket must be gone before the lease can
+    /// pass on, whatever the server does).
+    hurry: bool,
 }
 
 /// What the time asks of a line.
@@ -282,7 +286,15 @@ impl Line {
             since: now,
             sent: false,
             written_at: None,
+            hurry: false,
         });
+    }
+
+    /// The closing handshake is not awaited (see [`Closing::hurry`]).
+    pub(crate) fn hurry(&mut self) {
+        if let Some(closing) = self.closing.as_mut() {
+            closing.hurry = true;
+        }
     }
 
     /// Whether the close frame is still waiting for the socket.
@@ -311,6 +323,7 @@ impl Line {
         if let Some(closing) = &self.closing {
             return Some(match closing.written_at {
                 None => closing.since.after(CLOSE_FRAME_BUDGET),
+                Some(at) if closing.hurry => at,
                 Some(at) => at.after(timing.close_timeout),
             });
         }
@@ -333,6 +346,7 @@ impl Line {
         if let Some(closing) = &self.closing {
             let limit = match closing.written_at {
                 None => closing.since.after(CLOSE_FRAME_BUDGET),
+                Some(at) if closing.hurry => at,
                 Some(at) => at.after(timing.close_timeout),
             };
             return (now >= limit).then_some(Due::Abandon);

@@ -296,6 +296,19 @@ impl Conduit {
         result
     }
 
+    /// Closes the session as [`Command::Close`] does, without awaiting the server's answer
+    /// to the close frame: the socket is released as soon as the close frame is written (or
+    /// abandoned after [`CLOSE_FRAME_BUDGET`]), whatever the server does. For a session that
+    /// lost its lease (`ownership.rs`): its socket must be gone before the lease passes on,
+    /// and a server that does not read could hold a closing handshake past that.
+    pub fn close_at_once(&mut self, now: Millis) {
+        let _ = self.command(now, Command::Close);
+        if let Some(line) = self.line.as_mut() {
+            line.hurry();
+        }
+        self.handle_timeout(now);
+    }
+
     /// Microphone audio (PCM16 mono at the input rate) pushed at `now`: framed for the
     /// connection at once when its writer is idle, else kept in the backlog, or in the gap
     /// buffer while no connection takes audio, within their bounds. `now` tells a producer

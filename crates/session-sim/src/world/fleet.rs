@@ -351,7 +351,7 @@ impl World<'_> {
         self.app
             .events
             .push((self.now, SessionEvent::Warning(line)));
-        let _ = self.conduit.command(Millis(self.now), Command::Close);
+        self.conduit.close_at_once(Millis(self.now));
         if fleet.phase == Phase::Running {
             self.changing_hands(fleet);
         } else {
