@@ -263,6 +263,7 @@ pub fn to_stored(state: Persisted) -> StoredSession {
         &Outbox::from_operations(state.outbox),
         state.desired,
     )
+    .with_calls(state.known_calls, state.cancelled_calls)
 }
 
 /// A stored session as the core takes it back
@@ -275,6 +276,7 @@ pub fn from_stored(stored: StoredSession) -> Persisted {
         stored.outbox,
         stored.desired,
     )
+    .with_calls(stored.known_calls, stored.cancelled_calls)
 }
 
 #[cfg(test)]

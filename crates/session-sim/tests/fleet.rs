@@ -10,7 +10,10 @@ use session_sim::{Schedule, run};
 /// The violations of the schedule of `seed`, which must draw two workers and a store.
 fn violations(seed: u64) -> Vec<String> {
     let schedule = Schedule::generate(seed);
-    assert!(schedule.profile.fleet.is_some(), "seed {seed} draws no fleet");
+    assert!(
+        schedule.profile.fleet.is_some(),
+        "seed {seed} draws no fleet"
+    );
     run(&schedule)
         .violations
         .iter()
