@@ -71,7 +71,7 @@ pub struct Observed {
     /// the event checks run per worker (a killed worker's last reconnect never ends).
     pub owners: Vec<usize>,
     /// For each of `calls`, the lineage of the worker that ran it: a worker that took the
-    /// session over after an unclean end (killed, or its lease lost: no final save) starts a
+    /// session over after an unclean end (killed, its lease lost, its final save failed) starts a
     /// new lineage. A call the previous worker received and never saved is unknown to the
     /// next one, which may deliver its turn again and run the tool again: once per lineage.
     pub call_lineages: Vec<u64>,

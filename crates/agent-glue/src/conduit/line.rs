@@ -61,9 +61,10 @@ pub(crate) struct Closing {
     sent: bool,
     /// When the socket finished writing it.
     written_at: Option<Millis>,
-    /// The server's answer is not awaited: the socket is dropped once the close frame is
-    /// written (a session whose lease is lost: its socket must be gone before the lease can
-    /// pass on, whatever the server does).
+    /// The server's answer is not awaited, nor a socket that does not take the close frame:
+    /// the socket is dropped at the next timer, with the close frame if the socket took it by
+    /// then (a session whose lease is lost: its socket must be gone before the lease can pass
+    /// on, whatever the server and the socket do).
     hurry: bool,
 }
 
@@ -322,6 +323,7 @@ impl Line {
     pub(crate) fn deadline(&self, timing: &Timing, reading_paused: bool) -> Option<Millis> {
         if let Some(closing) = &self.closing {
             return Some(match closing.written_at {
+                None if closing.hurry => closing.since,
                 None => closing.since.after(CLOSE_FRAME_BUDGET),
                 Some(at) if closing.hurry => at,
                 Some(at) => at.after(timing.close_timeout),
@@ -345,6 +347,7 @@ impl Line {
     pub(crate) fn due(&self, now: Millis, timing: &Timing, reading_paused: bool) -> Option<Due> {
         if let Some(closing) = &self.closing {
             let limit = match closing.written_at {
+                None if closing.hurry => closing.since,
                 None => closing.since.after(CLOSE_FRAME_BUDGET),
                 Some(at) if closing.hurry => at,
                 Some(at) => at.after(timing.close_timeout),

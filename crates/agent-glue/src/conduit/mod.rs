@@ -297,16 +297,16 @@ impl Conduit {
     }
 
     /// Closes the session as [`Command::Close`] does, without awaiting the server's answer
-    /// to the close frame: the socket is released as soon as the close frame is written (or
-    /// abandoned after [`CLOSE_FRAME_BUDGET`]), whatever the server does. For a session that
-    /// lost its lease (`ownership.rs`): its socket must be gone before the lease passes on,
-    /// and a server that does not read could hold a closing handshake past that.
+    /// to the close frame or a socket that does not take it: the timer is due at once, and
+    /// releases the socket (with the close frame if the IO side wrote it meanwhile), whatever
+    /// the server does. For a session that lost its lease (`ownership.rs`): its socket must be
+    /// gone before the lease passes on, and a closing handshake (up to the close timeout) or a
+    /// blocked socket (up to [`CLOSE_FRAME_BUDGET`]) could outlast the lease's margin.
     pub fn close_at_once(&mut self, now: Millis) {
         let _ = self.command(now, Command::Close);
         if let Some(line) = self.line.as_mut() {
             line.hurry();
         }
-        self.handle_timeout(now);
     }
 
     /// Microphone audio (PCM16 mono at the input rate) pushed at `now`: framed for the

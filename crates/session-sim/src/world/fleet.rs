@@ -493,7 +493,12 @@ impl World<'_> {
                     SaveOutcome::Failed { err, .. } => {
                         self.note(format!("save failed: {err}"));
                     }
-                    SaveOutcome::Saved | SaveOutcome::Final(_) => {}
+                    SaveOutcome::Final(Err(err)) => {
+                        // The next owner resumes from an earlier save.
+                        self.note(format!("final save failed: {err}"));
+                        fleet.unclean = true;
+                    }
+                    SaveOutcome::Saved | SaveOutcome::Final(Ok(())) => {}
                 },
                 StoreReply::Released(result) => {
                     self.note(format!("lease released: {result:?}"));
@@ -526,11 +531,13 @@ impl World<'_> {
     fn take_over(&mut self, fleet: &mut Fleet, lease: Lease, saved: Option<Saved>) {
         let now = self.now;
         let generation = fleet.generation + 1;
-        // Break before make: no socket of an earlier worker may be open at the server now.
+        // Break before make: the previous owner holds no socket now. (One it has let go of
+        // may still be open at the server for its end's one-way latency: the next owner's dial
+        // arriving before that end is what `dial` counts as two sockets.)
         let open: Vec<u64> = self
             .links
             .iter()
-            .filter(|(_, l)| l.server_open)
+            .filter(|(_, l)| l.server_open && l.client_open)
             .map(|(c, _)| c.0)
             .collect();
         if !open.is_empty() {
