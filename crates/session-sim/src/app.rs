@@ -287,6 +287,13 @@ impl AppState {
         }
     }
 
+    /// The application restarted on another worker with `L` at `version`: the snapshots it
+    /// had (the previous worker's) are gone with its process.
+    pub(crate) fn restarted(&mut self, version: u64, context: ChatContext) {
+        self.snapshots.clear();
+        self.snapshots.push_back((version, context));
+    }
+
     /// Records `L` after a step.
     pub(crate) fn snapshot(&mut self, version: u64, context: ChatContext) {
         if self.snapshots.len() == SNAPSHOTS {

@@ -629,7 +629,7 @@ impl World<'_> {
         self.app.answering = false;
         let core = self.conduit.core();
         let (version, context) = (core.version(), core.chat_ctx().clone());
-        self.app.state.snapshot(version, context);
+        self.app.state.restarted(version, context);
         if let Some(k) = fleet.deferred.take() {
             self.schedule_step(k, now, now);
         }
