@@ -64,3 +64,20 @@ fn takeovers_are_checked_as_an_application_restarting_from_the_store_sees_them()
         assert_eq!(violations(seed), Vec::<String>::new(), "seed {seed}");
     }
 }
+
+/// Open (found by the last 1,000,000-schedule run, not yet analysed): after takeovers, the
+/// last owner gives up and an item of its `L` is neither on the server nor reported (29
+/// schedules in 1,005,000), or its `L` differs from the server's context (3).
+#[test]
+#[ignore = "open: found by the 1M run at a494d41, not yet analysed"]
+fn open_breaks_of_the_last_million() {
+    for seed in [
+        215_396_540_785_172,
+        215_396_540_803_596,
+        215_396_541_077_968,
+        215_396_541_160_471,
+        215_396_541_441_954,
+    ] {
+        assert_eq!(violations(seed), Vec::<String>::new(), "seed {seed}");
+    }
+}
