@@ -119,6 +119,8 @@ mod error;
 mod events;
 mod gap;
 mod handle;
+#[cfg(feature = "store")]
+pub mod keeper;
 mod ledger;
 mod metrics;
 #[cfg(feature = "store")]

@@ -49,14 +49,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use resume_policy::Outbox;
-use session_store::{Lease, OwnerId, SessionKey, SessionStore, StoredSession};
+use session_store::{Lease, OwnerId, SessionKey, SessionStore};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::conduit::{Command, PersistMark, Persisted};
+use crate::conduit::Persisted;
+use crate::keeper::{Keeper, KeeperOrder, Renewed, SaveOutcome, from_stored, to_stored};
 use crate::session::Shared;
 use crate::{Error, LiveSession, LiveSessionBuilder, SessionEvent};
+
+/// A store call bounded in time (`None`: not answered in time).
+type StoreCall = Pin<Box<dyn Future<Output = Option<Result<(), session_store::Error>>> + Send>>;
 
 /// The shortest lease a session takes: renewals every third of it, and a close that must be
 /// written (within a quarter of a second) before the last quarter of it runs out.
@@ -181,48 +184,17 @@ impl LiveSession {
     }
 }
 
-/// A session's persisted state in its stored form.
-fn to_stored(state: Persisted) -> StoredSession {
-    StoredSession::new(
-        state.handle,
-        state.version,
-        state.held,
-        &Outbox::from_operations(state.outbox),
-        state.desired,
-    )
-}
-
-/// A stored session as the core takes it back.
-fn from_stored(stored: StoredSession) -> Persisted {
-    Persisted::new(
-        stored.handle,
-        stored.mirror_version,
-        stored.held,
-        stored.outbox,
-        stored.desired,
-    )
-}
-
-/// A lease the session holds, the deadline by which it must have renewed it, and when it
-/// renews next.
+/// A lease the session holds, and its keeper's decisions ([`Keeper`]) on the shell's clock
+/// (durations since `epoch`).
 pub(crate) struct Held {
     store: Arc<dyn SessionStore>,
     lease: Lease,
-    deadline: Instant,
-    next: Instant,
+    keeper: Keeper,
+    epoch: Instant,
 }
 
-/// What one renewal came to.
-enum Renewal {
-    Kept,
-    /// A transient failure: tried again soon, until the deadline.
-    Retry(String),
-    /// Lost: the session must close.
-    Lost(String, session_store::Error),
-}
-
-/// A save under way.
-type Saving = Pin<Box<dyn Future<Output = Result<(), session_store::Error>> + Send>>;
+/// A store call under way: a renewal or a save, with its answer.
+type Call = Pin<Box<dyn Future<Output = Result<(), session_store::Error>> + Send>>;
 
 impl Ownership {
     /// Takes the lease (before any dial) and loads what the key's last owner saved; on a
@@ -248,8 +220,8 @@ impl Ownership {
         let held = Held {
             store: Arc::clone(&self.store),
             lease,
-            deadline: sent + self.ttl,
-            next: sent + self.ttl / 3,
+            keeper: Keeper::new(self.ttl, Duration::ZERO),
+            epoch: sent,
         };
         let loaded =
             match tokio::time::timeout_at(held.close_by(), self.store.load(&self.key)).await {
@@ -275,72 +247,75 @@ fn finished(shared: &Shared) -> bool {
 }
 
 impl Held {
-    /// The last moment the session may still be writing: a quarter of the TTL before the
-    /// deadline, room for the close frame.
+    /// The last moment the session may still be writing (the keeper's `close_by`).
     fn close_by(&self) -> Instant {
-        self.deadline - self.lease.ttl() / 4
+        self.epoch + self.keeper.close_by()
     }
 
-    /// Renews once.
-    async fn renew(&mut self) -> Renewal {
-        let close_by = self.close_by();
-        let ttl = self.lease.ttl();
-        let sent = Instant::now();
-        let late = || {
-            Renewal::Lost(
-                "the lease could not be renewed in time".to_owned(),
-                session_store::Error::Timeout { limit: ttl },
-            )
-        };
-        if sent >= close_by {
-            return late();
-        }
-        match tokio::time::timeout_at(close_by, self.store.renew(&self.lease)).await {
-            Ok(Ok(())) => {
-                self.deadline = sent + ttl;
-                self.next = sent + ttl / 3;
-                Renewal::Kept
-            }
-            Ok(Err(err)) if err.is_transient() => {
-                self.next = Instant::now() + ttl / 10;
-                Renewal::Retry(err.to_string())
-            }
-            Ok(Err(err)) => Renewal::Lost(format!("the lease was lost: {err}"), err),
-            Err(_) => late(),
-        }
+    /// Now on the keeper's clock.
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.epoch)
+    }
+
+    /// When the keeper must be polled next, if ever.
+    fn wake(&self) -> Option<Instant> {
+        self.keeper.wake().map(|at| self.epoch + at)
+    }
+
+    /// A renewal now, bounded by the time the session may still write (`None`: not answered
+    /// in time; the keeper then loses the lease).
+    fn renew(&self) -> StoreCall {
+        let store = Arc::clone(&self.store);
+        let lease = self.lease.clone();
+        let limit = self.close_by();
+        Box::pin(async move {
+            tokio::time::timeout_at(limit, store.renew(&lease))
+                .await
+                .ok()
+        })
     }
 
     /// A save of the session's state now, conditional on the lease (bounded by the time the
-    /// session may still write); returns the state's mark with it.
-    fn save(&self, shared: &Shared) -> (PersistMark, Saving) {
-        let (mark, state) = {
-            let state = shared.lock();
-            let core = state.conduit.core();
-            (core.persist_mark(), core.persisted())
-        };
+    /// session may still write).
+    fn save(&self, shared: &Shared) -> Call {
+        let state = shared.lock().conduit.core().persisted();
         let stored = to_stored(state);
         let store = Arc::clone(&self.store);
         let lease = self.lease.clone();
         let limit = self.close_by();
         let ttl = self.lease.ttl();
-        let saving = Box::pin(async move {
+        Box::pin(async move {
             match tokio::time::timeout_at(limit, store.save(&lease, &stored)).await {
                 Ok(result) => result,
                 Err(_) => Err(session_store::Error::Timeout { limit: ttl }),
             }
-        });
-        (mark, saving)
+        })
     }
 
-    /// The session's lease keeper, spawned as soon as the lease is taken: renews it while
-    /// `connect` runs, then while the session runs, and saves the session's state as it
-    /// changes; closes the session when the lease is lost; releases it when the connect fails
-    /// (`None`), and when the session ends otherwise, once its socket is gone and its final
-    /// state is saved.
+    /// The session's lease keeper, spawned as soon as the lease is taken: drives the
+    /// [`Keeper`] (renewals while `connect` runs, then while the session runs, saves of the
+    /// session's state as it changes, the final save and the release once the session has
+    /// ended and its socket is gone); closes the session when the lease is lost; releases it
+    /// when the connect fails (`None`).
     pub(crate) async fn keep(mut self, session: oneshot::Receiver<Option<Arc<Shared>>>) {
         tokio::pin!(session);
+        let mut renewing: Option<Renewing> = None;
         let shared = loop {
-            let wake = self.next.min(self.close_by());
+            while let Some(order) = self.keeper.poll(self.now(), None) {
+                match order {
+                    KeeperOrder::Renew => renewing = Some(self.renew()),
+                    KeeperOrder::Lose(why) => {
+                        // Lost while connecting: the session closes the moment it exists.
+                        if let Ok(Some(shared)) = session.await {
+                            lose(&shared, why, lost_in_time(&self.keeper));
+                        }
+                        return;
+                    }
+                    // Neither comes without a session.
+                    KeeperOrder::Save(_) | KeeperOrder::Release => {}
+                }
+            }
+            let wake = self.wake().unwrap_or_else(|| self.close_by());
             tokio::select! {
                 connected = &mut session => match connected {
                     Ok(Some(shared)) => break shared,
@@ -350,91 +325,128 @@ impl Held {
                     }
                 },
                 () = tokio::time::sleep_until(wake) => {}
-            }
-            if let Renewal::Lost(why, err) = self.renew().await {
-                // Lost while connecting: the session closes the moment it exists.
-                if let Ok(Some(shared)) = session.await {
-                    lose(&shared, why, err);
+                answer = answered(&mut renewing) => {
+                    renewing = None;
+                    if let Some(result) = answer {
+                        if let Renewed::Lost(why, err) = self.keeper.on_renewal(self.now(), result) {
+                            if let Ok(Some(shared)) = session.await {
+                                lose(&shared, why, err);
+                            }
+                            return;
+                        }
+                    }
                 }
-                return;
             }
         };
         let mut changed = shared.changed.subscribe();
-        let mut saved: Option<PersistMark> = None;
-        let mut saving: Option<(PersistMark, Saving)> = None;
-        // The state whose save failed: tried again once it changes, or at the next renewal.
-        let mut failed: Option<PersistMark> = None;
+        let mut saving: Option<Call> = None;
+        // The error of the final save, if it failed.
+        let mut last: Option<session_store::Error> = None;
+        let mut ended = false;
         loop {
-            if finished(&shared) {
-                break;
-            }
-            if saving.is_none() {
+            loop {
                 let mark = shared.lock().conduit.core().persist_mark();
-                if saved != Some(mark) && failed != Some(mark) {
-                    saving = Some(self.save(&shared));
-                }
-            }
-            let wake = self.next.min(self.close_by());
-            tokio::select! {
-                () = tokio::time::sleep_until(wake) => match self.renew().await {
-                    Renewal::Kept => failed = None,
-                    Renewal::Retry(why) => shared.events.push(SessionEvent::Warning(format!(
-                        "could not renew the session's lease, retrying: {why}"
-                    ))),
-                    Renewal::Lost(why, err) => {
-                        lose(&shared, why, err);
+                let state = (mark, ended || finished(&shared));
+                let Some(order) = self.keeper.poll(self.now(), Some(state)) else {
+                    break;
+                };
+                match order {
+                    KeeperOrder::Renew => renewing = Some(self.renew()),
+                    KeeperOrder::Save(_) => saving = Some(self.save(&shared)),
+                    KeeperOrder::Lose(why) => {
+                        lose(&shared, why, lost_in_time(&self.keeper));
                         return;
                     }
+                    KeeperOrder::Release => {
+                        // Break before make: the socket is gone and the final state saved (or
+                        // its save failed: the lease is given back all the same).
+                        let released = self.store.release(&self.lease).await;
+                        let outcome = match last {
+                            Some(err) => Err(err),
+                            None => released,
+                        };
+                        shared.hand_off.tell(outcome);
+                        return;
+                    }
+                }
+            }
+            let wake = self.wake();
+            tokio::select! {
+                () = sleep_until(wake) => {}
+                changed = changed.changed(), if !ended => if changed.is_err() {
+                    // Every handle of the session is gone: it is over.
+                    ended = true;
                 },
-                changed = changed.changed() => if changed.is_err() { break },
-                (mark, result) = in_flight(&mut saving) => {
-                    saving = None;
-                    match result {
-                        Ok(()) => {
-                            saved = Some(mark);
-                            failed = None;
+                answer = answered(&mut renewing) => {
+                    renewing = None;
+                    // Not answered in time (`None`): the keeper's next poll loses the lease.
+                    if let Some(result) = answer {
+                        match self.keeper.on_renewal(self.now(), result) {
+                            Renewed::Kept => {}
+                            Renewed::Retry(why) => shared.events.push(SessionEvent::Warning(
+                                format!("could not renew the session's lease, retrying: {why}"),
+                            )),
+                            Renewed::Lost(why, err) => {
+                                lose(&shared, why, err);
+                                return;
+                            }
                         }
-                        Err(err @ session_store::Error::Fenced { .. }) => {
-                            lose(&shared, format!("the lease was lost: {err}"), err);
+                    }
+                },
+                result = in_flight(&mut saving) => {
+                    saving = None;
+                    match self.keeper.on_saved(result) {
+                        SaveOutcome::Saved => {}
+                        SaveOutcome::Final(result) => last = result.err(),
+                        SaveOutcome::Lost(why, err) => {
+                            lose(&shared, why, err);
                             return;
                         }
-                        Err(err) => {
-                            // Said at most once between two renewals.
-                            if failed.is_none() {
+                        SaveOutcome::Failed { warn, err } => {
+                            if warn {
                                 shared.events.push(SessionEvent::Warning(format!(
                                     "could not save the session's state, retrying at the \
                                      next change or renewal: {err}"
                                 )));
                             }
-                            failed = Some(mark);
                         }
                     }
                 }
             }
         }
-        // Break before make: the socket is gone; the final state, then the lease.
-        if let Some((_, pending)) = saving.take() {
-            let _ = pending.await;
-        }
-        let (_, last) = self.save(&shared);
-        let outcome = match last.await {
-            Ok(()) => self.store.release(&self.lease).await,
-            Err(err) => {
-                // Still give the lease back if it is ours: the last saved state stands.
-                let _ = self.store.release(&self.lease).await;
-                Err(err)
-            }
-        };
-        shared.hand_off.tell(outcome);
     }
 }
 
-/// The save under way, or never.
-async fn in_flight(
-    saving: &mut Option<(PersistMark, Saving)>,
-) -> (PersistMark, Result<(), session_store::Error>) {
+/// A renewal under way (its answer, or `None` when it timed out).
+type Renewing = Pin<Box<dyn Future<Output = Option<Result<(), session_store::Error>>> + Send>>;
+
+/// The renewal under way's answer, or never.
+async fn answered(renewing: &mut Option<Renewing>) -> Option<Result<(), session_store::Error>> {
+    match renewing.as_mut() {
+        Some(renewing) => renewing.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The error a lease not renewed in time is reported with.
+fn lost_in_time(keeper: &Keeper) -> session_store::Error {
+    session_store::Error::Timeout {
+        limit: keeper.ttl(),
+    }
+}
+
+/// The save under way's answer, or never.
+async fn in_flight(saving: &mut Option<Call>) -> Result<(), session_store::Error> {
     match saving.as_mut() {
-        Some((mark, saving)) => (*mark, saving.await),
+        Some(saving) => saving.await,
         None => std::future::pending().await,
     }
 }
@@ -444,9 +456,8 @@ fn lose(shared: &Shared, why: String, err: session_store::Error) {
     shared
         .events
         .push(SessionEvent::Warning(format!("closing the session: {why}")));
-    shared.with(|state, now| {
-        let _ = state.conduit.command(now, Command::Close);
-    });
+    // Without awaiting the server's answer: the socket must be gone before the lease passes.
+    shared.with(|state, now| state.conduit.close_at_once(now));
     shared.hand_off.tell(Err(err));
 }
 

@@ -264,6 +264,20 @@ impl AppState {
         }
     }
 
+    /// The application's latest instructions and tool declarations (a worker that takes the
+    /// session over is built with them).
+    pub(crate) fn config(
+        &self,
+    ) -> (
+        Option<String>,
+        Vec<gemini_transport::wire::FunctionDeclaration>,
+    ) {
+        (
+            self.instructions.clone(),
+            declarations(self.tool_set, self.behavior.clone()),
+        )
+    }
+
     /// Records the items of `before` that `after` holds changed (an edit ran between them).
     pub(crate) fn edited(&mut self, before: &ChatContext, after: &ChatContext) {
         for item in before.iter() {
@@ -271,6 +285,13 @@ impl AppState {
                 self.prior_versions.push(item.clone());
             }
         }
+    }
+
+    /// The application restarted on another worker with `L` at `version`: the snapshots it
+    /// had (the previous worker's) are gone with its process.
+    pub(crate) fn restarted(&mut self, version: u64, context: ChatContext) {
+        self.snapshots.clear();
+        self.snapshots.push_back((version, context));
     }
 
     /// Records `L` after a step.
@@ -436,6 +457,8 @@ impl AppState {
                 faults.refuse_upgrades(u32::from(n), 503);
                 Action::Done
             }
+            // The world carries these out on its workers and store (`fleet.rs`).
+            Op::Kill | Op::Drain | Op::Partition(..) => Action::Done,
         }
     }
 }

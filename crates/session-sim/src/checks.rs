@@ -67,6 +67,14 @@ pub struct Observed {
     /// Where the microphone's audio went (the simulator only: over sockets, which bytes a
     /// frame lost with its connection carried is not known).
     pub audio: Option<AudioTally>,
+    /// Where each worker after the first took the session over, as indices into `events`:
+    /// the event checks run per worker (a killed worker's last reconnect never ends).
+    pub owners: Vec<usize>,
+    /// For each of `calls`, the lineage of the worker that ran it: a worker that took the
+    /// session over after an unclean end (killed, its lease lost, its final save failed) starts a
+    /// new lineage. A call the previous worker received and never saved is unknown to the
+    /// next one, which may deliver its turn again and run the tool again: once per lineage.
+    pub call_lineages: Vec<u64>,
 }
 
 /// Where every byte of microphone audio went, each byte named by its offset in everything the
@@ -548,13 +556,16 @@ fn tools_and_answers(o: &Observed, found: &mut Vec<Violation>) {
         }
     }
     // The application runs a tool once per turn that asked for it.
-    let mut runs: HashMap<String, Vec<&str>> = HashMap::new();
-    for call in &o.calls {
+    let mut runs: HashMap<(String, u64), Vec<&str>> = HashMap::new();
+    for (k, call) in o.calls.iter().enumerate() {
         if let Some(prompt) = prompt_of.get(call) {
-            runs.entry(prompt.clone()).or_default().push(call);
+            let lineage = o.call_lineages.get(k).copied().unwrap_or(0);
+            runs.entry((prompt.clone(), lineage))
+                .or_default()
+                .push(call);
         }
     }
-    for (prompt, calls) in runs {
+    for ((prompt, _), calls) in runs {
         if calls.len() > 1 {
             found.push(Violation::new(
                 "tool run twice",
@@ -609,6 +620,9 @@ fn divergence_reasons(o: &Observed, found: &mut Vec<Violation>) {
 fn one_interrupted_per_turn(o: &Observed, found: &mut Vec<Violation>) {
     let mut cut = false;
     for (at, event) in o.events.iter().enumerate() {
+        if o.owners.contains(&at) {
+            cut = false;
+        }
         match event {
             SessionEvent::Interrupted if cut => found.push(Violation::new(
                 "events",
@@ -625,9 +639,15 @@ fn one_interrupted_per_turn(o: &Observed, found: &mut Vec<Violation>) {
 
 fn reconnect_pairs(o: &Observed, found: &mut Vec<Violation>) {
     let mut open = false;
+    let mut opened_at = 0;
     for (at, event) in o.events.iter().enumerate() {
+        if o.owners.contains(&at) {
+            // The worker before ended (killed, drained or lease lost) with what it had open.
+            open = false;
+        }
         match event {
             SessionEvent::Reconnecting { .. } => {
+                opened_at = at;
                 if open {
                     found.push(Violation::new(
                         "events",
@@ -649,7 +669,7 @@ fn reconnect_pairs(o: &Observed, found: &mut Vec<Violation>) {
             _ => {}
         }
     }
-    if open {
+    if open && !o.owners.iter().any(|&k| k > opened_at) {
         found.push(Violation::new(
             "events",
             "a Reconnecting never followed by Reconnected or Closed".to_owned(),

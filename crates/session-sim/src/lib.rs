@@ -88,7 +88,8 @@ pub use checks::Violation;
 pub use pair::{Pair, PairBuilder};
 pub use rng::Rng;
 pub use schedule::{
-    Op, Policy, Profile, Schedule, Step, draw_only_extended_thinking, draws_only_extended_thinking,
+    Fleet, Op, Policy, Profile, Schedule, Step, draw_fleet, draw_only_extended_thinking,
+    draws_fleet, draws_only_extended_thinking,
 };
 pub use shrink::shrink;
 pub use soak::soak_one;

@@ -24,6 +24,8 @@
 //! by the mutant alone); the exit code is 1 when none are.
 //!
 //! One 3.8 schedule in three runs on gemini-3.8-live-extended-thinking;
+//! `--fleet` runs one schedule in five on two workers and a session store, with worker kills,
+//! hand-offs and store partitions (not in the default draw yet: docs/design.md section 8).
 //! `--only-extended-thinking` runs every schedule on it (to search its interleavings faster),
 //! and a replay of such a seed needs the same flag.
 //!
@@ -59,8 +61,8 @@ struct Args {
 
 const USAGE: &str = "usage: session-sim [--schedules N] [--start S] [--fixed F] [--show K] \
     [--policy default|report-edits|replay-always|skip-replay] [--threads T] \
-    [--only-extended-thinking] \
-    | --seed S [--keep i,j] [--policy P] [--trace] [--only-extended-thinking] \
+    [--only-extended-thinking] [--fleet] \
+    | --seed S [--keep i,j] [--policy P] [--trace] [--only-extended-thinking] [--fleet] \
     | --soak [--schedules N] [--start S] [--concurrency C] [--seed S]";
 
 fn parse() -> Result<Args, String> {
@@ -112,6 +114,7 @@ fn parse() -> Result<Args, String> {
             }
             "--trace" => args.trace = true,
             "--only-extended-thinking" => session_sim::draw_only_extended_thinking(true),
+            "--fleet" => session_sim::draw_fleet(true),
             "--soak" => args.soak = true,
             "--concurrency" => {
                 args.concurrency = usize::try_from(number(&value("--concurrency")?)?)
@@ -192,6 +195,10 @@ struct Stats {
     interleavings: [u64; Interleaving::ALL.len()],
     /// Schedules of each family and with each profile setting.
     profiles: BTreeMap<&'static str, u64>,
+    /// Schedules on two workers and a store, takeovers in them, leases their keepers gave up.
+    fleets: u64,
+    takeovers: u64,
+    leases_lost: u64,
 }
 
 impl Stats {
@@ -254,6 +261,9 @@ impl Stats {
                 *self.profiles.entry(name).or_default() += 1;
             }
         }
+        self.fleets += u64::from(schedule.profile.fleet.is_some());
+        self.takeovers += outcome.takeovers;
+        self.leases_lost += outcome.leases_lost;
     }
 
     fn merge(&mut self, other: Stats) {
@@ -282,6 +292,9 @@ impl Stats {
         for (mine, theirs) in self.interleavings.iter_mut().zip(other.interleavings) {
             *mine += theirs;
         }
+        self.fleets += other.fleets;
+        self.takeovers += other.takeovers;
+        self.leases_lost += other.leases_lost;
     }
 
     fn share(&self, n: u64) -> String {
@@ -339,6 +352,13 @@ impl Stats {
         for (fault, count) in &self.faults {
             println!("    {fault:<28} {}", self.share(*count));
         }
+        println!(
+            "  two workers and a store: {} of schedules, {} takeovers, {} leases given up by \
+             their keeper",
+            self.share(self.fleets),
+            self.takeovers,
+            self.leases_lost
+        );
         println!("  interleavings (share of schedules performing one):");
         for (kind, count) in Interleaving::ALL.iter().zip(self.interleavings) {
             println!("    {:<40} {}", kind.name(), self.share(count));
@@ -485,7 +505,12 @@ fn policy_flag(policy: Option<Policy>) -> String {
     } else {
         ""
     };
-    policy.map_or_else(String::new, |p| format!(" --policy {}", p.name())) + extended
+    let fleet = if session_sim::draws_fleet() {
+        " --fleet"
+    } else {
+        ""
+    };
+    policy.map_or_else(String::new, |p| format!(" --policy {}", p.name())) + extended + fleet
 }
 
 /// Shrinks failing `seed` to the fewest steps that still fail with `class` and prints it.

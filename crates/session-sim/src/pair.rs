@@ -548,6 +548,8 @@ impl Pair {
             interleavings: world.app.interleavings,
             violations: world.violations,
             trace: world.trace,
+            takeovers: 0,
+            leases_lost: 0,
             elapsed: world.now,
         }
     }

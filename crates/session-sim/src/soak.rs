@@ -371,6 +371,8 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         default_policy: p.policy.is_default(),
         // Over sockets, what a broken connection had on the wire is not known.
         audio: None,
+        owners: Vec::new(),
+        call_lineages: Vec::new(),
     };
     let mut checked = checks::check(&observed);
     if gave_up && !checked.is_empty() {

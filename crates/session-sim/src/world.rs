@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use agent_glue::conduit::Command;
-use agent_glue::conduit::{AtBound, Conduit, Order};
+use agent_glue::conduit::{AtBound, AudioLoss, Conduit, Order};
 use agent_glue::{ConnectionAge, LiveSession, LiveSessionBuilder, SessionEvent};
 use ctx_model::ChatContext;
 use gemini_fake::{FakeConfig, SimOutput, SimServer};
@@ -28,9 +28,11 @@ use resume_policy::{ConnectionId, Millis, ModelCapabilities};
 use crate::app::{self, Action, AppState, Interleaving, Interleavings, Mic, declarations};
 use crate::audio_trail::AudioTrail;
 use crate::checks::{self, Observed, Violation};
+mod fleet;
 use crate::rng::Rng;
 use crate::schedule::{Op, Schedule};
 use crate::socket::{Link, SimSocket, Took, Wire, as_transport_records};
+use fleet::{Fleet, StoreCall, StoreReply};
 
 /// How long a schedule may take to settle after its last step (virtual ms).
 const SETTLE_LIMIT: u64 = 300_000;
@@ -51,6 +53,10 @@ pub struct Outcome {
     pub events: Vec<SessionEvent>,
     /// What the application did while the user spoke (or as answers started).
     pub interleavings: Interleavings,
+    /// Takeovers by the other worker (`Profile::fleet`), and leases the keeper gave up.
+    pub takeovers: u64,
+    /// See `takeovers`.
+    pub leases_lost: u64,
 }
 
 /// What happens at a point of virtual time.
@@ -80,6 +86,16 @@ enum Ev {
     /// The application interrupts the answer that just started.
     InterruptAnswer,
     Settle,
+    /// A worker's store call reaches the store (worker generation, call).
+    AtStore(u64, StoreCall),
+    /// The store's answer reaches the worker of this generation.
+    FromStore(u64, StoreReply),
+    /// The keeper of this generation's worker is due (its wake, in virtual ms).
+    KeeperWake(u64, u64),
+    /// The waiting worker (this generation) tries to acquire the lease.
+    TryAcquire(u64),
+    /// The drain of this generation's worker is over (`HAND_OFF_DRAIN`).
+    DrainOver(u64),
 }
 
 impl Ev {
@@ -225,6 +241,22 @@ pub(crate) struct World<'a> {
     /// A scripted run ([`crate::pair`]): every event, media included, is recorded here, and
     /// the script answers tool calls itself.
     pub(crate) tap: Option<Vec<(u64, SessionEvent)>>,
+    /// The workers and the store (`Profile::fleet`), if any.
+    pub(crate) fleet: Option<Fleet>,
+    /// The current worker's connection ids are the world's minus this (each worker numbers
+    /// its own; the world keeps every worker's links apart).
+    pub(crate) conn_base: u64,
+    /// The current worker was killed: its conduit is gone (kept in place, never called).
+    pub(crate) dead: bool,
+    /// Where each worker after the first began, as indices into the application's events.
+    pub(crate) owners: Vec<usize>,
+    /// A worker was killed in this run (what it held of the microphone died with it).
+    pub(crate) killed: bool,
+    /// Audio earlier workers' closed sessions held unwritten when the next one took over.
+    pub(crate) audio_left: u64,
+    /// The lineage of each of `app.calls` (see `Observed::call_lineages`), and the current.
+    pub(crate) call_lineages: Vec<u64>,
+    pub(crate) lineage: u64,
 }
 
 /// Runs `schedule` to the end and checks the invariants. The trace is recorded when the run
@@ -261,12 +293,20 @@ fn run_with(schedule: &Schedule, tracing: bool) -> Outcome {
                 context: ChatContext::new(),
                 events: Vec::new(),
                 interleavings: Interleavings::default(),
+                takeovers: 0,
+                leases_lost: 0,
             };
         }
     };
     world.run();
     world.check();
+    let (takeovers, leases_lost) = world
+        .fleet
+        .as_ref()
+        .map_or((0, 0), |f| (f.takeovers, f.lost));
     Outcome {
+        takeovers,
+        leases_lost,
         context: world.conduit.core().chat_ctx().clone(),
         events: world.app.events.into_iter().map(|(_, e)| e).collect(),
         interleavings: world.app.interleavings,
@@ -290,6 +330,54 @@ pub(crate) fn text_anyway(
     }
     caps.text_responses = true;
     Ok(builder.capabilities(caps))
+}
+
+/// The session's builder for `p`'s profile on `model` (before a scripted run's changes).
+pub(crate) fn session_builder(
+    p: &crate::schedule::Profile,
+    model: &str,
+) -> Result<LiveSessionBuilder, String> {
+    let endpoint = Endpoint::api_key(SecretString::from("sim"))
+        .with_base_url("ws://sim.invalid")
+        .map_err(|e| e.to_string())?;
+    let modality = if p.audio {
+        Modality::Audio
+    } else {
+        Modality::Text
+    };
+    let tools = declarations(0, p.behavior());
+    let mut builder = LiveSession::builder(endpoint, model.to_owned())
+        .modality(modality)
+        .transcription(p.audio)
+        .transparent_resumption(p.transparent)
+        .automatic_activity_detection(!p.manual_activity)
+        // The application says how much silence ends speech (the fake's default, 500 ms),
+        // so the session knows where each spoken turn ended.
+        .end_of_speech_silence(Duration::from_millis(app::VAD_SILENCE_MS))
+        .policy(app::resume_policy(p.policy))
+        .tools(tools);
+    if !p.audio {
+        builder = text_anyway(builder, model)?;
+    }
+    if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
+        // Required there (docs/protocol.md section 10.1).
+        builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
+    }
+    if let Some((trigger, target)) = p.compression {
+        builder = builder.compression(
+            gemini_transport::wire::ContextWindowCompression::sliding_window_with(
+                i64::try_from(trigger).unwrap_or(i64::MAX),
+                i64::try_from(target).unwrap_or(i64::MAX),
+            ),
+        );
+    }
+    if let Some((after, max)) = p.age_limit {
+        builder = builder.connection_age(Some(ConnectionAge::new(
+            Duration::from_millis(after),
+            Duration::from_millis(max),
+        )));
+    }
+    Ok(builder)
 }
 
 impl<'a> World<'a> {
@@ -321,46 +409,7 @@ impl<'a> World<'a> {
         );
         let model = config.setup_model();
         let server = SimServer::new(config);
-        let endpoint = Endpoint::api_key(SecretString::from("sim"))
-            .with_base_url("ws://sim.invalid")
-            .map_err(|e| e.to_string())?;
-        let modality = if p.audio {
-            Modality::Audio
-        } else {
-            Modality::Text
-        };
-        let tools = declarations(0, p.behavior());
-        let mut builder = LiveSession::builder(endpoint, model.clone())
-            .modality(modality)
-            .transcription(p.audio)
-            .transparent_resumption(p.transparent)
-            .automatic_activity_detection(!p.manual_activity)
-            // The application says how much silence ends speech (the fake's default, 500 ms),
-            // so the session knows where each spoken turn ended.
-            .end_of_speech_silence(Duration::from_millis(app::VAD_SILENCE_MS))
-            .policy(app::resume_policy(p.policy))
-            .tools(tools.clone());
-        if !p.audio {
-            builder = text_anyway(builder, &model)?;
-        }
-        if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
-            // Required there (docs/protocol.md section 10.1).
-            builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
-        }
-        if let Some((trigger, target)) = p.compression {
-            builder = builder.compression(
-                gemini_transport::wire::ContextWindowCompression::sliding_window_with(
-                    i64::try_from(trigger).unwrap_or(i64::MAX),
-                    i64::try_from(target).unwrap_or(i64::MAX),
-                ),
-            );
-        }
-        if let Some((after, max)) = p.age_limit {
-            builder = builder.connection_age(Some(ConnectionAge::new(
-                Duration::from_millis(after),
-                Duration::from_millis(max),
-            )));
-        }
+        let builder = session_builder(&p, &model)?;
         let mut conduit = (setup.session)(builder)
             .into_sans_io(Millis(0), schedule.seed)
             .map_err(|e| e.to_string())?;
@@ -368,6 +417,7 @@ impl<'a> World<'a> {
         let answer_rng = Rng::stream(schedule.seed, 7);
         conduit.audit_audio();
         let core = conduit.core();
+        let fleet = p.fleet.map(|f| Fleet::new(f, model.clone()));
         let app = App {
             state: AppState::new(core.version(), core.chat_ctx().clone(), p.behavior()),
             interrupts: (p.interrupt_answers > 0).then(|| Rng::stream(schedule.seed, 4)),
@@ -402,7 +452,16 @@ impl<'a> World<'a> {
             last_opened: None,
             must_end: None,
             tap,
+            fleet,
+            conn_base: 0,
+            dead: false,
+            owners: Vec::new(),
+            killed: false,
+            audio_left: 0,
+            call_lineages: Vec::new(),
+            lineage: 0,
         };
+        world.fleet_start();
         // The first step waits for the first connection (as `connect()` does).
         world.pump();
         Ok(world)
@@ -511,6 +570,11 @@ impl<'a> World<'a> {
 
     /// Step `k` runs now; then the next is scheduled, or a wait for a transcript begins.
     fn run_step(&mut self, k: usize) {
+        if self.fleet.as_mut().is_some_and(|f| f.defer(k)) {
+            // No worker acts for the session now: the application waits for the next one.
+            self.note(format!("step {k} waits for the next owner"));
+            return;
+        }
         let wait = match self.schedule.steps.get(k) {
             Some(step) => self.step(step.op),
             None => false,
@@ -566,6 +630,9 @@ impl<'a> World<'a> {
     }
 
     pub(crate) fn settled(&self) -> bool {
+        if self.fleet.as_ref().is_some_and(Fleet::changing_hands) {
+            return false;
+        }
         if self.conduit.core().closed().is_some() {
             return self.in_flight == 0 && self.conduit.is_finished();
         }
@@ -590,7 +657,7 @@ impl<'a> World<'a> {
                 }
             }
             Ev::InterruptAnswer => {
-                if self.conduit.core().closed().is_none() {
+                if !self.dead && self.conduit.core().closed().is_none() {
                     self.app.interleavings.insert(Interleaving::InterruptAnswer);
                     let _ = self.command(Command::Interrupt);
                 }
@@ -610,13 +677,16 @@ impl<'a> World<'a> {
                 };
                 let mut info = CloseInfo::abnormal(cause.to_string(), false);
                 info.class = cause.class();
-                self.expect_end(conn, &info, false);
-                self.conduit.handle_dial_failed(
-                    Millis(now),
-                    conn,
-                    info,
-                    Some(std::sync::Arc::new(cause)),
-                );
+                let open = self.links.get(&conn).is_some_and(|l| l.client_open);
+                if let Some(mine) = self.mine(conn).filter(|_| open) {
+                    self.expect_end(conn, &info, false);
+                    self.conduit.handle_dial_failed(
+                        Millis(now),
+                        mine,
+                        info,
+                        Some(std::sync::Arc::new(cause)),
+                    );
+                }
             }
             Ev::ToServer(conn, wire) => self.at_server(conn, wire),
             Ev::PeerReads(conn) => {
@@ -646,9 +716,9 @@ impl<'a> World<'a> {
                         l.pongs
                     })
                 });
-                if let Some(pongs) = pongs {
+                if let (Some(pongs), Some(mine)) = (pongs, self.mine(conn)) {
                     self.audio.pong(conn);
-                    self.conduit.handle_pongs(conn, pongs);
+                    self.conduit.handle_pongs(mine, pongs);
                 }
             }
             Ev::VanishAtServer(conn) => {
@@ -691,7 +761,9 @@ impl<'a> World<'a> {
                         );
                         self.note(line);
                     }
-                    self.conduit.handle_message(Millis(now), conn, message);
+                    if let Some(mine) = self.mine(conn) {
+                        self.conduit.handle_message(Millis(now), mine, message);
+                    }
                 }
             }
             Ev::ClosedAtClient(conn, info) => {
@@ -711,19 +783,23 @@ impl<'a> World<'a> {
                         .get(&conn)
                         .is_some_and(|l| !l.set_up && !l.resume);
                     self.expect_end(conn, &info, fresh_setup);
-                    if set_up {
-                        self.conduit.handle_closed(Millis(now), conn, info, None);
-                    } else {
+                    match self.mine(conn) {
+                        Some(mine) if set_up => {
+                            self.conduit.handle_closed(Millis(now), mine, info, None);
+                        }
                         // The dial failed during its setup.
-                        self.conduit
-                            .handle_dial_failed(Millis(now), conn, info, None);
+                        Some(mine) => {
+                            self.conduit
+                                .handle_dial_failed(Millis(now), mine, info, None);
+                        }
+                        None => {}
                     }
                 }
             }
             // The pump writes once the socket takes frames again.
             Ev::Writable => {}
             Ev::ConduitTimer(at) => {
-                if self.conduit_timer == Some(at) {
+                if self.conduit_timer == Some(at) && !self.dead {
                     self.conduit_timer = None;
                     self.conduit.handle_timeout(Millis(now));
                 }
@@ -741,6 +817,10 @@ impl<'a> World<'a> {
                 self.answers_due -= 1;
                 self.at(at, Ev::Answer(call_id));
             }
+            Ev::Answer(_) if self.dead => {
+                // The worker that was to answer died with the call.
+                self.answers_due -= 1;
+            }
             Ev::Answer(call_id) => {
                 self.answers_due -= 1;
                 if self.app.waiting.is_some() {
@@ -750,6 +830,11 @@ impl<'a> World<'a> {
                     self.answer(&call_id);
                 }
             }
+            Ev::AtStore(generation, call) => self.at_store(generation, call),
+            Ev::FromStore(generation, reply) => self.on_store_reply(generation, reply),
+            Ev::KeeperWake(generation, at) => self.keeper_wake(generation, at),
+            Ev::TryAcquire(generation) => self.try_acquire(generation),
+            Ev::DrainOver(generation) => self.drain_over(generation),
         }
         self.pump();
     }
@@ -848,16 +933,23 @@ impl<'a> World<'a> {
     fn pump(&mut self) {
         for _ in 0..64 {
             let mut moved = false;
-            while let Some(order) = self.conduit.poll_order() {
+            while let Some(order) = self.conduit.poll_order().filter(|_| !self.dead) {
                 moved = true;
                 self.order(order);
             }
-            moved |= self.write();
-            while let Some(event) = self.conduit.poll_event() {
+            moved |= !self.dead && self.write();
+            while let Some(event) = self.conduit.poll_event().filter(|_| !self.dead) {
                 moved = true;
                 self.on_event(event);
             }
-            while let Some(loss) = self.conduit.poll_audio_loss() {
+            while let Some(loss) = self.conduit.poll_audio_loss().filter(|_| !self.dead) {
+                let loss = match loss {
+                    AudioLoss::Unconfirmed { connection, bytes } => AudioLoss::Unconfirmed {
+                        connection: ConnectionId(connection.0 + self.conn_base),
+                        bytes,
+                    },
+                    other => other,
+                };
                 self.audio.loss(loss);
             }
             while let Some((sid, output)) = self.server.poll_output() {
@@ -868,7 +960,7 @@ impl<'a> World<'a> {
                 break;
             }
         }
-        if let Some(t) = self.conduit.poll_timeout() {
+        if let Some(t) = self.conduit.poll_timeout().filter(|_| !self.dead) {
             if self.conduit_timer != Some(t.0) {
                 self.conduit_timer = Some(t.0);
                 self.at(t.0, Ev::ConduitTimer(t.0));
@@ -881,6 +973,19 @@ impl<'a> World<'a> {
                 self.at(t, Ev::ServerTimer(t));
             }
         }
+        if self.keep_lease() {
+            // The keeper closed the session: its close goes out now, as the shell's would.
+            self.pump();
+        }
+    }
+
+    /// The current worker's name for the world's connection `conn` (`None`: an earlier
+    /// worker's).
+    pub(crate) fn mine(&self, conn: ConnectionId) -> Option<ConnectionId> {
+        conn.0
+            .checked_sub(self.conn_base)
+            .map(ConnectionId)
+            .filter(|_| !self.dead)
     }
 
     /// Carries out an order of the conduit.
@@ -889,6 +994,7 @@ impl<'a> World<'a> {
         let now = self.now;
         match order {
             Order::Dial { connection, setup } => {
+                let connection = ConnectionId(connection.0 + self.conn_base);
                 let resume = matches!(&setup, ClientMessage::Setup(s)
                     if s.session_resumption.as_ref().is_some_and(|r| r.handle.is_some()));
                 let mut buf = Vec::new();
@@ -909,6 +1015,7 @@ impl<'a> World<'a> {
                 self.at(at, Ev::Dial(connection, json));
             }
             Order::Release { connection } => {
+                let connection = ConnectionId(connection.0 + self.conn_base);
                 if self.socket == Some(connection) {
                     self.socket = None;
                 }
@@ -947,7 +1054,8 @@ impl<'a> World<'a> {
             return false;
         }
         let mut socket = SimSocket::new(now, link, &mut self.writer_rng, &self.audio);
-        let poll = self.conduit.write(Millis(now), conn, &mut socket);
+        let mine = ConnectionId(conn.0 - self.conn_base);
+        let poll = self.conduit.write(Millis(now), mine, &mut socket);
         let (took, blocked_until) = socket.finish();
         if poll.is_pending() && blocked_until > now {
             self.note(format!(
@@ -1117,8 +1225,10 @@ impl<'a> World<'a> {
             } else if self.tap.is_some() {
                 // The script answers.
                 self.app.calls.push(call_id.clone());
+                self.call_lineages.push(self.lineage);
             } else {
                 self.app.calls.push(call_id.clone());
+                self.call_lineages.push(self.lineage);
                 let delay = app::answer_delay(self.schedule.seed, self.app.calls.len() as u64);
                 let at = self.now + delay;
                 self.at(at, Ev::Answer(call_id.clone()));
@@ -1227,6 +1337,9 @@ impl<'a> World<'a> {
 
     /// Runs `op`; `true` if the application now waits for a transcript (see [`Mic`]).
     fn step(&mut self, op: Op) -> bool {
+        if self.fleet_op(op) {
+            return false;
+        }
         if self.conduit.core().closed().is_some() {
             return false;
         }
@@ -1465,10 +1578,16 @@ impl<'a> World<'a> {
             tools: self.app.state.tools.clone(),
             gave_up: matches!(core.closed(), Some(Some(_))),
             default_policy: self.schedule.profile.policy.is_default(),
-            audio: Some(self.audio.tally(
-                &self.server_audio(),
-                self.conduit.waiting_audio_bytes() as u64,
-            )),
+            // What a killed worker held or had written of the microphone died with it,
+            // unreported by design: the byte-by-byte check holds for runs without a kill.
+            audio: (!self.killed).then(|| {
+                self.audio.tally(
+                    &self.server_audio(),
+                    self.conduit.waiting_audio_bytes() as u64 + self.audio_left,
+                )
+            }),
+            owners: self.owners.clone(),
+            call_lineages: self.call_lineages.clone(),
         }
     }
 

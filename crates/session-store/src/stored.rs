@@ -36,6 +36,14 @@ pub struct StoredSession {
     pub outbox: Vec<Operation>,
     /// The desired context `L`.
     pub desired: ChatContext,
+    /// The calls of `desired` without a result that a session resumed from `handle` knows as
+    /// calls (takes a `toolResponse` for); `None` in data written without it (then: the
+    /// calls `held` holds). A call the handle holds only as history (seeded) is not one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_calls: Option<Vec<String>>,
+    /// The calls of `desired` the server cancelled: never to be answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancelled_calls: Vec<String>,
 }
 
 impl StoredSession {
@@ -54,7 +62,18 @@ impl StoredSession {
             held,
             outbox: outbox.live().cloned().collect(),
             desired,
+            known_calls: None,
+            cancelled_calls: Vec::new(),
         }
+    }
+
+    /// The same session with what it knows of its calls without a result: the ones its
+    /// handle knows as calls, and the ones the server cancelled.
+    #[must_use]
+    pub fn with_calls(mut self, known: Option<Vec<String>>, cancelled: Vec<String>) -> Self {
+        self.known_calls = known;
+        self.cancelled_calls = cancelled;
+        self
     }
 }
 

@@ -61,6 +61,11 @@ pub(crate) struct Closing {
     sent: bool,
     /// When the socket finished writing it.
     written_at: Option<Millis>,
+    /// The server's answer is not awaited, nor a socket that does not take the close frame:
+    /// the socket is dropped at the next timer, with the close frame if the socket took it by
+    /// then (a session whose lease is lost: its socket must be gone before the lease can pass
+    /// on, whatever the server and the socket do).
+    hurry: bool,
 }
 
 /// What the time asks of a line.
@@ -282,7 +287,15 @@ impl Line {
             since: now,
             sent: false,
             written_at: None,
+            hurry: false,
         });
+    }
+
+    /// The closing handshake is not awaited (see [`Closing::hurry`]).
+    pub(crate) fn hurry(&mut self) {
+        if let Some(closing) = self.closing.as_mut() {
+            closing.hurry = true;
+        }
     }
 
     /// Whether the close frame is still waiting for the socket.
@@ -310,7 +323,9 @@ impl Line {
     pub(crate) fn deadline(&self, timing: &Timing, reading_paused: bool) -> Option<Millis> {
         if let Some(closing) = &self.closing {
             return Some(match closing.written_at {
+                None if closing.hurry => closing.since,
                 None => closing.since.after(CLOSE_FRAME_BUDGET),
+                Some(at) if closing.hurry => at,
                 Some(at) => at.after(timing.close_timeout),
             });
         }
@@ -332,7 +347,9 @@ impl Line {
     pub(crate) fn due(&self, now: Millis, timing: &Timing, reading_paused: bool) -> Option<Due> {
         if let Some(closing) = &self.closing {
             let limit = match closing.written_at {
+                None if closing.hurry => closing.since,
                 None => closing.since.after(CLOSE_FRAME_BUDGET),
+                Some(at) if closing.hurry => at,
                 Some(at) => at.after(timing.close_timeout),
             };
             return (now >= limit).then_some(Due::Abandon);

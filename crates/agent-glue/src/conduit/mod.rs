@@ -314,6 +314,19 @@ impl Conduit {
         result
     }
 
+    /// Closes the session as [`Command::Close`] does, without awaiting the server's answer
+    /// to the close frame or a socket that does not take it: the timer is due at once, and
+    /// releases the socket (with the close frame if the IO side wrote it meanwhile), whatever
+    /// the server does. For a session that lost its lease (`ownership.rs`): its socket must be
+    /// gone before the lease passes on, and a closing handshake (up to the close timeout) or a
+    /// blocked socket (up to [`CLOSE_FRAME_BUDGET`]) could outlast the lease's margin.
+    pub fn close_at_once(&mut self, now: Millis) {
+        let _ = self.command(now, Command::Close);
+        if let Some(line) = self.line.as_mut() {
+            line.hurry();
+        }
+    }
+
     /// Microphone audio (PCM16 mono at the input rate) pushed at `now`: framed for the
     /// connection at once when its writer is idle, else kept in the backlog, or in the gap
     /// buffer while no connection takes audio, within their bounds. `now` tells a producer

@@ -29,6 +29,11 @@ pub struct Persisted {
     pub outbox: Vec<Operation>,
     /// `L`.
     pub desired: ChatContext,
+    /// The calls of `L` without a result that a session resumed from `handle` knows as calls
+    /// (`None`: not known; then the calls `held` holds count).
+    pub known_calls: Option<Vec<String>>,
+    /// The calls of `L` the server cancelled.
+    pub cancelled_calls: Vec<String>,
 }
 
 impl Persisted {
@@ -46,7 +51,17 @@ impl Persisted {
             held,
             outbox,
             desired,
+            known_calls: None,
+            cancelled_calls: Vec::new(),
         }
+    }
+
+    /// The same snapshot with what it knows of its calls without a result.
+    #[must_use]
+    pub fn with_calls(mut self, known: Option<Vec<String>>, cancelled: Vec<String>) -> Self {
+        self.known_calls = known;
+        self.cancelled_calls = cancelled;
+        self
     }
 }
 
@@ -61,6 +76,7 @@ pub struct PersistMark {
     live: usize,
     handle: Option<(HandleSerial, bool)>,
     closed: bool,
+    cancelled: usize,
 }
 
 impl SessionCore {
@@ -74,17 +90,39 @@ impl SessionCore {
                 .persisted_handle()
                 .map(|handle| (handle.serial, handle.is_stale())),
             closed: self.closed.is_some(),
+            cancelled: self
+                .ledger
+                .tracker
+                .tool_calls()
+                .iter()
+                .filter(|call| call.status == ToolCallStatus::Cancelled)
+                .count(),
         }
     }
 
     /// The persisted state now: what another process needs to resume this session.
     pub fn persisted(&self) -> Persisted {
+        let calls = self.ledger.tracker.tool_calls();
+        let pending = self.ledger.desired.pending_calls();
+        let handle = self.persisted_handle();
         Persisted {
-            handle: self.persisted_handle().cloned(),
+            handle: handle.cloned(),
             version: MirrorVersion(self.version),
             held: self.ledger.mirror.held().clone(),
             outbox: self.ledger.outbox.live().cloned().collect(),
             desired: self.ledger.desired.clone(),
+            known_calls: handle.map(|handle| {
+                pending
+                    .iter()
+                    .filter(|call| calls.known_to(&call.call_id, handle))
+                    .map(|call| call.call_id.clone())
+                    .collect()
+            }),
+            cancelled_calls: pending
+                .iter()
+                .filter(|call| calls.is_cancelled(&call.call_id))
+                .map(|call| call.call_id.clone())
+                .collect(),
         }
     }
 
@@ -207,12 +245,20 @@ impl SessionCore {
                 Item::FunctionCall(call) => Some((
                     call.call_id.clone(),
                     call.name.clone(),
-                    stored.held.contains(&call.id),
-                    if pending.contains(call.call_id.as_str()) {
+                    // Known as a call to a session resumed from the handle (a call it holds
+                    // only as seeded history takes no `toolResponse`).
+                    match &stored.known_calls {
+                        Some(known) => known.contains(&call.call_id),
+                        None => stored.held.contains(&call.id),
+                    },
+                    if !pending.contains(call.call_id.as_str()) {
+                        ToolCallStatus::Answered
+                    } else if stored.cancelled_calls.contains(&call.call_id) {
+                        // The server cancelled it: never answered.
+                        ToolCallStatus::Cancelled
+                    } else {
                         // Nobody in this process runs it: the policy answers or reports it.
                         ToolCallStatus::Lost
-                    } else {
-                        ToolCallStatus::Answered
                     },
                 )),
                 _ => None,
