@@ -155,7 +155,8 @@ impl LiveSession {
     /// [`Error::Closed`] when it had already ended (it saved and released on its own);
     /// [`Error::Store`] when the final save or the release failed (a
     /// [`Fenced`](session_store::Error::Fenced) lease: another owner holds the session, and
-    /// its state is that owner's).
+    /// its state is that owner's; a release the store does not answer within the lease's TTL
+    /// is a [`Timeout`](session_store::Error::Timeout)).
     pub async fn hand_off(&self) -> Result<(), Error> {
         let shared = self.shared();
         if !shared.hand_off.owned.load(Ordering::Acquire) {
@@ -227,11 +228,11 @@ impl Ownership {
             match tokio::time::timeout_at(held.close_by(), self.store.load(&self.key)).await {
                 Ok(Ok(saved)) => saved.map(|saved| from_stored(saved.session)),
                 Ok(Err(err)) => {
-                    let _ = self.store.release(&held.lease).await;
+                    let _ = release(self.store.as_ref(), &held.lease).await;
                     return Err(Error::Store(err));
                 }
                 Err(_) => {
-                    let _ = self.store.release(&held.lease).await;
+                    let _ = release(self.store.as_ref(), &held.lease).await;
                     return Err(Error::Store(session_store::Error::Timeout {
                         limit: self.ttl,
                     }));
@@ -320,7 +321,7 @@ impl Held {
                 connected = &mut session => match connected {
                     Ok(Some(shared)) => break shared,
                     _ => {
-                        let _ = self.store.release(&self.lease).await;
+                        let _ = release(self.store.as_ref(), &self.lease).await;
                         return;
                     }
                 },
@@ -360,7 +361,7 @@ impl Held {
                     KeeperOrder::Release => {
                         // Break before make: the socket is gone and the final state saved (or
                         // its save failed: the lease is given back all the same).
-                        let released = self.store.release(&self.lease).await;
+                        let released = release(self.store.as_ref(), &self.lease).await;
                         let outcome = match last {
                             Some(err) => Err(err),
                             None => released,
@@ -464,4 +465,13 @@ fn lose(shared: &Shared, why: String, err: session_store::Error) {
 /// Marks `shared` as owning a lease (before `connect` returns it).
 pub(crate) fn owned(shared: &Shared) {
     shared.hand_off.owned.store(true, Ordering::Release);
+}
+
+/// Gives `lease` back, waiting at most its TTL (by then it has run out anyway): a store that
+/// never answers cannot hang `hand_off` or a failed `connect`.
+async fn release(store: &dyn SessionStore, lease: &Lease) -> Result<(), session_store::Error> {
+    let limit = lease.ttl();
+    tokio::time::timeout(limit, store.release(lease))
+        .await
+        .unwrap_or(Err(session_store::Error::Timeout { limit }))
 }

@@ -234,3 +234,64 @@ async fn closed_with_warning(
         .await
         .unwrap();
 }
+
+/// A store that takes and saves but never answers a release.
+#[derive(Debug)]
+struct NoRelease {
+    inner: MemoryStore,
+}
+
+#[async_trait]
+impl SessionStore for NoRelease {
+    async fn acquire(
+        &self,
+        key: &SessionKey,
+        owner: &OwnerId,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.inner.acquire(key, owner, ttl).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.renew(lease).await
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Saved>, StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, lease: &Lease, session: &StoredSession) -> Result<(), StoreError> {
+        self.inner.save(lease, session).await
+    }
+
+    async fn release(&self, _lease: &Lease) -> Result<(), StoreError> {
+        std::future::pending().await
+    }
+}
+
+/// A release the store never answers is bounded by the lease's TTL (by then the lease has run
+/// out anyway): `hand_off` returns the store's timeout instead of hanging.
+#[tokio::test(start_paused = true)]
+async fn a_release_that_never_answers_does_not_hang_hand_off() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let store = Arc::new(NoRelease {
+        inner: MemoryStore::new(),
+    });
+    let ttl = Duration::from_secs(2);
+    let (session, mut events) =
+        LiveSession::builder(endpoint(&server), server.config().setup_model())
+            .modality(Modality::Text)
+            .store(store, key())
+            .lease_ttl(ttl)
+            .connect()
+            .await
+            .unwrap();
+    barrier(&session, &mut events, "hello").await;
+    let handed = tokio::time::timeout(ttl * 10, session.hand_off())
+        .await
+        .expect("hand_off returned");
+    assert!(
+        matches!(handed, Err(Error::Store(StoreError::Timeout { .. }))),
+        "{handed:?}"
+    );
+}
