@@ -85,7 +85,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
     backoff.base = Duration::from_millis(20);
     backoff.max = Duration::from_millis(300);
     let model = server.config().setup_model();
-    let mut builder = LiveSession::builder(endpoint, model.clone())
+    let builder = LiveSession::builder(endpoint, model.clone())
         .modality(if p.audio {
             Modality::Audio
         } else {
@@ -100,26 +100,7 @@ async fn run(schedule: &Schedule) -> Result<Vec<Violation>, String> {
         .connect_config(ConnectConfig::default().with_setup_timeout(Duration::from_secs(1)))
         .jitter_seed(schedule.seed)
         .policy(policy(p.policy, backoff));
-    if !p.audio {
-        builder = crate::world::text_anyway(builder, &model)?;
-    }
-    if p.family == gemini_fake::Family::Gemini38ExtendedThinking {
-        builder = builder.thinking_level(gemini_transport::wire::ThinkingLevel::Low);
-    }
-    if let Some((trigger, target)) = p.compression {
-        builder = builder.compression(
-            gemini_transport::wire::ContextWindowCompression::sliding_window_with(
-                i64::try_from(trigger).unwrap_or(i64::MAX),
-                i64::try_from(target).unwrap_or(i64::MAX),
-            ),
-        );
-    }
-    if let Some((after, max)) = p.age_limit {
-        builder = builder.connection_age(Some(agent_glue::ConnectionAge::new(
-            Duration::from_millis(after / SCALE),
-            Duration::from_millis(max / SCALE),
-        )));
-    }
+    let builder = crate::world::profile_settings(builder, &p, &model, SCALE)?;
     let (session, mut events) = builder
         .connect()
         .await

@@ -346,7 +346,7 @@ pub(crate) fn session_builder(
         Modality::Text
     };
     let tools = declarations(0, p.behavior());
-    let mut builder = LiveSession::builder(endpoint, model.to_owned())
+    let builder = LiveSession::builder(endpoint, model.to_owned())
         .modality(modality)
         .transcription(p.audio)
         .transparent_resumption(p.transparent)
@@ -356,6 +356,18 @@ pub(crate) fn session_builder(
         .end_of_speech_silence(Duration::from_millis(app::VAD_SILENCE_MS))
         .policy(app::resume_policy(p.policy))
         .tools(tools);
+    profile_settings(builder, p, model, 1)
+}
+
+/// The settings of `p`'s profile that both drivers give the builder (the simulator, and the
+/// loopback soak with its times divided by `scale`): TEXT where the family needs the fake's
+/// switch, extended thinking's required level, compression and the connection age limit.
+pub(crate) fn profile_settings(
+    mut builder: LiveSessionBuilder,
+    p: &crate::schedule::Profile,
+    model: &str,
+    scale: u64,
+) -> Result<LiveSessionBuilder, String> {
     if !p.audio {
         builder = text_anyway(builder, model)?;
     }
@@ -373,8 +385,8 @@ pub(crate) fn session_builder(
     }
     if let Some((after, max)) = p.age_limit {
         builder = builder.connection_age(Some(ConnectionAge::new(
-            Duration::from_millis(after),
-            Duration::from_millis(max),
+            Duration::from_millis(after / scale),
+            Duration::from_millis(max / scale),
         )));
     }
     Ok(builder)
