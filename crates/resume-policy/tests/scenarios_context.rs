@@ -188,6 +188,39 @@ fn s16_lost_tool_call_in_a_fresh_seed_is_answered_right_after_the_call() {
     );
 }
 
+/// The answer a fresh seed gave a lost call sits in `L` right after the call, among the items
+/// of the append that carried the restored context; when the handle the next connection
+/// resumes from holds none of that seed, the replay keeps the answer there, not after the
+/// append's last item.
+#[test]
+fn s16_a_lost_calls_answer_inside_a_replayed_append_keeps_its_place() {
+    let mut sim = Sim::new(M38);
+    sim.connect_fresh();
+    sim.handle("h1");
+    let turn: Item = Message::user("u1", "Check the stock").into();
+    let call: Item = ctx_model::FunctionCall::new("c1", "call-1", "stock", "{}".into()).into();
+    let later: Item = Message::user("u2", "And the price?").into();
+    for item in [&turn, &call, &later] {
+        sim.desired.push(item.clone()).unwrap();
+    }
+    let (append, _) = sim.op(OpKind::Append {
+        items: vec![turn, call, later],
+        turn_complete: false,
+    });
+    // The answer the seed carried (the session puts it in `L` after the call): no operation.
+    let answer = ctx_model::FunctionOutput::new("a1", "call-1", "stock", "lost".into());
+    sim.desired
+        .insert_after(Some(&ctx_model::ItemId::from("c1")), answer)
+        .unwrap();
+    sim.drop_connection();
+    let plan = sim.plan(dropped());
+    assert!(resumed_with(&plan, "h1"));
+    assert_eq!(step_ops(&plan), [append]);
+    assert_eq!(client_content_ids(&plan), ["u1", "c1", "a1", "u2"]);
+    sim.execute(&plan);
+    assert_eq!(sim.server.session, ["u1", "c1", "a1", "u2"]);
+}
+
 #[test]
 fn s17_online_append_on_2_5_is_sent_once_and_never_again() {
     let mut sim = settled(M25);

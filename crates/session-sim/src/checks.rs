@@ -394,7 +394,10 @@ pub fn check(o: &Observed) -> Vec<Violation> {
 }
 
 fn context(o: &Observed, found: &mut Vec<Violation>) {
-    let Some(session) = o.current.as_ref() else {
+    // A session that gave up without a server session (a new owner that never connected and
+    // had no handle) must have reported all of `L`: it is walked against an empty context.
+    let session = o.current.as_ref();
+    if session.is_none() && !o.gave_up {
         if !o.context.is_empty() {
             found.push(Violation::new(
                 "context",
@@ -402,7 +405,7 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
             ));
         }
         return;
-    };
+    }
     let diverged = o.diverged_items();
     let mut expected = Vec::new();
     let mut excused = Vec::new();
@@ -421,11 +424,11 @@ fn context(o: &Observed, found: &mut Vec<Violation>) {
     {
         excused.extend(l_entries(item));
     }
-    let server = s_entries(session);
+    let server = session.map(s_entries).unwrap_or_default();
     let gave_up = o.gave_up;
     // With compression the server forgot its oldest turns: `L` is expected from where the
     // server's context begins, never in part or out of order after that.
-    if !session.trims().is_empty() {
+    if let Some(session) = session.filter(|s| !s.trims().is_empty()) {
         // What the server forgot: the turns its trims removed.
         let forgotten: Vec<Entry> = session
             .trims()

@@ -363,12 +363,12 @@ pub struct Schedule {
     pub steps: Vec<Step>,
 }
 
-/// Whether [`Schedule::generate`] draws two workers and a store (`--fleet`).
-static FLEET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether [`Schedule::generate`] draws two workers and a store (on unless `--no-fleet`).
+static FLEET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Makes [`Schedule::generate`] run one schedule in five on two workers and a store, with
-/// kills, hand-offs and store partitions (for this process; `--fleet`). Not in the default
-/// draw yet: 32 of 1,005,000 such runs still fail (docs/design.md section 8).
+/// Whether [`Schedule::generate`] runs one schedule in five on two workers and a store, with
+/// kills, hand-offs and store partitions (for this process; on by default, `--no-fleet` turns
+/// it off).
 pub fn draw_fleet(on: bool) {
     FLEET.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -446,7 +446,7 @@ impl Schedule {
             let trigger = window.range(20, 200);
             (trigger, trigger / 2)
         });
-        // With `--fleet`, one schedule in five runs on two workers and a store, drawn (with
+        // One schedule in five runs on two workers and a store, drawn (with
         // its kills, drains and partitions) from a stream of its own, so the other draws of a
         // seed stay.
         let mut workers = Rng::stream(seed, 10);

@@ -229,8 +229,13 @@ pub(crate) struct World<'a> {
     settling: bool,
     in_flight: usize,
     answers_due: usize,
-    /// The connection the client last completed a setup on.
+    /// The connection the client last completed a setup on; after a takeover, until the new
+    /// owner completes one, the connection its restored handle came from (the server session
+    /// the saved state says holds `L`), if any.
     pub(crate) current: Option<ConnectionId>,
+    /// The connection each resumption handle the client received came on (fleets: a restored
+    /// handle names the server session the saved state is in).
+    pub(crate) handle_conns: std::collections::HashMap<String, ConnectionId>,
     /// Payload rejections by the server (1007/1008 after setup).
     pub(crate) rejections: Vec<String>,
     /// The connection the core last asked to open (its link, unless it dropped it since).
@@ -460,6 +465,7 @@ impl<'a> World<'a> {
             in_flight: 0,
             answers_due: 0,
             current: None,
+            handle_conns: std::collections::HashMap::new(),
             rejections: Vec::new(),
             last_opened: None,
             must_end: None,
@@ -767,6 +773,9 @@ impl<'a> World<'a> {
                         self.note(format!("conn {} setupComplete", conn.0));
                     }
                     if let Some(ServerPayload::SessionResumptionUpdate(u)) = &message.payload {
+                        if let Some(token) = &u.new_handle {
+                            self.handle_conns.insert(token.clone(), conn);
+                        }
                         let line = format!(
                             "conn {} handle update {:?} resumable={}",
                             conn.0, u.new_handle, u.resumable
@@ -1628,9 +1637,10 @@ impl<'a> World<'a> {
     }
 }
 
-/// The first 160 characters of `text`.
+/// The first 160 characters of `text` (all of it when `SESSION_SIM_FULL_FRAMES` is set: a
+/// trace only).
 pub(crate) fn short(text: &str) -> String {
-    if text.chars().count() <= 160 {
+    if text.chars().count() <= 160 || std::env::var_os("SESSION_SIM_FULL_FRAMES").is_some() {
         text.to_owned()
     } else {
         let cut: String = text.chars().take(160).collect();

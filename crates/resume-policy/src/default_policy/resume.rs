@@ -41,10 +41,14 @@ pub(super) fn plan(
     let owed = uncovered_operations(ctx, handle, rejected, &mut plan);
     edits_of_delivered_items(edits, edited_after_sending(ctx, &owed), &mut plan)?;
     let lost = lost_after_handle(ctx, handle, &excluded, edits, &mut plan)?;
-    let (units, config) = delivery_order(ctx, &owed, &lost);
+    let Order {
+        units,
+        config,
+        within,
+    } = delivery_order(ctx, &owed, &lost);
     plan.setup_ops = super::setup_ops(&config);
 
-    let mut replay = Replay::new(ctx, handle, &excluded);
+    let mut replay = Replay::new(ctx, handle, &excluded, within);
     replay.answer_lost_calls(&owed, &mut plan);
     for (at, unit) in units.iter().enumerate() {
         let answered_later = replay.answered_later(*unit, &units[at + 1..]);
@@ -178,23 +182,45 @@ fn lost_after_handle<'a>(
         .collect())
 }
 
+/// What the resumed session lacks, in delivery order.
+struct Order<'a> {
+    units: Vec<Unit<'a>>,
+    /// Instruction and tool-set changes: they ride in `setup`.
+    config: Vec<&'a Operation>,
+    /// Lost items `L` holds between the first and the last item of an owed append: they go
+    /// inside that append's message, where `L` has them.
+    within: HashMap<OpId, Vec<&'a Item>>,
+}
+
 /// **Deliver in `L`'s order.** Lost items and owed operations go in the order `L` holds them
 /// (an operation at its first item), each once, so the resumed session ends up in `L`'s
-/// order. Operations without items in `L` (reply requests, realtime text without an item)
-/// go in queue order among them. Instruction and tool-set changes are returned apart: they
-/// ride in `setup`, which carries the latest versions.
+/// order. A lost item `L` holds among an owed append's items (the answer a fresh seed gave a
+/// lost call, say) goes inside that append, not after it. Operations without items in `L`
+/// (reply requests, realtime text without an item) go in queue order among them. Instruction
+/// and tool-set changes are returned apart: they ride in `setup`, which carries the latest
+/// versions.
 fn delivery_order<'a>(
     ctx: &ResumeContext<'a>,
     owed: &[&'a Operation],
     lost: &HashSet<&ItemId>,
-) -> (Vec<Unit<'a>>, Vec<&'a Operation>) {
+) -> Order<'a> {
     let owner: HashMap<&ItemId, usize> = owed
         .iter()
         .enumerate()
         .flat_map(|(k, op)| op.kind.item_ids().into_iter().map(move |id| (id, k)))
         .collect();
+    // How many of each operation's items `L` holds that the walk has not reached yet.
+    let mut ahead = vec![0_usize; owed.len()];
+    for item in ctx.desired.iter() {
+        if let Some(&k) = owner.get(item.id()) {
+            ahead[k] += 1;
+        }
+    }
     let mut placed = vec![false; owed.len()];
     let mut in_context: Vec<Unit<'a>> = Vec::new();
+    let mut within: HashMap<OpId, Vec<&'a Item>> = HashMap::new();
+    // The append whose items the walk is among (placed, with items still ahead).
+    let mut open: Option<usize> = None;
     for item in ctx.desired.iter() {
         let id = item.id();
         if let Some(&k) = owner.get(id) {
@@ -202,8 +228,15 @@ fn delivery_order<'a>(
                 placed[k] = true;
                 in_context.push(Unit::Op(owed[k]));
             }
+            ahead[k] -= 1;
+            open = (ahead[k] > 0 && matches!(owed[k].kind, OpKind::Append { .. }))
+                .then_some(k)
+                .or(open.filter(|&j| ahead[j] > 0));
         } else if lost.contains(id) {
-            in_context.push(Unit::Lost(item));
+            match open {
+                Some(k) => within.entry(owed[k].id).or_default().push(item),
+                None => in_context.push(Unit::Lost(item)),
+            }
         }
     }
     let mut config: Vec<&Operation> = Vec::new();
@@ -225,7 +258,11 @@ fn delivery_order<'a>(
         units.push(unit);
     }
     units.extend(itemless.map(Unit::Op));
-    (units, config)
+    Order {
+        units,
+        config,
+        within,
+    }
 }
 
 /// **Name what is replayed without proof.** Without exact coverage, an operation sent before
@@ -257,6 +294,8 @@ struct Replay<'c, 'a> {
     steps: Vec<PlannedSend>,
     /// A replayed turn has no answer in `L`: the replay asks for one reply, at its end.
     reply_owed: bool,
+    /// Lost items that go inside an append ([`Order::within`]).
+    within: HashMap<OpId, Vec<&'a Item>>,
 }
 
 impl<'c, 'a> Replay<'c, 'a> {
@@ -264,6 +303,7 @@ impl<'c, 'a> Replay<'c, 'a> {
         ctx: &'c ResumeContext<'a>,
         handle: &'c HandleRecord,
         excluded: &'c HashSet<&'a ItemId>,
+        within: HashMap<OpId, Vec<&'a Item>>,
     ) -> Self {
         let history_calls = ctx
             .mirror
@@ -279,17 +319,23 @@ impl<'c, 'a> Replay<'c, 'a> {
             history_calls,
             steps: Vec::new(),
             reply_owed: false,
+            within,
         }
     }
 
     /// Whether `L` shows the turn `unit` starts answered: by an answer to its operation, or by
-    /// a model item restored after it (answers pair with turns in order, see
+    /// a model item restored after it (on its own or inside a later append) (answers pair with turns in order, see
     /// [`answered_turns`]).
     fn answered_later(&self, unit: Unit<'_>, later: &[Unit<'_>]) -> bool {
+        let model = |item: &Item| item.role() == Role::Model;
         matches!(unit, Unit::Op(op) if self.answered.contains(&op.id))
-            || later
-                .iter()
-                .any(|u| matches!(u, Unit::Lost(item) if item.role() == Role::Model))
+            || later.iter().any(|u| match u {
+                Unit::Lost(item) => model(item),
+                Unit::Op(op) => self
+                    .within
+                    .get(&op.id)
+                    .is_some_and(|lost| lost.iter().any(|item| model(item))),
+            })
     }
 
     /// **Answer or report calls whose execution was lost (S16).** Nobody will produce the
@@ -375,11 +421,35 @@ impl<'c, 'a> Replay<'c, 'a> {
         items: &[Item],
         asks: bool,
     ) -> Result<(), DivergenceReason> {
-        let items: Vec<Item> = items
-            .iter()
-            .filter(|item| !self.excluded.contains(item.id()))
-            .filter_map(|item| self.ctx.desired.get(item.id()).cloned())
-            .collect();
+        let lost = self.within.remove(&op.id).unwrap_or_default();
+        let items: Vec<Item> = if lost.is_empty() {
+            items
+                .iter()
+                .filter(|item| !self.excluded.contains(item.id()))
+                .filter_map(|item| self.ctx.desired.get(item.id()).cloned())
+                .collect()
+        } else {
+            // Lost items restored among the append's own, all in `L`'s order.
+            if !self.ctx.capabilities.client_content_mid_session {
+                return Err(DivergenceReason::ClientContentForbidden);
+            }
+            for item in &lost {
+                if let Item::FunctionCall(call) = item {
+                    self.history_calls.insert(call.call_id.as_str());
+                }
+            }
+            let ids: HashSet<&ItemId> = items
+                .iter()
+                .map(Item::id)
+                .chain(lost.iter().map(|item| item.id()))
+                .collect();
+            self.ctx
+                .desired
+                .iter()
+                .filter(|item| ids.contains(item.id()) && !self.excluded.contains(item.id()))
+                .cloned()
+                .collect()
+        };
         if self.ctx.capabilities.client_content_mid_session {
             self.reply_owed |= asks;
             self.steps.push(client_content(vec![op.id], items, false));

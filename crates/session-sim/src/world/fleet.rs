@@ -567,6 +567,12 @@ impl World<'_> {
             .as_ref()
             .map(|s| s.session.desired.clone())
             .unwrap_or_default();
+        // Until it completes a setup, the new owner's server session is the one its restored
+        // handle names (what the previous owner did after its last save is not its concern).
+        self.current = saved
+            .as_ref()
+            .and_then(|s| s.session.handle.as_ref())
+            .and_then(|h| self.handle_conns.get(h.token.expose()).copied());
         let built = session_builder(&self.schedule.profile, &fleet.model).map(|builder| {
             let mut builder = builder.tools(tools).initial_context(given);
             if let Some(text) = instructions {

@@ -27,6 +27,7 @@ mod long_sessions;
 mod modes;
 mod non_blocking;
 mod planned_rotation;
+mod restarts;
 mod stale_handles;
 mod tool_calls;
 mod unplanned_drops;
@@ -47,6 +48,7 @@ fn all() -> Vec<Scenario> {
     all.extend(non_blocking::scenarios());
     all.extend(events::scenarios());
     all.extend(found::scenarios());
+    all.extend(restarts::scenarios());
     all.sort_by_key(|s| s.id);
     all
 }
