@@ -16,7 +16,7 @@ use gemini_transport::wire::FunctionDeclaration;
 use resume_policy::OpId;
 
 use crate::audio_in::{AudioFormat, Sample};
-use crate::conduit::{AtBound, CLOSE_FRAME_BUDGET};
+use crate::conduit::{AtBound, CLOSE_FRAME_BUDGET, Conduit};
 use crate::config::LiveSessionBuilder;
 use crate::core::{Command, Receipt};
 use crate::pcm::IntoPcm;
@@ -543,6 +543,17 @@ impl LiveSession {
     /// Waits until the session has settled: connected, nothing queued or being written, no
     /// reconnect pending, the model not speaking. `Err(Closed)` if the session ends first.
     pub async fn settled(&self) -> Result<(), Error> {
+        self.until(Conduit::is_settled).await
+    }
+
+    /// Waits until the session has settled and no tool call awaits its result
+    /// ([`Conduit::is_drained`]). `Err(Closed)` if the session ends first.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) async fn drained(&self) -> Result<(), Error> {
+        self.until(Conduit::is_drained).await
+    }
+
+    async fn until(&self, done: fn(&Conduit) -> bool) -> Result<(), Error> {
         let mut changed = self.shared.changed.subscribe();
         loop {
             {
@@ -550,7 +561,7 @@ impl LiveSession {
                 if state.conduit.core().closed().is_some() {
                     return Err(Error::Closed);
                 }
-                if state.conduit.is_settled() {
+                if done(&state.conduit) {
                     return Ok(());
                 }
             }

@@ -70,8 +70,9 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// The longest [`LiveSession::hand_off`] waits for the session to drain (nothing queued or
-/// in flight, the model not in a turn) before it closes it anyway: what was not delivered is
-/// saved as live operations, which the next owner delivers.
+/// in flight, the model not in a turn, no tool call awaiting its result) before it closes it
+/// anyway: what was not delivered is saved as live operations, which the next owner
+/// delivers, and a call still running is the next owner's to report as lost.
 pub const HAND_OFF_DRAIN: Duration = Duration::from_secs(5);
 
 /// Where the session's lease is held.
@@ -145,8 +146,9 @@ impl HandOff {
 
 impl LiveSession {
     /// Hands the session over to another worker (feature `store`): drains it (waits, at most
-    /// [`HAND_OFF_DRAIN`], until nothing is queued or in flight and the model is not in a
-    /// turn), closes it (its socket is gone before anything else happens), saves its final
+    /// [`HAND_OFF_DRAIN`], until nothing is queued or in flight, the model is not in a turn and
+    /// no tool call awaits its result, so that a tool still running, a non-blocking one among
+    /// them, answers this session instead of being lost with it), closes it (its socket is gone before anything else happens), saves its final
     /// state and releases its lease, then returns. The next owner, built with the same store
     /// and key and the same context, resumes the server session without a seed.
     ///
@@ -173,8 +175,9 @@ impl LiveSession {
         if shared.lock().conduit.core().closed().is_some() {
             return Err(Error::Closed);
         }
-        // Drained, or as drained as it gets: what is still owed is saved as live operations.
-        let _ = tokio::time::timeout(HAND_OFF_DRAIN, self.settled()).await;
+        // Drained (settled, no tool awaiting its result), or as drained as it gets: what is
+        // still owed is saved as live operations.
+        let _ = tokio::time::timeout(HAND_OFF_DRAIN, self.drained()).await;
         // Closed meanwhile (a lost lease among others): the keeper's word says how it ended.
         let _ = self.close().await;
         match outcome.await {

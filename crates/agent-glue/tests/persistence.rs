@@ -755,6 +755,83 @@ async fn resume_from_beside_a_store_is_refused() {
     );
 }
 
+/// `hand_off` lets a tool still running answer this session: a non-blocking call's turn
+/// completes while the tool runs, so the session is settled with a call awaiting its result;
+/// `hand_off` waits for the result (within `HAND_OFF_DRAIN`), delivers it, then closes, saves
+/// and releases. Closing at once would leave the next owner a call to report as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_off_waits_for_a_running_tool_to_answer() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let (session, mut events) =
+        LiveSession::builder(endpoint(&server), server.config().setup_model())
+            .modality(Modality::Text)
+            .tools(vec![
+                weather_tool().with_behavior(gemini_transport::wire::Behavior::NonBlocking),
+            ])
+            .store(Arc::clone(&store), key())
+            .lease_owner(owner("worker-a"))
+            .lease_ttl(TTL)
+            .connect()
+            .await
+            .expect("session connects");
+    session.send_text("what does get_weather say").unwrap();
+    let seen = until(&mut events, "tool call", |e| {
+        matches!(e, SessionEvent::ToolCall { .. })
+    })
+    .await;
+    let call_id = seen
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::ToolCall { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .expect("a tool call");
+    // The model's turn goes on without the result and completes: settled, the tool running.
+    session.settled().await.unwrap();
+    let session = Arc::new(session);
+    let handing = tokio::spawn({
+        let session = Arc::clone(&session);
+        async move { session.hand_off().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !handing.is_finished(),
+        "hand_off closed the session while its tool ran"
+    );
+    assert!(server.connections().iter().any(|c| c.is_open()));
+    session
+        .send_tool_result(call_id.clone(), json!({"temperature": 21}))
+        .expect("the result is taken while hand_off waits");
+    tokio::time::timeout(Duration::from_secs(10), handing)
+        .await
+        .expect("hand_off returns once the result is out")
+        .unwrap()
+        .expect("handed off");
+    // The result went to this session's server before the socket closed.
+    let responses: usize = server
+        .connections()
+        .iter()
+        .map(|c| {
+            c.frames_of("toolResponse")
+                .filter(|f| f.raw.contains(&call_id))
+                .count()
+        })
+        .sum();
+    assert_eq!(responses, 1, "the result did not reach the server once");
+    assert!(server.connections().iter().all(|c| !c.is_open()));
+    let saved = store.load(&key()).await.unwrap().expect("saved");
+    assert_eq!(saved.session.desired, session.chat_ctx());
+    assert!(
+        saved
+            .session
+            .desired
+            .iter()
+            .any(|item| matches!(item, Item::FunctionOutput(o) if o.call_id == call_id)),
+        "the saved context has no result"
+    );
+}
+
 #[tokio::test]
 async fn hand_off_needs_a_store() {
     let server = server(Family::Gemini25, |c| c).await;

@@ -262,6 +262,13 @@ impl Conduit {
             && self.line.as_ref().is_some_and(Line::idle)
     }
 
+    /// Settled, and no tool call awaits the application's result: what `hand_off` waits for
+    /// (at most `HAND_OFF_DRAIN`) before it closes, so that a tool still running delivers its
+    /// result to this session rather than being lost with it.
+    pub fn is_drained(&self) -> bool {
+        self.is_settled() && !self.core.tools_running()
+    }
+
     /// The session has ended, its `Closed` event is out, and no socket or dial is left.
     pub fn is_finished(&self) -> bool {
         self.finished && self.line.is_none() && self.dialing.is_none() && self.orders.is_empty()

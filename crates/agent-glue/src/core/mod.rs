@@ -428,6 +428,16 @@ impl SessionCore {
                 .all(|op| op.state.sent_at().is_some() || self.deferred.contains(&op.id))
     }
 
+    /// A tool call of the current server session awaits the application's (final) result: a
+    /// non-blocking call may run on after its turn completed, with the session settled.
+    pub fn tools_running(&self) -> bool {
+        self.ledger
+            .tracker
+            .tool_calls()
+            .iter()
+            .any(|call| call.in_session && call.status == resume_policy::ToolCallStatus::Running)
+    }
+
     /// The next client message to write.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

@@ -286,7 +286,7 @@ impl World<'_> {
         let open = self.conduit.core().closed().is_none();
         if !self.dead {
             if fleet.phase == Phase::Draining
-                && (self.conduit.is_settled() || self.conduit.core().closed().is_some())
+                && (self.conduit.is_drained() || self.conduit.core().closed().is_some())
             {
                 self.drained(&mut fleet);
             }
