@@ -16,7 +16,8 @@
 //!   application's event queue has room (TCP pushes back on the server); it tells the conduit
 //!   when it stops and resumes, and how a connection ended.
 //! - The driver dials, sleeps until the conduit's next deadline, and polls a blocked socket.
-//!   The first dial runs in `connect()`'s own task; the driver is spawned once it is over and
+//!   The first dial runs in `connect()`'s own task, and (default policy, no saved state)
+//!   the session is built while its upgrade request waits for the server; the driver is spawned once the dial is over and
 //!   starts that connection's reader itself, so that no task's start is on the way to
 //!   `connect()` returning.
 
@@ -28,7 +29,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use gemini_transport::wire::{ClientMessage, ServerMessage};
-use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
+use gemini_transport::{
+    CloseInfo, Connection, ConnectionReceiver, ConnectionSender, EncodedMessage, Endpoint,
+};
 use resume_policy::{ConnectionId, Millis};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -286,10 +289,44 @@ type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 /// transport's own setup timeout is not armed.
 async fn open(endpoint: Arc<Endpoint>, config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
     let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
-    let mut conn = Connection::connect(&endpoint, &connect).await?;
-    let complete = conn.setup(&setup).await?;
+    let conn = Connection::connect(&endpoint, &connect).await?;
+    set_up(conn, EncodedMessage::new(&setup)?).await
+}
+
+/// Sends `setup` on an upgraded connection and waits for `setupComplete`.
+async fn set_up(mut conn: Connection, setup: EncodedMessage) -> Opened {
+    let complete = conn.setup_encoded(setup).await?;
     let (sender, receiver) = conn.split();
     Ok((sender, receiver, complete))
+}
+
+/// How many times the first connection's upgrade waits on the network before the session is
+/// built beside it: the TCP connect, then the answer to the upgrade request (the longest wait,
+/// the server's; with TLS, a round of the handshake).
+const UPGRADE_WAITS: usize = 2;
+
+/// Polls `dial` until it has waited on the network `waits` times (`None`: it goes on, its
+/// waker registered, when awaited again), or until it ends (its output).
+async fn until_waiting<F: Future>(mut dial: Pin<&mut F>, waits: usize) -> Option<F::Output> {
+    let mut waited = 0;
+    poll_fn(|cx| match dial.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => {
+            waited += 1;
+            if waited >= waits {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// The conduit around a core just made.
+fn conduit_of(core: SessionCore, now: Millis) -> Conduit {
+    let config = Arc::clone(core.session_config());
+    Conduit::new(core, &config, now)
 }
 
 /// The task that dials, keeps the conduit's timer and polls a blocked socket.
@@ -481,28 +518,32 @@ impl LiveSessionBuilder {
     /// `jitter_seed` seeds the backoff jitter.
     pub fn into_core(mut self, now: Millis, jitter_seed: u64) -> Result<SessionCore, Error> {
         let (policy, capabilities) = self.resolve()?;
+        Ok(self.core_with(policy, capabilities, now, jitter_seed))
+    }
+
+    /// [`into_core`](Self::into_core) once [`resolve`](Self::resolve) has checked the
+    /// configuration: nothing here can fail.
+    fn core_with(
+        mut self,
+        policy: Arc<dyn resume_policy::ResumePolicy>,
+        capabilities: resume_policy::ModelCapabilities,
+        now: Millis,
+        jitter_seed: u64,
+    ) -> SessionCore {
         let initial = std::mem::take(&mut self.initial_context);
         let stored = self.resume_from.take();
         let config = CoreConfig {
             session: Arc::new(self.config),
             jitter_seed,
         };
-        Ok(SessionCore::new(
-            config,
-            policy,
-            capabilities,
-            initial,
-            stored,
-            now,
-        ))
+        SessionCore::new(config, policy, capabilities, initial, stored, now)
     }
 
     /// The whole sans-IO session, the [`Conduit`] that owns the core: what [`LiveSession`]
     /// drives over sockets, and what the simulator drives on virtual time.
     pub fn into_sans_io(self, now: Millis, jitter_seed: u64) -> Result<Conduit, Error> {
         let core = self.into_core(now, jitter_seed)?;
-        let config = Arc::clone(core.session_config());
-        Ok(Conduit::new(core, &config, now))
+        Ok(conduit_of(core, now))
     }
 
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
@@ -556,11 +597,42 @@ impl LiveSessionBuilder {
     }
 
     /// [`connect`](Self::connect) without a lease: the session's state and event queue.
-    async fn connect_unowned(self) -> Result<(Arc<Shared>, Arc<EventQueue>), Error> {
-        let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
-        let endpoint = self.endpoint.clone();
+    ///
+    /// With the default policy and no saved state, the first connection's TCP connect and
+    /// WebSocket upgrade start as soon as the configuration is checked, and the session (its
+    /// core, its first plan and `setup`, the conduit, the shared state) is built while the
+    /// upgrade request waits for the server's answer: none of it is on the way to
+    /// `setupComplete` unless the server answers faster than it is built. Otherwise the first
+    /// plan is made before anything is dialed.
+    async fn connect_unowned(mut self) -> Result<(Arc<Shared>, Arc<EventQueue>), Error> {
         let epoch = Instant::now();
-        let conduit = self.into_sans_io(Millis(0), jitter_seed)?;
+        // The dial starts before the first plan is made only where that plan is known to dial
+        // at once: the default policy on a first connect (no saved state), whose first attempt
+        // waits no backoff and gives up on nothing. A policy of the application's own, or a
+        // saved session, is planned first: it may wait, or give up without dialing.
+        let early = self.policy.is_none() && self.resume_from.is_none();
+        // Whatever refuses the session refuses it before anything is dialed.
+        let (policy, capabilities) = self.resolve()?;
+        let endpoint = Arc::new(self.endpoint.clone());
+        let connect = self
+            .config
+            .connect
+            .clone()
+            .with_setup_timeout(Duration::MAX);
+        // The upgrade's own connect timeout bounds it until the conduit's deadline does.
+        let upgrade = Connection::connect(&endpoint, &connect);
+        tokio::pin!(upgrade);
+        let upgraded = if early {
+            until_waiting(upgrade.as_mut(), UPGRADE_WAITS).await
+        } else {
+            // Not polled: nothing is dialed until the plan orders it.
+            None
+        };
+        let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
+        let conduit = conduit_of(
+            self.core_with(policy, capabilities, Millis(0), jitter_seed),
+            Millis(0),
+        );
         // One copy of the configuration, the core's, shared.
         let config = Arc::clone(conduit.core().session_config());
         let events = Arc::new(EventQueue::new(config.event_capacity));
@@ -579,7 +651,7 @@ impl LiveSessionBuilder {
             }),
             input: Mutex::new(InputConverter::new(config.input_sample_rate)),
             config,
-            endpoint: Arc::new(endpoint),
+            endpoint: Arc::clone(&endpoint),
             events: Arc::clone(&events),
             wake: Notify::new(),
             room: Notify::new(),
@@ -591,7 +663,8 @@ impl LiveSessionBuilder {
         });
         // The first connection is opened by the caller's task: no hand-off to the driver on
         // the way to the first `setupComplete`. Nobody else holds the session yet, so no close
-        // can race this dial.
+        // can race this dial. (No dial ordered, as when the first plan gives up: the upgrade
+        // under way is dropped, its socket with it.)
         let first = {
             let mut state = shared.lock();
             match state.conduit.poll_order() {
@@ -603,14 +676,19 @@ impl LiveSessionBuilder {
             }
         };
         if let Some((connection, setup)) = first {
-            // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
+            // Bounded by the conduit's deadline for the dial, as the driver bounds later ones
+            // (counted from `epoch`, before the upgrade started).
             let deadline = shared.lock().conduit.poll_timeout();
             let deadline = deadline.map(|at| epoch + Duration::from_millis(at.0));
-            let dial = open(
-                Arc::clone(&shared.endpoint),
-                Arc::clone(&shared.config),
-                setup,
-            );
+            // Encoded while the upgrade still waits, too.
+            let setup = EncodedMessage::new(&setup);
+            let dial = async {
+                let conn = match upgraded {
+                    Some(upgraded) => upgraded?,
+                    None => upgrade.await?,
+                };
+                set_up(conn, setup?).await
+            };
             let by_driver = StartReader::ByDriver;
             match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {

@@ -556,8 +556,27 @@ impl SessionCore {
     }
 }
 
+/// The sample rate a model audio part's MIME type names (`audio/pcm;rate=24000`).
 fn sample_rate(mime: &str) -> Option<u32> {
+    // The service's own spelling, on every chunk of model audio: no split, trim or parse.
+    if mime == "audio/pcm;rate=24000" {
+        return Some(24_000);
+    }
     mime.split(';')
         .find_map(|p| p.trim().strip_prefix("rate="))
         .and_then(|r| r.parse().ok())
+}
+
+#[cfg(test)]
+mod sample_rate_tests {
+    use super::sample_rate;
+
+    #[test]
+    fn the_rate_of_a_mime_type() {
+        assert_eq!(sample_rate("audio/pcm;rate=24000"), Some(24_000));
+        assert_eq!(sample_rate("audio/pcm; rate=16000"), Some(16_000));
+        assert_eq!(sample_rate("audio/pcm;rate=48000;x=1"), Some(48_000));
+        assert_eq!(sample_rate("audio/pcm"), None);
+        assert_eq!(sample_rate("audio/pcm;rate=fast"), None);
+    }
 }
