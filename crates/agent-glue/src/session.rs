@@ -16,8 +16,8 @@
 //!   application's event queue has room (TCP pushes back on the server); it tells the conduit
 //!   when it stops and resumes, and how a connection ended.
 //! - The driver dials, sleeps until the conduit's next deadline, and polls a blocked socket.
-//!   The first dial runs in `connect()`'s own task, and (default policy, no saved state)
-//!   the session is built while its upgrade request waits for the server; the driver is spawned once the dial is over and
+//!   The first dial runs in `connect()`'s own task, and the session is built while its
+//!   upgrade request waits for the server; the driver is spawned once the dial is over and
 //!   starts that connection's reader itself, so that no task's start is on the way to
 //!   `connect()` returning.
 
@@ -598,19 +598,13 @@ impl LiveSessionBuilder {
 
     /// [`connect`](Self::connect) without a lease: the session's state and event queue.
     ///
-    /// With the default policy and no saved state, the first connection's TCP connect and
-    /// WebSocket upgrade start as soon as the configuration is checked, and the session (its
-    /// core, its first plan and `setup`, the conduit, the shared state) is built while the
-    /// upgrade request waits for the server's answer: none of it is on the way to
-    /// `setupComplete` unless the server answers faster than it is built. Otherwise the first
-    /// plan is made before anything is dialed.
+    /// The first connection's TCP connect and WebSocket upgrade start as soon as the
+    /// configuration is checked, and the session (its core, its first plan and `setup`, the
+    /// conduit, the shared state) is built while the upgrade request waits for the server's
+    /// answer: none of it is on the way to `setupComplete` unless the server answers faster
+    /// than it is built.
     async fn connect_unowned(mut self) -> Result<(Arc<Shared>, Arc<EventQueue>), Error> {
         let epoch = Instant::now();
-        // The dial starts before the first plan is made only where that plan is known to dial
-        // at once: the default policy on a first connect (no saved state), whose first attempt
-        // waits no backoff and gives up on nothing. A policy of the application's own, or a
-        // saved session, is planned first: it may wait, or give up without dialing.
-        let early = self.policy.is_none() && self.resume_from.is_none();
         // Whatever refuses the session refuses it before anything is dialed.
         let (policy, capabilities) = self.resolve()?;
         let endpoint = Arc::new(self.endpoint.clone());
@@ -622,12 +616,7 @@ impl LiveSessionBuilder {
         // The upgrade's own connect timeout bounds it until the conduit's deadline does.
         let upgrade = Connection::connect(&endpoint, &connect);
         tokio::pin!(upgrade);
-        let upgraded = if early {
-            until_waiting(upgrade.as_mut(), UPGRADE_WAITS).await
-        } else {
-            // Not polled: nothing is dialed until the plan orders it.
-            None
-        };
+        let upgraded = until_waiting(upgrade.as_mut(), UPGRADE_WAITS).await;
         let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
         let conduit = conduit_of(
             self.core_with(policy, capabilities, Millis(0), jitter_seed),
