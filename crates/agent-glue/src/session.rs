@@ -29,9 +29,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use gemini_transport::wire::{ClientMessage, ServerMessage};
-use gemini_transport::{
-    CloseInfo, Connection, ConnectionReceiver, ConnectionSender, EncodedMessage, Endpoint,
-};
+use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
 use resume_policy::{ConnectionId, Millis};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -290,12 +288,12 @@ type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 async fn open(endpoint: Arc<Endpoint>, config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
     let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
     let conn = Connection::connect(&endpoint, &connect).await?;
-    set_up(conn, EncodedMessage::new(&setup)?).await
+    set_up(conn, &setup).await
 }
 
 /// Sends `setup` on an upgraded connection and waits for `setupComplete`.
-async fn set_up(mut conn: Connection, setup: EncodedMessage) -> Opened {
-    let complete = conn.setup_encoded(setup).await?;
+async fn set_up(mut conn: Connection, setup: &ClientMessage) -> Opened {
+    let complete = conn.setup(setup).await?;
     let (sender, receiver) = conn.split();
     Ok((sender, receiver, complete))
 }
@@ -669,14 +667,12 @@ impl LiveSessionBuilder {
             // (counted from `epoch`, before the upgrade started).
             let deadline = shared.lock().conduit.poll_timeout();
             let deadline = deadline.map(|at| epoch + Duration::from_millis(at.0));
-            // Encoded while the upgrade still waits, too.
-            let setup = EncodedMessage::new(&setup);
             let dial = async {
                 let conn = match upgraded {
                     Some(upgraded) => upgraded?,
                     None => upgrade.await?,
                 };
-                set_up(conn, setup?).await
+                set_up(conn, &setup).await
             };
             let by_driver = StartReader::ByDriver;
             match deadline {

@@ -149,17 +149,7 @@ impl Connection {
     /// model or resume handle arrives this way); [`Error::UnexpectedSetupReply`] holding the
     /// message that came first; a decode error for a frame that did not parse.
     pub async fn setup(&mut self, setup: &ClientMessage) -> Result<ServerMessage, Error> {
-        self.setup_encoded(EncodedMessage::new(setup)?).await
-    }
-
-    /// [`setup`](Self::setup) with the `setup` message encoded beforehand
-    /// ([`EncodedMessage::new`]), so that its encoding is not on the way from the upgrade's
-    /// answer to the `setup` frame.
-    ///
-    /// # Errors
-    /// As [`setup`](Self::setup).
-    pub async fn setup_encoded(&mut self, setup: EncodedMessage) -> Result<ServerMessage, Error> {
-        self.sender.send_encoded(setup).await?;
+        self.sender.send(setup).await?;
         let reply = if self.setup_timeout == Duration::MAX {
             // No timeout (the caller bounds the whole dial itself): no timer is armed.
             self.receiver.recv().await?
@@ -320,19 +310,10 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub async fn feed(&mut self, message: &ClientMessage) -> Result<(), Error> {
-        self.feed_frame(encoded(message)?).await
-    }
-
-    /// Queues a frame encoded beforehand, then flushes.
-    async fn send_encoded(&mut self, message: EncodedMessage) -> Result<(), Error> {
-        self.feed_frame(message.0).await?;
-        self.flush().await
-    }
-
-    async fn feed_frame(&mut self, frame: Message) -> Result<(), Error> {
         if let Some(error) = self.shared.closed_error() {
             return Err(error);
         }
+        let frame = encoded(message)?;
         let result = self.sink.feed(frame).await;
         result.map_err(|e| self.write_failure(e))
     }
@@ -664,30 +645,6 @@ fn io_description(error: &std::io::Error) -> String {
 /// `message` as a text frame: encoded into a buffer that becomes the frame's payload (one
 /// allocation, no copy; the sender keeps no encoding buffer of its own between messages, which
 /// an idle connection would hold for nothing: audio frames are built apart, at their length).
-/// A client message encoded ahead of its send ([`Connection::setup_encoded`]), as the text
-/// frame [`ConnectionSender::send`] would write. Its `Debug` shows only its length.
-#[derive(Clone)]
-pub struct EncodedMessage(Message);
-
-impl EncodedMessage {
-    /// `message`, encoded.
-    ///
-    /// # Errors
-    /// [`Error::WebSocket`] if the encoding is not UTF-8 (never for the messages of this
-    /// crate), as a send would fail.
-    pub fn new(message: &ClientMessage) -> Result<Self, Error> {
-        encoded(message).map(Self)
-    }
-}
-
-impl std::fmt::Debug for EncodedMessage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncodedMessage")
-            .field("bytes", &self.0.len())
-            .finish()
-    }
-}
-
 fn encoded(message: &ClientMessage) -> Result<Message, Error> {
     let mut buf = Vec::new();
     message.write_json(&mut buf);

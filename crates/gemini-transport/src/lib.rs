@@ -66,7 +66,7 @@ pub mod wire;
 
 pub use close::{CloseClass, CloseInfo, CloseInitiator};
 pub use config::ConnectConfig;
-pub use connection::{Connection, ConnectionReceiver, ConnectionSender, EncodedMessage};
+pub use connection::{Connection, ConnectionReceiver, ConnectionSender};
 pub use endpoint::{
     API_CLIENT, ApiVersion, CredentialError, CredentialFuture, CredentialSource,
     DEVELOPER_API_HOST, Endpoint, EndpointKind, VERTEX_PATH, vertex_model_name,
