@@ -16,8 +16,7 @@
 //!   application's event queue has room (TCP pushes back on the server); it tells the conduit
 //!   when it stops and resumes, and how a connection ended.
 //! - The driver dials, sleeps until the conduit's next deadline, and polls a blocked socket.
-//!   The first dial runs in `connect()`'s own task, and the session is built while its
-//!   upgrade request waits for the server; the driver is spawned once the dial is over and
+//!   The first dial runs in `connect()`'s own task; the driver is spawned once it is over and
 //!   starts that connection's reader itself, so that no task's start is on the way to
 //!   `connect()` returning.
 
@@ -287,44 +286,10 @@ type Dial = Pin<Box<dyn Future<Output = (ConnectionId, Opened)> + Send>>;
 /// transport's own setup timeout is not armed.
 async fn open(endpoint: Arc<Endpoint>, config: Arc<SessionConfig>, setup: ClientMessage) -> Opened {
     let connect = config.connect.clone().with_setup_timeout(Duration::MAX);
-    let conn = Connection::connect(&endpoint, &connect).await?;
-    set_up(conn, &setup).await
-}
-
-/// Sends `setup` on an upgraded connection and waits for `setupComplete`.
-async fn set_up(mut conn: Connection, setup: &ClientMessage) -> Opened {
-    let complete = conn.setup(setup).await?;
+    let mut conn = Connection::connect(&endpoint, &connect).await?;
+    let complete = conn.setup(&setup).await?;
     let (sender, receiver) = conn.split();
     Ok((sender, receiver, complete))
-}
-
-/// How many times the first connection's upgrade waits on the network before the session is
-/// built beside it: the TCP connect, then the answer to the upgrade request (the longest wait,
-/// the server's; with TLS, a round of the handshake).
-const UPGRADE_WAITS: usize = 2;
-
-/// Polls `dial` until it has waited on the network `waits` times (`None`: it goes on, its
-/// waker registered, when awaited again), or until it ends (its output).
-async fn until_waiting<F: Future>(mut dial: Pin<&mut F>, waits: usize) -> Option<F::Output> {
-    let mut waited = 0;
-    poll_fn(|cx| match dial.as_mut().poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending => {
-            waited += 1;
-            if waited >= waits {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            }
-        }
-    })
-    .await
-}
-
-/// The conduit around a core just made.
-fn conduit_of(core: SessionCore, now: Millis) -> Conduit {
-    let config = Arc::clone(core.session_config());
-    Conduit::new(core, &config, now)
 }
 
 /// The task that dials, keeps the conduit's timer and polls a blocked socket.
@@ -516,32 +481,28 @@ impl LiveSessionBuilder {
     /// `jitter_seed` seeds the backoff jitter.
     pub fn into_core(mut self, now: Millis, jitter_seed: u64) -> Result<SessionCore, Error> {
         let (policy, capabilities) = self.resolve()?;
-        Ok(self.core_with(policy, capabilities, now, jitter_seed))
-    }
-
-    /// [`into_core`](Self::into_core) once [`resolve`](Self::resolve) has checked the
-    /// configuration: nothing here can fail.
-    fn core_with(
-        mut self,
-        policy: Arc<dyn resume_policy::ResumePolicy>,
-        capabilities: resume_policy::ModelCapabilities,
-        now: Millis,
-        jitter_seed: u64,
-    ) -> SessionCore {
         let initial = std::mem::take(&mut self.initial_context);
         let stored = self.resume_from.take();
         let config = CoreConfig {
             session: Arc::new(self.config),
             jitter_seed,
         };
-        SessionCore::new(config, policy, capabilities, initial, stored, now)
+        Ok(SessionCore::new(
+            config,
+            policy,
+            capabilities,
+            initial,
+            stored,
+            now,
+        ))
     }
 
     /// The whole sans-IO session, the [`Conduit`] that owns the core: what [`LiveSession`]
     /// drives over sockets, and what the simulator drives on virtual time.
     pub fn into_sans_io(self, now: Millis, jitter_seed: u64) -> Result<Conduit, Error> {
         let core = self.into_core(now, jitter_seed)?;
-        Ok(conduit_of(core, now))
+        let config = Arc::clone(core.session_config());
+        Ok(Conduit::new(core, &config, now))
     }
 
     /// Connects: returns once the first `setup` is complete (and the initial context, if any,
@@ -595,31 +556,11 @@ impl LiveSessionBuilder {
     }
 
     /// [`connect`](Self::connect) without a lease: the session's state and event queue.
-    ///
-    /// The first connection's TCP connect and WebSocket upgrade start as soon as the
-    /// configuration is checked, and the session (its core, its first plan and `setup`, the
-    /// conduit, the shared state) is built while the upgrade request waits for the server's
-    /// answer: none of it is on the way to `setupComplete` unless the server answers faster
-    /// than it is built.
-    async fn connect_unowned(mut self) -> Result<(Arc<Shared>, Arc<EventQueue>), Error> {
-        let epoch = Instant::now();
-        // Whatever refuses the session refuses it before anything is dialed.
-        let (policy, capabilities) = self.resolve()?;
-        let endpoint = Arc::new(self.endpoint.clone());
-        let connect = self
-            .config
-            .connect
-            .clone()
-            .with_setup_timeout(Duration::MAX);
-        // The upgrade's own connect timeout bounds it until the conduit's deadline does.
-        let upgrade = Connection::connect(&endpoint, &connect);
-        tokio::pin!(upgrade);
-        let upgraded = until_waiting(upgrade.as_mut(), UPGRADE_WAITS).await;
+    async fn connect_unowned(self) -> Result<(Arc<Shared>, Arc<EventQueue>), Error> {
         let jitter_seed = self.jitter_seed.unwrap_or_else(random_seed);
-        let conduit = conduit_of(
-            self.core_with(policy, capabilities, Millis(0), jitter_seed),
-            Millis(0),
-        );
+        let endpoint = self.endpoint.clone();
+        let epoch = Instant::now();
+        let conduit = self.into_sans_io(Millis(0), jitter_seed)?;
         // One copy of the configuration, the core's, shared.
         let config = Arc::clone(conduit.core().session_config());
         let events = Arc::new(EventQueue::new(config.event_capacity));
@@ -638,7 +579,7 @@ impl LiveSessionBuilder {
             }),
             input: Mutex::new(InputConverter::new(config.input_sample_rate)),
             config,
-            endpoint: Arc::clone(&endpoint),
+            endpoint: Arc::new(endpoint),
             events: Arc::clone(&events),
             wake: Notify::new(),
             room: Notify::new(),
@@ -650,8 +591,7 @@ impl LiveSessionBuilder {
         });
         // The first connection is opened by the caller's task: no hand-off to the driver on
         // the way to the first `setupComplete`. Nobody else holds the session yet, so no close
-        // can race this dial. (No dial ordered, as when the first plan gives up: the upgrade
-        // under way is dropped, its socket with it.)
+        // can race this dial.
         let first = {
             let mut state = shared.lock();
             match state.conduit.poll_order() {
@@ -663,17 +603,14 @@ impl LiveSessionBuilder {
             }
         };
         if let Some((connection, setup)) = first {
-            // Bounded by the conduit's deadline for the dial, as the driver bounds later ones
-            // (counted from `epoch`, before the upgrade started).
+            // Bounded by the conduit's deadline for the dial, as the driver bounds later ones.
             let deadline = shared.lock().conduit.poll_timeout();
             let deadline = deadline.map(|at| epoch + Duration::from_millis(at.0));
-            let dial = async {
-                let conn = match upgraded {
-                    Some(upgraded) => upgraded?,
-                    None => upgrade.await?,
-                };
-                set_up(conn, &setup).await
-            };
+            let dial = open(
+                Arc::clone(&shared.endpoint),
+                Arc::clone(&shared.config),
+                setup,
+            );
             let by_driver = StartReader::ByDriver;
             match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {
