@@ -489,7 +489,10 @@ impl SessionCore {
             .results_answer
             .is_some_and(|(_, deadline)| deadline <= now)
         {
+            // The answer owed may still come, after turns released now reach the server:
+            // where it lands among them is a guess (`session-sim/tests/seeds.rs`).
             self.results_answer = None;
+            self.guessed = true;
             self.release_held(now);
         }
         if let (Some(pending), Link::None) = (&self.pending, &self.link) {
