@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_glue::{Error, LiveSession, ReconnectReason, SessionError, SessionEvent};
-use common::{WAIT, endpoint, server, until, weather_tool};
+use common::{WAIT, endpoint, server, until, weather_call, weather_tool};
 use gemini_fake::{Family, FaultAction, Trigger};
 use gemini_transport::wire::Modality;
 use gemini_transport::{ConnectConfig, Endpoint, SecretString};
@@ -285,14 +285,7 @@ async fn a_key_refused_on_a_reconnect_ends_the_session_reporting_what_was_owed()
             .connect()
             .await
             .expect("session connects");
-    session.send_text("what does get_weather say").unwrap();
-    let seen = until(&mut events, "tool call", |e| {
-        matches!(e, SessionEvent::ToolCall { .. })
-    })
-    .await;
-    let Some(SessionEvent::ToolCall { call_id, .. }) = seen.last() else {
-        panic!("{seen:#?}");
-    };
+    let (call_id, _) = weather_call(&session, &mut events).await;
     // The connection drops and the reconnect's setup is refused: the key is no longer valid.
     server.faults().schedule(
         Trigger::SetupReceived,
@@ -338,7 +331,7 @@ async fn a_key_refused_on_a_reconnect_ends_the_session_reporting_what_was_owed()
         seen.iter().any(|e| matches!(
             e,
             SessionEvent::Divergence { calls, why: DivergenceReason::GaveUp, .. }
-                if calls.contains(call_id)
+                if calls.contains(&call_id)
         )),
         "{seen:#?}"
     );

@@ -775,18 +775,7 @@ async fn hand_off_waits_for_a_running_tool_to_answer() {
             .connect()
             .await
             .expect("session connects");
-    session.send_text("what does get_weather say").unwrap();
-    let seen = until(&mut events, "tool call", |e| {
-        matches!(e, SessionEvent::ToolCall { .. })
-    })
-    .await;
-    let call_id = seen
-        .iter()
-        .find_map(|e| match e {
-            SessionEvent::ToolCall { call_id, .. } => Some(call_id.clone()),
-            _ => None,
-        })
-        .expect("a tool call");
+    let (call_id, _) = weather_call(&session, &mut events).await;
     // The model's turn goes on without the result and completes: settled, the tool running.
     session.settled().await.unwrap();
     let session = Arc::new(session);

@@ -161,13 +161,8 @@ pub async fn barrier(session: &LiveSession, events: &mut SessionEvents, text: &s
     .await;
 }
 
-/// Asks the model for `get_weather`, answers its call with `result` and waits for the answer
-/// to it; returns the call's id and function name.
-pub async fn weather_round(
-    session: &LiveSession,
-    events: &mut SessionEvents,
-    result: Value,
-) -> (String, String) {
+/// Asks for `get_weather` and waits for the model's call: its id and name.
+pub async fn weather_call(session: &LiveSession, events: &mut SessionEvents) -> (String, String) {
     session
         .send_text("what does get_weather say")
         .expect("session open");
@@ -175,13 +170,22 @@ pub async fn weather_round(
         matches!(e, SessionEvent::ToolCall { .. })
     })
     .await;
-    let (call_id, name) = seen
-        .last()
+    seen.last()
         .and_then(|e| match e {
             SessionEvent::ToolCall { call_id, name, .. } => Some((call_id.clone(), name.clone())),
             _ => None,
         })
-        .expect("a tool call");
+        .expect("a tool call")
+}
+
+/// Asks the model for `get_weather`, answers its call with `result` and waits for the answer
+/// to it; returns the call's id and function name.
+pub async fn weather_round(
+    session: &LiveSession,
+    events: &mut SessionEvents,
+    result: Value,
+) -> (String, String) {
+    let (call_id, name) = weather_call(session, events).await;
     session
         .send_tool_result(call_id.clone(), result)
         .expect("tool result accepted");

@@ -283,7 +283,7 @@ fn s58_filler_moves_before_history_results_too() {
 }
 
 /// The simulator's policy for `policy`.
-fn sim_policy(policy: PolicyKind) -> Policy {
+pub(crate) fn sim_policy(policy: PolicyKind) -> Policy {
     match policy {
         PolicyKind::Default => Policy::Default,
         PolicyKind::ReplayAlways => Policy::ReplayAlways,
@@ -306,7 +306,7 @@ fn holds(policy: PolicyKind, profile: Profile, steps: &[(u64, Op)]) -> Result<Ru
 
 /// [`holds`] with the schedule's seed, which also draws the application's answer delays and
 /// result options: a shrunk schedule found by the simulator replays with its own.
-fn holds_seeded(
+pub(crate) fn holds_seeded(
     policy: PolicyKind,
     seed: u64,
     profile: Profile,

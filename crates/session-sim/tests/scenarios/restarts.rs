@@ -7,8 +7,9 @@
 
 use agent_glue::SessionEvent;
 use gemini_fake::Family;
-use session_sim::{Fleet, Op, Policy, Profile, Schedule, Step, run};
+use session_sim::{Fleet, Op, Profile};
 
+use crate::found::holds_seeded;
 use crate::runner::{Outcome, PolicyKind, Scenario, check};
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -27,45 +28,31 @@ fn s31_restart_with_a_persisted_store() {
 
 fn s31(policy: PolicyKind) -> Outcome {
     for family in [Family::Gemini25, Family::Gemini38] {
-        let schedule = Schedule {
-            seed: 1,
-            profile: Profile {
-                family,
-                // Vertex names its server session (`ServerSessionId`) on every connection.
-                vertex: true,
-                latency: 5,
-                policy: match policy {
-                    PolicyKind::Default => Policy::Default,
-                    PolicyKind::ReplayAlways => Policy::ReplayAlways,
-                    PolicyKind::SkipReplay => Policy::SkipReplay,
-                },
-                fleet: Some(Fleet {
-                    ttl: 2_000,
-                    drift_ppm: [0, 0],
-                    store_latency: 2,
-                    poll: 200,
-                }),
-                ..Profile::default()
-            },
-            steps: [
-                (0, Op::Text),
-                (300, Op::TextTool(0)),
-                (300, Op::Append(2)),
-                (1_500, Op::Drain),
-                (500, Op::Text),
-                (1_500, Op::Kill),
-                (500, Op::Text),
-                (1_000, Op::Append(1)),
-            ]
-            .into_iter()
-            .map(|(gap, op)| Step { gap, op })
-            .collect(),
+        let profile = Profile {
+            family,
+            // Vertex names its server session (`ServerSessionId`) on every connection.
+            vertex: true,
+            latency: 5,
+            fleet: Some(Fleet {
+                ttl: 2_000,
+                drift_ppm: [0, 0],
+                store_latency: 2,
+                poll: 200,
+            }),
+            ..Profile::default()
         };
-        let outcome = run(&schedule);
-        if !outcome.violations.is_empty() {
-            let classes: Vec<String> = outcome.violations.iter().map(ToString::to_string).collect();
-            return Err(format!("{family:?}: {}", classes.join("; ")));
-        }
+        let steps = [
+            (0, Op::Text),
+            (300, Op::TextTool(0)),
+            (300, Op::Append(2)),
+            (1_500, Op::Drain),
+            (500, Op::Text),
+            (1_500, Op::Kill),
+            (500, Op::Text),
+            (1_000, Op::Append(1)),
+        ];
+        let outcome =
+            holds_seeded(policy, 1, profile, &steps).map_err(|e| format!("{family:?}: {e}"))?;
         if outcome.takeovers != 2 {
             return Err(format!(
                 "{family:?}: {} takeovers, not 2",
