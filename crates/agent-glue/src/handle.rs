@@ -63,17 +63,53 @@ impl Drop for Owner {
 #[derive(Debug)]
 pub struct SessionEvents {
     queue: Arc<EventQueue>,
+    /// The session, whose socket [`recv`](Self::recv) reads while the queue is empty.
+    shared: Arc<Shared>,
+}
+
+/// Hands the socket back to the driver when a `recv` that read it returns or is dropped.
+struct ReadingForApp<'a> {
+    shared: &'a Shared,
+    polled: bool,
+}
+
+impl Drop for ReadingForApp<'_> {
+    fn drop(&mut self) {
+        if self.polled {
+            self.shared.read_by_driver();
+        }
+    }
 }
 
 impl SessionEvents {
-    /// The stream of `queue`.
-    pub(crate) fn new(queue: Arc<EventQueue>) -> Self {
-        Self { queue }
+    /// The stream of `queue`, the events of session `shared`.
+    pub(crate) fn new(shared: Arc<Shared>, queue: Arc<EventQueue>) -> Self {
+        Self { queue, shared }
     }
 
     /// The next event; `None` once the session has ended and every event was read.
+    ///
+    /// While the queue is empty, the calling task reads the server's frames itself, so a frame
+    /// wakes it and no other task on the way; when the call returns or is dropped (in a
+    /// `select!`), the session's own task reads them again. (The `Stream` implementation
+    /// waits on the queue alone.)
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a frame read by a call that is dropped is queued as events for the next.
     pub async fn recv(&mut self) -> Option<SessionEvent> {
-        poll_fn(|cx| self.queue.poll_next(cx)).await
+        let mut reading = ReadingForApp {
+            shared: &self.shared,
+            polled: false,
+        };
+        let queue = &self.queue;
+        poll_fn(|cx| {
+            if let Poll::Ready(event) = queue.pop(None) {
+                return Poll::Ready(event);
+            }
+            reading.polled |= reading.shared.poll_read_app(cx);
+            queue.pop(Some(cx.waker()))
+        })
+        .await
     }
 
     /// The next event if one is ready now.

@@ -150,6 +150,12 @@ impl EventQueue {
 
     /// The next event, `Ready(None)` once the queue has ended and is empty.
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<SessionEvent>> {
+        self.pop(Some(cx.waker()))
+    }
+
+    /// The next event, or `Pending` with `waker` to be woken by the next push (with `None`,
+    /// a waker registered before is forgotten: the caller is about to look again itself).
+    pub(crate) fn pop(&self, waker: Option<&Waker>) -> Poll<Option<SessionEvent>> {
         let (event, made_room) = {
             let mut inner = self.lock();
             let was_full = inner.queue.len() >= self.limit();
@@ -157,7 +163,13 @@ impl EventQueue {
                 Some(event) => (event, was_full && inner.queue.len() < self.limit()),
                 None if inner.ended => return Poll::Ready(None),
                 None => {
-                    inner.reader = Some(cx.waker().clone());
+                    match waker {
+                        Some(waker) => match inner.reader.as_mut() {
+                            Some(reader) => reader.clone_from(waker),
+                            None => inner.reader = Some(waker.clone()),
+                        },
+                        None => inner.reader = None,
+                    }
                     return Poll::Pending;
                 }
             }

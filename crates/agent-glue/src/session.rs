@@ -1,24 +1,27 @@
 //! The async shell around the [`Conduit`]: sockets, tasks, timers and wakers, and no decision.
 //!
-//! Everything, the conduit and the open socket included, sits in one [`State`] behind a mutex
-//! shared by the handle ([`LiveSession`]), the driver task and the reader task (as quinn
-//! shares its `quinn_proto::Connection`). Each of them feeds the conduit an input and then
-//! carries out what it asks ([`State::settle`]): its orders (dial, release a socket), its
-//! frames (written to the socket at once, from the caller's thread, polling with a no-op waker
-//! while the socket is not blocked; once it is, only the driver polls it, with its own waker,
-//! until it takes everything), its events (to the application's queue) and its timer (the
-//! driver sleeps until [`Conduit::poll_timeout`]).
+//! Everything, the conduit and the open socket's sending half included, sits in one [`State`]
+//! behind a mutex shared by the handle ([`LiveSession`]), the driver task and whichever task
+//! reads the socket (as quinn shares its `quinn_proto::Connection`). Each of them feeds the
+//! conduit an input and then carries out what it asks ([`State::settle`]): its orders (dial,
+//! release a socket), its frames (written to the socket at once, from the caller's thread,
+//! polling with a no-op waker while the socket is not blocked; once it is, only the driver
+//! polls it, with its own waker, until it takes everything), its events (to the application's
+//! queue) and its timer (the driver sleeps until [`Conduit::poll_timeout`]).
 //!
 //! - The handle's calls run the conduit synchronously, so they return the ids they created and
 //!   fail with [`Error::Closed`] the moment the session has ended; a chunk of audio pushed while
 //!   the socket is idle is written before `push_audio` returns, with no wake-up of another task.
-//! - The reader task feeds each server frame to the conduit, and reads the next only while the
-//!   application's event queue has room (TCP pushes back on the server); it tells the conduit
-//!   when it stops and resumes, and how a connection ended.
-//! - The driver dials, sleeps until the conduit's next deadline, and polls a blocked socket.
-//!   The first dial runs in `connect()`'s own task; the driver is spawned once it is over and
-//!   starts that connection's reader itself, so that no task's start is on the way to
-//!   `connect()` returning.
+//! - The socket's receiving half ([`Reading`]) has no task of its own. While the application
+//!   waits in [`SessionEvents::recv`] with nothing queued, its own task reads the server's
+//!   frames into the conduit (a frame wakes that task and no other, as a bare client's reader
+//!   is woken); when `recv` returns or is dropped, the driver reads them again. Either reads
+//!   only while the event queue has room (TCP pushes back on the server) and tells the conduit
+//!   when reading stops and resumes, and how a connection ended.
+//! - The driver dials, sleeps until the conduit's next deadline (one timer, moved only when the
+//!   deadline does), polls a blocked socket and reads the socket when the application does
+//!   not. The first dial runs in `connect()`'s own task; the driver is spawned once it is over,
+//!   so that no task's start is on the way to `connect()` returning.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -31,7 +34,6 @@ use gemini_transport::wire::{ClientMessage, ServerMessage};
 use gemini_transport::{CloseInfo, Connection, ConnectionReceiver, ConnectionSender, Endpoint};
 use resume_policy::{ConnectionId, Millis};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::audio_in::InputConverter;
@@ -42,25 +44,36 @@ use crate::handle::{LiveSession, SessionEvents};
 use crate::queue::EventQueue;
 use crate::{Error, SessionEvent};
 
-/// The socket of the conduit's current connection.
+/// The sending half of the conduit's current connection.
 struct Socket {
     id: ConnectionId,
     sender: ConnectionSender,
-    /// The task reading it, once started.
-    reader: Option<JoinHandle<()>>,
-    /// Its receiving half while no task reads it yet: the first connection, opened by the
-    /// caller of `connect()`, is read by a task the driver starts (so that neither task's
-    /// start is on the way to `connect()` returning).
-    unread: Option<ConnectionReceiver>,
 }
 
-impl Socket {
-    /// Stops the reader and drops the socket.
-    fn release(self) {
-        if let Some(reader) = self.reader {
-            reader.abort();
-        }
-    }
+/// `Shared::current` when there is no socket.
+const NO_SOCKET: u64 = u64::MAX;
+
+/// Frames one poll reads before the reading task lets others run (a flood holds no task).
+const READ_BUDGET: usize = 32;
+
+/// The receiving half of a connection, read by whichever task polls it.
+struct Reader {
+    id: ConnectionId,
+    receiver: ConnectionReceiver,
+}
+
+/// Who reads the socket. No task of its own: the application's task reads it while it waits
+/// in [`SessionEvents::recv`] with an empty queue (a server frame then wakes that task alone,
+/// as a bare client's reader is woken), and the driver reads it otherwise; whoever polled it
+/// last is the one the socket wakes, and `recv` hands it back to the driver when it returns
+/// or is dropped. Locked before the state, never the other way round.
+#[derive(Default)]
+pub(crate) struct Reading {
+    reader: Option<Reader>,
+    /// The conduit was told that reading stopped (the event queue is full).
+    paused: bool,
+    /// The driver task's waker, which the socket wakes when the application is not waiting.
+    driver: Option<Waker>,
 }
 
 /// The socket as the conduit writes it.
@@ -128,9 +141,10 @@ impl State {
                 }
                 Order::Release { connection } => {
                     if self.socket.as_ref().is_some_and(|s| s.id == connection) {
-                        if let Some(socket) = self.socket.take() {
-                            socket.release();
-                        }
+                        self.socket = None;
+                        // The driver drops the receiving half (under the reading lock, which
+                        // is taken before this one).
+                        wake = true;
                     }
                     if self.dialing == Some(connection) {
                         self.dialing = None;
@@ -201,6 +215,11 @@ pub(crate) struct Shared {
     /// does not carry it).
     endpoint: Arc<Endpoint>,
     pub(crate) events: Arc<EventQueue>,
+    /// The current connection's receiving half and who reads it.
+    reading: Mutex<Reading>,
+    /// The id of the state's socket ([`NO_SOCKET`] without one), kept by [`Shared::with`]: a
+    /// reader whose connection is no longer current drops it.
+    current: AtomicU64,
     wake: Notify,
     /// Woken when audio leaves the backlog or the gap (room for `push_audio_wait`).
     pub(crate) room: Notify,
@@ -256,6 +275,10 @@ impl Shared {
             let held = state.conduit.held_audio_bytes();
             let result = f(&mut state, now);
             let wake = state.settle(now);
+            self.current.store(
+                state.socket.as_ref().map_or(NO_SOCKET, |s| s.id.0),
+                Ordering::Release,
+            );
             let room =
                 state.conduit.held_audio_bytes() < held || state.conduit.core().closed().is_some();
             (result, wake, room)
@@ -270,6 +293,125 @@ impl Shared {
         }
         self.bump();
         result
+    }
+
+    fn reading(&self) -> MutexGuard<'_, Reading> {
+        self.reading.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Connection `id`'s receiving half, to be read from now on (the previous one is dropped).
+    fn set_reader(&self, id: ConnectionId, receiver: ConnectionReceiver) {
+        self.reading().reader = Some(Reader { id, receiver });
+    }
+
+    /// The driver's read: its waker is the one the socket wakes from now on. `Ready` when it
+    /// handled a frame (or the connection ended).
+    fn poll_read_driver(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut reading = self.reading();
+        if !reading
+            .driver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            reading.driver = Some(cx.waker().clone());
+        }
+        self.read_frames(&mut reading, cx)
+    }
+
+    /// The application's read, from `SessionEvents::recv` while its queue is empty: `true`
+    /// when it polled the socket (which then wakes the application's task, until
+    /// [`Shared::read_by_driver`]). Skipped while another task reads.
+    pub(crate) fn poll_read_app(&self, cx: &mut Context<'_>) -> bool {
+        let Ok(mut reading) = self.reading.try_lock() else {
+            return false;
+        };
+        if reading.reader.is_none() {
+            return false;
+        }
+        let _ = self.read_frames(&mut reading, cx);
+        true
+    }
+
+    /// Hands the socket back to the driver after the application's read: polled with the
+    /// driver's waker (what arrived meanwhile is read now).
+    pub(crate) fn read_by_driver(&self) {
+        let mut reading = self.reading();
+        if let Some(driver) = reading.driver.clone() {
+            let _ = self.read_frames(&mut reading, &mut Context::from_waker(&driver));
+        }
+    }
+
+    /// Whether reading waits for room in the event queue.
+    fn reading_paused(&self) -> bool {
+        self.reading().paused
+    }
+
+    /// Reads frames into the conduit while the event queue has room, up to [`READ_BUDGET`]
+    /// (then `cx` is woken to come back). `Ready` when it handled a frame or the connection
+    /// ended; `Pending` when the socket has nothing (its waker is `cx`'s), reading is paused,
+    /// or there is no socket.
+    fn read_frames(&self, reading: &mut Reading, cx: &mut Context<'_>) -> Poll<()> {
+        let mut handled = false;
+        for _ in 0..READ_BUDGET {
+            let Some(reader) = reading.reader.as_mut() else {
+                return Poll::Pending;
+            };
+            let id = reader.id;
+            if self.current.load(Ordering::Acquire) != id.0 {
+                // Released: the socket closes with its last half.
+                reading.reader = None;
+                return Poll::Pending;
+            }
+            if self.events.is_full() {
+                if !reading.paused {
+                    reading.paused = true;
+                    self.with(|state, now| state.conduit.set_reading_paused(now, true));
+                    // The driver waits for room from now on (it resumes reading).
+                    self.wake_driver();
+                    return Poll::Ready(());
+                }
+                return if handled {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
+            }
+            if reading.paused {
+                reading.paused = false;
+                self.with(|state, now| state.conduit.set_reading_paused(now, false));
+            }
+            match reader.receiver.poll_recv(cx) {
+                Poll::Pending => {
+                    return if handled {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    };
+                }
+                Poll::Ready(Ok(message)) => {
+                    self.with(|state, now| state.conduit.handle_message(now, id, message));
+                }
+                Poll::Ready(Err(e)) if !e.ends_connection() => {
+                    self.events.push(SessionEvent::Warning(format!(
+                        "ignored a server frame: {e}"
+                    )));
+                }
+                Poll::Ready(Err(e)) => {
+                    reading.reader = None;
+                    let info = close_info(&e);
+                    self.with(|state, now| {
+                        state.pongs(id);
+                        state
+                            .conduit
+                            .handle_closed(now, id, info, Some(Arc::new(e)));
+                    });
+                    return Poll::Ready(());
+                }
+            }
+            handled = true;
+        }
+        cx.waker().wake_by_ref();
+        Poll::Ready(())
     }
 }
 
@@ -300,6 +442,10 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self) {
+        // One timer for the driver's life, moved only when the deadline does.
+        let sleep = tokio::time::sleep_until(self.shared.epoch);
+        tokio::pin!(sleep);
+        let mut sleeping_until: Option<Instant> = None;
         loop {
             let (deadline, blocked) = {
                 let mut state = self.shared.lock();
@@ -320,18 +466,11 @@ impl Driver {
                         Box::pin(async move { (connection, open(endpoint, config, setup).await) });
                     self.dial = Some((connection, dial));
                 }
-                if let Some(socket) = state.socket.as_mut() {
-                    if let Some(receiver) = socket.unread.take() {
-                        // The first connection's reader (spawned under the lock, as any reader).
-                        let shared = Arc::clone(&self.shared);
-                        socket.reader = Some(tokio::spawn(read(shared, socket.id, receiver)));
-                    }
-                }
                 if state.conduit.is_finished() && self.dial.is_none() {
-                    if let Some(socket) = state.socket.take() {
-                        socket.release();
-                    }
+                    state.socket = None;
                     drop(state);
+                    self.shared.current.store(NO_SOCKET, Ordering::Release);
+                    self.shared.reading().reader = None;
                     self.shared.bump();
                     return;
                 }
@@ -341,20 +480,33 @@ impl Driver {
                 let blocked = state.conduit.writer_blocked() && state.socket.is_some();
                 (deadline, blocked)
             };
+            if deadline != sleeping_until {
+                if let Some(deadline) = deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                sleeping_until = deadline;
+            }
+            let paused = self.shared.reading_paused();
             let shared = Arc::clone(&self.shared);
             tokio::select! {
                 biased;
                 () = poll_fn(|cx| shared.with(|state, now| state.write(now, cx))), if blocked => {}
                 () = self.shared.wake.notified() => {}
-                () = sleep_until(deadline) => self.shared.with(|state, now| {
-                    if let Some(id) = state.socket.as_ref().map(|s| s.id) {
-                        state.pongs(id);
-                    }
-                    state.conduit.handle_timeout(now);
-                }),
+                () = &mut sleep, if sleeping_until.is_some() => {
+                    // Set again next time, even to the same deadline.
+                    sleeping_until = None;
+                    self.shared.with(|state, now| {
+                        if let Some(id) = state.socket.as_ref().map(|s| s.id) {
+                            state.pongs(id);
+                        }
+                        state.conduit.handle_timeout(now);
+                    });
+                }
+                () = poll_fn(|cx| shared.poll_read_driver(cx)) => {}
+                () = self.shared.events.room(), if paused => {}
                 (connection, opened) = dialing(&mut self.dial) => {
                     self.dial = None;
-                    opened_connection(&self.shared, connection, opened, StartReader::Now);
+                    opened_connection(&self.shared, connection, opened);
                 }
             }
         }
@@ -369,48 +521,24 @@ async fn dialing(dial: &mut Option<(ConnectionId, Dial)>) -> (ConnectionId, Open
     }
 }
 
-/// Who starts the reader task of a connection just opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartReader {
-    /// The driver, which opened it.
-    Now,
-    /// The driver, once it starts: the caller of `connect()` opened it.
-    ByDriver,
-}
-
-/// The dial of `connection` ended: the socket and its reader on success, and the conduit is
-/// told.
-fn opened_connection(
-    shared: &Arc<Shared>,
-    connection: ConnectionId,
-    opened: Opened,
-    reader: StartReader,
-) {
+/// The dial of `connection` ended: the socket on success (read once the setup is recorded),
+/// and the conduit is told.
+fn opened_connection(shared: &Arc<Shared>, connection: ConnectionId, opened: Opened) {
     match opened {
         Ok((sender, receiver, complete)) => {
-            let reader_shared = Arc::clone(shared);
             shared.with(|state, now| {
-                // Spawned under the lock: its first frame waits for the setup to be recorded.
-                let (reader, unread) = match reader {
-                    StartReader::Now => (
-                        Some(tokio::spawn(read(reader_shared, connection, receiver))),
-                        None,
-                    ),
-                    StartReader::ByDriver => (None, Some(receiver)),
-                };
-                if let Some(old) = state.socket.replace(Socket {
+                state.socket = Some(Socket {
                     id: connection,
                     sender,
-                    reader,
-                    unread,
-                }) {
-                    old.release();
-                }
+                });
                 state.dialing = None;
                 // As a message: the conduit takes the setup as complete, and reports a
                 // session id the server gave.
                 state.conduit.handle_message(now, connection, complete);
             });
+            // Read by the driver's next poll, or by the application's (a connection the
+            // conduit released meanwhile is dropped by its first reader).
+            shared.set_reader(connection, receiver);
         }
         Err(e) => {
             let info = close_info(&e);
@@ -420,36 +548,6 @@ fn opened_connection(
                     .conduit
                     .handle_dial_failed(now, connection, info, Some(Arc::new(e)));
             });
-        }
-    }
-}
-
-/// The reader task of connection `id`: each server frame goes to the conduit, read only
-/// while the application's event queue has room.
-async fn read(shared: Arc<Shared>, id: ConnectionId, mut receiver: ConnectionReceiver) {
-    loop {
-        if shared.events.is_full() {
-            shared.with(|state, now| state.conduit.set_reading_paused(now, true));
-            shared.events.room().await;
-            shared.with(|state, now| state.conduit.set_reading_paused(now, false));
-        }
-        match receiver.recv().await {
-            Ok(message) => shared.with(|state, now| state.conduit.handle_message(now, id, message)),
-            Err(e) if !e.ends_connection() => {
-                shared.events.push(SessionEvent::Warning(format!(
-                    "ignored a server frame: {e}"
-                )));
-            }
-            Err(e) => {
-                let info = close_info(&e);
-                shared.with(|state, now| {
-                    state.pongs(id);
-                    state
-                        .conduit
-                        .handle_closed(now, id, info, Some(Arc::new(e)));
-                });
-                return;
-            }
         }
     }
 }
@@ -464,14 +562,6 @@ fn close_info(e: &gemini_transport::Error) -> CloseInfo {
             info.class = e.class();
             info
         }
-    }
-}
-
-/// Waits until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -541,7 +631,8 @@ impl LiveSessionBuilder {
                 Ok((shared, events)) => {
                     crate::ownership::owned(&shared);
                     let _ = connected.send(Some(Arc::clone(&shared)));
-                    Ok((LiveSession::new(shared), SessionEvents::new(events)))
+                    let events = SessionEvents::new(Arc::clone(&shared), events);
+                    Ok((LiveSession::new(shared), events))
                 }
                 Err(err) => {
                     // The keeper releases the lease: returned once it has.
@@ -552,7 +643,8 @@ impl LiveSessionBuilder {
             };
         }
         let (shared, events) = self.connect_unowned().await?;
-        Ok((LiveSession::new(shared), SessionEvents::new(events)))
+        let events = SessionEvents::new(Arc::clone(&shared), events);
+        Ok((LiveSession::new(shared), events))
     }
 
     /// [`connect`](Self::connect) without a lease: the session's state and event queue.
@@ -581,6 +673,8 @@ impl LiveSessionBuilder {
             config,
             endpoint: Arc::new(endpoint),
             events: Arc::clone(&events),
+            reading: Mutex::new(Reading::default()),
+            current: AtomicU64::new(NO_SOCKET),
             wake: Notify::new(),
             room: Notify::new(),
             wakeups: AtomicU64::new(0),
@@ -611,13 +705,12 @@ impl LiveSessionBuilder {
                 Arc::clone(&shared.config),
                 setup,
             );
-            let by_driver = StartReader::ByDriver;
             match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, dial).await {
-                    Ok(opened) => opened_connection(&shared, connection, opened, by_driver),
+                    Ok(opened) => opened_connection(&shared, connection, opened),
                     Err(_) => shared.with(|state, now| state.conduit.handle_timeout(now)),
                 },
-                None => opened_connection(&shared, connection, dial.await, by_driver),
+                None => opened_connection(&shared, connection, dial.await),
             }
         }
         // The driver starts once the first dial is over (nothing else can use the session

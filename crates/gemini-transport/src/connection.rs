@@ -544,23 +544,35 @@ impl ConnectionReceiver {
     /// Cancel safe: dropping the future before it completes (e.g. in `tokio::select!`) loses no
     /// message.
     pub async fn recv(&mut self) -> Result<ServerMessage, Error> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll: `Pending` registers `cx`'s waker with the socket (the
+    /// last task to poll is the one woken), so that any task may read the connection in turn.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<ServerMessage, Error>> {
         if let Some(error) = self.shared.closed_error() {
-            return Err(error);
+            return Poll::Ready(Err(error));
         }
         loop {
-            let Some(item) = self.stream.next().await else {
-                return Err(self.shared.gone("connection ended without a close frame"));
+            let Some(item) = std::task::ready!(self.stream.poll_next_unpin(cx)) else {
+                return Poll::Ready(Err(self
+                    .shared
+                    .gone("connection ended without a close frame")));
             };
-            match item {
-                Ok(Message::Text(text)) => return self.decode(text.as_bytes()),
-                Ok(Message::Binary(bytes)) => return self.decode(&bytes),
+            return Poll::Ready(match item {
+                Ok(Message::Text(text)) => self.decode(text.as_bytes()),
+                Ok(Message::Binary(bytes)) => self.decode(&bytes),
                 Ok(Message::Pong(_)) => {
                     self.shared.pongs.fetch_add(1, Ordering::Release);
+                    continue;
                 }
-                Ok(Message::Ping(_) | Message::Frame(_)) => {}
-                Ok(Message::Close(frame)) => return Err(self.closed_by_frame(frame)),
-                Err(error) => return Err(self.read_failure(error)),
-            }
+                Ok(Message::Ping(_) | Message::Frame(_)) => continue,
+                Ok(Message::Close(frame)) => Err(self.closed_by_frame(frame)),
+                Err(error) => Err(self.read_failure(error)),
+            });
         }
     }
 
