@@ -81,6 +81,21 @@ impl Drop for ReadingForApp<'_> {
     }
 }
 
+/// Hands a blocked socket back to the driver when a `push_audio_wait` that wrote it returns or
+/// is dropped.
+struct WritingForRoom<'a> {
+    shared: &'a Shared,
+    polled: bool,
+}
+
+impl Drop for WritingForRoom<'_> {
+    fn drop(&mut self) {
+        if self.polled {
+            self.shared.write_by_driver();
+        }
+    }
+}
+
 impl SessionEvents {
     /// The stream of `queue`, the events of session `shared`.
     pub(crate) fn new(shared: Arc<Shared>, queue: Arc<EventQueue>) -> Self {
@@ -262,6 +277,13 @@ impl LiveSession {
             Err((Error::Full { .. }, pcm)) => pcm,
             result => return result.map_err(|(error, _)| error),
         };
+        // While it waits, this task writes the backlog itself as the socket takes it (the
+        // socket wakes it, not the driver, which would then have to wake it); when the call
+        // returns or is dropped, a socket still blocked is the driver's again.
+        let mut writing = WritingForRoom {
+            shared: &self.shared,
+            polled: false,
+        };
         loop {
             // Registered before trying again, so that room made in between is not missed.
             let room = self.shared.room.notified();
@@ -270,7 +292,16 @@ impl LiveSession {
             match self.push_or_return(pcm, AtBound::Refuse) {
                 Err((Error::Full { .. }, back)) => {
                     pcm = back;
-                    room.await;
+                    let shared = writing.shared;
+                    let polled = &mut writing.polled;
+                    tokio::select! {
+                        biased;
+                        () = &mut room => {}
+                        () = poll_fn(|cx| {
+                            *polled = true;
+                            shared.poll_write_for_room(cx)
+                        }) => {}
+                    }
                 }
                 result => return result.map_err(|(error, _)| error),
             }

@@ -341,6 +341,36 @@ impl Shared {
         }
     }
 
+    /// For a task that waits for room in the audio backlog: writes the blocked socket with
+    /// `cx`'s waker (the socket wakes that task from now on, until
+    /// [`Shared::write_by_driver`]). `Ready` once the socket took everything; `Pending` with
+    /// nothing registered when the socket is not blocked (the backlog waits for a connection).
+    pub(crate) fn poll_write_for_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.with(|state, now| {
+            if state.conduit.writer_blocked() && state.socket.is_some() {
+                state.write(now, cx)
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Hands a socket still blocked back to the driver after [`Shared::poll_write_for_room`]:
+    /// written once with the driver's waker.
+    pub(crate) fn write_by_driver(&self) {
+        let driver = self.reading().driver.clone();
+        let Some(driver) = driver else {
+            // The driver has not run yet: it polls a blocked socket when it does.
+            self.wake_driver();
+            return;
+        };
+        self.with(|state, now| {
+            if state.conduit.writer_blocked() && state.socket.is_some() {
+                let _ = state.write(now, &mut Context::from_waker(&driver));
+            }
+        });
+    }
+
     /// Whether reading waits for room in the event queue.
     fn reading_paused(&self) -> bool {
         self.reading().paused
