@@ -578,6 +578,14 @@ impl LiveSession {
         self.shared.wakeups.load(Ordering::Relaxed)
     }
 
+    /// How many times a change of the session has woken its lease keeper so far (feature
+    /// `store`; diagnostics: only a change of what it saves, or the session's end, wakes it,
+    /// not every server frame).
+    #[cfg(feature = "store")]
+    pub fn keeper_wakeups(&self) -> u64 {
+        self.shared.keeper_wakeups.load(Ordering::Relaxed)
+    }
+
     /// The context and its version (give the version to
     /// [`update_chat_ctx`](Self::update_chat_ctx)).
     pub fn snapshot(&self) -> (u64, ChatContext) {

@@ -342,7 +342,8 @@ impl Held {
                 }
             }
         };
-        let mut changed = shared.changed.subscribe();
+        // Woken when the persist mark or the end changes, not by every frame.
+        let mut changed = shared.persist.subscribe();
         let mut saving: Option<Call> = None;
         // The error of the final save, if it failed.
         let mut last: Option<session_store::Error> = None;
@@ -377,10 +378,13 @@ impl Held {
             let wake = self.wake();
             tokio::select! {
                 () = sleep_until(wake) => {}
-                changed = changed.changed(), if !ended => if changed.is_err() {
-                    // Every handle of the session is gone: it is over.
-                    ended = true;
-                },
+                changed = changed.changed(), if !ended => {
+                    shared.keeper_wakeups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if changed.is_err() {
+                        // Every handle of the session is gone: it is over.
+                        ended = true;
+                    }
+                }
                 answer = answered(&mut renewing) => {
                     renewing = None;
                     // Not answered in time (`None`): the keeper's next poll loses the lease.

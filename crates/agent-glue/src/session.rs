@@ -235,6 +235,14 @@ pub(crate) struct Shared {
     /// The lease's hand-off (feature `store`).
     #[cfg(feature = "store")]
     pub(crate) hand_off: crate::ownership::HandOff,
+    /// What the lease keeper saves on (feature `store`): the core's persist mark and whether
+    /// the conduit has finished, sent only when it changes, so that the keeper is not woken by
+    /// every server frame.
+    #[cfg(feature = "store")]
+    pub(crate) persist: watch::Sender<Option<(crate::core::PersistMark, bool)>>,
+    /// How many times the lease keeper woke for a change of the session (diagnostics).
+    #[cfg(feature = "store")]
+    pub(crate) keeper_wakeups: AtomicU64,
     epoch: Instant,
 }
 
@@ -270,19 +278,22 @@ impl Shared {
     /// something to do.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut State, Millis) -> T) -> T {
         let now = self.now();
-        let (result, wake, room) = {
+        let (result, wake, room, released) = {
             let mut state = self.lock();
             let held = state.conduit.held_audio_bytes();
             let result = f(&mut state, now);
             let wake = state.settle(now);
-            self.current.store(
-                state.socket.as_ref().map_or(NO_SOCKET, |s| s.id.0),
-                Ordering::Release,
-            );
+            let socket = state.socket.as_ref().map_or(NO_SOCKET, |s| s.id.0);
+            let released = self.current.swap(socket, Ordering::AcqRel) != socket;
             let room =
                 state.conduit.held_audio_bytes() < held || state.conduit.core().closed().is_some();
-            (result, wake, room)
+            (result, wake, room, released)
         };
+        if released {
+            self.drop_released_reader();
+        }
+        #[cfg(feature = "store")]
+        self.tell_keeper();
         if wake {
             self.wake_driver();
         }
@@ -293,6 +304,41 @@ impl Shared {
         }
         self.bump();
         result
+    }
+
+    /// Drops the receiving half of a connection the conduit released, so that its socket is
+    /// closed now (its sending half went with the state's socket). When another task holds the
+    /// reading lock, that task drops it before it reads again ([`Shared::read_frames`] checks
+    /// [`Shared::current`] first), and so does this one, when it is that task.
+    fn drop_released_reader(&self) {
+        if let Ok(mut reading) = self.reading.try_lock() {
+            let current = self.current.load(Ordering::Acquire);
+            if reading.reader.as_ref().is_some_and(|r| r.id.0 != current) {
+                reading.reader = None;
+            }
+        }
+    }
+
+    /// Tells the lease keeper the persist mark and whether the conduit has finished, when
+    /// either changed (after a released socket was dropped: the keeper releases the lease
+    /// once the conduit has finished).
+    #[cfg(feature = "store")]
+    fn tell_keeper(&self) {
+        if self.persist.receiver_count() == 0 {
+            return;
+        }
+        let mark = {
+            let state = self.lock();
+            (
+                state.conduit.core().persist_mark(),
+                state.conduit.is_finished(),
+            )
+        };
+        self.persist.send_if_modified(|last| {
+            let changed = *last != Some(mark);
+            *last = Some(mark);
+            changed
+        });
     }
 
     fn reading(&self) -> MutexGuard<'_, Reading> {
@@ -711,6 +757,10 @@ impl LiveSessionBuilder {
             changed: watch::Sender::new(0),
             #[cfg(feature = "store")]
             hand_off: crate::ownership::HandOff::default(),
+            #[cfg(feature = "store")]
+            persist: watch::Sender::new(None),
+            #[cfg(feature = "store")]
+            keeper_wakeups: AtomicU64::new(0),
             epoch,
         });
         // The first connection is opened by the caller's task: no hand-off to the driver on

@@ -857,3 +857,39 @@ async fn s31_restart_with_persisted_store_and_another_context_redis() {
 #[cfg(feature = "store-redis")]
 #[path = "common/redis_server.rs"]
 mod redis_server;
+
+#[tokio::test]
+async fn server_frames_that_change_nothing_saved_do_not_wake_the_lease_keeper() {
+    let server = server(Family::Gemini25, |c| c).await;
+    let store = Arc::new(MemoryStore::new());
+    let (session, mut events) =
+        LiveSession::builder(endpoint(&server), server.config().setup_model())
+            .modality(Modality::Text)
+            .transcription(false)
+            .store(store.clone(), key())
+            .connect()
+            .await
+            .expect("connects");
+    barrier(&session, &mut events, "hello").await;
+    // Let the saves of the turn settle.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = session.keeper_wakeups();
+    // 200 frames that change nothing a resume depends on (usage only).
+    for _ in 0..200 {
+        server.faults().send_raw(
+            br#"{"usageMetadata":{"promptTokenCount":1,"totalTokenCount":1}}"#.to_vec(),
+            false,
+        );
+    }
+    let mut usage = 0;
+    while usage < 200 {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(SessionEvent::Usage(_))) => usage += 1,
+            Ok(Some(_)) => {}
+            other => panic!("after {usage} usage events: {other:?}"),
+        }
+    }
+    let woken = session.keeper_wakeups() - before;
+    assert!(woken <= 2, "the keeper woke {woken} times for 200 frames");
+    session.close().await.expect("closes");
+}
