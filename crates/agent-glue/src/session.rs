@@ -50,6 +50,10 @@ struct Socket {
     sender: ConnectionSender,
 }
 
+/// How long a failed `connect()` waits for the driver to end (it drops a released dial at
+/// once when it runs).
+const DRIVER_END: Duration = Duration::from_secs(1);
+
 /// `Shared::current` when there is no socket.
 const NO_SOCKET: u64 = u64::MAX;
 
@@ -801,20 +805,27 @@ impl LiveSessionBuilder {
             shared: Arc::clone(&shared),
             dial: None,
         };
-        tokio::spawn(driver.run());
+        let driver = tokio::spawn(driver.run());
         // Subscribed only when the first dial did not settle it: a subscriber makes every
         // change notify it.
         let mut changed: Option<watch::Receiver<u64>> = None;
         loop {
-            {
+            let failed = {
                 let state = shared.lock();
                 let core = state.conduit.core();
                 if core.has_connected() {
                     break;
                 }
-                if let Some(error) = core.closed() {
-                    return Err(error.clone().map_or(Error::Closed, Error::Session));
-                }
+                core.closed()
+                    .map(|error| error.clone().map_or(Error::Closed, Error::Session))
+            };
+            if let Some(error) = failed {
+                // The session ended before its first setup: the driver drops a dial still
+                // under way (it was released) and ends. Returned once it has, so that a lease
+                // given back after this (feature `store`) has no dial of this session left
+                // (bounded, in case the driver is slow to run).
+                let _ = tokio::time::timeout(DRIVER_END, driver).await;
+                return Err(error);
             }
             match changed.as_mut() {
                 // A change after this subscription wakes the wait below; one before it is
