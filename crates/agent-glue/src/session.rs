@@ -5,9 +5,11 @@
 //! reads the socket (as quinn shares its `quinn_proto::Connection`). Each of them feeds the
 //! conduit an input and then carries out what it asks ([`State::settle`]): its orders (dial,
 //! release a socket), its frames (written to the socket at once, from the caller's thread,
-//! polling with a no-op waker while the socket is not blocked; once it is, only the driver
-//! polls it, with its own waker, until it takes everything), its events (to the application's
-//! queue) and its timer (the driver sleeps until [`Conduit::poll_timeout`]).
+//! polling with a no-op waker while the socket is not blocked; once it is, the driver polls
+//! it with its own waker until it takes everything, except while `push_audio_wait` waits for
+//! room: that task writes it, and hands it back to the driver when its call ends), its events
+//! (to the application's queue) and its timer (the driver sleeps until
+//! [`Conduit::poll_timeout`]).
 //!
 //! - The handle's calls run the conduit synchronously, so they return the ids they created and
 //!   fail with [`Error::Closed`] the moment the session has ended; a chunk of audio pushed while
