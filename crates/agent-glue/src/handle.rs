@@ -67,31 +67,29 @@ pub struct SessionEvents {
     shared: Arc<Shared>,
 }
 
-/// Hands the socket back to the driver when a `recv` that read it returns or is dropped.
-struct ReadingForApp<'a> {
+/// Hands the socket back to the driver when a call that polled it itself (`recv` reading it,
+/// `push_audio_wait` writing it) returns or is dropped.
+struct HandBack<'a> {
     shared: &'a Shared,
+    /// What gives the socket back: [`Shared::read_by_driver`] or [`Shared::write_by_driver`].
+    to_driver: fn(&Shared),
     polled: bool,
 }
 
-impl Drop for ReadingForApp<'_> {
-    fn drop(&mut self) {
-        if self.polled {
-            self.shared.read_by_driver();
+impl<'a> HandBack<'a> {
+    fn new(shared: &'a Shared, to_driver: fn(&Shared)) -> Self {
+        Self {
+            shared,
+            to_driver,
+            polled: false,
         }
     }
 }
 
-/// Hands a blocked socket back to the driver when a `push_audio_wait` that wrote it returns or
-/// is dropped.
-struct WritingForRoom<'a> {
-    shared: &'a Shared,
-    polled: bool,
-}
-
-impl Drop for WritingForRoom<'_> {
+impl Drop for HandBack<'_> {
     fn drop(&mut self) {
         if self.polled {
-            self.shared.write_by_driver();
+            (self.to_driver)(self.shared);
         }
     }
 }
@@ -112,10 +110,7 @@ impl SessionEvents {
     /// # Cancel safety
     /// Cancel safe: a frame read by a call that is dropped is queued as events for the next.
     pub async fn recv(&mut self) -> Option<SessionEvent> {
-        let mut reading = ReadingForApp {
-            shared: &self.shared,
-            polled: false,
-        };
+        let mut reading = HandBack::new(&self.shared, Shared::read_by_driver);
         let queue = &self.queue;
         poll_fn(|cx| {
             if let Poll::Ready(event) = queue.pop(None) {
@@ -280,10 +275,7 @@ impl LiveSession {
         // While it waits, this task writes the backlog itself as the socket takes it (the
         // socket wakes it, not the driver, which would then have to wake it); when the call
         // returns or is dropped, a socket still blocked is the driver's again.
-        let mut writing = WritingForRoom {
-            shared: &self.shared,
-            polled: false,
-        };
+        let mut writing = HandBack::new(&self.shared, Shared::write_by_driver);
         loop {
             // Registered before trying again, so that room made in between is not missed.
             let room = self.shared.room.notified();

@@ -56,6 +56,13 @@ struct Socket {
 /// once when it runs).
 const DRIVER_END: Duration = Duration::from_secs(1);
 
+/// What the lease keeper saves on (feature `store`): the core's persist mark and whether the
+/// conduit has finished; `None` while no keeper listens.
+#[cfg(feature = "store")]
+type KeeperMark = Option<(crate::core::PersistMark, bool)>;
+#[cfg(not(feature = "store"))]
+type KeeperMark = ();
+
 /// `Shared::current` when there is no socket.
 const NO_SOCKET: u64 = u64::MAX;
 
@@ -194,6 +201,12 @@ impl State {
         self.conduit.write(now, socket.id, &mut sink)
     }
 
+    /// Whether there is a socket and it does not take more now (someone must poll it with a
+    /// waker of its own).
+    fn write_blocked(&self) -> bool {
+        self.conduit.writer_blocked() && self.socket.is_some()
+    }
+
     /// Tells the conduit how many pongs connection `id` has received.
     fn pongs(&mut self, id: ConnectionId) {
         if let Some(socket) = self.socket.as_ref().filter(|s| s.id == id) {
@@ -245,7 +258,7 @@ pub(crate) struct Shared {
     /// the conduit has finished, sent only when it changes, so that the keeper is not woken by
     /// every server frame.
     #[cfg(feature = "store")]
-    pub(crate) persist: watch::Sender<Option<(crate::core::PersistMark, bool)>>,
+    pub(crate) persist: watch::Sender<KeeperMark>,
     /// How many times the lease keeper woke for a change of the session (diagnostics).
     #[cfg(feature = "store")]
     pub(crate) keeper_wakeups: AtomicU64,
@@ -284,7 +297,7 @@ impl Shared {
     /// something to do.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut State, Millis) -> T) -> T {
         let now = self.now();
-        let (result, wake, room, released) = {
+        let (result, wake, room, released, mark) = {
             let mut state = self.lock();
             let held = state.conduit.held_audio_bytes();
             let result = f(&mut state, now);
@@ -293,13 +306,14 @@ impl Shared {
             let released = self.current.swap(socket, Ordering::AcqRel) != socket;
             let room =
                 state.conduit.held_audio_bytes() < held || state.conduit.core().closed().is_some();
-            (result, wake, room, released)
+            (result, wake, room, released, self.keeper_mark(&state))
         };
         if released {
             self.drop_released_reader();
         }
-        #[cfg(feature = "store")]
-        self.tell_keeper();
+        // After a released socket was dropped: the keeper releases the lease once the conduit
+        // has finished.
+        self.tell_keeper(mark);
         if wake {
             self.wake_driver();
         }
@@ -325,20 +339,23 @@ impl Shared {
         }
     }
 
-    /// Tells the lease keeper the persist mark and whether the conduit has finished, when
-    /// either changed (after a released socket was dropped: the keeper releases the lease
-    /// once the conduit has finished).
+    /// What the lease keeper saves on, read under the lock `with` holds: the persist mark and
+    /// whether the conduit has finished (`None` without a keeper).
     #[cfg(feature = "store")]
-    fn tell_keeper(&self) {
-        if self.persist.receiver_count() == 0 {
-            return;
-        }
-        let mark = {
-            let state = self.lock();
+    fn keeper_mark(&self, state: &State) -> KeeperMark {
+        (self.persist.receiver_count() > 0).then(|| {
             (
                 state.conduit.core().persist_mark(),
                 state.conduit.is_finished(),
             )
+        })
+    }
+
+    /// Tells the lease keeper `mark` ([`Shared::keeper_mark`]) when it changed.
+    #[cfg(feature = "store")]
+    fn tell_keeper(&self, mark: KeeperMark) {
+        let Some(mark) = mark else {
+            return;
         };
         self.persist.send_if_modified(|last| {
             let changed = *last != Some(mark);
@@ -346,6 +363,13 @@ impl Shared {
             changed
         });
     }
+
+    /// Without feature `store` there is no keeper.
+    #[cfg(not(feature = "store"))]
+    fn keeper_mark(&self, _state: &State) -> KeeperMark {}
+
+    #[cfg(not(feature = "store"))]
+    fn tell_keeper(&self, (): KeeperMark) {}
 
     fn reading(&self) -> MutexGuard<'_, Reading> {
         self.reading.lock().unwrap_or_else(PoisonError::into_inner)
@@ -399,7 +423,7 @@ impl Shared {
     /// nothing registered when the socket is not blocked (the backlog waits for a connection).
     pub(crate) fn poll_write_for_room(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.with(|state, now| {
-            if state.conduit.writer_blocked() && state.socket.is_some() {
+            if state.write_blocked() {
                 state.write(now, cx)
             } else {
                 Poll::Pending
@@ -417,7 +441,7 @@ impl Shared {
             return;
         };
         self.with(|state, now| {
-            if state.conduit.writer_blocked() && state.socket.is_some() {
+            if state.write_blocked() {
                 let _ = state.write(now, &mut Context::from_waker(&driver));
             }
         });
@@ -559,7 +583,7 @@ impl Driver {
                 let timeout = state.conduit.poll_timeout();
                 state.armed = timeout;
                 let deadline = timeout.map(|at| self.shared.epoch + Duration::from_millis(at.0));
-                let blocked = state.conduit.writer_blocked() && state.socket.is_some();
+                let blocked = state.write_blocked();
                 (deadline, blocked)
             };
             if deadline != sleeping_until {
