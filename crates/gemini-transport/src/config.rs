@@ -2,8 +2,6 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
 /// How to open and run one WebSocket connection.
 ///
 /// ```
@@ -145,19 +143,6 @@ impl ConnectConfig {
     pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(tls);
         self
-    }
-
-    pub(crate) fn websocket(&self) -> WebSocketConfig {
-        // tungstenite needs the write buffer limit above the target size plus one message.
-        let max_write = self
-            .max_write_buffer_size
-            .max(self.write_buffer_size.saturating_add(self.max_message_size));
-        WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
-            .write_buffer_size(self.write_buffer_size)
-            .max_write_buffer_size(max_write)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_frame_size))
     }
 }
 

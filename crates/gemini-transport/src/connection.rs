@@ -9,31 +9,25 @@
 //! [`ConnectionSender`] and a [`ConnectionReceiver`] that share the socket and the close state.
 
 use std::{
-    fmt,
+    fmt, io,
+    pin::Pin,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
 };
 
-use futures_util::{
-    FutureExt, SinkExt, StreamExt,
-    stream::{SplitSink, SplitStream},
-};
-use tokio_tungstenite::tungstenite::{
-    self, Message, Utf8Bytes,
-    error::{CapacityError, ProtocolError},
-    protocol::{CloseFrame, frame::coding::CloseCode},
-};
+use tokio::io::AsyncWrite;
 
 use crate::{
     close::{self, CloseClass, CloseInfo, CloseInitiator},
     config::ConnectConfig,
-    dial::{self, WsStream},
+    dial::{self, ReadHalf, Upgraded, WriteHalf},
     endpoint::Endpoint,
     error::Error,
+    frame::{self, FrameError, FrameReader, Incoming, ReadError},
     wire::{ClientMessage, ServerMessage, ServerPayload},
 };
 
@@ -46,6 +40,91 @@ struct Shared {
     client_closing: AtomicBool,
     /// Pong frames received (a keepalive's proof that the peer reads).
     pongs: AtomicU64,
+    /// The receiver queued a pong or a close reply that is not yet written.
+    control_pending: AtomicBool,
+    /// The writing half and what is queued for it; the receiver takes it only to answer a
+    /// ping or a close.
+    writer: Mutex<Writer>,
+}
+
+/// Which task's waker the socket holds for writing, after a write that could not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    None,
+    Sender,
+    Receiver,
+}
+
+/// The writing half and its buffer of encoded frames.
+#[derive(Debug)]
+struct Writer {
+    io: WriteHalf,
+    /// Frames encoded and not yet written; those before `written` are.
+    buf: Vec<u8>,
+    written: usize,
+    waiter: Waiter,
+    /// A close frame is queued: no frame may follow it.
+    close_queued: bool,
+    /// Queued bytes past which the sender writes before it takes another frame.
+    write_buffer_size: usize,
+    /// Queued bytes past which a frame is refused.
+    max_write_buffer_size: usize,
+}
+
+impl Writer {
+    fn queued(&self) -> usize {
+        self.buf.len() - self.written
+    }
+
+    /// Writes what is queued and flushes the socket; `Pending` until the socket took all of it
+    /// (`cx`'s waker is then the one the socket wakes, recorded as `waiter`).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<()>> {
+        while self.written < self.buf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]) {
+                Poll::Pending => {
+                    self.waiter = waiter;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            }
+        }
+        if Pin::new(&mut self.io).poll_flush(cx)?.is_pending() {
+            self.waiter = waiter;
+            return Poll::Pending;
+        }
+        self.waiter = Waiter::None;
+        self.written = 0;
+        if self.buf.capacity() > self.write_buffer_size.max(4096) {
+            // A large frame went out: an idle connection does not keep its buffer.
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Encodes one frame of `opcode` by `write`, after the queued ones.
+    fn push(&mut self, opcode: u8, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+        if self.queued() >= self.max_write_buffer_size {
+            return Err(Error::WebSocket {
+                detail: format!(
+                    "write buffer full ({} bytes queued, the limit is {})",
+                    self.queued(),
+                    self.max_write_buffer_size
+                ),
+            });
+        }
+        if self.written > 0 && self.written == self.buf.len() {
+            self.buf.clear();
+            self.written = 0;
+        }
+        frame::push_frame(&mut self.buf, opcode, frame::next_mask(), write);
+        Ok(())
+    }
 }
 
 impl Shared {
@@ -87,6 +166,41 @@ impl Shared {
     fn gone(&self, description: &str) -> Error {
         Error::Closed(self.gone_info(description))
     }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a control frame the receiver owes the server (a pong, a close reply) and writes
+    /// it now unless the sender is waiting on the socket (it writes everything queued when it is
+    /// woken). No frame follows a close.
+    fn answer(&self, cx: &mut Context<'_>, opcode: u8, payload: &[u8]) {
+        let mut writer = self.writer();
+        if writer.close_queued {
+            return;
+        }
+        if opcode == frame::CLOSE {
+            writer.close_queued = true;
+        }
+        // A control frame's payload is at most 125 bytes: the buffer limit does not refuse it.
+        let limit = writer.max_write_buffer_size;
+        writer.max_write_buffer_size = usize::MAX;
+        let _ = writer.push(opcode, |out| out.extend_from_slice(payload));
+        writer.max_write_buffer_size = limit;
+        self.control_pending.store(true, Ordering::Release);
+        self.write_answers(&mut writer, cx);
+    }
+
+    /// Writes queued frames for the receiver, unless the sender waits on the socket.
+    fn write_answers(&self, writer: &mut Writer, cx: &mut Context<'_>) {
+        if writer.waiter == Waiter::Sender {
+            return;
+        }
+        if writer.poll_write_out(cx, Waiter::Receiver).is_ready() {
+            // Written, or the socket failed (the next read or write reports it).
+            self.control_pending.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// An open WebSocket connection to a Gemini Live endpoint.
@@ -117,25 +231,44 @@ impl Connection {
     /// [`Error::InvalidEndpoint`], [`Error::Connect`], [`Error::Tls`], [`Error::Handshake`] or
     /// [`Error::ConnectTimeout`]; none of them holds the credential.
     pub async fn connect(endpoint: &Endpoint, config: &ConnectConfig) -> Result<Self, Error> {
-        let stream = dial::dial(endpoint, config).await?;
-        Ok(Self::from_stream(stream, endpoint.authority(), config))
+        let upgraded = dial::dial(endpoint, config).await?;
+        Ok(Self::from_upgraded(upgraded, endpoint.authority(), config))
     }
 
-    fn from_stream(stream: WsStream, authority: String, config: &ConnectConfig) -> Self {
+    fn from_upgraded(upgraded: Upgraded, authority: String, config: &ConnectConfig) -> Self {
+        let (read, write) = upgraded.socket.split();
         let shared = Arc::new(Shared {
             authority,
             closed: OnceLock::new(),
             go_away_seen: AtomicBool::new(false),
             client_closing: AtomicBool::new(false),
             pongs: AtomicU64::new(0),
+            control_pending: AtomicBool::new(false),
+            writer: Mutex::new(Writer {
+                io: write,
+                buf: Vec::new(),
+                written: 0,
+                waiter: Waiter::None,
+                close_queued: false,
+                write_buffer_size: config.write_buffer_size,
+                max_write_buffer_size: config.max_write_buffer_size.max(config.write_buffer_size),
+            }),
         });
-        let (sink, stream) = stream.split();
+        let reader = FrameReader::new(
+            config.read_buffer_size,
+            config.max_frame_size,
+            config.max_message_size,
+            &upgraded.leftover,
+        );
         Self {
             sender: ConnectionSender {
-                sink,
                 shared: Arc::clone(&shared),
             },
-            receiver: ConnectionReceiver { stream, shared },
+            receiver: ConnectionReceiver {
+                io: read,
+                reader,
+                shared,
+            },
             setup_timeout: config.setup_timeout,
             close_timeout: config.close_timeout,
         }
@@ -286,7 +419,6 @@ impl fmt::Debug for Connection {
 
 /// The writing half of a [`Connection`].
 pub struct ConnectionSender {
-    sink: SplitSink<WsStream, Message>,
     shared: Arc<Shared>,
 }
 
@@ -310,28 +442,21 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub async fn feed(&mut self, message: &ClientMessage) -> Result<(), Error> {
-        if let Some(error) = self.shared.closed_error() {
-            return Err(error);
-        }
-        let frame = encoded(message)?;
-        let result = self.sink.feed(frame).await;
-        result.map_err(|e| self.write_failure(e))
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await?;
+        self.start_send(message)
     }
 
     /// Queues one `realtimeInput.audio` frame for borrowed 16-bit PCM at `sample_rate` Hz without
     /// flushing, without building a [`ClientMessage`] (the microphone hot path: the chunk is
-    /// base64-encoded straight into a frame allocated at its exact length, which the WebSocket
-    /// takes over without a copy). Same bytes as feeding
+    /// base64-encoded straight into the connection's write buffer and masked there, with no
+    /// allocation once the buffer has grown). Same bytes as feeding
     /// `ClientMessage::RealtimeInput(RealtimeInput::Audio(Blob::pcm(pcm, sample_rate)))`.
     ///
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub async fn feed_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
-        if let Some(error) = self.shared.closed_error() {
-            return Err(error);
-        }
-        let result = self.sink.feed(audio_frame(pcm, sample_rate)).await;
-        result.map_err(|e| self.write_failure(e))
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await?;
+        self.start_send_audio(pcm, sample_rate)
     }
 
     /// [`feed_audio`](Self::feed_audio), then flush.
@@ -348,8 +473,7 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub async fn flush(&mut self) -> Result<(), Error> {
-        let result = self.sink.flush().await;
-        result.map_err(|e| self.write_failure(e))
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
     }
 
     /// Queues every message of `messages` in order, then flushes once. Returns how many were sent.
@@ -371,23 +495,21 @@ impl ConnectionSender {
 
     /// Sends a close frame with `code` and `reason` and flushes it. The receiver half then yields
     /// [`Error::Closed`] with [`CloseClass::Normal`] once the server answers. Does nothing when the
-    /// socket is already gone.
+    /// socket is already gone or a close was already sent.
     ///
     /// # Errors
     /// [`Error::WebSocket`] when writing the close frame fails for another reason.
     pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
-        self.shared.client_closing.store(true, Ordering::Release);
-        tracing::debug!(authority = %self.shared.authority, code, "closing");
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: Utf8Bytes::from(reason),
-        };
-        match self.sink.send(Message::Close(Some(frame))).await {
-            Ok(()) => Ok(()),
-            Err(e) => match self.write_failure(e) {
-                Error::Closed(_) => Ok(()),
-                other => Err(other),
-            },
+        if self.shared.writer().close_queued {
+            return Ok(());
+        }
+        match self.start_send_close(code, reason) {
+            Ok(()) | Err(Error::Closed(_)) => {}
+            Err(other) => return Err(other),
+        }
+        match self.flush().await {
+            Ok(()) | Err(Error::Closed(_)) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 
@@ -408,7 +530,8 @@ impl ConnectionSender {
     /// from a thread that must not wait): `Ready(Ok)` once the sender can take one more frame
     /// with [`start_send`](Self::start_send), [`start_send_audio`](Self::start_send_audio) or
     /// [`start_send_ping`](Self::start_send_ping). `Pending` when the socket cannot take more
-    /// now; `cx`'s waker is woken when it can.
+    /// now (more than [`ConnectConfig::write_buffer_size`] bytes are queued and the socket
+    /// does not take them); `cx`'s waker is woken when it can.
     ///
     /// # Errors
     /// As [`ConnectionSender::send`].
@@ -416,10 +539,20 @@ impl ConnectionSender {
         if let Some(error) = self.shared.closed_error() {
             return Poll::Ready(Err(error));
         }
-        match self.sink.poll_ready_unpin(cx) {
+        let mut writer = self.shared.writer();
+        if writer.close_queued {
+            return Poll::Ready(Err(self.shared.gone("connection already closed")));
+        }
+        if writer.queued() < writer.write_buffer_size {
+            return Poll::Ready(Ok(()));
+        }
+        match writer.poll_write_out(cx, Waiter::Sender) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failure(e))),
+            Poll::Ready(Ok(())) => {
+                self.shared.control_pending.store(false, Ordering::Release);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(self.shared.gone(&io_description(&error)))),
         }
     }
 
@@ -429,20 +562,21 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn start_send(&mut self, message: &ClientMessage) -> Result<(), Error> {
-        let frame = encoded(message)?;
-        let result = self.sink.start_send_unpin(frame);
-        result.map_err(|e| self.write_failure(e))
+        let mut encoded = Vec::new();
+        message.write_json(&mut encoded);
+        self.queue(frame::TEXT, |out| out.extend_from_slice(&encoded))
     }
 
     /// Queues one `realtimeInput.audio` frame for borrowed PCM, as
     /// [`feed_audio`](Self::feed_audio) does, after [`poll_ready`](Self::poll_ready) returned
-    /// `Ready(Ok)`. One allocation: the frame's payload.
+    /// `Ready(Ok)`. No allocation once the write buffer has grown: the JSON is written into it.
     ///
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn start_send_audio(&mut self, pcm: &[u8], sample_rate: u32) -> Result<(), Error> {
-        let result = self.sink.start_send_unpin(audio_frame(pcm, sample_rate));
-        result.map_err(|e| self.write_failure(e))
+        self.queue(frame::TEXT, |out| {
+            ClientMessage::append_audio_json(out, pcm, sample_rate);
+        })
     }
 
     /// Queues a ping frame (the peer answers with a pong once it has read everything written
@@ -451,10 +585,7 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn start_send_ping(&mut self) -> Result<(), Error> {
-        let result = self
-            .sink
-            .start_send_unpin(Message::Ping(tungstenite::Bytes::new()));
-        result.map_err(|e| self.write_failure(e))
+        self.queue(frame::PING, |_| {})
     }
 
     /// Queues the close frame with `code` and `reason`, as [`close`](Self::close) sends it,
@@ -466,12 +597,18 @@ impl ConnectionSender {
     pub fn start_send_close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
         self.shared.client_closing.store(true, Ordering::Release);
         tracing::debug!(authority = %self.shared.authority, code, "closing");
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: Utf8Bytes::from(reason),
-        };
-        let result = self.sink.start_send_unpin(Message::Close(Some(frame)));
-        result.map_err(|e| self.write_failure(e))
+        // Sent even after the connection's end was recorded (a 1009 this side decided on):
+        // only a close already queued, or a socket found gone, stops it.
+        let mut writer = self.shared.writer();
+        if writer.close_queued {
+            return Err(self.shared.gone("connection already closed"));
+        }
+        writer.close_queued = true;
+        let limit = writer.max_write_buffer_size;
+        writer.max_write_buffer_size = usize::MAX;
+        let pushed = writer.push(frame::CLOSE, |out| frame::close_payload(out, code, reason));
+        writer.max_write_buffer_size = limit;
+        pushed
     }
 
     /// Writes what was queued to the socket; `Pending` until the socket took all of it.
@@ -479,25 +616,28 @@ impl ConnectionSender {
     /// # Errors
     /// As [`ConnectionSender::send`].
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match self.sink.poll_flush_unpin(cx) {
+        let mut writer = self.shared.writer();
+        match writer.poll_write_out(cx, Waiter::Sender) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failure(e))),
+            Poll::Ready(Ok(())) => {
+                self.shared.control_pending.store(false, Ordering::Release);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(self.shared.gone(&io_description(&error)))),
         }
     }
 
-    fn write_failure(&self, error: tungstenite::Error) -> Error {
-        match error {
-            tungstenite::Error::ConnectionClosed
-            | tungstenite::Error::AlreadyClosed
-            | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => {
-                self.shared.gone("connection already closed")
-            }
-            tungstenite::Error::Io(e) => self.shared.gone(&io_description(&e)),
-            other => Error::WebSocket {
-                detail: other.to_string(),
-            },
+    /// Encodes one frame into the write buffer, unless the connection has ended or sent its
+    /// close.
+    fn queue(&mut self, opcode: u8, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
         }
+        let mut writer = self.shared.writer();
+        if writer.close_queued {
+            return Err(self.shared.gone("connection already closed"));
+        }
+        writer.push(opcode, write)
     }
 }
 
@@ -509,24 +649,17 @@ impl fmt::Debug for ConnectionSender {
     }
 }
 
-/// The `realtimeInput.audio` text frame for `pcm`: built at its exact length and handed to the
-/// frame as it is (one allocation, no copy, no UTF-8 check).
-fn audio_frame(pcm: &[u8], sample_rate: u32) -> Message {
-    Message::Text(Utf8Bytes::from(ClientMessage::audio_json_string(
-        pcm,
-        sample_rate,
-    )))
-}
-
 /// The reading half of a [`Connection`].
 pub struct ConnectionReceiver {
-    stream: SplitStream<WsStream>,
+    io: ReadHalf,
+    reader: FrameReader,
     shared: Arc<Shared>,
 }
 
 impl ConnectionReceiver {
     /// The next server message, decoded from a text or a binary frame. Pings are answered
-    /// (the pong is written by the next read, which this call performs itself).
+    /// as they are read (the pong is written at once, or by the sender's next write when it is
+    /// waiting on a full socket).
     ///
     /// # Errors
     /// - [`Error::Closed`]: the server closed (its code and reason, classified with whether a
@@ -538,7 +671,8 @@ impl ConnectionReceiver {
     ///   connection is unusable (recorded as a 1009 close by this side). [`Connection::recv`]
     ///   sends the 1009 close frame itself; with split halves, call
     ///   [`ConnectionSender::close`] with 1009.
-    /// - [`Error::WebSocket`]: a protocol violation (e.g. invalid UTF-8 in a text frame).
+    /// - [`Error::WebSocket`]: a protocol violation (e.g. invalid UTF-8 in a text frame, a
+    ///   masked or malformed frame).
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future before it completes (e.g. in `tokio::select!`) loses no
@@ -556,23 +690,51 @@ impl ConnectionReceiver {
         if let Some(error) = self.shared.closed_error() {
             return Poll::Ready(Err(error));
         }
+        if self.shared.control_pending.load(Ordering::Acquire) {
+            let mut writer = self.shared.writer();
+            self.shared.write_answers(&mut writer, cx);
+        }
         loop {
-            let Some(item) = std::task::ready!(self.stream.poll_next_unpin(cx)) else {
-                return Poll::Ready(Err(self
-                    .shared
-                    .gone("connection ended without a close frame")));
-            };
-            return Poll::Ready(match item {
-                Ok(Message::Text(text)) => self.decode(text.as_bytes()),
-                Ok(Message::Binary(bytes)) => self.decode(&bytes),
-                Ok(Message::Pong(_)) => {
-                    self.shared.pongs.fetch_add(1, Ordering::Release);
-                    continue;
+            let incoming = match std::task::ready!(self.reader.poll_next(&mut self.io, cx)) {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) => {
+                    return Poll::Ready(Err(self
+                        .shared
+                        .gone("connection ended without a close frame")));
                 }
-                Ok(Message::Ping(_) | Message::Frame(_)) => continue,
-                Ok(Message::Close(frame)) => Err(self.closed_by_frame(frame)),
-                Err(error) => Err(self.read_failure(error)),
-            });
+                Err(ReadError::Io(error)) => {
+                    return Poll::Ready(Err(self.shared.gone(&io_description(&error))));
+                }
+                Err(ReadError::Frame(error)) => return Poll::Ready(Err(self.frame_failure(error))),
+            };
+            match incoming {
+                Incoming::Data { text, at } => {
+                    let bytes = self.reader.payload(&at);
+                    if text && std::str::from_utf8(bytes).is_err() {
+                        return Poll::Ready(Err(self.frame_failure(FrameError::Protocol(
+                            "invalid UTF-8 in a text frame",
+                        ))));
+                    }
+                    return Poll::Ready(decode(&self.shared, bytes));
+                }
+                Incoming::Ping(at) => {
+                    self.shared
+                        .answer(cx, frame::PONG, self.reader.payload(&at));
+                }
+                Incoming::Pong => {
+                    self.shared.pongs.fetch_add(1, Ordering::Release);
+                }
+                Incoming::Close(at) => {
+                    let closed = match frame::parse_close(self.reader.payload(&at)) {
+                        Ok((code, reason)) => {
+                            let reason = reason.to_owned();
+                            self.closed_by_frame(cx, code, reason)
+                        }
+                        Err(error) => self.frame_failure(error),
+                    };
+                    return Poll::Ready(Err(closed));
+                }
+            }
         }
     }
 
@@ -582,19 +744,7 @@ impl ConnectionReceiver {
         self.shared.closed.get().cloned()
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<ServerMessage, Error> {
-        let message = ServerMessage::from_json(bytes)?;
-        if matches!(message.payload, Some(ServerPayload::GoAway(_))) {
-            self.shared.go_away_seen.store(true, Ordering::Release);
-        }
-        Ok(message)
-    }
-
-    fn closed_by_frame(&mut self, frame: Option<CloseFrame>) -> Error {
-        let (code, reason) = match frame {
-            Some(frame) => (u16::from(frame.code), frame.reason.as_str().to_owned()),
-            None => (close::NO_STATUS, String::new()),
-        };
+    fn closed_by_frame(&mut self, cx: &mut Context<'_>, code: u16, reason: String) -> Error {
         let after = self.shared.after_go_away();
         let info = if self.shared.client_closing.load(Ordering::Acquire) {
             CloseInfo::from_client(code, reason, after)
@@ -602,15 +752,19 @@ impl ConnectionReceiver {
             CloseInfo::from_server(code, reason, after)
         };
         let recorded = self.shared.record(info);
-        // tungstenite queued the close reply; the next read writes it. Poll once, without
-        // waiting, so the reply leaves now.
-        let _ = self.stream.next().now_or_never();
+        // The close reply (RFC 6455 section 5.5.1): the server's code echoed, none for 1005.
+        // Nothing is sent when this side's close went first.
+        let mut payload = Vec::new();
+        if code != close::NO_STATUS {
+            frame::close_payload(&mut payload, code, "");
+        }
+        self.shared.answer(cx, frame::CLOSE, &payload);
         Error::Closed(recorded)
     }
 
-    fn read_failure(&self, error: tungstenite::Error) -> Error {
+    fn frame_failure(&self, error: FrameError) -> Error {
         match error {
-            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            FrameError::TooLarge { size, max } => {
                 self.shared.record(CloseInfo {
                     code: close::MESSAGE_TOO_BIG,
                     reason: "message too big".to_owned(),
@@ -618,19 +772,10 @@ impl ConnectionReceiver {
                     initiator: CloseInitiator::Client,
                     after_go_away: self.shared.after_go_away(),
                 });
-                Error::MessageTooLarge {
-                    size,
-                    max: max_size,
-                }
+                Error::MessageTooLarge { size, max }
             }
-            tungstenite::Error::Io(e) => self.shared.gone(&io_description(&e)),
-            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-            | tungstenite::Error::ConnectionClosed
-            | tungstenite::Error::AlreadyClosed => {
-                self.shared.gone("connection reset without a close frame")
-            }
-            other => {
-                let detail = other.to_string();
+            FrameError::Protocol(violation) => {
+                let detail = format!("WebSocket protocol error: {violation}");
                 self.shared.record(CloseInfo::abnormal(
                     detail.clone(),
                     self.shared.after_go_away(),
@@ -639,6 +784,15 @@ impl ConnectionReceiver {
             }
         }
     }
+}
+
+/// Decodes one server message, noting a `goAway`.
+fn decode(shared: &Shared, bytes: &[u8]) -> Result<ServerMessage, Error> {
+    let message = ServerMessage::from_json(bytes)?;
+    if matches!(message.payload, Some(ServerPayload::GoAway(_))) {
+        shared.go_away_seen.store(true, Ordering::Release);
+    }
+    Ok(message)
 }
 
 impl fmt::Debug for ConnectionReceiver {
@@ -652,16 +806,4 @@ impl fmt::Debug for ConnectionReceiver {
 
 fn io_description(error: &std::io::Error) -> String {
     format!("transport failed: {}", error.kind())
-}
-
-/// `message` as a text frame: encoded into a buffer that becomes the frame's payload (one
-/// allocation, no copy; the sender keeps no encoding buffer of its own between messages, which
-/// an idle connection would hold for nothing: audio frames are built apart, at their length).
-fn encoded(message: &ClientMessage) -> Result<Message, Error> {
-    let mut buf = Vec::new();
-    message.write_json(&mut buf);
-    let text = String::from_utf8(buf).map_err(|_| Error::WebSocket {
-        detail: "encoded client message is not UTF-8".to_owned(),
-    })?;
-    Ok(Message::Text(Utf8Bytes::from(text)))
 }

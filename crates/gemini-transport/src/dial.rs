@@ -8,10 +8,7 @@ use std::time::Instant;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{self, http, protocol::Role},
-};
+use tokio_tungstenite::tungstenite::{self, http};
 use tracing::Instrument;
 
 use crate::{
@@ -21,8 +18,12 @@ use crate::{
     tls,
 };
 
-/// The socket type under every connection.
-pub(crate) type WsStream = WebSocketStream<Socket>;
+/// An upgraded socket, and the bytes read past the upgrade response (frames the server sent
+/// at once).
+pub(crate) struct Upgraded {
+    pub(crate) socket: Socket,
+    pub(crate) leftover: Vec<u8>,
+}
 
 /// TCP, or TLS over TCP. The TLS state (about a kilobyte of rustls connection) is boxed, so a
 /// plain connection does not carry its size (tokio-tungstenite's `MaybeTlsStream` holds it
@@ -31,6 +32,82 @@ pub(crate) type WsStream = WebSocketStream<Socket>;
 pub(crate) enum Socket {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The reading half of a [`Socket`]: TCP's own (no lock between the halves), or a TLS stream's
+/// (TLS keeps one state for both directions, which `tokio::io::split` guards).
+#[derive(Debug)]
+pub(crate) enum ReadHalf {
+    Plain(tokio::net::tcp::OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<Box<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+/// The writing half of a [`Socket`].
+#[derive(Debug)]
+pub(crate) enum WriteHalf {
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<Box<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+impl Socket {
+    pub(crate) fn split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Socket::Plain(tcp) => {
+                let (read, write) = tcp.into_split();
+                (ReadHalf::Plain(read), WriteHalf::Plain(write))
+            }
+            Socket::Tls(tls) => {
+                let (read, write) = tokio::io::split(tls);
+                (ReadHalf::Tls(read), WriteHalf::Tls(write))
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for ReadHalf {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_read(cx, buf),
+            ReadHalf::Tls(tls) => std::pin::Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_write(cx, buf),
+            WriteHalf::Tls(tls) => std::pin::Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_flush(cx),
+            WriteHalf::Tls(tls) => std::pin::Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_shutdown(cx),
+            WriteHalf::Tls(tls) => std::pin::Pin::new(tls).poll_shutdown(cx),
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for Socket {
@@ -99,7 +176,7 @@ impl tokio::io::AsyncWrite for Socket {
 
 /// Connects to `endpoint` and completes the WebSocket upgrade; with a credential source, asks
 /// it for the credential first (within the connect timeout).
-pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, Error> {
+pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<Upgraded, Error> {
     let authority = endpoint.authority();
     let span = tracing::info_span!(
         "gemini_connect",
@@ -138,7 +215,7 @@ pub(crate) async fn dial(endpoint: &Endpoint, config: &ConnectConfig) -> Result<
     .await
 }
 
-async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, Error> {
+async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<Upgraded, Error> {
     let authority = endpoint.authority();
     let (host, port) = host_and_port(&authority, endpoint.uses_tls())?;
     // The request is written from its parts (no URL parsed back, no `http::Request` built).
@@ -186,13 +263,10 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<WsStream, E
     // The upgrade is done here rather than by tungstenite, which logs the whole request (the
     // credential header included) at TRACE through the `log` crate.
     let leftover = upgrade(&mut stream, &target, &headers, &authority).await?;
-    Ok(WebSocketStream::from_partially_read(
-        stream,
+    Ok(Upgraded {
+        socket: stream,
         leftover,
-        Role::Client,
-        Some(config.websocket()),
-    )
-    .await)
+    })
 }
 
 /// The most the upgrade response's head may take.

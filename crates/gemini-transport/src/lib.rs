@@ -28,8 +28,8 @@
 //!   sent in headers; they never appear in `Debug`, `Display`, errors or tracing output. A
 //!   [`CredentialSource`] mints one before every dial ([`Endpoint::ephemeral_tokens`],
 //!   [`Endpoint::with_credential_source`]).
-//! - [`Connection`]: the WebSocket (rustls with webpki roots and the `ring` provider, `TCP_NODELAY`),
-//!   configured by [`ConnectConfig`]. It sends [`wire::ClientMessage`]s, yields
+//! - [`Connection`]: the WebSocket (rustls with webpki roots and the `ring` provider, `TCP_NODELAY`,
+//!   the crate's own RFC 6455 client framing), configured by [`ConnectConfig`]. It sends [`wire::ClientMessage`]s, yields
 //!   [`wire::ServerMessage`]s, answers pings, and turns every end into [`Error::Closed`] with a
 //!   [`CloseInfo`] whose [`CloseClass`] a resume policy can act on. [`Connection::split`] gives a
 //!   [`ConnectionSender`] and a [`ConnectionReceiver`] for separate writer and reader tasks.
@@ -60,6 +60,7 @@ mod connection;
 mod dial;
 mod endpoint;
 pub mod error;
+mod frame;
 mod proxy;
 mod tls;
 pub mod wire;

@@ -193,17 +193,14 @@ impl ClientMessage {
     /// Clears `buf` and writes a realtime audio frame for borrowed PCM, without building a
     /// `ClientMessage` (the microphone hot path). Same bytes as `audio(pcm, rate).write_json`.
     pub fn write_audio_json(buf: &mut Vec<u8>, pcm: &[u8], sample_rate: u32) {
-        use std::io::Write as _;
         buf.clear();
-        // 32 bytes hold any `audio/pcm;rate=<u32>`; written on the stack, no allocation.
-        let mut mime = [0u8; 32];
-        let mut cursor = std::io::Cursor::new(&mut mime[..]);
-        let len = match write!(cursor, "audio/pcm;rate={sample_rate}") {
-            Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
-            Err(_) => 0,
-        };
-        let mime = std::str::from_utf8(&mime[..len]).unwrap_or("audio/pcm");
-        encode::write_audio_frame(buf, pcm, mime);
+        Self::append_audio_json(buf, pcm, sample_rate);
+    }
+
+    /// Appends the realtime audio frame for borrowed PCM to `buf` (the connection writes it
+    /// straight into its write buffer).
+    pub(crate) fn append_audio_json(buf: &mut Vec<u8>, pcm: &[u8], sample_rate: u32) {
+        encode::append_audio_frame(buf, pcm, sample_rate);
     }
 
     /// The realtime audio frame for borrowed PCM as a `String` of exactly its length: the same

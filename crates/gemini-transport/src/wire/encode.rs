@@ -124,39 +124,58 @@ pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) 
     buf.extend_from_slice(TAIL);
 }
 
-/// The audio frame of [`write_audio_frame`] for `audio/pcm;rate=<sample_rate>`, as a `String`
-/// allocated at its exact length (the mime type needs no escaping; base64 is ASCII).
-pub(crate) fn audio_frame_string(pcm: &[u8], sample_rate: u32) -> String {
-    const HEAD: &str = r#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate="#;
-    const DATA: &str = r#","data":""#;
-    const TAIL: &str = "}}}";
-    let digits = sample_rate.checked_ilog10().map_or(1, |d| d as usize + 1);
+/// The decimal digits of `value`, written without the formatting machinery (once per audio
+/// frame): the digits and how many there are.
+fn decimal(value: u32) -> ([u8; 10], usize) {
+    let digits = value.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let mut out = [0u8; 10];
+    let mut rest = value;
+    for at in (0..digits).rev() {
+        out[at] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+    }
+    (out, digits)
+}
+
+/// Appends the realtime audio frame for `pcm` at `sample_rate` to `buf`: the same bytes as
+/// [`audio_frame_string`], written where they go (the connection's write buffer).
+pub(crate) fn append_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], sample_rate: u32) {
+    const HEAD: &[u8] = br#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate="#;
+    const DATA: &[u8] = br#","data":""#;
+    const TAIL: &[u8] = b"}}}";
+    let (rate, digits) = decimal(sample_rate);
     let b64_len = pcm.len().div_ceil(3) * 4;
     let data = if pcm.is_empty() {
         0
     } else {
         DATA.len() + b64_len + 1
     };
-    let mut out = String::with_capacity(HEAD.len() + digits + 1 + data + TAIL.len());
-    out.push_str(HEAD);
-    // The rate's digits without the formatting machinery (once per audio frame).
-    let mut rate = [0u8; 10];
-    let mut rest = sample_rate;
-    for at in (0..digits).rev() {
-        rate[at] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
-        rest /= 10;
-    }
-    for &digit in &rate[..digits] {
-        out.push(char::from(digit));
-    }
-    out.push('"');
+    buf.reserve(HEAD.len() + digits + 1 + data + TAIL.len());
+    buf.extend_from_slice(HEAD);
+    buf.extend_from_slice(&rate[..digits]);
+    buf.push(b'"');
     if !pcm.is_empty() {
-        out.push_str(DATA);
-        STANDARD.encode_string(pcm, &mut out);
-        out.push('"');
+        buf.extend_from_slice(DATA);
+        let start = buf.len();
+        buf.resize(start + b64_len, 0);
+        match STANDARD.encode_slice(pcm, &mut buf[start..]) {
+            Ok(written) => buf.truncate(start + written),
+            Err(_) => {
+                buf.truncate(start);
+                buf.extend_from_slice(STANDARD.encode(pcm).as_bytes());
+            }
+        }
+        buf.push(b'"');
     }
-    out.push_str(TAIL);
-    out
+    buf.extend_from_slice(TAIL);
+}
+
+/// The audio frame of [`write_audio_frame`] for `audio/pcm;rate=<sample_rate>`, as a `String`
+/// allocated at its exact length (the mime type needs no escaping; base64 is ASCII).
+pub(crate) fn audio_frame_string(pcm: &[u8], sample_rate: u32) -> String {
+    let mut buf = Vec::new();
+    append_audio_frame(&mut buf, pcm, sample_rate);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// Appends `s` as a JSON string literal (quoted, escaped).
