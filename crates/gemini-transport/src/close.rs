@@ -13,6 +13,8 @@ pub const NORMAL: u16 = 1000;
 pub const ABNORMAL: u16 = 1006;
 /// Close code for a close frame that carried no status code.
 pub const NO_STATUS: u16 = 1005;
+/// Close code for a protocol error.
+pub const PROTOCOL_ERROR: u16 = 1002;
 /// Close code for "invalid frame payload data" (Google: invalid argument).
 pub const INVALID_PAYLOAD: u16 = 1007;
 /// Close code for "policy violation" (Google: model not found, feature not supported).

@@ -15,7 +15,7 @@ use std::{
         Arc, Mutex, MutexGuard, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -47,14 +47,6 @@ struct Shared {
     writer: Mutex<Writer>,
 }
 
-/// Which task's waker the socket holds for writing, after a write that could not finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiter {
-    None,
-    Sender,
-    Receiver,
-}
-
 /// The writing half and its buffer of encoded frames.
 #[derive(Debug)]
 struct Writer {
@@ -62,7 +54,14 @@ struct Writer {
     /// Frames encoded and not yet written; those before `written` are.
     buf: Vec<u8>,
     written: usize,
-    waiter: Waiter,
+    /// The pong owed for the latest ping not answered yet (RFC 6455 section 5.5.3 lets an
+    /// endpoint answer only the most recent): at most 125 bytes however many pings come while
+    /// the socket is blocked. It goes into `buf` once what is queued before it is written.
+    pong: Option<Vec<u8>>,
+    /// The sender's waker while its write waits on a full socket: the receiver, writing an
+    /// answer meanwhile, has the socket wake both tasks (the socket keeps one waker per
+    /// direction), so neither a waiting sender nor one that gave up leaves an answer unsent.
+    sender_waiting: Option<Waker>,
     /// A close frame is queued: no frame may follow it.
     close_queued: bool,
     /// Queued bytes past which the sender writes before it takes another frame.
@@ -76,27 +75,33 @@ impl Writer {
         self.buf.len() - self.written
     }
 
-    /// Writes what is queued and flushes the socket; `Pending` until the socket took all of it
-    /// (`cx`'s waker is then the one the socket wakes, recorded as `waiter`).
-    fn poll_write_out(&mut self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<()>> {
-        while self.written < self.buf.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]) {
-                Poll::Pending => {
-                    self.waiter = waiter;
-                    return Poll::Pending;
+    /// Writes what is queued (the owed pong last) and flushes the socket; `Pending` until the
+    /// socket took all of it, `cx`'s waker then being the one the socket wakes.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            while self.written < self.buf.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
+                    }
+                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 }
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
-                }
-                Poll::Ready(Ok(n)) => self.written += n,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
             }
+            // The owed pong is encoded only once everything before it is written, so that
+            // pings arriving while the socket is blocked replace it instead of adding up.
+            let Some(payload) = self.pong.take() else {
+                break;
+            };
+            self.compact();
+            frame::push_frame(&mut self.buf, frame::PONG, frame::next_mask(), |out| {
+                out.extend_from_slice(&payload);
+            });
         }
         if Pin::new(&mut self.io).poll_flush(cx)?.is_pending() {
-            self.waiter = waiter;
             return Poll::Pending;
         }
-        self.waiter = Waiter::None;
         self.written = 0;
         if self.buf.capacity() > self.write_buffer_size.max(4096) {
             // A large frame went out: an idle connection does not keep its buffer.
@@ -107,22 +112,37 @@ impl Writer {
         Poll::Ready(Ok(()))
     }
 
-    /// Encodes one frame of `opcode` by `write`, after the queued ones.
-    fn push(&mut self, opcode: u8, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
-        if self.queued() >= self.max_write_buffer_size {
+    /// Drops the bytes already written from the front of the buffer, so that a socket that
+    /// never drains completely does not make the buffer keep everything ever sent.
+    fn compact(&mut self) {
+        if self.written > 0 {
+            self.buf.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// Encodes one frame of `opcode` by `write`, after the queued ones; refused (and not
+    /// queued) when it would take the queue past `max_write_buffer_size` (`limited`).
+    fn push(
+        &mut self,
+        opcode: u8,
+        limited: bool,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), Error> {
+        self.compact();
+        let at = self.buf.len();
+        frame::push_frame(&mut self.buf, opcode, frame::next_mask(), write);
+        if limited && self.buf.len() > self.max_write_buffer_size {
+            let frame = self.buf.len() - at;
+            self.buf.truncate(at);
             return Err(Error::WebSocket {
                 detail: format!(
-                    "write buffer full ({} bytes queued, the limit is {})",
-                    self.queued(),
+                    "write buffer full ({at} bytes queued, a frame of {frame} would pass the \
+                     limit of {})",
                     self.max_write_buffer_size
                 ),
             });
         }
-        if self.written > 0 && self.written == self.buf.len() {
-            self.buf.clear();
-            self.written = 0;
-        }
-        frame::push_frame(&mut self.buf, opcode, frame::next_mask(), write);
         Ok(())
     }
 }
@@ -171,35 +191,65 @@ impl Shared {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a control frame the receiver owes the server (a pong, a close reply) and writes
-    /// it now unless the sender is waiting on the socket (it writes everything queued when it is
-    /// woken). No frame follows a close.
-    fn answer(&self, cx: &mut Context<'_>, opcode: u8, payload: &[u8]) {
+    /// Owes the server a pong with `payload` (replacing one owed for an earlier ping) and
+    /// writes it now, as far as the socket takes it.
+    fn answer_ping(&self, cx: &mut Context<'_>, payload: &[u8]) {
         let mut writer = self.writer();
         if writer.close_queued {
             return;
         }
-        if opcode == frame::CLOSE {
-            writer.close_queued = true;
-        }
-        // A control frame's payload is at most 125 bytes: the buffer limit does not refuse it.
-        let limit = writer.max_write_buffer_size;
-        writer.max_write_buffer_size = usize::MAX;
-        let _ = writer.push(opcode, |out| out.extend_from_slice(payload));
-        writer.max_write_buffer_size = limit;
+        writer.pong = Some(payload.to_vec());
         self.control_pending.store(true, Ordering::Release);
         self.write_answers(&mut writer, cx);
     }
 
-    /// Writes queued frames for the receiver, unless the sender waits on the socket.
-    fn write_answers(&self, writer: &mut Writer, cx: &mut Context<'_>) {
-        if writer.waiter == Waiter::Sender {
+    /// Queues a close frame with `code` (none for `None`, as a reply to a close without one),
+    /// unless one was queued already, and writes it now as far as the socket takes it.
+    fn answer_close(&self, cx: &mut Context<'_>, code: Option<u16>) {
+        let mut writer = self.writer();
+        if writer.close_queued {
             return;
         }
-        if writer.poll_write_out(cx, Waiter::Receiver).is_ready() {
+        writer.close_queued = true;
+        // A control frame: the buffer's limit does not refuse it.
+        let _ = writer.push(frame::CLOSE, false, |out| {
+            if let Some(code) = code {
+                frame::close_payload(out, code, "");
+            }
+        });
+        self.control_pending.store(true, Ordering::Release);
+        self.write_answers(&mut writer, cx);
+    }
+
+    /// Writes what is queued for the receiver. When the sender waits on the socket too, the
+    /// socket is asked to wake both: it keeps one waker, and neither task may lose its turn.
+    fn write_answers(&self, writer: &mut Writer, cx: &mut Context<'_>) {
+        let written = match writer.sender_waiting.clone() {
+            None => writer.poll_write_out(cx),
+            Some(sender) => {
+                let both = Waker::from(Arc::new(BothWakers(cx.waker().clone(), sender)));
+                writer.poll_write_out(&mut Context::from_waker(&both))
+            }
+        };
+        if written.is_ready() {
             // Written, or the socket failed (the next read or write reports it).
+            writer.sender_waiting = None;
             self.control_pending.store(false, Ordering::Release);
         }
+    }
+}
+
+/// Wakes two tasks: the receiver writing an answer and the sender waiting on the same socket.
+struct BothWakers(Waker, Waker);
+
+impl std::task::Wake for BothWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_by_ref();
+        self.1.wake_by_ref();
     }
 }
 
@@ -248,7 +298,8 @@ impl Connection {
                 io: write,
                 buf: Vec::new(),
                 written: 0,
-                waiter: Waiter::None,
+                pong: None,
+                sender_waiting: None,
                 close_queued: false,
                 write_buffer_size: config.write_buffer_size,
                 max_write_buffer_size: config.max_write_buffer_size.max(config.write_buffer_size),
@@ -546,13 +597,25 @@ impl ConnectionSender {
         if writer.queued() < writer.write_buffer_size {
             return Poll::Ready(Ok(()));
         }
-        match writer.poll_write_out(cx, Waiter::Sender) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => {
-                self.shared.control_pending.store(false, Ordering::Release);
-                Poll::Ready(Ok(()))
+        self.write_out(&mut writer, cx)
+    }
+
+    /// Writes everything queued for the sender: `Pending` records its waker for the receiver
+    /// (see [`Writer::sender_waiting`]).
+    fn write_out(&self, writer: &mut Writer, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match writer.poll_write_out(cx) {
+            Poll::Pending => {
+                match writer.sender_waiting.as_mut() {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => writer.sender_waiting = Some(cx.waker().clone()),
+                }
+                Poll::Pending
             }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(self.shared.gone(&io_description(&error)))),
+            Poll::Ready(result) => {
+                writer.sender_waiting = None;
+                self.shared.control_pending.store(false, Ordering::Release);
+                Poll::Ready(result.map_err(|error| self.shared.gone(&io_description(&error))))
+            }
         }
     }
 
@@ -604,11 +667,10 @@ impl ConnectionSender {
             return Err(self.shared.gone("connection already closed"));
         }
         writer.close_queued = true;
-        let limit = writer.max_write_buffer_size;
-        writer.max_write_buffer_size = usize::MAX;
-        let pushed = writer.push(frame::CLOSE, |out| frame::close_payload(out, code, reason));
-        writer.max_write_buffer_size = limit;
-        pushed
+        // A control frame: the buffer's limit does not refuse it.
+        writer.push(frame::CLOSE, false, |out| {
+            frame::close_payload(out, code, reason);
+        })
     }
 
     /// Writes what was queued to the socket; `Pending` until the socket took all of it.
@@ -617,14 +679,7 @@ impl ConnectionSender {
     /// As [`ConnectionSender::send`].
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut writer = self.shared.writer();
-        match writer.poll_write_out(cx, Waiter::Sender) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => {
-                self.shared.control_pending.store(false, Ordering::Release);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(self.shared.gone(&io_description(&error)))),
-        }
+        self.write_out(&mut writer, cx)
     }
 
     /// Encodes one frame into the write buffer, unless the connection has ended or sent its
@@ -637,7 +692,7 @@ impl ConnectionSender {
         if writer.close_queued {
             return Err(self.shared.gone("connection already closed"));
         }
-        writer.push(opcode, write)
+        writer.push(opcode, true, write)
     }
 }
 
@@ -687,12 +742,13 @@ impl ConnectionReceiver {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<ServerMessage, Error>> {
-        if let Some(error) = self.shared.closed_error() {
-            return Poll::Ready(Err(error));
-        }
+        // Answers owed go out first, a close reply after the end was recorded included.
         if self.shared.control_pending.load(Ordering::Acquire) {
             let mut writer = self.shared.writer();
             self.shared.write_answers(&mut writer, cx);
+        }
+        if let Some(error) = self.shared.closed_error() {
+            return Poll::Ready(Err(error));
         }
         loop {
             let incoming = match std::task::ready!(self.reader.poll_next(&mut self.io, cx)) {
@@ -705,21 +761,23 @@ impl ConnectionReceiver {
                 Err(ReadError::Io(error)) => {
                     return Poll::Ready(Err(self.shared.gone(&io_description(&error))));
                 }
-                Err(ReadError::Frame(error)) => return Poll::Ready(Err(self.frame_failure(error))),
+                Err(ReadError::Frame(error)) => {
+                    return Poll::Ready(Err(self.frame_failure(cx, error)));
+                }
             };
             match incoming {
                 Incoming::Data { text, at } => {
                     let bytes = self.reader.payload(&at);
                     if text && std::str::from_utf8(bytes).is_err() {
-                        return Poll::Ready(Err(self.frame_failure(FrameError::Protocol(
-                            "invalid UTF-8 in a text frame",
-                        ))));
+                        return Poll::Ready(Err(self.frame_failure(
+                            cx,
+                            FrameError::Protocol("invalid UTF-8 in a text frame"),
+                        )));
                     }
                     return Poll::Ready(decode(&self.shared, bytes));
                 }
                 Incoming::Ping(at) => {
-                    self.shared
-                        .answer(cx, frame::PONG, self.reader.payload(&at));
+                    self.shared.answer_ping(cx, self.reader.payload(&at));
                 }
                 Incoming::Pong => {
                     self.shared.pongs.fetch_add(1, Ordering::Release);
@@ -730,7 +788,13 @@ impl ConnectionReceiver {
                             let reason = reason.to_owned();
                             self.closed_by_frame(cx, code, reason)
                         }
-                        Err(error) => self.frame_failure(error),
+                        // A malformed close is still the server's close: a protocol error
+                        // (1002), answered with 1002.
+                        Err(_) => self.closed_by_frame(
+                            cx,
+                            close::PROTOCOL_ERROR,
+                            "Protocol violation".to_owned(),
+                        ),
                     };
                     return Poll::Ready(Err(closed));
                 }
@@ -754,15 +818,15 @@ impl ConnectionReceiver {
         let recorded = self.shared.record(info);
         // The close reply (RFC 6455 section 5.5.1): the server's code echoed, none for 1005.
         // Nothing is sent when this side's close went first.
-        let mut payload = Vec::new();
-        if code != close::NO_STATUS {
-            frame::close_payload(&mut payload, code, "");
-        }
-        self.shared.answer(cx, frame::CLOSE, &payload);
+        self.shared
+            .answer_close(cx, (code != close::NO_STATUS).then_some(code));
         Error::Closed(recorded)
     }
 
-    fn frame_failure(&self, error: FrameError) -> Error {
+    /// The connection failed on the server's frames: recorded, and for a protocol violation a
+    /// close with 1002 is sent (best effort). A too-large message is closed with 1009 by
+    /// [`Connection::recv`], or by the caller of split halves.
+    fn frame_failure(&self, cx: &mut Context<'_>, error: FrameError) -> Error {
         match error {
             FrameError::TooLarge { size, max } => {
                 self.shared.record(CloseInfo {
@@ -780,6 +844,7 @@ impl ConnectionReceiver {
                     detail.clone(),
                     self.shared.after_go_away(),
                 ));
+                self.shared.answer_close(cx, Some(close::PROTOCOL_ERROR));
                 Error::WebSocket { detail }
             }
         }
@@ -806,4 +871,69 @@ impl fmt::Debug for ConnectionReceiver {
 
 fn io_description(error: &std::io::Error) -> String {
     format!("transport failed: {}", error.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    /// Regression (review of the framing change): a sender kept busy over a reader slower than
+    /// it never sees one write drain the buffer completely; the bytes already written must
+    /// still leave the buffer, or it keeps everything ever sent.
+    #[tokio::test]
+    async fn the_write_buffer_drops_what_was_written_while_the_socket_never_drains() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4 << 10];
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_millis(1500) {
+                match tokio::time::timeout(Duration::from_millis(500), socket.read(&mut buf)).await
+                {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break,
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(16 << 10).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let config = ConnectConfig::default();
+        let connection = Connection::from_upgraded(
+            Upgraded {
+                socket: dial::Socket::Plain(tcp),
+                leftover: Vec::new(),
+            },
+            "test".into(),
+            &config,
+        );
+        let (mut sender, _receiver) = connection.split();
+        let pcm = vec![7u8; 3000];
+        let started = std::time::Instant::now();
+        let mut largest = 0usize;
+        let mut sent = 0usize;
+        while started.elapsed() < Duration::from_secs(1) {
+            std::future::poll_fn(|cx| sender.poll_ready(cx))
+                .await
+                .unwrap();
+            sender.start_send_audio(&pcm, 16000).unwrap();
+            sent += 1;
+            largest = largest.max(sender.shared.writer().buf.len());
+        }
+        drop(sender);
+        server.abort();
+        assert!(sent > 100, "only {sent} frames went out");
+        assert!(
+            largest < 2 * config.write_buffer_size,
+            "the buffer held {largest} bytes after {sent} frames"
+        );
+    }
 }

@@ -307,7 +307,7 @@ impl FrameReader {
                 Err(error) => return Poll::Ready(Err(ReadError::Frame(error))),
             };
             let needed = match head {
-                Some(head) if available.len() >= head.head_len + head.payload_len => {
+                Some(head) if available.len() >= head.head_len.saturating_add(head.payload_len) => {
                     let payload =
                         self.start + head.head_len..self.start + head.head_len + head.payload_len;
                     self.pending_consume = payload.end;
@@ -320,13 +320,13 @@ impl FrameReader {
                         Err(error) => return Poll::Ready(Err(ReadError::Frame(error))),
                     }
                 }
-                Some(head) => head.head_len + head.payload_len,
+                Some(head) => head.head_len.saturating_add(head.payload_len),
                 None => available.len() + 1,
             };
             match std::task::ready!(self.poll_fill(io, cx, needed)) {
                 Ok(0) => return Poll::Ready(Ok(None)),
                 Ok(_) => {}
-                Err(error) => return Poll::Ready(Err(ReadError::Io(error))),
+                Err(error) => return Poll::Ready(Err(error)),
             }
         }
     }
@@ -396,7 +396,7 @@ impl FrameReader {
         io: &mut R,
         cx: &mut Context<'_>,
         needed: usize,
-    ) -> Poll<io::Result<usize>> {
+    ) -> Poll<Result<usize, ReadError>> {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -405,16 +405,23 @@ impl FrameReader {
                 // Back to the configured size after a frame that needed more.
                 self.buf = Vec::with_capacity(self.size);
             }
-        } else if self.start + needed > self.buf.capacity() {
+        } else if self.start.saturating_add(needed) > self.buf.capacity() {
             self.buf.drain(..self.start);
             self.start = 0;
             self.pending_consume = 0;
         }
         if needed > self.buf.capacity() - self.start {
-            self.buf.reserve(needed - (self.buf.len() - self.start));
+            // A frame the limits allow but memory does not is refused, not a panic.
+            let more = needed - (self.buf.len() - self.start);
+            if self.buf.try_reserve(more).is_err() {
+                return Poll::Ready(Err(ReadError::Frame(FrameError::TooLarge {
+                    size: needed,
+                    max: self.buf.capacity(),
+                })));
+            }
         }
         let read = std::pin::pin!(io.read_buf(&mut self.buf));
-        read.poll(cx)
+        read.poll(cx).map_err(ReadError::Io)
     }
 }
 
@@ -641,6 +648,19 @@ mod tests {
                 size: 200,
                 max: 150
             })))
+        ));
+    }
+
+    #[test]
+    fn a_declared_length_beyond_memory_is_refused_without_a_panic() {
+        let mut reader = FrameReader::new(64, usize::MAX, usize::MAX, &[]);
+        let mut head = vec![0x80 | BINARY, 127];
+        head.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        let mut io = &head[..];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            reader.poll_next(&mut io, &mut cx),
+            Poll::Ready(Err(ReadError::Frame(FrameError::TooLarge { .. })))
         ));
     }
 

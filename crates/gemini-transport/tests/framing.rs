@@ -723,3 +723,135 @@ async fn eof_inside_a_frame_is_an_abnormal_close_1006() {
         within(server).await.unwrap();
     }
 }
+
+/// Regression (review of the framing change): a send given up while the socket was full
+/// (its future dropped by a timeout) must not keep the pong the receiver owes from going out
+/// once the server drains the socket: the application only reads from then on.
+#[tokio::test]
+async fn a_send_abandoned_on_a_full_socket_leaves_the_pong_to_the_receiver() {
+    let (connection, server) = raw_server(|mut socket| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), socket.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => break,
+            }
+        }
+        socket
+            .write_all(&server_frame(true, 0, OP_PING, false, b"hi"))
+            .await
+            .unwrap();
+        let mut after = 0usize;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                after += n;
+            }
+        })
+        .await;
+        after
+    })
+    .await;
+    let (mut sender, mut receiver) = connection.split();
+    let pcm = vec![0u8; 24 << 20];
+    let sent =
+        tokio::time::timeout(Duration::from_millis(200), sender.send_audio(&pcm, 16000)).await;
+    assert!(sent.is_err(), "the send should wait on a full socket");
+    let _ = tokio::time::timeout(Duration::from_secs(3), receiver.recv()).await;
+    let after = server.await.unwrap();
+    assert!(
+        after > 0,
+        "nothing, not even the pong, was written after the ping"
+    );
+    drop(sender);
+}
+
+/// Regression (review of the framing change): pings that arrive while a large write blocks
+/// the socket are answered with one pong, for the latest ping (RFC 6455 section 5.5.3), not
+/// one pong each queued without bound.
+#[tokio::test]
+async fn pings_while_the_socket_is_blocked_owe_one_pong_not_one_each() {
+    const PINGS: usize = 20_000;
+    let (connection, server) = raw_server(move |mut socket| async move {
+        let mut bytes = Vec::new();
+        for n in 0..PINGS {
+            bytes.extend(server_frame(
+                true,
+                0,
+                OP_PING,
+                false,
+                format!("{n}").as_bytes(),
+            ));
+        }
+        bytes.extend(server_frame(
+            true,
+            0,
+            OP_BINARY,
+            false,
+            SETUP_COMPLETE.as_bytes(),
+        ));
+        socket.write_all(&bytes).await.unwrap();
+        // The client's big frame fills the socket meanwhile; then everything is read.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut pongs = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                let (_, opcode, payload) = read_client_frame(&mut socket).await;
+                if opcode == OP_PONG {
+                    pongs.push(String::from_utf8(payload).unwrap());
+                }
+            }
+        })
+        .await;
+        pongs
+    })
+    .await;
+    let (mut sender, mut receiver) = connection.split();
+    let writer = tokio::spawn(async move {
+        let pcm = vec![0u8; 9 << 20];
+        let _ = sender.send_audio(&pcm, 16000).await;
+        sender
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = within(receiver.recv()).await;
+    assert!(got.is_ok(), "{got:?}");
+    let pongs = server.await.unwrap();
+    writer.abort();
+    assert!(
+        !pongs.is_empty() && pongs.len() < 100,
+        "{} pongs for {PINGS} pings",
+        pongs.len()
+    );
+    assert_eq!(
+        pongs.last().map(String::as_str),
+        Some(format!("{}", PINGS - 1).as_str())
+    );
+}
+
+/// Regression (review of the framing change): a close frame whose code may not be sent
+/// (1004, 1005 on the wire, 2000, 999, 5000) is the server's close all the same: a protocol
+/// error, recorded as 1002 and answered with 1002, as before the change.
+#[tokio::test]
+async fn a_close_with_a_code_not_allowed_is_a_1002_close_answered_with_1002() {
+    for code in [1004u16, 1005, 2000, 999, 5000] {
+        let (mut connection, server) = raw_server(move |mut socket| async move {
+            let close = server_frame(true, 0, OP_CLOSE, false, &close_payload(code, "x"));
+            socket.write_all(&close).await.unwrap();
+            read_client_frame(&mut socket).await
+        })
+        .await;
+        match within(connection.recv()).await {
+            Err(Error::Closed(info)) => {
+                assert_eq!(info.code, 1002, "code {code}");
+                assert_eq!(info.class, CloseClass::NeedsDifferentRequest, "code {code}");
+            }
+            other => panic!("code {code}: {other:?}"),
+        }
+        let (_, opcode, payload) = server.await.unwrap();
+        assert_eq!(opcode, OP_CLOSE, "code {code}");
+        assert_eq!(payload[..2], 1002u16.to_be_bytes(), "code {code}");
+    }
+}
