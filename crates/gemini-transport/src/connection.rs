@@ -94,10 +94,7 @@ impl Writer {
             let Some(payload) = self.pong.take() else {
                 break;
             };
-            self.compact();
-            frame::push_frame(&mut self.buf, frame::PONG, frame::next_mask(), |out| {
-                out.extend_from_slice(&payload);
-            });
+            self.encode(frame::PONG, |out| out.extend_from_slice(&payload));
         }
         if Pin::new(&mut self.io).poll_flush(cx)?.is_pending() {
             return Poll::Pending;
@@ -121,18 +118,20 @@ impl Writer {
         }
     }
 
-    /// Encodes one frame of `opcode` by `write`, after the queued ones; refused (and not
-    /// queued) when it would take the queue past `max_write_buffer_size` (`limited`).
-    fn push(
-        &mut self,
-        opcode: u8,
-        limited: bool,
-        write: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), Error> {
+    /// Encodes one frame of `opcode` by `write`, after the queued ones; returns where it
+    /// starts in the buffer.
+    fn encode(&mut self, opcode: u8, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         self.compact();
         let at = self.buf.len();
         frame::push_frame(&mut self.buf, opcode, frame::next_mask(), write);
-        if limited && self.buf.len() > self.max_write_buffer_size {
+        at
+    }
+
+    /// [`encode`](Self::encode) for a data frame or a ping: refused (and not queued) when it
+    /// would take the queue past `max_write_buffer_size`.
+    fn push(&mut self, opcode: u8, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+        let at = self.encode(opcode, write);
+        if self.buf.len() > self.max_write_buffer_size {
             let frame = self.buf.len() - at;
             self.buf.truncate(at);
             return Err(Error::WebSocket {
@@ -144,6 +143,22 @@ impl Writer {
             });
         }
         Ok(())
+    }
+
+    /// Queues the close frame (`code` and `reason`; no payload for `None`), unless one was
+    /// queued already (then `false`): no frame follows it. A control frame, so the buffer's
+    /// limit does not refuse it.
+    fn push_close(&mut self, code: Option<u16>, reason: &str) -> bool {
+        if self.close_queued {
+            return false;
+        }
+        self.close_queued = true;
+        self.encode(frame::CLOSE, |out| {
+            if let Some(code) = code {
+                frame::close_payload(out, code, reason);
+            }
+        });
+        true
     }
 }
 
@@ -207,16 +222,9 @@ impl Shared {
     /// unless one was queued already, and writes it now as far as the socket takes it.
     fn answer_close(&self, cx: &mut Context<'_>, code: Option<u16>) {
         let mut writer = self.writer();
-        if writer.close_queued {
+        if !writer.push_close(code, "") {
             return;
         }
-        writer.close_queued = true;
-        // A control frame: the buffer's limit does not refuse it.
-        let _ = writer.push(frame::CLOSE, false, |out| {
-            if let Some(code) = code {
-                frame::close_payload(out, code, "");
-            }
-        });
         self.control_pending.store(true, Ordering::Release);
         self.write_answers(&mut writer, cx);
     }
@@ -662,15 +670,11 @@ impl ConnectionSender {
         tracing::debug!(authority = %self.shared.authority, code, "closing");
         // Sent even after the connection's end was recorded (a 1009 this side decided on):
         // only a close already queued, or a socket found gone, stops it.
-        let mut writer = self.shared.writer();
-        if writer.close_queued {
-            return Err(self.shared.gone("connection already closed"));
+        if self.shared.writer().push_close(Some(code), reason) {
+            Ok(())
+        } else {
+            Err(self.shared.gone("connection already closed"))
         }
-        writer.close_queued = true;
-        // A control frame: the buffer's limit does not refuse it.
-        writer.push(frame::CLOSE, false, |out| {
-            frame::close_payload(out, code, reason);
-        })
     }
 
     /// Writes what was queued to the socket; `Pending` until the socket took all of it.
@@ -692,7 +696,7 @@ impl ConnectionSender {
         if writer.close_queued {
             return Err(self.shared.gone("connection already closed"));
         }
-        writer.push(opcode, true, write)
+        writer.push(opcode, write)
     }
 }
 
@@ -909,7 +913,7 @@ mod tests {
         let config = ConnectConfig::default();
         let connection = Connection::from_upgraded(
             Upgraded {
-                socket: dial::Socket::Plain(tcp),
+                socket: dial::Io::Plain(tcp),
                 leftover: Vec::new(),
             },
             "test".into(),

@@ -25,113 +25,74 @@ pub(crate) struct Upgraded {
     pub(crate) leftover: Vec<u8>,
 }
 
-/// TCP, or TLS over TCP. The TLS state (about a kilobyte of rustls connection) is boxed, so a
-/// plain connection does not carry its size (tokio-tungstenite's `MaybeTlsStream` holds it
-/// inline, in every connection, idle ones included).
+/// Plain TCP or TLS, for the whole socket and for each of its halves: one enum, so that one
+/// pair of `AsyncRead`/`AsyncWrite` forwarding impls serves all three.
 #[derive(Debug)]
-pub(crate) enum Socket {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+pub(crate) enum Io<P, T> {
+    Plain(P),
+    Tls(T),
 }
+
+/// The TLS stream, boxed: its state (about a kilobyte of rustls connection) is not carried by
+/// plain connections (tokio-tungstenite's `MaybeTlsStream` holds it inline, in every
+/// connection, idle ones included).
+type TlsStream = Box<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// TCP, or TLS over TCP.
+pub(crate) type Socket = Io<TcpStream, TlsStream>;
 
 /// The reading half of a [`Socket`]: TCP's own (no lock between the halves), or a TLS stream's
 /// (TLS keeps one state for both directions, which `tokio::io::split` guards).
-#[derive(Debug)]
-pub(crate) enum ReadHalf {
-    Plain(tokio::net::tcp::OwnedReadHalf),
-    Tls(tokio::io::ReadHalf<Box<tokio_rustls::client::TlsStream<TcpStream>>>),
-}
+pub(crate) type ReadHalf = Io<tokio::net::tcp::OwnedReadHalf, tokio::io::ReadHalf<TlsStream>>;
 
 /// The writing half of a [`Socket`].
-#[derive(Debug)]
-pub(crate) enum WriteHalf {
-    Plain(tokio::net::tcp::OwnedWriteHalf),
-    Tls(tokio::io::WriteHalf<Box<tokio_rustls::client::TlsStream<TcpStream>>>),
-}
+pub(crate) type WriteHalf = Io<tokio::net::tcp::OwnedWriteHalf, tokio::io::WriteHalf<TlsStream>>;
 
 impl Socket {
     pub(crate) fn split(self) -> (ReadHalf, WriteHalf) {
         match self {
-            Socket::Plain(tcp) => {
+            Io::Plain(tcp) => {
                 let (read, write) = tcp.into_split();
-                (ReadHalf::Plain(read), WriteHalf::Plain(write))
+                (Io::Plain(read), Io::Plain(write))
             }
-            Socket::Tls(tls) => {
+            Io::Tls(tls) => {
                 let (read, write) = tokio::io::split(tls);
-                (ReadHalf::Tls(read), WriteHalf::Tls(write))
+                (Io::Tls(read), Io::Tls(write))
             }
         }
     }
 }
 
-impl tokio::io::AsyncRead for ReadHalf {
+impl<P, T> tokio::io::AsyncRead for Io<P, T>
+where
+    P: tokio::io::AsyncRead + Unpin,
+    T: tokio::io::AsyncRead + Unpin,
+{
     fn poll_read(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
-            ReadHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_read(cx, buf),
-            ReadHalf::Tls(tls) => std::pin::Pin::new(tls).poll_read(cx, buf),
+            Io::Plain(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => std::pin::Pin::new(io).poll_read(cx, buf),
         }
     }
 }
 
-impl tokio::io::AsyncWrite for WriteHalf {
+impl<P, T> tokio::io::AsyncWrite for Io<P, T>
+where
+    P: tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncWrite + Unpin,
+{
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_write(cx, buf),
-            WriteHalf::Tls(tls) => std::pin::Pin::new(tls).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            WriteHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_flush(cx),
-            WriteHalf::Tls(tls) => std::pin::Pin::new(tls).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            WriteHalf::Plain(tcp) => std::pin::Pin::new(tcp).poll_shutdown(cx),
-            WriteHalf::Tls(tls) => std::pin::Pin::new(tls).poll_shutdown(cx),
-        }
-    }
-}
-
-impl tokio::io::AsyncRead for Socket {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_read(cx, buf),
-            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Socket {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_write(cx, buf),
-            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Io::Plain(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+            Io::Tls(io) => std::pin::Pin::new(io).poll_write(cx, buf),
         }
     }
 
@@ -141,15 +102,15 @@ impl tokio::io::AsyncWrite for Socket {
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+            Io::Plain(io) => std::pin::Pin::new(io).poll_write_vectored(cx, bufs),
+            Io::Tls(io) => std::pin::Pin::new(io).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Socket::Plain(tcp) => tcp.is_write_vectored(),
-            Socket::Tls(tls) => tls.is_write_vectored(),
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
         }
     }
 
@@ -158,8 +119,8 @@ impl tokio::io::AsyncWrite for Socket {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_flush(cx),
-            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_flush(cx),
+            Io::Plain(io) => std::pin::Pin::new(io).poll_flush(cx),
+            Io::Tls(io) => std::pin::Pin::new(io).poll_flush(cx),
         }
     }
 
@@ -168,8 +129,8 @@ impl tokio::io::AsyncWrite for Socket {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Socket::Plain(tcp) => std::pin::Pin::new(tcp).poll_shutdown(cx),
-            Socket::Tls(tls) => std::pin::Pin::new(tls.as_mut()).poll_shutdown(cx),
+            Io::Plain(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            Io::Tls(io) => std::pin::Pin::new(io).poll_shutdown(cx),
         }
     }
 }
@@ -256,9 +217,9 @@ async fn open(endpoint: &Endpoint, config: &ConnectConfig) -> Result<Upgraded, E
                 authority: authority.clone(),
                 detail: e.to_string(),
             })?;
-        Socket::Tls(Box::new(tls))
+        Io::Tls(Box::new(tls))
     } else {
-        Socket::Plain(tcp)
+        Io::Plain(tcp)
     };
     // The upgrade is done here rather than by tungstenite, which logs the whole request (the
     // credential header included) at TRACE through the `log` crate.

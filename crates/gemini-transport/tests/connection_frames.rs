@@ -8,12 +8,13 @@ mod connection_support;
 use std::time::Duration;
 
 use connection_support::{
-    ServerSocket, accept, await_client_close, bind, next_json, send_binary, send_text,
+    ServerSocket, TEXT_TURN, accept, await_client_close, bind, model_text, next_json, send_binary,
+    send_text,
 };
 use futures_util::{SinkExt, StreamExt};
 use gemini_transport::{
     ConnectConfig, Connection, Endpoint, Error,
-    wire::{ClientMessage, RealtimeInput, ServerPayload},
+    wire::{ClientMessage, RealtimeInput},
 };
 use secrecy::SecretString;
 use serde_json::json;
@@ -46,23 +47,6 @@ where
         Connection::connect(&endpoint, &config).await.unwrap(),
         server,
     )
-}
-
-const TEXT_TURN: &str =
-    r#"{"serverContent":{"modelTurn":{"role":"model","parts":[{"text":"hello"}]}}}"#;
-
-fn model_text(message: &gemini_transport::wire::ServerMessage) -> String {
-    match &message.payload {
-        Some(ServerPayload::ServerContent(content)) => content
-            .model_turn
-            .as_ref()
-            .unwrap()
-            .parts
-            .iter()
-            .filter_map(|p| p.as_text())
-            .collect(),
-        other => panic!("expected serverContent, got {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -10,11 +10,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod connection_support;
+
 use std::{future::Future, time::Duration};
 
+use connection_support::{TEXT_TURN, model_text};
 use gemini_transport::{
     CloseClass, CloseInfo, CloseInitiator, ConnectConfig, Connection, Endpoint, Error,
-    wire::{ClientMessage, ServerMessage, ServerPayload, Setup},
+    wire::{ClientMessage, ServerPayload, Setup},
 };
 use secrecy::SecretString;
 use tokio::{
@@ -37,8 +40,6 @@ const OP_PONG: u8 = 0xA;
 /// RSV1 in the `rsv` argument of [`server_frame`] (RSV2 is `0b010`, RSV3 `0b001`).
 const RSV1: u8 = 0b100;
 
-const TEXT_TURN: &str =
-    r#"{"serverContent":{"modelTurn":{"role":"model","parts":[{"text":"hello"}]}}}"#;
 const SETUP_COMPLETE: &str = r#"{"setupComplete":{}}"#;
 
 // ----- the raw server -----
@@ -69,6 +70,11 @@ fn server_frame(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) ->
         frame.extend_from_slice(payload);
     }
     frame
+}
+
+/// `{"setupComplete":{}}` in a binary frame, as the service sends it.
+fn setup_complete_frame() -> Vec<u8> {
+    server_frame(true, 0, OP_BINARY, false, SETUP_COMPLETE.as_bytes())
 }
 
 /// A close frame's payload: the code big-endian, then the reason.
@@ -232,20 +238,6 @@ fn text_turn_of_len(len: usize) -> (String, String) {
     (json, text)
 }
 
-fn model_text(message: &ServerMessage) -> String {
-    match &message.payload {
-        Some(ServerPayload::ServerContent(content)) => content
-            .model_turn
-            .as_ref()
-            .unwrap()
-            .parts
-            .iter()
-            .filter_map(|p| p.as_text())
-            .collect(),
-        other => panic!("expected serverContent, got {other:?}"),
-    }
-}
-
 // ----- tests -----
 
 /// RFC 6455 5.4: control frames may be injected between the fragments of a message; the
@@ -341,13 +333,7 @@ async fn frames_written_one_byte_at_a_time_arrive_whole() {
     let (long, long_text) = text_turn_of_len(140);
     let mut bytes = server_frame(true, 0, OP_TEXT, false, long.as_bytes());
     let second = bytes.len();
-    bytes.extend(server_frame(
-        true,
-        0,
-        OP_BINARY,
-        false,
-        SETUP_COMPLETE.as_bytes(),
-    ));
+    bytes.extend(setup_complete_frame());
     let (mut connection, server) = raw_server(move |mut socket| async move {
         for (i, byte) in bytes.iter().enumerate() {
             socket.write_all(&[*byte]).await.unwrap();
@@ -378,7 +364,7 @@ async fn frames_written_one_byte_at_a_time_arrive_whole() {
 /// head) are not lost.
 #[tokio::test]
 async fn frames_in_the_same_tcp_write_as_the_upgrade_response_are_not_lost() {
-    let mut early = server_frame(true, 0, OP_BINARY, false, SETUP_COMPLETE.as_bytes());
+    let mut early = setup_complete_frame();
     early.extend(server_frame(true, 0, OP_TEXT, false, TEXT_TURN.as_bytes()));
     let (mut connection, server) =
         raw_server_with(ConnectConfig::default(), early, hold_open).await;
@@ -615,7 +601,7 @@ async fn pings_are_answered_while_the_client_only_reads() {
             assert_eq!(opcode, OP_PONG);
             pongs.push(pong);
         }
-        let mut bytes = server_frame(true, 0, OP_BINARY, false, SETUP_COMPLETE.as_bytes());
+        let mut bytes = setup_complete_frame();
         bytes.extend(server_frame(
             true,
             0,
@@ -664,13 +650,7 @@ async fn a_client_ping_is_masked_and_the_servers_pong_is_counted() {
         assert!(fin);
         assert_eq!(opcode, OP_PING);
         let mut bytes = server_frame(true, 0, OP_PONG, false, &payload);
-        bytes.extend(server_frame(
-            true,
-            0,
-            OP_BINARY,
-            false,
-            SETUP_COMPLETE.as_bytes(),
-        ));
+        bytes.extend(setup_complete_frame());
         socket.write_all(&bytes).await.unwrap();
         hold_open(socket).await;
     })
@@ -786,13 +766,7 @@ async fn pings_while_the_socket_is_blocked_owe_one_pong_not_one_each() {
                 format!("{n}").as_bytes(),
             ));
         }
-        bytes.extend(server_frame(
-            true,
-            0,
-            OP_BINARY,
-            false,
-            SETUP_COMPLETE.as_bytes(),
-        ));
+        bytes.extend(setup_complete_frame());
         socket.write_all(&bytes).await.unwrap();
         // The client's big frame fills the socket meanwhile; then everything is read.
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -97,7 +97,18 @@ pub(crate) fn write_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], mime_type: &str) 
     const DATA: &[u8] = br#""data":""#;
     const TAIL: &[u8] = b"}}}";
     let b64_len = pcm.len().div_ceil(3) * 4;
-    buf.reserve(HEAD.len() + MIME.len() + mime_type.len() + 4 + DATA.len() + b64_len + TAIL.len());
+    // Exact when the mime type needs no escaping (an `audio/pcm;rate=…` never does).
+    let mime = if mime_type.is_empty() {
+        0
+    } else {
+        MIME.len() + mime_type.len() + 2 + usize::from(!pcm.is_empty())
+    };
+    let data = if pcm.is_empty() {
+        0
+    } else {
+        DATA.len() + b64_len + 1
+    };
+    buf.reserve(HEAD.len() + mime + data + TAIL.len());
     buf.extend_from_slice(HEAD);
     if !mime_type.is_empty() {
         buf.extend_from_slice(MIME);
@@ -137,37 +148,16 @@ fn decimal(value: u32) -> ([u8; 10], usize) {
     (out, digits)
 }
 
-/// Appends the realtime audio frame for `pcm` at `sample_rate` to `buf`: the same bytes as
-/// [`audio_frame_string`], written where they go (the connection's write buffer).
+/// Appends the realtime audio frame for `pcm` at `sample_rate` to `buf`: [`write_audio_frame`]
+/// for `audio/pcm;rate=<sample_rate>`, its mime type written on the stack.
 pub(crate) fn append_audio_frame(buf: &mut Vec<u8>, pcm: &[u8], sample_rate: u32) {
-    const HEAD: &[u8] = br#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate="#;
-    const DATA: &[u8] = br#","data":""#;
-    const TAIL: &[u8] = b"}}}";
+    const PREFIX: &[u8] = b"audio/pcm;rate=";
     let (rate, digits) = decimal(sample_rate);
-    let b64_len = pcm.len().div_ceil(3) * 4;
-    let data = if pcm.is_empty() {
-        0
-    } else {
-        DATA.len() + b64_len + 1
-    };
-    buf.reserve(HEAD.len() + digits + 1 + data + TAIL.len());
-    buf.extend_from_slice(HEAD);
-    buf.extend_from_slice(&rate[..digits]);
-    buf.push(b'"');
-    if !pcm.is_empty() {
-        buf.extend_from_slice(DATA);
-        let start = buf.len();
-        buf.resize(start + b64_len, 0);
-        match STANDARD.encode_slice(pcm, &mut buf[start..]) {
-            Ok(written) => buf.truncate(start + written),
-            Err(_) => {
-                buf.truncate(start);
-                buf.extend_from_slice(STANDARD.encode(pcm).as_bytes());
-            }
-        }
-        buf.push(b'"');
-    }
-    buf.extend_from_slice(TAIL);
+    let mut mime = [0u8; PREFIX.len() + 10];
+    mime[..PREFIX.len()].copy_from_slice(PREFIX);
+    mime[PREFIX.len()..PREFIX.len() + digits].copy_from_slice(&rate[..digits]);
+    let mime = std::str::from_utf8(&mime[..PREFIX.len() + digits]).unwrap_or("audio/pcm");
+    write_audio_frame(buf, pcm, mime);
 }
 
 /// The audio frame of [`write_audio_frame`] for `audio/pcm;rate=<sample_rate>`, as a `String`

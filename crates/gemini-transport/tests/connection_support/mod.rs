@@ -141,3 +141,22 @@ pub async fn await_client_close(ws: &mut ServerSocket) -> Option<u16> {
     }
     None
 }
+
+/// A `serverContent` model turn whose one part is the text `hello`.
+pub const TEXT_TURN: &str =
+    r#"{"serverContent":{"modelTurn":{"role":"model","parts":[{"text":"hello"}]}}}"#;
+
+/// The text of a `serverContent` model turn's parts, joined.
+pub fn model_text(message: &gemini_transport::wire::ServerMessage) -> String {
+    match &message.payload {
+        Some(gemini_transport::wire::ServerPayload::ServerContent(content)) => content
+            .model_turn
+            .as_ref()
+            .unwrap()
+            .parts
+            .iter()
+            .filter_map(|p| p.as_text())
+            .collect(),
+        other => panic!("expected serverContent, got {other:?}"),
+    }
+}
