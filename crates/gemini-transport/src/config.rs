@@ -28,8 +28,10 @@ pub struct ConnectConfig {
     pub max_message_size: usize,
     /// Largest single incoming frame accepted. Default 16 MiB.
     pub max_frame_size: usize,
-    /// Read buffer, allocated once per connection. Default 16 KiB (small, so that idle
-    /// sessions stay cheap; a 40 ms audio frame is about 2.6 KiB).
+    /// Read buffer. Default 16 KiB (a 40 ms audio frame is about 2.6 KiB). A connection holds
+    /// one only while bytes of a frame are pending: between frames it goes back to a small
+    /// per-thread pool, so idle sessions hold none. A frame larger than this grows the buffer
+    /// for as long as the frame needs it.
     pub read_buffer_size: usize,
     /// Queued outgoing bytes before a write reaches the socket when messages are fed without a
     /// flush ([`ConnectionSender::feed`](crate::ConnectionSender::feed)). Default 64 KiB.

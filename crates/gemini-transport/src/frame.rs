@@ -7,9 +7,12 @@
 //! library and nothing more:
 //! - a frame is decoded where it lies in the read buffer (no copy, no allocation) unless it is a
 //!   fragment of a longer message;
-//! - the read buffer is filled in its spare capacity, never zero-filled first;
+//! - the read buffer is filled in its spare capacity, never zero-filled first, and it is lent
+//!   from a small per-thread pool while a read is under way: an idle connection holds none,
+//!   and the buffer the kernel copies into is one this thread used a moment ago (hot in
+//!   cache), not one of hundreds gone cold;
 //! - a client frame is encoded, masked in place, straight into the write buffer;
-//! - masks come from the operating system's random source, 64 at a time per thread.
+//! - masks come from the operating system's random source, 256 at a time per thread.
 
 use std::{cell::RefCell, future::Future as _, io, ops::Range, task::Context, task::Poll};
 
@@ -179,16 +182,16 @@ pub(crate) fn push_frame(
     payload_len
 }
 
-/// Masks drawn from the OS random source in one call per 64 frames, per thread (RFC 6455
+/// Masks drawn from the OS random source in one call per 256 frames, per thread (RFC 6455
 /// section 5.3 asks for unpredictable masks from a strong source of entropy).
 struct MaskPool {
-    bytes: [u8; 256],
+    bytes: [u8; 1024],
     used: usize,
 }
 
 thread_local! {
     static MASKS: RefCell<MaskPool> = const {
-        RefCell::new(MaskPool { bytes: [0; 256], used: 256 })
+        RefCell::new(MaskPool { bytes: [0; 1024], used: 1024 })
     };
 }
 
@@ -268,8 +271,14 @@ impl FrameReader {
     /// A reader whose buffer holds `size` bytes, starting with `leftover` (bytes read past the
     /// upgrade response).
     pub(crate) fn new(size: usize, max_frame: usize, max_message: usize, leftover: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(size.max(leftover.len()).max(16));
-        buf.extend_from_slice(leftover);
+        // No buffer until the first read needs one, unless bytes came with the upgrade.
+        let buf = if leftover.is_empty() {
+            Vec::new()
+        } else {
+            let mut buf = Vec::with_capacity(size.max(leftover.len()).max(16));
+            buf.extend_from_slice(leftover);
+            buf
+        };
         Self {
             buf,
             start: 0,
@@ -403,7 +412,10 @@ impl FrameReader {
             self.pending_consume = 0;
             if self.buf.capacity() > self.size {
                 // Back to the configured size after a frame that needed more.
-                self.buf = Vec::with_capacity(self.size);
+                self.buf = Vec::new();
+            }
+            if self.buf.capacity() == 0 {
+                self.buf = spare::take(self.size);
             }
         } else if self.start.saturating_add(needed) > self.buf.capacity() {
             self.buf.drain(..self.start);
@@ -421,7 +433,70 @@ impl FrameReader {
             }
         }
         let read = std::pin::pin!(io.read_buf(&mut self.buf));
-        read.poll(cx).map_err(ReadError::Io)
+        let polled = read.poll(cx).map_err(ReadError::Io);
+        if self.buf.is_empty() && !matches!(polled, Poll::Ready(Ok(1..))) {
+            // Nothing held between reads: the buffer goes back to this thread's pool.
+            spare::give(std::mem::take(&mut self.buf), self.size);
+        }
+        polled
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.buf), self.size);
+    }
+}
+
+/// Read buffers lent to readers while a read is under way, a few per thread.
+///
+/// A reader takes one when it has no bytes pending and gives it back as soon as a read finds
+/// nothing (and when it is dropped), so that among hundreds of connections a thread keeps
+/// reading into the same few buffers: the kernel's copy lands in cache lines this thread just
+/// touched, and an idle connection holds no read buffer at all.
+mod spare {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread at most.
+    const KEPT: usize = 4;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer with room for at least `size` bytes, from the pool when it has one.
+    pub(super) fn take(size: usize) -> Vec<u8> {
+        POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let at = pool.iter().rposition(|buf| buf.capacity() >= size)?;
+            Some(pool.swap_remove(at))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(size))
+    }
+
+    /// The capacities of the buffers this thread keeps.
+    #[cfg(test)]
+    pub(super) fn kept() -> Vec<usize> {
+        POOL.with(|pool| pool.borrow().iter().map(Vec::capacity).collect())
+    }
+
+    /// Gives `buf` back, emptied; kept unless the pool is full or `buf` grew beyond the
+    /// `size` its reader was configured with (a large frame's buffer is freed).
+    pub(super) fn give(mut buf: Vec<u8>, size: usize) {
+        if buf.capacity() == 0 || buf.capacity() > size {
+            return;
+        }
+        buf.clear();
+        // At thread exit the pool may be gone: the buffer is then freed.
+        let _ = POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut()
+                && pool.len() < KEPT
+            {
+                pool.push(buf);
+            }
+        });
     }
 }
 
@@ -662,6 +737,85 @@ mod tests {
             reader.poll_next(&mut io, &mut cx),
             Poll::Ready(Err(ReadError::Frame(FrameError::TooLarge { .. })))
         ));
+    }
+
+    /// Writes `bytes` to the peer of a duplex stream (it has room for them).
+    fn feed(peer: &mut tokio::io::DuplexStream, bytes: &[u8]) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let wrote = tokio::io::AsyncWrite::poll_write(std::pin::Pin::new(peer), &mut cx, bytes);
+        assert!(matches!(wrote, Poll::Ready(Ok(n)) if n == bytes.len()));
+    }
+
+    /// The next message's bytes, or `None` while the reader waits.
+    fn next_data(reader: &mut FrameReader, io: &mut tokio::io::DuplexStream) -> Option<Vec<u8>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match reader.poll_next(io, &mut cx) {
+            Poll::Ready(Ok(Some(Incoming::Data { at, .. }))) => Some(reader.payload(&at).to_vec()),
+            Poll::Pending => None,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn between_frames_a_reader_holds_no_buffer_and_readers_on_a_thread_share_one() {
+        let (mut a, mut a_peer) = tokio::io::duplex(1 << 16);
+        let (mut b, mut b_peer) = tokio::io::duplex(1 << 16);
+        let mut first = FrameReader::new(4096, 1 << 20, 1 << 20, &[]);
+        let mut second = FrameReader::new(4096, 1 << 20, 1 << 20, &[]);
+        assert_eq!(first.buf.capacity(), 0, "no buffer before the first read");
+
+        feed(&mut a_peer, &server_frame(true, BINARY, b"one"));
+        assert_eq!(next_data(&mut first, &mut a).as_deref(), Some(&b"one"[..]));
+        let lent = first.buf.as_ptr();
+        assert_eq!(next_data(&mut first, &mut a), None);
+        assert_eq!(first.buf.capacity(), 0, "given back when the read waits");
+        assert_eq!(spare::kept(), [4096]);
+
+        // The second reader reads into the buffer the first one just gave back.
+        feed(&mut b_peer, &server_frame(true, TEXT, b"two"));
+        assert_eq!(next_data(&mut second, &mut b).as_deref(), Some(&b"two"[..]));
+        assert_eq!(second.buf.as_ptr(), lent);
+        assert!(spare::kept().is_empty());
+        drop(second);
+        assert_eq!(
+            spare::kept(),
+            [4096],
+            "a dropped reader gives its buffer back"
+        );
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_keeps_its_bytes_while_the_reader_waits() {
+        let (mut io, mut peer) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(4096, 1 << 20, 1 << 20, &[]);
+        let frame = server_frame(true, BINARY, &[7; 300]);
+        feed(&mut peer, &frame[..100]);
+        assert_eq!(next_data(&mut reader, &mut io), None);
+        assert_eq!(reader.buf.len(), 100, "the part read stays with its reader");
+        assert!(spare::kept().is_empty());
+        feed(&mut peer, &frame[100..]);
+        assert_eq!(next_data(&mut reader, &mut io), Some(vec![7; 300]));
+    }
+
+    #[test]
+    fn a_buffer_grown_for_a_large_frame_is_freed_not_kept() {
+        let (mut io, mut peer) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(64, 1 << 20, 1 << 20, &[]);
+        feed(&mut peer, &server_frame(true, BINARY, &[1; 5000]));
+        assert_eq!(next_data(&mut reader, &mut io), Some(vec![1; 5000]));
+        assert_eq!(next_data(&mut reader, &mut io), None);
+        assert_eq!(
+            spare::kept(),
+            [64],
+            "only a buffer of the configured size is kept"
+        );
+        // The next frame reads into a buffer of the configured size again.
+        feed(&mut peer, &server_frame(true, BINARY, b"small"));
+        assert_eq!(
+            next_data(&mut reader, &mut io).as_deref(),
+            Some(&b"small"[..])
+        );
+        assert_eq!(reader.buf.capacity(), 64);
     }
 
     #[test]
