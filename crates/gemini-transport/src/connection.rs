@@ -28,6 +28,7 @@ use crate::{
     endpoint::Endpoint,
     error::Error,
     frame::{self, FrameError, FrameReader, Incoming, ReadError},
+    spare,
     wire::{ClientMessage, ServerMessage, ServerPayload},
 };
 
@@ -70,9 +71,20 @@ struct Writer {
     max_write_buffer_size: usize,
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        spare::WRITE.give(std::mem::take(&mut self.buf), self.pooled_capacity());
+    }
+}
+
 impl Writer {
     fn queued(&self) -> usize {
         self.buf.len() - self.written
+    }
+
+    /// The largest buffer given back to the pool.
+    fn pooled_capacity(&self) -> usize {
+        self.write_buffer_size.max(4096)
     }
 
     /// Writes what is queued (the owed pong last) and flushes the socket; `Pending` until the
@@ -100,12 +112,9 @@ impl Writer {
             return Poll::Pending;
         }
         self.written = 0;
-        if self.buf.capacity() > self.write_buffer_size.max(4096) {
-            // A large frame went out: an idle connection does not keep its buffer.
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
+        // All written: the buffer goes back to this thread's pool (one grown for a large frame
+        // is freed), and an idle connection holds none.
+        spare::WRITE.give(std::mem::take(&mut self.buf), self.pooled_capacity());
         Poll::Ready(Ok(()))
     }
 
@@ -121,6 +130,9 @@ impl Writer {
     /// Encodes one frame of `opcode` by `write`, after the queued ones; returns where it
     /// starts in the buffer.
     fn encode(&mut self, opcode: u8, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if self.buf.capacity() == 0 {
+            self.buf = spare::WRITE.take(0);
+        }
         self.compact();
         let at = self.buf.len();
         frame::push_frame(&mut self.buf, opcode, frame::next_mask(), write);
@@ -886,6 +898,61 @@ mod tests {
     use tokio::io::AsyncReadExt as _;
 
     use super::*;
+
+    /// A plain connection to `addr` with no upgrade (the frames are not read as WebSocket).
+    async fn plain(addr: std::net::SocketAddr) -> Connection {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Connection::from_upgraded(
+            Upgraded {
+                socket: dial::Io::Plain(tcp),
+                leftover: Vec::new(),
+            },
+            "test".into(),
+            &ConnectConfig::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn between_writes_a_connection_holds_no_write_buffer_and_connections_share_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            for _ in 0..2 {
+                sockets.push(listener.accept().await.unwrap().0);
+            }
+            // Held open, unread: two small frames fit the socket buffers.
+            std::future::pending::<()>().await;
+            drop(sockets);
+        });
+        let (mut first, _first_rx) = plain(addr).await.split();
+        let (mut second, _second_rx) = plain(addr).await.split();
+        let before = spare::WRITE.kept().len();
+
+        std::future::poll_fn(|cx| first.poll_ready(cx))
+            .await
+            .unwrap();
+        first.start_send_audio(&[1; 640], 16_000).unwrap();
+        let lent = first.shared.writer().buf.as_ptr();
+        first.flush().await.unwrap();
+        assert_eq!(
+            first.shared.writer().buf.capacity(),
+            0,
+            "given back once written"
+        );
+        assert_eq!(spare::WRITE.kept().len(), before + 1);
+        assert!(spare::WRITE.kept_at().contains(&lent));
+
+        // The second connection encodes into the buffer the first one gave back.
+        std::future::poll_fn(|cx| second.poll_ready(cx))
+            .await
+            .unwrap();
+        second.start_send_audio(&[2; 640], 16_000).unwrap();
+        assert_eq!(second.shared.writer().buf.as_ptr(), lent);
+        assert_eq!(spare::WRITE.kept().len(), before);
+        second.flush().await.unwrap();
+        server.abort();
+    }
 
     /// Regression (review of the framing change): a sender kept busy over a reader slower than
     /// it never sees one write drain the buffer completely; the bytes already written must

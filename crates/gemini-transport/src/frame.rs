@@ -8,15 +8,15 @@
 //! - a frame is decoded where it lies in the read buffer (no copy, no allocation) unless it is a
 //!   fragment of a longer message;
 //! - the read buffer is filled in its spare capacity, never zero-filled first, and it is lent
-//!   from a small per-thread pool while a read is under way: an idle connection holds none,
-//!   and the buffer the kernel copies into is one this thread used a moment ago (hot in
-//!   cache), not one of hundreds gone cold;
+//!   from a small per-thread pool ([`crate::spare`]) while bytes of a frame are pending;
 //! - a client frame is encoded, masked in place, straight into the write buffer;
 //! - masks come from the operating system's random source, 256 at a time per thread.
 
 use std::{cell::RefCell, future::Future as _, io, ops::Range, task::Context, task::Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _};
+
+use crate::spare;
 
 /// Continuation frame.
 pub(crate) const CONTINUATION: u8 = 0x0;
@@ -415,7 +415,7 @@ impl FrameReader {
                 self.buf = Vec::new();
             }
             if self.buf.capacity() == 0 {
-                self.buf = spare::take(self.size);
+                self.buf = spare::READ.take(self.size);
             }
         } else if self.start.saturating_add(needed) > self.buf.capacity() {
             self.buf.drain(..self.start);
@@ -436,7 +436,7 @@ impl FrameReader {
         let polled = read.poll(cx).map_err(ReadError::Io);
         if self.buf.is_empty() && !matches!(polled, Poll::Ready(Ok(1..))) {
             // Nothing held between reads: the buffer goes back to this thread's pool.
-            spare::give(std::mem::take(&mut self.buf), self.size);
+            spare::READ.give(std::mem::take(&mut self.buf), self.size);
         }
         polled
     }
@@ -444,59 +444,7 @@ impl FrameReader {
 
 impl Drop for FrameReader {
     fn drop(&mut self) {
-        spare::give(std::mem::take(&mut self.buf), self.size);
-    }
-}
-
-/// Read buffers lent to readers while a read is under way, a few per thread.
-///
-/// A reader takes one when it has no bytes pending and gives it back as soon as a read finds
-/// nothing (and when it is dropped), so that among hundreds of connections a thread keeps
-/// reading into the same few buffers: the kernel's copy lands in cache lines this thread just
-/// touched, and an idle connection holds no read buffer at all.
-mod spare {
-    use std::cell::RefCell;
-
-    /// Buffers kept per thread at most.
-    const KEPT: usize = 4;
-
-    thread_local! {
-        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// A buffer with room for at least `size` bytes, from the pool when it has one.
-    pub(super) fn take(size: usize) -> Vec<u8> {
-        POOL.try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let at = pool.iter().rposition(|buf| buf.capacity() >= size)?;
-            Some(pool.swap_remove(at))
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| Vec::with_capacity(size))
-    }
-
-    /// The capacities of the buffers this thread keeps.
-    #[cfg(test)]
-    pub(super) fn kept() -> Vec<usize> {
-        POOL.with(|pool| pool.borrow().iter().map(Vec::capacity).collect())
-    }
-
-    /// Gives `buf` back, emptied; kept unless the pool is full or `buf` grew beyond the
-    /// `size` its reader was configured with (a large frame's buffer is freed).
-    pub(super) fn give(mut buf: Vec<u8>, size: usize) {
-        if buf.capacity() == 0 || buf.capacity() > size {
-            return;
-        }
-        buf.clear();
-        // At thread exit the pool may be gone: the buffer is then freed.
-        let _ = POOL.try_with(|pool| {
-            if let Ok(mut pool) = pool.try_borrow_mut()
-                && pool.len() < KEPT
-            {
-                pool.push(buf);
-            }
-        });
+        spare::READ.give(std::mem::take(&mut self.buf), self.size);
     }
 }
 
@@ -769,16 +717,16 @@ mod tests {
         let lent = first.buf.as_ptr();
         assert_eq!(next_data(&mut first, &mut a), None);
         assert_eq!(first.buf.capacity(), 0, "given back when the read waits");
-        assert_eq!(spare::kept(), [4096]);
+        assert_eq!(spare::READ.kept(), [4096]);
 
         // The second reader reads into the buffer the first one just gave back.
         feed(&mut b_peer, &server_frame(true, TEXT, b"two"));
         assert_eq!(next_data(&mut second, &mut b).as_deref(), Some(&b"two"[..]));
         assert_eq!(second.buf.as_ptr(), lent);
-        assert!(spare::kept().is_empty());
+        assert!(spare::READ.kept().is_empty());
         drop(second);
         assert_eq!(
-            spare::kept(),
+            spare::READ.kept(),
             [4096],
             "a dropped reader gives its buffer back"
         );
@@ -792,7 +740,7 @@ mod tests {
         feed(&mut peer, &frame[..100]);
         assert_eq!(next_data(&mut reader, &mut io), None);
         assert_eq!(reader.buf.len(), 100, "the part read stays with its reader");
-        assert!(spare::kept().is_empty());
+        assert!(spare::READ.kept().is_empty());
         feed(&mut peer, &frame[100..]);
         assert_eq!(next_data(&mut reader, &mut io), Some(vec![7; 300]));
     }
@@ -805,7 +753,7 @@ mod tests {
         assert_eq!(next_data(&mut reader, &mut io), Some(vec![1; 5000]));
         assert_eq!(next_data(&mut reader, &mut io), None);
         assert_eq!(
-            spare::kept(),
+            spare::READ.kept(),
             [64],
             "only a buffer of the configured size is kept"
         );

@@ -62,6 +62,7 @@ mod endpoint;
 pub mod error;
 mod frame;
 mod proxy;
+mod spare;
 mod tls;
 pub mod wire;
 
