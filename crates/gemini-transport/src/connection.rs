@@ -33,19 +33,25 @@ use crate::{
 };
 
 /// State both halves see: how the connection ended, and the facts that classify the end.
+///
+/// Laid out in declaration order, from a cache line of its own: what every write reads (the
+/// pong count, then the writer's lock) shares the first line, the facts of the end come last
+/// (at hundreds of connections this struct is cold each time one is written, and each line is
+/// a miss).
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Shared {
-    authority: String,
-    closed: OnceLock<CloseInfo>,
-    go_away_seen: AtomicBool,
-    client_closing: AtomicBool,
     /// Pong frames received (a keepalive's proof that the peer reads).
     pongs: AtomicU64,
     /// The receiver queued a pong or a close reply that is not yet written.
     control_pending: AtomicBool,
+    go_away_seen: AtomicBool,
+    client_closing: AtomicBool,
     /// The writing half and what is queued for it; the receiver takes it only to answer a
     /// ping or a close.
     writer: Mutex<Writer>,
+    closed: OnceLock<CloseInfo>,
+    authority: String,
 }
 
 /// The writing half and its buffer of encoded frames.
