@@ -297,9 +297,7 @@ impl SessionCore {
             session.tools.clone(),
         );
         // With input transcription on, every spoken turn is announced before it is answered.
-        ledger.tracker = ledger
-            .tracker
-            .clone()
+        ledger.tracker = std::mem::replace(&mut ledger.tracker, resume_policy::CoverageTracker::new(false))
             .with_transcripts(session.transcription)
             .with_manual_activity(!session.automatic_activity_detection)
             .with_end_of_speech_silence(session.end_of_speech_silence);
