@@ -297,10 +297,13 @@ impl SessionCore {
             session.tools.clone(),
         );
         // With input transcription on, every spoken turn is announced before it is answered.
-        ledger.tracker = std::mem::replace(&mut ledger.tracker, resume_policy::CoverageTracker::new(false))
-            .with_transcripts(session.transcription)
-            .with_manual_activity(!session.automatic_activity_detection)
-            .with_end_of_speech_silence(session.end_of_speech_silence);
+        ledger.tracker = std::mem::replace(
+            &mut ledger.tracker,
+            resume_policy::CoverageTracker::new(false),
+        )
+        .with_transcripts(session.transcription)
+        .with_manual_activity(!session.automatic_activity_detection)
+        .with_end_of_speech_silence(session.end_of_speech_silence);
         let items: Vec<Item> = ledger.desired.items().to_vec();
         // A call without its output came from a process that is gone: nobody will answer it
         // (scenario S16; the policy answers or reports it).
