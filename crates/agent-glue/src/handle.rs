@@ -589,7 +589,7 @@ impl LiveSession {
     /// Waits until the context changes.
     pub async fn context_changed(&mut self) -> Result<(), Error> {
         let version = self.shared.lock().conduit.core().version();
-        let mut changed = self.shared.changed.subscribe();
+        let mut changed = self.shared.watch();
         loop {
             {
                 let state = self.shared.lock();
@@ -621,7 +621,7 @@ impl LiveSession {
     }
 
     async fn until(&self, done: fn(&Conduit) -> bool) -> Result<(), Error> {
-        let mut changed = self.shared.changed.subscribe();
+        let mut changed = self.shared.watch();
         loop {
             {
                 let state = self.shared.lock();
@@ -647,7 +647,7 @@ impl LiveSession {
     /// `store`), the final state is saved and the lease released in the background once the
     /// socket is gone; `hand_off` (feature `store`) waits for that and says how it went.
     pub async fn close(&self) -> Result<(), Error> {
-        let mut changed = self.shared.changed.subscribe();
+        let mut changed = self.shared.watch();
         self.command(Command::Close)?;
         let released = async {
             loop {

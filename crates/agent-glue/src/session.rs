@@ -27,7 +27,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -226,6 +226,25 @@ impl State {
     }
 }
 
+/// A subscription to the session's state changes ([`Shared::watch`]), counted while it lives.
+pub(crate) struct Watch<'a> {
+    changes: watch::Receiver<u64>,
+    watchers: &'a AtomicUsize,
+}
+
+impl Watch<'_> {
+    /// Waits for the next change; `Err` once the session's state is gone.
+    pub(crate) async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.changes.changed().await
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the handle, the driver and the reader share.
 ///
 /// Laid out in declaration order, from a cache line of its own: every call reads the clock's
@@ -237,6 +256,9 @@ pub(crate) struct Shared {
     /// The id of the state's socket ([`NO_SOCKET`] without one), kept by [`Shared::with`]: a
     /// reader whose connection is no longer current drops it.
     current: AtomicU64,
+    /// Live subscriptions to `changed` ([`Shared::watch`]): read by every [`Shared::bump`]
+    /// here, on this first line, where the channel's own count is a line of its own.
+    watchers: AtomicUsize,
     state: Mutex<State>,
     pub(crate) config: Arc<SessionConfig>,
     /// Where to dial, with the credential: only the dial reads it (the core's configuration
@@ -252,8 +274,8 @@ pub(crate) struct Shared {
     /// audio without any).
     pub(crate) wakeups: AtomicU64,
     /// Bumped whenever the state may have changed (for `settled`, `context_changed`, `close`
-    /// and `push_audio_wait`).
-    pub(crate) changed: watch::Sender<u64>,
+    /// and `push_audio_wait`); subscribed through [`Shared::watch`].
+    changed: watch::Sender<u64>,
     /// Turns samples in any format into the session's PCM16 (`push_samples`); held across
     /// the push so that concurrent pushes keep their order.
     pub(crate) input: Mutex<InputConverter>,
@@ -293,8 +315,18 @@ impl Shared {
     /// Wakes whoever waits for a change (nobody, most of the time: then it costs nothing; a
     /// waiter that subscribes later reads the state after this change anyway).
     fn bump(&self) {
-        if self.changed.receiver_count() > 0 {
+        if self.watchers.load(Ordering::Acquire) > 0 {
             self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// A subscription to state changes: a change after this call wakes
+    /// [`Watch::changed`]; one before it is seen by looking at the state after subscribing.
+    pub(crate) fn watch(&self) -> Watch<'_> {
+        self.watchers.fetch_add(1, Ordering::AcqRel);
+        Watch {
+            changes: self.changed.subscribe(),
+            watchers: &self.watchers,
         }
     }
 
@@ -786,6 +818,7 @@ impl LiveSessionBuilder {
             events: Arc::clone(&events),
             reading: Mutex::new(Reading::default()),
             current: AtomicU64::new(NO_SOCKET),
+            watchers: AtomicUsize::new(0),
             wake: Notify::new(),
             room: Notify::new(),
             wakeups: AtomicU64::new(0),
@@ -839,7 +872,7 @@ impl LiveSessionBuilder {
         let driver = tokio::spawn(driver.run());
         // Subscribed only when the first dial did not settle it: a subscriber makes every
         // change notify it.
-        let mut changed: Option<watch::Receiver<u64>> = None;
+        let mut changed: Option<Watch<'_>> = None;
         loop {
             let failed = {
                 let state = shared.lock();
@@ -861,7 +894,7 @@ impl LiveSessionBuilder {
             match changed.as_mut() {
                 // A change after this subscription wakes the wait below; one before it is
                 // read by looking again.
-                None => changed = Some(shared.changed.subscribe()),
+                None => changed = Some(shared.watch()),
                 Some(changed) => {
                     if changed.changed().await.is_err() {
                         return Err(Error::Closed);
@@ -869,6 +902,7 @@ impl LiveSessionBuilder {
                 }
             }
         }
+        drop(changed);
         Ok((shared, events))
     }
 }
