@@ -905,17 +905,22 @@ mod tests {
 
     use super::*;
 
-    /// A plain connection to `addr` with no upgrade (the frames are not read as WebSocket).
-    async fn plain(addr: std::net::SocketAddr) -> Connection {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    /// A connection over `tcp` as if upgraded (the peer does not read its frames as WebSocket).
+    fn over(tcp: tokio::net::TcpStream, config: &ConnectConfig) -> Connection {
         Connection::from_upgraded(
             Upgraded {
                 socket: dial::Io::Plain(tcp),
                 leftover: Vec::new(),
             },
             "test".into(),
-            &ConnectConfig::default(),
+            config,
         )
+    }
+
+    /// A plain connection to `addr` with no upgrade.
+    async fn plain(addr: std::net::SocketAddr) -> Connection {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        over(tcp, &ConnectConfig::default())
     }
 
     #[tokio::test]
@@ -984,15 +989,7 @@ mod tests {
         socket.set_send_buffer_size(16 << 10).unwrap();
         let tcp = socket.connect(addr).await.unwrap();
         let config = ConnectConfig::default();
-        let connection = Connection::from_upgraded(
-            Upgraded {
-                socket: dial::Io::Plain(tcp),
-                leftover: Vec::new(),
-            },
-            "test".into(),
-            &config,
-        );
-        let (mut sender, _receiver) = connection.split();
+        let (mut sender, _receiver) = over(tcp, &config).split();
         let pcm = vec![7u8; 3000];
         let started = std::time::Instant::now();
         let mut largest = 0usize;
